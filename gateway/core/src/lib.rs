@@ -1,3 +1,26 @@
 //! roost-core: the broker every protocol adapter connects devices to.
+//!
+//! - [`broker`]: the session table, routing, takeover, wills, expiry; [`Broker::connect`]
+//! - [`connection`]: the adapter API, one [`Connection`] per device
+//! - [`session`]: per-client state (queue, in-flight, QoS 2 ids) and [`Delivery`]
+//! - [`router`]: the topic trie with shared subscriptions
+//! - [`retained`], [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
 
+pub mod auth;
+pub mod broker;
+pub mod connection;
+pub mod hooks;
+pub mod metrics;
+mod retained;
+pub mod router;
+pub mod session;
 pub mod settings;
+pub mod store;
+pub mod topic;
+pub mod types;
+
+pub use broker::{Broker, ConnectError, ConnectRequest};
+pub use connection::{Connection, PublishError, Published, SubscribeError};
+pub use router::SubOptions;
+pub use session::{Delivery, DisconnectReason, Pending, Will};
+pub use types::{ClientId, ClientInfo, Message, MessageProperties, Protocol, QoS};

@@ -1,0 +1,573 @@
+//! The broker: the session table, routing of publishes to sessions, retained messages,
+//! session takeover, wills and session expiry. Adapters reach it only through
+//! [`Broker::connect`] and the [`Connection`] it returns.
+//!
+//! Lock order: sessions table -> one session's state. Routing takes the router's read lock,
+//! then each target session's state lock in turn, never two at once; wills are published
+//! after every lock is released.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::auth::{AnonymousPolicy, AuthDecision, Authenticator, Authorizer, AllowAll, Credentials};
+use crate::connection::Connection;
+use crate::hooks::{Event, Hook};
+use crate::metrics::{DropReason, Metrics};
+use crate::retained::{RetainOutcome, Retained};
+use crate::router::{Router, SubOptions, Target};
+use crate::session::{Attached, ConnSignal, DisconnectReason, Pending, Session, Will};
+use crate::settings::BrokerSettings;
+use crate::store::{MemoryStore, SessionRecord, Store};
+use crate::topic;
+use crate::types::{ClientId, ClientInfo, Message, Protocol, QoS};
+
+/// What an adapter asks for when a device connects.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    pub client_id: ClientId,
+    pub protocol: Protocol,
+    pub peer: Option<SocketAddr>,
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+    /// Start a new session, discarding any existing one.
+    pub clean_start: bool,
+    /// Keep alive in seconds, as negotiated by the adapter (informational for the core).
+    pub keep_alive: u16,
+    pub will: Option<Will>,
+    /// `None`: the session never expires; `Some(0)`: it ends with the connection.
+    pub session_expiry: Option<Duration>,
+    /// How many outgoing QoS 1/2 messages the device accepts at once.
+    pub receive_maximum: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("bad username or password")]
+    BadCredentials,
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("server busy: connection limit reached")]
+    ServerBusy,
+    #[error("server shutting down")]
+    ShuttingDown,
+}
+
+pub(crate) struct Inner {
+    pub settings: BrokerSettings,
+    pub metrics: Metrics,
+    pub router: Router,
+    pub retained: Retained,
+    pub sessions: Mutex<HashMap<ClientId, Arc<Session>>>,
+    pub store: Arc<dyn Store>,
+    pub authenticator: Box<dyn Authenticator>,
+    pub authorizer: Box<dyn Authorizer>,
+    pub hooks: Vec<Arc<dyn Hook>>,
+    next_id: AtomicU64,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// The shared broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Builds a [`Broker`] with non-default parts.
+pub struct BrokerBuilder {
+    settings: BrokerSettings,
+    store: Arc<dyn Store>,
+    authenticator: Option<Box<dyn Authenticator>>,
+    authorizer: Box<dyn Authorizer>,
+    hooks: Vec<Arc<dyn Hook>>,
+}
+
+impl BrokerBuilder {
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = store;
+        self
+    }
+    pub fn authenticator(mut self, a: Box<dyn Authenticator>) -> Self {
+        self.authenticator = Some(a);
+        self
+    }
+    pub fn authorizer(mut self, a: Box<dyn Authorizer>) -> Self {
+        self.authorizer = a;
+        self
+    }
+    pub fn hook(mut self, h: Arc<dyn Hook>) -> Self {
+        self.hooks.push(h);
+        self
+    }
+    pub fn build(self) -> Broker {
+        let allow_anonymous = self.settings.allow_anonymous;
+        let inner = Arc::new(Inner {
+            router: Router::new(self.settings.shared_strategy),
+            settings: self.settings,
+            metrics: Metrics::default(),
+            retained: Retained::default(),
+            sessions: Mutex::new(HashMap::new()),
+            store: self.store,
+            authenticator: self.authenticator.unwrap_or_else(|| Box::new(AnonymousPolicy { allow_anonymous })),
+            authorizer: self.authorizer,
+            hooks: self.hooks,
+            next_id: AtomicU64::new(1),
+            shutting_down: false.into(),
+        });
+        let broker = Broker { inner };
+        broker.restore();
+        broker
+    }
+}
+
+impl Broker {
+    pub fn builder(settings: BrokerSettings) -> BrokerBuilder {
+        BrokerBuilder {
+            settings,
+            store: Arc::new(MemoryStore::new()),
+            authenticator: None,
+            authorizer: Box::new(AllowAll),
+            hooks: Vec::new(),
+        }
+    }
+
+    pub fn new(settings: BrokerSettings) -> Broker {
+        Broker::builder(settings).build()
+    }
+
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.inner.settings
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Sessions held (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.lock().len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.inner.retained.len()
+    }
+
+    pub fn subscription_filter_count(&self) -> usize {
+        self.inner.router.filter_count()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connects a device: authentication, connection limit, then session takeover or
+    /// creation. The returned [`Connection`] is the adapter's only handle on the broker.
+    pub async fn connect(&self, req: ConnectRequest) -> Result<Connection, ConnectError> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(ConnectError::ShuttingDown);
+        }
+        let info = ClientInfo {
+            client_id: req.client_id.clone(),
+            protocol: req.protocol,
+            peer: req.peer,
+            username: req.username.clone(),
+        };
+        let decision = inner.authenticator.authenticate(Credentials { client: &info, password: req.password.as_ref() }).await;
+        match decision {
+            AuthDecision::Allow => {}
+            AuthDecision::BadCredentials => {
+                inner.metrics.auth_failure();
+                tracing::info!(client_id = %info.client_id, peer = ?info.peer, "connect refused: bad credentials");
+                return Err(ConnectError::BadCredentials);
+            }
+            AuthDecision::NotAuthorized => {
+                inner.metrics.auth_failure();
+                tracing::info!(client_id = %info.client_id, peer = ?info.peer, "connect refused: not authorized");
+                return Err(ConnectError::NotAuthorized);
+            }
+        }
+        if inner.metrics.connections() >= inner.settings.max_connections as u64 {
+            tracing::warn!(client_id = %info.client_id, "connect refused: max_connections reached");
+            return Err(ConnectError::ServerBusy);
+        }
+
+        let expiry = clamp_expiry(req.session_expiry, inner.settings.max_session_expiry);
+        let conn_id = self.next_id();
+        let signal = Arc::new(ConnSignal::default());
+        let window = usize::from(req.receive_maximum.clamp(1, inner.settings.max_inflight.max(1)));
+        let mut wills = Vec::new();
+        let (session, session_present, resend) = {
+            let mut sessions = inner.sessions.lock();
+            let existing = sessions.get(&req.client_id).cloned();
+            let mut resumed = None;
+            if let Some(old) = existing {
+                let mut st = old.state.lock();
+                if let Some(prev) = st.attached.take() {
+                    prev.signal.close(DisconnectReason::TakenOver);
+                    inner.metrics.disconnected(st.protocol);
+                    // The old connection ends abnormally: its will fires now unless a delay
+                    // is running that the resumed session below cancels (§3.1.2.5).
+                    if let Some(w) = st.will.take()
+                        && (req.clean_start || w.delay.is_zero())
+                    {
+                        wills.push(w.message);
+                    }
+                }
+                if req.clean_start {
+                    if let Some(w) = st.pending_will.take() {
+                        wills.push(w.message);
+                    }
+                    drop(st);
+                    self.destroy_locked(&mut sessions, &old);
+                } else {
+                    st.pending_will = None;
+                    let resend = st.resend_ids();
+                    drop(st);
+                    resumed = Some((old, resend));
+                }
+            }
+            let (session, present, resend) = match resumed {
+                Some((s, resend)) => (s, true, resend),
+                None => {
+                    let s = Arc::new(Session::new(conn_id, req.client_id.clone(), req.protocol, expiry));
+                    sessions.insert(req.client_id.clone(), s.clone());
+                    (s, false, Default::default())
+                }
+            };
+            {
+                let mut st = session.state.lock();
+                st.attached = Some(Attached { conn_id, signal: signal.clone(), window });
+                st.generation += 1;
+                st.expiry = expiry;
+                st.will = req.will.clone();
+                st.protocol = req.protocol;
+            }
+            session.set_online(true);
+            inner.metrics.connected(req.protocol);
+            (session, present, resend)
+        };
+        for w in wills {
+            self.publish_will(w);
+        }
+        self.hook(&Event::Connected { client: &info, session_present });
+        tracing::debug!(client_id = %info.client_id, protocol = %info.protocol, session_present, "connected");
+        Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present, resend))
+    }
+
+    pub(crate) fn hook(&self, event: &Event<'_>) {
+        for h in &self.inner.hooks {
+            h.on_event(event);
+        }
+    }
+
+    /// Routes a message to every matching session; returns how many sessions it reached.
+    pub(crate) fn route(&self, msg: Arc<Message>) -> usize {
+        let inner = &self.inner;
+        if msg.retain && inner.settings.retain_available {
+            match inner.retained.set(&msg, inner.settings.max_retained_messages) {
+                RetainOutcome::Stored => inner.store.save_retained(&msg.topic, Some(msg.clone())),
+                RetainOutcome::Cleared => inner.store.save_retained(&msg.topic, None),
+                RetainOutcome::Full => {
+                    tracing::warn!(topic = %msg.topic, "retained store full: message not retained")
+                }
+            }
+        }
+        let hash = msg.publisher.as_ref().map_or(0, |c| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            c.hash(&mut h);
+            h.finish()
+        });
+        let mut targets: Vec<Target> = Vec::new();
+        inner.router.matches(&msg.topic, hash, &mut targets);
+        if let Some(p) = &msg.publisher {
+            targets.retain(|t| !(t.options.no_local && !t.shared && t.session.client_id() == p));
+        }
+        if targets.is_empty() {
+            inner.metrics.dropped(DropReason::NoSubscribers);
+            return 0;
+        }
+        // One copy per session: highest QoS of its matching subscriptions, all their ids.
+        targets.sort_by_key(|t| t.session.id());
+        let mut reached = 0;
+        let mut i = 0;
+        while i < targets.len() {
+            let session = targets[i].session.clone();
+            let mut qos = QoS::AtMostOnce;
+            let mut retain_as_published = false;
+            let mut ids = Vec::new();
+            while i < targets.len() && targets[i].session.id() == session.id() {
+                let o = targets[i].options;
+                qos = qos.max(o.qos);
+                retain_as_published |= o.retain_as_published;
+                ids.extend(o.subscription_id);
+                i += 1;
+            }
+            let pending = Pending {
+                message: msg.clone(),
+                qos: qos.min(msg.qos),
+                retain: msg.retain && retain_as_published,
+                subscription_ids: ids,
+            };
+            session.enqueue(pending, &inner.settings, &inner.metrics);
+            reached += 1;
+        }
+        reached
+    }
+
+    /// Publishes a message on behalf of the broker itself (`$SYS`, HTTP API, bridges).
+    pub fn publish(&self, msg: Message) -> usize {
+        self.route(Arc::new(msg))
+    }
+
+    fn publish_will(&self, mut msg: Message) {
+        msg.created = Instant::now();
+        tracing::debug!(topic = %msg.topic, "publishing will");
+        self.route(Arc::new(msg));
+    }
+
+    /// Subscribes `session`; returns whether the subscription already existed.
+    pub(crate) fn add_subscription(&self, session: &Arc<Session>, raw: &str, options: SubOptions) -> Result<bool, topic::TopicError> {
+        let spec = topic::parse_filter(raw, &self.inner.settings)?;
+        let existed = {
+            let mut st = session.state.lock();
+            st.subscriptions.insert(raw.to_string(), options).is_some()
+        };
+        self.inner.router.subscribe(session, spec.share_group, spec.filter, options);
+        Ok(existed)
+    }
+
+    pub(crate) fn remove_subscription(&self, session: &Arc<Session>, raw: &str) -> bool {
+        let Ok(spec) = topic::parse_filter(raw, &self.inner.settings) else { return false };
+        let had = session.state.lock().subscriptions.remove(raw).is_some();
+        self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
+        had
+    }
+
+    /// Retained messages for a new subscription, queued for `session`.
+    pub(crate) fn send_retained(&self, session: &Arc<Session>, filter: &str, options: SubOptions) {
+        if !self.inner.settings.retain_available {
+            return;
+        }
+        for m in self.inner.retained.matching(filter, Instant::now()) {
+            let pending = Pending {
+                qos: m.qos.min(options.qos),
+                message: m,
+                retain: true,
+                subscription_ids: options.subscription_id.into_iter().collect(),
+            };
+            session.enqueue(pending, &self.inner.settings, &self.inner.metrics);
+        }
+    }
+
+    /// Detaches connection `conn_id` from its session, firing the will and scheduling or
+    /// performing the session's end as the reason and expiry say.
+    pub(crate) fn detach(&self, session: &Arc<Session>, conn_id: u64, reason: DisconnectReason, info: &ClientInfo) {
+        let mut fire = None;
+        let mut destroy = false;
+        let mut timers = None;
+        {
+            let mut st = session.state.lock();
+            match &st.attached {
+                Some(a) if a.conn_id == conn_id => {}
+                // Already taken over or kicked out by the broker: nothing of ours to end.
+                _ => return,
+            }
+            st.attached = None;
+            st.generation += 1;
+            session.set_online(false);
+            self.inner.metrics.disconnected(st.protocol);
+            let will = st.will.take().filter(|_| reason.publishes_will());
+            let expiry = st.expiry;
+            if expiry == Some(Duration::ZERO) {
+                destroy = true;
+                fire = will.map(|w| w.message);
+            } else {
+                match will {
+                    Some(w) if w.delay.is_zero() => fire = Some(w.message),
+                    Some(w) => {
+                        let delay = expiry.map_or(w.delay, |e| e.min(w.delay));
+                        st.pending_will = Some(w);
+                        timers = Some((st.generation, Some(delay), expiry));
+                    }
+                    None => timers = Some((st.generation, None, expiry)),
+                }
+            }
+        }
+        self.hook(&Event::Disconnected { client: info, reason });
+        if destroy {
+            let mut sessions = self.inner.sessions.lock();
+            self.destroy_locked(&mut sessions, session);
+        } else {
+            self.save_session(session);
+        }
+        if let Some(msg) = fire {
+            self.publish_will(msg);
+        }
+        if let Some((generation, will_delay, expiry)) = timers {
+            self.schedule(session.clone(), generation, will_delay, expiry);
+        }
+    }
+
+    fn schedule(&self, session: Arc<Session>, generation: u64, will_delay: Option<Duration>, expiry: Option<Duration>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let broker = self.clone();
+        if let Some(delay) = will_delay {
+            let (b, s) = (broker.clone(), session.clone());
+            rt.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let will = {
+                    let mut st = s.state.lock();
+                    if st.generation != generation { None } else { st.pending_will.take() }
+                };
+                if let Some(w) = will {
+                    b.publish_will(w.message);
+                }
+            });
+        }
+        if let Some(expiry) = expiry {
+            rt.spawn(async move {
+                tokio::time::sleep(expiry).await;
+                let will = {
+                    let mut st = session.state.lock();
+                    if st.generation != generation || st.attached.is_some() {
+                        return;
+                    }
+                    st.pending_will.take()
+                };
+                {
+                    let mut sessions = broker.inner.sessions.lock();
+                    broker.destroy_locked(&mut sessions, &session);
+                }
+                tracing::debug!(client_id = %session.client_id(), "session expired");
+                if let Some(w) = will {
+                    broker.publish_will(w.message);
+                }
+            });
+        }
+    }
+
+    /// Ends a session: out of the table, the router and the store.
+    fn destroy_locked(&self, sessions: &mut HashMap<ClientId, Arc<Session>>, session: &Arc<Session>) {
+        if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            sessions.remove(session.client_id());
+        }
+        let filters: Vec<String> = {
+            let mut st = session.state.lock();
+            st.destroyed = true;
+            st.queue.clear();
+            st.inflight.clear();
+            st.subscriptions.drain().map(|(f, _)| f).collect()
+        };
+        for raw in filters {
+            if let Ok(spec) = topic::parse_filter(&raw, &self.inner.settings) {
+                self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
+            }
+        }
+        self.inner.store.delete_session(session.client_id());
+    }
+
+    /// Writes a persistent session's record to the store.
+    pub(crate) fn save_session(&self, session: &Arc<Session>) {
+        let st = session.state.lock();
+        if st.destroyed || st.expiry == Some(Duration::ZERO) {
+            return;
+        }
+        let record = SessionRecord {
+            client_id: session.client_id().clone(),
+            protocol: st.protocol,
+            expiry: st.expiry,
+            subscriptions: st.subscriptions.iter().map(|(f, o)| (f.clone(), *o)).collect(),
+            inflight: st
+                .inflight
+                .iter()
+                .map(|f| (f.id, f.pending.clone(), f.state == crate::session::FlightState::Released))
+                .collect(),
+            queue: st.queue.iter().cloned().collect(),
+            awaiting_rel: st.awaiting_rel.iter().copied().collect(),
+        };
+        drop(st);
+        self.inner.store.save_session(record);
+    }
+
+    /// Rebuilds offline sessions and retained messages from the store.
+    fn restore(&self) {
+        let inner = &self.inner;
+        for m in inner.store.load_retained() {
+            inner.retained.set(&m, inner.settings.max_retained_messages);
+        }
+        let records = inner.store.load_sessions();
+        let mut sessions = inner.sessions.lock();
+        for r in records {
+            let session = Arc::new(Session::new(self.next_id(), r.client_id.clone(), r.protocol, r.expiry));
+            {
+                let mut st = session.state.lock();
+                for (id, pending, released) in r.inflight {
+                    let state = if released { crate::session::FlightState::Released } else { crate::session::FlightState::Published };
+                    st.inflight.push_back(crate::session::InFlight { id, pending, state });
+                }
+                st.queue.extend(r.queue);
+                st.awaiting_rel.extend(r.awaiting_rel);
+            }
+            for (raw, options) in r.subscriptions {
+                if let Ok(spec) = topic::parse_filter(&raw, &inner.settings) {
+                    session.state.lock().subscriptions.insert(raw.clone(), options);
+                    inner.router.subscribe(&session, spec.share_group, spec.filter, options);
+                }
+            }
+            if let Some(expiry) = r.expiry {
+                let generation = session.state.lock().generation;
+                self.schedule(session.clone(), generation, None, Some(expiry));
+            }
+            sessions.insert(r.client_id, session);
+        }
+    }
+
+    /// Begins shutdown: refuses new connections, asks every connection to close with
+    /// "server shutting down", and writes persistent sessions to the store.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().values().cloned().collect();
+        for s in &sessions {
+            if let Some(a) = &s.state.lock().attached {
+                a.signal.close(DisconnectReason::Shutdown);
+            }
+        }
+        for s in &sessions {
+            self.save_session(s);
+        }
+    }
+
+    /// Kicks a client off (administrative action); true if it was connected.
+    pub fn kick(&self, client_id: &ClientId) -> bool {
+        let session = self.inner.sessions.lock().get(client_id).cloned();
+        let Some(s) = session else { return false };
+        let st = s.state.lock();
+        match &st.attached {
+            Some(a) => {
+                a.signal.close(DisconnectReason::Kicked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections of all protocols now open.
+    pub fn connection_count(&self) -> u64 {
+        self.inner.metrics.connections()
+    }
+}
+
+fn clamp_expiry(asked: Option<Duration>, max: Option<Duration>) -> Option<Duration> {
+    match (asked, max) {
+        (None, m) => m,
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (Some(a), None) => Some(a),
+    }
+}

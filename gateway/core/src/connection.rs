@@ -1,0 +1,264 @@
+//! The adapter API: one [`Connection`] per connected device, of any protocol. Adapters
+//! translate their wire protocol into these calls and nothing else; the core owns MQTT
+//! semantics (routing, retained, QoS state, queues, wills, expiry).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::auth::Action;
+use crate::broker::Broker;
+use crate::hooks::Event;
+use crate::metrics::DropReason;
+use crate::router::SubOptions;
+use crate::session::{ConnSignal, Delivery, DisconnectReason, Session};
+use crate::topic::{self, TopicError};
+use crate::types::{ClientId, ClientInfo, Message, QoS};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("topic name invalid: {0}")]
+    InvalidTopic(#[from] TopicError),
+    #[error("not authorized to publish to this topic")]
+    NotAuthorized,
+    #[error("QoS 2 receive quota exceeded ({0} awaiting PUBREL)")]
+    QuotaExceeded(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("topic filter invalid: {0}")]
+    InvalidFilter(#[from] TopicError),
+    #[error("not authorized to subscribe to this filter")]
+    NotAuthorized,
+    #[error("subscription limit of {0} reached")]
+    QuotaExceeded(usize),
+    #[error("No Local is not allowed on a shared subscription")]
+    NoLocalOnShared,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Sessions the message was queued for (0: no matching subscribers).
+    pub matched: usize,
+}
+
+/// A device's handle on the broker.
+pub struct Connection {
+    broker: Broker,
+    session: Arc<Session>,
+    conn_id: u64,
+    signal: Arc<ConnSignal>,
+    info: ClientInfo,
+    session_present: bool,
+    resend: Mutex<VecDeque<u16>>,
+    ended: AtomicBool,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        broker: Broker,
+        session: Arc<Session>,
+        conn_id: u64,
+        signal: Arc<ConnSignal>,
+        info: ClientInfo,
+        session_present: bool,
+        resend: VecDeque<u16>,
+    ) -> Self {
+        Connection { broker, session, conn_id, signal, info, session_present, resend: Mutex::new(resend), ended: AtomicBool::new(false) }
+    }
+
+    pub fn client_id(&self) -> &ClientId {
+        &self.info.client_id
+    }
+
+    pub fn info(&self) -> &ClientInfo {
+        &self.info
+    }
+
+    /// An existing session was resumed (MQTT CONNACK Session Present).
+    pub fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    fn settings(&self) -> &crate::settings::BrokerSettings {
+        self.broker.settings()
+    }
+
+    /// Publishes a message from this device: topic checked, ACL-checked, routed, retained,
+    /// hooked. The message's `publisher` is set to this client.
+    pub async fn publish(&self, mut msg: Message) -> Result<Published, PublishError> {
+        topic::validate_name(&msg.topic, self.settings())?;
+        let inner = &self.broker.inner;
+        if !inner.authorizer.check(&self.info, Action::Publish, &msg.topic) {
+            inner.metrics.dropped(DropReason::NotAuthorized);
+            tracing::info!(client_id = %self.info.client_id, topic = %msg.topic, "publish denied by ACL");
+            return Err(PublishError::NotAuthorized);
+        }
+        msg.publisher = Some(self.info.client_id.clone());
+        inner.metrics.message_in(self.info.protocol);
+        self.broker.hook(&Event::Published { client: Some(&self.info), message: &msg });
+        let matched = self.broker.route(Arc::new(msg));
+        Ok(Published { matched })
+    }
+
+    /// Records an incoming QoS 2 packet id before routing its message (MQTT 5.0 §4.3.3,
+    /// method A). Returns false if the id is already awaiting PUBREL: a duplicate to
+    /// acknowledge again without routing.
+    pub fn begin_exactly_once(&self, packet_id: u16) -> Result<bool, PublishError> {
+        let mut st = self.session.state.lock();
+        if st.awaiting_rel.contains(&packet_id) {
+            return Ok(false);
+        }
+        let max = usize::from(self.settings().max_awaiting_rel);
+        if st.awaiting_rel.len() >= max {
+            return Err(PublishError::QuotaExceeded(max));
+        }
+        st.awaiting_rel.insert(packet_id);
+        Ok(true)
+    }
+
+    /// Forgets a QoS 2 packet id that was not routed after all (the publish failed).
+    pub fn abort_exactly_once(&self, packet_id: u16) {
+        self.session.state.lock().awaiting_rel.remove(&packet_id);
+    }
+
+    /// PUBREL from the device: the QoS 2 id is released. False if it was unknown.
+    pub fn release(&self, packet_id: u16) -> bool {
+        self.session.state.lock().awaiting_rel.remove(&packet_id)
+    }
+
+    /// Subscribes; queues the matching retained messages as `retain_handling` says.
+    /// Returns whether the subscription already existed.
+    pub async fn subscribe(&self, filter: &str, options: SubOptions) -> Result<bool, SubscribeError> {
+        let spec = topic::parse_filter(filter, self.settings())?;
+        if spec.share_group.is_some() && options.no_local {
+            return Err(SubscribeError::NoLocalOnShared);
+        }
+        let inner = &self.broker.inner;
+        if !inner.authorizer.check(&self.info, Action::Subscribe, filter) {
+            tracing::info!(client_id = %self.info.client_id, filter, "subscribe denied by ACL");
+            return Err(SubscribeError::NotAuthorized);
+        }
+        {
+            let st = self.session.state.lock();
+            let max = self.settings().max_subscriptions_per_client;
+            if st.subscriptions.len() >= max && !st.subscriptions.contains_key(filter) {
+                return Err(SubscribeError::QuotaExceeded(max));
+            }
+        }
+        let existed = self.broker.add_subscription(&self.session, filter, options)?;
+        self.broker.hook(&Event::Subscribed { client: &self.info, filter });
+        let send_retained = spec.share_group.is_none()
+            && match options.retain_handling {
+                0 => true,
+                1 => !existed,
+                _ => false,
+            };
+        if send_retained {
+            self.broker.send_retained(&self.session, spec.filter, options);
+        }
+        Ok(existed)
+    }
+
+    /// Unsubscribes; false if there was no such subscription.
+    pub async fn unsubscribe(&self, filter: &str) -> Result<bool, SubscribeError> {
+        topic::parse_filter(filter, self.settings())?;
+        let had = self.broker.remove_subscription(&self.session, filter);
+        if had {
+            self.broker.hook(&Event::Unsubscribed { client: &self.info, filter });
+        }
+        Ok(had)
+    }
+
+    /// The next message to send, PUBREL to resend, or the broker's order to close. Waits
+    /// until there is one; cancel-safe (nothing is lost if the future is dropped).
+    pub async fn next_delivery(&self) -> Delivery {
+        loop {
+            if let Some(d) = self.try_next_delivery() {
+                return d;
+            }
+            self.signal.notify.notified().await;
+        }
+    }
+
+    /// The next delivery if one is ready now.
+    pub fn try_next_delivery(&self) -> Option<Delivery> {
+        let mut resend = self.resend.lock();
+        let d = self.session.poll_delivery(self.conn_id, &mut resend, Instant::now(), &self.broker.inner.metrics);
+        if let Some(Delivery::Publish { .. }) = &d {
+            self.broker.inner.metrics.message_out(self.info.protocol);
+        }
+        d
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the delivery `id` is done. False if unknown.
+    pub fn ack(&self, id: u16) -> bool {
+        let done = self.session.state.lock().complete(id);
+        if done {
+            self.signal.notify.notify_one();
+        }
+        done
+    }
+
+    /// PUBREC (QoS 2): the device has the message; PUBREL follows. False if unknown.
+    pub fn received(&self, id: u16) -> bool {
+        self.session.state.lock().received(id)
+    }
+
+    /// Counts a delivery the adapter could not send (e.g. larger than the device accepts)
+    /// and releases its in-flight slot.
+    pub fn drop_delivery(&self, id: u16, reason: DropReason) {
+        self.broker.inner.metrics.dropped(reason);
+        if id != 0 {
+            self.ack(id);
+        }
+    }
+
+    /// Changes the session expiry (MQTT 5 DISCONNECT may do this).
+    pub fn set_session_expiry(&self, expiry: Option<Duration>) {
+        let max = self.settings().max_session_expiry;
+        self.session.state.lock().expiry = match (expiry, max) {
+            (Some(e), Some(m)) => Some(e.min(m)),
+            (None, m) => m,
+            (e, None) => e,
+        };
+    }
+
+    /// The session expiry now in force.
+    pub fn session_expiry(&self) -> Option<Duration> {
+        self.session.state.lock().expiry
+    }
+
+    /// Ends the connection: will, session expiry, hooks.
+    pub async fn disconnect(&self, reason: DisconnectReason) {
+        self.end(reason);
+    }
+
+    fn end(&self, reason: DisconnectReason) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.broker.detach(&self.session, self.conn_id, reason, &self.info);
+        }
+    }
+
+    /// Delivered QoS for a message, given the subscription: kept for adapters that
+    /// must choose a wire QoS themselves.
+    pub fn max_qos(&self) -> QoS {
+        QoS::ExactlyOnce
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // An adapter that forgot to say goodbye: treat as a lost connection.
+        self.end(DisconnectReason::Abnormal);
+    }
+}

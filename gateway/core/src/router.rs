@@ -1,0 +1,183 @@
+//! The topic trie router: subscription filters (with `+`/`#` wildcards and
+//! `$share/{group}/...` groups) -> sessions. MQTT 5.0 §4.7 (matching), §4.8.2 (shared).
+//!
+//! The router holds `Arc<Session>` handles, so a remote route (a bridge) is just another
+//! subscriber. Matching takes a read lock and only collects targets; enqueueing happens
+//! outside the lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::session::Session;
+use crate::settings::SharedStrategy;
+use crate::types::QoS;
+
+/// Options of one subscription (MQTT 5.0 §3.8.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 0: send retained on subscribe; 1: only if new; 2: never.
+    pub retain_handling: u8,
+    /// MQTT 5 subscription identifier.
+    pub subscription_id: Option<u32>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub session: Arc<Session>,
+    pub options: SubOptions,
+    pub shared: bool,
+}
+
+struct SharedGroup {
+    members: Vec<(Arc<Session>, SubOptions)>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    subscribers: Vec<(Arc<Session>, SubOptions)>,
+    groups: HashMap<Box<str>, SharedGroup>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subscribers.is_empty() && self.groups.is_empty()
+    }
+}
+
+pub(crate) struct Router {
+    root: RwLock<Node>,
+    strategy: SharedStrategy,
+}
+
+impl Router {
+    pub fn new(strategy: SharedStrategy) -> Self {
+        Router { root: RwLock::new(Node::default()), strategy }
+    }
+
+    /// Adds or replaces `session`'s subscription to `filter` (in `group` if shared).
+    pub fn subscribe(&self, session: &Arc<Session>, group: Option<&str>, filter: &str, options: SubOptions) {
+        let mut root = self.root.write();
+        let mut node = &mut *root;
+        for level in filter.split('/') {
+            node = node.children.entry(level.into()).or_default();
+        }
+        let list = match group {
+            None => &mut node.subscribers,
+            Some(g) => {
+                &mut node
+                    .groups
+                    .entry(g.into())
+                    .or_insert_with(|| SharedGroup { members: Vec::new(), next: AtomicUsize::new(0) })
+                    .members
+            }
+        };
+        match list.iter_mut().find(|(s, _)| s.id() == session.id()) {
+            Some(entry) => entry.1 = options,
+            None => list.push((session.clone(), options)),
+        }
+    }
+
+    /// Removes a subscription; true if it existed.
+    pub fn unsubscribe(&self, session_id: u64, group: Option<&str>, filter: &str) -> bool {
+        let mut root = self.root.write();
+        let levels: Vec<&str> = filter.split('/').collect();
+        remove(&mut root, &levels, session_id, group)
+    }
+
+    /// Every subscription matching `topic`: all plain subscribers, and one member per
+    /// shared group (chosen by the strategy, online members first).
+    pub fn matches(&self, topic: &str, publisher_hash: u64, out: &mut Vec<Target>) {
+        let root = self.root.read();
+        let levels: Vec<&str> = topic.split('/').collect();
+        let dollar = topic.starts_with('$');
+        self.walk(&root, &levels, 0, dollar, publisher_hash, out);
+    }
+
+    fn walk(&self, node: &Node, levels: &[&str], depth: usize, dollar: bool, hash: u64, out: &mut Vec<Target>) {
+        // A leading wildcard never matches a `$` topic (§4.7.2).
+        let wild_ok = !(dollar && depth == 0);
+        if wild_ok && let Some(all) = node.children.get("#") {
+            self.collect(all, hash, out);
+        }
+        let Some((level, rest)) = levels.split_first() else {
+            self.collect(node, hash, out);
+            return;
+        };
+        if let Some(child) = node.children.get(*level) {
+            self.walk(child, rest, depth + 1, dollar, hash, out);
+        }
+        if wild_ok && let Some(child) = node.children.get("+") {
+            self.walk(child, rest, depth + 1, dollar, hash, out);
+        }
+    }
+
+    fn collect(&self, node: &Node, hash: u64, out: &mut Vec<Target>) {
+        out.extend(node.subscribers.iter().map(|(s, o)| Target { session: s.clone(), options: *o, shared: false }));
+        for group in node.groups.values() {
+            if let Some((s, o)) = self.pick(group, hash) {
+                out.push(Target { session: s.clone(), options: *o, shared: true });
+            }
+        }
+    }
+
+    fn pick<'a>(&self, group: &'a SharedGroup, hash: u64) -> Option<&'a (Arc<Session>, SubOptions)> {
+        let n = group.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match self.strategy {
+            SharedStrategy::RoundRobin => group.next.fetch_add(1, Ordering::Relaxed) % n,
+            SharedStrategy::Random => rand::random_range(0..n),
+            SharedStrategy::HashClientId => (hash % n as u64) as usize,
+        };
+        // Prefer a member that is connected; an all-offline group queues in the chosen one.
+        (0..n)
+            .map(|i| &group.members[(start + i) % n])
+            .find(|(s, _)| s.is_online())
+            .or_else(|| group.members.get(start))
+    }
+
+    /// Count of distinct filters with at least one subscriber (for `$SYS` and metrics).
+    pub fn filter_count(&self) -> usize {
+        fn count(n: &Node) -> usize {
+            usize::from(!n.subscribers.is_empty() || !n.groups.is_empty()) + n.children.values().map(count).sum::<usize>()
+        }
+        count(&self.root.read())
+    }
+}
+
+fn remove(node: &mut Node, levels: &[&str], session_id: u64, group: Option<&str>) -> bool {
+    let Some((first, rest)) = levels.split_first() else {
+        return match group {
+            None => {
+                let before = node.subscribers.len();
+                node.subscribers.retain(|(s, _)| s.id() != session_id);
+                before != node.subscribers.len()
+            }
+            Some(g) => {
+                let Some(grp) = node.groups.get_mut(g) else { return false };
+                let before = grp.members.len();
+                grp.members.retain(|(s, _)| s.id() != session_id);
+                let removed = before != grp.members.len();
+                if grp.members.is_empty() {
+                    node.groups.remove(g);
+                }
+                removed
+            }
+        };
+    };
+    let Some(child) = node.children.get_mut(*first) else { return false };
+    let removed = remove(child, rest, session_id, group);
+    if child.is_empty() {
+        node.children.remove(*first);
+    }
+    removed
+}

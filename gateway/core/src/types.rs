@@ -1,0 +1,167 @@
+//! Core vocabulary shared by every adapter: client identities, protocols, QoS and the
+//! application message that the router carries (one `Arc` per publish, never copied per
+//! subscriber).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// A client identifier, unique per broker across all protocols.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        ClientId(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(s: &str) -> Self {
+        ClientId::new(s)
+    }
+}
+
+/// The protocol a device speaks; shown in `$SYS`, metrics, hooks and the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Mqtt,
+    MqttSn,
+    Coap,
+    Lwm2m,
+    Lorawan,
+    /// A custom protocol run through `roost-codec`.
+    Codec,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 6] =
+        [Protocol::Mqtt, Protocol::MqttSn, Protocol::Coap, Protocol::Lwm2m, Protocol::Lorawan, Protocol::Codec];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Mqtt => "mqtt",
+            Protocol::MqttSn => "mqtt-sn",
+            Protocol::Coap => "coap",
+            Protocol::Lwm2m => "lwm2m",
+            Protocol::Lorawan => "lorawan",
+            Protocol::Codec => "codec",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Quality of service of a message or subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum QoS {
+    #[default]
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    pub fn from_u8(v: u8) -> Option<QoS> {
+        match v {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
+/// MQTT 5 publish properties that travel with a message from publisher to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageProperties {
+    pub payload_format_indicator: Option<u8>,
+    pub content_type: Option<String>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Bytes>,
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// An application message as routed by the core.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: MessageProperties,
+    /// The publishing client (for No Local and hash-by-client-id shared selection).
+    pub publisher: Option<ClientId>,
+    /// When the message entered the broker.
+    pub created: Instant,
+    /// MQTT 5 Message Expiry Interval, counted from `created`.
+    pub expiry: Option<Duration>,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>, qos: QoS, retain: bool) -> Self {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos,
+            retain,
+            properties: MessageProperties::default(),
+            publisher: None,
+            created: Instant::now(),
+            expiry: None,
+        }
+    }
+
+    /// True when the message expiry interval has passed at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match self.expiry {
+            Some(e) => now.saturating_duration_since(self.created) >= e,
+            None => false,
+        }
+    }
+
+    /// Remaining expiry in whole seconds (rounded up so a live message never says 0), for
+    /// forwarding the Message Expiry Interval as MQTT 5 §3.3.2.3.3 requires.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expiry.map(|e| {
+            let left = e.saturating_sub(now.saturating_duration_since(self.created));
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+        })
+    }
+}
+
+/// Who a connection is, as hooks and ACL rules see it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: ClientId,
+    pub protocol: Protocol,
+    pub peer: Option<SocketAddr>,
+    pub username: Option<String>,
+}
