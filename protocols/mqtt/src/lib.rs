@@ -1,7 +1,14 @@
-//! roost-mqtt: MQTT 3.1.1 and 5.0 for Roost.
+//! roost-mqtt: MQTT 3.1.1 and 5.0 for Roost, in the house layers:
 //!
-//! - [`codec`]: packets <-> bytes
+//! - [`codec`]: packets <-> bytes (our own; see its docs for why and how to fuzz it)
+//! - [`connect`]: CONNECT validation into a core connect request
+//! - [`session`]: the per-connection protocol state machine (QoS flows, aliases, keep alive)
+//! - [`driver`]: TCP listener and connection tasks
 //! - [`settings`]: typed `[mqtt]` settings
 
 pub mod codec;
+pub mod connect;
+mod convert;
+pub mod driver;
+pub mod session;
 pub mod settings;

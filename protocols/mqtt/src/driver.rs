@@ -1,0 +1,375 @@
+//! Driver layer: the TCP listener and the task that owns each MQTT connection's socket,
+//! timers and cancellation, feeding the session and writing what it yields.
+//!
+//! Accepted sockets are bounded by a semaphore (`limits.max_connections`, as in mini-redis).
+//! An idle connection holds no read or write buffer: buffers are allocated when bytes
+//! arrive or leave and released when drained, so memory per idle connection stays small.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use roost_core::{Broker, ConnectError, Connection, Protocol};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec::{self, reason, ConnAck, ConnAckProperties, DecodeError, Packet, ProtocolVersion};
+use crate::connect::{self, Accepted};
+use crate::session::{Close, Limits, MqttSession};
+use crate::settings::MqttSettings;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4096;
+/// Deliveries batched into one socket write at most.
+const MAX_BATCH: usize = 256;
+/// Stop batching once this much is waiting to be written.
+const MAX_WRITE_BUF: usize = 64 * 1024;
+/// A client that accepts no bytes for this long is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every connection task of the MQTT listeners shares.
+pub struct Context {
+    pub broker: Broker,
+    pub settings: MqttSettings,
+    pub permits: Arc<Semaphore>,
+}
+
+/// Binds every `[mqtt] bind` address. Port 0 picks a free port; see `local_addr`.
+/// An IPv6 loopback address on a host without IPv6 is skipped with a warning, so the
+/// built-in default (`127.0.0.1` and `::1`) works everywhere; any other failure is an error.
+pub async fn bind(settings: &MqttSettings) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for addr in &settings.bind {
+        match TcpListener::bind(addr).await {
+            Ok(l) => out.push(l),
+            Err(e) if addr.ip().is_loopback() && addr.is_ipv6() && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tracing::warn!(%addr, error = %e, "no IPv6 loopback here; skipping this listener");
+            }
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("mqtt.bind {addr}: {e}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Accepts connections until `shutdown` fires; every connection task joins `tracker`.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let permit = tokio::select! {
+            p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.cancelled() => return,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(error = %e, "mqtt accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            run(stream, peer, ctx, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+struct Io {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    version: ProtocolVersion,
+    max_incoming: usize,
+}
+
+enum Read {
+    Packet(Packet),
+    Closed,
+    Error(DecodeError),
+}
+
+impl Io {
+    /// Decodes one buffered packet, if a whole one is there.
+    fn decode(&mut self) -> Result<Option<Packet>, DecodeError> {
+        if self.rbuf.is_empty() {
+            return Ok(None);
+        }
+        let r = codec::decode(&mut self.rbuf, self.version, self.max_incoming);
+        if self.rbuf.is_empty() {
+            // Idle connections keep no read buffer.
+            self.rbuf = BytesMut::new();
+        }
+        r
+    }
+
+    /// Reads once from the socket (after it signalled readiness).
+    fn fill(&mut self) -> std::io::Result<usize> {
+        self.rbuf.reserve(READ_CHUNK);
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => Ok(0),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the next packet (used before CONNECT).
+    async fn read_packet(&mut self) -> Read {
+        loop {
+            match self.decode() {
+                Ok(Some(p)) => return Read::Packet(p),
+                Ok(None) => {}
+                Err(e) => return Read::Error(e),
+            }
+            if self.stream.readable().await.is_err() {
+                return Read::Closed;
+            }
+            match self.fill() {
+                Ok(0) => return Read::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Read::Closed,
+            }
+        }
+    }
+
+    fn queue(&mut self, p: &Packet) {
+        if let Err(e) = codec::encode(p, self.version, &mut self.wbuf) {
+            tracing::error!(error = %e, "mqtt: could not encode an outgoing packet");
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<usize> {
+        if self.wbuf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.wbuf.len();
+        match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.wbuf)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client accepts no bytes")),
+        }
+        if self.wbuf.capacity() > MAX_WRITE_BUF * 2 || n < self.wbuf.capacity() / 4 {
+            self.wbuf = BytesMut::new();
+        } else {
+            self.wbuf.clear();
+        }
+        Ok(n)
+    }
+}
+
+async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: CancellationToken) {
+    let settings = &ctx.settings;
+    let mut io = Io {
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        version: ProtocolVersion::V311,
+        max_incoming: settings.max_packet_size as usize,
+    };
+    let first = tokio::select! {
+        r = tokio::time::timeout(settings.connect_timeout, io.read_packet()) => r,
+        _ = shutdown.cancelled() => return,
+    };
+    let connect = match first {
+        Err(_) => {
+            tracing::debug!(%peer, "mqtt: no CONNECT within connect_timeout; closing");
+            return;
+        }
+        Ok(Read::Closed) => return,
+        Ok(Read::Error(DecodeError::UnsupportedProtocolVersion(level))) => {
+            tracing::info!(%peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
+            // 3.1.1-format CONNACK, return code 0x01: the only format such a client may know.
+            io.queue(&Packet::ConnAck(Box::new(ConnAck { code: reason::UNSUPPORTED_PROTOCOL_VERSION, ..Default::default() })));
+            let _ = io.flush().await;
+            return;
+        }
+        Ok(Read::Error(e)) => {
+            tracing::info!(%peer, error = %e, "mqtt: bad first packet; closing");
+            return;
+        }
+        Ok(Read::Packet(Packet::Connect(c))) => c,
+        Ok(Read::Packet(p)) => {
+            tracing::info!(%peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
+            return;
+        }
+    };
+    io.version = connect.protocol;
+    ctx.broker.metrics().bytes_in(Protocol::Mqtt, 0);
+
+    let accepted = match connect::validate(&connect, settings, ctx.broker.settings().retain_available, Some(peer)) {
+        Ok(a) => a,
+        Err(refused) => {
+            tracing::info!(%peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
+            let props = ConnAckProperties { reason_string: Some(refused.why), ..Default::default() };
+            io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code: refused.code, properties: props })));
+            let _ = io.flush().await;
+            return;
+        }
+    };
+    let Accepted { request, assigned_client_id, keep_alive, server_keep_alive, version } = accepted;
+    let asked_expiry = request.session_expiry;
+    let conn = match ctx.broker.connect(request).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e {
+                ConnectError::BadCredentials => reason::BAD_USER_NAME_OR_PASSWORD,
+                ConnectError::NotAuthorized => reason::NOT_AUTHORIZED,
+                ConnectError::ServerBusy => reason::SERVER_BUSY,
+                ConnectError::ShuttingDown => reason::SERVER_UNAVAILABLE,
+            };
+            io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code, properties: Default::default() })));
+            let _ = io.flush().await;
+            return;
+        }
+    };
+
+    let mut props = ConnAckProperties::default();
+    if version.is_v5() {
+        let bs = ctx.broker.settings();
+        props.receive_maximum = Some(settings.receive_maximum.min(bs.max_awaiting_rel));
+        props.maximum_packet_size = Some(settings.max_packet_size);
+        props.topic_alias_maximum = Some(settings.topic_alias_maximum);
+        props.retain_available = (!bs.retain_available).then_some(0);
+        props.assigned_client_identifier = assigned_client_id;
+        props.server_keep_alive = server_keep_alive;
+        let granted = conn.session_expiry();
+        if granted != asked_expiry {
+            props.session_expiry_interval = Some(granted.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)));
+        }
+    }
+    io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: conn.session_present(), code: 0, properties: props })));
+
+    let limits = Limits {
+        topic_alias_maximum: settings.topic_alias_maximum,
+        retain_available: ctx.broker.settings().retain_available,
+    };
+    let mut session = MqttSession::new(version, keep_alive, &connect, limits, Instant::now());
+    drop(connect);
+    let close = connected(&mut io, &mut session, &conn).await;
+    if let Some(p) = session.disconnect_packet(&close) {
+        io.queue(&p);
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.flush()).await;
+    }
+    match close.send {
+        Some(code) if code >= 0x80 && close.reason == roost_core::DisconnectReason::Abnormal => {
+            tracing::info!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed");
+        }
+        _ => tracing::debug!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed"),
+    }
+    conn.disconnect(close.reason).await;
+    let _ = io.stream.shutdown().await;
+}
+
+/// The connected state: packets in, deliveries out, keep alive, until something closes it.
+async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) -> Close {
+    let metrics = conn.broker().metrics();
+    let mut out: Vec<Packet> = Vec::new();
+    loop {
+        for p in out.drain(..) {
+            io.queue(&p);
+        }
+        match io.flush().await {
+            Ok(n) => metrics.bytes_out(Protocol::Mqtt, n),
+            Err(e) => return lost(format!("write failed: {e}")),
+        }
+        let deadline = session.keep_alive_deadline();
+        tokio::select! {
+            r = io.stream.readable() => {
+                if let Err(e) = r {
+                    return lost(format!("read failed: {e}"));
+                }
+                match io.fill() {
+                    Ok(0) => return lost("peer closed the connection".into()),
+                    Ok(n) => metrics.bytes_in(Protocol::Mqtt, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return lost(format!("read failed: {e}")),
+                }
+                loop {
+                    match io.decode() {
+                        Ok(Some(p)) => {
+                            if let Err(c) = session.handle_packet(Instant::now(), p, conn, &mut out).await {
+                                return c;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Close {
+                                reason: roost_core::DisconnectReason::Abnormal,
+                                send: Some(e.reason_code()),
+                                why: e.to_string(),
+                            };
+                        }
+                    }
+                }
+            }
+            d = conn.next_delivery() => {
+                let now = Instant::now();
+                let mut next = Some(d);
+                let mut n = 0;
+                while let Some(d) = next.take() {
+                    match session.handle_delivery(now, d, conn) {
+                        Ok(Some(p)) => out.push(p),
+                        Ok(None) => {}
+                        Err(c) => {
+                            for p in out.drain(..) {
+                                io.queue(&p);
+                            }
+                            return c;
+                        }
+                    }
+                    n += 1;
+                    if n < MAX_BATCH && io.wbuf.len() < MAX_WRITE_BUF {
+                        next = conn.try_next_delivery();
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {
+                if let Some(c) = session.handle_timeout(Instant::now()) {
+                    return c;
+                }
+            }
+        }
+    }
+}
+
+fn lost(why: String) -> Close {
+    Close { reason: roost_core::DisconnectReason::Abnormal, send: None, why }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect(_) => "DISCONNECT",
+        Packet::Auth(_) => "AUTH",
+    }
+}

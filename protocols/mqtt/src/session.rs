@@ -1,0 +1,367 @@
+//! Session layer: the MQTT protocol state of one connection after CONNECT (MQTT 3.1.1 and
+//! 5.0 §3-§4): packet handling, QoS flows, topic aliases in both directions, flow control,
+//! maximum packet size, keep alive. It talks to the core through its [`Connection`] (in
+//! process) and queues packets to send in an outbox; it never touches a socket, and time is
+//! passed in, so tests drive it with a virtual clock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use roost_core::metrics::DropReason;
+use roost_core::{Connection, Delivery, DisconnectReason, Message, MessageProperties, PublishError, SubOptions, SubscribeError};
+
+use crate::codec::{
+    self, reason, Ack, AckProperties, Disconnect, DisconnectProperties, Packet, ProtocolVersion, Publish,
+    PublishProperties, SubAck, UnsubAck,
+};
+use crate::convert::{core_qos, wire_qos};
+
+/// Why the session wants the connection closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// What the core should do about the will and session.
+    pub reason: DisconnectReason,
+    /// v5 DISCONNECT reason code to send first, if any.
+    pub send: Option<u8>,
+    /// For the log (and the v5 reason string).
+    pub why: String,
+}
+
+impl Close {
+    fn protocol(code: u8, why: impl Into<String>) -> Close {
+        Close { reason: DisconnectReason::Abnormal, send: Some(code), why: why.into() }
+    }
+}
+
+/// Limits the session enforces, from `[mqtt]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub topic_alias_maximum: u16,
+    pub retain_available: bool,
+}
+
+pub struct MqttSession {
+    pub version: ProtocolVersion,
+    keep_alive: Duration,
+    last_heard: Instant,
+    /// Client's Maximum Packet Size (v5); we never send a packet larger than this.
+    client_max_packet: usize,
+    /// Aliases the client set for its publishes to us.
+    alias_in: HashMap<u16, String>,
+    /// Aliases we set for our publishes to the client, bounded by its Topic Alias Maximum.
+    alias_out: HashMap<std::sync::Arc<str>, u16>,
+    client_alias_max: u16,
+    /// Session expiry at CONNECT was 0: DISCONNECT may not raise it (§3.14.2.2.2).
+    expiry_was_zero: bool,
+    limits: Limits,
+}
+
+impl MqttSession {
+    pub fn new(
+        version: ProtocolVersion,
+        keep_alive_secs: u16,
+        connect: &codec::Connect,
+        limits: Limits,
+        now: Instant,
+    ) -> Self {
+        MqttSession {
+            version,
+            keep_alive: Duration::from_secs(u64::from(keep_alive_secs)),
+            last_heard: now,
+            client_max_packet: connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            alias_in: HashMap::new(),
+            alias_out: HashMap::new(),
+            client_alias_max: if version.is_v5() { connect.properties.topic_alias_maximum.unwrap_or(0) } else { 0 },
+            expiry_was_zero: connect.properties.session_expiry_interval.unwrap_or(0) == 0,
+            limits,
+        }
+    }
+
+    /// When the connection must be closed if nothing arrives (1.5 x keep alive, §3.1.2.10).
+    pub fn keep_alive_deadline(&self) -> Option<Instant> {
+        (!self.keep_alive.is_zero()).then(|| self.last_heard + self.keep_alive * 3 / 2)
+    }
+
+    /// Called at the deadline: the close to perform if it really passed.
+    pub fn handle_timeout(&self, now: Instant) -> Option<Close> {
+        let deadline = self.keep_alive_deadline()?;
+        (now >= deadline).then(|| Close {
+            reason: DisconnectReason::Abnormal,
+            send: Some(reason::KEEP_ALIVE_TIMEOUT),
+            why: "keep alive timeout".into(),
+        })
+    }
+
+    /// Handles one packet from the client; replies go to `out`.
+    pub async fn handle_packet(
+        &mut self,
+        now: Instant,
+        packet: Packet,
+        conn: &Connection,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), Close> {
+        self.last_heard = now;
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p, conn, out).await,
+            Packet::PubAck(a) => {
+                conn.ack(a.packet_id);
+                Ok(())
+            }
+            Packet::PubRec(a) => {
+                if a.reason >= 0x80 {
+                    // The client refused the message: the flow ends here (§4.3.3).
+                    conn.ack(a.packet_id);
+                } else {
+                    let known = conn.received(a.packet_id);
+                    out.push(Packet::PubRel(self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND })));
+                }
+                Ok(())
+            }
+            Packet::PubRel(a) => {
+                let known = conn.release(a.packet_id);
+                out.push(Packet::PubComp(self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND })));
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                conn.ack(a.packet_id);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.handle_subscribe(s, conn, out).await,
+            Packet::Unsubscribe(u) => {
+                let mut reasons = Vec::with_capacity(u.filters.len());
+                for f in &u.filters {
+                    reasons.push(match conn.unsubscribe(f).await {
+                        Ok(true) => reason::SUCCESS,
+                        Ok(false) => reason::NO_SUBSCRIPTION_EXISTED,
+                        Err(SubscribeError::InvalidFilter(_)) => reason::TOPIC_FILTER_INVALID,
+                        Err(_) => reason::UNSPECIFIED_ERROR,
+                    });
+                }
+                out.push(Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, properties: AckProperties::default(), reasons }));
+                Ok(())
+            }
+            Packet::PingReq => {
+                out.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => Err(self.handle_disconnect(d, conn)),
+            Packet::Connect(_) => Err(Close::protocol(reason::PROTOCOL_ERROR, "second CONNECT")),
+            Packet::Auth(_) => Err(Close::protocol(reason::PROTOCOL_ERROR, "AUTH without an authentication method")),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Close::protocol(reason::PROTOCOL_ERROR, "server-to-client packet sent by the client"))
+            }
+        }
+    }
+
+    fn ack(&self, packet_id: u16, code: u8) -> Ack {
+        Ack { packet_id, reason: if self.version.is_v5() { code } else { 0 }, properties: AckProperties::default() }
+    }
+
+    fn handle_disconnect(&mut self, d: Disconnect, conn: &Connection) -> Close {
+        if let Some(secs) = d.properties.session_expiry_interval {
+            if self.expiry_was_zero && secs != 0 {
+                return Close::protocol(reason::PROTOCOL_ERROR, "DISCONNECT raised a session expiry of 0");
+            }
+            conn.set_session_expiry(match secs {
+                u32::MAX => None,
+                s => Some(Duration::from_secs(u64::from(s))),
+            });
+        }
+        let reason = if d.reason == reason::DISCONNECT_WITH_WILL {
+            DisconnectReason::NormalWithWill
+        } else if d.reason == reason::SUCCESS {
+            DisconnectReason::Normal
+        } else {
+            DisconnectReason::Abnormal
+        };
+        Close { reason, send: None, why: format!("client sent DISCONNECT 0x{:02X}", d.reason) }
+    }
+
+    async fn handle_publish(&mut self, p: Publish, conn: &Connection, out: &mut Vec<Packet>) -> Result<(), Close> {
+        let topic = self.resolve_alias_in(&p)?;
+        if p.retain && !self.limits.retain_available {
+            return Err(Close::protocol(reason::RETAIN_NOT_SUPPORTED, "retain is not available"));
+        }
+        let pr = p.properties;
+        let mut msg = Message::new(topic, p.payload, core_qos(p.qos), p.retain);
+        msg.expiry = pr.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
+        msg.properties = MessageProperties {
+            payload_format_indicator: pr.payload_format_indicator,
+            content_type: pr.content_type,
+            response_topic: pr.response_topic,
+            correlation_data: pr.correlation_data,
+            user_properties: pr.user_properties,
+        };
+        match p.qos {
+            codec::QoS::AtMostOnce => match conn.publish(msg).await {
+                Ok(_) | Err(PublishError::NotAuthorized) => Ok(()),
+                Err(e) => Err(self.publish_error_close(e)),
+            },
+            codec::QoS::AtLeastOnce => {
+                let code = self.publish_code(conn.publish(msg).await)?;
+                out.push(Packet::PubAck(self.ack(p.packet_id, code)));
+                Ok(())
+            }
+            codec::QoS::ExactlyOnce => {
+                match conn.begin_exactly_once(p.packet_id) {
+                    Ok(true) => {
+                        let result = conn.publish(msg).await;
+                        if result.is_err() {
+                            conn.abort_exactly_once(p.packet_id);
+                        }
+                        let code = self.publish_code(result)?;
+                        out.push(Packet::PubRec(self.ack(p.packet_id, code)));
+                    }
+                    // A resent PUBLISH whose first copy we already routed: acknowledge only.
+                    Ok(false) => out.push(Packet::PubRec(self.ack(p.packet_id, 0))),
+                    Err(_) => {
+                        return Err(Close::protocol(reason::RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 messages awaiting PUBREL"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn publish_code(&self, r: Result<roost_core::Published, PublishError>) -> Result<u8, Close> {
+        match r {
+            Ok(p) if p.matched == 0 => Ok(reason::NO_MATCHING_SUBSCRIBERS),
+            Ok(_) => Ok(reason::SUCCESS),
+            Err(PublishError::NotAuthorized) => Ok(reason::NOT_AUTHORIZED),
+            Err(e) => Err(self.publish_error_close(e)),
+        }
+    }
+
+    fn publish_error_close(&self, e: PublishError) -> Close {
+        let code = match e {
+            PublishError::InvalidTopic(_) => reason::TOPIC_NAME_INVALID,
+            PublishError::QuotaExceeded(_) => reason::RECEIVE_MAXIMUM_EXCEEDED,
+            PublishError::NotAuthorized => reason::NOT_AUTHORIZED,
+        };
+        Close::protocol(code, format!("PUBLISH: {e}"))
+    }
+
+    fn resolve_alias_in(&mut self, p: &Publish) -> Result<String, Close> {
+        let Some(alias) = p.properties.topic_alias else {
+            if p.topic.is_empty() {
+                return Err(Close::protocol(reason::PROTOCOL_ERROR, "PUBLISH: empty topic without a topic alias"));
+            }
+            return Ok(p.topic.clone());
+        };
+        if alias == 0 || alias > self.limits.topic_alias_maximum {
+            return Err(Close::protocol(
+                reason::TOPIC_ALIAS_INVALID,
+                format!("PUBLISH: topic alias {alias} is outside 1..={}", self.limits.topic_alias_maximum),
+            ));
+        }
+        if p.topic.is_empty() {
+            self.alias_in
+                .get(&alias)
+                .cloned()
+                .ok_or_else(|| Close::protocol(reason::PROTOCOL_ERROR, format!("PUBLISH: topic alias {alias} was never set")))
+        } else {
+            self.alias_in.insert(alias, p.topic.clone());
+            Ok(p.topic.clone())
+        }
+    }
+
+    async fn handle_subscribe(&mut self, s: codec::Subscribe, conn: &Connection, out: &mut Vec<Packet>) -> Result<(), Close> {
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        for f in &s.filters {
+            let o = f.options;
+            let options = SubOptions {
+                qos: core_qos(o.qos),
+                no_local: o.no_local,
+                retain_as_published: o.retain_as_published,
+                retain_handling: o.retain_handling,
+                subscription_id: s.subscription_identifier,
+            };
+            reasons.push(match conn.subscribe(&f.filter, options).await {
+                Ok(_) => o.qos as u8,
+                Err(SubscribeError::InvalidFilter(_)) => reason::TOPIC_FILTER_INVALID,
+                Err(SubscribeError::NotAuthorized) => reason::NOT_AUTHORIZED,
+                Err(SubscribeError::QuotaExceeded(_)) => reason::QUOTA_EXCEEDED,
+                Err(SubscribeError::NoLocalOnShared) => {
+                    return Err(Close::protocol(reason::PROTOCOL_ERROR, "SUBSCRIBE: No Local on a shared subscription"));
+                }
+            });
+        }
+        out.push(Packet::SubAck(SubAck { packet_id: s.packet_id, properties: AckProperties::default(), reasons }));
+        Ok(())
+    }
+
+    /// Turns a core delivery into the packet to send. `Ok(None)`: nothing to send (the
+    /// message was dropped, e.g. too large for the client).
+    pub fn handle_delivery(&mut self, now: Instant, d: Delivery, conn: &Connection) -> Result<Option<Packet>, Close> {
+        match d {
+            Delivery::Release { id } => Ok(Some(Packet::PubRel(self.ack(id, 0)))),
+            Delivery::Close(r) => {
+                let code = match r {
+                    DisconnectReason::TakenOver => reason::SESSION_TAKEN_OVER,
+                    DisconnectReason::Kicked => reason::ADMINISTRATIVE_ACTION,
+                    DisconnectReason::Shutdown => reason::SERVER_SHUTTING_DOWN,
+                    _ => reason::UNSPECIFIED_ERROR,
+                };
+                Err(Close { reason: r, send: Some(code), why: format!("closed by the broker: {r:?}") })
+            }
+            Delivery::Publish { id, dup, pending } => {
+                let m = &pending.message;
+                let v5 = self.version.is_v5();
+                let mut properties = PublishProperties::default();
+                if v5 {
+                    let mp = &m.properties;
+                    properties = PublishProperties {
+                        payload_format_indicator: mp.payload_format_indicator,
+                        message_expiry_interval: m.remaining_expiry(now),
+                        topic_alias: None,
+                        response_topic: mp.response_topic.clone(),
+                        correlation_data: mp.correlation_data.clone(),
+                        user_properties: mp.user_properties.clone(),
+                        subscription_identifiers: pending.subscription_ids.clone(),
+                        content_type: mp.content_type.clone(),
+                    };
+                }
+                let publish = Publish {
+                    dup,
+                    qos: wire_qos(pending.qos),
+                    retain: pending.retain,
+                    topic: m.topic.to_string(),
+                    packet_id: id,
+                    properties,
+                    payload: m.payload.clone(),
+                };
+                let mut packet = Packet::Publish(publish);
+                if codec::encoded_len(&packet, self.version) > self.client_max_packet {
+                    conn.drop_delivery(id, DropReason::TooLarge);
+                    return Ok(None);
+                }
+                if let (true, Packet::Publish(publish)) = (self.client_alias_max > 0, &mut packet) {
+                    match self.alias_out.get(&m.topic) {
+                        Some(&alias) => {
+                            publish.topic = String::new();
+                            publish.properties.topic_alias = Some(alias);
+                        }
+                        None if self.alias_out.len() < usize::from(self.client_alias_max) => {
+                            let alias = self.alias_out.len() as u16 + 1;
+                            self.alias_out.insert(m.topic.clone(), alias);
+                            publish.properties.topic_alias = Some(alias);
+                        }
+                        None => {}
+                    }
+                }
+                Ok(Some(packet))
+            }
+        }
+    }
+
+    /// The DISCONNECT to send for `close`, if the version has one.
+    pub fn disconnect_packet(&self, close: &Close) -> Option<Packet> {
+        let code = close.send?;
+        self.version.is_v5().then(|| {
+            Packet::Disconnect(Disconnect {
+                reason: code,
+                properties: DisconnectProperties { reason_string: Some(close.why.clone()), ..Default::default() },
+            })
+        })
+    }
+}
