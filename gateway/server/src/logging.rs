@@ -1,6 +1,8 @@
 //! Logs: tracing's fmt subscriber to standard error. The level comes from `[log] level`;
 //! `RUST_LOG`, when set, overrides it (the usual habit of Rust programs).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `level` is the validated `[log] level`. A `RUST_LOG` that
@@ -18,9 +20,13 @@ pub fn init(level: &str) {
         },
         _ => from_config(level),
     };
+    // Colours only for a person at a terminal: journald, files and pipes get plain text.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     // Fails only if a subscriber is already set, which leaves that one in place: fine.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .try_init();
 }
