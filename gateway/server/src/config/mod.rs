@@ -1,9 +1,9 @@
 //! Configuration: `roost.toml` -> validated, typed [`Settings`].
 //!
-//! - [`schema`]: the file's sections as serde structs (every key optional, unknown keys refused)
-//! - [`validate`]: ranges, addresses and filters, to the settings types of each crate
-//! - [`duration`]: `"10s"`-style durations
-//! - [`error`]: [`ConfigError`], which always names the dotted key at fault
+//! - `schema`: the file's sections as serde structs (every key optional, unknown keys refused)
+//! - `validate`: ranges, addresses and filters, to the settings types of each crate
+//! - `duration`: `"10s"`-style durations
+//! - `error`: [`ConfigError`], which always names the dotted key at fault
 //!
 //! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
 //! the code defaults.
