@@ -10,9 +10,9 @@ use tracing_subscriber::EnvFilter;
 use super::schema::{ConfigFile, Int};
 use super::{ConfigError, Settings};
 
-/// The most bytes MQTT's Remaining Length can express, plus the fixed header (MQTT 5 §1.5.5).
+/// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
 const MAX_PACKET_SIZE_LIMIT: i64 = 268_435_455;
-/// The smallest packet size we agree to announce: room for a CONNECT and its header.
+/// A minimal 3.1.1 CONNECT is 14 bytes; a limit much below it would refuse every client.
 const MIN_PACKET_SIZE_LIMIT: i64 = 16;
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
