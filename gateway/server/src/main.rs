@@ -1,1 +1,151 @@
-fn main() {}
+//! `roost`: parse the command line, load the config, run the gateway until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use roost::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE};
+use roost::config::{self, ConfigError, Settings};
+use roost::{DEFAULT_CONFIG, gateway, logging};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::PrintDefault) => print_default(),
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        None => run(cli.config),
+    }
+}
+
+fn print_default() -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`roost print-default | head`) is the reader's choice, not our failure.
+    match stdout
+        .write_all(DEFAULT_CONFIG.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost: cannot write to standard output: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match config::load(Some(file)) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", describe(file, &e));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `FILE: key: message`; a read error already names the file.
+fn describe(file: &Path, error: &ConfigError) -> String {
+    match error {
+        ConfigError::Read { .. } => error.to_string(),
+        _ => format!("{}: {error}", file.display()),
+    }
+}
+
+fn run(config_file: Option<PathBuf>) -> ExitCode {
+    let settings = match config::load(config_file.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
+            eprintln!("roost: {}", describe(file, &e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(&settings.log_level);
+    match &config_file {
+        Some(file) => {
+            tracing::info!(config = %file.display(), version = env!("CARGO_PKG_VERSION"), "roost starting")
+        }
+        None => tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            "roost starting with the default configuration"
+        ),
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("roost: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let code = runtime.block_on(serve(settings));
+    // Tasks that ignore cancellation must not keep the process alive past shutdown.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    // Install the handlers before starting, so a signal during start-up is not fatal by
+    // default but leads to an orderly shutdown once start has finished.
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("roost: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let grace = settings.shutdown_grace;
+    let gateway = match gateway::start(settings).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("roost: cannot start: {e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    tracing::info!(mqtt = ?gateway.mqtt_addrs(), "roost started");
+
+    let name = signals.next().await;
+    tracing::info!(signal = name, grace = ?grace, "shutting down");
+    tokio::select! {
+        () = gateway.shutdown(grace) => {
+            tracing::info!("roost stopped");
+            ExitCode::SUCCESS
+        }
+        name = signals.next() => {
+            // A second signal means the operator will not wait for the grace period.
+            tracing::warn!(signal = name, "second signal: exiting without waiting for connections");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, whichever comes first.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The command line: `roost [--config FILE]`, `roost print-default`, `roost check-config FILE`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Roost, a multi-protocol IoT gateway. With no subcommand, runs the gateway.
+#[derive(Debug, Parser)]
+#[command(name = "roost", version, about)]
+pub struct Cli {
+    /// Configuration file. Without one, Roost runs with the defaults (listening on loopback only).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the annotated default configuration to standard output.
+    PrintDefault,
+    /// Check a configuration file: prints "FILE: ok", or the error and exits with status 2.
+    CheckConfig {
+        /// The file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Exit status for a configuration the gateway cannot use (the same as clap's usage errors).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status when the gateway fails to start or stop.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::Path;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_form() {
+        let cli = Cli::try_parse_from(["roost"]).expect("no arguments");
+        assert!(cli.config.is_none() && cli.command.is_none());
+
+        let cli = Cli::try_parse_from(["roost", "-c", "a.toml"]).expect("-c");
+        assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
+
+        let cli = Cli::try_parse_from(["roost", "--config", "a.toml"]).expect("--config");
+        assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
+
+        let cli = Cli::try_parse_from(["roost", "print-default"]).expect("print-default");
+        assert!(matches!(cli.command, Some(Command::PrintDefault)));
+
+        let cli = Cli::try_parse_from(["roost", "check-config", "b.toml"]).expect("check-config");
+        assert!(
+            matches!(cli.command, Some(Command::CheckConfig { file }) if file == Path::new("b.toml"))
+        );
+
+        assert!(Cli::try_parse_from(["roost", "check-config"]).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Configuration: `roost.toml` -> validated, typed [`Settings`].
+//!
+//! - `schema`: the file's sections as serde structs (every key optional, unknown keys refused)
+//! - `validate`: ranges, addresses and filters, to the settings types of each crate
+//! - `duration`: `"10s"`-style durations
+//! - `error`: [`ConfigError`], which always names the dotted key at fault
+//!
+//! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
+//! the code defaults.
+
+mod duration;
+mod error;
+mod schema;
+mod validate;
+
+use std::path::Path;
+use std::time::Duration;
+
+use roost_core::settings::BrokerSettings;
+use roost_mqtt::settings::MqttSettings;
+use serde::Deserialize;
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use error::ConfigError;
+
+/// Everything the gateway needs from the config file, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub broker: BrokerSettings,
+    pub mqtt: MqttSettings,
+    /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
+    pub log_level: String,
+    /// How long shutdown waits for connections to close before it drops them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            broker: BrokerSettings::default(),
+            mqtt: MqttSettings::default(),
+            log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
+            shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Reads and validates the config file at `path`; with no path, the defaults (which bind
+/// loopback only).
+pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates config text. An empty text gives the defaults.
+pub fn parse(text: &str) -> Result<Settings, ConfigError> {
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+    let file = schema::ConfigFile::deserialize(deserializer)
+        .map_err(|e| ConfigError::from_toml(text, &e))?;
+    validate::settings(file)
+}
+
+#[cfg(test)]
+mod tests;

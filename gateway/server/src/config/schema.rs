@@ -1,0 +1,292 @@
+//! The TOML schema of `roost.toml`, as read: one struct per section, every key optional
+//! (`default`) and every unknown key an error (`deny_unknown_fields`). Values are kept close
+//! to their TOML form (integers as `i64`, addresses as strings) so that range and format
+//! checks happen in one place, [`super::validate`], with one style of message.
+//!
+//! Defaults come from the typed settings' `Default` impls, so the code has one source of
+//! truth; `config/roost.toml` is tested against it.
+
+use std::fmt;
+
+use roost_core::settings::{BrokerSettings, OverflowPolicy, SharedStrategy};
+use roost_mqtt::settings::MqttSettings;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::duration::{ConfigDuration, DurationOrNever};
+
+pub(super) const DEFAULT_LOG_LEVEL: &str = "info";
+pub(super) const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table of sections")]
+pub(super) struct ConfigFile {
+    pub node: NodeSection,
+    pub log: LogSection,
+    pub mqtt: MqttSection,
+    pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct NodeSection {
+    pub name: String,
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: BrokerSettings::default().node_name,
+            shutdown_grace: ConfigDuration(DEFAULT_SHUTDOWN_GRACE),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct LogSection {
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: DEFAULT_LOG_LEVEL.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct MqttSection {
+    pub bind: AddrList,
+    pub max_packet_size: Int,
+    pub connect_timeout: ConfigDuration,
+    pub topic_alias_maximum: Int,
+    pub receive_maximum: Int,
+    pub max_keep_alive: Int,
+    pub allow_empty_client_id: bool,
+    pub retain_available: bool,
+    pub shared_subscription_strategy: SharedStrategyName,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        let mqtt = MqttSettings::default();
+        let broker = BrokerSettings::default();
+        MqttSection {
+            bind: AddrList(mqtt.bind.iter().map(|addr| addr.to_string()).collect()),
+            max_packet_size: Int::from(mqtt.max_packet_size),
+            connect_timeout: ConfigDuration(mqtt.connect_timeout),
+            topic_alias_maximum: Int::from(mqtt.topic_alias_maximum),
+            receive_maximum: Int::from(mqtt.receive_maximum),
+            max_keep_alive: Int::from(mqtt.max_keep_alive),
+            allow_empty_client_id: mqtt.allow_empty_client_id,
+            retain_available: broker.retain_available,
+            shared_subscription_strategy: broker.shared_strategy.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct LimitsSection {
+    pub max_connections: Int,
+    pub max_inflight: Int,
+    pub max_queued_messages: Int,
+    pub overflow_policy: OverflowPolicyName,
+    pub queue_qos0_offline: bool,
+    pub max_awaiting_rel: Int,
+    pub max_topic_length: Int,
+    pub max_topic_levels: Int,
+    pub max_subscriptions_per_client: Int,
+    pub max_session_expiry: DurationOrNever,
+    pub max_retained_messages: Int,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let broker = BrokerSettings::default();
+        LimitsSection {
+            max_connections: Int::from(broker.max_connections),
+            max_inflight: Int::from(broker.max_inflight),
+            max_queued_messages: Int::from(broker.max_queued_messages),
+            overflow_policy: broker.overflow_policy.into(),
+            queue_qos0_offline: broker.queue_qos0_offline,
+            max_awaiting_rel: Int::from(broker.max_awaiting_rel),
+            max_topic_length: Int::from(broker.max_topic_length),
+            max_topic_levels: Int::from(broker.max_topic_levels),
+            max_subscriptions_per_client: Int::from(broker.max_subscriptions_per_client),
+            max_session_expiry: DurationOrNever(broker.max_session_expiry),
+            max_retained_messages: Int::from(broker.max_retained_messages),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct AuthSection {
+    pub allow_anonymous: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            allow_anonymous: BrokerSettings::default().allow_anonymous,
+        }
+    }
+}
+
+/// `mqtt.shared_subscription_strategy` as spelled in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub(super) enum SharedStrategyName {
+    #[serde(rename = "round_robin")]
+    RoundRobin,
+    #[serde(rename = "random")]
+    Random,
+    #[serde(rename = "hash_clientid")]
+    HashClientId,
+}
+
+impl From<SharedStrategy> for SharedStrategyName {
+    fn from(strategy: SharedStrategy) -> Self {
+        match strategy {
+            SharedStrategy::RoundRobin => SharedStrategyName::RoundRobin,
+            SharedStrategy::Random => SharedStrategyName::Random,
+            SharedStrategy::HashClientId => SharedStrategyName::HashClientId,
+        }
+    }
+}
+
+impl From<SharedStrategyName> for SharedStrategy {
+    fn from(name: SharedStrategyName) -> Self {
+        match name {
+            SharedStrategyName::RoundRobin => SharedStrategy::RoundRobin,
+            SharedStrategyName::Random => SharedStrategy::Random,
+            SharedStrategyName::HashClientId => SharedStrategy::HashClientId,
+        }
+    }
+}
+
+/// `limits.overflow_policy` as spelled in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub(super) enum OverflowPolicyName {
+    #[serde(rename = "drop_oldest_qos0_first")]
+    DropOldestQos0First,
+    #[serde(rename = "drop_new")]
+    DropNew,
+}
+
+impl From<OverflowPolicy> for OverflowPolicyName {
+    fn from(policy: OverflowPolicy) -> Self {
+        match policy {
+            OverflowPolicy::DropOldestQos0First => OverflowPolicyName::DropOldestQos0First,
+            OverflowPolicy::DropNew => OverflowPolicyName::DropNew,
+        }
+    }
+}
+
+impl From<OverflowPolicyName> for OverflowPolicy {
+    fn from(name: OverflowPolicyName) -> Self {
+        match name {
+            OverflowPolicyName::DropOldestQos0First => OverflowPolicy::DropOldestQos0First,
+            OverflowPolicyName::DropNew => OverflowPolicy::DropNew,
+        }
+    }
+}
+
+/// A TOML integer, range-checked later. Its own type only so that a wrong type reads
+/// "expected an integer" rather than "expected i64".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(super) struct Int(pub i64);
+
+impl From<u16> for Int {
+    fn from(value: u16) -> Self {
+        Int(i64::from(value))
+    }
+}
+
+impl From<u32> for Int {
+    fn from(value: u32) -> Self {
+        Int(i64::from(value))
+    }
+}
+
+impl From<usize> for Int {
+    fn from(value: usize) -> Self {
+        // Only defaults come through here; none is near i64::MAX.
+        Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_i64(IntVisitor)
+    }
+}
+
+struct IntVisitor;
+
+impl Visitor<'_> for IntVisitor {
+    type Value = Int;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Int, E> {
+        Ok(Int(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Int, E> {
+        i64::try_from(value)
+            .map(Int)
+            .map_err(|_| E::custom(format!("{value} is out of range")))
+    }
+
+    // toml hands integers beyond i64 over as 128-bit ones.
+    fn visit_i128<E: de::Error>(self, value: i128) -> Result<Int, E> {
+        i64::try_from(value)
+            .map(Int)
+            .map_err(|_| E::custom(format!("{value} is out of range")))
+    }
+
+    fn visit_u128<E: de::Error>(self, value: u128) -> Result<Int, E> {
+        i64::try_from(value)
+            .map(Int)
+            .map_err(|_| E::custom(format!("{value} is out of range")))
+    }
+}
+
+/// A list of `"ip:port"` strings, parsed later. Its own type only so that a wrong type reads
+/// "expected an array of "ip:port" strings" rather than "expected a sequence".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(super) struct AddrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AddrList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(AddrListVisitor)
+    }
+}
+
+struct AddrListVisitor;
+
+impl<'de> Visitor<'de> for AddrListVisitor {
+    type Value = AddrList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"an array of "ip:port" strings"#)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AddrList, A::Error> {
+        let mut addrs = Vec::new();
+        while let Some(addr) = seq.next_element::<String>()? {
+            addrs.push(addr);
+        }
+        Ok(AddrList(addrs))
+    }
+}

@@ -1,0 +1,436 @@
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use roost_core::settings::{OverflowPolicy, SharedStrategy};
+
+use super::*;
+use crate::DEFAULT_CONFIG;
+
+fn error_of(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(settings) => panic!("{text:?} was accepted: {settings:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn default_file_is_the_code_defaults() {
+    assert_eq!(
+        parse(DEFAULT_CONFIG).expect("default config parses"),
+        Settings::default()
+    );
+}
+
+#[test]
+fn empty_file_is_the_code_defaults() {
+    assert_eq!(parse("").expect("empty config parses"), Settings::default());
+    assert_eq!(
+        parse("[mqtt]\n[limits]\n").expect("empty sections parse"),
+        Settings::default()
+    );
+}
+
+#[test]
+fn no_file_is_the_code_defaults() {
+    assert_eq!(load(None).expect("defaults"), Settings::default());
+}
+
+#[test]
+fn defaults_bind_loopback_only() {
+    let settings = Settings::default();
+    assert!(!settings.mqtt.bind.is_empty());
+    assert!(
+        settings
+            .mqtt
+            .bind
+            .iter()
+            .all(|addr| addr.ip().is_loopback()),
+        "{:?}",
+        settings.mqtt.bind
+    );
+}
+
+/// Every key of the schema, as `section.key`.
+fn keys(table: &toml::Table) -> BTreeSet<String> {
+    table
+        .iter()
+        .flat_map(|(section, value)| {
+            let inner = value
+                .as_table()
+                .map(|t| t.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            inner.into_iter().map(move |key| format!("{section}.{key}"))
+        })
+        .collect()
+}
+
+#[test]
+fn default_file_has_every_key() {
+    let schema = toml::Table::try_from(schema::ConfigFile::default()).expect("defaults serialize");
+    let file: toml::Table = toml::from_str(DEFAULT_CONFIG).expect("default config is TOML");
+    assert_eq!(keys(&file), keys(&schema));
+    // And, value by value, the file says what the code does.
+    assert_eq!(file, schema);
+}
+
+#[test]
+fn every_key_maps_to_its_setting() {
+    let text = r#"
+        [node]
+        name = "edge-7"
+        shutdown_grace = "500ms"
+        [log]
+        level = "info,roost_mqtt=debug"
+        [mqtt]
+        bind = ["0.0.0.0:1883", "[::]:11883"]
+        max_packet_size = 16
+        connect_timeout = "1m"
+        topic_alias_maximum = 0
+        receive_maximum = 65535
+        max_keep_alive = 600
+        allow_empty_client_id = false
+        retain_available = false
+        shared_subscription_strategy = "hash_clientid"
+        [limits]
+        max_connections = 1
+        max_inflight = 1
+        max_queued_messages = 2
+        overflow_policy = "drop_new"
+        queue_qos0_offline = false
+        max_awaiting_rel = 3
+        max_topic_length = 4
+        max_topic_levels = 5
+        max_subscriptions_per_client = 6
+        max_session_expiry = "2h"
+        max_retained_messages = 0
+        [auth]
+        allow_anonymous = false
+    "#;
+    let s = parse(text).expect("valid config");
+    assert_eq!(s.broker.node_name, "edge-7");
+    assert_eq!(s.shutdown_grace, Duration::from_millis(500));
+    assert_eq!(s.log_level, "info,roost_mqtt=debug");
+    let bind: Vec<SocketAddr> = vec![
+        "0.0.0.0:1883".parse().expect("v4"),
+        "[::]:11883".parse().expect("v6"),
+    ];
+    assert_eq!(s.mqtt.bind, bind);
+    assert_eq!(s.mqtt.max_packet_size, 16);
+    assert_eq!(s.mqtt.connect_timeout, Duration::from_secs(60));
+    assert_eq!(s.mqtt.topic_alias_maximum, 0);
+    assert_eq!(s.mqtt.receive_maximum, 65535);
+    assert_eq!(s.mqtt.max_keep_alive, 600);
+    assert!(!s.mqtt.allow_empty_client_id);
+    assert!(!s.broker.retain_available);
+    assert_eq!(s.broker.shared_strategy, SharedStrategy::HashClientId);
+    assert_eq!(s.broker.max_connections, 1);
+    assert_eq!(s.broker.max_inflight, 1);
+    assert_eq!(s.broker.max_queued_messages, 2);
+    assert_eq!(s.broker.overflow_policy, OverflowPolicy::DropNew);
+    assert!(!s.broker.queue_qos0_offline);
+    assert_eq!(s.broker.max_awaiting_rel, 3);
+    assert_eq!(s.broker.max_topic_length, 4);
+    assert_eq!(s.broker.max_topic_levels, 5);
+    assert_eq!(s.broker.max_subscriptions_per_client, 6);
+    assert_eq!(s.broker.max_session_expiry, Some(Duration::from_secs(7200)));
+    assert_eq!(s.broker.max_retained_messages, 0);
+    assert!(!s.broker.allow_anonymous);
+}
+
+#[test]
+fn other_spellings_are_accepted() {
+    let s = parse(
+        "mqtt.bind = []\nmqtt.shared_subscription_strategy = \"random\"\nlog.level = \"DEBUG\"",
+    )
+    .expect("dotted keys at the top level");
+    assert!(s.mqtt.bind.is_empty());
+    assert_eq!(s.broker.shared_strategy, SharedStrategy::Random);
+    assert_eq!(s.log_level, "DEBUG");
+
+    let s = parse("[mqtt]\nbind = []\n[limits]\nmax_session_expiry = \"0s\"")
+        .expect("zero expiry bound");
+    assert_eq!(s.broker.max_session_expiry, Some(Duration::ZERO));
+
+    let s = parse("[node]\nshutdown_grace = \"0s\"").expect("zero grace");
+    assert_eq!(s.shutdown_grace, Duration::ZERO);
+}
+
+/// (config text, key the error must name, words the message must contain)
+const BAD: &[(&str, &str, &str)] = &[
+    // ranges
+    (
+        "[mqtt]\nmax_packet_size = 0",
+        "mqtt.max_packet_size",
+        "0 is out of range (16..=268435455)",
+    ),
+    (
+        "[mqtt]\nmax_packet_size = 268435456",
+        "mqtt.max_packet_size",
+        "out of range",
+    ),
+    (
+        "[mqtt]\ntopic_alias_maximum = 65536",
+        "mqtt.topic_alias_maximum",
+        "65536 is out of range (0..=65535)",
+    ),
+    (
+        "[mqtt]\ntopic_alias_maximum = -1",
+        "mqtt.topic_alias_maximum",
+        "-1 is out of range",
+    ),
+    (
+        "[mqtt]\nreceive_maximum = 0",
+        "mqtt.receive_maximum",
+        "out of range (1..=65535)",
+    ),
+    (
+        "[mqtt]\nmax_keep_alive = 65536",
+        "mqtt.max_keep_alive",
+        "out of range (0..=65535)",
+    ),
+    (
+        "[mqtt]\nconnect_timeout = \"0s\"",
+        "mqtt.connect_timeout",
+        "longer than 0",
+    ),
+    (
+        "[limits]\nmax_connections = 0",
+        "limits.max_connections",
+        "0 is out of range (at least 1)",
+    ),
+    (
+        "[limits]\nmax_inflight = 0",
+        "limits.max_inflight",
+        "out of range (1..=65535)",
+    ),
+    (
+        "[limits]\nmax_inflight = 70000",
+        "limits.max_inflight",
+        "out of range (1..=65535)",
+    ),
+    (
+        "[limits]\nmax_queued_messages = 0",
+        "limits.max_queued_messages",
+        "at least 1",
+    ),
+    (
+        "[limits]\nmax_awaiting_rel = 0",
+        "limits.max_awaiting_rel",
+        "out of range",
+    ),
+    (
+        "[limits]\nmax_topic_length = 65536",
+        "limits.max_topic_length",
+        "out of range (1..=65535)",
+    ),
+    (
+        "[limits]\nmax_topic_levels = 0",
+        "limits.max_topic_levels",
+        "at least 1",
+    ),
+    (
+        "[limits]\nmax_subscriptions_per_client = -3",
+        "limits.max_subscriptions_per_client",
+        "at least 1",
+    ),
+    (
+        "[limits]\nmax_connections = 99999999999999999999",
+        "limits.max_connections",
+        "is out of range",
+    ),
+    (
+        "[limits]\nmax_retained_messages = -1",
+        "limits.max_retained_messages",
+        "at least 0",
+    ),
+    // types
+    (
+        "[mqtt]\nmax_packet_size = \"1MB\"",
+        "mqtt.max_packet_size",
+        "expected an integer",
+    ),
+    (
+        "[mqtt]\nmax_packet_size = 1.5",
+        "mqtt.max_packet_size",
+        "expected an integer",
+    ),
+    (
+        "[mqtt]\nallow_empty_client_id = \"yes\"",
+        "mqtt.allow_empty_client_id",
+        "invalid type",
+    ),
+    (
+        "[mqtt]\nbind = \"0.0.0.0:1883\"",
+        "mqtt.bind",
+        "expected an array of \"ip:port\" strings",
+    ),
+    (
+        "[mqtt]\nbind = [\"127.0.0.1:1883\", 1883]",
+        "mqtt.bind[1]",
+        "invalid type",
+    ),
+    ("[node]\nname = 7", "node.name", "invalid type"),
+    (
+        "[node]\nshutdown_grace = 10",
+        "node.shutdown_grace",
+        "expected a duration",
+    ),
+    (
+        "[auth]\nallow_anonymous = 1",
+        "auth.allow_anonymous",
+        "invalid type",
+    ),
+    ("mqtt = 5", "mqtt", "expected a table"),
+    (
+        "[limits]\nmax_connections = 10\n[mqtt]\nreceive_maximum = true",
+        "mqtt.receive_maximum",
+        "invalid type",
+    ),
+    (
+        "mqtt = { max_keep_alive = \"60s\" }",
+        "mqtt.max_keep_alive",
+        "expected an integer",
+    ),
+    // unknown keys
+    (
+        "[mqtt]\nmax_packet_sise = 10",
+        "mqtt.max_packet_sise",
+        "unknown key",
+    ),
+    ("[mqqt]\nbind = []", "mqqt", "unknown key"),
+    (
+        "[auth]\nallow_anonymous = true\npassword_file = \"x\"",
+        "auth.password_file",
+        "unknown key",
+    ),
+    ("[node.extra]\nx = 1", "node.extra", "unknown key"),
+    // formats
+    (
+        "[node]\nshutdown_grace = \"10x\"",
+        "node.shutdown_grace",
+        "unknown unit",
+    ),
+    (
+        "[node]\nshutdown_grace = \"10\"",
+        "node.shutdown_grace",
+        "no unit",
+    ),
+    (
+        "[mqtt]\nconnect_timeout = \"1.5s\"",
+        "mqtt.connect_timeout",
+        "fractions",
+    ),
+    (
+        "[limits]\nmax_session_expiry = \"forever\"",
+        "limits.max_session_expiry",
+        "neither \"never\" nor a duration",
+    ),
+    (
+        "[mqtt]\nbind = [\"localhost:1883\"]",
+        "mqtt.bind[0]",
+        "not an \"ip:port\" address",
+    ),
+    (
+        "[mqtt]\nbind = [\"127.0.0.1:1883\", \"0.0.0.0\"]",
+        "mqtt.bind[1]",
+        "not an \"ip:port\" address",
+    ),
+    (
+        "[mqtt]\nshared_subscription_strategy = \"sticky\"",
+        "mqtt.shared_subscription_strategy",
+        "unknown value `sticky`, expected one of `round_robin`",
+    ),
+    (
+        "[limits]\noverflow_policy = \"drop_old\"",
+        "limits.overflow_policy",
+        "unknown value `drop_old`",
+    ),
+    ("[log]\nlevel = \"loud\"", "log.level", "not a log level"),
+    (
+        "[log]\nlevel = \"roost=loud\"",
+        "log.level",
+        "not a valid filter directive",
+    ),
+    ("[node]\nname = \"\"", "node.name", "must not be empty"),
+    ("[node]\nname = \"a/b\"", "node.name", "'/'"),
+];
+
+#[test]
+fn bad_values_name_their_key() {
+    for (text, key, words) in BAD {
+        let error = error_of(text);
+        assert_eq!(error.key(), Some(*key), "{text:?}: {error}");
+        let shown = error.to_string();
+        assert!(shown.starts_with(&format!("{key}: ")), "{text:?}: {shown}");
+        assert!(shown.contains(words), "{text:?}: {shown:?} lacks {words:?}");
+        assert!(
+            !shown.contains('\n'),
+            "{text:?}: one line please: {shown:?}"
+        );
+    }
+}
+
+#[test]
+fn the_first_example_reads_exactly() {
+    assert_eq!(
+        error_of("[mqtt]\nmax_packet_size = 0").to_string(),
+        "mqtt.max_packet_size: 0 is out of range (16..=268435455)"
+    );
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let error = error_of("[mqtt]\nmax_packet_size = \n");
+    assert!(
+        matches!(
+            error,
+            ConfigError::Syntax {
+                position: Some((2, _)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("TOML syntax error at line 2, column "),
+        "{error}"
+    );
+
+    let error = error_of("[mqtt\n");
+    assert!(
+        matches!(
+            error,
+            ConfigError::Syntax {
+                position: Some((1, _)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+
+    let error = error_of("[mqtt]\nbind = []\nbind = []\n");
+    assert!(
+        matches!(
+            error,
+            ConfigError::Syntax {
+                position: Some((3, _)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn missing_file_is_a_read_error() {
+    let path = std::path::Path::new("/nonexistent/roost.toml");
+    let error = load(Some(path)).expect_err("no such file");
+    assert!(matches!(error, ConfigError::Read { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with("/nonexistent/roost.toml: "),
+        "{error}"
+    );
+}

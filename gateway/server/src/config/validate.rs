@@ -1,0 +1,201 @@
+//! From the file as read ([`ConfigFile`]) to typed settings: every range, address and filter
+//! check, each failing with the dotted key it is about.
+
+use std::net::SocketAddr;
+
+use roost_core::settings::BrokerSettings;
+use roost_mqtt::settings::MqttSettings;
+use tracing_subscriber::EnvFilter;
+
+use super::schema::{ConfigFile, Int};
+use super::{ConfigError, Settings};
+
+/// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
+const MAX_PACKET_SIZE_LIMIT: i64 = 268_435_455;
+/// A minimal 3.1.1 CONNECT is 14 bytes; a limit much below it would refuse every client.
+const MIN_PACKET_SIZE_LIMIT: i64 = 16;
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
+    let ConfigFile {
+        node,
+        log,
+        mqtt,
+        limits,
+        auth,
+    } = file;
+
+    let mqtt_settings = MqttSettings {
+        bind: bind_addrs("mqtt.bind", &mqtt.bind.0)?,
+        max_packet_size: in_range(
+            "mqtt.max_packet_size",
+            mqtt.max_packet_size,
+            MIN_PACKET_SIZE_LIMIT,
+            MAX_PACKET_SIZE_LIMIT,
+        )?,
+        connect_timeout: positive("mqtt.connect_timeout", mqtt.connect_timeout.0)?,
+        topic_alias_maximum: in_range(
+            "mqtt.topic_alias_maximum",
+            mqtt.topic_alias_maximum,
+            0,
+            65_535,
+        )?,
+        receive_maximum: in_range("mqtt.receive_maximum", mqtt.receive_maximum, 1, 65_535)?,
+        max_keep_alive: in_range("mqtt.max_keep_alive", mqtt.max_keep_alive, 0, 65_535)?,
+        allow_empty_client_id: mqtt.allow_empty_client_id,
+    };
+
+    let broker = BrokerSettings {
+        node_name: node_name("node.name", node.name)?,
+        max_connections: at_least("limits.max_connections", limits.max_connections, 1)?,
+        max_inflight: in_range("limits.max_inflight", limits.max_inflight, 1, 65_535)?,
+        max_queued_messages: at_least("limits.max_queued_messages", limits.max_queued_messages, 1)?,
+        overflow_policy: limits.overflow_policy.into(),
+        queue_qos0_offline: limits.queue_qos0_offline,
+        max_awaiting_rel: in_range(
+            "limits.max_awaiting_rel",
+            limits.max_awaiting_rel,
+            1,
+            65_535,
+        )?,
+        max_topic_length: in_range(
+            "limits.max_topic_length",
+            limits.max_topic_length,
+            1,
+            65_535,
+        )?,
+        max_topic_levels: at_least("limits.max_topic_levels", limits.max_topic_levels, 1)?,
+        max_subscriptions_per_client: at_least(
+            "limits.max_subscriptions_per_client",
+            limits.max_subscriptions_per_client,
+            1,
+        )?,
+        max_session_expiry: limits.max_session_expiry.0,
+        retain_available: mqtt.retain_available,
+        max_retained_messages: at_least(
+            "limits.max_retained_messages",
+            limits.max_retained_messages,
+            0,
+        )?,
+        shared_strategy: mqtt.shared_subscription_strategy.into(),
+        allow_anonymous: auth.allow_anonymous,
+    };
+
+    Ok(Settings {
+        broker,
+        mqtt: mqtt_settings,
+        log_level: log_level("log.level", log.level)?,
+        shutdown_grace: node.shutdown_grace.0,
+    })
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `lo..=hi`, converted to the target integer type (which must hold the whole range).
+fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64) -> Result<T, ConfigError> {
+    let Int(value) = value;
+    if !(lo..=hi).contains(&value) {
+        return Err(invalid(
+            key,
+            format!("{value} is out of range ({lo}..={hi})"),
+        ));
+    }
+    T::try_from(value).map_err(|_| invalid(key, format!("{value} is out of range ({lo}..={hi})")))
+}
+
+/// `lo..` as a `usize`; on 32-bit targets the platform bounds the top.
+fn at_least(key: &str, value: Int, lo: i64) -> Result<usize, ConfigError> {
+    let Int(value) = value;
+    if value < lo {
+        return Err(invalid(
+            key,
+            format!("{value} is out of range (at least {lo})"),
+        ));
+    }
+    usize::try_from(value).map_err(|_| {
+        invalid(
+            key,
+            format!(
+                "{value} is out of range (at most {} on this platform)",
+                usize::MAX
+            ),
+        )
+    })
+}
+
+fn positive(key: &str, value: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(key, "must be longer than 0"));
+    }
+    Ok(value)
+}
+
+fn bind_addrs(key: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    &format!("{key}[{i}]"),
+                    format!(
+                        "\"{text}\" is not an \"ip:port\" address \
+                         (e.g. \"0.0.0.0:1883\" or \"[::]:1883\"; host names are not resolved)"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The node name is part of `$SYS/...` topic names, so it must be one non-empty topic level.
+fn node_name(key: &str, name: String) -> Result<String, ConfigError> {
+    if name.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '+' | '#') || c.is_control())
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "{:?} contains {bad:?}; it is used as a topic level, so '/', '+', '#' and control characters are not allowed",
+                name
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// A level name, or a full `EnvFilter` directive (`"info,roost_mqtt=debug"`). A lone word must
+/// be a level: `EnvFilter` would take a typo like `"inf"` as a target name and silently log
+/// nothing.
+fn log_level(key: &str, level: String) -> Result<String, ConfigError> {
+    let is_directive = level.contains(['=', ',', '[', ':']);
+    if !is_directive {
+        if LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Ok(level);
+        }
+        return Err(invalid(
+            key,
+            format!(
+                "{level:?} is not a log level (off, error, warn, info, debug, trace) \
+                 or a filter directive such as \"info,roost_mqtt=debug\""
+            ),
+        ));
+    }
+    EnvFilter::builder().parse(&level).map_err(|e| {
+        invalid(
+            key,
+            format!("{level:?} is not a valid filter directive: {e}"),
+        )
+    })?;
+    Ok(level)
+}

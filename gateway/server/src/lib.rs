@@ -1,0 +1,15 @@
+//! roost: the gateway binary's library half — configuration, command line, logging and the
+//! gateway's start/shutdown. `main.rs` only wires these together, so tests can use them too.
+//!
+//! - [`config`]: `roost.toml` -> validated [`config::Settings`]
+//! - [`cli`]: the command line (`roost`, `print-default`, `check-config`)
+//! - [`logging`]: tracing to standard error, level from config or `RUST_LOG`
+//! - [`gateway`]: starts every listener on the settings, shuts them down with a grace period
+
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod logging;
+
+/// The annotated default configuration, `config/roost.toml`, byte for byte.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/roost.toml");
