@@ -57,7 +57,10 @@ pub struct Sub {
 impl Sub {
     /// Subscribes to `filter` at `qos`; exits after `count` messages or 10 s.
     pub async fn start(port: u16, version: Version, filter: &str, qos: u8, count: usize) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
+        // mosquitto_sub block-buffers a piped stdout; `stdbuf -oL` makes it line-buffered so
+        // the SUBACK line arrives before the messages do.
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version.arg()])
             .args(["-t", filter, "-q", &qos.to_string(), "-v", "-d"])
             .args(["-C", &count.to_string(), "-W", "10"])
