@@ -2,8 +2,8 @@
 //! rumqttc's `mqttbytes`) or bytes a test gives it, never acknowledges anything by itself, and
 //! reports exactly what comes back, including the connection closing.
 //!
-//! Framing is done here rather than by rumqttc's `Packet::read`, which rejects a valid v5
-//! DISCONNECT with remaining length 0 (MQTT 5.0 §3.14.2.1 allows omitting the reason code).
+//! Framing is done here rather than by rumqttc's `Packet::read`, which rejects the valid short
+//! forms of a v5 DISCONNECT (remaining length 0 or 1, MQTT 5.0 §3.14.2.1).
 
 use std::io;
 use std::net::SocketAddr;
@@ -48,10 +48,19 @@ impl Frame {
     }
 
     pub fn decode_v5(&self) -> Result<v5::Packet, RecvError> {
-        if self.bytes[..] == [0xE0, 0x00] {
-            return Ok(v5::Packet::Disconnect(v5::Disconnect::new(
-                v5::DisconnectReasonCode::NormalDisconnection,
-            )));
+        // DISCONNECT may stop after the reason code (remaining length 1) or omit it too
+        // (remaining length 0, reason 0x00); rumqttc rejects both short forms.
+        match self.bytes[..] {
+            [0xE0, 0x00] => {
+                let normal = v5::DisconnectReasonCode::NormalDisconnection;
+                return Ok(v5::Packet::Disconnect(v5::Disconnect::new(normal)));
+            }
+            [0xE0, 0x01, code] => {
+                let reason = v5::DisconnectReasonCode::try_from(code)
+                    .map_err(|e| RecvError::Decode(format!("DISCONNECT reason {code:#04x}: {e:?}")))?;
+                return Ok(v5::Packet::Disconnect(v5::Disconnect::new(reason)));
+            }
+            _ => {}
         }
         let mut buf = BytesMut::from(&self.bytes[..]);
         v5::Packet::read(&mut buf, None).map_err(|e| RecvError::Decode(format!("{e:?} in {:02x?}", &self.bytes[..])))
@@ -227,18 +236,27 @@ impl RawClient {
         }
     }
 
-    /// Waits for the broker to close an MQTT 5.0 connection and returns the reason code of
-    /// the DISCONNECT it sent first, if any. Any packet other than DISCONNECT fails the test.
-    pub async fn expect_close_v5(&mut self, wait: Duration) -> Option<v5::DisconnectReasonCode> {
+    /// Waits for the broker to close an MQTT 5.0 connection and returns the DISCONNECT it
+    /// sent first, if any. Any packet other than DISCONNECT fails the test; so does a reason
+    /// string that is present but empty.
+    pub async fn expect_close_v5(&mut self, wait: Duration) -> Option<v5::Disconnect> {
         let frames = self.expect_close(wait).await;
-        let mut reason = None;
+        let mut disconnect = None;
         for frame in frames {
             match frame.decode_v5() {
-                Ok(v5::Packet::Disconnect(d)) => reason = Some(d.reason_code),
+                Ok(v5::Packet::Disconnect(d)) => disconnect = Some(d),
                 other => panic!("expected only DISCONNECT before close, got {other:?}"),
             }
         }
-        reason
+        if let Some(reason) = disconnect.as_ref().and_then(|d| d.properties.as_ref()?.reason_string.as_ref()) {
+            assert!(!reason.is_empty(), "a reason string, when sent, says something");
+        }
+        disconnect
+    }
+
+    /// [`RawClient::expect_close_v5`], returning only the reason code.
+    pub async fn expect_close_reason_v5(&mut self, wait: Duration) -> Option<v5::DisconnectReasonCode> {
+        self.expect_close_v5(wait).await.map(|d| d.reason_code)
     }
 }
 

@@ -39,7 +39,7 @@ async fn takeover_sends_disconnect_0x8e_v5() {
     let (mut second, ack) = RawClient::connect_v5(broker.addr(), raw::connect_v5("same"), None).await;
     assert_eq!(ack.code, v5::ConnectReturnCode::Success);
 
-    let reason = first.expect_close_v5(WAIT).await;
+    let reason = first.expect_close_reason_v5(WAIT).await;
     assert_eq!(reason, Some(v5::DisconnectReasonCode::SessionTakenOver));
     second.send_v5(&v5::Packet::PingReq(v5::PingReq)).await;
     assert!(matches!(second.recv_v5(WAIT).await, v5::Packet::PingResp(_)));
