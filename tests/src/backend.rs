@@ -8,7 +8,7 @@
 //! What the Roost version must provide (same signatures): `start`, `start_with(toml)`,
 //! `addr`, `port`, `stop`, and `queue_drops` from the gateway's metrics.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -79,19 +79,11 @@ impl TestBroker {
     }
 }
 
-/// Picks a free loopback port by binding port 0 and releasing it. Mosquitto cannot listen
-/// on port 0 and report it, so there is a small window in which another process could take
-/// the port: [`TestBroker::start_with`] retries with a new one if so.
-fn free_port() -> u16 {
-    match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(err) => panic!("cannot bind a loopback port: {err}"),
-    }
-}
-
 async fn spawn_mosquitto(config: &toml::Table) -> Result<TestBroker, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    // Mosquitto cannot listen on port 0 and report the port, so one is picked for it; if another
+    // process takes it in between, mosquitto exits and `start_with` tries a new one.
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, crate::free_port()));
     let conf_path = dir.path().join("mosquitto.conf");
     let log_path = dir.path().join("mosquitto.log");
     let conf = mosquitto_conf(addr.port(), &log_path, config);

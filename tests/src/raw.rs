@@ -131,18 +131,14 @@ impl RawClient {
     }
 
     pub async fn send_v4(&mut self, packet: &v4::Packet) {
-        let mut buf = BytesMut::new();
-        write_v4(packet, &mut buf);
+        let buf = encode_v4(packet);
         if let Err(err) = self.send_bytes(&buf).await {
             panic!("send {packet:?}: {err}");
         }
     }
 
     pub async fn send_v5(&mut self, packet: &v5::Packet) {
-        let mut buf = BytesMut::new();
-        if let Err(err) = packet.write(&mut buf) {
-            panic!("encode {packet:?}: {err:?}");
-        }
+        let buf = encode_v5(packet);
         if let Err(err) = self.send_bytes(&buf).await {
             panic!("send {packet:?}: {err}");
         }
@@ -260,9 +256,11 @@ impl RawClient {
     }
 }
 
-/// The `Packet::write` of rumqttc's v4 module is not public as one function; this is it.
-fn write_v4(packet: &v4::Packet, buf: &mut BytesMut) {
+/// A 3.1.1 packet as bytes (rumqttc's v4 module has no `Packet::write`; this is it).
+pub fn encode_v4(packet: &v4::Packet) -> BytesMut {
     use v4::Packet as P;
+    let mut buf = BytesMut::new();
+    let buf = &mut buf;
     let result = match packet {
         P::Connect(p) => p.write(buf),
         P::ConnAck(p) => p.write(buf),
@@ -282,6 +280,16 @@ fn write_v4(packet: &v4::Packet, buf: &mut BytesMut) {
     if let Err(err) = result {
         panic!("encode {packet:?}: {err:?}");
     }
+    buf.split()
+}
+
+/// A 5.0 packet as bytes.
+pub fn encode_v5(packet: &v5::Packet) -> BytesMut {
+    let mut buf = BytesMut::new();
+    if let Err(err) = packet.write(&mut buf) {
+        panic!("encode {packet:?}: {err:?}");
+    }
+    buf
 }
 
 /// Splits one complete packet off the front of `buf`, if there is one.
