@@ -103,13 +103,18 @@ async fn spawn_mosquitto(config: &toml::Table) -> Result<TestBroker, String> {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             print_log(dir.path());
-            return Err(format!("mosquitto exited early with {status} (port {} taken?)", addr.port()));
+            return Err(format!(
+                "mosquitto exited early with {status} (port {} taken?)",
+                addr.port()
+            ));
         }
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(TestBroker { addr, child, dir });
         }
         if Instant::now() >= deadline {
-            return Err(format!("mosquitto did not accept on {addr} within {START_TIMEOUT:?}"));
+            return Err(format!(
+                "mosquitto did not accept on {addr} within {START_TIMEOUT:?}"
+            ));
         }
         sleep(Duration::from_millis(20)).await;
     }
