@@ -113,6 +113,8 @@ async fn truncated_publish_then_close_delivers_nothing() {
     broker.stop().await;
 }
 
+/// A PUBLISH whose remaining length runs to a fifth byte (four continuation bits set); the
+/// encoding allows four at most.
 const FIVE_BYTE_LENGTH: &[u8] = &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01];
 
 #[tokio::test]

@@ -62,6 +62,12 @@ async fn invalid_subscription_filter_is_refused_v5() {
                 ack.return_codes,
                 [v5::SubscribeReasonCode::TopicFilterInvalid]
             );
+            if let Some(reason) = ack.properties.and_then(|p| p.reason_string) {
+                assert!(
+                    !reason.is_empty(),
+                    "a reason string, when sent, says something"
+                );
+            }
             client.send_v5(&v5::Packet::PingReq(v5::PingReq)).await;
             assert!(
                 matches!(client.recv_v5(WAIT).await, v5::Packet::PingResp(_)),
