@@ -1,1 +1,36 @@
-//! e2e
+//! End-to-end tests of Roost's MQTT broker: a broker per test on a free loopback port, real
+//! clients over real sockets.
+//!
+//! - [`backend`]: the broker under test ([`TestBroker`]); the only broker-specific module.
+//! - [`mqtt311`], [`mqtt5`]: rumqttc clients that wait (bounded) for acks and collect PUBLISHes.
+//! - [`raw`]: a byte-level client for flows a well-behaved library will not produce.
+//! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
+//! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+pub mod backend;
+pub mod cli;
+pub mod mqtt311;
+pub mod mqtt5;
+pub mod raw;
+pub mod roost_bin;
+
+pub use backend::TestBroker;
+
+/// How long to wait for something that should happen (a packet, an ack, a close).
+pub const WAIT: Duration = Duration::from_secs(3);
+
+/// How long to watch for something that should NOT happen. Absence cannot be awaited, so
+/// tests that prove it wait this short, bounded time and say so.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// A loopback port that was free a moment ago (bound on port 0, then released), for
+/// processes that must be told their port up front.
+pub fn free_port() -> u16 {
+    match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(err) => panic!("cannot bind a loopback port: {err}"),
+    }
+}
