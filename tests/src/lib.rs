@@ -7,7 +7,6 @@
 //! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 pub mod backend;
@@ -25,12 +24,3 @@ pub const WAIT: Duration = Duration::from_secs(3);
 /// How long to watch for something that should NOT happen. Absence cannot be awaited, so
 /// tests that prove it wait this short, bounded time and say so.
 pub const QUIET: Duration = Duration::from_millis(300);
-
-/// A loopback port that was free a moment ago (bound on port 0, then released), for
-/// processes that must be told their port up front.
-pub fn free_port() -> u16 {
-    match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(err) => panic!("cannot bind a loopback port: {err}"),
-    }
-}

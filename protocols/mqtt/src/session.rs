@@ -365,3 +365,122 @@ impl MqttSession {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_core::settings::BrokerSettings;
+    use roost_core::{Broker, ClientId, ConnectRequest, Protocol};
+
+    async fn setup(connect: &codec::Connect) -> (Broker, Connection, MqttSession, Instant) {
+        let broker = Broker::new(BrokerSettings::default());
+        let conn = broker
+            .connect(ConnectRequest {
+                client_id: ClientId::new("c"),
+                protocol: Protocol::Mqtt,
+                peer: None,
+                username: None,
+                password: None,
+                clean_start: true,
+                keep_alive: connect.keep_alive,
+                will: None,
+                session_expiry: Some(Duration::ZERO),
+                receive_maximum: 10,
+            })
+            .await
+            .unwrap();
+        let now = Instant::now();
+        let limits = Limits { topic_alias_maximum: 4, retain_available: true };
+        let session = MqttSession::new(connect.protocol, connect.keep_alive, connect, limits, now);
+        (broker, conn, session, now)
+    }
+
+    fn v5(keep_alive: u16) -> codec::Connect {
+        codec::Connect { protocol: ProtocolVersion::V5, keep_alive, client_id: "c".into(), ..Default::default() }
+    }
+
+    fn publish(topic: &str, alias: Option<u16>, qos: codec::QoS, id: u16) -> Packet {
+        Packet::Publish(Publish {
+            qos,
+            topic: topic.into(),
+            packet_id: id,
+            properties: PublishProperties { topic_alias: alias, ..Default::default() },
+            payload: "x".into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn keep_alive_is_one_and_a_half_times() {
+        let (_b, conn, mut s, t0) = setup(&v5(10)).await;
+        assert_eq!(s.keep_alive_deadline(), Some(t0 + Duration::from_secs(15)));
+        assert!(s.handle_timeout(t0 + Duration::from_secs(14)).is_none());
+        let mut out = Vec::new();
+        s.handle_packet(t0 + Duration::from_secs(14), Packet::PingReq, &conn, &mut out).await.unwrap();
+        assert_eq!(out, [Packet::PingResp]);
+        assert!(s.handle_timeout(t0 + Duration::from_secs(20)).is_none(), "PINGREQ moved the deadline");
+        let close = s.handle_timeout(t0 + Duration::from_secs(29)).unwrap();
+        assert_eq!(close.send, Some(reason::KEEP_ALIVE_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn incoming_topic_alias() {
+        let (_b, conn, mut s, t0) = setup(&v5(0)).await;
+        conn.subscribe("a/b", SubOptions::default()).await.unwrap();
+        let mut out = Vec::new();
+        s.handle_packet(t0, publish("a/b", Some(1), codec::QoS::AtMostOnce, 0), &conn, &mut out).await.unwrap();
+        s.handle_packet(t0, publish("", Some(1), codec::QoS::AtMostOnce, 0), &conn, &mut out).await.unwrap();
+        let mut topics = Vec::new();
+        while let Some(Delivery::Publish { pending, .. }) = conn.try_next_delivery() {
+            topics.push(pending.message.topic.to_string());
+        }
+        assert_eq!(topics, ["a/b", "a/b"]);
+        let unknown = s.handle_packet(t0, publish("", Some(2), codec::QoS::AtMostOnce, 0), &conn, &mut out).await;
+        assert_eq!(unknown.unwrap_err().send, Some(reason::PROTOCOL_ERROR));
+        let too_big = s.handle_packet(t0, publish("a", Some(5), codec::QoS::AtMostOnce, 0), &conn, &mut out).await;
+        assert_eq!(too_big.unwrap_err().send, Some(reason::TOPIC_ALIAS_INVALID));
+    }
+
+    #[tokio::test]
+    async fn qos2_duplicate_is_acknowledged_not_routed_twice() {
+        let (_b, conn, mut s, t0) = setup(&v5(0)).await;
+        conn.subscribe("t", SubOptions { qos: roost_core::QoS::AtMostOnce, ..Default::default() }).await.unwrap();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            s.handle_packet(t0, publish("t", None, codec::QoS::ExactlyOnce, 7), &conn, &mut out).await.unwrap();
+        }
+        assert!(matches!(&out[..], [Packet::PubRec(a), Packet::PubRec(b)] if a.packet_id == 7 && b.packet_id == 7));
+        assert!(conn.try_next_delivery().is_some());
+        assert!(conn.try_next_delivery().is_none(), "routed once");
+        out.clear();
+        s.handle_packet(t0, Packet::PubRel(Ack { packet_id: 7, ..Default::default() }), &conn, &mut out).await.unwrap();
+        s.handle_packet(t0, Packet::PubRel(Ack { packet_id: 7, ..Default::default() }), &conn, &mut out).await.unwrap();
+        let codes: Vec<u8> = out.iter().map(|p| if let Packet::PubComp(a) = p { a.reason } else { 0xFF }).collect();
+        assert_eq!(codes, [0, reason::PACKET_IDENTIFIER_NOT_FOUND]);
+    }
+
+    #[tokio::test]
+    async fn outgoing_alias_and_client_max_packet_size() {
+        let mut c = v5(0);
+        c.properties.topic_alias_maximum = Some(1);
+        c.properties.maximum_packet_size = Some(40);
+        let (b, conn, mut s, t0) = setup(&c).await;
+        conn.subscribe("#", SubOptions::default()).await.unwrap();
+        b.publish(Message::new("long/topic", vec![0u8; 100], roost_core::QoS::AtMostOnce, false));
+        for t in ["t/1", "t/1", "t/2"] {
+            b.publish(Message::new(t, "x", roost_core::QoS::AtMostOnce, false));
+        }
+        let mut sent = Vec::new();
+        while let Some(d) = conn.try_next_delivery() {
+            if let Some(Packet::Publish(p)) = s.handle_delivery(t0, d, &conn).unwrap() {
+                sent.push((p.topic, p.properties.topic_alias));
+            }
+        }
+        assert_eq!(
+            sent,
+            [("t/1".to_string(), Some(1)), (String::new(), Some(1)), ("t/2".to_string(), None)],
+            "too large dropped; alias set, reused, and none left for a second topic"
+        );
+        assert_eq!(b.metrics().snapshot().dropped(DropReason::TooLarge), 1);
+    }
+}
