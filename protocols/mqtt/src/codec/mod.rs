@@ -50,6 +50,10 @@ mod unsuback;
 mod unsubscribe;
 
 #[cfg(test)]
+mod rumqttc_v4;
+#[cfg(test)]
+mod rumqttc_v5;
+#[cfg(test)]
 mod testutil;
 
 pub use error::{DecodeError, EncodeError};
