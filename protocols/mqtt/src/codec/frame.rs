@@ -207,8 +207,8 @@ pub fn decode(
         });
     }
     if buf.len() < total {
-        // Safe to reserve: `total` is within the configured limit.
-        buf.reserve(total - buf.len());
+        // No reserve(total) here: a peer announcing a large packet and then trickling it
+        // should cost the bytes it sent, not the limit, times every such connection.
         return Ok(None);
     }
     let frame = buf.split_to(total).freeze();

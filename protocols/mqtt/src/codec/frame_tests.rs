@@ -78,6 +78,14 @@ fn oversize_fails_before_the_body_arrives() {
 }
 
 #[test]
+fn allowed_but_incomplete_packet_reserves_nothing() {
+    // 1 MiB - 5 declared, within the limit: wait, without reserving memory for it.
+    let mut buf = BytesMut::from(&b"\x30\xFB\xFF\x3F\x00\x01a"[..]);
+    assert!(decode(&mut buf, V3, MAX).unwrap().is_none());
+    assert!(buf.capacity() < 1024);
+}
+
+#[test]
 fn remaining_length_encoding_errors() {
     let five = "PUBLISH: remaining length is longer than 4 bytes";
     assert_err(b"\x30\xFF\xFF\xFF\xFF\x01", V3, five, 0x81);
