@@ -9,10 +9,56 @@
 //! size *before* buffering the body, so a peer claiming 256 MiB costs us nothing. Every
 //! malformed input is a [`DecodeError`] naming what was wrong; nothing here panics on input.
 //!
-//! Fuzzing: `RUSTC_BOOTSTRAP=1 cargo fuzz run mqtt_decode -- -max_total_time=600` from the
-//! repository root (needs `cargo install cargo-fuzz`).
+//! Layout: [`decode`] / [`encode`] / [`encoded_len`] frame packets (`frame.rs`, which also
+//! holds PINGREQ/PINGRESP); one module per packet type does its variable header, properties
+//! and payload; `primitives.rs` and `properties.rs` are the shared data representations;
+//! [`MqttCodec`] is the `tokio_util` framing. Validation stops at what one packet can tell:
+//! state (a second CONNECT, topic alias ranges, packet ids in flight) and topic syntax beyond
+//! "no wildcards in topic names" belong to the session.
+//!
+//! Fuzzing (`fuzz/` at the repository root, outside the workspace; needs
+//! `cargo install cargo-fuzz`), from the repository root:
+//!
+//! ```text
+//! mkdir -p fuzz/corpus/mqtt_decode
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run mqtt_decode fuzz/corpus/mqtt_decode fuzz/seeds/mqtt_decode \
+//!     -- -max_total_time=600
+//! ```
+//!
+//! The first directory receives new inputs (git-ignored); `fuzz/seeds/mqtt_decode` holds the
+//! committed spec vectors and is only read.
+
+// Tests may unwrap: a panic there is a failed test, not a crashed gateway.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use bytes::Bytes;
+
+mod ack;
+mod auth;
+mod connack;
+mod connect;
+mod disconnect;
+mod error;
+mod frame;
+mod framed;
+mod primitives;
+mod properties;
+mod publish;
+mod suback;
+mod subscribe;
+mod unsuback;
+mod unsubscribe;
+
+#[cfg(test)]
+mod rumqttc_v4;
+#[cfg(test)]
+mod rumqttc_v5;
+#[cfg(test)]
+mod testutil;
+
+pub use error::{DecodeError, EncodeError};
+pub use frame::{decode, encode, encoded_len};
+pub use framed::MqttCodec;
 
 /// MQTT protocol level negotiated in CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
