@@ -197,7 +197,6 @@ fn a_gateway_that_cannot_start_exits_1() {
 }
 
 #[test]
-#[ignore = "needs the real gateway: gateway.rs is still the placeholder"]
 fn sigterm_shuts_down_cleanly() {
     let path = config_file(
         "sigterm",
