@@ -6,6 +6,8 @@
 //! - [`router`]: the topic trie with shared subscriptions
 //! - [`retained`], [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod auth;
 pub mod broker;
 pub mod connection;

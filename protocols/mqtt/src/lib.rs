@@ -6,6 +6,8 @@
 //! - [`driver`]: TCP listener and connection tasks
 //! - [`settings`]: typed `[mqtt]` settings
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod codec;
 pub mod connect;
 mod convert;
