@@ -215,6 +215,12 @@ async fn slow_subscriber_does_not_hold_up_others() {
             assert_eq!(n, i as u64, "in order, none lost");
         }
     }
+    // The stuck subscriber costs bounded memory: its queue never exceeds the limit, and what
+    // did not fit was dropped and counted (10 MB were published; socket buffers hold far less).
+    let limit = broker.broker().settings().max_queued_messages;
+    let queued = broker.broker().queue_len(&"stuck".into()).expect("stuck session exists");
+    assert!(queued <= limit, "stuck session holds {queued} queued messages, limit {limit}");
+    assert!(broker.queue_drops() > 0, "overflow of the stuck session was counted");
     drop(stuck);
     broker.stop().await;
 }

@@ -154,6 +154,14 @@ impl Broker {
         self.inner.sessions.lock().len()
     }
 
+    /// Messages waiting in a session's queue (not yet handed to its connection), if the
+    /// session exists.
+    pub fn queue_len(&self, client_id: &ClientId) -> Option<usize> {
+        let session = self.inner.sessions.lock().get(client_id).cloned()?;
+        let len = session.state.lock().queue.len();
+        Some(len)
+    }
+
     pub fn retained_count(&self) -> usize {
         self.inner.retained.len()
     }
