@@ -299,6 +299,10 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                     match io.decode() {
                         Ok(Some(p)) => {
                             if let Err(c) = session.handle_packet(Instant::now(), p, conn, &mut out).await {
+                                // Acknowledgements owed for earlier packets still go out.
+                                for p in out.drain(..) {
+                                    io.queue(&p);
+                                }
                                 return c;
                             }
                         }
