@@ -1,4 +1,5 @@
 //! Codec layer: MQTT 3.1.1 (OASIS, 2014) and MQTT 5.0 (OASIS, 2019) control packets <-> bytes.
+//! MQTT 3.1 (`MQIsdp`, level 3) is accepted in CONNECT and handled with 3.1.1 rules.
 //!
 //! Written here rather than taken from `mqttbytes`: that crate is abandoned (0.6.0, October
 //! 2021, folded into `rumqttc`) and 0.6.0 prints to stderr for every v5 UNSUBSCRIBE it parses.
