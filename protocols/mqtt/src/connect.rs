@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use roost_core::{ClientId, ConnectRequest, Message, MessageProperties, Protocol, Will};
 
 use crate::codec::{reason, Connect, ProtocolVersion};
-use crate::convert::core_qos;
 use crate::settings::MqttSettings;
 
 /// A CONNECT that passed validation, with what the CONNACK must tell the client.
@@ -109,7 +108,7 @@ pub fn validate(
                 return Err(refuse(reason::RETAIN_NOT_SUPPORTED, "retained wills are disabled"));
             }
             let p = &w.properties;
-            let mut message = Message::new(w.topic.as_str(), w.payload.clone(), core_qos(w.qos), w.retain);
+            let mut message = Message::new(w.topic.as_str(), w.payload.clone(), w.qos, w.retain);
             message.properties = MessageProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 content_type: p.content_type.clone(),

@@ -10,7 +10,6 @@
 
 pub mod codec;
 pub mod connect;
-mod convert;
 pub mod driver;
 pub mod session;
 pub mod settings;

@@ -14,7 +14,6 @@ use crate::codec::{
     self, reason, Ack, AckProperties, Disconnect, DisconnectProperties, Packet, ProtocolVersion, Publish,
     PublishProperties, SubAck, UnsubAck,
 };
-use crate::convert::{core_qos, wire_qos};
 
 /// Why the session wants the connection closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,12 +177,29 @@ impl MqttSession {
     }
 
     async fn handle_publish(&mut self, p: Publish, conn: &Connection, out: &mut Vec<Packet>) -> Result<(), Close> {
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(Close::protocol(reason::PROTOCOL_ERROR, "PUBLISH from a client carries a Subscription Identifier"));
+        }
         let topic = self.resolve_alias_in(&p)?;
+        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+            // §3.3.2.3.2: the receiver may refuse a payload that is not the UTF-8 it claims.
+            return match p.qos {
+                codec::QoS::AtMostOnce => Err(Close::protocol(reason::PAYLOAD_FORMAT_INVALID, "PUBLISH: payload is not UTF-8")),
+                codec::QoS::AtLeastOnce => {
+                    out.push(Packet::PubAck(self.ack(p.packet_id, reason::PAYLOAD_FORMAT_INVALID)));
+                    Ok(())
+                }
+                codec::QoS::ExactlyOnce => {
+                    out.push(Packet::PubRec(self.ack(p.packet_id, reason::PAYLOAD_FORMAT_INVALID)));
+                    Ok(())
+                }
+            };
+        }
         if p.retain && !self.limits.retain_available {
             return Err(Close::protocol(reason::RETAIN_NOT_SUPPORTED, "retain is not available"));
         }
         let pr = p.properties;
-        let mut msg = Message::new(topic, p.payload, core_qos(p.qos), p.retain);
+        let mut msg = Message::new(topic, p.payload, p.qos, p.retain);
         msg.expiry = pr.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
         msg.properties = MessageProperties {
             payload_format_indicator: pr.payload_format_indicator,
@@ -270,7 +286,7 @@ impl MqttSession {
         for f in &s.filters {
             let o = f.options;
             let options = SubOptions {
-                qos: core_qos(o.qos),
+                qos: o.qos,
                 no_local: o.no_local,
                 retain_as_published: o.retain_as_published,
                 retain_handling: o.retain_handling,
@@ -323,7 +339,7 @@ impl MqttSession {
                 }
                 let publish = Publish {
                     dup,
-                    qos: wire_qos(pending.qos),
+                    qos: pending.qos,
                     retain: pending.retain,
                     topic: m.topic.to_string(),
                     packet_id: id,
@@ -369,6 +385,20 @@ impl MqttSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn payload_format_and_subscription_id_checks() {
+        let (_b, conn, mut s, t0) = setup(&v5(0)).await;
+        let mut out = Vec::new();
+        let mut p = Publish { qos: codec::QoS::AtLeastOnce, topic: "t".into(), packet_id: 3, payload: vec![0xFF].into(), ..Default::default() };
+        p.properties.payload_format_indicator = Some(1);
+        s.handle_packet(t0, Packet::Publish(p.clone()), &conn, &mut out).await.unwrap();
+        assert!(matches!(&out[..], [Packet::PubAck(a)] if a.reason == reason::PAYLOAD_FORMAT_INVALID));
+        p.properties.payload_format_indicator = None;
+        p.properties.subscription_identifiers = vec![1];
+        let err = s.handle_packet(t0, Packet::Publish(p), &conn, &mut out).await.unwrap_err();
+        assert_eq!(err.send, Some(reason::PROTOCOL_ERROR));
+    }
     use roost_core::settings::BrokerSettings;
     use roost_core::{Broker, ClientId, ConnectRequest, Protocol};
 

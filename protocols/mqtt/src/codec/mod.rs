@@ -86,25 +86,8 @@ impl ProtocolVersion {
     }
 }
 
-/// Quality of service level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum QoS {
-    #[default]
-    AtMostOnce = 0,
-    AtLeastOnce = 1,
-    ExactlyOnce = 2,
-}
-
-impl QoS {
-    pub fn from_u8(v: u8) -> Option<QoS> {
-        match v {
-            0 => Some(QoS::AtMostOnce),
-            1 => Some(QoS::AtLeastOnce),
-            2 => Some(QoS::ExactlyOnce),
-            _ => None,
-        }
-    }
-}
+/// Quality of service: the core's type, so deliveries need no conversion.
+pub use roost_core::QoS;
 
 /// A v5 user property: an ordered name/value pair; repeats are allowed.
 pub type UserProperty = (String, String);
