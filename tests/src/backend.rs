@@ -32,6 +32,11 @@ impl TestBroker {
             Err(e) => panic!("test config rejected: {e}\n{config_toml}"),
         };
         settings.mqtt.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        // Tests share a working directory: unless a test configures storage itself, keep its
+        // state in memory rather than in ./data.
+        if !config_toml.contains("[storage]") {
+            settings.storage.disk = false;
+        }
         let gateway = match roost::gateway::start(settings).await {
             Ok(g) => g,
             Err(e) => panic!("gateway did not start: {e:#}"),

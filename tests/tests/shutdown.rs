@@ -21,7 +21,8 @@ const GRACE: Duration = Duration::from_secs(10);
 async fn sigterm_disconnects_clients_with_0x8b_and_exits_0() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("roost.toml");
-    std::fs::write(&config, "[mqtt]\nbind = [\"127.0.0.1:0\"]\n").expect("write config");
+    let text = format!("[mqtt]\nbind = [\"127.0.0.1:0\"]\n[storage]\ndata_dir = {:?}\n", dir.path().display().to_string());
+    std::fs::write(&config, text).expect("write config");
     let mut roost = Command::new(roost_bin())
         .arg("--config")
         .arg(&config)

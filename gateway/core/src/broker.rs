@@ -24,7 +24,7 @@ use crate::retained::{RetainOutcome, Retained};
 use crate::router::{Router, SubOptions, Target};
 use crate::session::{Attached, ConnSignal, DisconnectReason, Pending, Session, Will};
 use crate::settings::BrokerSettings;
-use crate::store::{MemoryStore, SessionRecord, Store};
+use crate::store::{Change, NullStore, Store, StoreError};
 use crate::topic;
 use crate::types::{ClientId, ClientInfo, Message, Protocol, QoS};
 
@@ -105,7 +105,8 @@ impl BrokerBuilder {
         self.hooks.push(h);
         self
     }
-    pub fn build(self) -> Broker {
+    /// Builds the broker and restores what its store holds.
+    pub fn build(self) -> Result<Broker, StoreError> {
         let allow_anonymous = self.settings.allow_anonymous;
         let inner = Arc::new(Inner {
             router: Router::new(self.settings.shared_strategy),
@@ -121,8 +122,8 @@ impl BrokerBuilder {
             shutting_down: false.into(),
         });
         let broker = Broker { inner };
-        broker.restore();
-        broker
+        broker.restore()?;
+        Ok(broker)
     }
 }
 
@@ -130,15 +131,18 @@ impl Broker {
     pub fn builder(settings: BrokerSettings) -> BrokerBuilder {
         BrokerBuilder {
             settings,
-            store: Arc::new(MemoryStore::new()),
+            store: Arc::new(NullStore),
             authenticator: None,
             authorizer: Box::new(AllowAll),
             hooks: Vec::new(),
         }
     }
 
+    /// A broker whose state lives in memory only.
     pub fn new(settings: BrokerSettings) -> Broker {
-        Broker::builder(settings).build()
+        let inner = Broker::builder(settings).build();
+        // A NullStore holds nothing to restore, so building cannot fail.
+        inner.unwrap_or_else(|_| unreachable!("a NullStore restores nothing"))
     }
 
     pub fn settings(&self) -> &BrokerSettings {
@@ -244,7 +248,7 @@ impl Broker {
             let (session, present, resend) = match resumed {
                 Some((s, resend)) => (s, true, resend),
                 None => {
-                    let s = Arc::new(Session::new(conn_id, req.client_id.clone(), req.protocol, expiry));
+                    let s = Arc::new(Session::new(conn_id, req.client_id.clone(), req.protocol, expiry, inner.store.clone()));
                     sessions.insert(req.client_id.clone(), s.clone());
                     (s, false, Default::default())
                 }
@@ -256,6 +260,7 @@ impl Broker {
                 st.expiry = expiry;
                 st.will = req.will.clone();
                 st.protocol = req.protocol;
+                session.persist(&mut st, None);
             }
             session.set_online(true);
             inner.metrics.connected(req.protocol);
@@ -279,9 +284,15 @@ impl Broker {
     pub(crate) fn route(&self, msg: Arc<Message>) -> usize {
         let inner = &self.inner;
         if msg.retain && inner.settings.retain_available {
+            let keep = inner.store.keeps();
             match inner.retained.set(&msg, inner.settings.max_retained_messages) {
-                RetainOutcome::Stored => inner.store.save_retained(&msg.topic, Some(msg.clone())),
-                RetainOutcome::Cleared => inner.store.save_retained(&msg.topic, None),
+                RetainOutcome::Stored if keep => {
+                    inner.store.record(Change::Retain { topic: msg.topic.clone(), message: Some(msg.clone()) });
+                }
+                RetainOutcome::Cleared if keep => {
+                    inner.store.record(Change::Retain { topic: msg.topic.clone(), message: None });
+                }
+                RetainOutcome::Stored | RetainOutcome::Cleared => {}
                 RetainOutcome::Full => {
                     tracing::warn!(topic = %msg.topic, "retained store full: message not retained")
                 }
@@ -393,6 +404,10 @@ impl Broker {
             self.inner.metrics.disconnected(st.protocol);
             let will = st.will.take().filter(|_| reason.publishes_will());
             let expiry = st.expiry;
+            if expiry != Some(Duration::ZERO) {
+                let expires_at = expiry.map(|e| std::time::SystemTime::now() + e);
+                session.persist(&mut st, expires_at);
+            }
             if expiry == Some(Duration::ZERO) {
                 destroy = true;
                 fire = will.map(|w| w.message);
@@ -412,8 +427,6 @@ impl Broker {
         if destroy {
             let mut sessions = self.inner.sessions.lock();
             self.destroy_locked(&mut sessions, session);
-        } else {
-            self.save_session(session);
         }
         if let Some(msg) = fire {
             self.publish_will(msg);
@@ -468,6 +481,9 @@ impl Broker {
         }
         let filters: Vec<String> = {
             let mut st = session.state.lock();
+            if st.persisted && !st.destroyed {
+                self.inner.store.record(Change::SessionGone(session.client_id().clone()));
+            }
             st.destroyed = true;
             st.queue.clear();
             st.inflight.clear();
@@ -478,67 +494,71 @@ impl Broker {
                 self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
             }
         }
-        self.inner.store.delete_session(session.client_id());
-    }
-
-    /// Writes a persistent session's record to the store.
-    pub(crate) fn save_session(&self, session: &Arc<Session>) {
-        let st = session.state.lock();
-        if st.destroyed || st.expiry == Some(Duration::ZERO) {
-            return;
-        }
-        let record = SessionRecord {
-            client_id: session.client_id().clone(),
-            protocol: st.protocol,
-            expiry: st.expiry,
-            subscriptions: st.subscriptions.iter().map(|(f, o)| (f.clone(), *o)).collect(),
-            inflight: st
-                .inflight
-                .iter()
-                .map(|f| (f.id, f.pending.clone(), f.state == crate::session::FlightState::Released))
-                .collect(),
-            queue: st.queue.iter().cloned().collect(),
-            awaiting_rel: st.awaiting_rel.iter().copied().collect(),
-        };
-        drop(st);
-        self.inner.store.save_session(record);
     }
 
     /// Rebuilds offline sessions and retained messages from the store.
-    fn restore(&self) {
+    fn restore(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        for m in inner.store.load_retained() {
+        let snapshot = inner.store.load()?;
+        for m in snapshot.retained {
             inner.retained.set(&m, inner.settings.max_retained_messages);
         }
-        let records = inner.store.load_sessions();
+        let now = std::time::SystemTime::now();
+        let (mut restored, mut expired) = (0usize, 0usize);
         let mut sessions = inner.sessions.lock();
-        for r in records {
-            let session = Arc::new(Session::new(self.next_id(), r.client_id.clone(), r.protocol, r.expiry));
+        for stored in snapshot.sessions {
+            let meta = stored.meta;
+            let left = match meta.expires_at {
+                Some(at) => match at.duration_since(now) {
+                    Ok(left) => Some(left),
+                    Err(_) => {
+                        // Ended while we were down.
+                        inner.store.record(Change::SessionGone(meta.client_id.clone()));
+                        expired += 1;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let session = Arc::new(Session::new(self.next_id(), meta.client_id.clone(), meta.protocol, meta.expiry, inner.store.clone()));
             {
                 let mut st = session.state.lock();
-                for (id, pending, released) in r.inflight {
-                    let state = if released { crate::session::FlightState::Released } else { crate::session::FlightState::Published };
-                    st.inflight.push_back(crate::session::InFlight { id, pending, state });
+                st.persisted = true;
+                for (seq, m) in stored.messages {
+                    st.next_seq = st.next_seq.max(seq + 1);
+                    match m.packet_id {
+                        Some(id) => {
+                            let state = if m.released { crate::session::FlightState::Released } else { crate::session::FlightState::Published };
+                            st.inflight.push_back(crate::session::InFlight { seq, id, pending: m.pending, state });
+                        }
+                        None => st.queue.push_back(crate::session::Queued { seq, pending: m.pending }),
+                    }
                 }
-                st.queue.extend(r.queue);
-                st.awaiting_rel.extend(r.awaiting_rel);
-            }
-            for (raw, options) in r.subscriptions {
-                if let Ok(spec) = topic::parse_filter(&raw, &inner.settings) {
-                    session.state.lock().subscriptions.insert(raw.clone(), options);
-                    inner.router.subscribe(&session, spec.share_group, spec.filter, options);
+                st.awaiting_rel.extend(stored.awaiting_rel);
+                for (raw, options) in meta.subscriptions {
+                    if let Ok(spec) = topic::parse_filter(&raw, &inner.settings) {
+                        inner.router.subscribe(&session, spec.share_group, spec.filter, options);
+                        st.subscriptions.insert(raw, options);
+                    }
                 }
             }
-            if let Some(expiry) = r.expiry {
-                let generation = session.state.lock().generation;
-                self.schedule(session.clone(), generation, None, Some(expiry));
+            // A session of a connection that was up when the process died expires as if it
+            // had just disconnected.
+            let left = left.or(meta.expiry);
+            if let Some(left) = left {
+                self.schedule(session.clone(), session.state.lock().generation, None, Some(left));
             }
-            sessions.insert(r.client_id, session);
+            sessions.insert(meta.client_id, session);
+            restored += 1;
         }
+        if restored + expired > 0 {
+            tracing::info!(restored, expired, retained = inner.retained.len(), "sessions restored from the store");
+        }
+        Ok(())
     }
 
-    /// Begins shutdown: refuses new connections, asks every connection to close with
-    /// "server shutting down", and writes persistent sessions to the store.
+    /// Begins shutdown: refuses new connections and asks every connection to close with
+    /// "server shutting down" (their sessions are written to the store as they detach).
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().values().cloned().collect();
@@ -547,9 +567,12 @@ impl Broker {
                 a.signal.close(DisconnectReason::Shutdown);
             }
         }
-        for s in &sessions {
-            self.save_session(s);
-        }
+    }
+
+    /// Makes everything recorded durable and closes the store; call once connections are
+    /// gone at shutdown.
+    pub fn close_store(&self) {
+        self.inner.store.close();
     }
 
     /// Kicks a client off (administrative action); true if it was connected.

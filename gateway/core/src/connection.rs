@@ -26,6 +26,9 @@ pub enum PublishError {
     NotAuthorized,
     #[error("QoS 2 receive quota exceeded ({0} awaiting PUBREL)")]
     QuotaExceeded(usize),
+    /// The message was routed but could not be made durable: it must not be acknowledged.
+    #[error("{0}")]
+    Store(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,7 +109,16 @@ impl Connection {
         msg.publisher = Some(self.info.client_id.clone());
         inner.metrics.message_in(self.info.protocol);
         self.broker.hook(&Event::Published { client: Some(&self.info), message: &msg });
+        let durable = msg.qos != QoS::AtMostOnce;
+        let store = &inner.store;
+        let before = store.last_ticket();
         let matched = self.broker.route(Arc::new(msg));
+        // What is acknowledged must be on disk: wait for the store to commit what this publish
+        // (and, in the same group commit, anyone else's) recorded.
+        let after = store.last_ticket();
+        if durable && after != before {
+            store.durable(after).await.map_err(|e| PublishError::Store(e.to_string()))?;
+        }
         Ok(Published { matched })
     }
 
@@ -122,18 +134,31 @@ impl Connection {
         if st.awaiting_rel.len() >= max {
             return Err(PublishError::QuotaExceeded(max));
         }
-        st.awaiting_rel.insert(packet_id);
+        self.session.set_awaiting(&mut st, packet_id, true);
         Ok(true)
     }
 
     /// Forgets a QoS 2 packet id that was not routed after all (the publish failed).
     pub fn abort_exactly_once(&self, packet_id: u16) {
-        self.session.state.lock().awaiting_rel.remove(&packet_id);
+        let mut st = self.session.state.lock();
+        self.session.set_awaiting(&mut st, packet_id, false);
     }
 
     /// PUBREL from the device: the QoS 2 id is released. False if it was unknown.
+    /// Call [`Connection::sync`] before acknowledging (PUBCOMP), so a crash cannot bring the
+    /// id back and swallow the client's next message that reuses it.
     pub fn release(&self, packet_id: u16) -> bool {
-        self.session.state.lock().awaiting_rel.remove(&packet_id)
+        let mut st = self.session.state.lock();
+        self.session.set_awaiting(&mut st, packet_id, false)
+    }
+
+    /// Waits until everything recorded so far is durable (no-op for a memory store).
+    pub async fn sync(&self) -> Result<(), PublishError> {
+        let store = &self.broker.inner.store;
+        if !store.keeps() {
+            return Ok(());
+        }
+        store.durable(store.last_ticket()).await.map_err(|e| PublishError::Store(e.to_string()))
     }
 
     /// Subscribes; queues the matching retained messages as `retain_handling` says.
@@ -156,6 +181,7 @@ impl Connection {
             }
         }
         let existed = self.broker.add_subscription(&self.session, filter, options)?;
+        self.session.persist(&mut self.session.state.lock(), None);
         self.broker.hook(&Event::Subscribed { client: &self.info, filter });
         let send_retained = spec.share_group.is_none()
             && match options.retain_handling {
@@ -173,6 +199,9 @@ impl Connection {
     pub async fn unsubscribe(&self, filter: &str) -> Result<bool, SubscribeError> {
         topic::parse_filter(filter, self.settings())?;
         let had = self.broker.remove_subscription(&self.session, filter);
+        if had {
+            self.session.persist(&mut self.session.state.lock(), None);
+        }
         if had {
             self.broker.hook(&Event::Unsubscribed { client: &self.info, filter });
         }
@@ -202,7 +231,7 @@ impl Connection {
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the delivery `id` is done. False if unknown.
     pub fn ack(&self, id: u16) -> bool {
-        let done = self.session.state.lock().complete(id);
+        let done = self.session.complete(id);
         if done {
             self.signal.notify.notify_one();
         }
@@ -211,7 +240,7 @@ impl Connection {
 
     /// PUBREC (QoS 2): the device has the message; PUBREL follows. False if unknown.
     pub fn received(&self, id: u16) -> bool {
-        self.session.state.lock().received(id)
+        self.session.received(id)
     }
 
     /// Counts a delivery the adapter could not send (e.g. larger than the device accepts)

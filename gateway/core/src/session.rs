@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::metrics::{DropReason, Metrics};
+use crate::store::{Change, SessionMeta, Store};
 use crate::router::SubOptions;
 use crate::settings::{BrokerSettings, OverflowPolicy};
 use crate::types::{ClientId, Message, Protocol, QoS};
@@ -69,8 +70,16 @@ pub(crate) enum FlightState {
     Released,
 }
 
+/// A queued message and its store sequence number (0 when the session is not persisted).
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub seq: u64,
+    pub pending: Pending,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct InFlight {
+    pub seq: u64,
     pub id: u16,
     pub pending: Pending,
     pub state: FlightState,
@@ -100,7 +109,11 @@ pub(crate) struct Attached {
 pub(crate) struct SessionState {
     /// Raw filters as the client wrote them (`$share/g/f` included) -> options.
     pub subscriptions: HashMap<String, SubOptions>,
-    pub queue: VecDeque<Pending>,
+    pub queue: VecDeque<Queued>,
+    /// Next store sequence number.
+    pub next_seq: u64,
+    /// The session's shape has been written to the store (so its end must be too).
+    pub persisted: bool,
     pub inflight: VecDeque<InFlight>,
     next_id: u16,
     pub awaiting_rel: HashSet<u16>,
@@ -123,6 +136,7 @@ pub struct Session {
     client_id: ClientId,
     online: AtomicBool,
     pub(crate) state: Mutex<SessionState>,
+    store: Arc<dyn Store>,
 }
 
 /// Something an attached connection must do next.
@@ -138,14 +152,17 @@ pub enum Delivery {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, client_id: ClientId, protocol: Protocol, expiry: Option<Duration>) -> Self {
+    pub(crate) fn new(id: u64, client_id: ClientId, protocol: Protocol, expiry: Option<Duration>, store: Arc<dyn Store>) -> Self {
         Session {
             id,
             client_id,
             online: AtomicBool::new(false),
+            store,
             state: Mutex::new(SessionState {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
+                next_seq: 1,
+                persisted: false,
                 inflight: VecDeque::new(),
                 next_id: 0,
                 awaiting_rel: HashSet::new(),
@@ -194,14 +211,25 @@ impl Session {
             match settings.overflow_policy {
                 OverflowPolicy::DropNew => return false,
                 OverflowPolicy::DropOldestQos0First => {
-                    match st.queue.iter().position(|p| p.qos == QoS::AtMostOnce) {
+                    let dropped = match st.queue.iter().position(|q| q.pending.qos == QoS::AtMostOnce) {
                         Some(i) => st.queue.remove(i),
                         None => st.queue.pop_front(),
                     };
+                    if let Some(d) = dropped {
+                        self.log_remove(&st, d.seq);
+                    }
                 }
             }
         }
-        st.queue.push_back(pending);
+        let seq = if st.persisted {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            self.store.record(Change::Enqueue { client: self.client_id.clone(), seq, pending: pending.clone() });
+            seq
+        } else {
+            0
+        };
+        st.queue.push_back(Queued { seq, pending });
         if let Some(a) = &st.attached {
             a.signal.notify.notify_one();
         }
@@ -235,23 +263,119 @@ impl Session {
             }
         }
         loop {
-            let front = st.queue.front()?;
+            let front = &st.queue.front()?.pending;
             if front.message.is_expired(now) {
-                st.queue.pop_front();
+                let q = st.queue.pop_front()?;
+                self.log_remove(&st, q.seq);
                 metrics.dropped(DropReason::Expired);
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
-                let pending = st.queue.pop_front()?;
-                return Some(Delivery::Publish { id: 0, dup: false, pending });
+                let q = st.queue.pop_front()?;
+                self.log_remove(&st, q.seq);
+                return Some(Delivery::Publish { id: 0, dup: false, pending: q.pending });
             }
             if st.inflight.len() >= window {
                 return None;
             }
-            let pending = st.queue.pop_front()?;
+            let Queued { seq, pending } = st.queue.pop_front()?;
             let id = st.allocate_id();
-            st.inflight.push_back(InFlight { id, pending: pending.clone(), state: FlightState::Published });
+            if seq != 0 {
+                self.store.record(Change::Sent { client: self.client_id.clone(), seq, packet_id: id });
+            }
+            st.inflight.push_back(InFlight { seq, id, pending: pending.clone(), state: FlightState::Published });
             return Some(Delivery::Publish { id, dup: false, pending });
+        }
+    }
+}
+
+impl Session {
+    fn log_remove(&self, st: &SessionState, seq: u64) {
+        if seq != 0 && st.persisted {
+            self.store.record(Change::Remove { client: self.client_id.clone(), seq });
+        }
+    }
+
+    /// PUBACK, PUBCOMP (or a failing PUBREC): the flow of `id` is over.
+    pub(crate) fn complete(&self, id: u16) -> bool {
+        let mut st = self.state.lock();
+        match st.inflight.iter().position(|f| f.id == id) {
+            Some(i) => {
+                if let Some(f) = st.inflight.remove(i) {
+                    self.log_remove(&st, f.seq);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC: the QoS 2 message `id` is received; PUBREL follows.
+    pub(crate) fn received(&self, id: u16) -> bool {
+        let mut st = self.state.lock();
+        let persisted = st.persisted;
+        match st.inflight.iter_mut().find(|f| f.id == id && f.pending.qos == QoS::ExactlyOnce) {
+            Some(f) => {
+                f.state = FlightState::Released;
+                if persisted && f.seq != 0 {
+                    self.store.record(Change::Released { client: self.client_id.clone(), seq: f.seq });
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks an incoming QoS 2 id as awaiting PUBREL (`true`) or released.
+    pub(crate) fn set_awaiting(&self, st: &mut SessionState, packet_id: u16, awaiting: bool) -> bool {
+        let changed = if awaiting { st.awaiting_rel.insert(packet_id) } else { st.awaiting_rel.remove(&packet_id) };
+        if changed && st.persisted {
+            self.store.record(Change::AwaitRel { client: self.client_id.clone(), packet_id, awaiting });
+        }
+        changed
+    }
+
+    /// The session's shape as the store keeps it.
+    pub(crate) fn meta(&self, st: &SessionState, expires_at: Option<std::time::SystemTime>) -> SessionMeta {
+        SessionMeta {
+            client_id: self.client_id.clone(),
+            protocol: st.protocol,
+            expiry: st.expiry,
+            expires_at,
+            subscriptions: st.subscriptions.iter().map(|(f, o)| (f.clone(), *o)).collect(),
+        }
+    }
+
+    /// Writes the session's shape to the store if it outlives its connection. The first
+    /// time, also writes what it already holds (queued and in-flight messages, QoS 2 ids).
+    pub(crate) fn persist(&self, st: &mut SessionState, expires_at: Option<std::time::SystemTime>) {
+        if !self.store.keeps() || st.destroyed || st.expiry == Some(Duration::ZERO) {
+            return;
+        }
+        self.store.record(Change::Session(self.meta(st, expires_at)));
+        if st.persisted {
+            return;
+        }
+        st.persisted = true;
+        let client = &self.client_id;
+        let mut next = st.next_seq;
+        for q in st.queue.iter_mut() {
+            q.seq = next;
+            next += 1;
+            self.store.record(Change::Enqueue { client: client.clone(), seq: q.seq, pending: q.pending.clone() });
+        }
+        for f in st.inflight.iter_mut() {
+            f.seq = next;
+            next += 1;
+            self.store.record(Change::Enqueue { client: client.clone(), seq: f.seq, pending: f.pending.clone() });
+            self.store.record(Change::Sent { client: client.clone(), seq: f.seq, packet_id: f.id });
+            if f.state == FlightState::Released {
+                self.store.record(Change::Released { client: client.clone(), seq: f.seq });
+            }
+        }
+        st.next_seq = next;
+        for id in &st.awaiting_rel {
+            self.store.record(Change::AwaitRel { client: client.clone(), packet_id: *id, awaiting: true });
         }
     }
 }
@@ -263,28 +387,6 @@ impl SessionState {
             if self.next_id != 0 && !self.inflight.iter().any(|f| f.id == self.next_id) {
                 return self.next_id;
             }
-        }
-    }
-
-    /// PUBACK, PUBCOMP (or a failing PUBREC): the flow of `id` is over.
-    pub fn complete(&mut self, id: u16) -> bool {
-        match self.inflight.iter().position(|f| f.id == id) {
-            Some(i) => {
-                self.inflight.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// PUBREC: the QoS 2 message `id` is received; PUBREL follows.
-    pub fn received(&mut self, id: u16) -> bool {
-        match self.inflight.iter_mut().find(|f| f.id == id && f.pending.qos == QoS::ExactlyOnce) {
-            Some(f) => {
-                f.state = FlightState::Released;
-                true
-            }
-            None => false,
         }
     }
 

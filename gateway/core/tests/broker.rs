@@ -220,7 +220,7 @@ async fn retained_and_retain_handling() {
 async fn store_restores_sessions_and_retained() {
     let store = Arc::new(MemoryStore::new());
     {
-        let b = Broker::builder(BrokerSettings::default()).store(store.clone()).build();
+        let b = Broker::builder(BrokerSettings::default()).store(store.clone()).build().unwrap();
         let s = b.connect(req("keep", false, None)).await.unwrap();
         s.subscribe("t", qos(QoS::AtLeastOnce)).await.unwrap();
         s.disconnect(DisconnectReason::Normal).await;
@@ -229,7 +229,7 @@ async fn store_restores_sessions_and_retained() {
         b.publish(m);
         b.shutdown();
     }
-    let b = Broker::builder(BrokerSettings::default()).store(store).build();
+    let b = Broker::builder(BrokerSettings::default()).store(store).build().unwrap();
     assert_eq!(b.retained_count(), 1);
     let s = b.connect(req("keep", false, None)).await.unwrap();
     assert!(s.session_present());

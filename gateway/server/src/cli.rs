@@ -1,4 +1,5 @@
-//! The command line: `roost [--config FILE]`, `roost print-default`, `roost check-config FILE`.
+//! The command line: `roost [--config FILE]`, `roost print-default`, `roost check-config FILE`,
+//! `roost [--config FILE] store check|repair`.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,19 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Inspect the store file named by `[storage]` of the config (the gateway must be stopped).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum StoreAction {
+    /// Read every record; exits 0 if all decode, 1 otherwise.
+    Check,
+    /// Repair the file and drop the records that cannot be decoded.
+    Repair,
 }
 
 /// Exit status for a configuration the gateway cannot use (the same as clap's usage errors).

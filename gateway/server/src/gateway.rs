@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roost_core::Broker;
+use roost_core::store::{DiskStore, NullStore, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,11 +24,28 @@ pub struct Gateway {
 
 /// Starts the broker and binds every configured listener.
 pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
-    let broker = Broker::new(settings.broker.clone());
+    // Bind first: a taken port fails fast, before the store file is locked.
+    let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
+    let store: Arc<dyn Store> = if settings.storage.disk {
+        let path = settings.storage.file();
+        let sync = settings.storage.sync;
+        let store = tokio::task::spawn_blocking(move || DiskStore::open(&path, sync)).await??;
+        tracing::info!(file = %store.path().display(), ?sync, "store opened");
+        Arc::new(store)
+    } else {
+        Arc::new(NullStore)
+    };
+    let started = std::time::Instant::now();
+    let broker = Broker::builder(settings.broker.clone())
+        .store(store)
+        .build()
+        .context("restoring state from the store (see `roost store check`)")?;
+    if settings.storage.disk {
+        tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
     let ctx = Arc::new(roost_mqtt::driver::Context {
         broker: broker.clone(),
         settings: settings.mqtt.clone(),
@@ -62,5 +80,7 @@ impl Gateway {
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!(open = self.broker.connection_count(), "shutdown grace period over; closing the rest");
         }
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.close_store()).await;
     }
 }

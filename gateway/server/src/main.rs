@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::PrintDefault) => print_default(),
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Store { action }) => store(cli.config, action),
         None => run(cli.config),
     }
 }
@@ -31,6 +32,48 @@ fn print_default() -> ExitCode {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("roost: cannot write to standard output: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn store(config_file: Option<PathBuf>, action: roost::cli::StoreAction) -> ExitCode {
+    let settings = match config::load(config_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
+            eprintln!("roost: {}", describe(file, &e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let path = settings.storage.file();
+    let result = match action {
+        roost::cli::StoreAction::Check => roost_core::store::DiskStore::check(&path),
+        roost::cli::StoreAction::Repair => roost_core::store::DiskStore::repair(&path),
+    };
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: {} sessions, {} queued messages, {} retained messages",
+                path.display(),
+                report.sessions,
+                report.messages,
+                report.retained
+            );
+            for (table, key, what) in &report.bad {
+                println!("bad record in {table}: {key}: {what}");
+            }
+            match (action, report.bad.is_empty()) {
+                (_, true) => ExitCode::SUCCESS,
+                (roost::cli::StoreAction::Repair, false) => {
+                    println!("dropped {} bad records", report.bad.len());
+                    ExitCode::SUCCESS
+                }
+                (roost::cli::StoreAction::Check, false) => ExitCode::from(EXIT_FAILURE),
+            }
+        }
+        Err(e) => {
+            eprintln!("roost: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

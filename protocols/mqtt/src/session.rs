@@ -118,6 +118,10 @@ impl MqttSession {
             }
             Packet::PubRel(a) => {
                 let known = conn.release(a.packet_id);
+                // The release must be durable before PUBCOMP lets the client reuse the id.
+                if let Err(e) = conn.sync().await {
+                    return Err(Close::protocol(reason::UNSPECIFIED_ERROR, e.to_string()));
+                }
                 out.push(Packet::PubComp(self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND })));
                 Ok(())
             }
@@ -253,6 +257,8 @@ impl MqttSession {
             PublishError::InvalidTopic(_) => reason::TOPIC_NAME_INVALID,
             PublishError::QuotaExceeded(_) => reason::RECEIVE_MAXIMUM_EXCEEDED,
             PublishError::NotAuthorized => reason::NOT_AUTHORIZED,
+            // Not durable, so not acknowledged: the client resends after reconnecting.
+            PublishError::Store(_) => reason::UNSPECIFIED_ERROR,
         };
         Close::protocol(code, format!("PUBLISH: {e}"))
     }

@@ -23,9 +23,39 @@ use serde::Deserialize;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 
+/// `[storage]`: where the durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// The embedded file store (`backend = "disk"`); otherwise state lives in memory only.
+    pub disk: bool,
+    /// Directory of `roost.redb` (relative paths are relative to the working directory).
+    pub data_dir: std::path::PathBuf,
+    pub sync: roost_core::store::SyncMode,
+}
+
+pub(crate) const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(2);
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            disk: true,
+            data_dir: std::path::PathBuf::from("data"),
+            sync: roost_core::store::SyncMode::Batch(DEFAULT_BATCH_INTERVAL),
+        }
+    }
+}
+
+impl StorageSettings {
+    /// The store file.
+    pub fn file(&self) -> std::path::PathBuf {
+        self.data_dir.join("roost.redb")
+    }
+}
+
 /// Everything the gateway needs from the config file, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    pub storage: StorageSettings,
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
@@ -37,6 +67,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            storage: StorageSettings::default(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),

@@ -26,6 +26,7 @@ pub(super) struct ConfigFile {
     pub mqtt: MqttSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub storage: StorageSection,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -135,6 +136,60 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             allow_anonymous: BrokerSettings::default().allow_anonymous,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct StorageSection {
+    pub backend: StorageBackendName,
+    pub data_dir: String,
+    pub sync: SyncName,
+    pub batch_interval: ConfigDuration,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        let d = super::StorageSettings::default();
+        StorageSection {
+            backend: if d.disk { StorageBackendName::Disk } else { StorageBackendName::Memory },
+            data_dir: d.data_dir.display().to_string(),
+            sync: d.sync.into(),
+            batch_interval: ConfigDuration(match d.sync {
+                roost_core::store::SyncMode::Batch(w) => w,
+                _ => super::DEFAULT_BATCH_INTERVAL,
+            }),
+        }
+    }
+}
+
+/// `storage.backend` as spelled in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub(super) enum StorageBackendName {
+    #[serde(rename = "disk")]
+    Disk,
+    #[serde(rename = "memory")]
+    Memory,
+}
+
+/// `storage.sync` as spelled in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub(super) enum SyncName {
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "batch")]
+    Batch,
+    #[serde(rename = "none")]
+    None,
+}
+
+impl From<roost_core::store::SyncMode> for SyncName {
+    fn from(m: roost_core::store::SyncMode) -> Self {
+        match m {
+            roost_core::store::SyncMode::Always => SyncName::Always,
+            roost_core::store::SyncMode::Batch(_) => SyncName::Batch,
+            roost_core::store::SyncMode::None => SyncName::None,
         }
     }
 }

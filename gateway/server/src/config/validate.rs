@@ -24,6 +24,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqtt,
         limits,
         auth,
+        storage,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -82,7 +83,29 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         allow_anonymous: auth.allow_anonymous,
     };
 
+    let storage = super::StorageSettings {
+        disk: storage.backend == super::schema::StorageBackendName::Disk,
+        data_dir: {
+            if storage.data_dir.trim().is_empty() {
+                return Err(invalid("storage.data_dir", "is empty"));
+            }
+            std::path::PathBuf::from(storage.data_dir)
+        },
+        sync: match storage.sync {
+            super::schema::SyncName::Always => roost_core::store::SyncMode::Always,
+            super::schema::SyncName::None => roost_core::store::SyncMode::None,
+            super::schema::SyncName::Batch => {
+                let w = storage.batch_interval.0;
+                if w.is_zero() || w > std::time::Duration::from_secs(1) {
+                    return Err(invalid("storage.batch_interval", "must be between 1ms and 1s"));
+                }
+                roost_core::store::SyncMode::Batch(w)
+            }
+        },
+    };
+
     Ok(Settings {
+        storage,
         broker,
         mqtt: mqtt_settings,
         log_level: log_level("log.level", log.level)?,
