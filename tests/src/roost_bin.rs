@@ -23,3 +23,49 @@ pub fn roost_bin() -> PathBuf {
         ),
     }
 }
+
+/// A `roost` process started by a test.
+pub struct RoostProcess {
+    pub child: tokio::process::Child,
+    pub mqtt: std::net::SocketAddr,
+}
+
+/// Starts `roost --config CONFIG` and waits (bounded) for its start-up log line, which
+/// names the MQTT address it bound (the config may say port 0).
+pub async fn spawn_roost(config: &std::path::Path) -> RoostProcess {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(roost_bin())
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn roost");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = Vec::new();
+    let found = tokio::time::timeout(crate::WAIT * 5, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("mqtt=[").nth(1)
+                && let Some(end) = rest.find([',', ']'])
+                && let Ok(addr) = rest[..end].parse()
+            {
+                return Some(addr);
+            }
+            log.push(line);
+        }
+        None
+    })
+    .await;
+    let mqtt = match found {
+        Ok(Some(addr)) => addr,
+        Ok(None) => panic!("roost exited at start-up:\n{}", log.join("\n")),
+        Err(_) => panic!("roost did not log its address in time:\n{}", log.join("\n")),
+    };
+    // Keep draining the log so roost never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    RoostProcess { child, mqtt }
+}

@@ -2,14 +2,11 @@
 //! 0x8B (Server shutting down), every connection is closed and the process exits with 0
 //! within its grace period. This needs the real binary, not an in-process gateway.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use roost_e2e::raw::{self, RawClient};
-use roost_e2e::roost_bin::roost_bin;
+use roost_e2e::roost_bin;
 use roost_e2e::WAIT;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use rumqttc::v5::mqttbytes::v5;
 use tokio::process::Command;
 use tokio::time::timeout;
@@ -23,31 +20,7 @@ async fn sigterm_disconnects_clients_with_0x8b_and_exits_0() {
     let config = dir.path().join("roost.toml");
     let text = format!("[mqtt]\nbind = [\"127.0.0.1:0\"]\n[storage]\ndata_dir = {:?}\n", dir.path().display().to_string());
     std::fs::write(&config, text).expect("write config");
-    let mut roost = Command::new(roost_bin())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn roost");
-    // Port 0: the address comes from the start-up log line `roost started mqtt=[ADDR, ...]`.
-    let mut lines = BufReader::new(roost.stderr.take().expect("stderr")).lines();
-    let addr: SocketAddr = timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read roost log") {
-            if let Some(rest) = line.split("mqtt=[").nth(1) {
-                let end = rest.find([',', ']']).expect("address list");
-                return rest[..end].parse().expect("listen address");
-            }
-        }
-        panic!("roost exited at start-up");
-    })
-    .await
-    .expect("roost did not log its address in time");
-    // Keep draining the log so roost never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let roost_bin::RoostProcess { child: mut roost, mqtt: addr } = roost_bin::spawn_roost(&config).await;
     let (mut v5_client, _) = RawClient::connect_v5(addr, raw::connect_v5("v5"), None).await;
     let (mut v311_client, _) = RawClient::connect_v4(addr, raw::connect_v4("v311")).await;
 

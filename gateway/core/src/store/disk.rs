@@ -50,7 +50,8 @@ struct Sender {
 
 pub struct DiskStore {
     path: PathBuf,
-    db: Arc<Database>,
+    /// Taken at close, so the file (and its lock) is released even while the broker lives on.
+    db: Mutex<Option<Arc<Database>>>,
     sender: Mutex<Option<Sender>>,
     committed: watch::Receiver<u64>,
     failed: Arc<OnceLock<String>>,
@@ -123,7 +124,7 @@ impl DiskStore {
         };
         Ok(DiskStore {
             path: path.to_path_buf(),
-            db,
+            db: Mutex::new(Some(db)),
             sender: Mutex::new(Some(Sender { tx, last: 0 })),
             committed: done_rx,
             failed,
@@ -142,6 +143,7 @@ impl DiskStore {
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
         }
+        self.db.lock().take();
     }
 
     /// Reads every record of the file at `path` and reports what it holds and what is bad.
@@ -197,7 +199,8 @@ impl Store for DiskStore {
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        load(&self.db)
+        let db = self.db.lock().clone().ok_or_else(|| StoreError::Write("the store is closed".into()))?;
+        load(&db)
     }
 
     fn close(&self) {
