@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use roost_e2e::raw::{self, RawClient};
 use roost_e2e::roost_bin;
-use roost_e2e::WAIT;
 use rumqttc::v5::mqttbytes::v5;
 use tokio::process::Command;
 use tokio::time::timeout;

@@ -20,16 +20,20 @@ pub enum DropReason {
     NoSubscribers,
     /// The publisher was not authorized to publish on the topic.
     NotAuthorized,
+    /// Kept in memory only: the store was past `storage.max_size` (not lost unless the
+    /// process dies before delivery).
+    StoreFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::Qos0Offline,
         DropReason::TooLarge,
         DropReason::NoSubscribers,
         DropReason::NotAuthorized,
+        DropReason::StoreFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::NoSubscribers => "no_subscribers",
             DropReason::NotAuthorized => "not_authorized",
+            DropReason::StoreFull => "store_full",
         }
     }
 }

@@ -221,7 +221,11 @@ impl Session {
                 }
             }
         }
-        let seq = if st.persisted {
+        let full = st.persisted && self.store.is_full();
+        if full {
+            metrics.dropped(DropReason::StoreFull);
+        }
+        let seq = if st.persisted && !full {
             let seq = st.next_seq;
             st.next_seq += 1;
             self.store.record(Change::Enqueue { client: self.client_id.clone(), seq, pending: pending.clone() });

@@ -28,8 +28,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
     let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
     let store: Arc<dyn Store> = if settings.storage.disk {
         let path = settings.storage.file();
-        let sync = settings.storage.sync;
-        let store = tokio::task::spawn_blocking(move || DiskStore::open(&path, sync)).await??;
+        let (sync, max) = (settings.storage.sync, settings.storage.max_size);
+        let store = tokio::task::spawn_blocking(move || DiskStore::open_limited(&path, sync, max)).await??;
         tracing::info!(file = %store.path().display(), ?sync, "store opened");
         Arc::new(store)
     } else {

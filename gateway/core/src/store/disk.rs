@@ -57,6 +57,7 @@ pub struct DiskStore {
     failed: Arc<OnceLock<String>>,
     mode: SyncMode,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What `roost store check` found.
@@ -110,16 +111,24 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
 impl DiskStore {
     /// Opens the store at `path`, refusing a corrupt or too new file with a clear error.
     pub fn open(path: &Path, mode: SyncMode) -> Result<DiskStore, StoreError> {
+        Self::open_limited(path, mode, None)
+    }
+
+    /// Like [`DiskStore::open`], with a size limit in bytes: past it the store reports
+    /// [`Store::is_full`] until deletions bring the live data back under it.
+    pub fn open_limited(path: &Path, mode: SyncMode, max_size: Option<u64>) -> Result<DiskStore, StoreError> {
         let db = Arc::new(open_db(path)?);
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = watch::channel(0u64);
         let failed = Arc::new(OnceLock::new());
         let writer = {
             let db = db.clone();
             let failed = failed.clone();
+            let limit = max_size.map(|m| (m, full.clone()));
             std::thread::Builder::new()
                 .name("roost-store".into())
-                .spawn(move || writer(&db, rx, done_tx, mode, &failed))
+                .spawn(move || writer(&db, rx, done_tx, mode, &failed, limit))
                 .map_err(|e| open_err(path, e))?
         };
         Ok(DiskStore {
@@ -130,6 +139,7 @@ impl DiskStore {
             failed,
             mode,
             writer: Mutex::new(Some(writer)),
+            full,
         })
     }
 
@@ -206,10 +216,32 @@ impl Store for DiskStore {
     fn close(&self) {
         DiskStore::close(self);
     }
+
+    fn is_full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
-fn writer(db: &Database, rx: mpsc::Receiver<(u64, Change)>, done: watch::Sender<u64>, mode: SyncMode, failed: &OnceLock<String>) {
+/// Bytes of live data in the file: allocated pages (freed pages are reused by later commits,
+/// so the file itself stops growing once steady state is reached).
+fn live_bytes(db: &Database) -> Option<u64> {
+    let txn = db.begin_write().ok()?;
+    let stats = txn.stats().ok()?;
+    let used = stats.allocated_pages() * stats.page_size() as u64;
+    txn.abort().ok()?;
+    Some(used)
+}
+
+fn writer(
+    db: &Database,
+    rx: mpsc::Receiver<(u64, Change)>,
+    done: watch::Sender<u64>,
+    mode: SyncMode,
+    failed: &OnceLock<String>,
+    limit: Option<(u64, Arc<std::sync::atomic::AtomicBool>)>,
+) {
     let mut last_durable = Instant::now();
+    let mut last_size_check = Instant::now();
     let mut dirty = false;
     loop {
         let first = match mode {
@@ -258,6 +290,21 @@ fn writer(db: &Database, rx: mpsc::Receiver<(u64, Change)>, done: watch::Sender<
         }
         if let Some(t) = top {
             done.send_replace(t);
+        }
+        if let Some((max, full)) = &limit
+            && last_size_check.elapsed() >= Duration::from_millis(500)
+        {
+            last_size_check = Instant::now();
+            if let Some(used) = live_bytes(db) {
+                let over = used > *max;
+                if over != full.swap(over, std::sync::atomic::Ordering::Relaxed) {
+                    if over {
+                        tracing::warn!(used, max, "store past storage.max_size: new messages for persistent sessions stay in memory only");
+                    } else {
+                        tracing::info!(used, max, "store back under storage.max_size");
+                    }
+                }
+            }
         }
     }
     // Senders gone: make everything written so far durable.

@@ -118,6 +118,12 @@ pub trait Store: Send + Sync {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Makes everything recorded durable and stops writing (at shutdown).
     fn close(&self) {}
+    /// Past its size limit: new messages for persistent sessions are then kept in memory
+    /// only (and counted), while sessions, acknowledgements and retained changes still go
+    /// to the store.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing: state lives and dies with the process.

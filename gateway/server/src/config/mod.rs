@@ -31,6 +31,8 @@ pub struct StorageSettings {
     /// Directory of `roost.redb` (relative paths are relative to the working directory).
     pub data_dir: std::path::PathBuf,
     pub sync: roost_core::store::SyncMode,
+    /// Live data past which new messages for persistent sessions stay in memory only.
+    pub max_size: Option<u64>,
 }
 
 pub(crate) const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(2);
@@ -41,6 +43,7 @@ impl Default for StorageSettings {
             disk: true,
             data_dir: std::path::PathBuf::from("data"),
             sync: roost_core::store::SyncMode::Batch(DEFAULT_BATCH_INTERVAL),
+            max_size: Some(1 << 30),
         }
     }
 }

@@ -147,6 +147,7 @@ pub(super) struct StorageSection {
     pub data_dir: String,
     pub sync: SyncName,
     pub batch_interval: ConfigDuration,
+    pub max_size: Int,
 }
 
 impl Default for StorageSection {
@@ -160,6 +161,7 @@ impl Default for StorageSection {
                 roost_core::store::SyncMode::Batch(w) => w,
                 _ => super::DEFAULT_BATCH_INTERVAL,
             }),
+            max_size: Int(d.max_size.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX))),
         }
     }
 }

@@ -83,7 +83,9 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         allow_anonymous: auth.allow_anonymous,
     };
 
+    let max_size = at_least("storage.max_size", storage.max_size, 0)? as u64;
     let storage = super::StorageSettings {
+        max_size: (max_size > 0).then_some(max_size),
         disk: storage.backend == super::schema::StorageBackendName::Disk,
         data_dir: {
             if storage.data_dir.trim().is_empty() {
