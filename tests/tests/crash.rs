@@ -129,6 +129,14 @@ async fn sigkill_during_qos1_and_qos2_load_loses_nothing_acknowledged() {
     assert!(matches!(sub.recv_v4(Duration::from_secs(5)).await, v4::Packet::SubAck(_)));
     sub.send_v4(&v4::Packet::Disconnect).await;
     drop(sub);
+    // A retained message, acknowledged before the first crash.
+    let (mut keeper, _) = RawClient::connect_v4(mqtt, connect_packet("crash-retain", true)).await;
+    let mut kept = v4::Publish::new("crash-retained/state", QoS::AtLeastOnce, "kept".as_bytes().to_vec());
+    kept.pkid = 1;
+    kept.retain = true;
+    keeper.send_v4(&v4::Packet::Publish(kept)).await;
+    assert!(matches!(keeper.recv_v4(Duration::from_secs(5)).await, v4::Packet::PubAck(_)));
+    drop(keeper);
 
     for round in 0..rounds {
         let q1 = Arc::new(Mutex::new(Vec::new()));
@@ -184,6 +192,11 @@ async fn sigkill_during_qos1_and_qos2_load_loses_nothing_acknowledged() {
         assert!(lost1.is_empty(), "round {round}: acknowledged QoS 1 messages lost: {lost1:?}");
         assert!(lost2.is_empty(), "round {round}: acknowledged QoS 2 messages lost: {lost2:?}");
         assert!(twice2.is_empty(), "round {round}: QoS 2 messages delivered twice: {twice2:?}");
+        let (mut fresh, _) = RawClient::connect_v4(mqtt, connect_packet("crash-fresh", true)).await;
+        fresh.send_v4(&raw::subscribe_v4(1, "crash-retained/#", QoS::AtMostOnce)).await;
+        assert!(matches!(fresh.recv_v4(Duration::from_secs(5)).await, v4::Packet::SubAck(_)));
+        let retained = fresh.expect_publish_v4(Duration::from_secs(5)).await;
+        assert!(retained.retain && &retained.payload[..] == b"kept", "round {round}: retained message survived");
     }
     roost.start_kill().expect("stop roost");
     let _ = roost.wait().await;
