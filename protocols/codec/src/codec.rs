@@ -76,7 +76,6 @@ pub trait CodecFactory: Send + Sync + 'static {
         let _ = datagram;
         None
     }
-
 }
 
 impl<F, C> CodecFactory for F

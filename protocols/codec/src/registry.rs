@@ -29,7 +29,9 @@ impl Options {
     /// The whole table as the codec's own options type. Unknown keys are refused when the
     /// type says `#[serde(deny_unknown_fields)]`; errors name the key.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, OptionsError> {
-        toml::Value::Table(self.0.clone()).try_into().map_err(|e: toml::de::Error| OptionsError(e.message().trim().to_string()))
+        toml::Value::Table(self.0.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| OptionsError(e.message().trim().to_string()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,7 +88,8 @@ impl Registry {
         F: CodecFactory,
         B: Fn(&Options) -> Result<F, OptionsError> + Send + Sync + 'static,
     {
-        let build: Arc<Build> = Arc::new(move |options: &Options| build(options).map(|f| Arc::new(f) as Arc<dyn CodecFactory>));
+        let build: Arc<Build> =
+            Arc::new(move |options: &Options| build(options).map(|f| Arc::new(f) as Arc<dyn CodecFactory>));
         self.codecs.insert(name.to_string(), build);
         self
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use roost_core::{
-    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message,
-    Protocol, PublishError, QoS, SubOptions, SubscribeError, Will,
+    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol,
+    PublishError, QoS, SubOptions, SubscribeError, Will,
 };
 
 use crate::codec::{Codec, CodecError, CodecFactory};
@@ -155,7 +155,8 @@ impl Device {
                 // Codec devices acknowledge with one Ack; a QoS 2 delivery (a session
                 // resumed from another protocol) travels as QoS 1.
                 let qos = pending.qos.min(QoS::AtLeastOnce);
-                let frame = Downlink::Publish { id, topic, payload: m.payload.clone(), qos, retain: pending.retain, dup };
+                let frame =
+                    Downlink::Publish { id, topic, payload: m.payload.clone(), qos, retain: pending.retain, dup };
                 if !self.send(frame)? && id != 0 {
                     // Not encodable: nothing will ever acknowledge it; free its slot.
                     self.ack(id);
@@ -242,11 +243,12 @@ impl Device {
         match frame {
             Uplink::Publish { id, topic, payload, qos, retain } => {
                 let topic = format!("{}{topic}", self.mountpoint);
-                let result = conn.publish(Message::new(topic, payload, qos, retain)).await.map(|_| ()).map_err(|e| match e {
-                    PublishError::InvalidTopic(_) => Refused::InvalidTopic,
-                    PublishError::NotAuthorized => Refused::NotAuthorized,
-                    PublishError::QuotaExceeded(_) => Refused::QuotaExceeded,
-                });
+                let result =
+                    conn.publish(Message::new(topic, payload, qos, retain)).await.map(|_| ()).map_err(|e| match e {
+                        PublishError::InvalidTopic(_) => Refused::InvalidTopic,
+                        PublishError::NotAuthorized => Refused::NotAuthorized,
+                        PublishError::QuotaExceeded(_) => Refused::QuotaExceeded,
+                    });
                 self.send(Downlink::PubAck { id, result })?;
             }
             Uplink::Subscribe { id, filter, qos } => {

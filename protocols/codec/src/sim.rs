@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
-use crate::codecs::tlv_sensor::{kind, tag, RawFrame};
+use crate::codecs::tlv_sensor::{RawFrame, kind, tag};
 
 /// One simulated device.
 pub struct SensorDevice {

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roost_core::settings::BrokerSettings;
+use roost_codec::CodecListenerSettings;
 use roost_mqtt::settings::MqttSettings;
 use serde::Deserialize;
 
@@ -28,6 +29,9 @@ pub use error::ConfigError;
 pub struct Settings {
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
+    /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
+    /// registry the gateway starts with (`gateway::Gateway::builder`).
+    pub codecs: Vec<CodecListenerSettings>,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -39,6 +43,7 @@ impl Default for Settings {
         Settings {
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
+            codecs: Vec::new(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
         }

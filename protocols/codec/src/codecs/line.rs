@@ -21,10 +21,10 @@ use std::fmt::Write as _;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
+use crate::QoS;
 use crate::codec::{Codec, CodecError, CodecFactory};
 use crate::frame::{CloseReason, ConnectFrame, Downlink, Uplink};
 use crate::registry::{Options, OptionsError};
-use crate::QoS;
 
 /// The registered name.
 pub const NAME: &str = "line";
@@ -72,7 +72,9 @@ impl Codec for LineCodec {
     fn encode(&mut self, frame: Downlink, out: &mut BytesMut) -> Result<(), CodecError> {
         let mut line = String::new();
         let _ = match frame {
-            Downlink::ConnAck { result: Ok(()), .. } | Downlink::PubAck { result: Ok(()), .. } | Downlink::UnsubAck { .. } => {
+            Downlink::ConnAck { result: Ok(()), .. }
+            | Downlink::PubAck { result: Ok(()), .. }
+            | Downlink::UnsubAck { .. } => {
                 write!(line, "OK")
             }
             Downlink::SubAck { result: Ok(qos), .. } => write!(line, "OK {}", qos as u8),
@@ -122,7 +124,13 @@ impl LineCodec {
                     return Err(CodecError::new(format!("{command}: topic missing")));
                 }
                 let qos = if command.ends_with('1') { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-                Uplink::Publish { id: 0, topic: topic.to_string(), payload: Bytes::copy_from_slice(payload.as_bytes()), qos, retain: false }
+                Uplink::Publish {
+                    id: 0,
+                    topic: topic.to_string(),
+                    payload: Bytes::copy_from_slice(payload.as_bytes()),
+                    qos,
+                    retain: false,
+                }
             }
             "SUB" => {
                 let filter = word("filter")?.to_string();
@@ -153,18 +161,30 @@ mod tests {
     #[test]
     fn commands_decode_across_reads() {
         let mut t = CodecTester::new(LineCodec::default());
-        assert_eq!(t.feed(b"CONNECT dev-1 alice s3cret\r\nPUB a/b hello ").unwrap(), [Uplink::Connect(ConnectFrame {
-            username: Some("alice".into()),
-            password: Some(Bytes::from_static(b"s3cret")),
-            ..ConnectFrame::new("dev-1", 60)
-        })]);
-        assert_eq!(t.feed(b"world\nSUB c/# 1\nACK 7\nPING\nQUIT\n").unwrap(), [
-            Uplink::Publish { id: 0, topic: "a/b".into(), payload: Bytes::from_static(b"hello world"), qos: QoS::AtMostOnce, retain: false },
-            Uplink::Subscribe { id: 0, filter: "c/#".into(), qos: QoS::AtLeastOnce },
-            Uplink::Ack { id: 7 },
-            Uplink::Ping,
-            Uplink::Disconnect,
-        ]);
+        assert_eq!(
+            t.feed(b"CONNECT dev-1 alice s3cret\r\nPUB a/b hello ").unwrap(),
+            [Uplink::Connect(ConnectFrame {
+                username: Some("alice".into()),
+                password: Some(Bytes::from_static(b"s3cret")),
+                ..ConnectFrame::new("dev-1", 60)
+            })]
+        );
+        assert_eq!(
+            t.feed(b"world\nSUB c/# 1\nACK 7\nPING\nQUIT\n").unwrap(),
+            [
+                Uplink::Publish {
+                    id: 0,
+                    topic: "a/b".into(),
+                    payload: Bytes::from_static(b"hello world"),
+                    qos: QoS::AtMostOnce,
+                    retain: false
+                },
+                Uplink::Subscribe { id: 0, filter: "c/#".into(), qos: QoS::AtLeastOnce },
+                Uplink::Ack { id: 7 },
+                Uplink::Ping,
+                Uplink::Disconnect,
+            ]
+        );
         assert!(t.buffered().is_empty());
     }
 
@@ -183,9 +203,23 @@ mod tests {
             t.encode(Downlink::PubAck { id: 0, result: Err(crate::Refused::NotAuthorized) }).unwrap(),
             "ERR not authorized\n"
         );
-        let msg = Downlink::Publish { id: 3, topic: "x/y".into(), payload: "on".into(), qos: QoS::AtLeastOnce, retain: false, dup: false };
+        let msg = Downlink::Publish {
+            id: 3,
+            topic: "x/y".into(),
+            payload: "on".into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            dup: false,
+        };
         assert_eq!(t.encode(msg).unwrap(), "MSG 3 x/y on\n");
-        let two_lines = Downlink::Publish { id: 0, topic: "x".into(), payload: "a\nb".into(), qos: QoS::AtMostOnce, retain: false, dup: false };
+        let two_lines = Downlink::Publish {
+            id: 0,
+            topic: "x".into(),
+            payload: "a\nb".into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+        };
         assert!(t.encode(two_lines).is_err());
     }
 

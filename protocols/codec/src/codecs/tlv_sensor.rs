@@ -36,10 +36,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::QoS;
 use crate::codec::{Codec, CodecError, CodecFactory, DeviceKey};
 use crate::frame::{CloseReason, ConnectFrame, Downlink, Refused, Uplink};
 use crate::registry::{Options, OptionsError};
-use crate::QoS;
 
 /// The registered name.
 pub const NAME: &str = "tlv-sensor";
@@ -98,7 +98,10 @@ impl RawFrame {
 
     pub fn decode(datagram: &[u8]) -> Result<RawFrame, CodecError> {
         if datagram.len() < HEADER_LEN {
-            return Err(CodecError::new(format!("tlv-sensor: frame is {} bytes, header needs {HEADER_LEN}", datagram.len())));
+            return Err(CodecError::new(format!(
+                "tlv-sensor: frame is {} bytes, header needs {HEADER_LEN}",
+                datagram.len()
+            )));
         }
         if datagram[0] != MAGIC {
             return Err(CodecError::new(format!("tlv-sensor: magic is 0x{:02x}, not 0x{MAGIC:02x}", datagram[0])));
@@ -144,7 +147,10 @@ impl Default for SensorOptions {
 pub(crate) fn factory(options: &Options) -> Result<SensorFactory, OptionsError> {
     let options: SensorOptions = options.parse()?;
     if options.topic_prefix.is_empty() || options.topic_prefix.contains(['+', '#']) {
-        return Err(OptionsError::new(format!("topic_prefix {:?} must be a non-empty topic without wildcards", options.topic_prefix)));
+        return Err(OptionsError::new(format!(
+            "topic_prefix {:?} must be a non-empty topic without wildcards",
+            options.topic_prefix
+        )));
     }
     Ok(SensorFactory { options })
 }
@@ -214,7 +220,13 @@ impl Codec for SensorCodec {
                 json.insert("seq".into(), Value::from(f.seq));
                 let qos = if f.kind == kind::REPORT { QoS::AtMostOnce } else { QoS::AtLeastOnce };
                 let payload = Bytes::from(Value::Object(json).to_string());
-                out.push(Uplink::Publish { id: f.seq, topic: format!("{}/{id}/up", self.options.topic_prefix), payload, qos, retain: false });
+                out.push(Uplink::Publish {
+                    id: f.seq,
+                    topic: format!("{}/{id}/up", self.options.topic_prefix),
+                    payload,
+                    qos,
+                    retain: false,
+                });
             }
             kind::PING => {
                 self.ping_seq = f.seq;
@@ -250,7 +262,10 @@ impl Codec for SensorCodec {
                 };
                 self.frame(0, kind::BYE_DOWN, Bytes::copy_from_slice(&[code]), out);
             }
-            Downlink::ConnAck { .. } | Downlink::PubAck { .. } | Downlink::SubAck { .. } | Downlink::UnsubAck { .. } => {}
+            Downlink::ConnAck { .. }
+            | Downlink::PubAck { .. }
+            | Downlink::SubAck { .. }
+            | Downlink::UnsubAck { .. } => {}
         }
         Ok(())
     }
@@ -274,10 +289,19 @@ pub fn readings(mut body: &[u8]) -> Result<Map<String, Value>, CodecError> {
         let (t, len) = (body[0], usize::from(body[1]));
         body.advance(2);
         if body.len() < len {
-            return Err(CodecError::new(format!("tlv-sensor: reading 0x{t:02x} says {len} bytes, {} left", body.len())));
+            return Err(CodecError::new(format!(
+                "tlv-sensor: reading 0x{t:02x} says {len} bytes, {} left",
+                body.len()
+            )));
         }
         let v = &body[..len];
-        let fixed = |n: usize| if len == n { Ok(()) } else { Err(CodecError::new(format!("tlv-sensor: reading 0x{t:02x} is {len} bytes, not {n}"))) };
+        let fixed = |n: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(CodecError::new(format!("tlv-sensor: reading 0x{t:02x} is {len} bytes, not {n}")))
+            }
+        };
         let (key, value) = match t {
             tag::TEMPERATURE => {
                 fixed(2)?;
@@ -305,13 +329,16 @@ pub fn readings(mut body: &[u8]) -> Result<Map<String, Value>, CodecError> {
 
 /// A JSON command -> TLV settings.
 pub fn settings(payload: &[u8]) -> Result<Bytes, CodecError> {
-    let json: Map<String, Value> =
-        serde_json::from_slice(payload).map_err(|e| CodecError::new(format!("tlv-sensor: command is not a JSON object: {e}")))?;
+    let json: Map<String, Value> = serde_json::from_slice(payload)
+        .map_err(|e| CodecError::new(format!("tlv-sensor: command is not a JSON object: {e}")))?;
     let mut body = BytesMut::new();
     for (key, value) in &json {
         match (key.as_str(), value) {
             ("interval_s", Value::Number(n)) => {
-                let s = n.as_u64().and_then(|s| u16::try_from(s).ok()).ok_or_else(|| CodecError::new("tlv-sensor: interval_s must be 0..=65535"))?;
+                let s = n
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok())
+                    .ok_or_else(|| CodecError::new("tlv-sensor: interval_s must be 0..=65535"))?;
                 body.put_slice(&[tag::INTERVAL, 2]);
                 body.put_u16(s);
             }
@@ -342,7 +369,12 @@ mod tests {
         let mut t = tester();
         let body = [tag::TEMPERATURE, 2, 0x08, 0x66, tag::BATTERY, 2, 0x0b, 0xb8, 0x20, 1, 0xab];
         let frames = t.feed_datagram(&report(kind::CONFIRMED_REPORT, 7, &body)).unwrap();
-        let [Uplink::Connect(c), Uplink::Subscribe { filter, qos: QoS::AtLeastOnce, .. }, Uplink::Publish { id: 7, topic, payload, qos: QoS::AtLeastOnce, .. }] = &frames[..] else {
+        let [
+            Uplink::Connect(c),
+            Uplink::Subscribe { filter, qos: QoS::AtLeastOnce, .. },
+            Uplink::Publish { id: 7, topic, payload, qos: QoS::AtLeastOnce, .. },
+        ] = &frames[..]
+        else {
             panic!("{frames:?}")
         };
         assert_eq!(c.client_id, "sensor-0102030405060708");
@@ -350,7 +382,10 @@ mod tests {
         assert_eq!(filter, "sensors/0102030405060708/down");
         assert_eq!(topic, "sensors/0102030405060708/up");
         let json: Value = serde_json::from_slice(payload).unwrap();
-        assert_eq!(json, serde_json::json!({"device": "0102030405060708", "seq": 7, "temperature_c": 21.5, "battery_mv": 3000, "tag_32": "ab"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"device": "0102030405060708", "seq": 7, "temperature_c": 21.5, "battery_mv": 3000, "tag_32": "ab"})
+        );
         // The next frame of the same device does not connect again.
         assert_eq!(t.feed_datagram(&report(kind::PING, 8, &[])).unwrap(), [Uplink::Ping]);
         assert_eq!(t.encode(Downlink::Pong).unwrap(), report(kind::PONG, 8, &[]));
@@ -360,12 +395,29 @@ mod tests {
     fn commands_and_acks_encode() {
         let mut t = tester();
         t.feed_datagram(&report(kind::REPORT, 1, &[])).unwrap();
-        let cmd = Downlink::Publish { id: 9, topic: "x".into(), payload: r#"{"interval_s":60,"led":true}"#.into(), qos: QoS::AtLeastOnce, retain: false, dup: false };
+        let cmd = Downlink::Publish {
+            id: 9,
+            topic: "x".into(),
+            payload: r#"{"interval_s":60,"led":true}"#.into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            dup: false,
+        };
         assert_eq!(t.encode(cmd).unwrap(), report(kind::COMMAND, 9, &[tag::INTERVAL, 2, 0, 60, tag::LED, 1, 1]));
         assert_eq!(t.feed_datagram(&report(kind::COMMAND_ACK, 9, &[])).unwrap(), [Uplink::Ack { id: 9 }]);
-        assert_eq!(t.encode(Downlink::PubAck { id: 4, result: Err(Refused::NotAuthorized) }).unwrap(), report(kind::ACK, 4, &[1]));
+        assert_eq!(
+            t.encode(Downlink::PubAck { id: 4, result: Err(Refused::NotAuthorized) }).unwrap(),
+            report(kind::ACK, 4, &[1])
+        );
         assert_eq!(t.encode(Downlink::SubAck { id: 0, result: Ok(QoS::AtLeastOnce) }).unwrap(), "");
-        let bad = Downlink::Publish { id: 1, topic: "x".into(), payload: r#"{"reboot":1}"#.into(), qos: QoS::AtLeastOnce, retain: false, dup: false };
+        let bad = Downlink::Publish {
+            id: 1,
+            topic: "x".into(),
+            payload: r#"{"reboot":1}"#.into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            dup: false,
+        };
         assert!(t.encode(bad).is_err());
     }
 

@@ -19,10 +19,17 @@ mod udp;
 
 /// Binds `listener`'s address and serves it until `shutdown`; every task joins `tracker`.
 /// Returns the bound address (the real port where the config said 0).
-pub async fn start(listener: Arc<Listener>, shutdown: CancellationToken, tracker: TaskTracker) -> std::io::Result<SocketAddr> {
+pub async fn start(
+    listener: Arc<Listener>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> std::io::Result<SocketAddr> {
     let settings = &listener.settings;
     let context = |e: std::io::Error| {
-        std::io::Error::new(e.kind(), format!("codec listener {:?} ({} {}): {e}", settings.name, settings.transport, settings.bind))
+        std::io::Error::new(
+            e.kind(),
+            format!("codec listener {:?} ({} {}): {e}", settings.name, settings.transport, settings.bind),
+        )
     };
     match settings.transport {
         Transport::Tcp => {

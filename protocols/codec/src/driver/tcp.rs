@@ -19,7 +19,12 @@ const READ_CHUNK: usize = 4096;
 /// A device that accepts no bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(super) async fn serve(socket: TcpListener, listener: Arc<Listener>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub(super) async fn serve(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let permits = Arc::new(Semaphore::new(listener.settings.limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -83,15 +88,21 @@ async fn run(mut stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>, s
         };
         let now = Instant::now();
         let step = match event {
-            Event::Read(Ok(0)) => Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: "peer closed the connection".into() }),
+            Event::Read(Ok(0)) => {
+                Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: "peer closed the connection".into() })
+            }
             Event::Read(Ok(n)) => {
                 metrics.metrics().bytes_in(Protocol::Codec, n);
                 device.on_stream(&mut rbuf, now).await
             }
-            Event::Read(Err(e)) => Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: format!("read failed: {e}") }),
+            Event::Read(Err(e)) => {
+                Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: format!("read failed: {e}") })
+            }
             Event::Delivery(d) => device.on_delivery(d),
             Event::Timeout => device.on_timeout(now).await,
-            Event::Shutdown => Err(Close { reason: roost_core::DisconnectReason::Shutdown, why: "shutting down".into() }),
+            Event::Shutdown => {
+                Err(Close { reason: roost_core::DisconnectReason::Shutdown, why: "shutting down".into() })
+            }
         };
         if rbuf.is_empty() {
             // Idle connections keep no read buffer.

@@ -35,7 +35,12 @@ struct Entry {
 
 type Table = Arc<parking_lot::Mutex<HashMap<Key, Entry>>>;
 
-pub(super) async fn serve(socket: Arc<UdpSocket>, listener: Arc<Listener>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub(super) async fn serve(
+    socket: Arc<UdpSocket>,
+    listener: Arc<Listener>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let table: Table = Arc::default();
     let next_id = AtomicU64::new(1);
     let limits = listener.settings.limits.clone();
