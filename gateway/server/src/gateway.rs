@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use roost_codec::Registry;
 use roost_core::Broker;
 use roost_core::auth::{Authenticator, Authorizer};
+use roost_core::hooks::Hook;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,7 @@ pub struct Builder {
     codecs: Registry,
     authenticator: Option<Box<dyn Authenticator>>,
     authorizer: Option<Box<dyn Authorizer>>,
+    hooks: Vec<Arc<dyn Hook>>,
 }
 
 impl Builder {
@@ -64,8 +66,14 @@ impl Builder {
         self
     }
 
+    /// Adds a hook: told of every connect, disconnect, publish and subscription.
+    pub fn hook(mut self, hook: Arc<dyn Hook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, authenticator, authorizer } = self;
+        let Builder { settings, codecs, authenticator, authorizer, hooks } = self;
         // Codecs first: a misnamed codec or bad options is a config error, found before
         // any port is bound.
         let mut codec_listeners = Vec::new();
@@ -83,6 +91,9 @@ impl Builder {
         }
         if let Some(a) = authorizer {
             builder = builder.authorizer(a);
+        }
+        for h in hooks {
+            builder = builder.hook(h);
         }
         let broker = builder.build();
         let shutdown = CancellationToken::new();
@@ -123,7 +134,7 @@ impl Builder {
 impl Gateway {
     /// A gateway to start with non-default parts; [`start`] is `Gateway::builder(s).start()`.
     pub fn builder(settings: Settings) -> Builder {
-        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None }
+        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None, hooks: Vec::new() }
     }
 
     /// The bound address of the `[[codec]]` listener named `name` (with the real port where

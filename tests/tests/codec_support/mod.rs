@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roost::core::auth::{Action, AuthDecision, Authenticator, Authorizer, BoxFuture, Credentials};
+use roost::core::hooks::{Event, Hook};
 use roost::core::ClientInfo;
+use tokio::sync::mpsc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -134,5 +136,69 @@ impl Authorizer for Rules {
             }
             Action::Subscribe => !topic.split('/').any(|level| level == "admin"),
         }
+    }
+}
+
+/// What a hook saw: `("connected" | "disconnected", client id, protocol name)`.
+pub type Seen3 = (&'static str, String, String);
+
+/// A hook forwarding connects and disconnects to the test.
+pub struct Events(pub mpsc::UnboundedSender<Seen3>);
+
+impl Events {
+    pub fn new() -> (Arc<Events>, EventLog) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(Events(tx)), EventLog(rx))
+    }
+}
+
+impl Hook for Events {
+    fn on_event(&self, event: &Event<'_>) {
+        let (what, client) = match event {
+            Event::Connected { client, .. } => ("connected", client),
+            Event::Disconnected { client, .. } => ("disconnected", client),
+            _ => return,
+        };
+        let _ = self.0.send((what, client.client_id.to_string(), client.protocol_name().to_string()));
+    }
+}
+
+pub struct EventLog(mpsc::UnboundedReceiver<Seen3>);
+
+impl EventLog {
+    /// Waits (bounded) for `what` of `client_id`; returns its protocol name.
+    pub async fn expect(&mut self, what: &str, client_id: &str) -> String {
+        let deadline = tokio::time::Instant::now() + roost_e2e::WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Some((w, c, protocol))) if w == what && c == client_id => return protocol,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => panic!("no {what} of {client_id} within {:?}", roost_e2e::WAIT),
+            }
+        }
+    }
+}
+
+/// An authenticator from a function of the client and its password.
+pub struct AuthFn<F>(pub F);
+
+impl<F> Authenticator for AuthFn<F>
+where
+    F: Fn(&ClientInfo, Option<&bytes::Bytes>) -> AuthDecision + Send + Sync,
+{
+    fn authenticate<'a>(&'a self, creds: Credentials<'a>) -> BoxFuture<'a, AuthDecision> {
+        Box::pin(std::future::ready((self.0)(creds.client, creds.password)))
+    }
+}
+
+/// An authorizer from a function.
+pub struct AclFn<F>(pub F);
+
+impl<F> Authorizer for AclFn<F>
+where
+    F: Fn(&ClientInfo, Action, &str) -> bool + Send + Sync,
+{
+    fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> bool {
+        (self.0)(client, action, topic)
     }
 }

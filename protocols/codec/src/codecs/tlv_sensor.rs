@@ -30,6 +30,7 @@
 //! `{prefix}/{id}/down` at QoS 1. The device id in the header is the device's identity
 //! ([`crate::CodecFactory::device_key`]), so a new source address keeps the session.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -178,11 +179,13 @@ pub struct SensorCodec {
     ping_seq: u16,
     /// Sequence number of the frame that connected, echoed by REJECTED.
     connect_seq: u16,
+    /// For each report not yet answered, oldest first: was it confirmed?
+    confirmed: VecDeque<bool>,
 }
 
 impl SensorCodec {
     pub fn new(options: SensorOptions) -> Self {
-        SensorCodec { options, device: None, ping_seq: 0, connect_seq: 0 }
+        SensorCodec { options, device: None, ping_seq: 0, connect_seq: 0, confirmed: VecDeque::new() }
     }
 
     fn frame(&self, seq: u16, kind: u8, body: Bytes, out: &mut BytesMut) {
@@ -218,7 +221,10 @@ impl Codec for SensorCodec {
                 let mut json = readings(&f.body)?;
                 json.insert("device".into(), Value::from(id.clone()));
                 json.insert("seq".into(), Value::from(f.seq));
-                let qos = if f.kind == kind::REPORT { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let confirmed = f.kind == kind::CONFIRMED_REPORT;
+                let qos = if confirmed { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                // Every publish is answered, in order: remember which answers to send.
+                self.confirmed.push_back(confirmed);
                 let payload = Bytes::from(Value::Object(json).to_string());
                 out.push(Uplink::Publish {
                     id: f.seq,
@@ -241,9 +247,11 @@ impl Codec for SensorCodec {
 
     fn encode(&mut self, frame: Downlink, out: &mut BytesMut) -> Result<(), CodecError> {
         match frame {
-            // Only confirmed reports (QoS 1) are acknowledged.
-            Downlink::PubAck { id, result } if id != 0 || result.is_err() => {
-                self.frame(id, kind::ACK, Bytes::copy_from_slice(&[status(result)]), out)
+            Downlink::PubAck { id, result } => {
+                // Only confirmed reports are acknowledged.
+                if self.confirmed.pop_front().unwrap_or(false) {
+                    self.frame(id, kind::ACK, Bytes::copy_from_slice(&[status(result)]), out)
+                }
             }
             Downlink::ConnAck { result: Err(why), .. } => {
                 self.frame(self.connect_seq, kind::REJECTED, Bytes::copy_from_slice(&[status(Err(why))]), out)
@@ -263,7 +271,6 @@ impl Codec for SensorCodec {
                 self.frame(0, kind::BYE_DOWN, Bytes::copy_from_slice(&[code]), out);
             }
             Downlink::ConnAck { .. }
-            | Downlink::PubAck { .. }
             | Downlink::SubAck { .. }
             | Downlink::UnsubAck { .. } => {}
         }
@@ -405,6 +412,9 @@ mod tests {
         };
         assert_eq!(t.encode(cmd).unwrap(), report(kind::COMMAND, 9, &[tag::INTERVAL, 2, 0, 60, tag::LED, 1, 1]));
         assert_eq!(t.feed_datagram(&report(kind::COMMAND_ACK, 9, &[])).unwrap(), [Uplink::Ack { id: 9 }]);
+        // The answer to the unconfirmed report above: nothing on the wire.
+        assert_eq!(t.encode(Downlink::PubAck { id: 0, result: Ok(()) }).unwrap(), "");
+        t.feed_datagram(&report(kind::CONFIRMED_REPORT, 4, &[])).unwrap();
         assert_eq!(
             t.encode(Downlink::PubAck { id: 4, result: Err(Refused::NotAuthorized) }).unwrap(),
             report(kind::ACK, 4, &[1])
