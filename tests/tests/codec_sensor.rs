@@ -158,3 +158,27 @@ async fn auth_and_acl_apply_to_sensor_devices() {
     assert_eq!(broker.broker().metrics().snapshot().auth_failures, 1);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn simulated_sensors_report_and_acknowledge_commands() {
+    let broker = TestBroker::start_with(SENSORS).await;
+    let mut app = Client5::connect(broker.addr(), "app").await;
+    app.subscribe("sensors/+/up", mqtt5::qos(0)).await;
+    let target = broker.codec_addr("sensors");
+    // 3 devices x 4 reports, every other one confirmed; the sim paces itself by `interval`.
+    let sim = tokio::spawn(roost::codec::sim::run(target, 3, 4, std::time::Duration::from_millis(100)));
+    let mut seen = Vec::new();
+    while seen.len() < 12 {
+        let p = app.expect_publish(WAIT).await;
+        let body: Value = serde_json::from_slice(&p.payload).expect("JSON");
+        seen.push(body["device"].as_str().map(str::to_string));
+    }
+    let report = tokio::time::timeout(WAIT, sim).await.expect("sim ends").expect("sim task").expect("sim runs");
+    assert_eq!(report.reports_sent, 12);
+    assert_eq!(report.acks_received, 6, "one ACK per confirmed report");
+    for n in 1..=3u8 {
+        let id = format!("{:016x}", n);
+        assert_eq!(seen.iter().filter(|d| d.as_deref() == Some(id.as_str())).count(), 4, "{id}");
+    }
+    broker.stop().await;
+}
