@@ -10,6 +10,9 @@
 pub mod line;
 pub mod tlv_sensor;
 
+#[cfg(test)]
+mod proptests;
+
 use crate::registry::Registry;
 
 pub(crate) fn register_builtin(registry: &mut Registry) {
