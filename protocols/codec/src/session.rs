@@ -108,7 +108,7 @@ impl Device {
 
     /// Stream input: everything received and not yet consumed is in `buf`.
     pub async fn on_stream(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), Close> {
-        self.last_input = now;
+        self.input_at(now);
         let mut frames = std::mem::take(&mut self.frames);
         let r = match self.call(|c| c.decode(buf, &mut frames)).and_then(decoded) {
             Ok(()) => self.handle(&mut frames, now).await,
@@ -129,7 +129,7 @@ impl Device {
 
     /// Datagram input: one datagram, whole frames.
     pub async fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), Close> {
-        self.last_input = now;
+        self.input_at(now);
         let mut frames = std::mem::take(&mut self.frames);
         let r = match self.call(|c| c.decode_datagram(datagram, &mut frames)).and_then(decoded) {
             Ok(()) => self.handle(&mut frames, now).await,
@@ -138,6 +138,14 @@ impl Device {
         frames.clear();
         self.frames = frames;
         r
+    }
+
+    /// Input resets the keep alive; before the connect it does not, so a device that
+    /// trickles bytes without ever connecting is still dropped at `connect_timeout`.
+    fn input_at(&mut self, now: Instant) {
+        if self.conn.is_some() {
+            self.last_input = now;
+        }
     }
 
     /// Something the broker has for the device.

@@ -125,3 +125,25 @@ async fn frames_before_connect_close_the_connection() {
     let close = d.on_datagram(Bytes::from_static(b"x"), Instant::now()).await.unwrap_err();
     assert_eq!(close.why, "ping before connect");
 }
+
+#[tokio::test]
+async fn input_before_connect_does_not_extend_connect_timeout() {
+    struct Never;
+    impl Codec for Never {
+        fn decode(&mut self, _: &mut BytesMut, _: &mut Vec<Uplink>) -> Result<(), CodecError> {
+            Ok(())
+        }
+        fn encode(&mut self, _: Downlink, _: &mut BytesMut) -> Result<(), CodecError> {
+            Ok(())
+        }
+    }
+    let broker = Broker::new(BrokerSettings::default());
+    let t0 = Instant::now();
+    let mut d = device(&broker, t0);
+    d.codec = Some(Box::new(Never));
+    let mut buf = BytesMut::from(&b"partial"[..]);
+    d.on_stream(&mut buf, t0 + Duration::from_secs(9)).await.unwrap();
+    assert_eq!(d.deadline(), t0 + Duration::from_secs(10));
+    let close = d.on_timeout(t0 + Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(close.why, "no connect within limits.connect_timeout");
+}
