@@ -1,6 +1,16 @@
 //! Simulated `tlv-sensor` devices, the logic behind `roost-sim codec`: each device sends
-//! REPORTs (alternately confirmed) from its own UDP socket, answers PINGless keep alive by
-//! reporting within it, and acknowledges every COMMAND it receives.
+//! REPORTs (every other one confirmed) from its own UDP socket, keeps its session alive by
+//! reporting, acknowledges every COMMAND it receives, and says BYE at the end.
+//!
+//! Wiring into `roost-sim` (the simulator crate depends on `roost-codec`):
+//!
+//! ```text
+//! roost-sim codec --target 127.0.0.1:5800 --devices 100 --reports 10 --interval 1s
+//!   => roost_codec::sim::run(target, devices, reports, interval).await -> SimReport
+//! ```
+//!
+//! [`SensorDevice`] is the single-device building block (frames, send, receive) for
+//! scenarios of the simulator's own (latency, loss, address changes).
 
 use std::net::SocketAddr;
 use std::time::Duration;

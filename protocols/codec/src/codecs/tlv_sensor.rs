@@ -29,6 +29,10 @@
 //! `sensor-{id hex}` (persistent session, so commands wait while it sleeps) subscribed to
 //! `{prefix}/{id}/down` at QoS 1. The device id in the header is the device's identity
 //! ([`crate::CodecFactory::device_key`]), so a new source address keeps the session.
+//!
+//! The id is not authenticated: whoever reaches the port can speak for any device (as with
+//! most such field protocols). Run it on a trusted network, or write a codec whose frames
+//! carry a MAC and check it in `decode`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
