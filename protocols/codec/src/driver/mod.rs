@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use roost_core::DisconnectReason;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::Listener;
+use crate::session::{Close, Listener};
 use crate::settings::Transport;
 
 mod tcp;
@@ -49,4 +50,15 @@ pub async fn start(
 
 async fn sleep_until(deadline: Instant) {
     tokio::time::sleep_until(deadline.into()).await;
+}
+
+/// Lost connections at info (worth a look), orderly ones at debug.
+fn log_close(listener: &str, peer: SocketAddr, client_id: Option<String>, close: &Close) {
+    let client_id = client_id.unwrap_or_default();
+    match close.reason {
+        DisconnectReason::Abnormal => {
+            tracing::info!(listener, %peer, client_id, why = %close.why, "codec: connection closed")
+        }
+        _ => tracing::debug!(listener, %peer, client_id, why = %close.why, "codec: connection closed"),
+    }
 }

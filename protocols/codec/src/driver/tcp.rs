@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use roost_core::{Delivery, Protocol};
+use roost_core::{Delivery, DisconnectReason, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::sleep_until;
+use super::{log_close, sleep_until};
 use crate::session::{Close, Device, Listener};
 
 const READ_CHUNK: usize = 4096;
@@ -61,12 +61,12 @@ enum Event {
 
 async fn run(mut stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>, shutdown: CancellationToken) {
     let name = listener.settings.name.clone();
-    let metrics = listener.broker.clone();
+    let broker = listener.broker.clone();
     let mut device = Device::new(listener, peer, Instant::now());
     let mut rbuf = BytesMut::new();
     let close = loop {
         if let Err(e) = flush(&mut stream, &mut device).await {
-            break Close { reason: roost_core::DisconnectReason::Abnormal, why: format!("write failed: {e}") };
+            break Close { reason: DisconnectReason::Abnormal, why: format!("write failed: {e}") };
         }
         let deadline = device.deadline();
         let event = {
@@ -89,20 +89,16 @@ async fn run(mut stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>, s
         let now = Instant::now();
         let step = match event {
             Event::Read(Ok(0)) => {
-                Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: "peer closed the connection".into() })
+                Err(Close { reason: DisconnectReason::Abnormal, why: "peer closed the connection".into() })
             }
             Event::Read(Ok(n)) => {
-                metrics.metrics().bytes_in(Protocol::Codec, n);
+                broker.metrics().bytes_in(Protocol::Codec, n);
                 device.on_stream(&mut rbuf, now).await
             }
-            Event::Read(Err(e)) => {
-                Err(Close { reason: roost_core::DisconnectReason::Abnormal, why: format!("read failed: {e}") })
-            }
+            Event::Read(Err(e)) => Err(Close { reason: DisconnectReason::Abnormal, why: format!("read failed: {e}") }),
             Event::Delivery(d) => device.on_delivery(d),
             Event::Timeout => device.on_timeout(now).await,
-            Event::Shutdown => {
-                Err(Close { reason: roost_core::DisconnectReason::Shutdown, why: "shutting down".into() })
-            }
+            Event::Shutdown => Err(Close { reason: DisconnectReason::Shutdown, why: "shutting down".into() }),
         };
         if rbuf.is_empty() {
             // Idle connections keep no read buffer.
@@ -126,14 +122,4 @@ async fn flush(stream: &mut TcpStream, device: &mut Device) -> std::io::Result<(
         }
     }
     Ok(())
-}
-
-pub(super) fn log_close(listener: &str, peer: SocketAddr, client_id: Option<String>, close: &Close) {
-    let client_id = client_id.unwrap_or_default();
-    match close.reason {
-        roost_core::DisconnectReason::Abnormal => {
-            tracing::info!(listener, %peer, client_id, why = %close.why, "codec: connection closed")
-        }
-        _ => tracing::debug!(listener, %peer, client_id, why = %close.why, "codec: connection closed"),
-    }
 }

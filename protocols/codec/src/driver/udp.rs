@@ -16,8 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::sleep_until;
-use super::tcp::log_close;
+use super::{log_close, sleep_until};
 use crate::codec::DeviceKey;
 use crate::guard::contain;
 use crate::session::{Close, Device, Listener};
