@@ -148,3 +148,21 @@ async fn shutdown_says_bye_to_codec_devices() {
         other => panic!("stop did not finish: {other:?}"),
     }
 }
+
+/// The reference command-line clients against a codec device, as the how-to runs them.
+#[tokio::test]
+async fn mosquitto_clients_talk_to_a_line_device() {
+    use roost_e2e::cli::{self, Version};
+    let broker = TestBroker::start_with(LINE).await;
+    let mut sub = cli::Sub::start(broker.port(), Version::V311, "line/#", 1, 1).await;
+    let mut dev = LineDevice::connect(broker.codec_addr("serial")).await;
+    assert_eq!(dev.ask("CONNECT pump-3 u s3cret").await, "OK");
+    assert_eq!(dev.ask("SUB set 1").await, "OK 1");
+    assert_eq!(dev.ask("PUB1 flow 12.5").await, "OK");
+    let got = sub.expect_message(WAIT).await;
+    assert_eq!(got.line, "line/pump-3/flow 12.5");
+    sub.expect_exit().await;
+    cli::publish(broker.port(), Version::V5, "line/pump-3/set", "stop", 1).await;
+    assert_eq!(dev.expect_line(WAIT).await, "MSG 1 set stop");
+    broker.stop().await;
+}
