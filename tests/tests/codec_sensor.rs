@@ -182,3 +182,23 @@ async fn simulated_sensors_report_and_acknowledge_commands() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn with_anonymous_refused_sensors_present_the_configured_username() {
+    let refused = TestBroker::start_with(&format!("[auth]\nallow_anonymous = false\n{SENSORS}")).await;
+    let mut dev = SensorDevice::connect(refused.codec_addr("sensors"), ID).await.expect("udp socket");
+    let report = dev.report_frame(true, 1, 1);
+    dev.send_raw(&report).await.expect("send");
+    let f = dev.recv(WAIT).await.expect("REJECTED");
+    assert_eq!((f.kind, &f.body[..]), (kind::REJECTED, &[1u8][..]));
+    refused.stop().await;
+
+    let config = format!("[auth]\nallow_anonymous = false\n{SENSORS}options = {{ username = \"field-sensors\" }}\n");
+    let admitted = TestBroker::start_with(&config).await;
+    let mut dev = SensorDevice::connect(admitted.codec_addr("sensors"), ID).await.expect("udp socket");
+    let report = dev.report_frame(true, 1, 1);
+    dev.send_raw(&report).await.expect("send");
+    let f = dev.recv(WAIT).await.expect("ACK");
+    assert_eq!((f.kind, &f.body[..]), (kind::ACK, &[0u8][..]));
+    admitted.stop().await;
+}

@@ -141,11 +141,14 @@ pub struct SensorOptions {
     pub keep_alive: u16,
     /// Seconds a sleeping device's session (and the commands queued for it) is kept.
     pub session_expiry: u32,
+    /// The username every device of this listener presents (the frames carry none), so
+    /// that `[auth] allow_anonymous = false` and ACL rules by username can admit them.
+    pub username: Option<String>,
 }
 
 impl Default for SensorOptions {
     fn default() -> Self {
-        SensorOptions { topic_prefix: "sensors".into(), keep_alive: 300, session_expiry: 3600 }
+        SensorOptions { topic_prefix: "sensors".into(), keep_alive: 300, session_expiry: 3600, username: None }
     }
 }
 
@@ -214,6 +217,7 @@ impl Codec for SensorCodec {
                 self.connect_seq = f.seq;
                 let mut c = ConnectFrame::new(format!("sensor-{id}"), self.options.keep_alive);
                 c.clean_start = false;
+                c.username = self.options.username.clone();
                 c.session_expiry = Some(Duration::from_secs(u64::from(self.options.session_expiry)));
                 out.push(Uplink::Connect(c));
                 let filter = format!("{}/{id}/down", self.options.topic_prefix);
