@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use roost::gateway::Gateway;
+use roost::gateway::{Builder, Gateway};
 use roost_core::metrics::DropReason;
 
 /// How long a graceful stop may take.
@@ -27,6 +27,13 @@ impl TestBroker {
     /// A gateway configured by Roost config text (TOML), e.g.
     /// `"[limits]\nmax_queued_messages = 10\n"`. The MQTT listener is always 127.0.0.1:0.
     pub async fn start_with(config_toml: &str) -> TestBroker {
+        TestBroker::start_custom(config_toml, |builder| builder).await
+    }
+
+    /// A gateway configured by `config_toml` and then by `customize` (custom codecs,
+    /// authenticator, authorizer). The MQTT listener is always 127.0.0.1:0, and so is
+    /// every `[[codec]]` listener (whatever its `bind` says); see [`TestBroker::codec_addr`].
+    pub async fn start_custom(config_toml: &str, customize: impl FnOnce(Builder) -> Builder) -> TestBroker {
         let mut settings = match roost::config::parse(config_toml) {
             Ok(s) => s,
             Err(e) => panic!("test config rejected: {e}\n{config_toml}"),
@@ -37,7 +44,10 @@ impl TestBroker {
         if !config_toml.contains("[storage]") {
             settings.storage.disk = false;
         }
-        let gateway = match roost::gateway::start(settings).await {
+        for codec in &mut settings.codecs {
+            codec.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        }
+        let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
             Err(e) => panic!("gateway did not start: {e:#}"),
         };
@@ -48,6 +58,14 @@ impl TestBroker {
     /// The MQTT (TCP) listener address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the `[[codec]]` listener named `name`.
+    pub fn codec_addr(&self, name: &str) -> SocketAddr {
+        match self.gateway.codec_addr(name) {
+            Some(addr) => addr,
+            None => panic!("no [[codec]] listener named {name:?}"),
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -181,6 +181,17 @@ impl Broker {
     /// Connects a device: authentication, connection limit, then session takeover or
     /// creation. The returned [`Connection`] is the adapter's only handle on the broker.
     pub async fn connect(&self, req: ConnectRequest) -> Result<Connection, ConnectError> {
+        self.connect_inner(req, None).await
+    }
+
+    /// [`Broker::connect`] for a protocol that names itself more finely than
+    /// [`Protocol`]: a custom codec passes its registered name, which hooks, ACL and
+    /// listings see as [`ClientInfo::protocol_name`].
+    pub async fn connect_as(&self, req: ConnectRequest, protocol_name: Arc<str>) -> Result<Connection, ConnectError> {
+        self.connect_inner(req, Some(protocol_name)).await
+    }
+
+    async fn connect_inner(&self, req: ConnectRequest, protocol_detail: Option<Arc<str>>) -> Result<Connection, ConnectError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
@@ -188,6 +199,7 @@ impl Broker {
         let info = ClientInfo {
             client_id: req.client_id.clone(),
             protocol: req.protocol,
+            protocol_detail,
             peer: req.peer,
             username: req.username.clone(),
         };
@@ -270,7 +282,7 @@ impl Broker {
             self.publish_will(w);
         }
         self.hook(&Event::Connected { client: &info, session_present });
-        tracing::debug!(client_id = %info.client_id, protocol = %info.protocol, session_present, "connected");
+        tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
         Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present, resend))
     }
 

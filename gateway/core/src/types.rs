@@ -162,6 +162,18 @@ impl Message {
 pub struct ClientInfo {
     pub client_id: ClientId,
     pub protocol: Protocol,
+    /// The name shown for the protocol where it is finer than [`Protocol`]: a custom
+    /// codec's registered name (e.g. `"tlv-sensor"`) for [`Protocol::Codec`]. `None`: the
+    /// protocol's own name. Read it with [`ClientInfo::protocol_name`].
+    pub protocol_detail: Option<Arc<str>>,
     pub peer: Option<SocketAddr>,
     pub username: Option<String>,
+}
+
+impl ClientInfo {
+    /// The protocol as listings show it: the codec's name for custom codecs, else
+    /// [`Protocol::as_str`].
+    pub fn protocol_name(&self) -> &str {
+        self.protocol_detail.as_deref().unwrap_or(self.protocol.as_str())
+    }
 }

@@ -250,3 +250,23 @@ async fn expired_messages_are_not_delivered() {
     assert!(next(&s).is_none());
     assert_eq!(b.metrics().snapshot().dropped(DropReason::Expired), 1);
 }
+
+#[tokio::test]
+async fn connect_as_names_the_protocol_for_hooks_and_acl() {
+    struct Names(parking_lot::Mutex<Vec<String>>);
+    impl roost_core::hooks::Hook for Names {
+        fn on_event(&self, event: &roost_core::hooks::Event<'_>) {
+            if let roost_core::hooks::Event::Connected { client, .. } = event {
+                self.0.lock().push(client.protocol_name().to_string());
+            }
+        }
+    }
+    let names = Arc::new(Names(parking_lot::Mutex::new(Vec::new())));
+    let b = Broker::builder(BrokerSettings::default()).hook(names.clone()).build().unwrap();
+    let mqtt = connect(&b, "m").await;
+    let codec = b.connect_as(ConnectRequest { protocol: Protocol::Codec, ..req("c", true, Some(Duration::ZERO)) }, "tlv-sensor".into()).await.unwrap();
+    assert_eq!(mqtt.info().protocol_name(), "mqtt");
+    assert_eq!(codec.info().protocol_name(), "tlv-sensor");
+    assert_eq!(codec.info().protocol, Protocol::Codec);
+    assert_eq!(*names.0.lock(), ["mqtt", "tlv-sensor"]);
+}

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use roost_codec::Registry;
 use roost_core::Broker;
 use roost_core::store::{DiskStore, NullStore, Store};
+use roost_core::auth::{Authenticator, Authorizer};
+use roost_core::hooks::Hook;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,50 +21,148 @@ use crate::config::Settings;
 pub struct Gateway {
     broker: Broker,
     mqtt_addrs: Vec<SocketAddr>,
+    /// `[[codec]]` listener name -> bound address, in config order.
+    codec_addrs: Vec<(String, SocketAddr)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
-/// Starts the broker and binds every configured listener.
+/// Starts the broker and binds every configured listener, with the codecs that ship with
+/// Roost.
 pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
-    // Bind first: a taken port fails fast, before the store file is locked.
-    let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
-    let store: Arc<dyn Store> = if settings.storage.disk {
-        let path = settings.storage.file();
-        let (sync, max) = (settings.storage.sync, settings.storage.max_size);
-        let store = tokio::task::spawn_blocking(move || DiskStore::open_limited(&path, sync, max)).await??;
-        tracing::info!(file = %store.path().display(), ?sync, "store opened");
-        Arc::new(store)
-    } else {
-        Arc::new(NullStore)
-    };
-    let started = std::time::Instant::now();
-    let broker = Broker::builder(settings.broker.clone())
-        .store(store)
-        .build()
-        .context("restoring state from the store (see `roost store check`)")?;
-    if settings.storage.disk {
-        tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
-    }
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    Gateway::builder(settings).start().await
+}
 
-    let ctx = Arc::new(roost_mqtt::driver::Context {
-        broker: broker.clone(),
-        settings: settings.mqtt.clone(),
-        permits: Arc::new(Semaphore::new(settings.broker.max_connections)),
-    });
-    let mut mqtt_addrs = Vec::new();
-    for l in listeners {
-        let addr = l.local_addr()?;
-        tracing::info!(%addr, "MQTT listening");
-        mqtt_addrs.push(addr);
-        tracker.spawn(roost_mqtt::driver::serve(l, ctx.clone(), shutdown.clone(), tracker.clone()));
+/// Starts the gateway with the codecs of `codecs` (a user's own, registered in their
+/// `main`); `[[codec]]` listeners name them.
+pub async fn start_with(settings: Settings, codecs: Registry) -> anyhow::Result<Gateway> {
+    Gateway::builder(settings).codecs(codecs).start().await
+}
+
+/// A gateway with non-default parts: custom codecs, authentication or ACL.
+pub struct Builder {
+    settings: Settings,
+    codecs: Registry,
+    authenticator: Option<Box<dyn Authenticator>>,
+    authorizer: Option<Box<dyn Authorizer>>,
+    hooks: Vec<Arc<dyn Hook>>,
+}
+
+impl Builder {
+    /// The codecs `[[codec]]` listeners may name (default: those that ship with Roost).
+    pub fn codecs(mut self, codecs: Registry) -> Self {
+        self.codecs = codecs;
+        self
     }
-    Ok(Gateway { broker, mqtt_addrs, shutdown, tracker })
+
+    /// Replaces `[auth] allow_anonymous` with this authenticator.
+    pub fn authenticator(mut self, a: Box<dyn Authenticator>) -> Self {
+        self.authenticator = Some(a);
+        self
+    }
+
+    /// Replaces the allow-all ACL with this authorizer.
+    pub fn authorizer(mut self, a: Box<dyn Authorizer>) -> Self {
+        self.authorizer = Some(a);
+        self
+    }
+
+    /// Adds a hook: told of every connect, disconnect, publish and subscription.
+    pub fn hook(mut self, hook: Arc<dyn Hook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Gateway> {
+        let Builder { settings, codecs, authenticator, authorizer, hooks } = self;
+        // Codecs first: a misnamed codec or bad options is a config error, found before
+        // any port is bound.
+        let mut codec_listeners = Vec::new();
+        for (i, c) in settings.codecs.iter().enumerate() {
+            let factory = codecs.build(&c.codec, &c.options).map_err(|e| match e {
+                roost_codec::registry::RegistryError::Unknown { .. } => anyhow::anyhow!("codec[{i}].codec: {e}"),
+                roost_codec::registry::RegistryError::Options(e) => anyhow::anyhow!("codec[{i}].options: {e}"),
+            })?;
+            codec_listeners.push((c.clone(), factory));
+        }
+
+        // Bind first: a taken port fails fast, before the store file is locked.
+        let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
+        let store: Arc<dyn Store> = if settings.storage.disk {
+            let path = settings.storage.file();
+            let (sync, max) = (settings.storage.sync, settings.storage.max_size);
+            let store = tokio::task::spawn_blocking(move || DiskStore::open_limited(&path, sync, max)).await??;
+            tracing::info!(file = %store.path().display(), ?sync, "store opened");
+            Arc::new(store)
+        } else {
+            Arc::new(NullStore)
+        };
+        let started = std::time::Instant::now();
+        let mut builder = Broker::builder(settings.broker.clone()).store(store);
+        if let Some(a) = authenticator {
+            builder = builder.authenticator(a);
+        }
+        if let Some(a) = authorizer {
+            builder = builder.authorizer(a);
+        }
+        for h in hooks {
+            builder = builder.hook(h);
+        }
+        let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
+        if settings.storage.disk {
+            tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
+        }
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let ctx = Arc::new(roost_mqtt::driver::Context {
+            broker: broker.clone(),
+            settings: settings.mqtt.clone(),
+            permits: Arc::new(Semaphore::new(settings.broker.max_connections)),
+        });
+        let mut mqtt_addrs = Vec::new();
+        for l in listeners {
+            let addr = l.local_addr()?;
+            tracing::info!(%addr, "MQTT listening");
+            mqtt_addrs.push(addr);
+            tracker.spawn(roost_mqtt::driver::serve(l, ctx.clone(), shutdown.clone(), tracker.clone()));
+        }
+
+        let mut codec_addrs = Vec::new();
+        for (settings, factory) in codec_listeners {
+            let name = settings.name.clone();
+            let (codec, transport) = (settings.codec.clone(), settings.transport);
+            let listener = Arc::new(roost_codec::session::Listener {
+                broker: broker.clone(),
+                protocol_name: settings.codec.as_str().into(),
+                settings,
+                factory,
+            });
+            let addr = roost_codec::driver::start(listener, shutdown.clone(), tracker.clone()).await?;
+            tracing::info!(listener = %name, %codec, %transport, %addr, "codec listening");
+            codec_addrs.push((name, addr));
+        }
+        Ok(Gateway { broker, mqtt_addrs, codec_addrs, shutdown, tracker })
+    }
 }
 
 impl Gateway {
+    /// A gateway to start with non-default parts; [`start`] is `Gateway::builder(s).start()`.
+    pub fn builder(settings: Settings) -> Builder {
+        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None, hooks: Vec::new() }
+    }
+
+    /// The bound address of the `[[codec]]` listener named `name` (with the real port where
+    /// the config said 0).
+    pub fn codec_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.codec_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Every `[[codec]]` listener's name and bound address, in config order.
+    pub fn codec_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.codec_addrs
+    }
+
     /// The bound MQTT addresses (with the real port where the config said 0).
     pub fn mqtt_addrs(&self) -> &[SocketAddr] {
         &self.mqtt_addrs

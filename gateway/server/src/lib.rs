@@ -11,5 +11,11 @@ pub mod config;
 pub mod gateway;
 pub mod logging;
 
+/// Custom-protocol codecs: implement [`codec::Codec`], register it in a
+/// [`codec::Registry`] and start with [`gateway::start_with`] (see `docs/custom-codec.md`).
+pub use roost_codec as codec;
+/// The broker core, for authenticators, authorizers and hooks of a user's own.
+pub use roost_core as core;
+
 /// The annotated default configuration, `config/roost.toml`, byte for byte.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/roost.toml");

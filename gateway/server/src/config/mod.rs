@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roost_core::settings::BrokerSettings;
+use roost_codec::CodecListenerSettings;
 use roost_mqtt::settings::MqttSettings;
 use serde::Deserialize;
 
@@ -61,6 +62,9 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
+    /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
+    /// registry the gateway starts with (`gateway::Gateway::builder`).
+    pub codecs: Vec<CodecListenerSettings>,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -73,6 +77,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
+            codecs: Vec::new(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
         }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use roost_codec::settings::{CodecLimits, Transport};
 use roost_core::settings::{BrokerSettings, OverflowPolicy, SharedStrategy};
 use roost_mqtt::settings::MqttSettings;
 use serde::de::{self, Deserializer, Visitor};
@@ -27,6 +28,10 @@ pub(super) struct ConfigFile {
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub storage: StorageSection,
+    /// `[[codec]]`: custom-protocol listeners. None by default (and then not written out,
+    /// so the default file need not say `codec = []`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codec: Vec<CodecSection>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -136,6 +141,75 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             allow_anonymous: BrokerSettings::default().allow_anonymous,
+        }
+    }
+}
+
+/// One `[[codec]]` listener. `codec` and `bind` must be given; the rest have defaults.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct CodecSection {
+    /// The listener's name; defaults to the codec's name.
+    pub name: String,
+    pub codec: String,
+    pub transport: TransportName,
+    pub bind: String,
+    pub mountpoint: String,
+    pub options: toml::Table,
+    pub limits: CodecLimitsSection,
+}
+
+impl Default for CodecSection {
+    fn default() -> Self {
+        CodecSection {
+            name: String::new(),
+            codec: String::new(),
+            transport: TransportName::Tcp,
+            bind: String::new(),
+            mountpoint: String::new(),
+            options: toml::Table::new(),
+            limits: CodecLimitsSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct CodecLimitsSection {
+    pub max_connections: Int,
+    pub max_frame_size: Int,
+    pub connect_timeout: ConfigDuration,
+    pub idle_timeout: ConfigDuration,
+    pub max_pending_datagrams: Int,
+}
+
+impl Default for CodecLimitsSection {
+    fn default() -> Self {
+        let limits = CodecLimits::default();
+        CodecLimitsSection {
+            max_connections: Int::from(limits.max_connections),
+            max_frame_size: Int::from(limits.max_frame_size),
+            connect_timeout: ConfigDuration(limits.connect_timeout),
+            idle_timeout: ConfigDuration(limits.idle_timeout),
+            max_pending_datagrams: Int::from(limits.max_pending_datagrams),
+        }
+    }
+}
+
+/// `codec[N].transport` as spelled in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub(super) enum TransportName {
+    #[serde(rename = "tcp")]
+    Tcp,
+    #[serde(rename = "udp")]
+    Udp,
+}
+
+impl From<TransportName> for Transport {
+    fn from(name: TransportName) -> Self {
+        match name {
+            TransportName::Tcp => Transport::Tcp,
+            TransportName::Udp => Transport::Udp,
         }
     }
 }

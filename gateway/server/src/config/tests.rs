@@ -434,3 +434,57 @@ fn missing_file_is_a_read_error() {
         "{error}"
     );
 }
+
+#[test]
+fn codec_listeners_parse_with_defaults() {
+    let s = parse(
+        r#"
+        [[codec]]
+        codec = "line"
+        bind = "127.0.0.1:5801"
+        [[codec]]
+        name = "sensors"
+        codec = "tlv-sensor"
+        transport = "udp"
+        bind = "[::]:5800"
+        mountpoint = "site/${clientid}/"
+        options = { topic_prefix = "s", keep_alive = 30 }
+        limits = { max_connections = 5, max_frame_size = 512, idle_timeout = "1m" }
+    "#,
+    )
+    .expect("valid codec listeners");
+    let [line, sensors] = &s.codecs[..] else { panic!("{:?}", s.codecs) };
+    assert_eq!(line.name, "line", "name defaults to the codec");
+    assert_eq!(line.transport, roost_codec::Transport::Tcp);
+    assert_eq!(line.limits, roost_codec::CodecLimits::default());
+    assert!(line.options.is_empty());
+    assert_eq!(sensors.name, "sensors");
+    assert_eq!(sensors.transport, roost_codec::Transport::Udp);
+    assert_eq!(sensors.bind, "[::]:5800".parse::<SocketAddr>().expect("v6"));
+    assert_eq!(sensors.mountpoint, "site/${clientid}/");
+    assert_eq!(sensors.options.0.get("keep_alive"), Some(&toml::Value::Integer(30)));
+    assert_eq!(sensors.limits.max_connections, 5);
+    assert_eq!(sensors.limits.max_frame_size, 512);
+    assert_eq!(sensors.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(sensors.limits.connect_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn bad_codec_listeners_name_their_key() {
+    for (text, key) in [
+        ("[[codec]]\nbind = \"127.0.0.1:1\"", "codec[0].codec"),
+        ("[[codec]]\ncodec = \"line\"", "codec[0].bind"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"localhost:1\"", "codec[0].bind"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\ntransport = \"sctp\"", "codec[0].transport"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nmountpoint = \"a/#\"", "codec[0].mountpoint"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nport = 1", "codec[0].port"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.max_connections = 0", "codec[0].limits.max_connections"),
+        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.idle_timeout = \"0s\"", "codec[0].limits.idle_timeout"),
+        ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\ntransport = \"udp\"\nlimits.max_frame_size = 70000", "codec[0].limits.max_frame_size"),
+        ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\n[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:2\"", "codec[1].name"),
+        ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\noptions = 3", "codec[0].options"),
+    ] {
+        let error = error_of(text);
+        assert_eq!(error.key(), Some(key), "{text:?}: {error}");
+    }
+}

@@ -7,7 +7,9 @@ use roost_core::settings::BrokerSettings;
 use roost_mqtt::settings::MqttSettings;
 use tracing_subscriber::EnvFilter;
 
-use super::schema::{ConfigFile, Int};
+use roost_codec::{CodecLimits, CodecListenerSettings, Options, Transport};
+
+use super::schema::{CodecSection, ConfigFile, Int};
 use super::{ConfigError, Settings};
 
 /// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
@@ -24,6 +26,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqtt,
         limits,
         auth,
+        codec,
         storage,
     } = file;
 
@@ -83,6 +86,25 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         allow_anonymous: auth.allow_anonymous,
     };
 
+    let codecs = codec
+        .into_iter()
+        .enumerate()
+        .map(|(i, section)| codec_listener(i, section))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some((i, dup)) = codecs
+        .iter()
+        .enumerate()
+        .find(|(i, c)| codecs[..*i].iter().any(|o| o.name == c.name))
+    {
+        return Err(invalid(
+            &format!("codec[{i}].name"),
+            format!(
+                "{:?} names two [[codec]] listeners; give each its own name",
+                dup.name
+            ),
+        ));
+    }
+
     let max_size = at_least("storage.max_size", storage.max_size, 0)? as u64;
     let storage = super::StorageSettings {
         max_size: (max_size > 0).then_some(max_size),
@@ -110,8 +132,80 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         storage,
         broker,
         mqtt: mqtt_settings,
+        codecs,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
+    })
+}
+
+/// The largest UDP payload over IPv4 (65535 minus the IP and UDP headers).
+const MAX_DATAGRAM: i64 = 65_507;
+/// The most a TCP codec listener buffers without a whole frame.
+const MAX_STREAM_FRAME: i64 = 16 * 1024 * 1024;
+
+fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
+    let key = |k: &str| format!("codec[{i}].{k}");
+    if c.codec.is_empty() {
+        return Err(invalid(
+            &key("codec"),
+            "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\"",
+        ));
+    }
+    if c.bind.is_empty() {
+        return Err(invalid(
+            &key("bind"),
+            "missing: the \"ip:port\" address to listen on, e.g. \"0.0.0.0:5800\"",
+        ));
+    }
+    let bind = c.bind.parse().map_err(|_| {
+        invalid(
+            &key("bind"),
+            format!(
+                "\"{}\" is not an \"ip:port\" address (host names are not resolved)",
+                c.bind
+            ),
+        )
+    })?;
+    if c.mountpoint.contains(['+', '#']) {
+        return Err(invalid(
+            &key("mountpoint"),
+            format!("{:?} must not contain '+' or '#'", c.mountpoint),
+        ));
+    }
+    let transport = Transport::from(c.transport);
+    let max_frame = match transport {
+        Transport::Udp => MAX_DATAGRAM,
+        Transport::Tcp => MAX_STREAM_FRAME,
+    };
+    let l = c.limits;
+    let limits = CodecLimits {
+        max_connections: at_least(&key("limits.max_connections"), l.max_connections, 1)?,
+        max_frame_size: in_range(
+            &key("limits.max_frame_size"),
+            l.max_frame_size,
+            1,
+            max_frame,
+        )?,
+        connect_timeout: positive(&key("limits.connect_timeout"), l.connect_timeout.0)?,
+        idle_timeout: positive(&key("limits.idle_timeout"), l.idle_timeout.0)?,
+        max_pending_datagrams: at_least(
+            &key("limits.max_pending_datagrams"),
+            l.max_pending_datagrams,
+            1,
+        )?,
+    };
+    Ok(CodecListenerSettings {
+        name: if c.name.is_empty() {
+            c.codec.clone()
+        } else {
+            c.name
+        },
+        codec: c.codec,
+        transport,
+        bind,
+        options: Options(c.options),
+        mountpoint: c.mountpoint,
+        limits,
     })
 }
 
