@@ -77,6 +77,23 @@ impl TestBroker {
         self.gateway.broker().metrics().snapshot().dropped(DropReason::QueueFull)
     }
 
+    /// The state of the `[[bridge]]` named `name`.
+    pub fn bridge_status(&self, name: &str) -> roost_bridge::BridgeStatus {
+        match self.gateway.bridge_status(name) {
+            Some(s) => s,
+            None => panic!("no bridge named {name:?}"),
+        }
+    }
+
+    /// Waits (bounded) until the bridge `name` is connected upstream.
+    pub async fn wait_bridge_up(&self, name: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.bridge_status(name).connected {
+            assert!(tokio::time::Instant::now() < deadline, "bridge {name} not connected within {within:?}: {:?}", self.bridge_status(name));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The broker itself, for assertions on its state and metrics.
     pub fn broker(&self) -> &roost_core::Broker {
         self.gateway.broker()

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod backend;
 pub mod cli;
 pub mod mqtt311;
+pub mod mosquitto;
 pub mod mqtt5;
 pub mod raw;
 pub mod roost_bin;

@@ -48,9 +48,6 @@ pub struct BridgeSettings {
     pub topics: Vec<TopicRule>,
     /// Outgoing QoS 1/2 messages unacknowledged upstream at once.
     pub max_inflight: u16,
-    /// Outgoing messages queued while the upstream is unreachable; beyond it the oldest
-    /// are dropped and counted.
-    pub max_queued: usize,
     /// Messages per second sent upstream at most (0: unlimited), so a backlog drains
     /// without flooding the link.
     pub rate: u32,

@@ -25,6 +25,7 @@ pub struct Gateway {
     codec_addrs: Vec<(String, SocketAddr)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -142,7 +143,13 @@ impl Builder {
             tracing::info!(listener = %name, %codec, %transport, %addr, "codec listening");
             codec_addrs.push((name, addr));
         }
-        Ok(Gateway { broker, mqtt_addrs, codec_addrs, shutdown, tracker })
+        let mut bridges = Vec::new();
+        for b in &settings.bridges {
+            tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
+            let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), &tracker);
+            bridges.push((b.name.clone(), status));
+        }
+        Ok(Gateway { broker, mqtt_addrs, codec_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -161,6 +168,11 @@ impl Gateway {
     /// Every `[[codec]]` listener's name and bound address, in config order.
     pub fn codec_addrs(&self) -> &[(String, SocketAddr)] {
         &self.codec_addrs
+    }
+
+    /// The state of the bridge named `name`.
+    pub fn bridge_status(&self, name: &str) -> Option<roost_bridge::BridgeStatus> {
+        self.bridges.iter().find(|(n, _)| n == name).map(|(_, s)| s.lock().clone())
     }
 
     /// The bound MQTT addresses (with the real port where the config said 0).

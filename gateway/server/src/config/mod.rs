@@ -8,6 +8,7 @@
 //! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
 //! the code defaults.
 
+mod bridge;
 mod duration;
 mod error;
 mod schema;
@@ -60,6 +61,8 @@ impl StorageSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub storage: StorageSettings,
+    /// `[[bridge]]`s to upstream brokers (none by default).
+    pub bridges: Vec<roost_bridge::BridgeSettings>,
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
     /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
@@ -75,6 +78,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             storage: StorageSettings::default(),
+            bridges: Vec::new(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),

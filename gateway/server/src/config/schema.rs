@@ -28,6 +28,9 @@ pub(super) struct ConfigFile {
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub storage: StorageSection,
+    /// `[[bridge]]`: none by default (and then not written out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bridge: Vec<super::bridge::BridgeSection>,
     /// `[[codec]]`: custom-protocol listeners. None by default (and then not written out,
     /// so the default file need not say `codec = []`).
     #[serde(skip_serializing_if = "Vec::is_empty")]

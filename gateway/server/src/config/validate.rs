@@ -28,6 +28,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         auth,
         codec,
         storage,
+        bridge,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -129,6 +130,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     };
 
     Ok(Settings {
+        bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,
         mqtt: mqtt_settings,
