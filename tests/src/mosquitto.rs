@@ -11,6 +11,8 @@ use tokio::time::{Instant, sleep};
 
 pub struct Mosquitto {
     addr: SocketAddr,
+    /// Extra `mosquitto.conf` lines for the listener (e.g. TLS files).
+    listener_extra: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -22,10 +24,15 @@ fn free_port() -> u16 {
 impl Mosquitto {
     /// Starts mosquitto on a fresh loopback port.
     pub async fn start() -> Mosquitto {
+        Mosquitto::start_with("").await
+    }
+
+    /// Starts mosquitto with extra listener lines, e.g. `cafile`/`certfile`/`keyfile`.
+    pub async fn start_with(extra: &str) -> Mosquitto {
         let mut dir = tempfile::tempdir().expect("temp dir");
         for _ in 0..3 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-            let mut m = Mosquitto { addr, child: None, dir };
+            let mut m = Mosquitto { addr, listener_extra: extra.to_string(), child: None, dir };
             if m.spawn().await {
                 return m;
             }
@@ -61,8 +68,9 @@ impl Mosquitto {
         // Persistence on (saved at SIGTERM), so sessions survive a stop/restart like a real
         // cloud broker's would.
         let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n{}",
+            "listener {} 127.0.0.1\n{}allow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n{}",
             self.addr.port(),
+            self.listener_extra,
             self.dir.path().display(),
             // Run as root, mosquitto would switch to its own user, which cannot write the
             // test's temp dir; stay whoever we are.

@@ -36,6 +36,19 @@ remote_prefix = "edge1/"
     )
 }
 
+/// Waits (bounded) until the bridge's status satisfies `ok`.
+async fn wait_status(roost: &TestBroker, ok: impl Fn(&roost_bridge::BridgeStatus) -> bool) {
+    let deadline = tokio::time::Instant::now() + UP;
+    loop {
+        let s = roost.bridge_status("up");
+        if ok(&s) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bridge status never got there: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A persistent upstream subscriber, so nothing the bridge sends is missed across restarts.
 async fn upstream_subscriber(m: &Mosquitto) -> Client5 {
     let mut c = Client5::connect_persistent(m.addr(), "cloud-app", false, 3600).await;
@@ -66,8 +79,8 @@ async fn bridge_carries_messages_out_and_in_at_qos_0_1_2() {
     // Not covered by a rule: stays local.
     local_pub.publish("other/x", mqtt5::qos(1), false, "no").await;
     cloud.assert_no_publish(roost_e2e::QUIET).await;
-    let status = roost.bridge_status("up");
-    assert!(status.forwarded_out >= 3 && status.forwarded_in >= 3, "{status:?}");
+    // Counters move when the upstream's acknowledgements arrive, which may follow delivery.
+    wait_status(&roost, |s| s.forwarded_out >= 3 && s.forwarded_in >= 3).await;
 }
 
 #[tokio::test]
@@ -82,6 +95,7 @@ async fn outage_and_roost_restart_lose_nothing_in_order() {
     cloud.disconnect().await;
 
     upstream.stop().await;
+    wait_status(&roost, |s| !s.connected).await;
     let mut local_pub = Client5::connect(roost.addr(), "local-pub").await;
     const N: usize = 40;
     for i in 0..N {
@@ -118,6 +132,7 @@ async fn queue_beyond_its_limit_drops_the_oldest_and_counts() {
     roost.wait_bridge_up("up", UP).await;
     upstream_subscriber(&upstream).await.disconnect().await;
     upstream.stop().await;
+    wait_status(&roost, |s| !s.connected).await;
 
     let mut local_pub = Client5::connect(roost.addr(), "local-pub").await;
     for i in 0..30 {
@@ -138,4 +153,62 @@ async fn queue_beyond_its_limit_drops_the_oldest_and_counts() {
         .collect();
     assert!(cloud.session_present());
     assert_eq!(got, (20..30).collect::<Vec<_>>(), "the newest 10 arrive, in order");
+}
+
+/// A CA and a server certificate for 127.0.0.1, written as PEM files into `dir`.
+fn make_certs(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("roost test CA {tag}"));
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params").signed_by(&key, &issuer).expect("server cert");
+    let (ca_path, cert_path, key_path) = (dir.join(format!("ca-{tag}.pem")), dir.join(format!("server-{tag}.pem")), dir.join(format!("server-{tag}.key")));
+    std::fs::write(&ca_path, ca.pem()).expect("write CA");
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (ca_path, cert_path, key_path)
+}
+
+fn tls_config(upstream: std::net::SocketAddr, ca: &std::path::Path) -> String {
+    config(upstream, "").replacen(
+        "[[bridge.topic]]",
+        &format!("[bridge.tls]\nca_file = {:?}\n\n[[bridge.topic]]", ca.display().to_string()),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn bridge_over_tls_verifies_the_upstream_against_the_ca_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = make_certs(dir.path(), "right");
+    let (wrong_ca, _, _) = make_certs(dir.path(), "wrong");
+    let upstream = Mosquitto::start_with(&format!("cafile {}\ncertfile {}\nkeyfile {}\n", ca.display(), cert.display(), key.display())).await;
+
+    // The right CA: messages flow over TLS.
+    let roost = TestBroker::start_with(&tls_config(upstream.addr(), &ca)).await;
+    roost.wait_bridge_up("up", UP).await;
+    let mut local_pub = Client5::connect(roost.addr(), "local-pub").await;
+    local_pub.publish("sensors/tls", mqtt5::qos(1), false, "secure").await;
+    wait_status(&roost, |s| s.forwarded_out == 1).await;
+    roost.stop().await;
+
+    // A CA the upstream's certificate does not chain to: a clear error, and retries.
+    let roost = TestBroker::start_with(&tls_config(upstream.addr(), &wrong_ca)).await;
+    let deadline = tokio::time::Instant::now() + UP;
+    loop {
+        let s = roost.bridge_status("up");
+        if let Some(e) = &s.last_error
+            && s.attempts >= 3
+        {
+            assert!(!s.connected && s.connects == 0, "{s:?}");
+            assert!(e.contains("TLS handshake") && e.to_lowercase().contains("certificate"), "the error says why: {e}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no TLS error reported and retried: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    roost.stop().await;
 }

@@ -28,6 +28,8 @@ const MAX_INCOMING: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BridgeStatus {
     pub connected: bool,
+    /// Connection attempts, successful or not.
+    pub attempts: u64,
     pub connects: u64,
     pub last_error: Option<String>,
     /// Messages sent upstream and confirmed (QoS 1/2) or written (QoS 0).
@@ -52,6 +54,7 @@ pub fn spawn(
 async fn run(settings: BridgeSettings, broker: Broker, shutdown: CancellationToken, status: Arc<Mutex<BridgeStatus>>) {
     let mut failures = 0u32;
     loop {
+        status.lock().attempts += 1;
         let result = tokio::select! {
             r = attempt(&settings, &broker, &status, &shutdown) => r,
             _ = shutdown.cancelled() => return,
@@ -93,7 +96,11 @@ fn fail(error: impl std::fmt::Display, was_up: bool) -> Failure {
     Failure { error: error.to_string(), was_up }
 }
 
-type Link = Framed<TcpStream, MqttCodec>;
+/// The upstream byte stream: plain TCP or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+type Link = Framed<Box<dyn Stream>, MqttCodec>;
 
 async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatus>, shutdown: &CancellationToken) -> Result<(), Failure> {
     let version = match s.version {
@@ -105,6 +112,15 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
         .map_err(|_| fail("connect timed out", false))?
         .map_err(|e| fail(format!("connect: {e}"), false))?;
     let _ = stream.set_nodelay(true);
+    let stream: Box<dyn Stream> = match &s.tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(
+            timeout(s.connect_timeout, crate::tls::handshake(tls, &s.address, stream))
+                .await
+                .map_err(|_| fail("TLS handshake timed out", false))?
+                .map_err(|e| fail(e, false))?,
+        ),
+    };
     let mut link = Framed::new(stream, MqttCodec { version, max_incoming: MAX_INCOMING });
     let connect = Connect {
         protocol: version,

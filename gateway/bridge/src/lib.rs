@@ -16,6 +16,7 @@
 pub mod driver;
 pub mod mapping;
 pub mod settings;
+pub mod tls;
 
 pub use driver::{BridgeStatus, spawn};
 pub use settings::{BridgeSettings, Direction, TopicRule};

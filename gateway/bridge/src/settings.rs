@@ -54,6 +54,8 @@ pub struct BridgeSettings {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub connect_timeout: Duration,
+    /// TLS to the upstream; `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl BridgeSettings {

@@ -28,6 +28,16 @@ pub(super) struct BridgeSection {
     pub reconnect_max: ConfigDuration,
     pub connect_timeout: ConfigDuration,
     pub topic: Vec<TopicSection>,
+    pub tls: Option<TlsSection>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct TlsSection {
+    pub ca_file: String,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
 }
 
 impl Default for BridgeSection {
@@ -48,6 +58,7 @@ impl Default for BridgeSection {
             reconnect_max: ConfigDuration(Duration::from_secs(60)),
             connect_timeout: ConfigDuration(Duration::from_secs(10)),
             topic: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -122,7 +133,25 @@ pub(super) fn bridges(sections: Vec<BridgeSection>) -> Result<Vec<BridgeSettings
             }
             topics.push(TopicRule { pattern: t.pattern, direction, qos, local_prefix: t.local_prefix, remote_prefix: t.remote_prefix });
         }
+        let tls = match b.tls {
+            None => None,
+            Some(t) => {
+                if t.ca_file.is_empty() {
+                    return Err(invalid(key("tls.ca_file"), "missing: the CA file the upstream's certificate must chain to"));
+                }
+                if t.cert_file.is_some() != t.key_file.is_some() {
+                    return Err(invalid(key("tls.key_file"), "cert_file and key_file go together"));
+                }
+                Some(roost_bridge::tls::TlsSettings {
+                    ca_file: t.ca_file.into(),
+                    cert_file: t.cert_file.map(Into::into),
+                    key_file: t.key_file.map(Into::into),
+                    server_name: t.server_name,
+                })
+            }
+        };
         out.push(BridgeSettings {
+            tls,
             client_id: if b.client_id.is_empty() { format!("roost-bridge-{}", b.name) } else { b.client_id },
             name: b.name,
             address: b.address,
