@@ -140,9 +140,9 @@ impl Outcome {
             Outcome::Step(s) => {
                 let mut out = String::new();
                 for r in &s.steps {
-                    let _ = writeln!(out, "  step {}: {}", if r.passes_step() { "pass" } else { "FAIL" }, r.summary());
+                    let _ = writeln!(out, "step {}: {}", if r.passes_step() { "pass" } else { "FAIL" }, r.summary());
                 }
-                let _ = write!(out, "  highest passing rate: {}", s.max_zero_loss_rate.map_or("none".into(), |r| format!("{r:.0} msg/s")));
+                let _ = write!(out, "highest passing rate: {}", s.max_zero_loss_rate.map_or("none".into(), |r| format!("{r:.0} msg/s")));
                 out
             }
             Outcome::Conn(r) => r.summary(),
@@ -159,13 +159,23 @@ pub fn run_scenario(scenario: &Scenario, addr: &str, pid: Option<u32>, tag: &str
         }
         Scenario::Step(cfg, rates) => {
             let cfg = FlowConfig { target: addr.to_string(), run_id: format!("{}{tag}", cfg.run_id), ..cfg.clone() };
-            Outcome::Step(run_steps(&cfg, rates, |r| eprintln!("  {}", r.summary()))?)
+            Outcome::Step(run_steps(&cfg, rates, |r| {
+                if verbose_steps() {
+                    eprintln!("  {}", r.summary());
+                }
+            })?)
         }
         Scenario::Conn(cfg) => {
             let cfg = ConnConfig { target: addr.to_string(), pid: pid.or(cfg.pid), run_id: format!("{}{tag}", cfg.run_id), ..cfg.clone() };
             Outcome::Conn(conn::run(&cfg)?)
         }
     })
+}
+
+/// Steps are printed as they finish when stderr is a terminal (the summary repeats them).
+fn verbose_steps() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal()
 }
 
 /// Whether a larger figure is better.
