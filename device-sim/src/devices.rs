@@ -65,7 +65,12 @@ pub async fn run(s: DeviceSettings) -> anyhow::Result<()> {
                     break;
                 }
                 let id = s.first_id + n;
-                tasks.push(tokio::spawn(device(s.clone(), id, stats.clone(), stop_rx.clone())));
+                tasks.push(tokio::spawn(device(
+                    s.clone(),
+                    id,
+                    stats.clone(),
+                    stop_rx.clone(),
+                )));
             }
             for t in tasks {
                 let _ = t.await;
@@ -83,7 +88,10 @@ pub async fn run(s: DeviceSettings) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(deadline.into()) => break,
             _ = tokio::signal::ctrl_c() => break,
         }
-        let (out, inn) = (stats.telemetry_out.load(Relaxed), stats.commands_in.load(Relaxed));
+        let (out, inn) = (
+            stats.telemetry_out.load(Relaxed),
+            stats.commands_in.load(Relaxed),
+        );
         let secs = last.2.elapsed().as_secs_f64().max(0.001);
         let line = format!(
             "[{:>4}s] connected {}/{}  out {:.0} msg/s  in {:.0} msg/s  replies {}  errors {}",
@@ -98,12 +106,17 @@ pub async fn run(s: DeviceSettings) -> anyhow::Result<()> {
         last = (out, inn, Instant::now());
         if tty {
             print!("\r{line}\x1b[K");
-        } else if start.elapsed().as_secs() % 5 == 0 {
+        } else if start.elapsed().as_secs().is_multiple_of(5) {
             println!("{line}");
         }
         if !announced && stats.connected.load(Relaxed) == u64::from(s.devices) {
             announced = true;
-            println!("{}all {} devices connected in {:.2}s", if tty { "\n" } else { "" }, s.devices, start.elapsed().as_secs_f64());
+            println!(
+                "{}all {} devices connected in {:.2}s",
+                if tty { "\n" } else { "" },
+                s.devices,
+                start.elapsed().as_secs_f64()
+            );
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -131,7 +144,12 @@ async fn device(s: Arc<DeviceSettings>, id: u32, stats: Arc<Stats>, stop: watch:
     }
 }
 
-async fn device_loop(s: &DeviceSettings, id: u32, stats: &Stats, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn device_loop(
+    s: &DeviceSettings,
+    id: u32,
+    stats: &Stats,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let client_id = format!("{}{id}", s.client_id_prefix);
     let mut c = Client::connect(&s.target, &client_id, &s.connect).await?;
     let command_topic = format!("devices/{id}/command");
@@ -143,7 +161,11 @@ async fn device_loop(s: &DeviceSettings, id: u32, stats: &Stats, mut stop: watch
     let mut wbuf = BytesMut::new();
     let mut seq = 0u64;
     let mut packet_id = 1u16;
-    let period = if s.rate > 0.0 { Duration::from_secs_f64(1.0 / s.rate) } else { Duration::from_secs(3600) };
+    let period = if s.rate > 0.0 {
+        Duration::from_secs_f64(1.0 / s.rate)
+    } else {
+        Duration::from_secs(3600)
+    };
     // Spread the first message of each device over one period so they do not all fire at once.
     let offset = period.mul_f64(rand::random::<f64>());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
@@ -212,7 +234,11 @@ async fn device_loop(s: &DeviceSettings, id: u32, stats: &Stats, mut stop: watch
         }
     }
     let mut buf = BytesMut::new();
-    roost_mqtt::codec::encode(&Packet::Disconnect(Disconnect::default()), version, &mut buf)?;
+    roost_mqtt::codec::encode(
+        &Packet::Disconnect(Disconnect::default()),
+        version,
+        &mut buf,
+    )?;
     let _ = stream.write_all(&buf).await;
     Ok(())
 }

@@ -16,7 +16,11 @@ use roost_sim::payload::DEFAULT_TEMPLATE;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 #[derive(Parser)]
-#[command(name = "roost-sim", version, about = "Simulated devices and benchmarks for Roost and other MQTT brokers")]
+#[command(
+    name = "roost-sim",
+    version,
+    about = "Simulated devices and benchmarks for Roost and other MQTT brokers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -82,7 +86,10 @@ enum CompareCmd {
         duration: Duration,
         #[arg(long, default_value_t = 15_000)]
         connections: u32,
-        #[arg(long, default_value = "10000,20000,30000,40000,50000,60000,80000,100000")]
+        #[arg(
+            long,
+            default_value = "10000,20000,30000,40000,50000,60000,80000,100000"
+        )]
         rates: String,
     },
 }
@@ -161,7 +168,10 @@ struct StepArgs {
     #[command(flatten)]
     flow: FlowArgs,
     /// Total offered rates to step through, msg/s.
-    #[arg(long, default_value = "10000,20000,30000,40000,50000,60000,80000,100000")]
+    #[arg(
+        long,
+        default_value = "10000,20000,30000,40000,50000,60000,80000,100000"
+    )]
     rates: String,
 }
 
@@ -193,7 +203,7 @@ fn parse_rate(s: &str) -> anyhow::Result<Option<f64>> {
         return Ok(None);
     }
     let r: f64 = s.parse().map_err(|_| anyhow::anyhow!("bad rate {s:?}"))?;
-    if !(r > 0.0) {
+    if r.is_nan() || r <= 0.0 {
         bail!("rate must be more than 0 (or \"unlimited\")");
     }
     Ok(Some(r))
@@ -227,7 +237,13 @@ impl FlowArgs {
 }
 
 fn parse_rates(s: &str) -> anyhow::Result<Vec<f64>> {
-    s.split(',').map(|r| r.trim().parse::<f64>().map_err(|_| anyhow::anyhow!("bad rate {r:?}"))).collect()
+    s.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("bad rate {r:?}"))
+        })
+        .collect()
 }
 
 impl BenchCmd {
@@ -236,7 +252,9 @@ impl BenchCmd {
             BenchCmd::FanIn(a) => Scenario::Flow(a.config(Shape::FanIn)?),
             BenchCmd::FanOut(a) => Scenario::Flow(a.config(Shape::FanOut)?),
             BenchCmd::Pairs(a) => Scenario::Flow(a.config(Shape::Pairs)?),
-            BenchCmd::Step(a) => Scenario::Step(a.flow.config(Shape::FanIn)?, parse_rates(&a.rates)?),
+            BenchCmd::Step(a) => {
+                Scenario::Step(a.flow.config(Shape::FanIn)?, parse_rates(&a.rates)?)
+            }
             BenchCmd::Conn(a) => Scenario::Conn(ConnConfig {
                 target: a.target.clone(),
                 connections: a.connections,
@@ -260,7 +278,11 @@ impl BenchCmd {
     }
 }
 
-fn targets(duration: Duration, connections: u32, rates: &str) -> anyhow::Result<Vec<(String, Scenario)>> {
+fn targets(
+    duration: Duration,
+    connections: u32,
+    rates: &str,
+) -> anyhow::Result<Vec<(String, Scenario)>> {
     let base = FlowConfig {
         target: String::new(),
         shape: Shape::FanIn,
@@ -276,17 +298,45 @@ fn targets(duration: Duration, connections: u32, rates: &str) -> anyhow::Result<
         drain: Duration::from_secs(3),
         run_id: run_id(),
     };
-    let qos1 = FlowConfig { qos: parse_qos(1)?, ..base.clone() };
+    let qos1 = FlowConfig {
+        qos: parse_qos(1)?,
+        ..base.clone()
+    };
     Ok(vec![
-        ("QoS 0 fan-in 100->1, 64 B, unlimited".into(), Scenario::Flow(FlowConfig { run_id: run_id(), ..base.clone() })),
-        ("QoS 1 fan-in 100->1, stepped rate".into(), Scenario::Step(FlowConfig { run_id: run_id(), ..qos1.clone() }, parse_rates(rates)?)),
+        (
+            "QoS 0 fan-in 100->1, 64 B, unlimited".into(),
+            Scenario::Flow(FlowConfig {
+                run_id: run_id(),
+                ..base.clone()
+            }),
+        ),
+        (
+            "QoS 1 fan-in 100->1, stepped rate".into(),
+            Scenario::Step(
+                FlowConfig {
+                    run_id: run_id(),
+                    ..qos1.clone()
+                },
+                parse_rates(rates)?,
+            ),
+        ),
         (
             "QoS 0 fan-out 1->1000, 64 B, unlimited".into(),
-            Scenario::Flow(FlowConfig { shape: Shape::FanOut, publishers: 1, subscribers: 1000, run_id: run_id(), ..base.clone() }),
+            Scenario::Flow(FlowConfig {
+                shape: Shape::FanOut,
+                publishers: 1,
+                subscribers: 1000,
+                run_id: run_id(),
+                ..base.clone()
+            }),
         ),
         (
             "QoS 1 fan-in 100->1 at 20,000 msg/s".into(),
-            Scenario::Flow(FlowConfig { rate: Some(200.0), run_id: run_id(), ..qos1 }),
+            Scenario::Flow(FlowConfig {
+                rate: Some(200.0),
+                run_id: run_id(),
+                ..qos1
+            }),
         ),
         (
             format!("{connections} idle connections"),
@@ -308,7 +358,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Mqtt(a) => run_devices(a),
         Cmd::Bench { json, scenario } => {
-            let outcome = compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;
+            let outcome =
+                compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;
             if json {
                 println!("{}", serde_json::to_string(&outcome)?);
             } else {
@@ -316,15 +367,29 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Compare { json, roost_bin, mosquitto_bin, max_inflight, max_queued, scenario } => {
+        Cmd::Compare {
+            json,
+            roost_bin,
+            mosquitto_bin,
+            max_inflight,
+            max_queued,
+            scenario,
+        } => {
             let brokers = Brokers {
                 roost_bin: roost_bin.unwrap_or_else(compare::default_roost_bin),
                 mosquitto_bin,
-                limits: Limits { max_inflight, max_queued },
+                limits: Limits {
+                    max_inflight,
+                    max_queued,
+                },
             };
             let scenarios = match &scenario {
                 CompareCmd::One(b) => vec![(b.name().to_string(), b.scenario()?)],
-                CompareCmd::Targets { duration, connections, rates } => targets(*duration, *connections, rates)?,
+                CompareCmd::Targets {
+                    duration,
+                    connections,
+                    rates,
+                } => targets(*duration, *connections, rates)?,
             };
             let c = compare::compare(&brokers, &scenarios)?;
             if json {
@@ -350,7 +415,9 @@ fn target_of(b: &BenchCmd) -> String {
 
 fn run_devices(a: MqttArgs) -> anyhow::Result<()> {
     if a.tls {
-        bail!("--tls is not supported yet: Roost has no TLS listener yet, and the simulator has no TLS client");
+        bail!(
+            "--tls is not supported yet: Roost has no TLS listener yet, and the simulator has no TLS client"
+        );
     }
     let version = parse_version(&a.mqtt_version)?;
     let settings = DeviceSettings {
@@ -372,6 +439,8 @@ fn run_devices(a: MqttArgs) -> anyhow::Result<()> {
         },
         client_id_prefix: a.client_id_prefix,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(devices::run(settings))
 }

@@ -49,9 +49,17 @@ pub struct ConnReport {
 
 impl ConnReport {
     pub fn summary(&self) -> String {
-        let mem = match (self.rss_before_bytes, self.rss_after_bytes, self.bytes_per_connection) {
+        let mem = match (
+            self.rss_before_bytes,
+            self.rss_after_bytes,
+            self.bytes_per_connection,
+        ) {
             (Some(b), Some(a), Some(per)) => {
-                format!(", broker RSS {:.1} MiB -> {:.1} MiB = {per:.0} bytes/connection", mib(b), mib(a))
+                format!(
+                    ", broker RSS {:.1} MiB -> {:.1} MiB = {per:.0} bytes/connection",
+                    mib(b),
+                    mib(a)
+                )
             }
             _ => String::new(),
         };
@@ -76,7 +84,9 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// Runs the scenario on a fresh single-threaded runtime (blocks the calling thread).
 pub fn run(cfg: &ConnConfig) -> anyhow::Result<ConnReport> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(cfg.clone()))
 }
 
@@ -84,7 +94,10 @@ async fn run_async(cfg: ConnConfig) -> anyhow::Result<ConnReport> {
     let before = cfg.pid.and_then(rss_bytes);
     let failures = Arc::new(AtomicU64::new(0));
     let permits = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
-    let opts = ConnectOptions { version: cfg.version, ..ConnectOptions::default() };
+    let opts = ConnectOptions {
+        version: cfg.version,
+        ..ConnectOptions::default()
+    };
     let start = Instant::now();
     let period = Duration::from_secs_f64(1.0 / cfg.rate.max(0.001));
     let mut tick = tokio::time::interval(period);
@@ -96,7 +109,9 @@ async fn run_async(cfg: ConnConfig) -> anyhow::Result<ConnReport> {
         if Instant::now() > deadline {
             break; // bounded even when the broker stalls
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let (target, opts, failures) = (cfg.target.clone(), opts.clone(), failures.clone());
         let id = format!("bench-{}-conn-{n}", cfg.run_id);
         tasks.push(tokio::spawn(async move {

@@ -75,7 +75,9 @@ pub enum Frame {
 
 /// Takes the next complete packet from `buf`, if there is one.
 pub fn next(buf: &mut BytesMut, version: ProtocolVersion) -> anyhow::Result<Option<Frame>> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     if first >> 4 != 3 {
         return Ok(client::decode(buf, version)?.map(Frame::Other));
     }
@@ -83,7 +85,9 @@ pub fn next(buf: &mut BytesMut, version: ProtocolVersion) -> anyhow::Result<Opti
     let mut remaining = 0usize;
     let mut header = 1;
     loop {
-        let Some(&b) = buf.get(header) else { return Ok(None) };
+        let Some(&b) = buf.get(header) else {
+            return Ok(None);
+        };
         remaining |= usize::from(b & 0x7f) << (7 * (header - 1));
         header += 1;
         if b & 0x80 == 0 {
@@ -105,7 +109,10 @@ pub fn next(buf: &mut BytesMut, version: ProtocolVersion) -> anyhow::Result<Opti
 
 fn parse_body(body: &[u8], qos: u8, version: ProtocolVersion) -> anyhow::Result<Option<Frame>> {
     let short = || anyhow::anyhow!("PUBLISH: truncated");
-    let topic_len = usize::from(u16::from_be_bytes([*body.first().ok_or_else(short)?, *body.get(1).ok_or_else(short)?]));
+    let topic_len = usize::from(u16::from_be_bytes([
+        *body.first().ok_or_else(short)?,
+        *body.get(1).ok_or_else(short)?,
+    ]));
     let mut at = 2 + topic_len;
     let mut packet_id = 0;
     if qos > 0 {
@@ -160,13 +167,25 @@ mod tests {
                 let mut copy = buf.clone();
                 match codec::decode(&mut copy, version, 1 << 20).unwrap() {
                     Some(Packet::Publish(p)) => {
-                        assert_eq!((p.topic.as_str(), p.qos, p.packet_id, p.payload.len()), (topic.as_str(), qos, pid, 64));
+                        assert_eq!(
+                            (p.topic.as_str(), p.qos, p.packet_id, p.payload.len()),
+                            (topic.as_str(), qos, pid, 64)
+                        );
                     }
                     other => panic!("{other:?}"),
                 }
                 match next(&mut buf, version).unwrap() {
                     Some(Frame::Bench(r)) => {
-                        assert_eq!(r, Received { qos: qos as u8, packet_id: pid, publisher: 7, seq: 99, sent_ns: 12345 });
+                        assert_eq!(
+                            r,
+                            Received {
+                                qos: qos as u8,
+                                packet_id: pid,
+                                publisher: 7,
+                                seq: 99,
+                                sent_ns: 12345
+                            }
+                        );
                     }
                     _ => panic!("not a bench frame"),
                 }
@@ -178,7 +197,17 @@ mod tests {
     #[test]
     fn waits_for_the_whole_packet() {
         let mut buf = BytesMut::new();
-        encode_publish(&mut buf, ProtocolVersion::V311, QoS::AtMostOnce, 0, "t", 64, 0, 0, 0);
+        encode_publish(
+            &mut buf,
+            ProtocolVersion::V311,
+            QoS::AtMostOnce,
+            0,
+            "t",
+            64,
+            0,
+            0,
+            0,
+        );
         let mut part = BytesMut::from(&buf[..10]);
         assert!(next(&mut part, ProtocolVersion::V311).unwrap().is_none());
         assert_eq!(part.len(), 10);

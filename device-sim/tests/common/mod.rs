@@ -11,7 +11,9 @@ use roost::gateway::Gateway;
 pub async fn start_roost(config: &str) -> Gateway {
     let mut settings = roost::config::parse(config).expect("test config");
     settings.mqtt.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
-    roost::gateway::start(settings).await.expect("gateway starts")
+    roost::gateway::start(settings)
+        .await
+        .expect("gateway starts")
 }
 
 /// Awaits `f`, failing the test with `what` if it takes longer than `secs`.
