@@ -116,12 +116,14 @@ impl Io {
     /// Reads once from the socket (after it signalled readiness).
     fn fill(&mut self) -> std::io::Result<usize> {
         self.rbuf.reserve(READ_CHUNK);
-        match self.stream.try_read_buf(&mut self.rbuf) {
-            Ok(0) => Ok(0),
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
-            Err(e) => Err(e),
+        let r = self.stream.try_read_buf(&mut self.rbuf);
+        if self.rbuf.is_empty() {
+            // Readiness can be stale (it stays set after the handshake read the CONNECT
+            // until a read would block): an idle connection must not keep the chunk
+            // reserved for a read that brought nothing.
+            self.rbuf = BytesMut::new();
         }
+        r
     }
 
     /// Waits for the next packet (used before CONNECT).
