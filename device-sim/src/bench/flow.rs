@@ -148,6 +148,11 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
     let t0 = Instant::now();
     let _ = start_tx.send(true);
     while !pub_thread.is_finished() {
+        if t0.elapsed() > cfg.duration + cfg.drain + SETUP_TIMEOUT {
+            // Publishers bound their own writes; this is the last line of defence.
+            let _ = stop_tx.send(true);
+            bail!("publishers did not stop within {:?} of the end of the run", cfg.drain + SETUP_TIMEOUT);
+        }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = &progress {
             p.set_position(t0.elapsed().as_millis() as u64);
@@ -484,7 +489,17 @@ async fn publisher(
             n += 1;
         }
         if n > 0 {
-            writer.flush().await?;
+            // A broker that stops reading must not hold the run past its end: write until
+            // the deadline, and count only the messages that went out whole (in a batch
+            // they all have the same length).
+            let msg_len = writer.buf.len() / n as usize;
+            let written = write_until(&mut writer, deadline).await?;
+            if written < writer.buf.len() {
+                seq = seq - n + (written / msg_len) as u64;
+                shared.sent[p as usize].store(seq, Relaxed);
+                break;
+            }
+            writer.buf.clear();
             shared.sent[p as usize].store(seq, Relaxed);
             tokio::task::yield_now().await;
         } else if seq < due {
@@ -506,6 +521,20 @@ async fn publisher(
         let _ = tokio::time::timeout(cfg.drain, window.acquire_many(cfg.window as u32)).await;
     }
     acks.abort();
-    writer.wr.shutdown().await.ok();
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.wr.shutdown()).await;
     Ok(())
+}
+
+/// Writes `writer.buf` until done or `deadline`; returns the bytes written.
+async fn write_until(writer: &mut client::Writer, deadline: Instant) -> anyhow::Result<usize> {
+    let mut off = 0;
+    while off < writer.buf.len() {
+        match tokio::time::timeout_at(deadline.into(), writer.wr.write(&writer.buf[off..])).await {
+            Ok(Ok(0)) => bail!("the broker closed the connection"),
+            Ok(Ok(k)) => off += k,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(off)
 }
