@@ -270,7 +270,7 @@ impl Broker {
                 st.attached = Some(Attached { conn_id, signal: signal.clone(), window });
                 st.generation += 1;
                 st.expiry = expiry;
-                st.will = req.will.clone();
+                st.will = req.will.clone().map(Box::new);
                 st.protocol = req.protocol;
                 session.persist(&mut st, None);
             }

@@ -123,9 +123,11 @@ pub(crate) struct SessionState {
     /// `None`: never expires.
     pub expiry: Option<Duration>,
     /// The will of the attached connection.
-    pub will: Option<Will>,
+    /// Boxed, like `pending_will`: a `Will` is a whole `Message` (~230 bytes) and most
+    /// sessions have none, so the space is paid only by sessions that do.
+    pub will: Option<Box<Will>>,
     /// A will whose delay is running after a disconnect.
-    pub pending_will: Option<Will>,
+    pub pending_will: Option<Box<Will>>,
     pub protocol: Protocol,
     pub destroyed: bool,
 }

@@ -116,12 +116,14 @@ impl Io {
     /// Reads once from the socket (after it signalled readiness).
     fn fill(&mut self) -> std::io::Result<usize> {
         self.rbuf.reserve(READ_CHUNK);
-        match self.stream.try_read_buf(&mut self.rbuf) {
-            Ok(0) => Ok(0),
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
-            Err(e) => Err(e),
+        let r = self.stream.try_read_buf(&mut self.rbuf);
+        if self.rbuf.is_empty() {
+            // Readiness can be stale (it stays set after the handshake read the CONNECT
+            // until a read would block): an idle connection must not keep the chunk
+            // reserved for a read that brought nothing.
+            self.rbuf = BytesMut::new();
         }
+        r
     }
 
     /// Waits for the next packet (used before CONNECT).
@@ -168,7 +170,24 @@ impl Io {
     }
 }
 
+/// One connection from accept to close. The handshake and the close are boxed so that the
+/// task itself is only as large as the connected loop: their futures (the core's connect and
+/// disconnect) are bigger, and an idle connection should not carry their space.
 async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: CancellationToken) {
+    let Some((mut io, mut session, conn)) = Box::pin(handshake(stream, peer, &ctx, &shutdown)).await else {
+        return;
+    };
+    let close = connected(&mut io, &mut session, &conn).await;
+    Box::pin(close_connection(io, session, conn, close, peer)).await;
+}
+
+/// CONNECT in, CONNACK queued: the connection's IO, protocol session and core connection.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    shutdown: &CancellationToken,
+) -> Option<(Io, MqttSession, Connection)> {
     let settings = &ctx.settings;
     let mut io = Io {
         stream,
@@ -179,29 +198,29 @@ async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: C
     };
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, io.read_packet()) => r,
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => return None,
     };
     let connect = match first {
         Err(_) => {
             tracing::debug!(%peer, "mqtt: no CONNECT within connect_timeout; closing");
-            return;
+            return None;
         }
-        Ok(Read::Closed) => return,
+        Ok(Read::Closed) => return None,
         Ok(Read::Error(DecodeError::UnsupportedProtocolVersion(level))) => {
             tracing::info!(%peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
             // 3.1.1-format CONNACK, return code 0x01: the only format such a client may know.
             io.queue(&Packet::ConnAck(Box::new(ConnAck { code: reason::UNSUPPORTED_PROTOCOL_VERSION, ..Default::default() })));
             let _ = io.flush().await;
-            return;
+            return None;
         }
         Ok(Read::Error(e)) => {
             tracing::info!(%peer, error = %e, "mqtt: bad first packet; closing");
-            return;
+            return None;
         }
         Ok(Read::Packet(Packet::Connect(c))) => c,
         Ok(Read::Packet(p)) => {
             tracing::info!(%peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
-            return;
+            return None;
         }
     };
     io.version = connect.protocol;
@@ -214,7 +233,7 @@ async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: C
             let props = ConnAckProperties { reason_string: Some(refused.why), ..Default::default() };
             io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code: refused.code, properties: props })));
             let _ = io.flush().await;
-            return;
+            return None;
         }
     };
     let Accepted { request, assigned_client_id, keep_alive, server_keep_alive, version } = accepted;
@@ -230,7 +249,7 @@ async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: C
             };
             io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code, properties: Default::default() })));
             let _ = io.flush().await;
-            return;
+            return None;
         }
     };
 
@@ -254,9 +273,13 @@ async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: C
         topic_alias_maximum: settings.topic_alias_maximum,
         retain_available: ctx.broker.settings().retain_available,
     };
-    let mut session = MqttSession::new(version, keep_alive, &connect, limits, Instant::now());
+    let session = MqttSession::new(version, keep_alive, &connect, limits, Instant::now());
     drop(connect);
-    let close = connected(&mut io, &mut session, &conn).await;
+    Some((io, session, conn))
+}
+
+/// Sends what the close calls for, tells the core, shuts the socket.
+async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, close: Close, peer: SocketAddr) {
     if let Some(p) = session.disconnect_packet(&close) {
         io.queue(&p);
         let _ = tokio::time::timeout(Duration::from_secs(1), io.flush()).await;
@@ -298,7 +321,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                 loop {
                     match io.decode() {
                         Ok(Some(p)) => {
-                            if let Err(c) = session.handle_packet(Instant::now(), p, conn, &mut out).await {
+                            if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
                                 // Acknowledgements owed for earlier packets still go out.
                                 for p in out.drain(..) {
                                     io.queue(&p);

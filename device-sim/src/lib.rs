@@ -1,0 +1,19 @@
+//! roost-sim: simulated devices and the benchmark harness for Roost (and any MQTT broker).
+//!
+//! - [`client`]: a lean MQTT client on roost-mqtt's own codec (one socket, two buffers)
+//! - [`devices`]: `roost-sim mqtt`, N simulated devices sending telemetry and answering commands
+//! - [`payload`]: the telemetry template with randomised fields
+//! - [`bench`]: `roost-sim bench` scenarios (conn, fan-in, fan-out, pairs) and their report
+//! - [`compare`]: `roost-sim compare`, Roost and mosquitto side by side in one run
+//!
+//! The load generator is deliberately lean: it needs about as much CPU as the broker it
+//! loads, so publishers run on one single-threaded runtime and subscribers on another, and
+//! the client is our codec over a plain `TcpStream` rather than a general-purpose library.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bench;
+pub mod client;
+pub mod compare;
+pub mod devices;
+pub mod payload;
