@@ -25,13 +25,15 @@ impl TestBroker {
     }
 
     /// A gateway configured by Roost config text (TOML), e.g.
-    /// `"[limits]\nmax_queued_messages = 10\n"`. The MQTT listener is always 127.0.0.1:0.
+    /// `"[limits]\nmax_queued_messages = 10\n"`. The MQTT listener is always 127.0.0.1:0,
+    /// and so is the MQTT-SN socket.
     pub async fn start_with(config_toml: &str) -> TestBroker {
         let mut settings = match roost::config::parse(config_toml) {
             Ok(s) => s,
             Err(e) => panic!("test config rejected: {e}\n{config_toml}"),
         };
         settings.mqtt.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match roost::gateway::start(settings).await {
             Ok(g) => g,
             Err(e) => panic!("gateway did not start: {e:#}"),
@@ -43,6 +45,11 @@ impl TestBroker {
     /// The MQTT (TCP) listener address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The MQTT-SN (UDP) socket address.
+    pub fn mqttsn_addr(&self) -> SocketAddr {
+        self.gateway.mqttsn_addrs()[0]
     }
 
     pub fn port(&self) -> u16 {

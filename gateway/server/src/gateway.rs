@@ -17,6 +17,7 @@ use crate::config::Settings;
 pub struct Gateway {
     broker: Broker,
     mqtt_addrs: Vec<SocketAddr>,
+    mqttsn_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -40,13 +41,28 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         mqtt_addrs.push(addr);
         tracker.spawn(roost_mqtt::driver::serve(l, ctx.clone(), shutdown.clone(), tracker.clone()));
     }
-    Ok(Gateway { broker, mqtt_addrs, shutdown, tracker })
+
+    let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind).await.context("starting the MQTT-SN listener")?;
+    let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
+    let mut mqttsn_addrs = Vec::new();
+    for socket in sockets {
+        let addr = socket.local_addr()?;
+        tracing::info!(%addr, "MQTT-SN listening (udp)");
+        mqttsn_addrs.push(addr);
+        tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
+    }
+    Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, shutdown, tracker })
 }
 
 impl Gateway {
     /// The bound MQTT addresses (with the real port where the config said 0).
     pub fn mqtt_addrs(&self) -> &[SocketAddr] {
         &self.mqtt_addrs
+    }
+
+    /// The bound MQTT-SN (UDP) addresses.
+    pub fn mqttsn_addrs(&self) -> &[SocketAddr] {
+        &self.mqttsn_addrs
     }
 
     pub fn broker(&self) -> &Broker {

@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod codec;
+pub mod driver;
 pub mod session;
 pub mod settings;
 pub mod topics;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use roost_core::settings::BrokerSettings;
 use roost_mqtt::settings::MqttSettings;
+use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
 
 pub use duration::{DurationError, format_duration, parse_duration};
@@ -28,6 +29,7 @@ pub use error::ConfigError;
 pub struct Settings {
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
+    pub mqttsn: MqttSnSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -39,6 +41,7 @@ impl Default for Settings {
         Settings {
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
+            mqttsn: MqttSnSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
         }

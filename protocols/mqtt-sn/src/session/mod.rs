@@ -54,6 +54,8 @@ pub struct Counters {
     pub topic_drops: AtomicU64,
     pub qos_minus_one: AtomicU64,
     pub rejected_clients: AtomicU64,
+    /// Clients with a session task now (a gauge).
+    pub clients: AtomicU64,
 }
 
 impl Counters {
