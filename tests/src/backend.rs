@@ -52,6 +52,11 @@ impl TestBroker {
         self.gateway.mqttsn_addrs()[0]
     }
 
+    /// The MQTT-SN adapter's counters.
+    pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
+        self.gateway.mqttsn_counters()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

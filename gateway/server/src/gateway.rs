@@ -18,6 +18,7 @@ pub struct Gateway {
     broker: Broker,
     mqtt_addrs: Vec<SocketAddr>,
     mqttsn_addrs: Vec<SocketAddr>,
+    mqttsn: Arc<roost_mqttsn::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -51,7 +52,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         mqttsn_addrs.push(addr);
         tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
     }
-    Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, shutdown, tracker })
+    Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, shutdown, tracker })
 }
 
 impl Gateway {
@@ -63,6 +64,11 @@ impl Gateway {
     /// The bound MQTT-SN (UDP) addresses.
     pub fn mqttsn_addrs(&self) -> &[SocketAddr] {
         &self.mqttsn_addrs
+    }
+
+    /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
+    pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
+        &self.mqttsn.counters
     }
 
     pub fn broker(&self) -> &Broker {
