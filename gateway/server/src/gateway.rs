@@ -43,7 +43,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Gateway> {
         tracker.spawn(roost_mqtt::driver::serve(l, ctx.clone(), shutdown.clone(), tracker.clone()));
     }
 
-    let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind).await.context("starting the MQTT-SN listener")?;
+    let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
     let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
     let mut mqttsn_addrs = Vec::new();
     for socket in sockets {

@@ -34,11 +34,24 @@ pub struct PeerKey {
     pub node: Option<Bytes>,
 }
 
-/// Binds every configured address.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
+/// Binds every configured address, asking the kernel for a receive buffer of
+/// `recv_buffer` bytes (0: the system default). A fleet publishing in step fills the
+/// default buffer in a burst, and UDP drops what does not fit; the kernel caps the request
+/// at `net.core.rmem_max`.
+pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Socket, Type};
     let mut sockets = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        sockets.push(UdpSocket::bind(addr).await?);
+        let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        if recv_buffer > 0 {
+            socket.set_recv_buffer_size(recv_buffer)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&(*addr).into())?;
+        sockets.push(UdpSocket::from_std(socket.into())?);
     }
     Ok(sockets)
 }
@@ -68,9 +81,57 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
     }
 }
 
-/// Serves one socket until `shutdown`.
+/// Serves one socket until `shutdown`. The receive loop runs on its own thread (a
+/// single-threaded runtime): with thousands of runnable client tasks on the shared runtime,
+/// a receive loop scheduled among them falls behind in bursts and the kernel drops what
+/// overflows its buffer. Client tasks run on the caller's runtime and send through a
+/// second handle on the same socket.
 pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let socket = Arc::new(socket);
+    let main = tokio::runtime::Handle::current();
+    let spawn = || -> std::io::Result<(std::net::UdpSocket, Arc<UdpSocket>)> {
+        let std_socket = socket.into_std()?;
+        let sender = Arc::new(UdpSocket::from_std(std_socket.try_clone()?)?);
+        Ok((std_socket, sender))
+    };
+    let (std_socket, sender) = match spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("MQTT-SN socket: {e}");
+            return;
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("mqttsn-recv".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("MQTT-SN receive runtime: {e}");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match UdpSocket::from_std(std_socket) {
+                Ok(socket) => receive_loop(socket, sender, ctx, shutdown, tracker, main).await,
+                Err(e) => tracing::error!("MQTT-SN socket: {e}"),
+            }
+        });
+        let _ = done_tx.send(());
+    });
+    if let Err(e) = thread {
+        tracing::error!("MQTT-SN receive thread: {e}");
+        return;
+    }
+    let _ = done_rx.await;
+}
+
+async fn receive_loop(
+    socket: UdpSocket,
+    sender: Arc<UdpSocket>,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    main: tokio::runtime::Handle,
+) {
     let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
     let mut buf = vec![0u8; 65_536];
@@ -148,7 +209,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                 let _ = tx.try_send(msg);
                 clients.insert(key.clone(), tx);
                 ctx.counters.clients.fetch_add(1, Relaxed);
-                tracker.spawn(client(key, socket.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()));
+                tracker.spawn_on(client(key, sender.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()), &main);
             }
             Message::SearchGw { .. } => {
                 send(&socket, &ctx, &key, &Message::GwInfo { gw_id: ctx.settings.gateway_id, gw_addr: Bytes::new() }).await;

@@ -14,4 +14,5 @@ pub mod codec;
 pub mod driver;
 pub mod session;
 pub mod settings;
+pub mod sim;
 pub mod topics;

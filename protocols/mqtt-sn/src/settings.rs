@@ -7,6 +7,8 @@ use std::time::Duration;
 pub struct MqttSnSettings {
     /// UDP sockets; empty disables MQTT-SN.
     pub bind: Vec<SocketAddr>,
+    /// Kernel receive buffer asked for each socket, bytes (0: the system default).
+    pub recv_buffer: usize,
     /// GwId in ADVERTISE and GWINFO.
     pub gateway_id: u8,
     /// ADVERTISE period; `None`: no ADVERTISE (the default).
@@ -41,6 +43,7 @@ impl Default for MqttSnSettings {
     fn default() -> Self {
         MqttSnSettings {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 1884))],
+            recv_buffer: 4 * 1024 * 1024,
             gateway_id: 1,
             advertise_interval: None,
             advertise_address: SocketAddr::from(([255, 255, 255, 255], 1884)),

@@ -96,6 +96,7 @@ impl Default for MqttSection {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct MqttSnSection {
     pub bind: AddrList,
+    pub recv_buffer: Int,
     pub gateway_id: Int,
     pub advertise_interval: ConfigDuration,
     pub advertise_address: String,
@@ -124,6 +125,7 @@ impl Default for MqttSnSection {
         let sn = MqttSnSettings::default();
         MqttSnSection {
             bind: AddrList(sn.bind.iter().map(|addr| addr.to_string()).collect()),
+            recv_buffer: Int::from(sn.recv_buffer),
             gateway_id: Int(i64::from(sn.gateway_id)),
             advertise_interval: ConfigDuration(sn.advertise_interval.unwrap_or_default()),
             advertise_address: sn.advertise_address.to_string(),

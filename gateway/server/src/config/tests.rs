@@ -440,6 +440,7 @@ fn mqttsn_keys_map_to_their_settings() {
     let text = r#"
         [mqttsn]
         bind = ["0.0.0.0:1884", "[::]:1884"]
+        recv_buffer = 0
         gateway_id = 7
         advertise_interval = "15m"
         advertise_address = "192.168.1.255:1884"
@@ -461,7 +462,7 @@ fn mqttsn_keys_map_to_their_settings() {
     "#;
     let s = parse(text).expect("valid config").mqttsn;
     assert_eq!(s.bind.len(), 2);
-    assert_eq!(s.gateway_id, 7);
+    assert_eq!((s.gateway_id, s.recv_buffer), (7, 0));
     assert_eq!(s.advertise_interval, Some(Duration::from_secs(900)));
     assert_eq!(s.advertise_address, "192.168.1.255:1884".parse::<SocketAddr>().expect("addr"));
     assert_eq!(s.mountpoint, "sn/");
@@ -477,6 +478,7 @@ fn bad_mqttsn_values_name_their_key() {
     let bad = [
         ("[mqttsn]\nbind = [\"x\"]", "mqttsn.bind[0]"),
         ("[mqttsn]\ngateway_id = 256", "mqttsn.gateway_id"),
+        ("[mqttsn]\nrecv_buffer = -1", "mqttsn.recv_buffer"),
         ("[mqttsn]\nadvertise_interval = \"1d\"", "mqttsn.advertise_interval"),
         ("[mqttsn]\nadvertise_address = \"bcast\"", "mqttsn.advertise_address"),
         ("[mqttsn]\nmountpoint = \"a/#\"", "mqttsn.mountpoint"),

@@ -131,6 +131,7 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
     }
     Ok(MqttSnSettings {
         bind: bind_addrs("mqttsn.bind", &sn.bind.0)?,
+        recv_buffer: in_range("mqttsn.recv_buffer", sn.recv_buffer, 0, i64::from(i32::MAX))?,
         gateway_id: in_range("mqttsn.gateway_id", sn.gateway_id, 0, 255)?,
         advertise_interval: (!advertise.is_zero()).then_some(advertise),
         advertise_address,
