@@ -81,57 +81,9 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
     }
 }
 
-/// Serves one socket until `shutdown`. The receive loop runs on its own thread (a
-/// single-threaded runtime): with thousands of runnable client tasks on the shared runtime,
-/// a receive loop scheduled among them falls behind in bursts and the kernel drops what
-/// overflows its buffer. Client tasks run on the caller's runtime and send through a
-/// second handle on the same socket.
+/// Serves one socket until `shutdown`.
 pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let main = tokio::runtime::Handle::current();
-    let spawn = || -> std::io::Result<(std::net::UdpSocket, Arc<UdpSocket>)> {
-        let std_socket = socket.into_std()?;
-        let sender = Arc::new(UdpSocket::from_std(std_socket.try_clone()?)?);
-        Ok((std_socket, sender))
-    };
-    let (std_socket, sender) = match spawn() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("MQTT-SN socket: {e}");
-            return;
-        }
-    };
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new().name("mqttsn-recv".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("MQTT-SN receive runtime: {e}");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            match UdpSocket::from_std(std_socket) {
-                Ok(socket) => receive_loop(socket, sender, ctx, shutdown, tracker, main).await,
-                Err(e) => tracing::error!("MQTT-SN socket: {e}"),
-            }
-        });
-        let _ = done_tx.send(());
-    });
-    if let Err(e) = thread {
-        tracing::error!("MQTT-SN receive thread: {e}");
-        return;
-    }
-    let _ = done_rx.await;
-}
-
-async fn receive_loop(
-    socket: UdpSocket,
-    sender: Arc<UdpSocket>,
-    ctx: Arc<Context>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    main: tokio::runtime::Handle,
-) {
+    let socket = Arc::new(socket);
     let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
     let mut buf = vec![0u8; 65_536];
@@ -156,7 +108,10 @@ async fn receive_loop(
                 send(&socket, &ctx, &key, &Message::Advertise { gw_id: ctx.settings.gateway_id, duration }).await;
                 continue;
             }
-            r = socket.recv_from(&mut buf) => match r {
+            // Unconstrained: with thousands of client tasks runnable, a receive loop that
+            // yields after each coop budget waits behind all of them while the kernel buffer
+            // overflows; this way it yields only when the socket is empty.
+            r = tokio::task::unconstrained(socket.recv_from(&mut buf)) => match r {
                 Ok(r) => r,
                 Err(e) => {
                     // ICMP port unreachable and the like surface here on some systems.
@@ -209,7 +164,7 @@ async fn receive_loop(
                 let _ = tx.try_send(msg);
                 clients.insert(key.clone(), tx);
                 ctx.counters.clients.fetch_add(1, Relaxed);
-                tracker.spawn_on(client(key, sender.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()), &main);
+                tracker.spawn(client(key, socket.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()));
             }
             Message::SearchGw { .. } => {
                 send(&socket, &ctx, &key, &Message::GwInfo { gw_id: ctx.settings.gateway_id, gw_addr: Bytes::new() }).await;
