@@ -22,7 +22,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn rss_kib(pid: &str) -> Option<u64> {
@@ -42,16 +44,25 @@ async fn main() {
         Some("-1") => SnQos::MinusOne,
         _ => SnQos::AtLeastOnce,
     };
-    let gateway = arg("--gateway").map_or("127.0.0.1:1884".parse().unwrap(), |v| v.parse().unwrap());
-    let mqtt: std::net::SocketAddr = arg("--mqtt").map_or("127.0.0.1:1883".parse().unwrap(), |v| v.parse().unwrap());
+    let gateway =
+        arg("--gateway").map_or("127.0.0.1:1884".parse().unwrap(), |v| v.parse().unwrap());
+    let mqtt: std::net::SocketAddr =
+        arg("--mqtt").map_or("127.0.0.1:1883".parse().unwrap(), |v| v.parse().unwrap());
     let pid = arg("--roost-pid");
     let sleep = arg("--sleep").map(|s| Duration::from_secs(s.parse().unwrap()));
 
     // The subscriber counts distinct payloads ("{prefix}-{n} {seq}").
-    let mut options = MqttOptions::new(format!("{prefix}-collector"), mqtt.ip().to_string(), mqtt.port());
+    let mut options = MqttOptions::new(
+        format!("{prefix}-collector"),
+        mqtt.ip().to_string(),
+        mqtt.port(),
+    );
     options.set_keep_alive(Duration::from_secs(60));
     let (client, mut eventloop) = AsyncClient::new(options, 100_000);
-    client.subscribe(format!("{prefix}/#"), QoS::AtMostOnce).await.unwrap();
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtMostOnce)
+        .await
+        .unwrap();
     let seen = Arc::new(parking_lot_free::Counter::default());
     let seen2 = seen.clone();
     tokio::spawn(async move {
@@ -75,7 +86,15 @@ async fn main() {
 
     let rss_before = pid.as_deref().and_then(rss_kib);
     let stats = Arc::new(SimStats::default());
-    let cfg = SimConfig { gateway, devices, publishes, qos, sleep, prefix: prefix.clone(), ..SimConfig::default() };
+    let cfg = SimConfig {
+        gateway,
+        devices,
+        publishes,
+        qos,
+        sleep,
+        prefix: prefix.clone(),
+        ..SimConfig::default()
+    };
     let run = tokio::spawn(run_with(cfg, stats.clone()));
     // Memory once every device is connected and registered (before the first publish ends).
     let mut rss_connected = None;
@@ -102,15 +121,18 @@ async fn main() {
     println!("timed_out          {}", stats.timed_out.load(Relaxed));
     println!("rejected           {}", stats.rejected.load(Relaxed));
     println!("retransmissions    {}", stats.retransmissions.load(Relaxed));
-    if acked > 0 {
-        println!("ack_rtt_mean_us    {}", stats.ack_rtt_sum_us.load(Relaxed) / acked);
+    if let Some(mean) = stats.ack_rtt_sum_us.load(Relaxed).checked_div(acked) {
+        println!("ack_rtt_mean_us    {mean}");
         println!("ack_rtt_max_us     {}", stats.ack_rtt_max_us.load(Relaxed));
     }
     println!("subscriber_got     {}", seen.0.load(Relaxed));
     if let (Some(b), Some(a)) = (rss_before, rss_connected) {
         println!("roost_rss_before_kib     {b}");
         println!("roost_rss_connected_kib  {a}");
-        println!("bytes_per_client         {}", (a.saturating_sub(b)) * 1024 / devices.max(1) as u64);
+        println!(
+            "bytes_per_client         {}",
+            (a.saturating_sub(b)) * 1024 / devices.max(1) as u64
+        );
     }
 }
 

@@ -42,7 +42,11 @@ pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<Udp
     use socket2::{Domain, Socket, Type};
     let mut sockets = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        let socket = Socket::new(
+            Domain::for_address(*addr),
+            Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
@@ -75,14 +79,21 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
             }
         },
     };
-    ctx.broker.metrics().bytes_out(Protocol::MqttSn, bytes.len());
+    ctx.broker
+        .metrics()
+        .bytes_out(Protocol::MqttSn, bytes.len());
     if let Err(e) = socket.send_to(&bytes, key.addr).await {
         tracing::debug!(peer = %key.addr, "MQTT-SN send failed: {e}");
     }
 }
 
 /// Serves one socket until `shutdown`.
-pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    socket: UdpSocket,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let socket = Arc::new(socket);
     let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
@@ -124,7 +135,13 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
         let datagram = Bytes::copy_from_slice(&buf[..n]);
         let (key, inner) = match codec::decode_encapsulated(&datagram) {
             Ok(None) => (PeerKey { addr, node: None }, datagram),
-            Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
+            Ok(Some(e)) => (
+                PeerKey {
+                    addr,
+                    node: Some(e.node_id),
+                },
+                e.inner,
+            ),
             Err(e) => {
                 malformed(&ctx, addr, &e);
                 continue;
@@ -157,19 +174,45 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                 if ctx.counters.clients.load(Relaxed) >= ctx.settings.max_clients as u64 {
                     Counters::bump(&ctx.counters.rejected_clients);
                     tracing::warn!(peer = %addr, "MQTT-SN CONNECT refused: mqttsn.max_clients reached");
-                    send(&socket, &ctx, &key, &Message::ConnAck { rc: ReturnCode::Congestion }).await;
+                    send(
+                        &socket,
+                        &ctx,
+                        &key,
+                        &Message::ConnAck {
+                            rc: ReturnCode::Congestion,
+                        },
+                    )
+                    .await;
                     continue;
                 }
                 let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
                 let _ = tx.try_send(msg);
                 clients.insert(key.clone(), tx);
                 ctx.counters.clients.fetch_add(1, Relaxed);
-                tracker.spawn(client(key, socket.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()));
+                tracker.spawn(client(
+                    key,
+                    socket.clone(),
+                    ctx.clone(),
+                    rx,
+                    ended_tx.clone(),
+                    shutdown.clone(),
+                ));
             }
             Message::SearchGw { .. } => {
-                send(&socket, &ctx, &key, &Message::GwInfo { gw_id: ctx.settings.gateway_id, gw_addr: Bytes::new() }).await;
+                send(
+                    &socket,
+                    &ctx,
+                    &key,
+                    &Message::GwInfo {
+                        gw_id: ctx.settings.gateway_id,
+                        gw_addr: Bytes::new(),
+                    },
+                )
+                .await;
             }
-            Message::Publish(p) if p.flags.qos == SnQos::MinusOne => publish_minus_one(&ctx, addr, p),
+            Message::Publish(p) if p.flags.qos == SnQos::MinusOne => {
+                publish_minus_one(&ctx, addr, p)
+            }
             other => {
                 Counters::bump(&ctx.counters.unexpected);
                 tracing::debug!(peer = %addr, msg = other.name(), "MQTT-SN message from an unconnected peer dropped");
@@ -192,7 +235,11 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         return;
     }
     let name = match p.flags.topic_id_type {
-        TopicIdType::Predefined => ctx.topics.predefined.name(p.topic_id).map(|n| n.to_string()),
+        TopicIdType::Predefined => ctx
+            .topics
+            .predefined
+            .name(p.topic_id)
+            .map(|n| n.to_string()),
         TopicIdType::Short => short_name(p.topic_id.to_be_bytes()),
         TopicIdType::Normal => None,
     };
@@ -201,8 +248,18 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         return;
     };
     Counters::bump(&ctx.counters.qos_minus_one);
-    let info = ClientInfo { client_id: ClientId::new(format!("qos-1@{addr}")), protocol: Protocol::MqttSn, peer: Some(addr), username: None };
-    let msg = roost_core::Message::new(ctx.topics.mountpoint.mount(&name), p.data, roost_core::QoS::AtMostOnce, p.flags.retain);
+    let info = ClientInfo {
+        client_id: ClientId::new(format!("qos-1@{addr}")),
+        protocol: Protocol::MqttSn,
+        peer: Some(addr),
+        username: None,
+    };
+    let msg = roost_core::Message::new(
+        ctx.topics.mountpoint.mount(&name),
+        p.data,
+        roost_core::QoS::AtMostOnce,
+        p.flags.retain,
+    );
     if let Err(e) = ctx.broker.publish_unconnected(&info, msg) {
         tracing::info!(peer = %addr, "MQTT-SN QoS -1 publish refused: {e}");
     }
@@ -227,7 +284,11 @@ async fn client(
     let mut out = Vec::new();
     loop {
         let deadline = session.poll_timeout();
-        let conn = if session.wants_deliveries() { session.connection().cloned() } else { None };
+        let conn = if session.wants_deliveries() {
+            session.connection().cloned()
+        } else {
+            None
+        };
         let event = tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => Event::Message(m),

@@ -112,7 +112,12 @@ impl Device {
     }
 
     /// Sends `m` and waits for the reply `want` picks, resending on timeout.
-    async fn request(&mut self, m: Message, what: &'static str, want: impl Fn(&Message) -> bool) -> Result<Message, SimError> {
+    async fn request(
+        &mut self,
+        m: Message,
+        what: &'static str,
+        want: impl Fn(&Message) -> bool,
+    ) -> Result<Message, SimError> {
         let mut m = m;
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
@@ -124,9 +129,18 @@ impl Device {
             self.send(&m).await?;
             let deadline = Instant::now() + self.cfg.retry;
             loop {
-                let Ok(r) = timeout(deadline.saturating_duration_since(Instant::now()), self.sock.recv(&mut self.buf)).await else { break };
+                let Ok(r) = timeout(
+                    deadline.saturating_duration_since(Instant::now()),
+                    self.sock.recv(&mut self.buf),
+                )
+                .await
+                else {
+                    break;
+                };
                 let n = r?;
-                let Ok(reply) = codec::decode(&Bytes::copy_from_slice(&self.buf[..n])) else { continue };
+                let Ok(reply) = codec::decode(&Bytes::copy_from_slice(&self.buf[..n])) else {
+                    continue;
+                };
                 if want(&reply) {
                     return Ok(reply);
                 }
@@ -142,9 +156,21 @@ impl Device {
 
     async fn connect(&mut self, clean: bool) -> Result<(), SimError> {
         let keep_alive = u16::try_from((self.cfg.period * 3).as_secs().max(60)).unwrap_or(u16::MAX);
-        let m = Message::Connect(Connect { flags: Flags { clean_session: clean, ..Flags::default() }, duration: keep_alive, client_id: self.client_id.clone() });
-        match self.request(m, "CONNACK", |r| matches!(r, Message::ConnAck { .. })).await? {
-            Message::ConnAck { rc: ReturnCode::Accepted } => Ok(()),
+        let m = Message::Connect(Connect {
+            flags: Flags {
+                clean_session: clean,
+                ..Flags::default()
+            },
+            duration: keep_alive,
+            client_id: self.client_id.clone(),
+        });
+        match self
+            .request(m, "CONNACK", |r| matches!(r, Message::ConnAck { .. }))
+            .await?
+        {
+            Message::ConnAck {
+                rc: ReturnCode::Accepted,
+            } => Ok(()),
             Message::ConnAck { rc } => Err(SimError::Refused("CONNECT", rc)),
             _ => Err(SimError::NoReply("CONNACK")),
         }
@@ -152,9 +178,24 @@ impl Device {
 
     async fn register(&mut self) -> Result<u16, SimError> {
         let msg_id = self.next_id();
-        let m = Message::Register { topic_id: 0, msg_id, topic_name: self.topic.clone() };
-        match self.request(m, "REGACK", move |r| matches!(r, Message::RegAck { msg_id: id, .. } if *id == msg_id)).await? {
-            Message::RegAck { topic_id, rc: ReturnCode::Accepted, .. } => Ok(topic_id),
+        let m = Message::Register {
+            topic_id: 0,
+            msg_id,
+            topic_name: self.topic.clone(),
+        };
+        match self
+            .request(
+                m,
+                "REGACK",
+                move |r| matches!(r, Message::RegAck { msg_id: id, .. } if *id == msg_id),
+            )
+            .await?
+        {
+            Message::RegAck {
+                topic_id,
+                rc: ReturnCode::Accepted,
+                ..
+            } => Ok(topic_id),
             Message::RegAck { rc, .. } => Err(SimError::Refused("REGISTER", rc)),
             _ => Err(SimError::NoReply("REGACK")),
         }
@@ -162,17 +203,48 @@ impl Device {
 
     async fn publish(&mut self, topic_id: u16, tt: TopicIdType, seq: u64) -> Result<(), SimError> {
         let qos = self.cfg.qos;
-        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) { self.next_id() } else { 0 };
+        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) {
+            self.next_id()
+        } else {
+            0
+        };
         let data = Bytes::from(format!("{} {seq}", self.client_id));
-        let m = Message::Publish(Publish { flags: Flags { qos, topic_id_type: tt, ..Flags::default() }, topic_id, msg_id, data });
+        let m = Message::Publish(Publish {
+            flags: Flags {
+                qos,
+                topic_id_type: tt,
+                ..Flags::default()
+            },
+            topic_id,
+            msg_id,
+            data,
+        });
         self.stats.published.fetch_add(1, Relaxed);
         let started = Instant::now();
         let ok = match qos {
             SnQos::AtMostOnce | SnQos::MinusOne => return self.send(&m).await,
             SnQos::AtLeastOnce => {
-                let r = self.request(m, "PUBACK", move |r| matches!(r, Message::PubAck { msg_id: id, .. } if *id == msg_id)).await;
-                matches!(r, Ok(Message::PubAck { rc: ReturnCode::Accepted, .. }))
-                    || { if r.is_err() { self.stats.timed_out.fetch_add(1, Relaxed); } else { self.stats.rejected.fetch_add(1, Relaxed); } false }
+                let r = self
+                    .request(
+                        m,
+                        "PUBACK",
+                        move |r| matches!(r, Message::PubAck { msg_id: id, .. } if *id == msg_id),
+                    )
+                    .await;
+                matches!(
+                    r,
+                    Ok(Message::PubAck {
+                        rc: ReturnCode::Accepted,
+                        ..
+                    })
+                ) || {
+                    if r.is_err() {
+                        self.stats.timed_out.fetch_add(1, Relaxed);
+                    } else {
+                        self.stats.rejected.fetch_add(1, Relaxed);
+                    }
+                    false
+                }
             }
             SnQos::ExactlyOnce => {
                 let r = self.request(m, "PUBREC", move |r| matches!(r, Message::PubRec { msg_id: id } | Message::PubAck { msg_id: id, .. } if *id == msg_id)).await;
@@ -204,20 +276,40 @@ impl Device {
 
     async fn sleep(&mut self, d: Duration) -> Result<(), SimError> {
         let secs = u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX);
-        self.request(Message::Disconnect { duration: Some(secs) }, "DISCONNECT", |r| matches!(r, Message::Disconnect { .. })).await?;
+        self.request(
+            Message::Disconnect {
+                duration: Some(secs),
+            },
+            "DISCONNECT",
+            |r| matches!(r, Message::Disconnect { .. }),
+        )
+        .await?;
         Ok(())
     }
 
     async fn disconnect(&mut self) -> Result<(), SimError> {
-        self.request(Message::Disconnect { duration: None }, "DISCONNECT", |r| matches!(r, Message::Disconnect { .. })).await?;
+        self.request(Message::Disconnect { duration: None }, "DISCONNECT", |r| {
+            matches!(r, Message::Disconnect { .. })
+        })
+        .await?;
         Ok(())
     }
 }
 
 /// One device's life: connect, register, `publishes` publishes one period apart (starting at
 /// `phase`), disconnect.
-async fn device(n: usize, phase: Duration, cfg: Arc<SimConfig>, stats: Arc<SimStats>, start: Instant) -> Result<(), SimError> {
-    let bind: SocketAddr = if cfg.gateway.is_ipv4() { SocketAddr::from(([0, 0, 0, 0], 0)) } else { SocketAddr::from(([0u16; 8], 0)) };
+async fn device(
+    n: usize,
+    phase: Duration,
+    cfg: Arc<SimConfig>,
+    stats: Arc<SimStats>,
+    start: Instant,
+) -> Result<(), SimError> {
+    let bind: SocketAddr = if cfg.gateway.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
     let sock = UdpSocket::bind(bind).await?;
     sock.connect(cfg.gateway).await?;
     let mut d = Device {

@@ -107,33 +107,84 @@ pub enum TopicRef {
 /// One MQTT-SN message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message {
-    Advertise { gw_id: u8, duration: u16 },
-    SearchGw { radius: u8 },
-    GwInfo { gw_id: u8, gw_addr: Bytes },
+    Advertise {
+        gw_id: u8,
+        duration: u16,
+    },
+    SearchGw {
+        radius: u8,
+    },
+    GwInfo {
+        gw_id: u8,
+        gw_addr: Bytes,
+    },
     Connect(Connect),
-    ConnAck { rc: ReturnCode },
+    ConnAck {
+        rc: ReturnCode,
+    },
     WillTopicReq,
     WillTopic(Option<WillTopic>),
     WillMsgReq,
     WillMsg(Bytes),
-    Register { topic_id: u16, msg_id: u16, topic_name: String },
-    RegAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
+    Register {
+        topic_id: u16,
+        msg_id: u16,
+        topic_name: String,
+    },
+    RegAck {
+        topic_id: u16,
+        msg_id: u16,
+        rc: ReturnCode,
+    },
     Publish(Publish),
-    PubAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
-    PubComp { msg_id: u16 },
-    PubRec { msg_id: u16 },
-    PubRel { msg_id: u16 },
-    Subscribe { flags: Flags, msg_id: u16, topic: TopicRef },
-    SubAck { flags: Flags, topic_id: u16, msg_id: u16, rc: ReturnCode },
-    Unsubscribe { flags: Flags, msg_id: u16, topic: TopicRef },
-    UnsubAck { msg_id: u16 },
-    PingReq { client_id: Option<String> },
+    PubAck {
+        topic_id: u16,
+        msg_id: u16,
+        rc: ReturnCode,
+    },
+    PubComp {
+        msg_id: u16,
+    },
+    PubRec {
+        msg_id: u16,
+    },
+    PubRel {
+        msg_id: u16,
+    },
+    Subscribe {
+        flags: Flags,
+        msg_id: u16,
+        topic: TopicRef,
+    },
+    SubAck {
+        flags: Flags,
+        topic_id: u16,
+        msg_id: u16,
+        rc: ReturnCode,
+    },
+    Unsubscribe {
+        flags: Flags,
+        msg_id: u16,
+        topic: TopicRef,
+    },
+    UnsubAck {
+        msg_id: u16,
+    },
+    PingReq {
+        client_id: Option<String>,
+    },
     PingResp,
-    Disconnect { duration: Option<u16> },
+    Disconnect {
+        duration: Option<u16>,
+    },
     WillTopicUpd(Option<WillTopic>),
-    WillTopicResp { rc: ReturnCode },
+    WillTopicResp {
+        rc: ReturnCode,
+    },
     WillMsgUpd(Bytes),
-    WillMsgResp { rc: ReturnCode },
+    WillMsgResp {
+        rc: ReturnCode,
+    },
 }
 
 impl Message {
@@ -180,7 +231,11 @@ struct Reader {
 impl Reader {
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.body.len() - self.pos < n {
-            return Err(DecodeError::Truncated { msg: self.msg, len: self.body.len(), need: self.pos + n });
+            return Err(DecodeError::Truncated {
+                msg: self.msg,
+                len: self.body.len(),
+                need: self.pos + n,
+            });
         }
         Ok(())
     }
@@ -192,7 +247,10 @@ impl Reader {
     fn u16(&mut self) -> Result<u16, DecodeError> {
         self.need(2)?;
         self.pos += 2;
-        Ok(u16::from_be_bytes([self.body[self.pos - 2], self.body[self.pos - 1]]))
+        Ok(u16::from_be_bytes([
+            self.body[self.pos - 2],
+            self.body[self.pos - 1],
+        ]))
     }
     fn flags(&mut self) -> Result<Flags, DecodeError> {
         let b = self.u8()?;
@@ -214,7 +272,11 @@ impl Reader {
         self.pos == self.body.len()
     }
     fn end(self) -> Result<(), DecodeError> {
-        if self.is_empty() { Ok(()) } else { Err(DecodeError::TrailingBytes(self.msg)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes(self.msg))
+        }
     }
 }
 
@@ -286,9 +348,15 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
     let msg = type_name(ty).ok_or(DecodeError::UnknownType(ty))?;
     let mut r = Reader { msg, body, pos: 0 };
     let m = match ty {
-        0x00 => Message::Advertise { gw_id: r.u8()?, duration: r.u16()? },
+        0x00 => Message::Advertise {
+            gw_id: r.u8()?,
+            duration: r.u16()?,
+        },
         0x01 => Message::SearchGw { radius: r.u8()? },
-        0x02 => Message::GwInfo { gw_id: r.u8()?, gw_addr: r.rest() },
+        0x02 => Message::GwInfo {
+            gw_id: r.u8()?,
+            gw_addr: r.rest(),
+        },
         0x04 => {
             let flags = r.flags()?;
             let protocol = r.u8()?;
@@ -297,7 +365,11 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             }
             let duration = r.u16()?;
             let client_id = r.rest_text()?;
-            Message::Connect(Connect { flags, duration, client_id })
+            Message::Connect(Connect {
+                flags,
+                duration,
+                client_id,
+            })
         }
         0x05 => Message::ConnAck { rc: r.rc()? },
         0x06 => Message::WillTopicReq,
@@ -311,16 +383,33 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             if topic_name.is_empty() {
                 return Err(DecodeError::Empty(msg, "topic name"));
             }
-            Message::Register { topic_id, msg_id, topic_name }
+            Message::Register {
+                topic_id,
+                msg_id,
+                topic_name,
+            }
         }
-        0x0B => Message::RegAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
+        0x0B => Message::RegAck {
+            topic_id: r.u16()?,
+            msg_id: r.u16()?,
+            rc: r.rc()?,
+        },
         0x0C => {
             let flags = r.flags()?;
             let topic_id = r.u16()?;
             let msg_id = r.u16()?;
-            Message::Publish(Publish { flags, topic_id, msg_id, data: r.rest() })
+            Message::Publish(Publish {
+                flags,
+                topic_id,
+                msg_id,
+                data: r.rest(),
+            })
         }
-        0x0D => Message::PubAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
+        0x0D => Message::PubAck {
+            topic_id: r.u16()?,
+            msg_id: r.u16()?,
+            rc: r.rc()?,
+        },
         0x0E => Message::PubComp { msg_id: r.u16()? },
         0x0F => Message::PubRec { msg_id: r.u16()? },
         0x10 => Message::PubRel { msg_id: r.u16()? },
@@ -329,19 +418,36 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             let msg_id = r.u16()?;
             let topic = topic_ref(&mut r, flags)?;
             if ty == 0x12 {
-                Message::Subscribe { flags, msg_id, topic }
+                Message::Subscribe {
+                    flags,
+                    msg_id,
+                    topic,
+                }
             } else {
-                Message::Unsubscribe { flags, msg_id, topic }
+                Message::Unsubscribe {
+                    flags,
+                    msg_id,
+                    topic,
+                }
             }
         }
-        0x13 => Message::SubAck { flags: r.flags()?, topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
+        0x13 => Message::SubAck {
+            flags: r.flags()?,
+            topic_id: r.u16()?,
+            msg_id: r.u16()?,
+            rc: r.rc()?,
+        },
         0x15 => Message::UnsubAck { msg_id: r.u16()? },
         0x16 => {
             let id = r.rest_text()?;
-            Message::PingReq { client_id: (!id.is_empty()).then_some(id) }
+            Message::PingReq {
+                client_id: (!id.is_empty()).then_some(id),
+            }
         }
         0x17 => Message::PingResp,
-        0x18 => Message::Disconnect { duration: if r.is_empty() { None } else { Some(r.u16()?) } },
+        0x18 => Message::Disconnect {
+            duration: if r.is_empty() { None } else { Some(r.u16()?) },
+        },
         0x1A => Message::WillTopicUpd(will_topic(&mut r)?),
         0x1B => Message::WillTopicResp { rc: r.rc()? },
         0x1C => Message::WillMsgUpd(r.rest()),
@@ -405,13 +511,21 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_slice(m);
             MsgType::WillMsg
         }
-        Message::Register { topic_id, msg_id, topic_name } => {
+        Message::Register {
+            topic_id,
+            msg_id,
+            topic_name,
+        } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_slice(topic_name.as_bytes());
             MsgType::Register
         }
-        Message::RegAck { topic_id, msg_id, rc } => {
+        Message::RegAck {
+            topic_id,
+            msg_id,
+            rc,
+        } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
@@ -424,7 +538,11 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_slice(&p.data);
             MsgType::Publish
         }
-        Message::PubAck { topic_id, msg_id, rc } => {
+        Message::PubAck {
+            topic_id,
+            msg_id,
+            rc,
+        } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
@@ -442,13 +560,31 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_u16(*msg_id);
             MsgType::PubRel
         }
-        Message::Subscribe { flags, msg_id, topic } | Message::Unsubscribe { flags, msg_id, topic } => {
+        Message::Subscribe {
+            flags,
+            msg_id,
+            topic,
+        }
+        | Message::Unsubscribe {
+            flags,
+            msg_id,
+            topic,
+        } => {
             out.put_u8(flags.encode());
             out.put_u16(*msg_id);
             put_topic_ref(out, topic);
-            if matches!(msg, Message::Subscribe { .. }) { MsgType::Subscribe } else { MsgType::Unsubscribe }
+            if matches!(msg, Message::Subscribe { .. }) {
+                MsgType::Subscribe
+            } else {
+                MsgType::Unsubscribe
+            }
         }
-        Message::SubAck { flags, topic_id, msg_id, rc } => {
+        Message::SubAck {
+            flags,
+            topic_id,
+            msg_id,
+            rc,
+        } => {
             out.put_u8(flags.encode());
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);

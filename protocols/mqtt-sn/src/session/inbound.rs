@@ -34,15 +34,26 @@ fn subscribe_rc(e: &SubscribeError) -> ReturnCode {
 }
 
 impl Session {
-    pub(super) async fn handle_connected(&mut self, now: Instant, msg: Message, out: &mut Vec<Message>) -> Result<(), End> {
+    pub(super) async fn handle_connected(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        out: &mut Vec<Message>,
+    ) -> Result<(), End> {
         match msg {
-            Message::Register { msg_id, topic_name, .. } => {
+            Message::Register {
+                msg_id, topic_name, ..
+            } => {
                 let rc_id = self.register_from_client(&topic_name);
                 let (topic_id, rc) = match rc_id {
                     Ok(id) => (id, ReturnCode::Accepted),
                     Err(rc) => (0, rc),
                 };
-                out.push(Message::RegAck { topic_id, msg_id, rc });
+                out.push(Message::RegAck {
+                    topic_id,
+                    msg_id,
+                    rc,
+                });
             }
             Message::Publish(p) => self.handle_publish(p, out).await,
             Message::PubRel { msg_id } => {
@@ -52,10 +63,18 @@ impl Session {
                 out.push(Message::PubComp { msg_id });
             }
             Message::RegAck { msg_id, rc, .. } => self.handle_regack(now, msg_id, rc, out),
-            Message::PubAck { topic_id, msg_id, rc } => self.handle_puback(topic_id, msg_id, rc),
+            Message::PubAck {
+                topic_id,
+                msg_id,
+                rc,
+            } => self.handle_puback(topic_id, msg_id, rc),
             Message::PubRec { msg_id } => self.handle_pubrec(now, msg_id, out),
             Message::PubComp { msg_id } => self.finish(msg_id),
-            Message::Subscribe { flags, msg_id, topic } => self.handle_subscribe(flags, msg_id, topic, out).await,
+            Message::Subscribe {
+                flags,
+                msg_id,
+                topic,
+            } => self.handle_subscribe(flags, msg_id, topic, out).await,
             Message::Unsubscribe { msg_id, topic, .. } => {
                 if let Some(filter) = self.filter_of(&topic) {
                     self.subscriptions.remove(&filter);
@@ -93,21 +112,35 @@ impl Session {
         if roost_core::topic::validate_name(&mounted, self.ctx.broker.settings()).is_err() {
             return Err(ReturnCode::NotSupported);
         }
-        self.topics.register(name).map(|t| t.0).map_err(|_| ReturnCode::Congestion)
+        self.topics
+            .register(name)
+            .map(|t| t.0)
+            .map_err(|_| ReturnCode::Congestion)
     }
 
     /// The client-side topic name a PUBLISH refers to.
     fn topic_of(&self, flags: Flags, topic_id: u16) -> Option<String> {
         match flags.topic_id_type {
             TopicIdType::Normal => self.topics.name(topic_id).map(|n| n.to_string()),
-            TopicIdType::Predefined => self.ctx.topics.predefined.name(topic_id).map(|n| n.to_string()),
+            TopicIdType::Predefined => self
+                .ctx
+                .topics
+                .predefined
+                .name(topic_id)
+                .map(|n| n.to_string()),
             TopicIdType::Short => short_name(topic_id.to_be_bytes()),
         }
     }
 
     async fn handle_publish(&mut self, p: Publish, out: &mut Vec<Message>) {
-        let Some(conn) = self.conn.clone() else { return };
-        let reject = |rc| Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc };
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
+        let reject = |rc| Message::PubAck {
+            topic_id: p.topic_id,
+            msg_id: p.msg_id,
+            rc,
+        };
         let Some(name) = self.topic_of(p.flags, p.topic_id) else {
             tracing::debug!(client_id = ?self.client_id, topic_id = p.topic_id, "MQTT-SN PUBLISH: unknown topic id");
             out.push(reject(ReturnCode::InvalidTopicId));
@@ -124,7 +157,11 @@ impl Session {
             }
             SnQos::AtLeastOnce => {
                 if p.flags.dup && self.recent_qos1.contains(&p.msg_id) {
-                    out.push(Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc: ReturnCode::Accepted });
+                    out.push(Message::PubAck {
+                        topic_id: p.topic_id,
+                        msg_id: p.msg_id,
+                        rc: ReturnCode::Accepted,
+                    });
                     return;
                 }
                 let rc = match conn.publish(msg).await {
@@ -137,7 +174,11 @@ impl Session {
                     }
                     Err(e) => publish_rc(&e),
                 };
-                out.push(Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc });
+                out.push(Message::PubAck {
+                    topic_id: p.topic_id,
+                    msg_id: p.msg_id,
+                    rc,
+                });
             }
             SnQos::ExactlyOnce => match conn.begin_exactly_once(p.msg_id) {
                 Ok(true) => match conn.publish(msg).await {
@@ -155,11 +196,19 @@ impl Session {
     }
 
     fn handle_regack(&mut self, now: Instant, msg_id: u16, rc: ReturnCode, out: &mut Vec<Message>) {
-        let Some(i) = self.outstanding.iter().position(|o| matches!(o.kind, Kind::Register { msg_id: m, .. } if m == msg_id)) else {
+        let Some(i) = self
+            .outstanding
+            .iter()
+            .position(|o| matches!(o.kind, Kind::Register { msg_id: m, .. } if m == msg_id))
+        else {
             return;
         };
-        let Some(o) = self.outstanding.remove(i) else { return };
-        let Kind::Register { topic_id, held, .. } = o.kind else { return };
+        let Some(o) = self.outstanding.remove(i) else {
+            return;
+        };
+        let Kind::Register { topic_id, held, .. } = o.kind else {
+            return;
+        };
         if rc != ReturnCode::Accepted {
             tracing::debug!(client_id = ?self.client_id, topic_id, ?rc, "client refused a gateway REGISTER");
             self.topics.remove(topic_id);
@@ -185,7 +234,11 @@ impl Session {
 
     fn handle_pubrec(&mut self, now: Instant, msg_id: u16, out: &mut Vec<Message>) {
         let known = self.conn.as_ref().is_some_and(|c| c.received(msg_id));
-        if let Some(o) = self.outstanding.iter_mut().find(|o| matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id)) {
+        if let Some(o) = self
+            .outstanding
+            .iter_mut()
+            .find(|o| matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id))
+        {
             o.kind = Kind::Release { id: msg_id };
             o.msg = Message::PubRel { msg_id };
             o.deadline = now + self.ctx.settings.retry_interval;
@@ -198,7 +251,9 @@ impl Session {
 
     /// PUBACK / PUBCOMP: our QoS 1/2 delivery is done.
     pub(super) fn finish(&mut self, msg_id: u16) {
-        self.outstanding.retain(|o| !matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id));
+        self.outstanding.retain(
+            |o| !matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id),
+        );
         if let Some(conn) = &self.conn {
             conn.ack(msg_id);
         }
@@ -214,10 +269,26 @@ impl Session {
         Some(self.ctx.topics.mountpoint.mount(&name))
     }
 
-    async fn handle_subscribe(&mut self, flags: Flags, msg_id: u16, topic: TopicRef, out: &mut Vec<Message>) {
-        let Some(conn) = self.conn.clone() else { return };
-        let granted = Flags { qos: flags.qos, ..Flags::default() };
-        let suback = |topic_id, rc| Message::SubAck { flags: granted, topic_id, msg_id, rc };
+    async fn handle_subscribe(
+        &mut self,
+        flags: Flags,
+        msg_id: u16,
+        topic: TopicRef,
+        out: &mut Vec<Message>,
+    ) {
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
+        let granted = Flags {
+            qos: flags.qos,
+            ..Flags::default()
+        };
+        let suback = |topic_id, rc| Message::SubAck {
+            flags: granted,
+            topic_id,
+            msg_id,
+            rc,
+        };
         if flags.qos == SnQos::MinusOne {
             out.push(suback(0, ReturnCode::NotSupported));
             return;
@@ -226,7 +297,10 @@ impl Session {
             out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         };
-        let options = SubOptions { qos: core_qos(flags.qos), ..Default::default() };
+        let options = SubOptions {
+            qos: core_qos(flags.qos),
+            ..Default::default()
+        };
         match conn.subscribe(&filter, options).await {
             Ok(_) => {
                 self.subscriptions.insert(filter);
@@ -234,7 +308,9 @@ impl Session {
                     TopicRef::Predefined(id) => *id,
                     TopicRef::Short(_) => 0,
                     // §6.9: a name without wildcards gets its topic id in SUBACK.
-                    TopicRef::Name(n) if !n.contains(['+', '#']) => self.topics.register(n).map_or(0, |t| t.0),
+                    TopicRef::Name(n) if !n.contains(['+', '#']) => {
+                        self.topics.register(n).map_or(0, |t| t.0)
+                    }
                     TopicRef::Name(_) => 0,
                 };
                 out.push(suback(topic_id, ReturnCode::Accepted));
@@ -244,11 +320,16 @@ impl Session {
     }
 
     fn update_will_topic(&mut self, w: Option<crate::codec::WillTopic>) -> ReturnCode {
-        let Some(conn) = &self.conn else { return ReturnCode::NotSupported };
+        let Some(conn) = &self.conn else {
+            return ReturnCode::NotSupported;
+        };
         match w {
             None => conn.set_will(None),
             Some(w) => {
-                let payload = conn.will().map(|old| old.message.payload).unwrap_or_default();
+                let payload = conn
+                    .will()
+                    .map(|old| old.message.payload)
+                    .unwrap_or_default();
                 let Will { message, delay } = self.will(&w, payload);
                 conn.set_will(Some(Will { message, delay }));
             }
