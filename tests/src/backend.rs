@@ -25,7 +25,8 @@ impl TestBroker {
     }
 
     /// A gateway configured by Roost config text (TOML), e.g.
-    /// `"[limits]\nmax_queued_messages = 10\n"`. The MQTT listener is always 127.0.0.1:0.
+    /// `"[limits]\nmax_queued_messages = 10\n"`. The MQTT listener is always 127.0.0.1:0,
+    /// and so is the MQTT-SN socket.
     pub async fn start_with(config_toml: &str) -> TestBroker {
         TestBroker::start_custom(config_toml, |builder| builder).await
     }
@@ -47,6 +48,7 @@ impl TestBroker {
         for codec in &mut settings.codecs {
             codec.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         }
+        settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
             Err(e) => panic!("gateway did not start: {e:#}"),
@@ -66,6 +68,16 @@ impl TestBroker {
             Some(addr) => addr,
             None => panic!("no [[codec]] listener named {name:?}"),
         }
+    }
+
+    /// The MQTT-SN (UDP) socket address.
+    pub fn mqttsn_addr(&self) -> SocketAddr {
+        self.gateway.mqttsn_addrs()[0]
+    }
+
+    /// The MQTT-SN adapter's counters.
+    pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
+        self.gateway.mqttsn_counters()
     }
 
     pub fn port(&self) -> u16 {

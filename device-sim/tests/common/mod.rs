@@ -13,6 +13,7 @@ pub async fn start_roost(config: &str) -> Gateway {
     settings.mqtt.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
     // Tests run side by side in one directory: keep state in memory, not in ./data.
     settings.storage.disk = false;
+    settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
     roost::gateway::start(settings)
         .await
         .expect("gateway starts")

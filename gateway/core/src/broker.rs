@@ -357,6 +357,24 @@ impl Broker {
         self.route(Arc::new(msg))
     }
 
+    /// Publishes for a device that has no connection (MQTT-SN QoS -1, §6.8): the topic is
+    /// validated and `client` ACL-checked, hooked and counted as if it were connected, but no
+    /// session is created and no authentication runs (there are no credentials to check).
+    pub fn publish_unconnected(&self, client: &ClientInfo, mut msg: Message) -> Result<crate::connection::Published, crate::connection::PublishError> {
+        topic::validate_name(&msg.topic, &self.inner.settings)?;
+        let inner = &self.inner;
+        if !inner.authorizer.check(client, crate::auth::Action::Publish, &msg.topic) {
+            inner.metrics.dropped(DropReason::NotAuthorized);
+            tracing::info!(client_id = %client.client_id, topic = %msg.topic, "unconnected publish denied by ACL");
+            return Err(crate::connection::PublishError::NotAuthorized);
+        }
+        msg.publisher = Some(client.client_id.clone());
+        inner.metrics.message_in(client.protocol);
+        self.hook(&Event::Published { client: Some(client), message: &msg });
+        let matched = self.route(Arc::new(msg));
+        Ok(crate::connection::Published { matched })
+    }
+
     fn publish_will(&self, mut msg: Message) {
         msg.created = Instant::now();
         tracing::debug!(topic = %msg.topic, "publishing will");

@@ -262,6 +262,24 @@ impl Connection {
         };
     }
 
+    /// Replaces the will of this connection (MQTT-SN WILLTOPICUPD / WILLMSGUPD); `None`
+    /// removes it.
+    pub fn set_will(&self, will: Option<crate::session::Will>) {
+        self.session.state.lock().will = will.map(Box::new);
+    }
+
+    /// The will of this connection, if any.
+    pub fn will(&self) -> Option<crate::session::Will> {
+        self.session.state.lock().will.as_deref().cloned()
+    }
+
+    /// Bounds this session's queue below `[limits] max_queued_messages` (`None`: that limit
+    /// alone). Messages beyond it are dropped by the overflow policy and counted as
+    /// `queue_full`, as at the global limit.
+    pub fn set_queue_limit(&self, limit: Option<usize>) {
+        self.session.state.lock().queue_limit = limit;
+    }
+
     /// The session expiry now in force.
     pub fn session_expiry(&self) -> Option<Duration> {
         self.session.state.lock().expiry

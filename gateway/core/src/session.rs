@@ -130,6 +130,9 @@ pub(crate) struct SessionState {
     pub pending_will: Option<Box<Will>>,
     pub protocol: Protocol,
     pub destroyed: bool,
+    /// A per-session queue bound below `max_queued_messages`, set by the adapter (e.g. the
+    /// buffer of a sleeping MQTT-SN client).
+    pub queue_limit: Option<usize>,
 }
 
 /// One client session.
@@ -175,6 +178,7 @@ impl Session {
                 pending_will: None,
                 protocol,
                 destroyed: false,
+                queue_limit: None,
             }),
         }
     }
@@ -207,11 +211,13 @@ impl Session {
             return false;
         }
         let mut kept = true;
-        if st.queue.len() >= settings.max_queued_messages {
+        let limit = st.queue_limit.map_or(settings.max_queued_messages, |l| l.min(settings.max_queued_messages));
+        if st.queue.len() >= limit {
             metrics.dropped(DropReason::QueueFull);
             kept = false;
             match settings.overflow_policy {
                 OverflowPolicy::DropNew => return false,
+                OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => return false,
                 OverflowPolicy::DropOldestQos0First => {
                     let dropped = match st.queue.iter().position(|q| q.pending.qos == QoS::AtMostOnce) {
                         Some(i) => st.queue.remove(i),

@@ -270,3 +270,52 @@ async fn connect_as_names_the_protocol_for_hooks_and_acl() {
     assert_eq!(codec.info().protocol, Protocol::Codec);
     assert_eq!(*names.0.lock(), ["mqtt", "tlv-sensor"]);
 }
+
+#[tokio::test]
+async fn per_session_queue_limit_bounds_below_the_global_one() {
+    let b = Broker::new(BrokerSettings::default());
+    let sub = connect(&b, "sleeper").await;
+    sub.subscribe("s/#", qos(QoS::AtLeastOnce)).await.unwrap();
+    sub.set_queue_limit(Some(2));
+    for i in 0..5 {
+        b.publish(msg("s/x", &i.to_string(), QoS::AtLeastOnce));
+    }
+    assert_eq!(b.queue_len(&ClientId::new("sleeper")), Some(2));
+    assert_eq!(b.metrics().snapshot().dropped(DropReason::QueueFull), 3);
+    assert_eq!(next(&sub).map(|m| m.3), Some("3".to_string()));
+    sub.set_queue_limit(Some(0));
+    b.publish(msg("s/x", "5", QoS::AtLeastOnce));
+    assert_eq!(b.metrics().snapshot().dropped(DropReason::QueueFull), 4);
+}
+
+#[tokio::test]
+async fn set_will_replaces_and_removes_the_will() {
+    let b = Broker::new(BrokerSettings::default());
+    let watcher = connect(&b, "watcher").await;
+    watcher.subscribe("w/#", qos(QoS::AtMostOnce)).await.unwrap();
+    let c = connect(&b, "dev").await;
+    c.set_will(Some(Will { message: msg("w/1", "gone", QoS::AtMostOnce), delay: Duration::ZERO }));
+    assert_eq!(c.will().map(|w| w.message.topic.to_string()), Some("w/1".to_string()));
+    c.disconnect(DisconnectReason::Abnormal).await;
+    assert_eq!(next(&watcher).map(|m| (m.2, m.3)), Some(("w/1".to_string(), "gone".to_string())));
+    let c = connect(&b, "dev2").await;
+    c.set_will(Some(Will { message: msg("w/2", "x", QoS::AtMostOnce), delay: Duration::ZERO }));
+    c.set_will(None);
+    c.disconnect(DisconnectReason::Abnormal).await;
+    assert!(next(&watcher).is_none());
+}
+
+#[tokio::test]
+async fn unconnected_publish_is_validated_routed_and_counted() {
+    let b = Broker::new(BrokerSettings::default());
+    let sub = connect(&b, "sub").await;
+    sub.subscribe("p/#", qos(QoS::AtMostOnce)).await.unwrap();
+    let info = roost_core::ClientInfo { client_id: ClientId::new("udp:1.2.3.4"), protocol: Protocol::MqttSn, peer: None, username: None, protocol_detail: None };
+    let done = b.publish_unconnected(&info, msg("p/1", "hi", QoS::AtMostOnce)).unwrap();
+    assert_eq!(done.matched, 1);
+    assert_eq!(next(&sub).map(|m| m.3), Some("hi".to_string()));
+    assert!(b.publish_unconnected(&info, msg("p/+", "bad", QoS::AtMostOnce)).is_err());
+    let snap = b.metrics().snapshot();
+    assert!(snap.by_protocol.iter().any(|(p, _, inn, _)| *p == "mqtt-sn" && *inn == 1));
+    assert_eq!(b.session_count(), 1);
+}

@@ -23,6 +23,8 @@ pub struct Gateway {
     mqtt_addrs: Vec<SocketAddr>,
     /// `[[codec]]` listener name -> bound address, in config order.
     codec_addrs: Vec<(String, SocketAddr)>,
+    mqttsn_addrs: Vec<SocketAddr>,
+    mqttsn: Arc<roost_mqttsn::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -89,6 +91,7 @@ impl Builder {
 
         // Bind first: a taken port fails fast, before the store file is locked.
         let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
+        let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -149,7 +152,15 @@ impl Builder {
             let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), &tracker);
             bridges.push((b.name.clone(), status));
         }
-        Ok(Gateway { broker, mqtt_addrs, codec_addrs, bridges, shutdown, tracker })
+        let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
+        let mut mqttsn_addrs = Vec::new();
+        for socket in sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, "MQTT-SN listening (udp)");
+            mqttsn_addrs.push(addr);
+            tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -178,6 +189,16 @@ impl Gateway {
     /// The bound MQTT addresses (with the real port where the config said 0).
     pub fn mqtt_addrs(&self) -> &[SocketAddr] {
         &self.mqtt_addrs
+    }
+
+    /// The bound MQTT-SN (UDP) addresses.
+    pub fn mqttsn_addrs(&self) -> &[SocketAddr] {
+        &self.mqttsn_addrs
+    }
+
+    /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
+    pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
+        &self.mqttsn.counters
     }
 
     pub fn broker(&self) -> &Broker {

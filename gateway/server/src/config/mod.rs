@@ -20,6 +20,7 @@ use std::time::Duration;
 use roost_core::settings::BrokerSettings;
 use roost_codec::CodecListenerSettings;
 use roost_mqtt::settings::MqttSettings;
+use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
 
 pub use duration::{DurationError, format_duration, parse_duration};
@@ -68,6 +69,7 @@ pub struct Settings {
     /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
     /// registry the gateway starts with (`gateway::Gateway::builder`).
     pub codecs: Vec<CodecListenerSettings>,
+    pub mqttsn: MqttSnSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -82,6 +84,7 @@ impl Default for Settings {
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),
+            mqttsn: MqttSnSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
         }

@@ -11,6 +11,7 @@ use std::fmt;
 use roost_codec::settings::{CodecLimits, Transport};
 use roost_core::settings::{BrokerSettings, OverflowPolicy, SharedStrategy};
 use roost_mqtt::settings::MqttSettings;
+use roost_mqttsn::settings::MqttSnSettings;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ pub(super) struct ConfigFile {
     pub node: NodeSection,
     pub log: LogSection,
     pub mqtt: MqttSection,
+    pub mqttsn: MqttSnSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub storage: StorageSection,
@@ -95,6 +97,61 @@ impl Default for MqttSection {
             allow_empty_client_id: mqtt.allow_empty_client_id,
             retain_available: broker.retain_available,
             shared_subscription_strategy: broker.shared_strategy.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct MqttSnSection {
+    pub bind: AddrList,
+    pub recv_buffer: Int,
+    pub gateway_id: Int,
+    pub advertise_interval: ConfigDuration,
+    pub advertise_address: String,
+    pub mountpoint: String,
+    pub max_clients: Int,
+    pub max_topics_per_client: Int,
+    pub max_sleep_buffer: Int,
+    pub retry_interval: ConfigDuration,
+    pub max_retries: Int,
+    pub max_inflight: Int,
+    pub allow_qos_minus_one: bool,
+    pub subs_resume: bool,
+    pub predefined: Vec<PredefinedTopic>,
+}
+
+/// One `[[mqttsn.predefined]]` entry.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `id` and `topic`")]
+pub(super) struct PredefinedTopic {
+    pub id: Int,
+    pub topic: String,
+}
+
+impl Default for MqttSnSection {
+    fn default() -> Self {
+        let sn = MqttSnSettings::default();
+        MqttSnSection {
+            bind: AddrList(sn.bind.iter().map(|addr| addr.to_string()).collect()),
+            recv_buffer: Int::from(sn.recv_buffer),
+            gateway_id: Int(i64::from(sn.gateway_id)),
+            advertise_interval: ConfigDuration(sn.advertise_interval.unwrap_or_default()),
+            advertise_address: sn.advertise_address.to_string(),
+            mountpoint: sn.mountpoint,
+            max_clients: Int::from(sn.max_clients),
+            max_topics_per_client: Int::from(sn.max_topics_per_client),
+            max_sleep_buffer: Int::from(sn.max_sleep_buffer),
+            retry_interval: ConfigDuration(sn.retry_interval),
+            max_retries: Int::from(sn.max_retries),
+            max_inflight: Int::from(sn.max_inflight),
+            allow_qos_minus_one: sn.allow_qos_minus_one,
+            subs_resume: sn.subs_resume,
+            predefined: sn
+                .predefined
+                .into_iter()
+                .map(|(id, topic)| PredefinedTopic { id: Int::from(id), topic })
+                .collect(),
         }
     }
 }

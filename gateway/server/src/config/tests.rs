@@ -488,3 +488,68 @@ fn bad_codec_listeners_name_their_key() {
         assert_eq!(error.key(), Some(key), "{text:?}: {error}");
     }
 }
+
+#[test]
+fn mqttsn_keys_map_to_their_settings() {
+    let text = r#"
+        [mqttsn]
+        bind = ["0.0.0.0:1884", "[::]:1884"]
+        recv_buffer = 0
+        gateway_id = 7
+        advertise_interval = "15m"
+        advertise_address = "192.168.1.255:1884"
+        mountpoint = "sn/"
+        max_clients = 3
+        max_topics_per_client = 4
+        max_sleep_buffer = 5
+        retry_interval = "2s"
+        max_retries = 6
+        max_inflight = 8
+        allow_qos_minus_one = false
+        subs_resume = true
+        [[mqttsn.predefined]]
+        id = 1
+        topic = "a/b"
+        [[mqttsn.predefined]]
+        id = 2
+        topic = "c"
+    "#;
+    let s = parse(text).expect("valid config").mqttsn;
+    assert_eq!(s.bind.len(), 2);
+    assert_eq!((s.gateway_id, s.recv_buffer), (7, 0));
+    assert_eq!(s.advertise_interval, Some(Duration::from_secs(900)));
+    assert_eq!(s.advertise_address, "192.168.1.255:1884".parse::<SocketAddr>().expect("addr"));
+    assert_eq!(s.mountpoint, "sn/");
+    assert_eq!((s.max_clients, s.max_topics_per_client, s.max_sleep_buffer), (3, 4, 5));
+    assert_eq!((s.retry_interval, s.max_retries, s.max_inflight), (Duration::from_secs(2), 6, 8));
+    assert!(!s.allow_qos_minus_one && s.subs_resume);
+    assert_eq!(s.predefined, vec![(1, "a/b".to_string()), (2, "c".to_string())]);
+    assert!(Settings::default().mqttsn.bind.iter().all(|a| a.ip().is_loopback()));
+}
+
+#[test]
+fn bad_mqttsn_values_name_their_key() {
+    let bad = [
+        ("[mqttsn]\nbind = [\"x\"]", "mqttsn.bind[0]"),
+        ("[mqttsn]\ngateway_id = 256", "mqttsn.gateway_id"),
+        ("[mqttsn]\nrecv_buffer = -1", "mqttsn.recv_buffer"),
+        ("[mqttsn]\nadvertise_interval = \"1d\"", "mqttsn.advertise_interval"),
+        ("[mqttsn]\nadvertise_address = \"bcast\"", "mqttsn.advertise_address"),
+        ("[mqttsn]\nmountpoint = \"a/#\"", "mqttsn.mountpoint"),
+        ("[mqttsn]\nmax_clients = 0", "mqttsn.max_clients"),
+        ("[mqttsn]\nmax_topics_per_client = 65535", "mqttsn.max_topics_per_client"),
+        ("[mqttsn]\nmax_sleep_buffer = -1", "mqttsn.max_sleep_buffer"),
+        ("[mqttsn]\nretry_interval = \"0s\"", "mqttsn.retry_interval"),
+        ("[mqttsn]\nmax_retries = 101", "mqttsn.max_retries"),
+        ("[mqttsn]\nmax_inflight = 0", "mqttsn.max_inflight"),
+        ("[mqttsn]\nsubs_resume = 1", "mqttsn.subs_resume"),
+        ("[[mqttsn.predefined]]\nid = 0\ntopic = \"a\"", "mqttsn.predefined[0].id"),
+        ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a/+\"", "mqttsn.predefined[0].topic"),
+        ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 1\ntopic = \"b\"", "mqttsn.predefined[1].id"),
+        ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 2\ntopic = \"a\"", "mqttsn.predefined[1].topic"),
+    ];
+    for (text, key) in bad {
+        let error = error_of(text);
+        assert_eq!(error.key(), Some(key), "{text:?}: {error}");
+    }
+}

@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 
 use roost_core::settings::BrokerSettings;
 use roost_mqtt::settings::MqttSettings;
+use roost_mqttsn::settings::MqttSnSettings;
 use tracing_subscriber::EnvFilter;
 
 use roost_codec::{CodecLimits, CodecListenerSettings, Options, Transport};
 
 use super::schema::{CodecSection, ConfigFile, Int};
+use super::schema::MqttSnSection;
 use super::{ConfigError, Settings};
 
 /// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
@@ -24,6 +26,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         node,
         log,
         mqtt,
+        mqttsn,
         limits,
         auth,
         codec,
@@ -128,6 +131,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             }
         },
     };
+    let mqttsn = mqttsn_settings(mqttsn)?;
 
     Ok(Settings {
         bridges: super::bridge::bridges(bridge)?,
@@ -135,6 +139,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         broker,
         mqtt: mqtt_settings,
         codecs,
+        mqttsn,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
     })
@@ -208,6 +213,59 @@ fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, Co
         options: Options(c.options),
         mountpoint: c.mountpoint,
         limits,
+    })
+}
+
+fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
+    let advertise = sn.advertise_interval.0;
+    if advertise.as_secs() > 65_535 || advertise.subsec_millis() != 0 {
+        return Err(invalid(
+            "mqttsn.advertise_interval",
+            "must be whole seconds up to 65535s (ADVERTISE carries it in a 2-byte field)",
+        ));
+    }
+    let advertise_address = sn.advertise_address.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            "mqttsn.advertise_address",
+            format!("\"{}\" is not an \"ip:port\" address", sn.advertise_address),
+        )
+    })?;
+    if sn.mountpoint.contains(['+', '#']) {
+        return Err(invalid("mqttsn.mountpoint", "must not contain '+' or '#'"));
+    }
+    let mut predefined: Vec<(u16, String)> = Vec::with_capacity(sn.predefined.len());
+    for (i, entry) in sn.predefined.into_iter().enumerate() {
+        let id: u16 = in_range(&format!("mqttsn.predefined[{i}].id"), entry.id, 1, 65_534)?;
+        if predefined.iter().any(|(other, _)| *other == id) {
+            return Err(invalid(&format!("mqttsn.predefined[{i}].id"), format!("{id} is listed twice")));
+        }
+        if entry.topic.is_empty() || entry.topic.contains(['+', '#']) {
+            return Err(invalid(
+                &format!("mqttsn.predefined[{i}].topic"),
+                format!("{:?} is not a topic name (empty, or contains '+' or '#')", entry.topic),
+            ));
+        }
+        if predefined.iter().any(|(_, other)| *other == entry.topic) {
+            return Err(invalid(&format!("mqttsn.predefined[{i}].topic"), format!("{:?} is listed twice", entry.topic)));
+        }
+        predefined.push((id, entry.topic));
+    }
+    Ok(MqttSnSettings {
+        bind: bind_addrs("mqttsn.bind", &sn.bind.0)?,
+        recv_buffer: in_range("mqttsn.recv_buffer", sn.recv_buffer, 0, i64::from(i32::MAX))?,
+        gateway_id: in_range("mqttsn.gateway_id", sn.gateway_id, 0, 255)?,
+        advertise_interval: (!advertise.is_zero()).then_some(advertise),
+        advertise_address,
+        mountpoint: sn.mountpoint,
+        predefined,
+        max_clients: at_least("mqttsn.max_clients", sn.max_clients, 1)?,
+        max_topics_per_client: in_range("mqttsn.max_topics_per_client", sn.max_topics_per_client, 1, 65_534)?,
+        max_sleep_buffer: at_least("mqttsn.max_sleep_buffer", sn.max_sleep_buffer, 0)?,
+        retry_interval: positive("mqttsn.retry_interval", sn.retry_interval.0)?,
+        max_retries: in_range("mqttsn.max_retries", sn.max_retries, 0, 100)?,
+        max_inflight: in_range("mqttsn.max_inflight", sn.max_inflight, 1, 65_535)?,
+        allow_qos_minus_one: sn.allow_qos_minus_one,
+        subs_resume: sn.subs_resume,
     })
 }
 

@@ -1,0 +1,333 @@
+//! Driver layer: one UDP socket per bound address, demultiplexing every MQTT-SN client on
+//! it (§5.5 forwarder encapsulation included: a relayed node is keyed by forwarder address
+//! and wireless node id). Each client's sans-IO [`Session`] runs in a small task fed by a
+//! bounded channel; the receive loop answers SEARCHGW, takes QoS -1 publishes (§6.8), sends
+//! ADVERTISE when configured, and drops malformed datagrams with a log line and a count, so
+//! one bad peer never affects another.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use roost_core::{ClientId, ClientInfo, Delivery, DisconnectReason, Protocol};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec::{self, Message, ReturnCode, SnQos, TopicIdType};
+use crate::session::{Context, Counters, Session};
+use crate::topics::short_name;
+
+/// Datagrams queued for one client's task; beyond it they are dropped (UDP semantics: the
+/// client retries).
+const CLIENT_QUEUE: usize = 8;
+
+/// Who sent a datagram: an address, and for a forwarder the wireless node id behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    pub addr: SocketAddr,
+    pub node: Option<Bytes>,
+}
+
+/// Binds every configured address, asking the kernel for a receive buffer of
+/// `recv_buffer` bytes (0: the system default). A fleet publishing in step fills the
+/// default buffer in a burst, and UDP drops what does not fit; the kernel caps the request
+/// at `net.core.rmem_max`.
+pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Socket, Type};
+    let mut sockets = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let socket = Socket::new(
+            Domain::for_address(*addr),
+            Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        if recv_buffer > 0 {
+            socket.set_recv_buffer_size(recv_buffer)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&(*addr).into())?;
+        sockets.push(UdpSocket::from_std(socket.into())?);
+    }
+    Ok(sockets)
+}
+
+/// Sends `msg` to `key`, encapsulated when it came through a forwarder.
+async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
+    let bytes = match codec::to_bytes(msg) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(peer = %key.addr, "{e}");
+            return;
+        }
+    };
+    let bytes = match &key.node {
+        None => bytes,
+        Some(node) => match codec::encode_encapsulated(0, node, &bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(peer = %key.addr, "{e}");
+                return;
+            }
+        },
+    };
+    ctx.broker
+        .metrics()
+        .bytes_out(Protocol::MqttSn, bytes.len());
+    if let Err(e) = socket.send_to(&bytes, key.addr).await {
+        tracing::debug!(peer = %key.addr, "MQTT-SN send failed: {e}");
+    }
+}
+
+/// Serves one socket until `shutdown`.
+pub async fn serve(
+    socket: UdpSocket,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let socket = Arc::new(socket);
+    let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
+    let mut buf = vec![0u8; 65_536];
+    let advertise = ctx.settings.advertise_interval;
+    if advertise.is_some() && ctx.settings.advertise_address.is_ipv4() {
+        let _ = socket.set_broadcast(true);
+    }
+    let mut advertise_tick = tokio::time::interval(advertise.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        let (n, addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(key) = ended_rx.recv() => {
+                if clients.get(&key).is_some_and(|tx| tx.is_closed()) {
+                    clients.remove(&key);
+                    ctx.counters.clients.fetch_sub(1, Relaxed);
+                }
+                continue;
+            }
+            _ = advertise_tick.tick(), if advertise.is_some() => {
+                let duration = advertise.map_or(0, |d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
+                let key = PeerKey { addr: ctx.settings.advertise_address, node: None };
+                send(&socket, &ctx, &key, &Message::Advertise { gw_id: ctx.settings.gateway_id, duration }).await;
+                continue;
+            }
+            // Unconstrained: with thousands of client tasks runnable, a receive loop that
+            // yields after each coop budget waits behind all of them while the kernel buffer
+            // overflows; this way it yields only when the socket is empty.
+            r = tokio::task::unconstrained(socket.recv_from(&mut buf)) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP port unreachable and the like surface here on some systems.
+                    tracing::debug!("MQTT-SN recv: {e}");
+                    continue;
+                }
+            },
+        };
+        ctx.broker.metrics().bytes_in(Protocol::MqttSn, n);
+        let datagram = Bytes::copy_from_slice(&buf[..n]);
+        let (key, inner) = match codec::decode_encapsulated(&datagram) {
+            Ok(None) => (PeerKey { addr, node: None }, datagram),
+            Ok(Some(e)) => (
+                PeerKey {
+                    addr,
+                    node: Some(e.node_id),
+                },
+                e.inner,
+            ),
+            Err(e) => {
+                malformed(&ctx, addr, &e);
+                continue;
+            }
+        };
+        let msg = match codec::decode(&inner) {
+            Ok(m) => m,
+            Err(e) => {
+                malformed(&ctx, addr, &e);
+                continue;
+            }
+        };
+        let msg = match clients.get(&key) {
+            Some(tx) => match tx.try_send(msg) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    tracing::debug!(peer = %addr, msg = m.name(), "MQTT-SN client busy: datagram dropped");
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(m)) => {
+                    clients.remove(&key);
+                    ctx.counters.clients.fetch_sub(1, Relaxed);
+                    m
+                }
+            },
+            None => msg,
+        };
+        match msg {
+            Message::Connect(_) => {
+                if ctx.counters.clients.load(Relaxed) >= ctx.settings.max_clients as u64 {
+                    Counters::bump(&ctx.counters.rejected_clients);
+                    tracing::warn!(peer = %addr, "MQTT-SN CONNECT refused: mqttsn.max_clients reached");
+                    send(
+                        &socket,
+                        &ctx,
+                        &key,
+                        &Message::ConnAck {
+                            rc: ReturnCode::Congestion,
+                        },
+                    )
+                    .await;
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+                let _ = tx.try_send(msg);
+                clients.insert(key.clone(), tx);
+                ctx.counters.clients.fetch_add(1, Relaxed);
+                tracker.spawn(client(
+                    key,
+                    socket.clone(),
+                    ctx.clone(),
+                    rx,
+                    ended_tx.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Message::SearchGw { .. } => {
+                send(
+                    &socket,
+                    &ctx,
+                    &key,
+                    &Message::GwInfo {
+                        gw_id: ctx.settings.gateway_id,
+                        gw_addr: Bytes::new(),
+                    },
+                )
+                .await;
+            }
+            Message::Publish(p) if p.flags.qos == SnQos::MinusOne => {
+                publish_minus_one(&ctx, addr, p)
+            }
+            other => {
+                Counters::bump(&ctx.counters.unexpected);
+                tracing::debug!(peer = %addr, msg = other.name(), "MQTT-SN message from an unconnected peer dropped");
+            }
+        }
+    }
+}
+
+fn malformed(ctx: &Context, addr: SocketAddr, e: &codec::DecodeError) {
+    Counters::bump(&ctx.counters.malformed);
+    tracing::info!(peer = %addr, "malformed MQTT-SN datagram dropped: {e}");
+}
+
+/// QoS -1 (§6.8): a publish without a connection, to a predefined id or a short name. No
+/// credentials travel with it, so it is gated by `allow_qos_minus_one` and the ACL, which
+/// sees protocol `mqtt-sn`, the peer address and the client id `qos-1@{addr}`.
+fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
+    if !ctx.settings.allow_qos_minus_one {
+        tracing::debug!(peer = %addr, "MQTT-SN QoS -1 publish dropped: mqttsn.allow_qos_minus_one is off");
+        return;
+    }
+    let name = match p.flags.topic_id_type {
+        TopicIdType::Predefined => ctx
+            .topics
+            .predefined
+            .name(p.topic_id)
+            .map(|n| n.to_string()),
+        TopicIdType::Short => short_name(p.topic_id.to_be_bytes()),
+        TopicIdType::Normal => None,
+    };
+    let Some(name) = name else {
+        tracing::info!(peer = %addr, topic_id = p.topic_id, "MQTT-SN QoS -1 publish to an unknown or normal topic id dropped");
+        return;
+    };
+    Counters::bump(&ctx.counters.qos_minus_one);
+    let info = ClientInfo {
+        client_id: ClientId::new(format!("qos-1@{addr}")),
+        protocol: Protocol::MqttSn,
+        peer: Some(addr),
+        username: None,
+        protocol_detail: None,
+    };
+    let msg = roost_core::Message::new(
+        ctx.topics.mountpoint.mount(&name),
+        p.data,
+        roost_core::QoS::AtMostOnce,
+        p.flags.retain,
+    );
+    if let Err(e) = ctx.broker.publish_unconnected(&info, msg) {
+        tracing::info!(peer = %addr, "MQTT-SN QoS -1 publish refused: {e}");
+    }
+}
+
+enum Event {
+    Message(Message),
+    Delivery(Delivery),
+    Timeout,
+    Shutdown,
+}
+
+async fn client(
+    key: PeerKey,
+    socket: Arc<UdpSocket>,
+    ctx: Arc<Context>,
+    mut rx: mpsc::Receiver<Message>,
+    ended: mpsc::UnboundedSender<PeerKey>,
+    shutdown: CancellationToken,
+) {
+    let mut session = Session::new(ctx.clone(), key.addr, Instant::now().into_std());
+    let mut out = Vec::new();
+    loop {
+        let deadline = session.poll_timeout();
+        let conn = if session.wants_deliveries() {
+            session.connection().cloned()
+        } else {
+            None
+        };
+        let event = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => Event::Message(m),
+                None => break,
+            },
+            d = async { match &conn { Some(c) => c.next_delivery().await, None => std::future::pending().await } } => Event::Delivery(d),
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await, None => std::future::pending().await } } => Event::Timeout,
+            _ = shutdown.cancelled() => Event::Shutdown,
+        };
+        drop(conn);
+        let now = Instant::now().into_std();
+        let result = match event {
+            Event::Message(m) => match session.handle_message(now, m, &mut out).await {
+                Ok(()) => match session.pump(now, &mut out) {
+                    Some(reason) => Err(session.close(reason, &mut out).await),
+                    None => Ok(()),
+                },
+                Err(end) => Err(end),
+            },
+            Event::Delivery(Delivery::Close(reason)) => Err(session.close(reason, &mut out).await),
+            Event::Delivery(d) => {
+                session.handle_delivery(now, d, &mut out);
+                match session.pump(now, &mut out) {
+                    Some(reason) => Err(session.close(reason, &mut out).await),
+                    None => Ok(()),
+                }
+            }
+            Event::Timeout => session.handle_timeout(now, &mut out).await,
+            Event::Shutdown => Err(session.close(DisconnectReason::Shutdown, &mut out).await),
+        };
+        for m in out.drain(..) {
+            send(&socket, &ctx, &key, &m).await;
+        }
+        if let Err(end) = result {
+            tracing::debug!(peer = %key.addr, client_id = ?session.client_id(), why = %end.why, "MQTT-SN session ended");
+            break;
+        }
+    }
+    rx.close();
+    let _ = ended.send(key);
+}
