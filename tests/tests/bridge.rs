@@ -128,7 +128,7 @@ async fn outage_and_roost_restart_lose_nothing_in_order() {
 #[tokio::test]
 async fn queue_beyond_its_limit_drops_the_oldest_and_counts() {
     let mut upstream = Mosquitto::start().await;
-    let roost = TestBroker::start_with(&config(upstream.addr(), "[limits]\nmax_queued_messages = 10\n")).await;
+    let roost = TestBroker::start_with(&config(upstream.addr(), "").replace("keep_alive = \"5s\"", "keep_alive = \"5s\"\nmax_queued = 10")).await;
     roost.wait_bridge_up("up", UP).await;
     upstream_subscriber(&upstream).await.disconnect().await;
     upstream.stop().await;

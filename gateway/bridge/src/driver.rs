@@ -53,6 +53,9 @@ pub fn spawn(
 
 async fn run(settings: BridgeSettings, broker: Broker, shutdown: CancellationToken, status: Arc<Mutex<BridgeStatus>>) {
     let mut failures = 0u32;
+    // A session restored from the store gets its capacity before the link is ever up.
+    let local = ClientId::new(settings.local_client_id());
+    broker.set_queue_capacity(&local, Some(settings.max_queued));
     loop {
         status.lock().attempts += 1;
         let result = tokio::select! {
@@ -162,6 +165,7 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
         })
         .await
         .map_err(|e| fail(format!("local session: {e}"), false))?;
+    broker.set_queue_capacity(conn.client_id(), Some(s.max_queued));
     for (filter, rule) in mapping::local_filters(&s.topics) {
         let options = SubOptions { qos: rule.qos, no_local: true, retain_as_published: true, retain_handling: 1, subscription_id: None };
         if let Err(e) = conn.subscribe(&filter, options).await {

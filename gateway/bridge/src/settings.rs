@@ -54,6 +54,9 @@ pub struct BridgeSettings {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub connect_timeout: Duration,
+    /// Outgoing messages queued while the upstream is unreachable; beyond it the oldest
+    /// are dropped (QoS 0 first) and counted as `queue_full`.
+    pub max_queued: usize,
     /// TLS to the upstream; `None`: plain TCP.
     pub tls: Option<crate::tls::TlsSettings>,
 }

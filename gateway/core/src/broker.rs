@@ -166,6 +166,15 @@ impl Broker {
         Some(len)
     }
 
+    /// Gives the session of `client_id` its own queue capacity instead of
+    /// `max_queued_messages` (`None`: back to the global one). False if there is no such
+    /// session yet.
+    pub fn set_queue_capacity(&self, client_id: &ClientId, capacity: Option<usize>) -> bool {
+        let Some(session) = self.inner.sessions.lock().get(client_id).cloned() else { return false };
+        session.state.lock().queue_capacity = capacity;
+        true
+    }
+
     pub fn retained_count(&self) -> usize {
         self.inner.retained.len()
     }

@@ -133,6 +133,9 @@ pub(crate) struct SessionState {
     /// A per-session queue bound below `max_queued_messages`, set by the adapter (e.g. the
     /// buffer of a sleeping MQTT-SN client).
     pub queue_limit: Option<usize>,
+    /// Replaces `max_queued_messages` for this session (a bridge's store-and-forward
+    /// buffer); `queue_limit` still bounds below it.
+    pub queue_capacity: Option<usize>,
 }
 
 /// One client session.
@@ -179,6 +182,7 @@ impl Session {
                 protocol,
                 destroyed: false,
                 queue_limit: None,
+                queue_capacity: None,
             }),
         }
     }
@@ -211,7 +215,8 @@ impl Session {
             return false;
         }
         let mut kept = true;
-        let limit = st.queue_limit.map_or(settings.max_queued_messages, |l| l.min(settings.max_queued_messages));
+        let base = st.queue_capacity.unwrap_or(settings.max_queued_messages);
+        let limit = st.queue_limit.map_or(base, |l| l.min(base));
         if st.queue.len() >= limit {
             metrics.dropped(DropReason::QueueFull);
             kept = false;

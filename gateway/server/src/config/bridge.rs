@@ -23,6 +23,7 @@ pub(super) struct BridgeSection {
     pub clean_start: bool,
     pub session_expiry: DurationOrNever,
     pub max_inflight: Int,
+    pub max_queued: Int,
     pub rate: Int,
     pub reconnect_min: ConfigDuration,
     pub reconnect_max: ConfigDuration,
@@ -53,6 +54,7 @@ impl Default for BridgeSection {
             clean_start: false,
             session_expiry: DurationOrNever(Some(Duration::from_secs(3600))),
             max_inflight: Int(32),
+            max_queued: Int(100_000),
             rate: Int(0),
             reconnect_min: ConfigDuration(Duration::from_secs(1)),
             reconnect_max: ConfigDuration(Duration::from_secs(60)),
@@ -105,6 +107,10 @@ pub(super) fn bridges(sections: Vec<BridgeSection>) -> Result<Vec<BridgeSettings
             n @ 1..=65_535 => n as u16,
             n => return Err(invalid(key("max_inflight"), format!("{n} is out of range (1..=65535)"))),
         };
+        let max_queued = usize::try_from(b.max_queued.0)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| invalid(key("max_queued"), format!("{} is out of range (at least 1)", b.max_queued.0)))?;
         let rate = u32::try_from(b.rate.0).map_err(|_| invalid(key("rate"), format!("{} is out of range (0..)", b.rate.0)))?;
         if b.reconnect_min.0.is_zero() || b.reconnect_max.0 < b.reconnect_min.0 {
             return Err(invalid(key("reconnect_max"), "reconnect_min must be > 0 and <= reconnect_max"));
@@ -163,6 +169,7 @@ pub(super) fn bridges(sections: Vec<BridgeSection>) -> Result<Vec<BridgeSettings
             session_expiry: b.session_expiry.0,
             topics,
             max_inflight,
+            max_queued,
             rate,
             reconnect_min: b.reconnect_min.0,
             reconnect_max: b.reconnect_max.0,
