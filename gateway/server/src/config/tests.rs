@@ -553,3 +553,38 @@ fn bad_mqttsn_values_name_their_key() {
         assert_eq!(error.key(), Some(key), "{text:?}: {error}");
     }
 }
+
+#[test]
+fn bridges_parse_and_bad_values_name_their_key() {
+    let s = parse(
+        r#"
+        [[bridge]]
+        name = "cloud"
+        address = "127.0.0.1:1883"
+        version = "3.1.1"
+        [[bridge.topic]]
+        pattern = "sensors/#"
+        remote_prefix = "edge/"
+        [bridge.tls]
+        ca_file = "/etc/ca.pem"
+    "#,
+    )
+    .expect("valid bridge");
+    let b = &s.bridges[0];
+    assert_eq!((b.name.as_str(), b.client_id.as_str(), b.max_queued), ("cloud", "roost-bridge-cloud", 100_000));
+    assert_eq!(b.topics[0].direction, roost_bridge::Direction::Out);
+    assert!(b.tls.is_some());
+    let base = "[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n[[bridge.topic]]\npattern = \"a/#\"\n";
+    for (text, key) in [
+        ("[[bridge]]\naddress = \"h:1\"\n[[bridge.topic]]\npattern = \"a\"\n", "bridge[0].name"),
+        ("[[bridge]]\nname = \"b\"\naddress = \"nope\"\n[[bridge.topic]]\npattern = \"a\"\n", "bridge[0].address"),
+        ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n", "bridge[0].topic"),
+        (&format!("{base}direction = \"sideways\"\n"), "bridge[0].topic[0].direction"),
+        (&format!("{base}qos = 3\n"), "bridge[0].topic[0].qos"),
+        ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\nversion = \"4.0\"\n[[bridge.topic]]\npattern = \"a\"\n", "bridge[0].version"),
+        ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n[[bridge.topic]]\npattern = \"a/#/b\"\n", "bridge[0].topic[0].pattern"),
+    ] {
+        let error = error_of(text);
+        assert_eq!(error.key(), Some(key), "{text:?}: {error}");
+    }
+}
