@@ -112,12 +112,22 @@ impl Builder {
         for h in hooks {
             builder = builder.hook(h);
         }
+        let sys = settings.sys_interval.map(|interval| {
+            let (hook, events) = crate::sys::hook();
+            (interval, hook, events)
+        });
+        if let Some((_, hook, _)) = &sys {
+            builder = builder.hook(hook.clone());
+        }
         let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
         if settings.storage.disk {
             tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        if let Some((interval, hook, events)) = sys {
+            crate::sys::spawn(broker.clone(), settings.broker.node_name.clone(), interval, hook, events, shutdown.clone(), &tracker);
+        }
 
         let ctx = Arc::new(roost_mqtt::driver::Context {
             broker: broker.clone(),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod logging;
+pub mod sys;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a
 /// [`codec::Registry`] and start with [`gateway::start_with`] (see `docs/custom-codec.md`).

@@ -74,7 +74,11 @@ pub struct Settings {
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
     pub shutdown_grace: Duration,
+    /// How often `$SYS/brokers/{node}/...` statistics are published; `None`: never.
+    pub sys_interval: Option<Duration>,
 }
+
+pub(crate) const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -87,6 +91,7 @@ impl Default for Settings {
             mqttsn: MqttSnSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
+            sys_interval: Some(DEFAULT_SYS_INTERVAL),
         }
     }
 }

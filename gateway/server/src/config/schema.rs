@@ -44,6 +44,7 @@ pub(super) struct ConfigFile {
 pub(super) struct NodeSection {
     pub name: String,
     pub shutdown_grace: ConfigDuration,
+    pub sys_interval: ConfigDuration,
 }
 
 impl Default for NodeSection {
@@ -51,6 +52,7 @@ impl Default for NodeSection {
         NodeSection {
             name: BrokerSettings::default().node_name,
             shutdown_grace: ConfigDuration(DEFAULT_SHUTDOWN_GRACE),
+            sys_interval: ConfigDuration(super::DEFAULT_SYS_INTERVAL),
         }
     }
 }

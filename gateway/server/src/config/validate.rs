@@ -142,6 +142,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqttsn,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
+        sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
     })
 }
 

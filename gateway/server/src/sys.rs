@@ -1,0 +1,137 @@
+//! `$SYS/brokers/{node}/...`: broker statistics published every `[node] sys_interval`
+//! (retained, as Mosquitto does, so a new subscriber sees the latest at once), and client
+//! connected/disconnected events (JSON, not retained) for every protocol.
+//!
+//! Events come from a core hook through a bounded channel: the hook never blocks the
+//! broker; if the publisher falls behind, events are dropped and counted in a log line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use roost_core::hooks::{Event, Hook};
+use roost_core::{Broker, Message, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Client events waiting to be published at most.
+const EVENT_QUEUE: usize = 4096;
+
+/// The hook half: turns connect/disconnect events into JSON for the publisher.
+pub struct SysHook {
+    tx: mpsc::Sender<(String, String)>,
+    dropped: AtomicU64,
+}
+
+impl Hook for SysHook {
+    fn on_event(&self, event: &Event<'_>) {
+        let (client, what, extra) = match event {
+            Event::Connected { client, session_present } => (client, "connected", format!(",\"session_present\":{session_present}")),
+            Event::Disconnected { client, reason } => (client, "disconnected", format!(",\"reason\":{}", json_str(&format!("{reason:?}")))),
+            _ => return,
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let body = format!(
+            "{{\"clientid\":{},\"protocol\":{},\"peer\":{},\"username\":{},\"ts\":{now}{extra}}}",
+            json_str(client.client_id.as_str()),
+            json_str(client.protocol_name()),
+            client.peer.map_or("null".into(), |p| json_str(&p.to_string())),
+            client.username.as_deref().map_or("null".into(), json_str),
+        );
+        let topic_client = client.client_id.as_str().replace(['/', '+', '#'], "_");
+        if self.tx.try_send((format!("clients/{topic_client}/{what}"), body)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The hook to register with the broker, and the receiving end for [`spawn`].
+pub fn hook() -> (Arc<SysHook>, mpsc::Receiver<(String, String)>) {
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    (Arc::new(SysHook { tx, dropped: AtomicU64::new(0) }), rx)
+}
+
+/// Publishes statistics every `interval` and events as they come, until shutdown.
+pub fn spawn(
+    broker: Broker,
+    node: String,
+    interval: Duration,
+    hook: Arc<SysHook>,
+    mut events: mpsc::Receiver<(String, String)>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(async move {
+        let prefix = format!("$SYS/brokers/{node}");
+        let started = Instant::now();
+        let mut max_connections = 0u64;
+        let mut tick = tokio::time::interval(interval);
+        let mut reported_drops = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    max_connections = max_connections.max(broker.connection_count());
+                    publish_stats(&broker, &prefix, started, max_connections);
+                    let drops = hook.dropped.load(Ordering::Relaxed);
+                    if drops > reported_drops {
+                        tracing::warn!(dropped = drops - reported_drops, "$SYS client events dropped: publisher behind");
+                        reported_drops = drops;
+                    }
+                }
+                Some((topic, body)) = events.recv() => {
+                    max_connections = max_connections.max(broker.connection_count());
+                    broker.publish(Message::new(format!("{prefix}/{topic}"), body, QoS::AtMostOnce, false));
+                }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+fn publish_stats(broker: &Broker, prefix: &str, started: Instant, max_connections: u64) {
+    let m = broker.metrics().snapshot();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut items: Vec<(String, String)> = vec![
+        ("version".into(), format!("roost {}", env!("CARGO_PKG_VERSION"))),
+        ("uptime".into(), format!("{} seconds", started.elapsed().as_secs())),
+        ("datetime".into(), now.to_string()),
+        ("stats/connections/count".into(), m.connections.to_string()),
+        ("stats/connections/max".into(), max_connections.to_string()),
+        ("stats/sessions/count".into(), broker.session_count().to_string()),
+        ("stats/subscriptions/count".into(), broker.subscription_filter_count().to_string()),
+        ("stats/topics/count".into(), broker.subscription_filter_count().to_string()),
+        ("stats/retained/count".into(), broker.retained_count().to_string()),
+        ("metrics/messages/received".into(), m.messages_received.to_string()),
+        ("metrics/messages/sent".into(), m.messages_sent.to_string()),
+        ("metrics/messages/dropped".into(), m.messages_dropped.to_string()),
+        ("metrics/bytes/received".into(), m.bytes_received.to_string()),
+        ("metrics/bytes/sent".into(), m.bytes_sent.to_string()),
+    ];
+    for (protocol, connections, messages_in, messages_out) in &m.by_protocol {
+        items.push((format!("stats/protocols/{protocol}/connections/count"), connections.to_string()));
+        items.push((format!("metrics/protocols/{protocol}/messages/received"), messages_in.to_string()));
+        items.push((format!("metrics/protocols/{protocol}/messages/sent"), messages_out.to_string()));
+    }
+    for (reason, n) in &m.dropped_by_reason {
+        items.push((format!("metrics/messages/dropped/{reason}"), n.to_string()));
+    }
+    for (topic, value) in items {
+        broker.publish(Message::new(format!("{prefix}/{topic}"), value, QoS::AtMostOnce, true));
+    }
+}
