@@ -9,20 +9,8 @@ use roost_core::settings::{BrokerSettings, SharedStrategy};
 use roost_core::store::MemoryStore;
 use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
 
-fn req(id: &str, clean: bool, expiry: Option<Duration>) -> ConnectRequest {
-    ConnectRequest {
-        client_id: ClientId::new(id),
-        protocol: Protocol::Mqtt,
-        peer: None,
-        username: None,
-        password: None,
-        clean_start: clean,
-        keep_alive: 60,
-        will: None,
-        session_expiry: expiry,
-        receive_maximum: 65535,
-    }
-}
+mod common;
+use common::req;
 
 async fn connect(b: &Broker, id: &str) -> Connection {
     b.connect(req(id, true, Some(Duration::ZERO))).await.unwrap()

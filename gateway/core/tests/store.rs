@@ -7,22 +7,10 @@ use std::time::Duration;
 
 use roost_core::settings::BrokerSettings;
 use roost_core::store::{DiskStore, Store, SyncMode};
-use roost_core::{Broker, ClientId, ConnectRequest, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions};
+use roost_core::{Broker, Delivery, DisconnectReason, Message, QoS, SubOptions};
 
-fn req(id: &str, clean: bool, expiry: Option<Duration>) -> ConnectRequest {
-    ConnectRequest {
-        client_id: ClientId::new(id),
-        protocol: Protocol::Mqtt,
-        peer: None,
-        username: None,
-        password: None,
-        clean_start: clean,
-        keep_alive: 60,
-        will: None,
-        session_expiry: expiry,
-        receive_maximum: 10,
-    }
-}
+mod common;
+use common::req;
 
 fn broker(path: &std::path::Path) -> Broker {
     broker_with(path, SyncMode::Always)
