@@ -151,7 +151,10 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         if t0.elapsed() > cfg.duration + cfg.drain + SETUP_TIMEOUT {
             // Publishers bound their own writes; this is the last line of defence.
             let _ = stop_tx.send(true);
-            bail!("publishers did not stop within {:?} of the end of the run", cfg.drain + SETUP_TIMEOUT);
+            bail!(
+                "publishers did not stop within {:?} of the end of the run",
+                cfg.drain + SETUP_TIMEOUT
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = &progress {

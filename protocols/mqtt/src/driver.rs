@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use roost_core::{Broker, ConnectError, Connection, Protocol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,12 +76,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellat
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            run(stream, peer, ctx, shutdown).await;
-            drop(permit);
-        });
+        // `run` itself is the task (no wrapping async block): a wrapper would keep its own
+        // copies of the arguments for the life of the connection.
+        tracker.spawn(run(stream, peer, ctx.clone(), shutdown.clone(), permit));
     }
 }
 
@@ -173,12 +170,25 @@ impl Io {
 /// One connection from accept to close. The handshake and the close are boxed so that the
 /// task itself is only as large as the connected loop: their futures (the core's connect and
 /// disconnect) are bigger, and an idle connection should not carry their space.
-async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: CancellationToken) {
-    let Some((mut io, mut session, conn)) = Box::pin(handshake(stream, peer, &ctx, &shutdown)).await else {
-        return;
-    };
-    let close = connected(&mut io, &mut session, &conn).await;
-    Box::pin(close_connection(io, session, conn, close, peer)).await;
+/// `permit` is this connection's place under `limits.max_connections`, held until it ends.
+/// Not an `async fn`: its arguments would keep their slots in the task for the connection's
+/// life; here they move into the boxed handshake and the task keeps only a pointer.
+fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static {
+    let handshake = Box::pin(async move { handshake(stream, peer, &ctx, &shutdown).await });
+    async move {
+        let Some((mut io, mut session, conn)) = handshake.await else {
+            return;
+        };
+        let close = connected(&mut io, &mut session, &conn).await;
+        Box::pin(close_connection(io, session, conn, close, peer)).await;
+        drop(permit);
+    }
 }
 
 /// CONNECT in, CONNACK queued: the connection's IO, protocol session and core connection.
@@ -308,7 +318,10 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
         }
         let deadline = session.keep_alive_deadline();
         tokio::select! {
-            r = io.stream.readable() => {
+            // poll_read_ready rather than readable(): it parks the waker in the socket's
+            // registration, where readable()'s future carries its own ~150-byte waiter node
+            // in every idle connection's task.
+            r = std::future::poll_fn(|cx| io.stream.poll_read_ready(cx)) => {
                 if let Err(e) = r {
                     return lost(format!("read failed: {e}"));
                 }
@@ -400,3 +413,4 @@ fn packet_name(p: &Packet) -> &'static str {
         Packet::Auth(_) => "AUTH",
     }
 }
+
