@@ -16,6 +16,23 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use crate::codec::{self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType};
 
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The send time a simulated device put in its payload.
+pub fn sent_micros(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload)
+        .ok()?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What the simulated fleet does.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -208,7 +225,9 @@ impl Device {
         } else {
             0
         };
-        let data = Bytes::from(format!("{} {seq}", self.client_id));
+        // "{client id} {seq} {sent at, µs since the Unix epoch}": distinct per publish, and a
+        // subscriber on the same machine can compute the end-to-end latency.
+        let data = Bytes::from(format!("{} {seq} {}", self.client_id, unix_micros()));
         let m = Message::Publish(Publish {
             flags: Flags {
                 qos,
