@@ -1019,3 +1019,33 @@ async fn clean_connect_while_asleep_discards_the_buffer() {
         "the clean session has no subscription"
     );
 }
+
+#[tokio::test]
+async fn will_topics_must_be_topic_names() {
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", true, true, 30)).await;
+    let bad = WillTopic {
+        flags: Flags::default(),
+        topic: "will/+".into(),
+    };
+    let mut out = Vec::new();
+    assert!(
+        r.s.handle_message(r.at(0), Message::WillTopic(Some(bad.clone())), &mut out)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        out,
+        vec![Message::ConnAck {
+            rc: ReturnCode::NotSupported
+        }]
+    );
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", true, false, 30)).await;
+    assert_eq!(
+        r.ok(1, Message::WillTopicUpd(Some(bad))).await,
+        vec![Message::WillTopicResp {
+            rc: ReturnCode::NotSupported
+        }]
+    );
+}
