@@ -2,7 +2,7 @@
 //! own UDP socket (so the gateway sees one peer per device), connects, registers its topic
 //! (or uses a predefined id for QoS -1), and publishes once per period at the chosen QoS,
 //! waiting for PUBACK / PUBREC+PUBCOMP with retries; sleepy devices go to sleep after each
-//! publish and come back with CONNECT. Phases are spread over the period so the gateway sees
+//! publish, wake with PINGREQ(client id) before the next and come back with CONNECT. Phases are spread over the period so the gateway sees
 //! a steady rate, as a real fleet would produce.
 
 use std::net::SocketAddr;
@@ -293,6 +293,51 @@ impl Device {
         Ok(())
     }
 
+    /// Wakes from sleep with PINGREQ(client id) (§6.14), acknowledging whatever the gateway
+    /// buffered, until PINGRESP.
+    async fn wake(&mut self) -> Result<(), SimError> {
+        let ping = Message::PingReq {
+            client_id: Some(self.client_id.clone()),
+        };
+        let reply = self
+            .request(ping, "PINGRESP", |r| {
+                matches!(
+                    r,
+                    Message::PingResp | Message::Publish(_) | Message::Register { .. }
+                )
+            })
+            .await?;
+        let mut next = Some(reply);
+        loop {
+            match next.take() {
+                Some(Message::PingResp) => return Ok(()),
+                Some(Message::Publish(p)) if p.flags.qos == SnQos::AtLeastOnce => {
+                    let ack = Message::PubAck {
+                        topic_id: p.topic_id,
+                        msg_id: p.msg_id,
+                        rc: ReturnCode::Accepted,
+                    };
+                    self.send(&ack).await?;
+                }
+                Some(Message::Register {
+                    topic_id, msg_id, ..
+                }) => {
+                    self.send(&Message::RegAck {
+                        topic_id,
+                        msg_id,
+                        rc: ReturnCode::Accepted,
+                    })
+                    .await?;
+                }
+                _ => {}
+            }
+            let n = timeout(self.cfg.retry, self.sock.recv(&mut self.buf))
+                .await
+                .map_err(|_| SimError::NoReply("PINGRESP"))??;
+            next = codec::decode(&Bytes::copy_from_slice(&self.buf[..n])).ok();
+        }
+    }
+
     async fn sleep(&mut self, d: Duration) -> Result<(), SimError> {
         let secs = u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX);
         self.request(
@@ -355,6 +400,8 @@ async fn device(
     for seq in 0..cfg.publishes {
         tick.tick().await;
         if seq > 0 && cfg.sleep.is_some() && cfg.qos != SnQos::MinusOne {
+            // Wake to collect what was buffered, then become active to publish.
+            d.wake().await?;
             d.connect(false).await?;
         }
         d.publish(topic_id, tt, seq).await?;
