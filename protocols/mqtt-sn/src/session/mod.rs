@@ -62,6 +62,8 @@ pub struct Counters {
     pub topic_drops: AtomicU64,
     pub qos_minus_one: AtomicU64,
     pub rejected_clients: AtomicU64,
+    /// Datagrams dropped because the client's task had `CLIENT_QUEUE` unread already.
+    pub busy_drops: AtomicU64,
     /// Clients with a session task now (a gauge).
     pub clients: AtomicU64,
 }
