@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use roost_mqttsn::codec::SnQos;
-use roost_mqttsn::sim::{SimConfig, SimStats, run_with};
+use roost_mqttsn::sim::{SimConfig, SimStats, run_with, sent_micros, unix_micros};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn arg(name: &str) -> Option<String> {
@@ -64,12 +64,18 @@ async fn main() {
         .await
         .unwrap();
     let seen = Arc::new(parking_lot_free::Counter::default());
-    let seen2 = seen.clone();
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let (seen2, lat2) = (seen.clone(), latencies.clone());
     tokio::spawn(async move {
         let mut distinct = HashSet::new();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(sent) = sent_micros(&p.payload) {
+                        lat2.lock()
+                            .unwrap()
+                            .push(unix_micros().saturating_sub(sent));
+                    }
                     if distinct.insert(p.payload) {
                         seen2.0.fetch_add(1, Relaxed);
                     }
@@ -85,6 +91,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let rss_before = pid.as_deref().and_then(rss_kib);
+    let started = std::time::Instant::now();
+    // Devices publish for `publishes` periods of 1 s after the connect ramp.
+    let publish_window = Duration::from_secs(publishes.max(1));
     let stats = Arc::new(SimStats::default());
     let cfg = SimConfig {
         gateway,
@@ -126,6 +135,22 @@ async fn main() {
         println!("ack_rtt_max_us     {}", stats.ack_rtt_max_us.load(Relaxed));
     }
     println!("subscriber_got     {}", seen.0.load(Relaxed));
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+        println!(
+            "latency_to_mqtt_us p50 {} p99 {} max {}",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+    }
+    println!("run_seconds        {:.1}", started.elapsed().as_secs_f64());
+    println!(
+        "publishes_per_s    {:.0}",
+        expected as f64 / publish_window.as_secs_f64()
+    );
     if let (Some(b), Some(a)) = (rss_before, rss_connected) {
         println!("roost_rss_before_kib     {b}");
         println!("roost_rss_connected_kib  {a}");

@@ -158,6 +158,7 @@ pub async fn serve(
             Some(tx) => match tx.try_send(msg) {
                 Ok(()) => continue,
                 Err(mpsc::error::TrySendError::Full(m)) => {
+                    Counters::bump(&ctx.counters.busy_drops);
                     tracing::debug!(peer = %addr, msg = m.name(), "MQTT-SN client busy: datagram dropped");
                     continue;
                 }

@@ -2,7 +2,7 @@
 //! own UDP socket (so the gateway sees one peer per device), connects, registers its topic
 //! (or uses a predefined id for QoS -1), and publishes once per period at the chosen QoS,
 //! waiting for PUBACK / PUBREC+PUBCOMP with retries; sleepy devices go to sleep after each
-//! publish and come back with CONNECT. Phases are spread over the period so the gateway sees
+//! publish, wake with PINGREQ(client id) before the next and come back with CONNECT. Phases are spread over the period so the gateway sees
 //! a steady rate, as a real fleet would produce.
 
 use std::net::SocketAddr;
@@ -15,6 +15,23 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use crate::codec::{self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType};
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The send time a simulated device put in its payload.
+pub fn sent_micros(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload)
+        .ok()?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// What the simulated fleet does.
 #[derive(Debug, Clone)]
@@ -208,7 +225,9 @@ impl Device {
         } else {
             0
         };
-        let data = Bytes::from(format!("{} {seq}", self.client_id));
+        // "{client id} {seq} {sent at, µs since the Unix epoch}": distinct per publish, and a
+        // subscriber on the same machine can compute the end-to-end latency.
+        let data = Bytes::from(format!("{} {seq} {}", self.client_id, unix_micros()));
         let m = Message::Publish(Publish {
             flags: Flags {
                 qos,
@@ -274,6 +293,51 @@ impl Device {
         Ok(())
     }
 
+    /// Wakes from sleep with PINGREQ(client id) (§6.14), acknowledging whatever the gateway
+    /// buffered, until PINGRESP.
+    async fn wake(&mut self) -> Result<(), SimError> {
+        let ping = Message::PingReq {
+            client_id: Some(self.client_id.clone()),
+        };
+        let reply = self
+            .request(ping, "PINGRESP", |r| {
+                matches!(
+                    r,
+                    Message::PingResp | Message::Publish(_) | Message::Register { .. }
+                )
+            })
+            .await?;
+        let mut next = Some(reply);
+        loop {
+            match next.take() {
+                Some(Message::PingResp) => return Ok(()),
+                Some(Message::Publish(p)) if p.flags.qos == SnQos::AtLeastOnce => {
+                    let ack = Message::PubAck {
+                        topic_id: p.topic_id,
+                        msg_id: p.msg_id,
+                        rc: ReturnCode::Accepted,
+                    };
+                    self.send(&ack).await?;
+                }
+                Some(Message::Register {
+                    topic_id, msg_id, ..
+                }) => {
+                    self.send(&Message::RegAck {
+                        topic_id,
+                        msg_id,
+                        rc: ReturnCode::Accepted,
+                    })
+                    .await?;
+                }
+                _ => {}
+            }
+            let n = timeout(self.cfg.retry, self.sock.recv(&mut self.buf))
+                .await
+                .map_err(|_| SimError::NoReply("PINGRESP"))??;
+            next = codec::decode(&Bytes::copy_from_slice(&self.buf[..n])).ok();
+        }
+    }
+
     async fn sleep(&mut self, d: Duration) -> Result<(), SimError> {
         let secs = u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX);
         self.request(
@@ -336,6 +400,8 @@ async fn device(
     for seq in 0..cfg.publishes {
         tick.tick().await;
         if seq > 0 && cfg.sleep.is_some() && cfg.qos != SnQos::MinusOne {
+            // Wake to collect what was buffered, then become active to publish.
+            d.wake().await?;
             d.connect(false).await?;
         }
         d.publish(topic_id, tt, seq).await?;

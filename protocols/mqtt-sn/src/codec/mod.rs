@@ -7,6 +7,8 @@
 //! Written here rather than taken from crates.io: the MQTT-SN crates there are device-side,
 //! unmaintained, or panic on malformed input.
 
+mod decode;
+mod encode;
 mod flags;
 mod message;
 #[cfg(test)]
@@ -80,14 +82,14 @@ pub fn decode(datagram: &Bytes) -> Result<Message, DecodeError> {
         return Err(DecodeError::TooShort(declared));
     }
     let ty = datagram[hlen];
-    message::decode_body(ty, datagram.slice(hlen + 1..))
+    decode::decode_body(ty, datagram.slice(hlen + 1..))
 }
 
 /// Encodes `msg` into `out`, with the 1-byte length form when it fits and the 3-byte form
 /// otherwise.
 pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), EncodeError> {
     let mut body = BytesMut::new();
-    let ty = message::encode_body(msg, &mut body);
+    let ty = encode::encode_body(msg, &mut body);
     let short = body.len() + 2;
     if short <= 255 {
         out.reserve(short);

@@ -326,6 +326,7 @@ impl Session {
         };
         match w {
             None => conn.set_will(None),
+            Some(w) if !self.will_topic_ok(&w.topic) => return ReturnCode::NotSupported,
             Some(w) => {
                 let payload = conn
                     .will()

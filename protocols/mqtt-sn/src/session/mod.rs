@@ -62,6 +62,8 @@ pub struct Counters {
     pub topic_drops: AtomicU64,
     pub qos_minus_one: AtomicU64,
     pub rejected_clients: AtomicU64,
+    /// Datagrams dropped because the client's task had `CLIENT_QUEUE` unread already.
+    pub busy_drops: AtomicU64,
     /// Clients with a session task now (a gauge).
     pub clients: AtomicU64,
 }
@@ -292,6 +294,12 @@ impl Session {
             Message::WillTopic(w) if self.state == State::WaitWillTopic => {
                 match w {
                     None => return self.finish_connect(now, out).await,
+                    Some(w) if !self.will_topic_ok(&w.topic) => {
+                        out.push(Message::ConnAck {
+                            rc: ReturnCode::NotSupported,
+                        });
+                        return Err(End::new("WILLTOPIC is not a valid topic name"));
+                    }
                     Some(w) => {
                         if let Some(p) = &mut self.pending {
                             p.will_topic = Some(w);
@@ -431,6 +439,12 @@ impl Session {
                 Err(End::new(format!("connect refused: {e}")))
             }
         }
+    }
+
+    /// A will topic must be a topic name the broker would accept from a publish.
+    pub(super) fn will_topic_ok(&self, topic: &str) -> bool {
+        let mounted = self.ctx.topics.mountpoint.mount(topic);
+        roost_core::topic::validate_name(&mounted, self.ctx.broker.settings()).is_ok()
     }
 
     fn will(&self, w: &WillTopic, payload: Bytes) -> Will {

@@ -829,3 +829,223 @@ async fn outbound_qos2_flow_with_pubrel_retransmission() {
     let out = r.ok(7, Message::PubComp { msg_id: id }).await;
     assert_eq!(payloads(&out), ["y"], "the next message follows PUBCOMP");
 }
+
+#[tokio::test]
+async fn waking_sleeper_is_registered_a_new_wildcard_topic_before_its_message() {
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", false, false, 30)).await;
+    r.ok(
+        0,
+        Message::Subscribe {
+            flags: Flags {
+                qos: SnQos::AtLeastOnce,
+                ..Flags::default()
+            },
+            msg_id: 1,
+            topic: TopicRef::Name("cmd/#".into()),
+        },
+    )
+    .await;
+    r.ok(
+        1,
+        Message::Disconnect {
+            duration: Some(100),
+        },
+    )
+    .await;
+    r.publish_mqtt("cmd/new/topic", "n", QoS::AtLeastOnce);
+    let out = r.ok(50, wake()).await;
+    let [
+        Message::Register {
+            topic_id,
+            msg_id,
+            topic_name,
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(topic_name, "cmd/new/topic");
+    let out = r
+        .ok(
+            50,
+            Message::RegAck {
+                topic_id: *topic_id,
+                msg_id: *msg_id,
+                rc: ReturnCode::Accepted,
+            },
+        )
+        .await;
+    let [Message::Publish(p)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let out = r
+        .ok(
+            51,
+            Message::PubAck {
+                topic_id: p.topic_id,
+                msg_id: p.msg_id,
+                rc: ReturnCode::Accepted,
+            },
+        )
+        .await;
+    assert_eq!(out, vec![Message::PingResp]);
+}
+
+#[tokio::test]
+async fn unacked_message_goes_out_again_first_on_wake() {
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", false, false, 30)).await;
+    r.ok(
+        0,
+        Message::Subscribe {
+            flags: Flags {
+                qos: SnQos::AtLeastOnce,
+                ..Flags::default()
+            },
+            msg_id: 1,
+            topic: TopicRef::Name("cm".into()),
+        },
+    )
+    .await;
+    r.publish_mqtt("cm", "first", QoS::AtLeastOnce);
+    let out = r.pump(0);
+    assert_eq!(payloads(&out), ["first"]);
+    // Asleep before acknowledging; no retransmission to a sleeper.
+    r.ok(
+        1,
+        Message::Disconnect {
+            duration: Some(100),
+        },
+    )
+    .await;
+    r.publish_mqtt("cm", "second", QoS::AtLeastOnce);
+    assert!(r.tick(60).await.unwrap().is_empty());
+    let out = r.ok(70, wake()).await;
+    let [Message::Publish(p)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(p.flags.dup && &p.data[..] == b"first");
+    let out = r
+        .ok(
+            70,
+            Message::PubAck {
+                topic_id: p.topic_id,
+                msg_id: p.msg_id,
+                rc: ReturnCode::Accepted,
+            },
+        )
+        .await;
+    let [Message::Publish(p2)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&p2.data[..], b"second");
+    let out = r
+        .ok(
+            71,
+            Message::PubAck {
+                topic_id: p2.topic_id,
+                msg_id: p2.msg_id,
+                rc: ReturnCode::Accepted,
+            },
+        )
+        .await;
+    assert_eq!(out, vec![Message::PingResp]);
+}
+
+#[tokio::test]
+async fn awake_client_that_stops_answering_is_lost_after_nretry() {
+    let mut r = rig_with(MqttSnSettings {
+        retry_interval: Duration::from_secs(10),
+        max_retries: 1,
+        ..settings()
+    });
+    let watcher = r.mqtt("w", "will/#").await;
+    r.ok(0, connect_msg("dev", false, true, 30)).await;
+    r.ok(
+        0,
+        Message::WillTopic(Some(WillTopic {
+            flags: Flags::default(),
+            topic: "will/dev".into(),
+        })),
+    )
+    .await;
+    r.ok(0, Message::WillMsg(Bytes::from_static(b"gone"))).await;
+    r.ok(
+        0,
+        Message::Subscribe {
+            flags: Flags {
+                qos: SnQos::AtLeastOnce,
+                ..Flags::default()
+            },
+            msg_id: 1,
+            topic: TopicRef::Name("cm".into()),
+        },
+    )
+    .await;
+    r.ok(
+        1,
+        Message::Disconnect {
+            duration: Some(100),
+        },
+    )
+    .await;
+    r.publish_mqtt("cm", "x", QoS::AtLeastOnce);
+    assert_eq!(payloads(&r.ok(5, wake()).await), ["x"]);
+    assert_eq!(r.s.state(), State::Awake);
+    assert_eq!(r.tick(15).await.unwrap().len(), 1, "one retransmission");
+    assert!(r.tick(25).await.is_err(), "then lost");
+    assert_eq!(
+        got(&watcher),
+        vec![("will/dev".to_string(), "gone".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn clean_connect_while_asleep_discards_the_buffer() {
+    let mut r = rig();
+    asleep(&mut r).await;
+    r.publish_mqtt("cmd/dev", "old", QoS::AtLeastOnce);
+    let out = r.ok(10, connect_msg("dev", true, false, 30)).await;
+    assert_eq!(
+        out,
+        vec![Message::ConnAck {
+            rc: ReturnCode::Accepted
+        }]
+    );
+    r.publish_mqtt("cmd/dev", "new", QoS::AtLeastOnce);
+    assert!(
+        r.pump(11).is_empty(),
+        "the clean session has no subscription"
+    );
+}
+
+#[tokio::test]
+async fn will_topics_must_be_topic_names() {
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", true, true, 30)).await;
+    let bad = WillTopic {
+        flags: Flags::default(),
+        topic: "will/+".into(),
+    };
+    let mut out = Vec::new();
+    assert!(
+        r.s.handle_message(r.at(0), Message::WillTopic(Some(bad.clone())), &mut out)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        out,
+        vec![Message::ConnAck {
+            rc: ReturnCode::NotSupported
+        }]
+    );
+    let mut r = rig();
+    r.ok(0, connect_msg("dev", true, false, 30)).await;
+    assert_eq!(
+        r.ok(1, Message::WillTopicUpd(Some(bad))).await,
+        vec![Message::WillTopicResp {
+            rc: ReturnCode::NotSupported
+        }]
+    );
+}
