@@ -31,6 +31,12 @@ enum Cmd {
     /// N simulated MQTT devices: telemetry on devices/{id}/telemetry, commands on
     /// devices/{id}/command answered on devices/{id}/reply.
     Mqtt(MqttArgs),
+    /// N simulated MQTT-SN devices over UDP: connect, REGISTER `{prefix}/{n}`, publish every
+    /// period (QoS -1, 0, 1 or 2), optionally sleeping between publishes.
+    MqttSn(MqttSnArgs),
+    /// N simulated sensors of the shipped `tlv-sensor` custom codec over UDP: reports (every
+    /// second one confirmable, so acknowledged by the gateway), and commands answered.
+    Codec(CodecArgs),
     /// One benchmark scenario against a running broker.
     Bench {
         /// Print the report as one JSON object.
@@ -353,10 +359,113 @@ fn targets(
     ])
 }
 
+#[derive(Args)]
+struct MqttSnArgs {
+    /// The gateway's MQTT-SN address.
+    #[arg(long, default_value = "127.0.0.1:1884")]
+    target: std::net::SocketAddr,
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Client ids are `{prefix}-{n}`, topics `{prefix}/{n}`.
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Time between two publishes of one device.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    period: Duration,
+    /// Publishes per device.
+    #[arg(long, default_value_t = 10)]
+    publishes: u64,
+    /// -1, 0, 1 or 2.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    qos: i8,
+    /// For QoS -1: the predefined topic id to publish to.
+    #[arg(long, default_value_t = 1)]
+    predefined_topic_id: u16,
+    /// Sleep this long (DISCONNECT with a duration) after each publish.
+    #[arg(long, value_parser = parse_duration)]
+    sleep: Option<Duration>,
+    /// New devices per second while the fleet starts.
+    #[arg(long, default_value_t = 2000)]
+    connect_rate: u32,
+}
+
+#[derive(Args)]
+struct CodecArgs {
+    /// The gateway's `tlv-sensor` [[codec]] listener (UDP).
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    #[arg(long, default_value_t = 100)]
+    devices: u32,
+    /// Reports per device.
+    #[arg(long, default_value_t = 10)]
+    reports: u32,
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+}
+
+fn run_mqttsn(a: MqttSnArgs) -> anyhow::Result<()> {
+    use roost_mqttsn::codec::SnQos;
+    let qos = match a.qos {
+        -1 => SnQos::MinusOne,
+        0 => SnQos::AtMostOnce,
+        1 => SnQos::AtLeastOnce,
+        2 => SnQos::ExactlyOnce,
+        q => bail!("--qos {q}: MQTT-SN QoS is -1, 0, 1 or 2"),
+    };
+    let total = bounded(a.period * u32::try_from(a.publishes).unwrap_or(u32::MAX))?;
+    let cfg = roost_mqttsn::sim::SimConfig {
+        gateway: a.target,
+        devices: a.devices,
+        prefix: a.prefix,
+        period: a.period,
+        publishes: a.publishes,
+        qos,
+        predefined_topic_id: a.predefined_topic_id,
+        sleep: a.sleep,
+        connect_rate: a.connect_rate,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stats = rt.block_on(async {
+        let stats = std::sync::Arc::new(roost_mqttsn::sim::SimStats::default());
+        let run = roost_mqttsn::sim::run_with(cfg, stats.clone());
+        match tokio::time::timeout(total + Duration::from_secs(60), run).await {
+            Ok(()) => Ok(stats),
+            Err(_) => Err(anyhow::anyhow!("the fleet did not finish in time")),
+        }
+    })?;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "mqtt-sn: {} connected ({} failed), {} published, {} acknowledged, {} rejected, {} timed out, {} retransmissions, max ack rtt {} ms",
+        get(&stats.connected),
+        get(&stats.connect_failed),
+        get(&stats.published),
+        get(&stats.acknowledged),
+        get(&stats.rejected),
+        get(&stats.timed_out),
+        get(&stats.retransmissions),
+        get(&stats.ack_rtt_max_us) / 1000,
+    );
+    Ok(())
+}
+
+fn run_codec(a: CodecArgs) -> anyhow::Result<()> {
+    bounded(a.interval * a.reports)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(roost_codec::sim::run(a.target, a.devices, a.reports, a.interval))?;
+    println!(
+        "codec (tlv-sensor): {} reports sent, {} acknowledged, {} commands received",
+        report.reports_sent, report.acks_received, report.commands_received
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Mqtt(a) => run_devices(a),
+        Cmd::MqttSn(a) => run_mqttsn(a),
+        Cmd::Codec(a) => run_codec(a),
         Cmd::Bench { json, scenario } => {
             let outcome =
                 compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;
