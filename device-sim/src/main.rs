@@ -167,6 +167,10 @@ struct FlowArgs {
     drain: Duration,
     #[arg(long, default_value = "3.1.1")]
     mqtt_version: String,
+    /// Subscribers keep their session (clean start off), so a broker with a store writes
+    /// every message to them through it.
+    #[arg(long)]
+    persistent_subscribers: bool,
 }
 
 #[derive(Args, Clone)]
@@ -238,6 +242,7 @@ impl FlowArgs {
             window: self.window.max(1),
             drain: bounded(self.drain)?,
             run_id: run_id(),
+            persistent_subscribers: self.persistent_subscribers,
         })
     }
 }
@@ -303,6 +308,7 @@ fn targets(
         window: 32,
         drain: Duration::from_secs(3),
         run_id: run_id(),
+        persistent_subscribers: false,
     };
     let qos1 = FlowConfig {
         qos: parse_qos(1)?,

@@ -111,6 +111,7 @@ fn fan_in(target: SocketAddr, qos: u8) -> FlowConfig {
         window: 16,
         drain: Duration::from_secs(2),
         run_id: format!("lossy{qos}"),
+        persistent_subscribers: false,
     }
 }
 

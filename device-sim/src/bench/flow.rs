@@ -261,7 +261,12 @@ async fn subscribers(
         connects.push(tokio::task::spawn_local(async move {
             let (filter, expects) = subscription_of(&cfg, s);
             let id = format!("bench-{}-sub-{s}", cfg.run_id);
-            let mut c = Client::connect(&cfg.target, &id, &connect_options(&cfg)).await?;
+            let mut options = connect_options(&cfg);
+            if cfg.persistent_subscribers {
+                options.clean_start = false;
+                options.session_expiry = Some(300);
+            }
+            let mut c = Client::connect(&cfg.target, &id, &options).await?;
             c.subscribe(&filter, cfg.qos).await?;
             anyhow::Ok((c, expects))
         }));

@@ -59,6 +59,9 @@ pub struct FlowConfig {
     pub drain: Duration,
     /// Makes client ids and topics unique to this run.
     pub run_id: String,
+    /// Subscribers keep their session (clean start off): on a broker with a store, every
+    /// message to them goes through it (persistence cost).
+    pub persistent_subscribers: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
