@@ -59,7 +59,7 @@ async fn upstream_subscriber(m: &Mosquitto) -> Client5 {
 #[tokio::test]
 async fn bridge_carries_messages_out_and_in_at_qos_0_1_2() {
     let upstream = Mosquitto::start().await;
-    let roost = TestBroker::start_with(&config(upstream.addr(), "")).await;
+    let roost = TestBroker::start_with(&config(upstream.addr(), "[node]\nname = \"edge\"\nsys_interval = \"1s\"\n")).await;
     roost.wait_bridge_up("up", UP).await;
     let mut cloud = upstream_subscriber(&upstream).await;
     let mut local_sub = Client5::connect(roost.addr(), "local-sub").await;
@@ -81,6 +81,11 @@ async fn bridge_carries_messages_out_and_in_at_qos_0_1_2() {
     cloud.assert_no_publish(roost_e2e::QUIET).await;
     // Counters move when the upstream's acknowledgements arrive, which may follow delivery.
     wait_status(&roost, |s| s.forwarded_out >= 3 && s.forwarded_in >= 3).await;
+    // The bridge's state is in $SYS too (retained, refreshed every sys_interval).
+    let mut admin = Client5::connect(roost.addr(), "admin").await;
+    admin.subscribe("$SYS/brokers/edge/bridges/up/connected", mqtt5::qos(0)).await;
+    let p = admin.expect_publish(Duration::from_secs(3)).await;
+    assert_eq!(&p.payload[..], b"true");
 }
 
 #[tokio::test]

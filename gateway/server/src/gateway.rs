@@ -125,9 +125,6 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        if let Some((interval, hook, events)) = sys {
-            crate::sys::spawn(broker.clone(), settings.broker.node_name.clone(), interval, hook, events, shutdown.clone(), &tracker);
-        }
 
         let ctx = Arc::new(roost_mqtt::driver::Context {
             broker: broker.clone(),
@@ -161,6 +158,10 @@ impl Builder {
             tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
             let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), &tracker);
             bridges.push((b.name.clone(), status));
+        }
+        if let Some((interval, hook, events)) = sys {
+            let node = settings.broker.node_name.clone();
+            crate::sys::spawn(broker.clone(), node, interval, hook, events, bridges.clone(), shutdown.clone(), &tracker);
         }
         let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
         let mut mqttsn_addrs = Vec::new();

@@ -74,6 +74,7 @@ pub fn spawn(
     interval: Duration,
     hook: Arc<SysHook>,
     mut events: mpsc::Receiver<(String, String)>,
+    bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -88,6 +89,7 @@ pub fn spawn(
                 _ = tick.tick() => {
                     max_connections = max_connections.max(broker.connection_count());
                     publish_stats(&broker, &prefix, started, max_connections);
+                    publish_bridges(&broker, &prefix, &bridges);
                     let drops = hook.dropped.load(Ordering::Relaxed);
                     if drops > reported_drops {
                         tracing::warn!(dropped = drops - reported_drops, "$SYS client events dropped: publisher behind");
@@ -102,6 +104,24 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// `bridges/{name}/connected|queue|forwarded/out|forwarded/in|last_error`, retained.
+fn publish_bridges(broker: &Broker, prefix: &str, bridges: &[(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)]) {
+    for (name, status) in bridges {
+        let s = status.lock().clone();
+        let queue = broker.queue_len(&roost_core::ClientId::new(format!("$bridge/{name}"))).unwrap_or(0);
+        let items = [
+            ("connected", s.connected.to_string()),
+            ("queue", queue.to_string()),
+            ("forwarded/out", s.forwarded_out.to_string()),
+            ("forwarded/in", s.forwarded_in.to_string()),
+            ("last_error", s.last_error.unwrap_or_default()),
+        ];
+        for (topic, value) in items {
+            broker.publish(Message::new(format!("{prefix}/bridges/{name}/{topic}"), value, QoS::AtMostOnce, true));
+        }
+    }
 }
 
 fn publish_stats(broker: &Broker, prefix: &str, started: Instant, max_connections: u64) {
