@@ -160,8 +160,15 @@ impl Builder {
             bridges.push((b.name.clone(), status));
         }
         if let Some((interval, hook, events)) = sys {
-            let node = settings.broker.node_name.clone();
-            crate::sys::spawn(broker.clone(), node, interval, hook, events, bridges.clone(), shutdown.clone(), &tracker);
+            let publisher = crate::sys::SysPublisher {
+                broker: broker.clone(),
+                node: settings.broker.node_name.clone(),
+                interval,
+                hook,
+                events,
+                bridges: bridges.clone(),
+            };
+            crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
         let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
         let mut mqttsn_addrs = Vec::new();

@@ -67,17 +67,19 @@ pub fn hook() -> (Arc<SysHook>, mpsc::Receiver<(String, String)>) {
     (Arc::new(SysHook { tx, dropped: AtomicU64::new(0) }), rx)
 }
 
+/// What the `$SYS` publisher works from.
+pub struct SysPublisher {
+    pub broker: Broker,
+    pub node: String,
+    pub interval: Duration,
+    pub hook: Arc<SysHook>,
+    pub events: mpsc::Receiver<(String, String)>,
+    pub bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
+}
+
 /// Publishes statistics every `interval` and events as they come, until shutdown.
-pub fn spawn(
-    broker: Broker,
-    node: String,
-    interval: Duration,
-    hook: Arc<SysHook>,
-    mut events: mpsc::Receiver<(String, String)>,
-    bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
-) {
+pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &TaskTracker) {
+    let SysPublisher { broker, node, interval, hook, mut events, bridges } = publisher;
     tracker.spawn(async move {
         let prefix = format!("$SYS/brokers/{node}");
         let started = Instant::now();
