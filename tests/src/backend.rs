@@ -49,6 +49,7 @@ impl TestBroker {
             codec.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         }
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        settings.http_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
             Err(e) => panic!("gateway did not start: {e:#}"),
@@ -68,6 +69,11 @@ impl TestBroker {
             Some(addr) => addr,
             None => panic!("no [[codec]] listener named {name:?}"),
         }
+    }
+
+    /// The HTTP (`/metrics`) address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.gateway.http_addrs()[0]
     }
 
     /// The MQTT-SN (UDP) socket address.

@@ -330,7 +330,11 @@ impl Broker {
             targets.retain(|t| !(t.options.no_local && !t.shared && t.session.client_id() == p));
         }
         if targets.is_empty() {
-            inner.metrics.dropped(DropReason::NoSubscribers);
+            // A retained message is kept, not dropped, even with nobody subscribed; and the
+            // broker's own messages ($SYS) without a reader are no client's loss.
+            if !msg.retain && msg.publisher.is_some() {
+                inner.metrics.dropped(DropReason::NoSubscribers);
+            }
             return 0;
         }
         // One copy per session: highest QoS of its matching subscriptions, all their ids.

@@ -24,6 +24,7 @@ pub struct Gateway {
     /// `[[codec]]` listener name -> bound address, in config order.
     codec_addrs: Vec<(String, SocketAddr)>,
     mqttsn_addrs: Vec<SocketAddr>,
+    http_addrs: Vec<SocketAddr>,
     mqttsn: Arc<roost_mqttsn::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -91,6 +92,7 @@ impl Builder {
 
         // Bind first: a taken port fails fast, before the store file is locked.
         let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
+        let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
@@ -153,6 +155,13 @@ impl Builder {
             tracing::info!(listener = %name, %codec, %transport, %addr, "codec listening");
             codec_addrs.push((name, addr));
         }
+        let mut http_addrs = Vec::new();
+        for l in http_listeners {
+            let addr = l.local_addr()?;
+            tracing::info!(%addr, "HTTP listening (/metrics)");
+            http_addrs.push(addr);
+            crate::http::serve(l, broker.clone(), shutdown.clone(), &tracker);
+        }
         let mut bridges = Vec::new();
         for b in &settings.bridges {
             tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
@@ -178,7 +187,7 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, bridges, shutdown, tracker })
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -202,6 +211,11 @@ impl Gateway {
     /// The state of the bridge named `name`.
     pub fn bridge_status(&self, name: &str) -> Option<roost_bridge::BridgeStatus> {
         self.bridges.iter().find(|(n, _)| n == name).map(|(_, s)| s.lock().clone())
+    }
+
+    /// The bound HTTP (`/metrics`) addresses.
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
     }
 
     /// The bound MQTT addresses (with the real port where the config said 0).

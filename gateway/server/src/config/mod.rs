@@ -64,6 +64,8 @@ impl StorageSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub storage: StorageSettings,
+    /// `[http]`: where `/metrics` is served (empty: no HTTP listener).
+    pub http_bind: Vec<std::net::SocketAddr>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     pub broker: BrokerSettings,
@@ -80,12 +82,18 @@ pub struct Settings {
     pub sys_interval: Option<Duration>,
 }
 
+/// Loopback only, like every default listener.
+pub(crate) fn default_http_bind() -> Vec<std::net::SocketAddr> {
+    vec![std::net::SocketAddr::from(([127, 0, 0, 1], 18083))]
+}
+
 pub(crate) const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             storage: StorageSettings::default(),
+            http_bind: default_http_bind(),
             bridges: Vec::new(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),

@@ -30,6 +30,7 @@ pub(super) struct ConfigFile {
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub storage: StorageSection,
+    pub http: HttpSection,
     /// `[[bridge]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bridge: Vec<super::bridge::BridgeSection>,
@@ -273,6 +274,18 @@ impl From<TransportName> for Transport {
             TransportName::Tcp => Transport::Tcp,
             TransportName::Udp => Transport::Udp,
         }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct HttpSection {
+    pub bind: AddrList,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { bind: AddrList(super::default_http_bind().iter().map(|a| a.to_string()).collect()) }
     }
 }
 

@@ -32,6 +32,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         codec,
         storage,
         bridge,
+        http,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -134,6 +135,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     let mqttsn = mqttsn_settings(mqttsn)?;
 
     Ok(Settings {
+        http_bind: bind_addrs("http.bind", &http.bind.0)?,
         bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,

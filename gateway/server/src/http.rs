@@ -1,0 +1,132 @@
+//! The HTTP listener (`[http]`, 18083 by default): `GET /metrics` in the Prometheus text
+//! format. Values are read from the broker's counters at each scrape; nothing is kept twice.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use roost_core::Broker;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Binds every `[http] bind` address.
+pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(TcpListener::bind(a).await.with_context(|| format!("http.bind {a}"))?);
+    }
+    Ok(out)
+}
+
+/// Serves the routes on `listener` until `shutdown`.
+pub fn serve(listener: TcpListener, broker: Broker, shutdown: CancellationToken, tracker: &TaskTracker) {
+    let mut registry = Registry::with_prefix("roost");
+    registry.register_collector(Box::new(BrokerCollector { broker }));
+    let app = Router::new().route("/metrics", get(metrics)).with_state(Arc::new(registry));
+    tracker.spawn(async move {
+        let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "http listener stopped");
+        }
+    });
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed".to_string()),
+    }
+}
+
+struct BrokerCollector {
+    broker: Broker,
+}
+
+impl std::fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerCollector")
+    }
+}
+
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// Resident memory (bytes) and CPU time (seconds) of this process, from /proc on Linux.
+fn process_stats() -> Option<(u64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every common platform.
+    Some((rss_pages * 4096, ticks as f64 / 100.0))
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let b = &self.broker;
+        let m = b.metrics().snapshot();
+        {
+            let g = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor("connections", "Open connections, by protocol", None, g.metric_type())?;
+            for (protocol, connections, _, _) in &m.by_protocol {
+                ConstGauge::new(*connections as i64).encode(family.encode_family(&[("protocol", *protocol)])?)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor("messages_received", "Messages published by clients, by protocol", None, c.metric_type())?;
+            for (protocol, _, received, _) in &m.by_protocol {
+                ConstCounter::new(*received).encode(family.encode_family(&[("protocol", *protocol)])?)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor("messages_sent", "Messages delivered to clients, by protocol", None, c.metric_type())?;
+            for (protocol, _, _, sent) in &m.by_protocol {
+                ConstCounter::new(*sent).encode(family.encode_family(&[("protocol", *protocol)])?)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor("messages_dropped", "Messages not delivered, by reason", None, c.metric_type())?;
+            for (reason, n) in &m.dropped_by_reason {
+                ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
+            }
+        }
+        counter(&mut encoder, "connects", "Connections accepted since start", m.connects_total)?;
+        counter(&mut encoder, "received_bytes", "Bytes received from clients", m.bytes_received)?;
+        counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;
+        counter(&mut encoder, "auth_failures", "Refused logins", m.auth_failures)?;
+        gauge(&mut encoder, "sessions", "Sessions held, online and offline", b.session_count() as i64)?;
+        gauge(&mut encoder, "subscription_filters", "Distinct subscribed filters", b.subscription_filter_count() as i64)?;
+        gauge(&mut encoder, "retained_messages", "Retained messages", b.retained_count() as i64)?;
+        if let Some((rss, cpu)) = process_stats() {
+            gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory of the roost process", rss as i64)?;
+            let c = ConstCounter::new(cpu);
+            c.encode(encoder.encode_descriptor("process_cpu_seconds", "CPU time of the roost process", None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
