@@ -197,15 +197,22 @@ impl Default for LimitsSection {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct AuthSection {
-    pub allow_anonymous: bool,
+    pub allow_anonymous: AnonymousName,
 }
 
 impl Default for AuthSection {
     fn default() -> Self {
-        AuthSection {
-            allow_anonymous: BrokerSettings::default().allow_anonymous,
-        }
+        AuthSection { allow_anonymous: AnonymousName::Word("loopback".into()) }
     }
+}
+
+/// `auth.allow_anonymous`: `true`, `false`, or `"loopback"` (the default: anonymous
+/// clients while every listener binds loopback only; start-up refuses otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged, expecting = "true, false or \"loopback\"")]
+pub(super) enum AnonymousName {
+    Bool(bool),
+    Word(String),
 }
 
 /// One `[[codec]]` listener. `codec` and `bind` must be given; the rest have defaults.

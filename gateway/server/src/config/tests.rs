@@ -279,7 +279,7 @@ const BAD: &[(&str, &str, &str)] = &[
     (
         "[auth]\nallow_anonymous = 1",
         "auth.allow_anonymous",
-        "invalid type",
+        "true, false or \"loopback\"",
     ),
     ("mqtt = 5", "mqtt", "expected a table"),
     (
@@ -439,6 +439,8 @@ fn missing_file_is_a_read_error() {
 fn codec_listeners_parse_with_defaults() {
     let s = parse(
         r#"
+        [auth]
+        allow_anonymous = true
         [[codec]]
         codec = "line"
         bind = "127.0.0.1:5801"
@@ -492,6 +494,8 @@ fn bad_codec_listeners_name_their_key() {
 #[test]
 fn mqttsn_keys_map_to_their_settings() {
     let text = r#"
+        [auth]
+        allow_anonymous = true
         [mqttsn]
         bind = ["0.0.0.0:1884", "[::]:1884"]
         recv_buffer = 0
@@ -587,4 +591,19 @@ fn bridges_parse_and_bad_values_name_their_key() {
         let error = error_of(text);
         assert_eq!(error.key(), Some(key), "{text:?}: {error}");
     }
+}
+
+#[test]
+fn anonymous_access_beyond_loopback_must_be_explicit() {
+    for open in ["[mqtt]\nbind = [\"0.0.0.0:1883\"]", "[mqttsn]\nbind = [\"[::]:1884\"]"] {
+        let error = error_of(open);
+        assert_eq!(error.key(), Some("auth.allow_anonymous"), "{open}: {error}");
+        assert!(error.to_string().contains("loopback"), "{error}");
+        for explicit in ["true", "false"] {
+            let s = parse(&format!("{open}\n[auth]\nallow_anonymous = {explicit}")).expect("explicit choice accepted");
+            assert_eq!(s.broker.allow_anonymous, explicit == "true");
+        }
+    }
+    assert!(parse("[mqtt]\nbind = [\"127.0.0.1:1883\", \"[::1]:1883\"]").expect("loopback").broker.allow_anonymous);
+    assert_eq!(error_of("[auth]\nallow_anonymous = \"sometimes\"").key(), Some("auth.allow_anonymous"));
 }

@@ -88,7 +88,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             0,
         )?,
         shared_strategy: mqtt.shared_subscription_strategy.into(),
-        allow_anonymous: auth.allow_anonymous,
+        allow_anonymous: !matches!(auth.allow_anonymous, super::schema::AnonymousName::Bool(false)),
     };
 
     let codecs = codec
@@ -133,6 +133,34 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         },
     };
     let mqttsn = mqttsn_settings(mqttsn)?;
+
+    // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
+    // listeners are loopback-only. Opening a listener keeps that only if the file says so.
+    match &auth.allow_anonymous {
+        super::schema::AnonymousName::Bool(_) => {}
+        super::schema::AnonymousName::Word(w) if w == "loopback" => {
+            let open = mqtt_settings
+                .bind
+                .iter()
+                .map(|a| ("mqtt.bind", *a))
+                .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
+                .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
+                .find(|(_, a)| !a.ip().is_loopback());
+            if let Some((key, addr)) = open {
+                return Err(invalid(
+                    "auth.allow_anonymous",
+                    format!(
+                        "\"loopback\" (the default) admits anonymous clients only while every listener is on loopback, \
+                         but {key} has {addr}; set allow_anonymous = false (and give clients credentials), \
+                         or true to accept anonymous clients from the network"
+                    ),
+                ));
+            }
+        }
+        super::schema::AnonymousName::Word(w) => {
+            return Err(invalid("auth.allow_anonymous", format!("{w:?} is not true, false or \"loopback\"")));
+        }
+    }
 
     Ok(Settings {
         http_bind: bind_addrs("http.bind", &http.bind.0)?,
