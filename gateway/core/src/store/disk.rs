@@ -33,6 +33,9 @@ const RETAINED: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("re
 pub const SCHEMA_VERSION: u64 = 1;
 /// Changes applied in one write transaction at most.
 const MAX_BATCH: usize = 50_000;
+/// Changes recorded but not yet committed, past which the store reports itself full, so a
+/// disk slower than the traffic cannot grow the writer's queue without bound.
+const MAX_PENDING: usize = 500_000;
 /// How often `SyncMode::None` makes its commits durable.
 const NONE_FLUSH: Duration = Duration::from_secs(1);
 
@@ -58,6 +61,8 @@ pub struct DiskStore {
     mode: SyncMode,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     full: Arc<std::sync::atomic::AtomicBool>,
+    /// Changes sent to the writer and not yet committed.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What `roost store check` found.
@@ -119,6 +124,7 @@ impl DiskStore {
     pub fn open_limited(path: &Path, mode: SyncMode, max_size: Option<u64>) -> Result<DiskStore, StoreError> {
         let db = Arc::new(open_db(path)?);
         let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = watch::channel(0u64);
         let failed = Arc::new(OnceLock::new());
@@ -126,9 +132,10 @@ impl DiskStore {
             let db = db.clone();
             let failed = failed.clone();
             let limit = max_size.map(|m| (m, full.clone()));
+            let pending = pending.clone();
             std::thread::Builder::new()
                 .name("roost-store".into())
-                .spawn(move || writer(&db, rx, done_tx, mode, &failed, limit))
+                .spawn(move || writer(&db, rx, done_tx, mode, &failed, limit, &pending))
                 .map_err(|e| open_err(path, e))?
         };
         Ok(DiskStore {
@@ -140,6 +147,7 @@ impl DiskStore {
             mode,
             writer: Mutex::new(Some(writer)),
             full,
+            pending,
         })
     }
 
@@ -182,6 +190,7 @@ impl Store for DiskStore {
         let mut guard = self.sender.lock();
         let Some(s) = guard.as_mut() else { return 0 };
         s.last += 1;
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if s.tx.send((s.last, change)).is_err() {
             let _ = self.failed.set("the store writer has stopped".into());
         }
@@ -219,6 +228,7 @@ impl Store for DiskStore {
 
     fn is_full(&self) -> bool {
         self.full.load(std::sync::atomic::Ordering::Relaxed)
+            || self.pending.load(std::sync::atomic::Ordering::Relaxed) > MAX_PENDING
     }
 }
 
@@ -239,6 +249,7 @@ fn writer(
     mode: SyncMode,
     failed: &OnceLock<String>,
     limit: Option<(u64, Arc<std::sync::atomic::AtomicBool>)>,
+    pending: &std::sync::atomic::AtomicUsize,
 ) {
     let mut last_durable = Instant::now();
     let mut last_size_check = Instant::now();
@@ -276,6 +287,7 @@ fn writer(
         }
         let durable = mode != SyncMode::None || last_durable.elapsed() >= NONE_FLUSH;
         let top = batch.last().map(|(t, _)| *t);
+        let committed = batch.len();
         if let Err(e) = commit(db, batch, durable) {
             tracing::error!(error = %e, "store commit failed; acknowledgements now fail");
             let _ = failed.set(e.to_string());
@@ -288,6 +300,7 @@ fn writer(
         } else {
             dirty = true;
         }
+        pending.fetch_sub(committed, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = top {
             done.send_replace(t);
         }
