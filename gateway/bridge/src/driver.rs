@@ -151,7 +151,7 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
 
     // The local side: a persistent session whose queue is the store-and-forward buffer.
     let conn = broker
-        .connect(ConnectRequest {
+        .connect_as(ConnectRequest {
             client_id: ClientId::new(s.local_client_id()),
             protocol: Protocol::Mqtt,
             peer: None,
@@ -162,7 +162,7 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
             will: None,
             session_expiry: None,
             receive_maximum: s.max_inflight.min(upstream_window).max(1),
-        })
+        }, "bridge".into())
         .await
         .map_err(|e| fail(format!("local session: {e}"), false))?;
     broker.set_queue_capacity(conn.client_id(), Some(s.max_queued));
