@@ -295,12 +295,6 @@ impl Connection {
             self.broker.detach(&self.session, self.conn_id, reason, &self.info);
         }
     }
-
-    /// Delivered QoS for a message, given the subscription: kept for adapters that
-    /// must choose a wire QoS themselves.
-    pub fn max_qos(&self) -> QoS {
-        QoS::ExactlyOnce
-    }
 }
 
 impl Drop for Connection {

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::watch;
 
 use super::wire;
@@ -471,7 +471,6 @@ fn scan(db: &Database, fix: bool) -> Result<StoreCheck, StoreError> {
             }
         }
     }
-    let _ = retained.len();
     drop(txn);
     if fix && !check.bad.is_empty() {
         let txn = db.begin_write().map_err(write_err)?;
