@@ -171,7 +171,7 @@ impl Broker {
     /// session yet.
     pub fn set_queue_capacity(&self, client_id: &ClientId, capacity: Option<usize>) -> bool {
         let Some(session) = self.inner.sessions.lock().get(client_id).cloned() else { return false };
-        session.state.lock().queue_capacity = capacity;
+        session.state.lock().queue_capacity = capacity.map(|c| u32::try_from(c).unwrap_or(u32::MAX));
         true
     }
 
@@ -530,7 +530,7 @@ impl Broker {
             st.destroyed = true;
             st.queue.clear();
             st.inflight.clear();
-            st.subscriptions.drain().map(|(f, _)| f).collect()
+            std::mem::take(&mut st.subscriptions).into_keys().collect()
         };
         for raw in filters {
             if let Ok(spec) = topic::parse_filter(&raw, &self.inner.settings) {

@@ -277,7 +277,7 @@ impl Connection {
     /// alone). Messages beyond it are dropped by the overflow policy and counted as
     /// `queue_full`, as at the global limit.
     pub fn set_queue_limit(&self, limit: Option<usize>) {
-        self.session.state.lock().queue_limit = limit;
+        self.session.state.lock().queue_limit = limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX));
     }
 
     /// The session expiry now in force.

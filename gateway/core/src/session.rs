@@ -6,7 +6,7 @@
 //! connection pulls from it when the client's window allows. A session with no connection
 //! keeps queueing (offline queue), within the same bound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -108,7 +108,9 @@ pub(crate) struct Attached {
 
 pub(crate) struct SessionState {
     /// Raw filters as the client wrote them (`$share/g/f` included) -> options.
-    pub subscriptions: HashMap<String, SubOptions>,
+    /// A B-tree: no hasher state or allocation while empty (smaller idle sessions), and
+    /// no hash-flooding worry for client-chosen keys.
+    pub subscriptions: BTreeMap<String, SubOptions>,
     pub queue: VecDeque<Queued>,
     /// Next store sequence number.
     pub next_seq: u64,
@@ -116,7 +118,9 @@ pub(crate) struct SessionState {
     pub persisted: bool,
     pub inflight: VecDeque<InFlight>,
     next_id: u16,
-    pub awaiting_rel: HashSet<u16>,
+    /// A few ids at most (bounded by `max_awaiting_rel`): a vector is smaller than a set,
+    /// and idle sessions are what memory per connection is made of.
+    pub awaiting_rel: Vec<u16>,
     pub attached: Option<Attached>,
     /// Bumped at every attach and detach; timers compare it to know they are stale.
     pub generation: u64,
@@ -132,10 +136,10 @@ pub(crate) struct SessionState {
     pub destroyed: bool,
     /// A per-session queue bound below `max_queued_messages`, set by the adapter (e.g. the
     /// buffer of a sleeping MQTT-SN client).
-    pub queue_limit: Option<usize>,
+    pub queue_limit: Option<u32>,
     /// Replaces `max_queued_messages` for this session (a bridge's store-and-forward
     /// buffer); `queue_limit` still bounds below it.
-    pub queue_capacity: Option<usize>,
+    pub queue_capacity: Option<u32>,
 }
 
 /// One client session.
@@ -167,13 +171,13 @@ impl Session {
             online: AtomicBool::new(false),
             store,
             state: Mutex::new(SessionState {
-                subscriptions: HashMap::new(),
+                subscriptions: BTreeMap::new(),
                 queue: VecDeque::new(),
                 next_seq: 1,
                 persisted: false,
                 inflight: VecDeque::new(),
                 next_id: 0,
-                awaiting_rel: HashSet::new(),
+                awaiting_rel: Vec::new(),
                 attached: None,
                 generation: 0,
                 expiry,
@@ -215,8 +219,8 @@ impl Session {
             return false;
         }
         let mut kept = true;
-        let base = st.queue_capacity.unwrap_or(settings.max_queued_messages);
-        let limit = st.queue_limit.map_or(base, |l| l.min(base));
+        let base = st.queue_capacity.map_or(settings.max_queued_messages, |c| c as usize);
+        let limit = st.queue_limit.map_or(base, |l| (l as usize).min(base));
         if st.queue.len() >= limit {
             metrics.dropped(DropReason::QueueFull);
             kept = false;
@@ -345,7 +349,18 @@ impl Session {
 
     /// Marks an incoming QoS 2 id as awaiting PUBREL (`true`) or released.
     pub(crate) fn set_awaiting(&self, st: &mut SessionState, packet_id: u16, awaiting: bool) -> bool {
-        let changed = if awaiting { st.awaiting_rel.insert(packet_id) } else { st.awaiting_rel.remove(&packet_id) };
+        let position = st.awaiting_rel.iter().position(|id| *id == packet_id);
+        let changed = match (awaiting, position) {
+            (true, None) => {
+                st.awaiting_rel.push(packet_id);
+                true
+            }
+            (false, Some(i)) => {
+                st.awaiting_rel.swap_remove(i);
+                true
+            }
+            _ => false,
+        };
         if changed && st.persisted {
             self.store.record(Change::AwaitRel { client: self.client_id.clone(), packet_id, awaiting });
         }

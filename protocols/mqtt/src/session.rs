@@ -46,9 +46,12 @@ pub struct MqttSession {
     /// Client's Maximum Packet Size (v5); we never send a packet larger than this.
     client_max_packet: usize,
     /// Aliases the client set for its publishes to us.
-    alias_in: HashMap<u16, String>,
+    /// Allocated on first use, so an idle connection that never uses aliases holds no map.
+    #[allow(clippy::box_collection)] // 8 bytes while unused, where a HashMap is 48
+    alias_in: Option<Box<HashMap<u16, String>>>,
     /// Aliases we set for our publishes to the client, bounded by its Topic Alias Maximum.
-    alias_out: HashMap<std::sync::Arc<str>, u16>,
+    #[allow(clippy::box_collection)] // likewise
+    alias_out: Option<Box<HashMap<std::sync::Arc<str>, u16>>>,
     client_alias_max: u16,
     /// Session expiry at CONNECT was 0: DISCONNECT may not raise it (§3.14.2.2.2).
     expiry_was_zero: bool,
@@ -68,8 +71,8 @@ impl MqttSession {
             keep_alive: Duration::from_secs(u64::from(keep_alive_secs)),
             last_heard: now,
             client_max_packet: connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
-            alias_in: HashMap::new(),
-            alias_out: HashMap::new(),
+            alias_in: None,
+            alias_out: None,
             client_alias_max: if version.is_v5() { connect.properties.topic_alias_maximum.unwrap_or(0) } else { 0 },
             expiry_was_zero: connect.properties.session_expiry_interval.unwrap_or(0) == 0,
             limits,
@@ -278,11 +281,12 @@ impl MqttSession {
         }
         if p.topic.is_empty() {
             self.alias_in
-                .get(&alias)
+                .as_ref()
+                .and_then(|m| m.get(&alias))
                 .cloned()
                 .ok_or_else(|| Close::protocol(reason::PROTOCOL_ERROR, format!("PUBLISH: topic alias {alias} was never set")))
         } else {
-            self.alias_in.insert(alias, p.topic.clone());
+            self.alias_in.get_or_insert_default().insert(alias, p.topic.clone());
             Ok(p.topic.clone())
         }
     }
@@ -358,14 +362,15 @@ impl MqttSession {
                     return Ok(None);
                 }
                 if let (true, Packet::Publish(publish)) = (self.client_alias_max > 0, &mut packet) {
-                    match self.alias_out.get(&m.topic) {
+                    let aliases = self.alias_out.get_or_insert_default();
+                    match aliases.get(&m.topic) {
                         Some(&alias) => {
                             publish.topic = String::new();
                             publish.properties.topic_alias = Some(alias);
                         }
-                        None if self.alias_out.len() < usize::from(self.client_alias_max) => {
-                            let alias = self.alias_out.len() as u16 + 1;
-                            self.alias_out.insert(m.topic.clone(), alias);
+                        None if aliases.len() < usize::from(self.client_alias_max) => {
+                            let alias = aliases.len() as u16 + 1;
+                            aliases.insert(m.topic.clone(), alias);
                             publish.properties.topic_alias = Some(alias);
                         }
                         None => {}
