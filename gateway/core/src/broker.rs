@@ -183,7 +183,7 @@ impl Broker {
         self.inner.router.filter_count()
     }
 
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -479,7 +479,7 @@ impl Broker {
         }
     }
 
-    fn schedule(&self, session: Arc<Session>, generation: u64, will_delay: Option<Duration>, expiry: Option<Duration>) {
+    pub(crate) fn schedule(&self, session: Arc<Session>, generation: u64, will_delay: Option<Duration>, expiry: Option<Duration>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let broker = self.clone();
         if let Some(delay) = will_delay {
@@ -537,67 +537,6 @@ impl Broker {
                 self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
             }
         }
-    }
-
-    /// Rebuilds offline sessions and retained messages from the store.
-    fn restore(&self) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let snapshot = inner.store.load()?;
-        for m in snapshot.retained {
-            inner.retained.set(&m, inner.settings.max_retained_messages);
-        }
-        let now = std::time::SystemTime::now();
-        let (mut restored, mut expired) = (0usize, 0usize);
-        let mut sessions = inner.sessions.lock();
-        for stored in snapshot.sessions {
-            let meta = stored.meta;
-            let left = match meta.expires_at {
-                Some(at) => match at.duration_since(now) {
-                    Ok(left) => Some(left),
-                    Err(_) => {
-                        // Ended while we were down.
-                        inner.store.record(Change::SessionGone(meta.client_id.clone()));
-                        expired += 1;
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let session = Arc::new(Session::new(self.next_id(), meta.client_id.clone(), meta.protocol, meta.expiry, inner.store.clone()));
-            {
-                let mut st = session.state.lock();
-                st.persisted = true;
-                for (seq, m) in stored.messages {
-                    st.next_seq = st.next_seq.max(seq + 1);
-                    match m.packet_id {
-                        Some(id) => {
-                            let state = if m.released { crate::session::FlightState::Released } else { crate::session::FlightState::Published };
-                            st.inflight.push_back(crate::session::InFlight { seq, id, pending: m.pending, state });
-                        }
-                        None => st.queue.push_back(crate::session::Queued { seq, pending: m.pending }),
-                    }
-                }
-                st.awaiting_rel.extend(stored.awaiting_rel);
-                for (raw, options) in meta.subscriptions {
-                    if let Ok(spec) = topic::parse_filter(&raw, &inner.settings) {
-                        inner.router.subscribe(&session, spec.share_group, spec.filter, options);
-                        st.subscriptions.insert(raw, options);
-                    }
-                }
-            }
-            // A session of a connection that was up when the process died expires as if it
-            // had just disconnected.
-            let left = left.or(meta.expiry);
-            if let Some(left) = left {
-                self.schedule(session.clone(), session.state.lock().generation, None, Some(left));
-            }
-            sessions.insert(meta.client_id, session);
-            restored += 1;
-        }
-        if restored + expired > 0 {
-            tracing::info!(restored, expired, retained = inner.retained.len(), "sessions restored from the store");
-        }
-        Ok(())
     }
 
     /// Begins shutdown: refuses new connections and asks every connection to close with

@@ -13,6 +13,7 @@ pub mod broker;
 pub mod connection;
 pub mod hooks;
 pub mod metrics;
+mod restore;
 mod retained;
 pub mod router;
 pub mod session;
