@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::auth::{AnonymousPolicy, AuthDecision, Authenticator, Authorizer, AllowAll, Credentials};
 use crate::connection::Connection;
-use crate::hooks::{Event, Hook};
+use crate::hooks::{Event, EventKind, Hook, Hooks};
 use crate::metrics::{DropReason, Metrics};
 use crate::retained::{RetainOutcome, Retained};
 use crate::router::{Router, SubOptions, Target};
@@ -68,7 +68,8 @@ pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub authenticator: Box<dyn Authenticator>,
     pub authorizer: Box<dyn Authorizer>,
-    pub hooks: Vec<Arc<dyn Hook>>,
+    pub hooks: Hooks,
+    pub tracer: crate::trace::Tracer,
     next_id: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -117,7 +118,8 @@ impl BrokerBuilder {
             store: self.store,
             authenticator: self.authenticator.unwrap_or_else(|| Box::new(AnonymousPolicy { allow_anonymous })),
             authorizer: self.authorizer,
-            hooks: self.hooks,
+            hooks: Hooks::new(self.hooks),
+            tracer: crate::trace::Tracer::default(),
             next_id: AtomicU64::new(1),
             shutting_down: false.into(),
         });
@@ -205,14 +207,17 @@ impl Broker {
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
         }
-        let info = ClientInfo {
+        let info = Arc::new(ClientInfo {
             client_id: req.client_id.clone(),
             protocol: req.protocol,
             protocol_detail,
             peer: req.peer,
             username: req.username.clone(),
-        };
+        });
         let decision = inner.authenticator.authenticate(Credentials { client: &info, password: req.password.as_ref() }).await;
+        if inner.hooks.wants(EventKind::ClientAuthenticate) {
+            self.hook(&Event::Authenticate { client: &info, allowed: decision == AuthDecision::Allow });
+        }
         match decision {
             AuthDecision::Allow => {}
             AuthDecision::BadCredentials => {
@@ -258,7 +263,7 @@ impl Broker {
                         wills.push(w.message);
                     }
                     drop(st);
-                    self.destroy_locked(&mut sessions, &old);
+                    self.destroy_locked(&mut sessions, &old, "discarded");
                 } else {
                     st.pending_will = None;
                     let resend = st.resend_ids();
@@ -276,7 +281,14 @@ impl Broker {
             };
             {
                 let mut st = session.state.lock();
-                st.attached = Some(Attached { conn_id, signal: signal.clone(), window });
+                st.attached = Some(Attached {
+                    conn_id,
+                    signal: signal.clone(),
+                    window,
+                    info: info.clone(),
+                    keep_alive: req.keep_alive,
+                    connected_at: std::time::SystemTime::now(),
+                });
                 st.generation += 1;
                 st.expiry = expiry;
                 st.will = req.will.clone().map(Box::new);
@@ -290,15 +302,18 @@ impl Broker {
         for w in wills {
             self.publish_will(w);
         }
+        if session_present {
+            self.hook(&Event::SessionResumed { client: &info });
+        } else {
+            self.hook(&Event::SessionCreated { client: &info });
+        }
         self.hook(&Event::Connected { client: &info, session_present });
         tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
         Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present, resend))
     }
 
     pub(crate) fn hook(&self, event: &Event<'_>) {
-        for h in &self.inner.hooks {
-            h.on_event(event);
-        }
+        self.inner.hooks.emit(event);
     }
 
     /// Routes a message to every matching session; returns how many sessions it reached.
@@ -334,6 +349,9 @@ impl Broker {
             // broker's own messages ($SYS) without a reader are no client's loss.
             if !msg.retain && msg.publisher.is_some() {
                 inner.metrics.dropped(DropReason::NoSubscribers);
+                if inner.hooks.wants(EventKind::MessageDropped) {
+                    self.hook(&Event::Dropped { client: None, message: &msg, reason: DropReason::NoSubscribers });
+                }
             }
             return 0;
         }
@@ -359,7 +377,11 @@ impl Broker {
                 retain: msg.retain && retain_as_published,
                 subscription_ids: ids,
             };
-            session.enqueue(pending, &inner.settings, &inner.metrics);
+            if let Some(reason) = session.enqueue(pending, &inner.settings, &inner.metrics)
+                && inner.hooks.wants(EventKind::MessageDropped)
+            {
+                self.hook(&Event::Dropped { client: Some(session.client_id()), message: &msg, reason });
+            }
             reached += 1;
         }
         reached
@@ -382,10 +404,29 @@ impl Broker {
             return Err(crate::connection::PublishError::NotAuthorized);
         }
         msg.publisher = Some(client.client_id.clone());
+        self.filter_publish(Some(client), &mut msg)?;
         inner.metrics.message_in(client.protocol);
+        inner.tracer.message(client, crate::trace::Direction::In, &msg);
         self.hook(&Event::Published { client: Some(client), message: &msg });
         let matched = self.route(Arc::new(msg));
         Ok(crate::connection::Published { matched })
+    }
+
+    /// Lets in-process hooks rewrite or reject a client's publish.
+    pub(crate) fn filter_publish(&self, client: Option<&ClientInfo>, msg: &mut Message) -> Result<(), crate::connection::PublishError> {
+        let inner = &self.inner;
+        if !inner.hooks.has_rewriters() {
+            return Ok(());
+        }
+        if inner.hooks.on_publish(client, msg) == crate::hooks::PublishVerdict::Reject {
+            inner.metrics.dropped(DropReason::Rejected);
+            if inner.hooks.wants(EventKind::MessageDropped) {
+                self.hook(&Event::Dropped { client: client.map(|c| &c.client_id), message: msg, reason: DropReason::Rejected });
+            }
+            return Err(crate::connection::PublishError::NotAuthorized);
+        }
+        topic::validate_name(&msg.topic, &inner.settings)?;
+        Ok(())
     }
 
     fn publish_will(&self, mut msg: Message) {
@@ -469,7 +510,7 @@ impl Broker {
         self.hook(&Event::Disconnected { client: info, reason });
         if destroy {
             let mut sessions = self.inner.sessions.lock();
-            self.destroy_locked(&mut sessions, session);
+            self.destroy_locked(&mut sessions, session, "closed");
         }
         if let Some(msg) = fire {
             self.publish_will(msg);
@@ -507,7 +548,7 @@ impl Broker {
                 };
                 {
                     let mut sessions = broker.inner.sessions.lock();
-                    broker.destroy_locked(&mut sessions, &session);
+                    broker.destroy_locked(&mut sessions, &session, "expired");
                 }
                 tracing::debug!(client_id = %session.client_id(), "session expired");
                 if let Some(w) = will {
@@ -518,7 +559,7 @@ impl Broker {
     }
 
     /// Ends a session: out of the table, the router and the store.
-    fn destroy_locked(&self, sessions: &mut HashMap<ClientId, Arc<Session>>, session: &Arc<Session>) {
+    fn destroy_locked(&self, sessions: &mut HashMap<ClientId, Arc<Session>>, session: &Arc<Session>, why: &'static str) {
         if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
             sessions.remove(session.client_id());
         }
@@ -537,6 +578,7 @@ impl Broker {
                 self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
             }
         }
+        self.hook(&Event::SessionTerminated { client_id: session.client_id(), reason: why });
     }
 
     /// Begins shutdown: refuses new connections and asks every connection to close with

@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 
 use crate::auth::Action;
 use crate::broker::Broker;
-use crate::hooks::Event;
+use crate::hooks::{Event, EventKind};
+use crate::trace::Direction;
 use crate::metrics::DropReason;
 use crate::router::SubOptions;
 use crate::session::{ConnSignal, Delivery, DisconnectReason, Session};
@@ -56,7 +57,7 @@ pub struct Connection {
     session: Arc<Session>,
     conn_id: u64,
     signal: Arc<ConnSignal>,
-    info: ClientInfo,
+    info: Arc<ClientInfo>,
     session_present: bool,
     resend: Mutex<VecDeque<u16>>,
     ended: AtomicBool,
@@ -68,7 +69,7 @@ impl Connection {
         session: Arc<Session>,
         conn_id: u64,
         signal: Arc<ConnSignal>,
-        info: ClientInfo,
+        info: Arc<ClientInfo>,
         session_present: bool,
         resend: VecDeque<u16>,
     ) -> Self {
@@ -107,7 +108,9 @@ impl Connection {
             return Err(PublishError::NotAuthorized);
         }
         msg.publisher = Some(self.info.client_id.clone());
+        self.broker.filter_publish(Some(&self.info), &mut msg)?;
         inner.metrics.message_in(self.info.protocol);
+        inner.tracer.message(&self.info, Direction::In, &msg);
         self.broker.hook(&Event::Published { client: Some(&self.info), message: &msg });
         let durable = msg.qos != QoS::AtMostOnce;
         let store = &inner.store;
@@ -223,19 +226,25 @@ impl Connection {
     pub fn try_next_delivery(&self) -> Option<Delivery> {
         let mut resend = self.resend.lock();
         let d = self.session.poll_delivery(self.conn_id, &mut resend, Instant::now(), &self.broker.inner.metrics);
-        if let Some(Delivery::Publish { .. }) = &d {
-            self.broker.inner.metrics.message_out(self.info.protocol);
+        if let Some(Delivery::Publish { pending, .. }) = &d {
+            let inner = &self.broker.inner;
+            inner.metrics.message_out(self.info.protocol);
+            inner.tracer.message(&self.info, Direction::Out, &pending.message);
+            if inner.hooks.wants(EventKind::MessageDelivered) {
+                self.broker.hook(&Event::Delivered { client: &self.info, message: &pending.message, qos: pending.qos });
+            }
         }
         d
     }
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the delivery `id` is done. False if unknown.
     pub fn ack(&self, id: u16) -> bool {
-        let done = self.session.complete(id);
-        if done {
-            self.signal.notify.notify_one();
+        let Some(message) = self.session.complete(id) else { return false };
+        self.signal.notify.notify_one();
+        if self.broker.inner.hooks.wants(EventKind::MessageAcked) {
+            self.broker.hook(&Event::Acked { client: &self.info, message: &message });
         }
-        done
+        true
     }
 
     /// PUBREC (QoS 2): the device has the message; PUBREL follows. False if unknown.
@@ -247,8 +256,8 @@ impl Connection {
     /// and releases its in-flight slot.
     pub fn drop_delivery(&self, id: u16, reason: DropReason) {
         self.broker.inner.metrics.dropped(reason);
-        if id != 0 {
-            self.ack(id);
+        if id != 0 && self.session.complete(id).is_some() {
+            self.signal.notify.notify_one();
         }
     }
 

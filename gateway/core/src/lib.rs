@@ -5,9 +5,11 @@
 //! - [`session`]: per-client state (queue, in-flight, QoS 2 ids) and [`Delivery`]
 //! - [`router`]: the topic trie with shared subscriptions
 //! - [`retained`], [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
+//! - [`admin`]: listings for the HTTP API; [`trace`]: per-client / per-topic trace files
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod connection;
@@ -20,6 +22,7 @@ pub mod session;
 pub mod settings;
 pub mod store;
 pub mod topic;
+pub mod trace;
 pub mod types;
 
 pub use broker::{Broker, ConnectError, ConnectRequest};

@@ -23,10 +23,12 @@ pub enum DropReason {
     /// Kept in memory only: the store was past `storage.max_size` (not lost unless the
     /// process dies before delivery).
     StoreFull,
+    /// An in-process hook rejected the publish.
+    Rejected,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::Qos0Offline,
@@ -34,6 +36,7 @@ impl DropReason {
         DropReason::NoSubscribers,
         DropReason::NotAuthorized,
         DropReason::StoreFull,
+        DropReason::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl DropReason {
             DropReason::NoSubscribers => "no_subscribers",
             DropReason::NotAuthorized => "not_authorized",
             DropReason::StoreFull => "store_full",
+            DropReason::Rejected => "rejected",
         }
     }
 }

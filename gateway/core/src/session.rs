@@ -101,6 +101,10 @@ impl ConnSignal {
 
 pub(crate) struct Attached {
     pub conn_id: u64,
+    /// Who is connected, for listings (shared with the [`crate::Connection`]).
+    pub info: Arc<crate::types::ClientInfo>,
+    pub keep_alive: u16,
+    pub connected_at: std::time::SystemTime,
     pub signal: Arc<ConnSignal>,
     /// Outgoing QoS 1/2 window: min(client Receive Maximum, max_inflight).
     pub window: usize,
@@ -208,25 +212,25 @@ impl Session {
     }
 
     /// Queues a message for the client, applying the queue bound and overflow policy.
-    /// Returns false if the message (or an older one) was dropped.
-    pub(crate) fn enqueue(&self, pending: Pending, settings: &BrokerSettings, metrics: &Metrics) -> bool {
+    /// Returns why a message (this one or an older one) was dropped, if one was.
+    pub(crate) fn enqueue(&self, pending: Pending, settings: &BrokerSettings, metrics: &Metrics) -> Option<DropReason> {
         let mut st = self.state.lock();
         if st.destroyed {
-            return false;
+            return None;
         }
         if st.attached.is_none() && pending.qos == QoS::AtMostOnce && !settings.queue_qos0_offline {
             metrics.dropped(DropReason::Qos0Offline);
-            return false;
+            return Some(DropReason::Qos0Offline);
         }
-        let mut kept = true;
+        let mut dropped_one = None;
         let base = st.queue_capacity.map_or(settings.max_queued_messages, |c| c as usize);
         let limit = st.queue_limit.map_or(base, |l| (l as usize).min(base));
         if st.queue.len() >= limit {
             metrics.dropped(DropReason::QueueFull);
-            kept = false;
+            dropped_one = Some(DropReason::QueueFull);
             match settings.overflow_policy {
-                OverflowPolicy::DropNew => return false,
-                OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => return false,
+                OverflowPolicy::DropNew => return dropped_one,
+                OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => return dropped_one,
                 OverflowPolicy::DropOldestQos0First => {
                     let dropped = match st.queue.iter().position(|q| q.pending.qos == QoS::AtMostOnce) {
                         Some(i) => st.queue.remove(i),
@@ -254,7 +258,7 @@ impl Session {
         if let Some(a) = &st.attached {
             a.signal.notify.notify_one();
         }
-        kept
+        dropped_one
     }
 
     /// The next thing connection `conn_id` must send, if any is ready now.
@@ -317,18 +321,14 @@ impl Session {
         }
     }
 
-    /// PUBACK, PUBCOMP (or a failing PUBREC): the flow of `id` is over.
-    pub(crate) fn complete(&self, id: u16) -> bool {
+    /// PUBACK, PUBCOMP (or a failing PUBREC): the flow of `id` is over; returns its message
+    /// if it was in flight.
+    pub(crate) fn complete(&self, id: u16) -> Option<Arc<Message>> {
         let mut st = self.state.lock();
-        match st.inflight.iter().position(|f| f.id == id) {
-            Some(i) => {
-                if let Some(f) = st.inflight.remove(i) {
-                    self.log_remove(&st, f.seq);
-                }
-                true
-            }
-            None => false,
-        }
+        let i = st.inflight.iter().position(|f| f.id == id)?;
+        let f = st.inflight.remove(i)?;
+        self.log_remove(&st, f.seq);
+        Some(f.pending.message)
     }
 
     /// PUBREC: the QoS 2 message `id` is received; PUBREL follows.

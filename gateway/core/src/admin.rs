@@ -1,0 +1,125 @@
+//! Administrative views of the broker for the HTTP API, `roost ctl` and the web page:
+//! clients, subscriptions and retained messages as snapshots, and the retained delete.
+//! Each view takes the sessions table lock once, then each session's lock in turn (the
+//! broker's lock order), and copies what it shows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::broker::Broker;
+use crate::router::SubOptions;
+use crate::session::Session;
+use crate::store::Change;
+use crate::trace::Tracer;
+use crate::types::{ClientId, Message};
+
+/// One session (and its connection, if any) as listed.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    pub client_id: ClientId,
+    /// The protocol's name (a custom codec's own name where it has one).
+    pub protocol: String,
+    pub connected: bool,
+    /// Of the connection; `None` when offline.
+    pub username: Option<String>,
+    pub peer: Option<SocketAddr>,
+    pub keep_alive: u16,
+    pub connected_at: Option<SystemTime>,
+    pub subscriptions: usize,
+    /// Messages waiting in the session's queue.
+    pub queued: usize,
+    /// Outgoing QoS 1/2 messages awaiting acknowledgement.
+    pub inflight: usize,
+    /// `None`: never expires.
+    pub session_expiry: Option<Duration>,
+}
+
+/// One subscription as listed.
+#[derive(Debug, Clone)]
+pub struct SubscriptionView {
+    pub client_id: ClientId,
+    /// As the client wrote it (`$share/{group}/...` included).
+    pub filter: String,
+    pub options: SubOptions,
+}
+
+fn view(s: &Session) -> ClientView {
+    let st = s.state.lock();
+    let attached = st.attached.as_ref();
+    ClientView {
+        client_id: s.client_id().clone(),
+        protocol: attached.map_or_else(|| st.protocol.as_str().to_string(), |a| a.info.protocol_name().to_string()),
+        connected: attached.is_some(),
+        username: attached.and_then(|a| a.info.username.clone()),
+        peer: attached.and_then(|a| a.info.peer),
+        keep_alive: attached.map_or(0, |a| a.keep_alive),
+        connected_at: attached.map(|a| a.connected_at),
+        subscriptions: st.subscriptions.len(),
+        queued: st.queue.len(),
+        inflight: st.inflight.len(),
+        session_expiry: st.expiry,
+    }
+}
+
+impl Broker {
+    /// The running traces (see [`crate::trace`]); adapters log packets through it.
+    pub fn tracer(&self) -> &Tracer {
+        &self.inner.tracer
+    }
+
+    fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.inner.sessions.lock().values().cloned().collect()
+    }
+
+    /// Every session, online and offline, sorted by client id.
+    pub fn clients(&self) -> Vec<ClientView> {
+        let mut out: Vec<ClientView> = self.all_sessions().iter().map(|s| view(s)).collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+
+    /// One session by client id.
+    pub fn client(&self, client_id: &ClientId) -> Option<ClientView> {
+        let s = self.inner.sessions.lock().get(client_id).cloned()?;
+        Some(view(&s))
+    }
+
+    /// Every subscription of every session, sorted by client id then filter.
+    pub fn subscriptions(&self) -> Vec<SubscriptionView> {
+        let mut out = Vec::new();
+        for s in self.all_sessions() {
+            let st = s.state.lock();
+            for (filter, options) in &st.subscriptions {
+                out.push(SubscriptionView { client_id: s.client_id().clone(), filter: filter.clone(), options: *options });
+            }
+        }
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id).then_with(|| a.filter.cmp(&b.filter)));
+        out
+    }
+
+    /// Retained messages whose topics match `filter` (a valid topic filter), sorted by topic.
+    pub fn retained_messages(&self, filter: &str) -> Vec<Arc<Message>> {
+        let mut out = self.inner.retained.matching(filter, Instant::now());
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+
+    /// Deletes the retained message of `topic` (without publishing anything to
+    /// subscribers); false if there was none.
+    pub fn delete_retained(&self, topic: &str) -> bool {
+        if crate::topic::validate_name(topic, &self.inner.settings).is_err() {
+            return false;
+        }
+        let exists = !self.inner.retained.matching(topic, Instant::now()).is_empty();
+        if !exists {
+            return false;
+        }
+        let clear = Arc::new(Message::new(topic, bytes::Bytes::new(), crate::types::QoS::AtMostOnce, true));
+        self.inner.retained.set(&clear, usize::MAX);
+        if self.inner.store.keeps() {
+            self.inner.store.record(Change::Retain { topic: clear.topic.clone(), message: None });
+        }
+        true
+    }
+}
