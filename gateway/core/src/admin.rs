@@ -85,6 +85,14 @@ impl Broker {
         Some(view(&s))
     }
 
+    /// Messages queued and in flight over all sessions (queue depth, for `/metrics`).
+    pub fn queue_totals(&self) -> (usize, usize) {
+        self.all_sessions().iter().fold((0, 0), |(q, f), s| {
+            let st = s.state.lock();
+            (q + st.queue.len(), f + st.inflight.len())
+        })
+    }
+
     /// Every subscription of every session, sorted by client id then filter.
     pub fn subscriptions(&self) -> Vec<SubscriptionView> {
         let mut out = Vec::new();

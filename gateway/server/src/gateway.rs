@@ -29,6 +29,8 @@ pub struct Gateway {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
+    api_keys: Vec<String>,
+    webhooks: Arc<Vec<crate::webhook::Webhook>>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -50,9 +52,18 @@ pub struct Builder {
     authenticator: Option<Box<dyn Authenticator>>,
     authorizer: Option<Box<dyn Authorizer>>,
     hooks: Vec<Arc<dyn Hook>>,
+    api_routes: Vec<axum::Router>,
 }
 
 impl Builder {
+    /// Adds routes to the management API: merged under `/api/v1`, behind its key check.
+    /// This is how a protocol crate publishes its own endpoints (LwM2M devices, LoRaWAN
+    /// devices and gateways): it builds an `axum::Router` with its state already applied.
+    pub fn api_routes(mut self, routes: axum::Router) -> Self {
+        self.api_routes.push(routes);
+        self
+    }
+
     /// The codecs `[[codec]]` listeners may name (default: those that ship with Roost).
     pub fn codecs(mut self, codecs: Registry) -> Self {
         self.codecs = codecs;
@@ -78,7 +89,7 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, authenticator, authorizer, hooks } = self;
+        let Builder { settings, codecs, authenticator, authorizer, hooks, api_routes } = self;
         // Codecs first: a misnamed codec or bad options is a config error, found before
         // any port is bound.
         let mut codec_listeners = Vec::new();
@@ -121,6 +132,20 @@ impl Builder {
         if let Some((_, hook, _)) = &sys {
             builder = builder.hook(hook.clone());
         }
+        let mut webhooks = Vec::new();
+        let mut webhook_queues = Vec::new();
+        for w in &settings.webhooks {
+            let (hook, webhook, rx) = crate::webhook::hook(&settings.broker.node_name, w.clone());
+            builder = builder.hook(hook);
+            webhooks.push(webhook);
+            webhook_queues.push(rx);
+        }
+        let webhooks = Arc::new(webhooks);
+        let api_keys = if settings.http_bind.is_empty() {
+            Vec::new()
+        } else {
+            crate::api::keys::load(&settings.api_keys, &settings.storage.data_dir, settings.storage.disk).context("http.api_keys")?
+        };
         let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
         if settings.storage.disk {
             tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
@@ -155,12 +180,26 @@ impl Builder {
             tracing::info!(listener = %name, %codec, %transport, %addr, "codec listening");
             codec_addrs.push((name, addr));
         }
+        for (w, rx) in webhooks.iter().zip(webhook_queues) {
+            crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
+        }
         let mut http_addrs = Vec::new();
-        for l in http_listeners {
-            let addr = l.local_addr()?;
-            tracing::info!(%addr, "HTTP listening (/metrics)");
-            http_addrs.push(addr);
-            crate::http::serve(l, broker.clone(), shutdown.clone(), &tracker);
+        if !http_listeners.is_empty() {
+            let api = crate::api::ApiState {
+                broker: broker.clone(),
+                keys: Arc::new(api_keys.clone()),
+                node: settings.broker.node_name.clone(),
+                started: std::time::Instant::now(),
+                trace_dir: settings.storage.data_dir.join("trace"),
+                webhooks: webhooks.clone(),
+            };
+            let app = crate::http::app(api, api_routes);
+            for l in http_listeners {
+                let addr = l.local_addr()?;
+                tracing::info!(%addr, "HTTP listening (/metrics, /api/v1, /)");
+                http_addrs.push(addr);
+                crate::http::serve(l, app.clone(), shutdown.clone(), &tracker);
+            }
         }
         let mut bridges = Vec::new();
         for b in &settings.bridges {
@@ -187,14 +226,14 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
 impl Gateway {
     /// A gateway to start with non-default parts; [`start`] is `Gateway::builder(s).start()`.
     pub fn builder(settings: Settings) -> Builder {
-        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None, hooks: Vec::new() }
+        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None, hooks: Vec::new(), api_routes: Vec::new() }
     }
 
     /// The bound address of the `[[codec]]` listener named `name` (with the real port where
@@ -211,6 +250,17 @@ impl Gateway {
     /// The state of the bridge named `name`.
     pub fn bridge_status(&self, name: &str) -> Option<roost_bridge::BridgeStatus> {
         self.bridges.iter().find(|(n, _)| n == name).map(|(_, s)| s.lock().clone())
+    }
+
+    /// A key the management API accepts (the first configured or the generated one);
+    /// `None` without an HTTP listener.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_keys.first().map(String::as_str)
+    }
+
+    /// The `[[webhook]]`s with their counters, in config order.
+    pub fn webhooks(&self) -> &[crate::webhook::Webhook] {
+        &self.webhooks
     }
 
     /// The bound HTTP (`/metrics`) addresses.

@@ -1,5 +1,6 @@
 //! The HTTP listener (`[http]`, 18083 by default): `GET /metrics` in the Prometheus text
-//! format. Values are read from the broker's counters at each scrape; nothing is kept twice.
+//! format (values read from the broker's counters at each scrape; nothing is kept twice),
+//! the management API under `/api/v1` (see [`crate::api`]) and the web page at `/`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +30,24 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Serves the routes on `listener` until `shutdown`.
-pub fn serve(listener: TcpListener, broker: Broker, shutdown: CancellationToken, tracker: &TaskTracker) {
+/// The web page: static HTML and JS, no build step; it reads the API with the key the user
+/// gives it (kept in the browser's localStorage).
+const INDEX_HTML: &str = include_str!("web/index.html");
+
+/// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
+/// page; its data comes from the API, which needs the key), `/api/v1/...`.
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     let mut registry = Registry::with_prefix("roost");
-    registry.register_collector(Box::new(BrokerCollector { broker }));
-    let app = Router::new().route("/metrics", get(metrics)).with_state(Arc::new(registry));
+    registry.register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(registry))
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
+        .nest("/api/v1", crate::api::router(api, extra_api))
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+pub fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, tracker: &TaskTracker) {
     tracker.spawn(async move {
         let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
         if let Err(e) = result {
@@ -52,6 +66,7 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 struct BrokerCollector {
     broker: Broker,
+    webhooks: Arc<Vec<crate::webhook::Webhook>>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -122,6 +137,28 @@ impl Collector for BrokerCollector {
         gauge(&mut encoder, "sessions", "Sessions held, online and offline", b.session_count() as i64)?;
         gauge(&mut encoder, "subscription_filters", "Distinct subscribed filters", b.subscription_filter_count() as i64)?;
         gauge(&mut encoder, "retained_messages", "Retained messages", b.retained_count() as i64)?;
+        let (queued, inflight) = b.queue_totals();
+        gauge(&mut encoder, "queued_messages", "Messages waiting in session queues", queued as i64)?;
+        gauge(&mut encoder, "inflight_messages", "Outgoing QoS 1/2 messages awaiting acknowledgement", inflight as i64)?;
+        if !self.webhooks.is_empty() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = ConstCounter::new(0u64);
+            {
+                let mut family = encoder.encode_descriptor("webhook_events_sent", "Events a webhook endpoint accepted", None, c.metric_type())?;
+                for w in self.webhooks.iter() {
+                    let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
+                    ConstCounter::new(w.counters.sent.load(Relaxed)).encode(family.encode_family(&[("url", url.as_str())])?)?;
+                }
+            }
+            let mut family = encoder.encode_descriptor("webhook_events_dropped", "Events a webhook dropped: queue full, or every retry failed", None, c.metric_type())?;
+            for w in self.webhooks.iter() {
+                let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
+                let full = w.counters.dropped_queue_full.load(Relaxed);
+                let failed = w.counters.dropped_failed.load(Relaxed);
+                ConstCounter::new(full).encode(family.encode_family(&[("url", url.as_str()), ("reason", "queue_full")])?)?;
+                ConstCounter::new(failed).encode(family.encode_family(&[("url", url.as_str()), ("reason", "failed")])?)?;
+            }
+        }
         if let Some((rss, cpu)) = process_stats() {
             gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory of the roost process", rss as i64)?;
             let c = ConstCounter::new(cpu);

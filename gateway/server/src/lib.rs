@@ -6,12 +6,16 @@
 //! - [`logging`]: tracing to standard error, level from config or `RUST_LOG`
 //! - [`gateway`]: starts every listener on the settings, shuts them down with a grace period
 
+pub mod api;
+mod base64;
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod http_client;
 pub mod logging;
 pub mod sys;
+pub mod webhook;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a
 /// [`codec::Registry`] and start with [`gateway::start_with`] (see `docs/custom-codec.md`).

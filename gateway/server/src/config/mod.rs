@@ -13,6 +13,7 @@ mod duration;
 mod error;
 mod schema;
 mod validate;
+mod webhook;
 
 use std::path::Path;
 use std::time::Duration;
@@ -66,6 +67,11 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// `[http]`: where `/metrics` is served (empty: no HTTP listener).
     pub http_bind: Vec<std::net::SocketAddr>,
+    /// `[http] api_keys`: keys the management API accepts. Empty: one is generated at first
+    /// start and kept in `data_dir/api_key`.
+    pub api_keys: Vec<String>,
+    /// `[[webhook]]` event sinks (none by default).
+    pub webhooks: Vec<crate::webhook::WebhookSettings>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     pub broker: BrokerSettings,
@@ -94,6 +100,8 @@ impl Default for Settings {
         Settings {
             storage: StorageSettings::default(),
             http_bind: default_http_bind(),
+            api_keys: Vec::new(),
+            webhooks: Vec::new(),
             bridges: Vec::new(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),

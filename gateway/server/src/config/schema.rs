@@ -38,6 +38,9 @@ pub(super) struct ConfigFile {
     /// so the default file need not say `codec = []`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub codec: Vec<CodecSection>,
+    /// `[[webhook]]`: none by default (and then not written out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhook: Vec<super::webhook::WebhookSection>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -288,11 +291,12 @@ impl From<TransportName> for Transport {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct HttpSection {
     pub bind: AddrList,
+    pub api_keys: Vec<String>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { bind: AddrList(super::default_http_bind().iter().map(|a| a.to_string()).collect()) }
+        HttpSection { bind: AddrList(super::default_http_bind().iter().map(|a| a.to_string()).collect()), api_keys: Vec::new() }
     }
 }
 

@@ -33,6 +33,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         storage,
         bridge,
         http,
+        webhook,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -164,6 +165,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
 
     Ok(Settings {
         http_bind: bind_addrs("http.bind", &http.bind.0)?,
+        api_keys: api_keys(http.api_keys)?,
+        webhooks: super::webhook::webhooks(webhook)?,
         bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,
@@ -174,6 +177,16 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
     })
+}
+
+/// `[http] api_keys`: long enough to resist guessing, and printable (they travel in a header).
+fn api_keys(keys: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, k) in keys.iter().enumerate() {
+        if k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(&format!("http.api_keys[{i}]"), "must be at least 16 printable ASCII characters, no spaces"));
+        }
+    }
+    Ok(keys)
 }
 
 /// The largest UDP payload over IPv4 (65535 minus the IP and UDP headers).
