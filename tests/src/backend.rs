@@ -76,6 +76,21 @@ impl TestBroker {
         self.gateway.http_addrs()[0]
     }
 
+    /// A key the management API accepts.
+    pub fn api_key(&self) -> &str {
+        self.gateway.api_key().unwrap_or_else(|| panic!("no HTTP listener, so no API key"))
+    }
+
+    /// A management API client with that key.
+    pub fn api(&self) -> crate::api::Api {
+        crate::api::Api::new(self.http_addr(), self.api_key())
+    }
+
+    /// The `[[webhook]]`s and their counters.
+    pub fn webhooks(&self) -> &[roost::webhook::Webhook] {
+        self.gateway.webhooks()
+    }
+
     /// The MQTT-SN (UDP) socket address.
     pub fn mqttsn_addr(&self) -> SocketAddr {
         self.gateway.mqttsn_addrs()[0]

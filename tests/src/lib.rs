@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod mqtt311;
