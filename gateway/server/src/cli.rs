@@ -1,9 +1,10 @@
 //! The command line: `roost [--config FILE]`, `roost print-default`, `roost check-config FILE`,
-//! `roost [--config FILE] store check|repair`.
+//! `roost [--config FILE] store check|repair`, `roost [--config FILE] ctl ...` (a running
+//! gateway, through its HTTP API; see [`crate::ctl`]).
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Roost, a multi-protocol IoT gateway. With no subcommand, runs the gateway.
 #[derive(Debug, Parser)]
@@ -32,6 +33,68 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Act on a running gateway through its HTTP API (the key: --key, $ROOST_API_KEY,
+    /// `[http] api_keys` of the config, or the generated `{data_dir}/api_key`).
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Base URL of the gateway's HTTP listener (default: the first `[http] bind` of the config).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// API key.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Write every packet and message in and out of a client, or on a topic filter, to a file.
+    Trace {
+        #[command(subcommand)]
+        action: TraceAction,
+    },
+    /// List the connected clients and sessions.
+    Clients,
+    /// Disconnect a client.
+    Kick {
+        #[arg(value_name = "CLIENTID")]
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceAction {
+    /// Start a trace: `trace start client CLIENTID FILE` or `trace start topic FILTER FILE`.
+    Start {
+        kind: TraceKind,
+        /// The client id or topic filter.
+        target: String,
+        /// The file to write (a relative path is taken from the current directory).
+        file: PathBuf,
+    },
+    /// Stop a trace and close its file: `trace stop client CLIENTID`, `trace stop topic FILTER`.
+    Stop { kind: TraceKind, target: String },
+    /// List the running traces.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceKind {
+    Client,
+    Topic,
+}
+
+impl TraceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceKind::Client => "client",
+            TraceKind::Topic => "topic",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -78,5 +141,12 @@ mod tests {
         );
 
         assert!(Cli::try_parse_from(["roost", "check-config"]).is_err());
+
+        let cli = Cli::try_parse_from(["roost", "ctl", "--key", "k", "trace", "start", "client", "dev-1", "t.log"]).expect("ctl trace start");
+        let Some(Command::Ctl(ctl)) = cli.command else { panic!("ctl") };
+        assert!(matches!(ctl.command, CtlCommand::Trace { action: TraceAction::Start { kind: TraceKind::Client, .. } }));
+        let cli = Cli::try_parse_from(["roost", "ctl", "trace", "stop", "topic", "a/#"]).expect("ctl trace stop");
+        assert!(matches!(cli.command, Some(Command::Ctl(CtlArgs { command: CtlCommand::Trace { action: TraceAction::Stop { kind: TraceKind::Topic, .. } }, .. }))));
+        assert!(Cli::try_parse_from(["roost", "ctl", "trace", "start", "nope", "x", "f"]).is_err());
     }
 }

@@ -9,6 +9,7 @@
 pub mod api;
 mod base64;
 pub mod cli;
+pub mod ctl;
 pub mod config;
 pub mod gateway;
 pub mod http;

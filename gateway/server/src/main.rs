@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some(Command::PrintDefault) => print_default(),
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Store { action }) => store(cli.config, action),
+        Some(Command::Ctl(args)) => ctl(cli.config, args),
         None => run(cli.config),
     }
 }
@@ -74,6 +75,34 @@ fn store(config_file: Option<PathBuf>, action: roost::cli::StoreAction) -> ExitC
         }
         Err(e) => {
             eprintln!("roost: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn ctl(config_file: Option<PathBuf>, args: roost::cli::CtlArgs) -> ExitCode {
+    let settings = match config::load(config_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
+            eprintln!("roost: {}", describe(file, &e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("roost: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(roost::ctl::run(&settings, args)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roost ctl: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
+use roost_core::trace::Direction;
 use roost_core::{ClientId, ClientInfo, Delivery, DisconnectReason, Protocol};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -267,6 +268,17 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
     }
 }
 
+/// Writes `m` to the running traces that follow client `client_id` (one atomic load when no
+/// trace runs). Before CONNECT a peer has no client id and nothing is traced.
+fn trace(ctx: &Context, key: &PeerKey, client_id: Option<&str>, direction: Direction, m: &Message) {
+    let tracer = ctx.broker.tracer();
+    if let Some(id) = client_id
+        && tracer.is_active()
+    {
+        tracer.packet("mqtt-sn", id, Some(key.addr), direction, None, m);
+    }
+}
+
 enum Event {
     Message(Message),
     Delivery(Delivery),
@@ -302,6 +314,13 @@ async fn client(
         };
         drop(conn);
         let now = Instant::now().into_std();
+        if let Event::Message(m) = &event {
+            let named = match m {
+                Message::Connect(c) => Some(c.client_id.as_str()),
+                _ => session.client_id().map(ClientId::as_str),
+            };
+            trace(&ctx, &key, named, Direction::In, m);
+        }
         let result = match event {
             Event::Message(m) => match session.handle_message(now, m, &mut out).await {
                 Ok(()) => match session.pump(now, &mut out) {
@@ -322,6 +341,7 @@ async fn client(
             Event::Shutdown => Err(session.close(DisconnectReason::Shutdown, &mut out).await),
         };
         for m in out.drain(..) {
+            trace(&ctx, &key, session.client_id().map(ClientId::as_str), Direction::Out, &m);
             send(&socket, &ctx, &key, &m).await;
         }
         if let Err(end) = result {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use roost_core::trace::Direction;
 use roost_core::{Broker, ConnectError, Connection, Protocol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -277,7 +278,12 @@ async fn handshake(
             props.session_expiry_interval = Some(granted.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)));
         }
     }
-    io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: conn.session_present(), code: 0, properties: props })));
+    let connack = Packet::ConnAck(Box::new(ConnAck { session_present: conn.session_present(), code: 0, properties: props }));
+    if conn.broker().tracer().is_active() {
+        trace(&conn, Direction::In, &Packet::Connect(connect.clone()));
+        trace(&conn, Direction::Out, &connack);
+    }
+    io.queue(&connack);
 
     let limits = Limits {
         topic_alias_maximum: settings.topic_alias_maximum,
@@ -291,6 +297,7 @@ async fn handshake(
 /// Sends what the close calls for, tells the core, shuts the socket.
 async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, close: Close, peer: SocketAddr) {
     if let Some(p) = session.disconnect_packet(&close) {
+        trace(&conn, Direction::Out, &p);
         io.queue(&p);
         let _ = tokio::time::timeout(Duration::from_secs(1), io.flush()).await;
     }
@@ -310,6 +317,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
     let mut out: Vec<Packet> = Vec::new();
     loop {
         for p in out.drain(..) {
+            trace(conn, Direction::Out, &p);
             io.queue(&p);
         }
         match io.flush().await {
@@ -334,9 +342,11 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                 loop {
                     match io.decode() {
                         Ok(Some(p)) => {
+                            trace(conn, Direction::In, &p);
                             if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
                                 // Acknowledgements owed for earlier packets still go out.
                                 for p in out.drain(..) {
+                                    trace(conn, Direction::Out, &p);
                                     io.queue(&p);
                                 }
                                 return c;
@@ -363,6 +373,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                         Ok(None) => {}
                         Err(c) => {
                             for p in out.drain(..) {
+                                trace(conn, Direction::Out, &p);
                                 io.queue(&p);
                             }
                             return c;
@@ -380,6 +391,33 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                 }
             }
         }
+    }
+}
+
+/// Writes `p` to the running traces that follow this client or the packet's topic (one
+/// atomic load when no trace runs). A CONNECT's password is never written.
+fn trace(conn: &Connection, direction: Direction, p: &Packet) {
+    let tracer = conn.broker().tracer();
+    if !tracer.is_active() {
+        return;
+    }
+    let info = conn.info();
+    let (id, peer) = (info.client_id.as_str(), info.peer);
+    match p {
+        Packet::Connect(c) => {
+            let shown = format!(
+                "Connect {{ protocol: {:?}, client_id: {:?}, clean_start: {}, keep_alive: {}, username: {:?}, will: {:?} }}",
+                c.protocol,
+                c.client_id,
+                c.clean_start,
+                c.keep_alive,
+                c.username,
+                c.will.as_ref().map(|w| &w.topic)
+            );
+            tracer.packet("mqtt", id, peer, direction, None, &format_args!("{shown}"));
+        }
+        Packet::Publish(publish) if !publish.topic.is_empty() => tracer.packet("mqtt", id, peer, direction, Some(&publish.topic), p),
+        _ => tracer.packet("mqtt", id, peer, direction, None, p),
     }
 }
 
