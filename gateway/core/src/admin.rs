@@ -93,6 +93,11 @@ impl Broker {
         })
     }
 
+    /// Subscriptions over all sessions (a filter subscribed by two sessions counts twice).
+    pub fn subscription_count(&self) -> usize {
+        self.all_sessions().iter().map(|s| s.state.lock().subscriptions.len()).sum()
+    }
+
     /// Every subscription of every session, sorted by client id then filter.
     pub fn subscriptions(&self) -> Vec<SubscriptionView> {
         let mut out = Vec::new();

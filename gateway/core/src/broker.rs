@@ -307,7 +307,7 @@ impl Broker {
         } else {
             self.hook(&Event::SessionCreated { client: &info });
         }
-        self.hook(&Event::Connected { client: &info, session_present });
+        self.hook(&Event::Connected { client: &info, session_present, keep_alive: req.keep_alive });
         tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
         Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present, resend))
     }

@@ -23,7 +23,7 @@ use crate::types::{ClientId, ClientInfo, Message, QoS};
 #[derive(Debug)]
 pub enum Event<'a> {
     /// `client.connected`: a connection was accepted and attached to its session.
-    Connected { client: &'a ClientInfo, session_present: bool },
+    Connected { client: &'a ClientInfo, session_present: bool, keep_alive: u16 },
     /// `client.disconnected`.
     Disconnected { client: &'a ClientInfo, reason: DisconnectReason },
     /// `client.authenticate`: the authenticator's decision on a connect.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use roost_core::hooks::{Event, Hook};
+use roost_core::hooks::{Event, EventKind, EventMask, Hook};
 use roost_core::{Broker, Message, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,18 @@ pub struct SysHook {
 }
 
 impl Hook for SysHook {
+    fn interests(&self) -> EventMask {
+        EventMask::of(&[EventKind::ClientConnected, EventKind::ClientDisconnected])
+    }
+
     fn on_event(&self, event: &Event<'_>) {
         let (client, what, extra) = match event {
-            Event::Connected { client, session_present } => (client, "connected", format!(",\"session_present\":{session_present}")),
-            Event::Disconnected { client, reason } => (client, "disconnected", format!(",\"reason\":{}", json_str(&format!("{reason:?}")))),
+            Event::Connected { client, session_present, keep_alive } => {
+                (client, "connected", format!(",\"session_present\":{session_present},\"keep_alive\":{keep_alive}"))
+            }
+            Event::Disconnected { client, reason } => {
+                (client, "disconnected", format!(",\"reason\":{}", json_str(&format!("{reason:?}").to_lowercase())))
+            }
             _ => return,
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
@@ -136,7 +144,7 @@ fn publish_stats(broker: &Broker, prefix: &str, started: Instant, max_connection
         ("stats/connections/count".into(), m.connections.to_string()),
         ("stats/connections/max".into(), max_connections.to_string()),
         ("stats/sessions/count".into(), broker.session_count().to_string()),
-        ("stats/subscriptions/count".into(), broker.subscription_filter_count().to_string()),
+        ("stats/subscriptions/count".into(), broker.subscription_count().to_string()),
         ("stats/topics/count".into(), broker.subscription_filter_count().to_string()),
         ("stats/retained/count".into(), broker.retained_count().to_string()),
         ("metrics/messages/received".into(), m.messages_received.to_string()),

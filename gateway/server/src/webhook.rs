@@ -202,9 +202,10 @@ pub fn event_json(node: &str, event: &Event<'_>) -> Value {
     o.insert("node".into(), Value::from(node));
     o.insert("timestamp".into(), Value::from(now_ms()));
     match event {
-        Event::Connected { client, session_present } => {
+        Event::Connected { client, session_present, keep_alive } => {
             client_json(client, &mut o);
             o.insert("session_present".into(), Value::from(*session_present));
+            o.insert("keep_alive".into(), Value::from(*keep_alive));
         }
         Event::Disconnected { client, reason } => {
             client_json(client, &mut o);

@@ -214,7 +214,7 @@ pub async fn stats(State(s): State<ApiState>) -> ApiResult {
         "connections": m.connections,
         "connections_by_protocol": by_protocol,
         "sessions": b.session_count(),
-        "subscriptions": b.subscriptions().len(),
+        "subscriptions": b.subscription_count(),
         "topics": b.subscription_filter_count(),
         "retained": b.retained_count(),
     }))
