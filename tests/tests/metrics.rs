@@ -54,3 +54,56 @@ async fn metrics_count_what_clients_did() {
     assert!(value(&scrape, "roost_process_resident_memory_bytes", None) > 0.0);
     assert!(value(&scrape, "roost_received_bytes_total", None) > 0.0);
 }
+
+/// Refused logins, queue depths, in-flight messages and MQTT-SN connections as scraped.
+#[tokio::test]
+async fn metrics_count_auth_failures_queue_depth_and_every_protocol() {
+    let broker = TestBroker::start_with("[auth]\nallow_anonymous = false\n").await;
+    // Two anonymous MQTT 3.1.1 CONNECTs, refused (CONNACK 0x04).
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+        s.write_all(&[0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 1, b'x']).await.unwrap();
+        let mut ack = [0u8; 4];
+        tokio::time::timeout(WAIT, s.read_exact(&mut ack)).await.unwrap().unwrap();
+        assert_eq!(ack, [0x20, 0x02, 0x00, 0x04], "bad user name or password");
+    }
+    // A persistent session offline with 4 messages waiting for it.
+    let mut o = Client5::options(broker.addr(), "sleeper");
+    o.set_credentials("u", "p");
+    o.set_clean_start(false);
+    let mut props = rumqttc::v5::mqttbytes::v5::ConnectProperties::new();
+    props.session_expiry_interval = Some(600);
+    o.set_connect_properties(props);
+    let mut sleeper = Client5::connect_with(o).await;
+    sleeper.subscribe("q/#", mqtt5::qos(1)).await;
+    sleeper.disconnect().await;
+    let mut o = Client5::options(broker.addr(), "pub");
+    o.set_credentials("u", "p");
+    let mut publ = Client5::connect_with(o).await;
+    for i in 0..4 {
+        publ.publish("q/x", mqtt5::qos(1), false, format!("{i}")).await;
+    }
+    // An MQTT-SN client with a user name is not possible (MQTT-SN 1.2 has none): with
+    // anonymous access off it is refused, and counted.
+    let sn = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sn.send_to(&[8, 0x04, 0x04, 0x01, 0, 60, b's', b'n'], broker.mqttsn_addr()).await.unwrap();
+    let mut buf = [0u8; 8];
+    let (n, _) = tokio::time::timeout(WAIT, sn.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..2], &[3, 0x05], "CONNACK");
+    assert_ne!(buf[2], 0, "refused: {:?}", &buf[..n]);
+
+    let scrape = scrape(&broker).await;
+    assert_eq!(value(&scrape, "roost_auth_failures_total", None), 3.0);
+    assert_eq!(value(&scrape, "roost_queued_messages", None), 4.0);
+    assert_eq!(value(&scrape, "roost_inflight_messages", None), 0.0);
+    assert_eq!(value(&scrape, "roost_sessions", None), 2.0);
+    assert_eq!(value(&scrape, "roost_connections", Some(("protocol", "mqtt"))), 1.0);
+    assert_eq!(value(&scrape, "roost_connections", Some(("protocol", "mqtt-sn"))), 0.0);
+    assert_eq!(value(&scrape, "roost_messages_received_total", Some(("protocol", "mqtt"))), 4.0);
+    assert!(value(&scrape, "roost_process_cpu_seconds_total", None) > 0.0);
+    // Every family has HELP and TYPE, and every sample belongs to one (Prometheus text).
+    for s in &scrape.samples {
+        let family = s.metric.trim_end_matches("_total");
+        assert!(scrape.docs.contains_key(family) || scrape.docs.contains_key(&s.metric), "{} has no HELP", s.metric);
+    }
+}
