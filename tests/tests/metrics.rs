@@ -1,5 +1,7 @@
 //! `GET /metrics`: parses as Prometheus text and its counters match what the test did.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use roost_e2e::mqtt5::{self, Client5};

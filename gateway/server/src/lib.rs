@@ -6,6 +6,8 @@
 //! - [`logging`]: tracing to standard error, level from config or `RUST_LOG`
 //! - [`gateway`]: starts every listener on the settings, shuts them down with a grace period
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod api;
 mod base64;
 pub mod cli;

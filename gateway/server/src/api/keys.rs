@@ -63,8 +63,8 @@ pub fn matches(keys: &[String], given: &str) -> bool {
     for k in keys {
         let (a, b) = (k.as_bytes(), given.as_bytes());
         let mut diff = a.len() ^ b.len();
-        for i in 0..a.len() {
-            diff |= usize::from(a[i] ^ b.get(i).copied().unwrap_or(0));
+        for (i, x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
         }
         any |= diff == 0;
     }
