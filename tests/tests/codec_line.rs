@@ -166,3 +166,25 @@ async fn mosquitto_clients_talk_to_a_line_device() {
     assert_eq!(dev.expect_line(WAIT).await, "MSG 1 set stop");
     broker.stop().await;
 }
+
+/// A trace (through the HTTP API) of a codec device shows its frames both ways, named by
+/// the codec, and never its CONNECT credentials.
+#[tokio::test]
+async fn a_trace_follows_a_codec_device() {
+    let broker = TestBroker::start_with(LINE).await;
+    let api = broker.api();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("meter.log");
+    let body = serde_json::json!({ "type": "client", "target": "meter-7", "file": file });
+    assert_eq!(api.call("POST", "/api/v1/traces", Some(&body)).await.0, 201);
+    let mut dev = LineDevice::connect(broker.codec_addr("serial")).await;
+    assert_eq!(dev.ask("CONNECT meter-7 user s3cret").await, "OK");
+    assert_eq!(dev.ask("PUB power/w 1520").await, "OK");
+    assert_eq!(api.call("DELETE", "/api/v1/traces?type=client&target=meter-7", None).await.0, 204);
+    let text = std::fs::read_to_string(&file).expect("trace file");
+    for expected in ["line client=meter-7 peer=127.0.0.1:", " out packet ConnAck", " in packet Publish", " in message topic=line/meter-7/power/w", " out packet PubAck"] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+    broker.stop().await;
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use roost_core::trace::Direction;
 use roost_core::{
     Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol,
     PublishError, QoS, SubOptions, SubscribeError, Will,
@@ -229,6 +230,7 @@ impl Device {
     }
 
     async fn handle_one(&mut self, frame: Uplink, now: Instant) -> Result<(), Close> {
+        self.trace(Direction::In, &frame);
         match frame {
             Uplink::Connect(c) => return self.connect(c, now).await,
             Uplink::SetTimer { id, after } => {
@@ -344,9 +346,23 @@ impl Device {
         }
     }
 
+    /// Writes a frame to the running traces of this device's client id (one atomic load when
+    /// none runs). Frames before the connect (the CONNECT with its credentials among them)
+    /// have no client id yet and are not traced.
+    fn trace(&self, direction: Direction, frame: &dyn std::fmt::Debug) {
+        let tracer = self.listener.broker.tracer();
+        if let Some(conn) = &self.conn
+            && tracer.is_active()
+        {
+            let info = conn.info();
+            tracer.packet(info.protocol_name(), info.client_id.as_str(), Some(self.peer), direction, None, frame);
+        }
+    }
+
     /// Encodes `frame` into [`Device::out`]. Ok(false): the codec could not encode it
     /// (logged; the frame is dropped, the connection stays).
     fn send(&mut self, frame: Downlink) -> Result<bool, Close> {
+        self.trace(Direction::Out, &frame);
         let mut buf = BytesMut::new();
         match self.call(|c| c.encode(frame, &mut buf))? {
             Ok(()) => {
