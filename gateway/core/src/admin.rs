@@ -54,7 +54,7 @@ fn view(s: &Session) -> ClientView {
         username: attached.and_then(|a| a.info.username.clone()),
         peer: attached.and_then(|a| a.info.peer),
         keep_alive: attached.map_or(0, |a| a.keep_alive),
-        connected_at: attached.map(|a| a.connected_at),
+        connected_at: attached.map(|a| std::time::UNIX_EPOCH + Duration::from_secs(u64::from(a.connected_at))),
         subscriptions: st.subscriptions.len(),
         queued: st.queue.len(),
         inflight: st.inflight.len(),

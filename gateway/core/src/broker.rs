@@ -287,7 +287,9 @@ impl Broker {
                     window,
                     info: info.clone(),
                     keep_alive: req.keep_alive,
-                    connected_at: std::time::SystemTime::now(),
+                    connected_at: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                 });
                 st.generation += 1;
                 st.expiry = expiry;

@@ -104,7 +104,9 @@ pub(crate) struct Attached {
     /// Who is connected, for listings (shared with the [`crate::Connection`]).
     pub info: Arc<crate::types::ClientInfo>,
     pub keep_alive: u16,
-    pub connected_at: std::time::SystemTime,
+    /// Unix time in seconds (4 bytes rather than a 16-byte `SystemTime`: every connected
+    /// session carries it).
+    pub connected_at: u32,
     pub signal: Arc<ConnSignal>,
     /// Outgoing QoS 1/2 window: min(client Receive Maximum, max_inflight).
     pub window: usize,
