@@ -22,7 +22,7 @@ pub mod store;
 pub mod topic;
 pub mod types;
 
-pub use broker::{Broker, ConnectError, ConnectRequest};
+pub use broker::{Broker, ConnectContext, ConnectError, ConnectRequest};
 pub use connection::{Connection, PublishError, Published, SubscribeError};
 pub use router::SubOptions;
 pub use session::{Delivery, DisconnectReason, Pending, Will};

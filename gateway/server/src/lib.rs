@@ -6,11 +6,13 @@
 //! - [`logging`]: tracing to standard error, level from config or `RUST_LOG`
 //! - [`gateway`]: starts every listener on the settings, shuts them down with a grace period
 
+pub mod auth_http;
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod security;
 pub mod sys;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a

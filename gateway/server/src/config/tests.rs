@@ -300,9 +300,9 @@ const BAD: &[(&str, &str, &str)] = &[
     ),
     ("[mqqt]\nbind = []", "mqqt", "unknown key"),
     (
-        "[auth]\nallow_anonymous = true\npassword_file = \"x\"",
+        "[auth]\nallow_anonymous = true\nchain = [\"password_file\"]",
         "auth.password_file",
-        "unknown key",
+        "missing",
     ),
     ("[node.extra]\nx = 1", "node.extra", "unknown key"),
     // formats
