@@ -12,6 +12,7 @@ pub mod auth;
 pub mod broker;
 pub mod connection;
 pub mod hooks;
+pub mod limit;
 pub mod metrics;
 mod restore;
 mod retained;

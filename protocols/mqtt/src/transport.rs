@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
+pub use roost_core::limit::Bucket;
+
 use crate::settings::TlsSettings;
 
 /// How a listener's connections reach the MQTT codec.
@@ -234,49 +236,6 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &b[header..end], &b[end..]))
 }
 
-/// A token bucket: `rate` per second, holding at most one second's worth.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    rate: f64,
-    tokens: f64,
-    last: std::time::Instant,
-}
-
-impl Bucket {
-    pub fn new(rate: u64, now: std::time::Instant) -> Bucket {
-        let rate = rate as f64;
-        Bucket { rate, tokens: rate, last: now }
-    }
-
-    fn refill(&mut self, now: std::time::Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
-        self.last = now;
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self, now: std::time::Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Spends `n` (the balance may go negative: what was read is read).
-    pub fn spend(&mut self, n: u64, now: std::time::Instant) {
-        self.refill(now);
-        self.tokens -= n as f64;
-    }
-
-    /// When the balance is positive again; `None` if it is now.
-    pub fn ready_at(&self) -> Option<std::time::Instant> {
-        (self.tokens < 0.0).then(|| self.last + std::time::Duration::from_secs_f64(-self.tokens / self.rate))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,18 +252,4 @@ mod tests {
         assert_eq!(common_name(&[]), None);
     }
 
-    #[test]
-    fn bucket_refills_at_its_rate() {
-        let t0 = std::time::Instant::now();
-        let mut b = Bucket::new(10, t0);
-        for _ in 0..10 {
-            assert!(b.try_take(t0));
-        }
-        assert!(!b.try_take(t0));
-        assert!(b.try_take(t0 + std::time::Duration::from_millis(100)));
-        let mut bytes = Bucket::new(1000, t0);
-        bytes.spend(1500, t0);
-        let at = bytes.ready_at().unwrap();
-        assert!(at >= t0 + std::time::Duration::from_millis(499) && at <= t0 + std::time::Duration::from_millis(501));
-    }
 }
