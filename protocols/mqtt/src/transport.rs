@@ -105,6 +105,8 @@ pub async fn tls_accept<S: AsyncStream + 'static>(acceptor: &TlsAcceptor, io: S)
 /// must offer it; we answer with it).
 pub async fn ws_accept<S: AsyncStream + 'static>(io: S, path: &str) -> io::Result<WsStream<S>> {
     let path = path.to_string();
+    // The callback's signature is tungstenite's (its error is a whole HTTP response).
+    #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != path {
             let mut e = ErrorResponse::new(Some(format!("no WebSocket endpoint at {}", req.uri().path())));

@@ -618,7 +618,7 @@ fn edge_example_is_locked_down() {
     let binds = s.mqtt.bind.iter().chain(&s.mqtt.tls_bind).chain(&s.mqtt.ws_bind).chain(&s.mqtt.wss_bind).chain(&s.mqttsn.bind);
     assert!(binds.clone().all(|a| a.ip().is_unspecified()), "{:?}", binds.collect::<Vec<_>>());
     assert!(!s.broker.allow_anonymous);
-    assert_eq!(s.mqtt.tls_bind, vec!["0.0.0.0:8883".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(s.mqtt.tls_bind, vec!["0.0.0.0:8883".parse::<SocketAddr>().expect("address")]);
     assert!(s.mqtt.tls.is_some());
     assert!(!s.auth.chain.is_empty());
     let acl = s.acl.expect("edge.toml has ACL rules");
