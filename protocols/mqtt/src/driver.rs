@@ -274,7 +274,7 @@ fn run(
             return;
         };
         let limits = ctx_limits;
-        let close = Box::pin(connected(&mut io, &mut session, &conn, limits)).await;
+        let close = connected(&mut io, &mut session, &conn, limits).await;
         Box::pin(close_connection(io, session, conn, close, peer)).await;
         drop(permit);
     }
@@ -462,11 +462,14 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
     let metrics = conn.broker().metrics();
     let mut out: Vec<Packet> = Vec::new();
     let now = Instant::now();
-    let mut rates = Rates {
-        bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
-        messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
-        disconnect: limits.disconnect_over_rate,
-    };
+    // Boxed and only when configured: an idle connection without rates carries 8 bytes.
+    let mut rates = (limits.bytes_rate.is_some() || limits.messages_rate.is_some()).then(|| {
+        Box::new(Rates {
+            bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
+            messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
+            disconnect: limits.disconnect_over_rate,
+        })
+    });
     let mut paused: Option<Instant> = None;
     loop {
         for p in out.drain(..) {
@@ -483,7 +486,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                     Ok(0) => return lost("peer closed the connection".into()),
                     Ok(n) => {
                         metrics.bytes_in(Protocol::Mqtt, n);
-                        if let Some(b) = &mut rates.bytes {
+                        if let Some(b) = rates.as_mut().and_then(|r| r.bytes.as_mut()) {
                             b.spend(n as u64, Instant::now());
                         }
                     }
@@ -492,7 +495,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                 loop {
                     match io.decode() {
                         Ok(Some(p)) => {
-                            if let (Packet::Publish(_), Some(m)) = (&p, &mut rates.messages) {
+                            if let (Packet::Publish(_), Some(m)) = (&p, rates.as_mut().and_then(|r| r.messages.as_mut())) {
                                 m.spend(1, Instant::now());
                             }
                             if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
@@ -513,8 +516,8 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                         }
                     }
                 }
-                paused = rates.paused_until(metrics);
-                if paused.is_some() && rates.disconnect {
+                paused = rates.as_ref().and_then(|r| r.paused_until(metrics));
+                if paused.is_some() && rates.as_ref().is_some_and(|r| r.disconnect) {
                     for p in out.drain(..) {
                         io.queue(&p);
                     }
@@ -525,9 +528,7 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                     };
                 }
             }
-            _ = sleep_until(paused), if paused.is_some() => {
-                paused = None;
-            }
+
             d = conn.next_delivery() => {
                 let now = Instant::now();
                 let mut next = Some(d);
@@ -549,8 +550,13 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                     }
                 }
             }
-            _ = sleep_until(deadline) => {
-                if let Some(c) = session.handle_timeout(Instant::now()) {
+            // One timer for keep alive and the end of a rate pause.
+            _ = sleep_until(deadline.into_iter().chain(paused).min()) => {
+                let now = Instant::now();
+                if paused.is_some_and(|p| now >= p) {
+                    paused = None;
+                }
+                if let Some(c) = session.handle_timeout(now) {
                     return c;
                 }
             }
