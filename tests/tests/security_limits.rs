@@ -157,3 +157,33 @@ async fn security_mqttsn_peer_packet_rate_and_new_peer_cap() {
     assert!(broker.broker().metrics().snapshot().limited(Limited::NewPeerRate) >= 30);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn security_listener_max_connections_and_messages_rate() {
+    let broker = TestBroker::start_with("[mqtt]\nmax_connections = 2\nmessages_rate = \"10/s\"\n").await;
+    let addr = broker.addr();
+    let (mut a, _) = RawClient::connect_v4(addr, raw::connect_v4("a")).await;
+    let (_b, _) = RawClient::connect_v4(addr, raw::connect_v4("b")).await;
+    // The third is closed at accept: no CONNACK.
+    let mut c = RawClient::connect(addr).await;
+    c.send_bytes(&raw::encode_v4(&v4::Packet::Connect(raw::connect_v4("c")))).await.ok();
+    c.expect_close(WAIT).await;
+    assert_eq!(broker.broker().metrics().snapshot().limited(Limited::MaxConnections), 1);
+    // 30 QoS 1 publishes against 10/s (a 10-message burst): throttled, all acknowledged.
+    let started = Instant::now();
+    for i in 1..=30u16 {
+        let mut p = v4::Publish::new("m", rumqttc::QoS::AtLeastOnce, "x");
+        p.pkid = i;
+        a.send_v4(&v4::Packet::Publish(p)).await;
+    }
+    let mut acks = 0;
+    while acks < 30 {
+        if let v4::Packet::PubAck(_) = a.recv_v4(Duration::from_secs(5)).await {
+            acks += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1500), "30 messages at 10/s took {elapsed:?}");
+    assert!(broker.broker().metrics().snapshot().limited(Limited::MessageRate) > 0);
+    broker.stop().await;
+}

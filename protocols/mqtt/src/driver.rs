@@ -444,16 +444,26 @@ struct Rates {
 }
 
 impl Rates {
-    /// When reading may go on, if a budget is spent; counted once per pause.
-    fn paused_until(&self, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
-        let b = self.bytes.as_ref().and_then(Bucket::ready_at);
-        let m = self.messages.as_ref().and_then(Bucket::ready_at);
-        if b.is_some() {
+    /// Spends `n` bytes; when reading may go on if the budget is spent (counted).
+    fn spend_bytes(&mut self, n: usize, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
+        let b = self.bytes.as_mut()?;
+        b.spend(n as u64, Instant::now());
+        let at = b.ready_at();
+        if at.is_some() {
             metrics.limited(Limited::BytesRate);
-        } else if m.is_some() {
+        }
+        at
+    }
+
+    /// Spends one PUBLISH; when decoding may go on if the budget is spent (counted).
+    fn spend_message(&mut self, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
+        let m = self.messages.as_mut()?;
+        m.spend(1, Instant::now());
+        let at = m.ready_at();
+        if at.is_some() {
             metrics.limited(Limited::MessageRate);
         }
-        b.max(m)
+        at
     }
 }
 
@@ -470,8 +480,41 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
             disconnect: limits.disconnect_over_rate,
         })
     });
-    let mut paused: Option<Instant> = None;
+    // Over the bytes rate: no reading until then. Over the messages rate: the packets
+    // already read wait in the buffer until then (and nothing more is read).
+    let mut read_paused: Option<Instant> = None;
+    let mut decode_paused: Option<Instant> = None;
     loop {
+        while decode_paused.is_none() {
+            match io.decode() {
+                Ok(Some(p)) => {
+                    if let (Packet::Publish(_), Some(r)) = (&p, rates.as_mut()) {
+                        decode_paused = r.spend_message(metrics);
+                    }
+                    if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
+                        // Acknowledgements owed for earlier packets still go out.
+                        for p in out.drain(..) {
+                            io.queue(&p);
+                        }
+                        return c;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Close { reason: roost_core::DisconnectReason::Abnormal, send: Some(e.reason_code()), why: e.to_string() };
+                }
+            }
+        }
+        if (read_paused.is_some() || decode_paused.is_some()) && rates.as_ref().is_some_and(|r| r.disconnect) {
+            for p in out.drain(..) {
+                io.queue(&p);
+            }
+            return Close {
+                reason: roost_core::DisconnectReason::Abnormal,
+                send: Some(codec::reason::QUOTA_EXCEEDED),
+                why: "over the listener's bytes or messages rate".into(),
+            };
+        }
         for p in out.drain(..) {
             io.queue(&p);
         }
@@ -480,55 +523,20 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
             Err(e) => return lost(format!("write failed: {e}")),
         }
         let deadline = session.keep_alive_deadline();
+        let wake = [deadline, read_paused, decode_paused].into_iter().flatten().min();
         tokio::select! {
-            r = io.read_more(), if paused.is_none() => {
+            r = io.read_more(), if read_paused.is_none() && decode_paused.is_none() => {
                 match r {
                     Ok(0) => return lost("peer closed the connection".into()),
                     Ok(n) => {
                         metrics.bytes_in(Protocol::Mqtt, n);
-                        if let Some(b) = rates.as_mut().and_then(|r| r.bytes.as_mut()) {
-                            b.spend(n as u64, Instant::now());
+                        if let Some(r) = rates.as_mut() {
+                            read_paused = r.spend_bytes(n, metrics);
                         }
                     }
                     Err(e) => return lost(format!("read failed: {e}")),
                 }
-                loop {
-                    match io.decode() {
-                        Ok(Some(p)) => {
-                            if let (Packet::Publish(_), Some(m)) = (&p, rates.as_mut().and_then(|r| r.messages.as_mut())) {
-                                m.spend(1, Instant::now());
-                            }
-                            if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
-                                // Acknowledgements owed for earlier packets still go out.
-                                for p in out.drain(..) {
-                                    io.queue(&p);
-                                }
-                                return c;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            return Close {
-                                reason: roost_core::DisconnectReason::Abnormal,
-                                send: Some(e.reason_code()),
-                                why: e.to_string(),
-                            };
-                        }
-                    }
-                }
-                paused = rates.as_ref().and_then(|r| r.paused_until(metrics));
-                if paused.is_some() && rates.as_ref().is_some_and(|r| r.disconnect) {
-                    for p in out.drain(..) {
-                        io.queue(&p);
-                    }
-                    return Close {
-                        reason: roost_core::DisconnectReason::Abnormal,
-                        send: Some(codec::reason::QUOTA_EXCEEDED),
-                        why: "over the listener's bytes or messages rate".into(),
-                    };
-                }
             }
-
             d = conn.next_delivery() => {
                 let now = Instant::now();
                 let mut next = Some(d);
@@ -550,12 +558,11 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, li
                     }
                 }
             }
-            // One timer for keep alive and the end of a rate pause.
-            _ = sleep_until(deadline.into_iter().chain(paused).min()) => {
+            // One timer for keep alive and the ends of rate pauses.
+            _ = sleep_until(wake) => {
                 let now = Instant::now();
-                if paused.is_some_and(|p| now >= p) {
-                    paused = None;
-                }
+                read_paused = read_paused.filter(|p| now < *p);
+                decode_paused = decode_paused.filter(|p| now < *p);
                 if let Some(c) = session.handle_timeout(now) {
                     return c;
                 }

@@ -254,4 +254,21 @@ mod tests {
         assert_eq!(common_name(&[]), None);
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes (truncated, lengths past the end, 4-byte lengths), no panic.
+        #[test]
+        fn common_name_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = common_name(&bytes);
+        }
+
+        #[test]
+        fn common_name_of_a_truncated_certificate_never_panics(cut in 0usize..400) {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, "x");
+            let cert = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+            let der = cert.der();
+            let _ = common_name(&der[..cut.min(der.len())]);
+        }
+    }
+
 }

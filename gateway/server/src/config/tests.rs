@@ -636,3 +636,27 @@ fn edge_example_is_locked_down() {
     assert!(!acl.check(&who("sensor-17", "s17"), Action::Publish, "devices/s18/temp"));
     assert!(acl.check(&who("sensor-17", "s17"), Action::Subscribe, "devices/s17/cmd/#"));
 }
+
+/// `[acl] file`: more rules in the same form, after the inline ones; a bad rule there names
+/// the file.
+#[test]
+fn acl_file_rules_follow_the_inline_ones() {
+    use roost_core::auth::Permission;
+    let dir = std::env::temp_dir().join(format!("roost-acl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("acl.toml");
+    std::fs::write(&file, "[[rule]]\npermission = \"deny\"\nip = \"10.0.0.0/8\"\ntopics = [\"#\"]\n").expect("write");
+    let text = format!(
+        "[acl]\nno_match = \"deny\"\nfile = {:?}\n[[acl.rule]]\npermission = \"allow\"\nuser = \"admin\"\ntopics = [\"#\"]\n",
+        file.display()
+    );
+    let acl = parse(&text).expect("valid").acl.expect("rules");
+    assert_eq!(acl.rules.len(), 2);
+    assert_eq!(acl.rules[0].permission, Permission::Allow);
+    assert_eq!(acl.rules[1].permission, Permission::Deny);
+    assert_eq!(acl.no_match, Permission::Deny);
+    std::fs::write(&file, "[[rule]]\npermission = \"maybe\"\ntopics = [\"#\"]\n").expect("write");
+    let e = parse(&text).expect_err("bad rule");
+    assert!(e.to_string().contains("acl.toml"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
