@@ -40,6 +40,13 @@ impl TestBroker {
             Err(e) => panic!("test config rejected: {e}\n{config_toml}"),
         };
         settings.mqtt.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        // TLS, WebSocket and WSS listeners stay off unless the test's config opens them;
+        // then each is one 127.0.0.1:0 listener (see `TestBroker::mqtt_addr_of`).
+        for list in [&mut settings.mqtt.tls_bind, &mut settings.mqtt.ws_bind, &mut settings.mqtt.wss_bind] {
+            if !list.is_empty() {
+                *list = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+            }
+        }
         // Tests share a working directory: unless a test configures storage itself, keep its
         // state in memory rather than in ./data.
         if !config_toml.contains("[storage]") {
@@ -68,6 +75,14 @@ impl TestBroker {
         match self.gateway.codec_addr(name) {
             Some(addr) => addr,
             None => panic!("no [[codec]] listener named {name:?}"),
+        }
+    }
+
+    /// The address of the MQTT listener of `kind` (TLS, WebSocket, WSS) the config opened.
+    pub fn mqtt_addr_of(&self, kind: roost_mqtt::transport::Kind) -> SocketAddr {
+        match self.gateway.mqtt_addrs_of(kind).first() {
+            Some(a) => *a,
+            None => panic!("no MQTT {} listener; the config must open one", kind.as_str()),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod mosquitto;
 pub mod mqtt5;
 pub mod raw;
 pub mod roost_bin;
+pub mod sn_peer;
 
 pub use backend::TestBroker;
 

@@ -47,6 +47,16 @@ pub struct ConnectRequest {
     pub receive_maximum: u16,
 }
 
+/// What the transport knows about a connecting device beyond its [`ConnectRequest`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnectContext {
+    /// A name finer than [`Protocol`] (a custom codec's), see [`Broker::connect_as`].
+    pub protocol_name: Option<Arc<str>>,
+    /// The identity of a client certificate the listener verified (mTLS), or a DTLS PSK
+    /// identity: authentication sources may accept the client on it.
+    pub certificate: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     #[error("bad username or password")]
@@ -70,6 +80,7 @@ pub(crate) struct Inner {
     pub authorizer: Box<dyn Authorizer>,
     pub hooks: Hooks,
     pub tracer: crate::trace::Tracer,
+    pub failures: crate::auth::throttle::FailureTracker,
     next_id: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -109,6 +120,7 @@ impl BrokerBuilder {
     /// Builds the broker and restores what its store holds.
     pub fn build(self) -> Result<Broker, StoreError> {
         let allow_anonymous = self.settings.allow_anonymous;
+        let failures = crate::auth::throttle::FailureTracker::new(self.settings.auth_failures_free);
         let inner = Arc::new(Inner {
             router: Router::new(self.settings.shared_strategy),
             settings: self.settings,
@@ -120,6 +132,7 @@ impl BrokerBuilder {
             authorizer: self.authorizer,
             hooks: Hooks::new(self.hooks),
             tracer: crate::trace::Tracer::default(),
+            failures,
             next_id: AtomicU64::new(1),
             shutting_down: false.into(),
         });
@@ -192,20 +205,31 @@ impl Broker {
     /// Connects a device: authentication, connection limit, then session takeover or
     /// creation. The returned [`Connection`] is the adapter's only handle on the broker.
     pub async fn connect(&self, req: ConnectRequest) -> Result<Connection, ConnectError> {
-        self.connect_inner(req, None).await
+        self.connect_with(req, ConnectContext::default()).await
     }
 
     /// [`Broker::connect`] for a protocol that names itself more finely than
     /// [`Protocol`]: a custom codec passes its registered name, which hooks, ACL and
     /// listings see as [`ClientInfo::protocol_name`].
     pub async fn connect_as(&self, req: ConnectRequest, protocol_name: Arc<str>) -> Result<Connection, ConnectError> {
-        self.connect_inner(req, Some(protocol_name)).await
+        self.connect_with(req, ConnectContext { protocol_name: Some(protocol_name), ..Default::default() }).await
     }
 
-    async fn connect_inner(&self, req: ConnectRequest, protocol_detail: Option<Arc<str>>) -> Result<Connection, ConnectError> {
+    /// [`Broker::connect`] with what the transport knows beyond the request: a finer
+    /// protocol name, the identity of a verified client certificate (mTLS) or PSK.
+    pub async fn connect_with(&self, req: ConnectRequest, context: ConnectContext) -> Result<Connection, ConnectError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
+        }
+        let ConnectContext { protocol_name: protocol_detail, certificate } = context;
+        // An address that failed to log in repeatedly waits before it is answered.
+        if let Some(ip) = req.peer.map(|p| p.ip()) {
+            let delay = inner.failures.delay(ip, Instant::now());
+            if !delay.is_zero() {
+                tracing::debug!(%ip, ?delay, "connect slowed after repeated failed logins");
+                tokio::time::sleep(delay).await;
+            }
         }
         let info = Arc::new(ClientInfo {
             client_id: req.client_id.clone(),
@@ -214,7 +238,14 @@ impl Broker {
             peer: req.peer,
             username: req.username.clone(),
         });
-        let decision = inner.authenticator.authenticate(Credentials { client: &info, password: req.password.as_ref() }).await;
+        let creds = Credentials { client: &info, password: req.password.as_ref(), certificate: certificate.as_deref() };
+        let decision = inner.authenticator.authenticate(creds).await;
+        if let Some(ip) = info.peer.map(|p| p.ip()) {
+            match decision {
+                AuthDecision::Allow => inner.failures.succeeded(ip),
+                _ => inner.failures.failed(ip, Instant::now()),
+            }
+        }
         if inner.hooks.wants(EventKind::ClientAuthenticate) {
             self.hook(&Event::Authenticate { client: &info, allowed: decision == AuthDecision::Allow });
         }
@@ -222,12 +253,12 @@ impl Broker {
             AuthDecision::Allow => {}
             AuthDecision::BadCredentials => {
                 inner.metrics.auth_failure();
-                tracing::info!(client_id = %info.client_id, peer = ?info.peer, "connect refused: bad credentials");
+                tracing::warn!(client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: bad credentials");
                 return Err(ConnectError::BadCredentials);
             }
             AuthDecision::NotAuthorized => {
                 inner.metrics.auth_failure();
-                tracing::info!(client_id = %info.client_id, peer = ?info.peer, "connect refused: not authorized");
+                tracing::warn!(client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: not authorized");
                 return Err(ConnectError::NotAuthorized);
             }
         }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod broker;
 pub mod connection;
 pub mod hooks;
+pub mod limit;
 pub mod metrics;
 mod restore;
 mod retained;
@@ -25,7 +26,7 @@ pub mod topic;
 pub mod trace;
 pub mod types;
 
-pub use broker::{Broker, ConnectError, ConnectRequest};
+pub use broker::{Broker, ConnectContext, ConnectError, ConnectRequest};
 pub use connection::{Connection, PublishError, Published, SubscribeError};
 pub use router::SubOptions;
 pub use session::{Delivery, DisconnectReason, Pending, Will};

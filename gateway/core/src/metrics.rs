@@ -53,6 +53,39 @@ impl DropReason {
     }
 }
 
+/// What flood control refused or held back (per-listener limits of the adapters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// A connection closed at accept: the listener's `max_connections` was reached.
+    MaxConnections,
+    /// A connection closed at accept: over the listener's `max_conn_rate`.
+    ConnRate,
+    /// A connection not read for a while: over its bytes-in rate.
+    BytesRate,
+    /// A connection not read for a while: over its messages-in rate.
+    MessageRate,
+    /// A datagram dropped: its peer was over the per-peer packet rate.
+    PeerPacketRate,
+    /// A datagram from a new peer dropped: over the new-peers-per-second cap.
+    NewPeerRate,
+}
+
+impl Limited {
+    pub const ALL: [Limited; 6] =
+        [Limited::MaxConnections, Limited::ConnRate, Limited::BytesRate, Limited::MessageRate, Limited::PeerPacketRate, Limited::NewPeerRate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limited::MaxConnections => "max_connections",
+            Limited::ConnRate => "conn_rate",
+            Limited::BytesRate => "bytes_rate",
+            Limited::MessageRate => "message_rate",
+            Limited::PeerPacketRate => "peer_packet_rate",
+            Limited::NewPeerRate => "new_peer_rate",
+        }
+    }
+}
+
 #[derive(Default)]
 struct PerProtocol {
     connections: AtomicU64,
@@ -69,6 +102,7 @@ pub struct Metrics {
     protocols: [PerProtocol; Protocol::ALL.len()],
     dropped: [AtomicU64; DropReason::ALL.len()],
     auth_failures: AtomicU64,
+    limited: [AtomicU64; Limited::ALL.len()],
 }
 
 /// A point-in-time copy of the counters.
@@ -82,6 +116,8 @@ pub struct Snapshot {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub auth_failures: u64,
+    /// (what, count) for every kind of flood control.
+    pub limited: Vec<(&'static str, u64)>,
     /// (reason, count) for every drop reason.
     pub dropped_by_reason: Vec<(&'static str, u64)>,
     /// (protocol, connections, messages in, messages out) for every protocol.
@@ -89,6 +125,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    pub fn limited(&self, what: Limited) -> u64 {
+        self.limited.iter().find(|(l, _)| *l == what.as_str()).map_or(0, |(_, n)| *n)
+    }
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped_by_reason.iter().find(|(r, _)| *r == reason.as_str()).map_or(0, |(_, n)| *n)
     }
@@ -100,6 +139,9 @@ impl Metrics {
     }
     pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+    pub fn limited(&self, what: Limited) {
+        self.limited[what as usize].fetch_add(1, Relaxed);
     }
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Relaxed);
@@ -141,6 +183,7 @@ impl Metrics {
             bytes_received: sum(|p| &p.bytes_in),
             bytes_sent: sum(|p| &p.bytes_out),
             auth_failures: self.auth_failures.load(Relaxed),
+            limited: Limited::ALL.iter().map(|l| (l.as_str(), self.limited[*l as usize].load(Relaxed))).collect(),
             dropped_by_reason,
             by_protocol: Protocol::ALL
                 .iter()

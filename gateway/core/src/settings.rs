@@ -60,6 +60,9 @@ pub struct BrokerSettings {
     pub shared_strategy: SharedStrategy,
     /// Connect without username accepted.
     pub allow_anonymous: bool,
+    /// Failed logins from one IP address (within a minute) before further connects from
+    /// it are answered slowly; 0: never slowed.
+    pub auth_failures_free: u32,
 }
 
 impl Default for BrokerSettings {
@@ -80,6 +83,7 @@ impl Default for BrokerSettings {
             max_retained_messages: 1_000_000,
             shared_strategy: SharedStrategy::default(),
             allow_anonymous: true,
+            auth_failures_free: 5,
         }
     }
 }

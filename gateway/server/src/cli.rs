@@ -28,6 +28,26 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Add a user to a users file (`[auth] password_file`), or change its password, as
+    /// `mosquitto_passwd` does. The file is created if missing; the password is stored as an
+    /// argon2id hash. Without -b the password is prompted for (twice) on the terminal.
+    Passwd {
+        /// Batch mode: the password is the third argument (it shows in the process list and
+        /// shell history; prefer the prompt).
+        #[arg(short = 'b')]
+        batch: bool,
+        /// Bind the user to this client id: it may connect with no other.
+        #[arg(long, value_name = "ID")]
+        client_id: Option<String>,
+        /// The users file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(value_name = "USER")]
+        user: String,
+        /// With -b: the password.
+        #[arg(value_name = "PASSWORD")]
+        password: Option<String>,
+    },
     /// Inspect the store file named by `[storage]` of the config (the gateway must be stopped).
     Store {
         #[command(subcommand)]

@@ -21,6 +21,8 @@ use crate::config::Settings;
 pub struct Gateway {
     broker: Broker,
     mqtt_addrs: Vec<SocketAddr>,
+    /// Every MQTT listener (TCP, TLS, WebSocket, secure WebSocket) and its bound address.
+    mqtt_listeners: Vec<(roost_mqtt::transport::Kind, SocketAddr)>,
     /// `[[codec]]` listener name -> bound address, in config order.
     codec_addrs: Vec<(String, SocketAddr)>,
     mqttsn_addrs: Vec<SocketAddr>,
@@ -102,7 +104,17 @@ impl Builder {
         }
 
         // Bind first: a taken port fails fast, before the store file is locked.
-        let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
+        // TLS files and the auth sources are read before any port is bound, too.
+        let tls = match &settings.mqtt.tls {
+            Some(t) => Some(roost_mqtt::transport::acceptor(t).map_err(|e| anyhow::anyhow!("mqtt.tls: {e}"))?),
+            None => None,
+        };
+        let authenticator = match authenticator {
+            Some(a) => Some(a),
+            None => crate::security::authenticator(&settings)?,
+        };
+        let authorizer = authorizer.or_else(|| settings.acl.clone().map(|a| Box::new(a) as Box<dyn Authorizer>));
+        let listeners = roost_mqtt::driver::bind_all(&settings.mqtt).await.context("starting the MQTT listeners")?;
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
@@ -157,13 +169,18 @@ impl Builder {
             broker: broker.clone(),
             settings: settings.mqtt.clone(),
             permits: Arc::new(Semaphore::new(settings.broker.max_connections)),
+            tls,
         });
         let mut mqtt_addrs = Vec::new();
-        for l in listeners {
+        let mut mqtt_listeners = Vec::new();
+        for (kind, l) in listeners {
             let addr = l.local_addr()?;
-            tracing::info!(%addr, "MQTT listening");
-            mqtt_addrs.push(addr);
-            tracker.spawn(roost_mqtt::driver::serve(l, ctx.clone(), shutdown.clone(), tracker.clone()));
+            tracing::info!(%addr, transport = kind.as_str(), "MQTT listening");
+            if kind == roost_mqtt::transport::Kind::Tcp {
+                mqtt_addrs.push(addr);
+            }
+            mqtt_listeners.push((kind, addr));
+            tracker.spawn(roost_mqtt::driver::serve_kind(l, kind, ctx.clone(), shutdown.clone(), tracker.clone()));
         }
 
         let mut codec_addrs = Vec::new();
@@ -226,7 +243,7 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
@@ -271,6 +288,11 @@ impl Gateway {
     /// The bound MQTT addresses (with the real port where the config said 0).
     pub fn mqtt_addrs(&self) -> &[SocketAddr] {
         &self.mqtt_addrs
+    }
+
+    /// The bound addresses of the MQTT listeners of one transport (`Kind::Tls`, `Kind::Ws`, ...).
+    pub fn mqtt_addrs_of(&self, kind: roost_mqtt::transport::Kind) -> Vec<SocketAddr> {
+        self.mqtt_listeners.iter().filter(|(k, _)| *k == kind).map(|(_, a)| *a).collect()
     }
 
     /// The bound MQTT-SN (UDP) addresses.

@@ -130,6 +130,13 @@ impl Collector for BrokerCollector {
                 ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
             }
         }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor("limited", "Connections, reads and datagrams held back or refused by flood control", None, c.metric_type())?;
+            for (what, n) in &m.limited {
+                ConstCounter::new(*n).encode(family.encode_family(&[("what", *what)])?)?;
+            }
+        }
         counter(&mut encoder, "connects", "Connections accepted since start", m.connects_total)?;
         counter(&mut encoder, "received_bytes", "Bytes received from clients", m.bytes_received)?;
         counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;

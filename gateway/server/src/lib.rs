@@ -10,6 +10,7 @@
 
 pub mod api;
 mod base64;
+pub mod auth_http;
 pub mod cli;
 pub mod ctl;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod gateway;
 pub mod http;
 pub mod http_client;
 pub mod logging;
+pub mod security;
 pub mod sys;
 pub mod webhook;
 

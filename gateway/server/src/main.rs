@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Store { action }) => store(cli.config, action),
         Some(Command::Ctl(args)) => ctl(cli.config, args),
+        Some(Command::Passwd { batch, client_id, file, user, password }) => passwd(batch, client_id, &file, &user, password),
         None => run(cli.config),
     }
 }
@@ -104,6 +105,56 @@ fn ctl(config_file: Option<PathBuf>, args: roost::cli::CtlArgs) -> ExitCode {
         Err(e) => {
             eprintln!("roost ctl: {e:#}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn passwd(batch: bool, client_id: Option<String>, file: &Path, user: &str, password: Option<String>) -> ExitCode {
+    let password = match (batch, password) {
+        (true, Some(p)) => p,
+        (true, None) => {
+            eprintln!("roost passwd: -b needs the password as the third argument");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        (false, Some(_)) => {
+            eprintln!("roost passwd: a password argument needs -b");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        (false, None) => match prompt_password() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("roost passwd: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+    };
+    if password.is_empty() {
+        eprintln!("roost passwd: empty password");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match roost_core::auth::users::set_user(file, user, password.as_bytes(), client_id.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost passwd: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Twice on the terminal, not echoed; without a terminal, one line of standard input.
+fn prompt_password() -> Result<String, String> {
+    match rpassword::prompt_password("Password: ") {
+        Ok(first) => {
+            let again = rpassword::prompt_password("Reenter password: ").map_err(|e| e.to_string())?;
+            if first != again {
+                return Err("passwords do not match".into());
+            }
+            Ok(first)
+        }
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
         }
     }
 }

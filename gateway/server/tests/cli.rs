@@ -62,6 +62,14 @@ fn check_config_accepts_the_default_file() {
 }
 
 #[test]
+fn check_config_accepts_the_edge_example() {
+    let edge = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/edge.toml");
+    let out = roost(&["check-config", edge]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+}
+
+#[test]
 fn check_config_accepts_an_empty_file() {
     let path = config_file("empty", "");
     let out = roost(&["check-config", path.to_str().expect("utf-8 path")]);

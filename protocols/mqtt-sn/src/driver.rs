@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use roost_core::trace::Direction;
+use roost_core::limit::{Bucket, PeerBuckets};
+use roost_core::metrics::Limited;
 use roost_core::{ClientId, ClientInfo, Delivery, DisconnectReason, Protocol};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -104,6 +106,12 @@ pub async fn serve(
         let _ = socket.set_broadcast(true);
     }
     let mut advertise_tick = tokio::time::interval(advertise.unwrap_or(Duration::from_secs(3600)));
+    // Flood control: datagrams per peer address, and datagrams from addresses that are not
+    // (yet) clients — every new peer starts with one.
+    let start = std::time::Instant::now();
+    let mut peer_rate = (ctx.settings.peer_packet_rate > 0)
+        .then(|| PeerBuckets::new(u64::from(ctx.settings.peer_packet_rate), ctx.settings.max_clients.saturating_mul(2), start));
+    let mut new_peers = (ctx.settings.new_peers_rate > 0).then(|| Bucket::new(u64::from(ctx.settings.new_peers_rate), start));
     loop {
         let (n, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -133,6 +141,13 @@ pub async fn serve(
             },
         };
         ctx.broker.metrics().bytes_in(Protocol::MqttSn, n);
+        if let Some(rates) = &mut peer_rate
+            && !rates.try_take(&addr, std::time::Instant::now())
+        {
+            ctx.broker.metrics().limited(Limited::PeerPacketRate);
+            tracing::trace!(peer = %addr, "MQTT-SN: over peer_packet_rate; datagram dropped");
+            continue;
+        }
         let datagram = Bytes::copy_from_slice(&buf[..n]);
         let (key, inner) = match codec::decode_encapsulated(&datagram) {
             Ok(None) => (PeerKey { addr, node: None }, datagram),
@@ -155,6 +170,14 @@ pub async fn serve(
                 continue;
             }
         };
+        if let Some(bucket) = &mut new_peers
+            && !clients.contains_key(&key)
+            && !bucket.try_take(std::time::Instant::now())
+        {
+            ctx.broker.metrics().limited(Limited::NewPeerRate);
+            tracing::trace!(peer = %addr, "MQTT-SN: over new_peers_rate; datagram from a new peer dropped");
+            continue;
+        }
         let msg = match clients.get(&key) {
             Some(tx) => match tx.try_send(msg) {
                 Ok(()) => continue,

@@ -37,6 +37,11 @@ pub struct MqttSnSettings {
     pub allow_qos_minus_one: bool,
     /// On a resumed session, REGISTER the names of the client's subscriptions again.
     pub subs_resume: bool,
+    /// Datagrams per second accepted from one peer (0: no limit); beyond it they are dropped.
+    pub peer_packet_rate: u32,
+    /// New peers per second the gateway takes on (0: no limit); a datagram from a new peer
+    /// beyond it is dropped (the client retries its CONNECT).
+    pub new_peers_rate: u32,
 }
 
 impl Default for MqttSnSettings {
@@ -57,6 +62,8 @@ impl Default for MqttSnSettings {
             max_inflight: 1,
             allow_qos_minus_one: true,
             subs_resume: false,
+            peer_packet_rate: 0,
+            new_peers_rate: 0,
         }
     }
 }

@@ -1,5 +1,11 @@
-//! Driver layer: the TCP listener and the task that owns each MQTT connection's socket,
-//! timers and cancellation, feeding the session and writing what it yields.
+//! Driver layer: the listeners (TCP, TLS, WebSocket, secure WebSocket; see [`crate::transport`])
+//! and the task that owns each MQTT connection's stream, timers and cancellation, feeding the
+//! session and writing what it yields.
+//!
+//! Flood control per listener (`[mqtt]` limits): connections beyond `max_connections` or
+//! over `max_conn_rate` are closed at accept; a connection over its bytes or messages rate
+//! is not read until its budget refills (TCP then pushes back on the sender), or closed
+//! with 0x97 if so configured. Each is counted in [`roost_core::metrics::Limited`].
 //!
 //! Accepted sockets are bounded by a semaphore (`limits.max_connections`, as in mini-redis).
 //! An idle connection holds no read or write buffer: buffers are allocated when bytes
@@ -10,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use parking_lot::Mutex;
+use roost_core::metrics::Limited;
 use roost_core::trace::Direction;
-use roost_core::{Broker, ConnectError, Connection, Protocol};
+use roost_core::{Broker, ConnectContext, ConnectError, Connection, Protocol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -22,6 +30,7 @@ use crate::codec::{self, reason, ConnAck, ConnAckProperties, DecodeError, Packet
 use crate::connect::{self, Accepted};
 use crate::session::{Close, Limits, MqttSession};
 use crate::settings::MqttSettings;
+use crate::transport::{self, Bucket, Kind, Stream};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -37,6 +46,38 @@ pub struct Context {
     pub broker: Broker,
     pub settings: MqttSettings,
     pub permits: Arc<Semaphore>,
+    /// The TLS and WSS listeners' acceptor (from `settings.tls`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds every MQTT listener of `settings`: plain (`bind`), TLS (`tls_bind`), WebSocket
+/// (`ws_bind`), secure WebSocket (`wss_bind`).
+pub async fn bind_all(settings: &MqttSettings) -> std::io::Result<Vec<(Kind, TcpListener)>> {
+    let mut out: Vec<(Kind, TcpListener)> = bind(settings).await?.into_iter().map(|l| (Kind::Tcp, l)).collect();
+    for (kind, addrs) in [(Kind::Tls, &settings.tls_bind), (Kind::Ws, &settings.ws_bind), (Kind::Wss, &settings.wss_bind)] {
+        for addr in addrs {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("mqtt {} listener {addr}: {e}", kind.as_str())))?;
+            out.push((kind, l));
+        }
+    }
+    Ok(out)
+}
+
+/// One listener's share of flood control.
+struct ListenerState {
+    open: std::sync::atomic::AtomicUsize,
+    rate: Option<Mutex<Bucket>>,
+}
+
+/// Decrements the listener's open count when the connection ends.
+struct OpenGuard(Arc<ListenerState>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Binds every `[mqtt] bind` address. Port 0 picks a free port; see `local_addr`.
@@ -58,6 +99,16 @@ pub async fn bind(settings: &MqttSettings) -> std::io::Result<Vec<TcpListener>> 
 
 /// Accepts connections until `shutdown` fires; every connection task joins `tracker`.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    serve_kind(listener, Kind::Tcp, ctx, shutdown, tracker).await
+}
+
+/// [`serve`] for a listener of any [`Kind`].
+pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let limits = ctx.settings.limits;
+    let state = Arc::new(ListenerState {
+        open: 0.into(),
+        rate: (limits.max_conn_rate > 0).then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
+    });
     loop {
         let permit = tokio::select! {
             p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -76,15 +127,29 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellat
                 continue;
             }
         };
+        if let Some(rate) = &state.rate
+            && !rate.lock().try_take(Instant::now())
+        {
+            ctx.broker.metrics().limited(Limited::ConnRate);
+            tracing::debug!(%peer, "mqtt: over max_conn_rate; connection closed at accept");
+            continue;
+        }
+        let open = state.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = OpenGuard(state.clone());
+        if limits.max_connections > 0 && open >= limits.max_connections {
+            ctx.broker.metrics().limited(Limited::MaxConnections);
+            tracing::debug!(%peer, "mqtt: listener at max_connections; connection closed at accept");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         // `run` itself is the task (no wrapping async block): a wrapper would keep its own
         // copies of the arguments for the life of the connection.
-        tracker.spawn(run(stream, peer, ctx.clone(), shutdown.clone(), permit));
+        tracker.spawn(run(stream, kind, peer, ctx.clone(), shutdown.clone(), (permit, guard)));
     }
 }
 
 struct Io {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
@@ -111,17 +176,34 @@ impl Io {
         r
     }
 
-    /// Reads once from the socket (after it signalled readiness).
-    fn fill(&mut self) -> std::io::Result<usize> {
-        self.rbuf.reserve(READ_CHUNK);
-        let r = self.stream.try_read_buf(&mut self.rbuf);
-        if self.rbuf.is_empty() {
-            // Readiness can be stale (it stays set after the handshake read the CONNECT
-            // until a read would block): an idle connection must not keep the chunk
-            // reserved for a read that brought nothing.
-            self.rbuf = BytesMut::new();
+    /// Reads what the stream has (waiting until it has something); `Ok(0)`: closed.
+    /// Cancel-safe: nothing read is lost if the future is dropped.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        match &mut self.stream {
+            Stream::Tcp(tcp) => loop {
+                // poll_read_ready rather than readable(): it parks the waker in the socket's
+                // registration, where readable()'s future carries its own ~150-byte waiter
+                // node in every idle connection's task.
+                std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
+                self.rbuf.reserve(READ_CHUNK);
+                let r = tcp.try_read_buf(&mut self.rbuf);
+                if self.rbuf.is_empty() {
+                    // Readiness can be stale (it stays set after the handshake read the
+                    // CONNECT until a read would block): an idle connection must not keep
+                    // the chunk reserved for a read that brought nothing.
+                    self.rbuf = BytesMut::new();
+                }
+                match r {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            },
+            Stream::Other(s) => {
+                self.rbuf.reserve(READ_CHUNK);
+                let rbuf = &mut self.rbuf;
+                std::future::poll_fn(|cx| tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut **s), cx, rbuf)).await
+            }
         }
-        r
     }
 
     /// Waits for the next packet (used before CONNECT).
@@ -132,14 +214,9 @@ impl Io {
                 Ok(None) => {}
                 Err(e) => return Read::Error(e),
             }
-            if self.stream.readable().await.is_err() {
-                return Read::Closed;
-            }
-            match self.fill() {
-                Ok(0) => return Read::Closed,
+            match self.read_more().await {
+                Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return Read::Closed,
             }
         }
     }
@@ -155,7 +232,16 @@ impl Io {
             return Ok(0);
         }
         let n = self.wbuf.len();
-        match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.wbuf)).await {
+        let write = async {
+            match &mut self.stream {
+                Stream::Tcp(tcp) => tcp.write_all(&self.wbuf).await,
+                Stream::Other(s) => {
+                    s.write_all(&self.wbuf).await?;
+                    s.flush().await
+                }
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(r) => r?,
             Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client accepts no bytes")),
         }
@@ -176,17 +262,20 @@ impl Io {
 /// life; here they move into the boxed handshake and the task keeps only a pointer.
 fn run(
     stream: TcpStream,
+    kind: Kind,
     peer: SocketAddr,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
-    permit: OwnedSemaphorePermit,
+    permit: (OwnedSemaphorePermit, OpenGuard),
 ) -> impl Future<Output = ()> + Send + 'static {
-    let handshake = Box::pin(async move { handshake(stream, peer, &ctx, &shutdown).await });
+    let ctx_limits = ctx.settings.limits;
+    let handshake = Box::pin(async move { handshake(stream, kind, peer, &ctx, &shutdown).await });
     async move {
         let Some((mut io, mut session, conn)) = handshake.await else {
             return;
         };
-        let close = connected(&mut io, &mut session, &conn).await;
+        let limits = ctx_limits;
+        let close = connected(&mut io, &mut session, &conn, limits).await;
         Box::pin(close_connection(io, session, conn, close, peer)).await;
         drop(permit);
     }
@@ -194,12 +283,28 @@ fn run(
 
 /// CONNECT in, CONNACK queued: the connection's IO, protocol session and core connection.
 async fn handshake(
-    stream: TcpStream,
+    tcp: TcpStream,
+    kind: Kind,
     peer: SocketAddr,
     ctx: &Context,
     shutdown: &CancellationToken,
 ) -> Option<(Io, MqttSession, Connection)> {
     let settings = &ctx.settings;
+    let upgrade = tokio::time::timeout(settings.connect_timeout, upgrade(tcp, kind, ctx));
+    let (stream, certificate) = tokio::select! {
+        r = upgrade => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: transport handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, transport = kind.as_str(), "mqtt: transport handshake timed out");
+                return None;
+            }
+        },
+        _ = shutdown.cancelled() => return None,
+    };
     let mut io = Io {
         stream,
         rbuf: BytesMut::new(),
@@ -247,9 +352,15 @@ async fn handshake(
             return None;
         }
     };
-    let Accepted { request, assigned_client_id, keep_alive, server_keep_alive, version } = accepted;
+    let Accepted { mut request, assigned_client_id, keep_alive, server_keep_alive, version } = accepted;
     let asked_expiry = request.session_expiry;
-    let conn = match ctx.broker.connect(request).await {
+    if let Some(cn) = &certificate
+        && settings.tls.as_ref().is_some_and(|t| t.cn_as_username)
+    {
+        request.username = Some(cn.clone());
+    }
+    let context = ConnectContext { certificate, ..Default::default() };
+    let conn = match ctx.broker.connect_with(request, context).await {
         Ok(c) => c,
         Err(e) => {
             let code = match e {
@@ -288,6 +399,7 @@ async fn handshake(
     let limits = Limits {
         topic_alias_maximum: settings.topic_alias_maximum,
         retain_available: ctx.broker.settings().retain_available,
+        deny_disconnect: settings.acl_deny_disconnect,
     };
     let session = MqttSession::new(version, keep_alive, &connect, limits, Instant::now());
     drop(connect);
@@ -308,14 +420,111 @@ async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, cl
         _ => tracing::debug!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed"),
     }
     conn.disconnect(close.reason).await;
-    let _ = io.stream.shutdown().await;
+    let _ = match &mut io.stream {
+        Stream::Tcp(tcp) => tcp.shutdown().await,
+        Stream::Other(s) => tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await.unwrap_or(Ok(())),
+    };
+}
+
+/// TLS and/or WebSocket handshakes; with TLS, the verified client certificate's common name.
+async fn upgrade(tcp: TcpStream, kind: Kind, ctx: &Context) -> std::io::Result<(Stream, Option<String>)> {
+    let acceptor = || ctx.tls.as_ref().ok_or_else(|| std::io::Error::other("no [mqtt.tls] for a TLS listener"));
+    Ok(match kind {
+        Kind::Tcp => (Stream::Tcp(tcp), None),
+        Kind::Tls => {
+            let (tls, cn) = transport::tls_accept(acceptor()?, tcp).await?;
+            (Stream::Other(Box::new(tls)), cn)
+        }
+        Kind::Ws => (Stream::Other(Box::new(transport::ws_accept(tcp, &ctx.settings.ws_path).await?)), None),
+        Kind::Wss => {
+            let (tls, cn) = transport::tls_accept(acceptor()?, tcp).await?;
+            (Stream::Other(Box::new(transport::ws_accept(tls, &ctx.settings.ws_path).await?)), cn)
+        }
+    })
+}
+
+/// A connection's rate budgets (`[mqtt]` bytes and messages rates).
+struct Rates {
+    bytes: Option<Bucket>,
+    messages: Option<Bucket>,
+    disconnect: bool,
+}
+
+impl Rates {
+    /// Spends `n` bytes; when reading may go on if the budget is spent (counted).
+    fn spend_bytes(&mut self, n: usize, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
+        let b = self.bytes.as_mut()?;
+        b.spend(n as u64, Instant::now());
+        let at = b.ready_at();
+        if at.is_some() {
+            metrics.limited(Limited::BytesRate);
+        }
+        at
+    }
+
+    /// Spends one PUBLISH; when decoding may go on if the budget is spent (counted).
+    fn spend_message(&mut self, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
+        let m = self.messages.as_mut()?;
+        m.spend(1, Instant::now());
+        let at = m.ready_at();
+        if at.is_some() {
+            metrics.limited(Limited::MessageRate);
+        }
+        at
+    }
 }
 
 /// The connected state: packets in, deliveries out, keep alive, until something closes it.
-async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) -> Close {
+async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, limits: crate::settings::ListenerLimits) -> Close {
     let metrics = conn.broker().metrics();
     let mut out: Vec<Packet> = Vec::new();
+    let now = Instant::now();
+    // Boxed and only when configured: an idle connection without rates carries 8 bytes.
+    let mut rates = (limits.bytes_rate.is_some() || limits.messages_rate.is_some()).then(|| {
+        Box::new(Rates {
+            bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
+            messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
+            disconnect: limits.disconnect_over_rate,
+        })
+    });
+    // Over the bytes rate: no reading until then. Over the messages rate: the packets
+    // already read wait in the buffer until then (and nothing more is read).
+    let mut read_paused: Option<Instant> = None;
+    let mut decode_paused: Option<Instant> = None;
     loop {
+        while decode_paused.is_none() {
+            match io.decode() {
+                Ok(Some(p)) => {
+                    trace(conn, Direction::In, &p);
+                    if let (Packet::Publish(_), Some(r)) = (&p, rates.as_mut()) {
+                        decode_paused = r.spend_message(metrics);
+                    }
+                    if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
+                        // Acknowledgements owed for earlier packets still go out.
+                        for p in out.drain(..) {
+                            trace(conn, Direction::Out, &p);
+                            io.queue(&p);
+                        }
+                        return c;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Close { reason: roost_core::DisconnectReason::Abnormal, send: Some(e.reason_code()), why: e.to_string() };
+                }
+            }
+        }
+        if (read_paused.is_some() || decode_paused.is_some()) && rates.as_ref().is_some_and(|r| r.disconnect) {
+            for p in out.drain(..) {
+                trace(conn, Direction::Out, &p);
+                io.queue(&p);
+            }
+            return Close {
+                reason: roost_core::DisconnectReason::Abnormal,
+                send: Some(codec::reason::QUOTA_EXCEEDED),
+                why: "over the listener's bytes or messages rate".into(),
+            };
+        }
         for p in out.drain(..) {
             trace(conn, Direction::Out, &p);
             io.queue(&p);
@@ -325,42 +534,18 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
             Err(e) => return lost(format!("write failed: {e}")),
         }
         let deadline = session.keep_alive_deadline();
+        let wake = [deadline, read_paused, decode_paused].into_iter().flatten().min();
         tokio::select! {
-            // poll_read_ready rather than readable(): it parks the waker in the socket's
-            // registration, where readable()'s future carries its own ~150-byte waiter node
-            // in every idle connection's task.
-            r = std::future::poll_fn(|cx| io.stream.poll_read_ready(cx)) => {
-                if let Err(e) = r {
-                    return lost(format!("read failed: {e}"));
-                }
-                match io.fill() {
+            r = io.read_more(), if read_paused.is_none() && decode_paused.is_none() => {
+                match r {
                     Ok(0) => return lost("peer closed the connection".into()),
-                    Ok(n) => metrics.bytes_in(Protocol::Mqtt, n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return lost(format!("read failed: {e}")),
-                }
-                loop {
-                    match io.decode() {
-                        Ok(Some(p)) => {
-                            trace(conn, Direction::In, &p);
-                            if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
-                                // Acknowledgements owed for earlier packets still go out.
-                                for p in out.drain(..) {
-                                    trace(conn, Direction::Out, &p);
-                                    io.queue(&p);
-                                }
-                                return c;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            return Close {
-                                reason: roost_core::DisconnectReason::Abnormal,
-                                send: Some(e.reason_code()),
-                                why: e.to_string(),
-                            };
+                    Ok(n) => {
+                        metrics.bytes_in(Protocol::Mqtt, n);
+                        if let Some(r) = rates.as_mut() {
+                            read_paused = r.spend_bytes(n, metrics);
                         }
                     }
+                    Err(e) => return lost(format!("read failed: {e}")),
                 }
             }
             d = conn.next_delivery() => {
@@ -385,8 +570,12 @@ async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection) ->
                     }
                 }
             }
-            _ = sleep_until(deadline) => {
-                if let Some(c) = session.handle_timeout(Instant::now()) {
+            // One timer for keep alive and the ends of rate pauses.
+            _ = sleep_until(wake) => {
+                let now = Instant::now();
+                read_paused = read_paused.filter(|p| now < *p);
+                decode_paused = decode_paused.filter(|p| now < *p);
+                if let Some(c) = session.handle_timeout(now) {
                     return c;
                 }
             }

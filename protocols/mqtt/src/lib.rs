@@ -13,3 +13,4 @@ pub mod connect;
 pub mod driver;
 pub mod session;
 pub mod settings;
+pub mod transport;

@@ -37,6 +37,8 @@ impl Close {
 pub struct Limits {
     pub topic_alias_maximum: u16,
     pub retain_available: bool,
+    /// An ACL-denied PUBLISH closes the connection (`[acl] deny_action = "disconnect"`).
+    pub deny_disconnect: bool,
 }
 
 pub struct MqttSession {
@@ -217,6 +219,9 @@ impl MqttSession {
         };
         match p.qos {
             codec::QoS::AtMostOnce => match conn.publish(msg).await {
+                Err(PublishError::NotAuthorized) if self.limits.deny_disconnect => {
+                    Err(Close::protocol(reason::NOT_AUTHORIZED, "PUBLISH denied by ACL"))
+                }
                 Ok(_) | Err(PublishError::NotAuthorized) => Ok(()),
                 Err(e) => Err(self.publish_error_close(e)),
             },
@@ -250,7 +255,7 @@ impl MqttSession {
         match r {
             Ok(p) if p.matched == 0 => Ok(reason::NO_MATCHING_SUBSCRIBERS),
             Ok(_) => Ok(reason::SUCCESS),
-            Err(PublishError::NotAuthorized) => Ok(reason::NOT_AUTHORIZED),
+            Err(PublishError::NotAuthorized) if !self.limits.deny_disconnect => Ok(reason::NOT_AUTHORIZED),
             Err(e) => Err(self.publish_error_close(e)),
         }
     }
@@ -431,7 +436,7 @@ mod tests {
             .await
             .unwrap();
         let now = Instant::now();
-        let limits = Limits { topic_alias_maximum: 4, retain_available: true };
+        let limits = Limits { topic_alias_maximum: 4, retain_available: true, deny_disconnect: false };
         let session = MqttSession::new(connect.protocol, connect.keep_alive, connect, limits, now);
         (broker, conn, session, now)
     }

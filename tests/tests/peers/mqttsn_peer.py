@@ -8,6 +8,10 @@ Scenarios:
                short topic, subscribe to a wildcard, print "ready", then poll until one
                PUBLISH arrives (after the gateway's REGISTER) and print it.
   qosm1 PORT   publish QoS -1 to predefined topic id 1 without connecting.
+  security PORT CLIENT_ID ALLOWED DENIED
+               connect as CLIENT_ID (print "connack ok" or "connack refused"); if in,
+               publish QoS 1 to topic ALLOWED then DENIED, subscribe to each, printing
+               "publish ok|refused TOPIC" and "subscribe ok|refused TOPIC".
   sleep PORT   connect (clean session off), subscribe, sleep 60 s, print "asleep", wait for
                "wake" on stdin, wake with PINGREQ(client id), print each PUBLISH until
                PINGRESP, then do it again once (nothing must come), and print "done".
@@ -121,5 +125,33 @@ def sleep(port):
     c.close()
 
 
+def security(port, client_id, allowed, denied):
+    from mqttsn12.client.MqttSnClientException import MqttSnClientException
+    c = client(port, client_id)
+    try:
+        c.send_connect()
+    except MqttSnClientException:
+        out("connack", "refused")
+        return
+    out("connack", "ok")
+    for topic in (allowed, denied):
+        tid = c.send_register(topic)
+        try:
+            c.send_publish_with_id(tid, MqttSnConstants.TOPIC_TYPE_NORMAL, b"x", 1)
+            out("publish", "ok", topic)
+        except MqttSnClientException:
+            out("publish", "refused", topic)
+    for topic in (allowed, denied):
+        try:
+            c.send_subscribe(topic, 0, Collect())
+            out("subscribe", "ok", topic)
+        except MqttSnClientException:
+            out("subscribe", "refused", topic)
+    c.send_disconnect()
+
+
 if __name__ == "__main__":
-    {"basic": basic, "qosm1": qosm1, "sleep": sleep}[sys.argv[1]](int(sys.argv[2]))
+    if sys.argv[1] == "security":
+        security(int(sys.argv[2]), *sys.argv[3:6])
+    else:
+        {"basic": basic, "qosm1": qosm1, "sleep": sleep}[sys.argv[1]](int(sys.argv[2]))

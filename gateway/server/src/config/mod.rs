@@ -12,6 +12,7 @@ mod bridge;
 mod duration;
 mod error;
 mod schema;
+mod security;
 mod validate;
 mod webhook;
 
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use security::{AuthSettings, AuthSourceKind, HttpAuthSettings};
 
 /// `[storage]`: where the durable state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,10 @@ pub struct Settings {
     /// registry the gateway starts with (`gateway::Gateway::builder`).
     pub codecs: Vec<CodecListenerSettings>,
     pub mqttsn: MqttSnSettings,
+    /// `[auth]` sources (`allow_anonymous` is in `broker`).
+    pub auth: AuthSettings,
+    /// `[acl]` rules; `None`: everything allowed.
+    pub acl: Option<roost_core::auth::Acl>,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -107,6 +113,8 @@ impl Default for Settings {
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),
             mqttsn: MqttSnSettings::default(),
+            auth: AuthSettings::default(),
+            acl: None,
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),

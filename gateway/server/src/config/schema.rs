@@ -29,6 +29,7 @@ pub(super) struct ConfigFile {
     pub mqttsn: MqttSnSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub acl: super::security::AclSection,
     pub storage: StorageSection,
     pub http: HttpSection,
     /// `[[bridge]]`: none by default (and then not written out).
@@ -87,6 +88,16 @@ pub(super) struct MqttSection {
     pub allow_empty_client_id: bool,
     pub retain_available: bool,
     pub shared_subscription_strategy: SharedStrategyName,
+    pub tls_bind: AddrList,
+    pub ws_bind: AddrList,
+    pub wss_bind: AddrList,
+    pub ws_path: String,
+    pub max_connections: Int,
+    pub max_conn_rate: Int,
+    pub rate_limit: String,
+    pub messages_rate: String,
+    pub rate_limit_action: String,
+    pub tls: super::security::MqttTlsSection,
 }
 
 impl Default for MqttSection {
@@ -103,6 +114,16 @@ impl Default for MqttSection {
             allow_empty_client_id: mqtt.allow_empty_client_id,
             retain_available: broker.retain_available,
             shared_subscription_strategy: broker.shared_strategy.into(),
+            tls_bind: AddrList(Vec::new()),
+            ws_bind: AddrList(Vec::new()),
+            wss_bind: AddrList(Vec::new()),
+            ws_path: mqtt.ws_path,
+            max_connections: Int(0),
+            max_conn_rate: Int(0),
+            rate_limit: String::new(),
+            messages_rate: String::new(),
+            rate_limit_action: "throttle".into(),
+            tls: Default::default(),
         }
     }
 }
@@ -124,6 +145,8 @@ pub(super) struct MqttSnSection {
     pub max_inflight: Int,
     pub allow_qos_minus_one: bool,
     pub subs_resume: bool,
+    pub peer_packet_rate: Int,
+    pub new_peers_rate: Int,
     pub predefined: Vec<PredefinedTopic>,
 }
 
@@ -153,6 +176,8 @@ impl Default for MqttSnSection {
             max_inflight: Int::from(sn.max_inflight),
             allow_qos_minus_one: sn.allow_qos_minus_one,
             subs_resume: sn.subs_resume,
+            peer_packet_rate: Int::from(sn.peer_packet_rate),
+            new_peers_rate: Int::from(sn.new_peers_rate),
             predefined: sn
                 .predefined
                 .into_iter()
@@ -201,11 +226,23 @@ impl Default for LimitsSection {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct AuthSection {
     pub allow_anonymous: AnonymousName,
+    pub chain: Vec<String>,
+    pub password_file: String,
+    pub client_ids: Vec<String>,
+    pub slow_after_failures: Int,
+    pub http: super::security::AuthHttpSection,
 }
 
 impl Default for AuthSection {
     fn default() -> Self {
-        AuthSection { allow_anonymous: AnonymousName::Word("loopback".into()) }
+        AuthSection {
+            allow_anonymous: AnonymousName::Word("loopback".into()),
+            chain: Vec::new(),
+            password_file: String::new(),
+            client_ids: Vec::new(),
+            slow_after_failures: Int::from(BrokerSettings::default().auth_failures_free),
+            http: Default::default(),
+        }
     }
 }
 

@@ -300,9 +300,9 @@ const BAD: &[(&str, &str, &str)] = &[
     ),
     ("[mqqt]\nbind = []", "mqqt", "unknown key"),
     (
-        "[auth]\nallow_anonymous = true\npassword_file = \"x\"",
+        "[auth]\nallow_anonymous = true\nchain = [\"password_file\"]",
         "auth.password_file",
-        "unknown key",
+        "missing",
     ),
     ("[node.extra]\nx = 1", "node.extra", "unknown key"),
     // formats
@@ -606,4 +606,57 @@ fn anonymous_access_beyond_loopback_must_be_explicit() {
     }
     assert!(parse("[mqtt]\nbind = [\"127.0.0.1:1883\", \"[::1]:1883\"]").expect("loopback").broker.allow_anonymous);
     assert_eq!(error_of("[auth]\nallow_anonymous = \"sometimes\"").key(), Some("auth.allow_anonymous"));
+}
+
+/// `config/edge.toml`, the production example: every device listener beyond loopback,
+/// anonymous access off, TLS on 8883, and `$SYS` for the admin user only.
+#[test]
+fn edge_example_is_locked_down() {
+    use roost_core::auth::{Action, Authorizer};
+    use roost_core::types::{ClientId, ClientInfo, Protocol};
+    let s = parse(include_str!("../../../../config/edge.toml")).expect("edge.toml is valid");
+    let binds = s.mqtt.bind.iter().chain(&s.mqtt.tls_bind).chain(&s.mqtt.ws_bind).chain(&s.mqtt.wss_bind).chain(&s.mqttsn.bind);
+    assert!(binds.clone().all(|a| a.ip().is_unspecified()), "{:?}", binds.collect::<Vec<_>>());
+    assert!(!s.broker.allow_anonymous);
+    assert_eq!(s.mqtt.tls_bind, vec!["0.0.0.0:8883".parse::<SocketAddr>().expect("address")]);
+    assert!(s.mqtt.tls.is_some());
+    assert!(!s.auth.chain.is_empty());
+    let acl = s.acl.expect("edge.toml has ACL rules");
+    let who = |user: &str, id: &str| ClientInfo {
+        client_id: ClientId::from(id),
+        protocol: Protocol::Mqtt,
+        protocol_detail: None,
+        peer: Some(SocketAddr::from(([192, 0, 2, 7], 40000))),
+        username: Some(user.to_string()),
+    };
+    assert!(acl.check(&who("admin", "ops"), Action::Subscribe, "$SYS/#"));
+    assert!(!acl.check(&who("sensor-17", "s17"), Action::Subscribe, "$SYS/#"));
+    assert!(!acl.check(&who("sensor-17", "s17"), Action::Subscribe, "$SYS/brokers/+/clients/+/connected"));
+    assert!(acl.check(&who("sensor-17", "s17"), Action::Publish, "devices/s17/temp"));
+    assert!(!acl.check(&who("sensor-17", "s17"), Action::Publish, "devices/s18/temp"));
+    assert!(acl.check(&who("sensor-17", "s17"), Action::Subscribe, "devices/s17/cmd/#"));
+}
+
+/// `[acl] file`: more rules in the same form, after the inline ones; a bad rule there names
+/// the file.
+#[test]
+fn acl_file_rules_follow_the_inline_ones() {
+    use roost_core::auth::Permission;
+    let dir = std::env::temp_dir().join(format!("roost-acl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("acl.toml");
+    std::fs::write(&file, "[[rule]]\npermission = \"deny\"\nip = \"10.0.0.0/8\"\ntopics = [\"#\"]\n").expect("write");
+    let text = format!(
+        "[acl]\nno_match = \"deny\"\nfile = {:?}\n[[acl.rule]]\npermission = \"allow\"\nuser = \"admin\"\ntopics = [\"#\"]\n",
+        file.display()
+    );
+    let acl = parse(&text).expect("valid").acl.expect("rules");
+    assert_eq!(acl.rules.len(), 2);
+    assert_eq!(acl.rules[0].permission, Permission::Allow);
+    assert_eq!(acl.rules[1].permission, Permission::Deny);
+    assert_eq!(acl.no_match, Permission::Deny);
+    std::fs::write(&file, "[[rule]]\npermission = \"maybe\"\ntopics = [\"#\"]\n").expect("write");
+    let e = parse(&text).expect_err("bad rule");
+    assert!(e.to_string().contains("acl.toml"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,6 +29,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqttsn,
         limits,
         auth,
+        acl,
         codec,
         storage,
         bridge,
@@ -54,7 +55,36 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         receive_maximum: in_range("mqtt.receive_maximum", mqtt.receive_maximum, 1, 65_535)?,
         max_keep_alive: in_range("mqtt.max_keep_alive", mqtt.max_keep_alive, 0, 65_535)?,
         allow_empty_client_id: mqtt.allow_empty_client_id,
+        tls_bind: bind_addrs("mqtt.tls_bind", &mqtt.tls_bind.0)?,
+        ws_bind: bind_addrs("mqtt.ws_bind", &mqtt.ws_bind.0)?,
+        wss_bind: bind_addrs("mqtt.wss_bind", &mqtt.wss_bind.0)?,
+        ws_path: {
+            if !mqtt.ws_path.starts_with('/') {
+                return Err(invalid("mqtt.ws_path", format!("{:?} must start with '/'", mqtt.ws_path)));
+            }
+            mqtt.ws_path
+        },
+        tls: None,
+        limits: roost_mqtt::settings::ListenerLimits {
+            max_connections: at_least("mqtt.max_connections", mqtt.max_connections, 0)?,
+            max_conn_rate: super::security::non_negative("mqtt.max_conn_rate", mqtt.max_conn_rate)?,
+            bytes_rate: super::security::rate("mqtt.rate_limit", &mqtt.rate_limit)?,
+            messages_rate: super::security::rate("mqtt.messages_rate", &mqtt.messages_rate)?
+                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            disconnect_over_rate: match mqtt.rate_limit_action.as_str() {
+                "throttle" => false,
+                "disconnect" => true,
+                other => return Err(invalid("mqtt.rate_limit_action", format!("{other:?} is not \"throttle\" or \"disconnect\""))),
+            },
+        },
+        acl_deny_disconnect: false,
     };
+    let mut mqtt_settings = mqtt_settings;
+    let needs_tls = !mqtt_settings.tls_bind.is_empty() || !mqtt_settings.wss_bind.is_empty();
+    mqtt_settings.tls = super::security::mqtt_tls(mqtt.tls, needs_tls)?;
+    let (acl, deny_disconnect) = super::security::acl(acl)?;
+    mqtt_settings.acl_deny_disconnect = deny_disconnect;
+    let auth_settings = super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http)?;
 
     let broker = BrokerSettings {
         node_name: node_name("node.name", node.name)?,
@@ -90,6 +120,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         )?,
         shared_strategy: mqtt.shared_subscription_strategy.into(),
         allow_anonymous: !matches!(auth.allow_anonymous, super::schema::AnonymousName::Bool(false)),
+        auth_failures_free: super::security::non_negative("auth.slow_after_failures", auth.slow_after_failures)?,
     };
 
     let codecs = codec
@@ -144,6 +175,9 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .bind
                 .iter()
                 .map(|a| ("mqtt.bind", *a))
+                .chain(mqtt_settings.tls_bind.iter().map(|a| ("mqtt.tls_bind", *a)))
+                .chain(mqtt_settings.ws_bind.iter().map(|a| ("mqtt.ws_bind", *a)))
+                .chain(mqtt_settings.wss_bind.iter().map(|a| ("mqtt.wss_bind", *a)))
                 .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
@@ -173,6 +207,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqtt: mqtt_settings,
         codecs,
         mqttsn,
+        auth: auth_settings,
+        acl,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
@@ -310,6 +346,8 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
         max_inflight: in_range("mqttsn.max_inflight", sn.max_inflight, 1, 65_535)?,
         allow_qos_minus_one: sn.allow_qos_minus_one,
         subs_resume: sn.subs_resume,
+        peer_packet_rate: super::security::non_negative("mqttsn.peer_packet_rate", sn.peer_packet_rate)?,
+        new_peers_rate: super::security::non_negative("mqttsn.new_peers_rate", sn.new_peers_rate)?,
     })
 }
 

@@ -1,7 +1,18 @@
-//! Authentication and authorization seams. Every protocol's connect goes through the
-//! broker's [`Authenticator`] and every publish/subscribe through its [`Authorizer`].
-//! The built-in ones implement `[auth] allow_anonymous` and allow-all ACL; richer backends
-//! (users file, HTTP, certificates) plug in here.
+//! Authentication and authorization. Every protocol's connect goes through the broker's
+//! [`Authenticator`] and every publish/subscribe through its [`Authorizer`].
+//!
+//! - [`chain`]: `[auth] chain`, sources tried in order ([`AuthSource`]: allow, deny or ignore)
+//! - [`users`]: the users file (argon2 hashes, optional client id binding; `roost passwd`)
+//! - [`acl`]: `[acl]` rules, first match wins
+//! - [`throttle`]: repeated failed logins from one address are answered slowly
+//!
+//! The plain [`AnonymousPolicy`] and [`AllowAll`] remain the defaults when nothing is
+//! configured.
+
+pub mod acl;
+pub mod chain;
+pub mod throttle;
+pub mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +21,10 @@ use bytes::Bytes;
 
 use crate::types::ClientInfo;
 
+pub use acl::{Acl, AclRule, Permission, RuleAction, TopicPattern, Who};
+pub use chain::{AuthChain, AuthSource, ClientIdList, Verdict, VerifiedCertificate};
+pub use users::{PasswordFile, UsersError};
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The credentials a device presented.
@@ -17,6 +32,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Credentials<'a> {
     pub client: &'a ClientInfo,
     pub password: Option<&'a Bytes>,
+    /// The identity of a TLS client certificate the listener verified against its CA
+    /// (mTLS), e.g. its common name; `None` without one. (DTLS listeners pass the PSK
+    /// identity here too.)
+    pub certificate: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +51,8 @@ pub trait Authenticator: Send + Sync {
     fn authenticate<'a>(&'a self, creds: Credentials<'a>) -> BoxFuture<'a, AuthDecision>;
 }
 
-/// `[auth] allow_anonymous`: with it on, everyone may connect; with it off, a connect
-/// without a username is refused. (Password checking comes with the users-file backend.)
+/// `[auth] allow_anonymous` alone (no `[auth] chain`): with it on, everyone may connect;
+/// with it off, a connect without a username is refused.
 pub struct AnonymousPolicy {
     pub allow_anonymous: bool,
 }
