@@ -26,6 +26,8 @@ pub struct Gateway {
     mqttsn_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     mqttsn: Arc<roost_mqttsn::session::Context>,
+    coap_addrs: Vec<SocketAddr>,
+    coap: Arc<roost_coap::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -94,6 +96,7 @@ impl Builder {
         let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
+        let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer).context("starting the CoAP listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -187,7 +190,15 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
+        let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
+        let mut coap_addrs = Vec::new();
+        for socket in coap_sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, "CoAP listening (udp)");
+            coap_addrs.push(addr);
+            tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coap: coap_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -231,6 +242,16 @@ impl Gateway {
     /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         &self.mqttsn.counters
+    }
+
+    /// The bound CoAP (UDP) addresses.
+    pub fn coap_addrs(&self) -> &[SocketAddr] {
+        &self.coap_addrs
+    }
+
+    /// The CoAP adapter's wire-level counters (malformed datagrams, duplicates, observers, ...).
+    pub fn coap_counters(&self) -> &roost_coap::session::Counters {
+        &self.coap.counters
     }
 
     pub fn broker(&self) -> &Broker {

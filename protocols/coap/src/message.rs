@@ -339,7 +339,7 @@ impl MessageLayer {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        let factor = 1.0 + unit * (self.params.ack_random_factor - 1.0).max(0.0);
+        let factor = 1.0 + unit * (self.params.ack_random_factor() - 1.0).max(0.0);
         self.params.ack_timeout.mul_f64(factor)
     }
 }

@@ -17,10 +17,11 @@ pub enum NotifyType {
 }
 
 /// RFC 7252 §4.8 transmission parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmission {
     pub ack_timeout: Duration,
-    pub ack_random_factor: f64,
+    /// ACK_RANDOM_FACTOR in percent (150: 1.5).
+    pub ack_random_factor_pct: u32,
     pub max_retransmit: u32,
     /// Outstanding confirmable messages to one peer at once (§4.7).
     pub nstart: usize,
@@ -30,7 +31,7 @@ impl Default for Transmission {
     fn default() -> Self {
         Transmission {
             ack_timeout: Duration::from_secs(2),
-            ack_random_factor: 1.5,
+            ack_random_factor_pct: 150,
             max_retransmit: 4,
             nstart: 1,
         }
@@ -41,7 +42,11 @@ impl Transmission {
     /// MAX_TRANSMIT_SPAN (§4.8.2).
     pub fn max_transmit_span(&self) -> Duration {
         self.ack_timeout
-            .mul_f64(((1u64 << self.max_retransmit) - 1) as f64 * self.ack_random_factor)
+            .mul_f64(((1u64 << self.max_retransmit) - 1) as f64 * self.ack_random_factor())
+    }
+
+    pub fn ack_random_factor(&self) -> f64 {
+        f64::from(self.ack_random_factor_pct) / 100.0
     }
 
     /// EXCHANGE_LIFETIME (§4.8.2): MAX_TRANSMIT_SPAN + 2 * MAX_LATENCY (100 s) + PROCESSING_DELAY.
@@ -50,7 +55,7 @@ impl Transmission {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoapSettings {
     /// UDP sockets for plain CoAP; empty disables it.
     pub bind: Vec<SocketAddr>,

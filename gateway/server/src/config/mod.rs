@@ -9,6 +9,7 @@
 //! the code defaults.
 
 mod bridge;
+mod coap;
 mod duration;
 mod error;
 mod schema;
@@ -74,6 +75,7 @@ pub struct Settings {
     /// registry the gateway starts with (`gateway::Gateway::builder`).
     pub codecs: Vec<CodecListenerSettings>,
     pub mqttsn: MqttSnSettings,
+    pub coap: roost_coap::settings::CoapSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -99,6 +101,7 @@ impl Default for Settings {
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),
             mqttsn: MqttSnSettings::default(),
+            coap: roost_coap::settings::CoapSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
