@@ -55,11 +55,7 @@ pub fn decode(buf: &[u8]) -> Result<Packet, DecodeError> {
         return Err(DecodeError::EmptyPayload);
     }
     match packet.header.code {
-        MessageClass::Empty => {
-            if buf.len() != 4 || buf[0] & 0x0F != 0 {
-                return Err(DecodeError::BadEmpty);
-            }
-        }
+        MessageClass::Empty if buf.len() != 4 || buf[0] & 0x0F != 0 => return Err(DecodeError::BadEmpty),
         MessageClass::Reserved(c) => return Err(DecodeError::ReservedCode(c)),
         _ => {}
     }
@@ -149,11 +145,16 @@ pub fn uri_query(p: &Packet) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An option value we cannot use (a uint longer than 4 bytes, a block option with SZX 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("CoAP option value out of range")]
+pub struct BadValue;
+
 /// An unsigned option value (RFC 7252 §3.2 uint: big-endian, leading zeros dropped).
-pub fn uint_option(p: &Packet, option: CoapOption) -> Option<Result<u32, ()>> {
+pub fn uint_option(p: &Packet, option: CoapOption) -> Option<Result<u32, BadValue>> {
     let v = p.get_first_option(option)?;
     if v.len() > 4 {
-        return Some(Err(()));
+        return Some(Err(BadValue));
     }
     Some(Ok(v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))))
 }
@@ -183,10 +184,10 @@ impl Block {
         (size.ilog2() - 4) as u8
     }
 
-    pub fn decode(v: u32) -> Result<Block, ()> {
+    pub fn decode(v: u32) -> Result<Block, BadValue> {
         let szx = (v & 0x7) as u8;
         if szx == 7 || v >> 24 != 0 {
-            return Err(());
+            return Err(BadValue);
         }
         Ok(Block {
             num: v >> 4,
@@ -200,7 +201,7 @@ impl Block {
     }
 
     /// The option of `p`, if present; `Err` when malformed.
-    pub fn of(p: &Packet, option: CoapOption) -> Option<Result<Block, ()>> {
+    pub fn of(p: &Packet, option: CoapOption) -> Option<Result<Block, BadValue>> {
         uint_option(p, option).map(|r| r.and_then(Block::decode))
     }
 }
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(b.size(), 1024);
         assert_eq!(Block::szx_for(1024), 6);
         assert_eq!(Block::szx_for(16), 0);
-        assert_eq!(Block::decode(7), Err(()));
+        assert_eq!(Block::decode(7), Err(BadValue));
         assert_eq!(encode_uint(0), Vec::<u8>::new());
         assert_eq!(encode_uint(0x1234), vec![0x12, 0x34]);
     }

@@ -95,7 +95,7 @@ fn confirmable_is_retransmitted_with_doubling_timeout_then_times_out() {
     assert_eq!(sent(&mut l).len(), 1);
     let first = l.poll_timeout().unwrap() - t0;
     assert!(first >= Duration::from_secs(2) && first <= Duration::from_secs(3), "{first:?}");
-    let mut now = t0;
+    let mut now;
     let mut gaps = vec![first];
     for _ in 0..4 {
         now = l.poll_timeout().unwrap();

@@ -53,7 +53,7 @@ impl Session {
         }
         let (body, block1) = match Block::of(req, CoapOption::Block1) {
             None => (req.payload.clone(), None),
-            Some(Err(())) => return diag(ResponseType::BadOption, "Block1 value invalid"),
+            Some(Err(_)) => return diag(ResponseType::BadOption, "Block1 value invalid"),
             Some(Ok(b)) => {
                 let key = format!("{peer} {method:?} {topic} {:?}", codec::uri_query(req));
                 match self.assemblies.feed(now, &key, b, &req.payload, max) {
@@ -188,7 +188,7 @@ impl Session {
         let block2 = match Block::of(req, CoapOption::Block2) {
             None => None,
             Some(Ok(b)) => Some(b),
-            Some(Err(())) => return diag(ResponseType::BadOption, "Block2 value invalid"),
+            Some(Err(_)) => return diag(ResponseType::BadOption, "Block2 value invalid"),
         };
         let path = format!("ps/{topic}");
         let our_szx = Block::szx_for(self.ctx.settings.block_size);
