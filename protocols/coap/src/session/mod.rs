@@ -175,8 +175,18 @@ impl Session {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let retransmit = self.layer.poll_timeout();
+        if !self.expires_when_idle() {
+            return retransmit;
+        }
         let idle = self.last_heard + self.idle_limit();
-        Some(self.layer.poll_timeout().map_or(idle, |t| t.min(idle)))
+        Some(retransmit.map_or(idle, |t| t.min(idle)))
+    }
+
+    /// A connection (token) expires without heartbeats; a connection-less device is
+    /// forgotten when idle unless it observes something.
+    fn expires_when_idle(&self) -> bool {
+        self.token.is_some() || self.observers.is_empty()
     }
 
     pub async fn handle_timeout(&mut self, now: Instant) {
@@ -186,12 +196,8 @@ impl Session {
             self.drop_observer(now, lost.0).await;
         }
         self.sync_retransmits();
-        if now >= self.last_heard + self.idle_limit() {
-            // A connection (token) expires without heartbeats; a connection-less device
-            // is forgotten when idle unless it observes something.
-            if self.token.is_some() || self.observers.is_empty() {
-                self.close(DisconnectReason::Abnormal, "no request within 1.5 heartbeats").await;
-            }
+        if self.expires_when_idle() && now >= self.last_heard + self.idle_limit() {
+            self.close(DisconnectReason::Abnormal, "no request within 1.5 heartbeats").await;
         }
     }
 
