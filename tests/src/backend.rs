@@ -50,6 +50,9 @@ impl TestBroker {
         }
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.coap.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        if !settings.coap.dtls.bind.is_empty() {
+            settings.coap.dtls.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        }
         settings.http_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
@@ -95,6 +98,16 @@ impl TestBroker {
     /// The CoAP adapter's counters.
     pub fn coap_counters(&self) -> &roost_coap::session::Counters {
         self.gateway.coap_counters()
+    }
+
+    /// The CoAP-over-DTLS socket address (configure `[coap] dtls_bind` to have one).
+    pub fn coaps_addr(&self) -> SocketAddr {
+        self.gateway.coaps_addrs()[0]
+    }
+
+    /// DTLS handshake and peer counters.
+    pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
+        self.gateway.dtls_counters()
     }
 
     pub fn port(&self) -> u16 {

@@ -27,6 +27,8 @@ pub struct Gateway {
     http_addrs: Vec<SocketAddr>,
     mqttsn: Arc<roost_mqttsn::session::Context>,
     coap_addrs: Vec<SocketAddr>,
+    coaps_addrs: Vec<SocketAddr>,
+    dtls_counters: Arc<roost_coap::dtls::DtlsCounters>,
     coap: Arc<roost_coap::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -97,6 +99,14 @@ impl Builder {
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
         let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer).context("starting the CoAP listener")?;
+        let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer).context("starting the CoAP DTLS listener")?;
+        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() {
+            None
+        } else {
+            let b = roost_coap::dtls::webrtc::WebrtcBackend::new(&settings.coap.dtls)
+                .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
+            Some(Arc::new(b))
+        };
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -198,7 +208,17 @@ impl Builder {
             coap_addrs.push(addr);
             tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coap: coap_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
+        let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
+        let mut coaps_addrs = Vec::new();
+        if let Some(backend) = dtls_backend {
+            for socket in coaps_sockets {
+                let addr = socket.local_addr()?;
+                tracing::info!(%addr, "CoAP listening (dtls)");
+                coaps_addrs.push(addr);
+                tracker.spawn(roost_coap::dtls::serve(socket, coap_ctx.clone(), backend.clone(), dtls_counters.clone(), shutdown.clone(), tracker.clone()));
+            }
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -252,6 +272,16 @@ impl Gateway {
     /// The CoAP adapter's wire-level counters (malformed datagrams, duplicates, observers, ...).
     pub fn coap_counters(&self) -> &roost_coap::session::Counters {
         &self.coap.counters
+    }
+
+    /// The bound CoAP-over-DTLS addresses.
+    pub fn coaps_addrs(&self) -> &[SocketAddr] {
+        &self.coaps_addrs
+    }
+
+    /// DTLS handshake and peer counters.
+    pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
+        &self.dtls_counters
     }
 
     pub fn broker(&self) -> &Broker {

@@ -7,6 +7,7 @@
 //! - [`session`]: one device (keyed by identity, not address): core connection, observers
 //!   with RFC 7641 §4.5 flow control
 //! - [`driver`]: one UDP socket per bound address, demultiplexing every device on it
+//! - [`dtls`]: DTLS 1.2 on its own sockets, our per-peer dispatch over a backend trait
 //! - [`settings`]: typed `[coap]` settings
 //!
 //! `coap-lite` gives message parsing only; the message layer, observe (server side) and
@@ -17,6 +18,7 @@
 pub mod block;
 pub mod codec;
 pub mod driver;
+pub mod dtls;
 pub mod message;
 pub mod resource;
 pub mod session;

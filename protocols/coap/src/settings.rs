@@ -83,6 +83,8 @@ pub struct CoapSettings {
     /// Block size we use for Block2 and advertise for Block1 (16..=1024, a power of two).
     pub block_size: usize,
     pub transmission: Transmission,
+    /// CoAP over DTLS (5684).
+    pub dtls: crate::dtls::DtlsSettings,
 }
 
 impl Default for CoapSettings {
@@ -102,6 +104,7 @@ impl Default for CoapSettings {
             max_body_size: 64 * 1024,
             block_size: 1024,
             transmission: Transmission::default(),
+            dtls: crate::dtls::DtlsSettings::default(),
         }
     }
 }

@@ -147,6 +147,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .map(|a| ("mqtt.bind", *a))
                 .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
                 .chain(coap.bind.iter().map(|a| ("coap.bind", *a)))
+                .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {
