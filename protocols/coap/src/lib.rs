@@ -9,6 +9,7 @@
 //! - [`driver`]: one UDP socket per bound address, demultiplexing every device on it
 //! - [`dtls`]: DTLS 1.2 on its own sockets, our per-peer dispatch over a backend trait
 //! - [`settings`]: typed `[coap]` settings
+//! - [`sim`]: simulated CoAP devices for load tests (`roost-sim coap`)
 //!
 //! `coap-lite` gives message parsing only; the message layer, observe (server side) and
 //! blockwise are ours.
@@ -23,3 +24,4 @@ pub mod message;
 pub mod resource;
 pub mod session;
 pub mod settings;
+pub mod sim;
