@@ -28,7 +28,12 @@ pub(crate) struct Observer {
     pub path: String,
     queue: VecDeque<Pending>,
     pub dropped: u64,
+    /// When the observer was last sent a CON (or registered): RFC 7641 §4.5 wants one at
+    /// least every 24 hours, so a vanished device is found out even with NON notifications.
+    last_con: Instant,
 }
+
+const CON_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Default)]
 pub struct Observers {
@@ -54,13 +59,13 @@ impl Observers {
     }
 
     /// Adds an observer; one on the same filter or token is replaced (returned).
-    pub(crate) fn add(&mut self, token: Vec<u8>, filter: String, path: String) -> (Tag, Vec<Observer>) {
+    pub(crate) fn add(&mut self, now: Instant, token: Vec<u8>, filter: String, path: String) -> (Tag, Vec<Observer>) {
         let (old, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.list).into_iter().partition(|o| o.filter == filter || o.token == token);
         self.list = keep;
         self.next_tag += 1;
         let tag = self.next_tag;
-        self.list.push(Observer { token, tag, filter, path, queue: VecDeque::new(), dropped: 0 });
+        self.list.push(Observer { token, tag, filter, path, queue: VecDeque::new(), dropped: 0, last_con: now });
         (tag, old)
     }
 
@@ -106,7 +111,7 @@ impl Session {
                     NotifyType::Non => false,
                     NotifyType::Con => true,
                     NotifyType::Qos => front.qos != QoS::AtMostOnce,
-                };
+                } || now.saturating_duration_since(o.last_con) >= CON_AT_LEAST_EVERY;
                 if confirmable && self.layer.is_pending(o.tag) {
                     break;
                 }
@@ -115,6 +120,7 @@ impl Session {
                 let seq = self.observers.next_seq();
                 let packet = self.notification(i, seq, &pending);
                 if confirmable {
+                    self.observers.list[i].last_con = now;
                     self.layer.send_confirmable(now, tag, self.peer, packet);
                 } else {
                     self.layer.send_non(tag, self.peer, packet);

@@ -147,7 +147,7 @@ impl Session {
             subscription_id: None,
         };
         // Register the observer first: the retained message comes as a delivery right after.
-        let (_, replaced) = self.observers.add(req.get_token().to_vec(), filter.clone(), format!("ps/{topic}"));
+        let (_, replaced) = self.observers.add(now, req.get_token().to_vec(), filter.clone(), format!("ps/{topic}"));
         self.ctx.counters.observers.fetch_add(1, Relaxed);
         for o in replaced {
             self.layer.cancel(now, o.tag);

@@ -140,3 +140,19 @@ async fn a_valid_token_from_a_new_address_moves_the_session_and_its_notification
     s.handle_timeout(at).await;
     assert!(s.ended().is_some());
 }
+
+#[tokio::test]
+async fn a_non_observer_gets_a_con_notification_after_24_hours() {
+    let settings = CoapSettings { notify_type: NotifyType::Non, ..CoapSettings::default() };
+    let (broker, mut s) = setup(settings);
+    let t0 = Instant::now();
+    observe(&mut s, t0, "ps/t").await;
+    broker.publish(roost_core::Message::new("t", "a", QoS::AtMostOnce, false));
+    deliver_all(&mut s, t0).await;
+    assert_eq!(out(&mut s)[0].1.header.get_type(), MessageType::NonConfirmable);
+    // RFC 7641 §4.5: at least one CON a day, so a vanished device is found out.
+    let later = t0 + Duration::from_secs(24 * 3600);
+    broker.publish(roost_core::Message::new("t", "b", QoS::AtMostOnce, false));
+    deliver_all(&mut s, later).await;
+    assert_eq!(out(&mut s)[0].1.header.get_type(), MessageType::Confirmable);
+}
