@@ -422,6 +422,9 @@ struct CoapArgs {
     /// New devices per second while the fleet starts.
     #[arg(long, default_value_t = 2000)]
     connect_rate: u32,
+    /// Local IP the devices bind (one IP has ~28,000 ephemeral ports; e.g. 127.0.0.2).
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
 }
 
 fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
@@ -435,6 +438,7 @@ fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
         connect_rate: a.connect_rate,
         observe: !a.no_observe,
         payload_size: a.payload_size,
+        source_ip: a.source,
     };
     let devices = a.devices as f64;
     let ramp = Duration::from_secs_f64(devices / f64::from(a.connect_rate.max(1)));

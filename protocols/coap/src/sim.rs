@@ -26,6 +26,10 @@ pub struct SimConfig {
     /// Observe a command topic per device.
     pub observe: bool,
     pub payload_size: usize,
+    /// Local address the devices' sockets bind, device n on port 10000 + n: the kernel's
+    /// ~28,000 ephemeral ports are too few for large fleets, so those use several loopback
+    /// addresses.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for SimConfig {
@@ -39,6 +43,7 @@ impl Default for SimConfig {
             connect_rate: 2000,
             observe: true,
             payload_size: 32,
+            source_ip: None,
         }
     }
 }
@@ -94,7 +99,13 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
 }
 
 async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end: Instant) -> std::io::Result<()> {
-    let socket = UdpSocket::bind(if cfg.gateway.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).await?;
+    let local = match cfg.source_ip {
+        // Explicit ports: the kernel's ephemeral range (~28,000) is shared by every address.
+        Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),
+        None if cfg.gateway.is_ipv4() => SocketAddr::from(([0, 0, 0, 0], 0)),
+        None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = UdpSocket::bind(local).await?;
     socket.connect(cfg.gateway).await?;
     let mut buf = vec![0u8; 2048];
     let mut mid: u16 = rand::random();
