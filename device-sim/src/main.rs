@@ -34,6 +34,9 @@ enum Cmd {
     /// N simulated MQTT-SN devices over UDP: connect, REGISTER `{prefix}/{n}`, publish every
     /// period (QoS -1, 0, 1 or 2), optionally sleeping between publishes.
     MqttSn(MqttSnArgs),
+    /// N simulated CoAP devices over UDP: each observes `{prefix}/{n}/command` and PUTs to
+    /// `/ps/{prefix}/{n}/telemetry` every period (0s: back to back, for requests/s).
+    Coap(CoapArgs),
     /// N simulated sensors of the shipped `tlv-sensor` custom codec over UDP: reports (every
     /// second one confirmable, so acknowledged by the gateway), and commands answered.
     Codec(CodecArgs),
@@ -396,6 +399,77 @@ struct MqttSnArgs {
 }
 
 #[derive(Args)]
+struct CoapArgs {
+    /// The gateway's CoAP address.
+    #[arg(long, default_value = "127.0.0.1:5683")]
+    target: std::net::SocketAddr,
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Client ids are `{prefix}-{n}`, topics `{prefix}/{n}/...`.
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Time between two publishes of one device; 0s: back to back.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    period: Duration,
+    /// How long the fleet publishes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Do not observe a command topic.
+    #[arg(long)]
+    no_observe: bool,
+    #[arg(long, default_value_t = 32)]
+    payload_size: usize,
+    /// New devices per second while the fleet starts.
+    #[arg(long, default_value_t = 2000)]
+    connect_rate: u32,
+    /// Local IP the devices bind (one IP has ~28,000 ephemeral ports; e.g. 127.0.0.2).
+    #[arg(long)]
+    source: Option<std::net::IpAddr>,
+}
+
+fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
+    let total = bounded(a.duration)?;
+    let cfg = roost_coap::sim::SimConfig {
+        gateway: a.target,
+        devices: a.devices,
+        prefix: a.prefix,
+        period: a.period,
+        duration: a.duration,
+        connect_rate: a.connect_rate,
+        observe: !a.no_observe,
+        payload_size: a.payload_size,
+        source_ip: a.source,
+    };
+    let devices = a.devices as f64;
+    let ramp = Duration::from_secs_f64(devices / f64::from(a.connect_rate.max(1)));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stats = rt.block_on(async {
+        let stats = std::sync::Arc::new(roost_coap::sim::SimStats::default());
+        let run = roost_coap::sim::run_with(cfg, stats.clone());
+        match tokio::time::timeout(total + ramp + Duration::from_secs(60), run).await {
+            Ok(()) => Ok(stats),
+            Err(_) => Err(anyhow::anyhow!("the fleet did not finish in time")),
+        }
+    })?;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let acked = get(&stats.acknowledged);
+    println!(
+        "coap: {} observing ({} failed), {} published, {} acknowledged ({:.0}/s), {} refused, {} timed out, mean rtt {:.2} ms, max rtt {:.2} ms, {} notifications",
+        get(&stats.observing),
+        get(&stats.observe_failed),
+        get(&stats.published),
+        acked,
+        acked as f64 / a.duration.as_secs_f64(),
+        get(&stats.refused),
+        get(&stats.timed_out),
+        get(&stats.rtt_sum_us) as f64 / acked.max(1) as f64 / 1000.0,
+        get(&stats.rtt_max_us) as f64 / 1000.0,
+        get(&stats.notifications),
+    );
+    Ok(())
+}
+
+#[derive(Args)]
 struct CodecArgs {
     /// The gateway's `tlv-sensor` [[codec]] listener (UDP).
     #[arg(long)]
@@ -471,6 +545,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Mqtt(a) => run_devices(a),
         Cmd::MqttSn(a) => run_mqttsn(a),
+        Cmd::Coap(a) => run_coap(a),
         Cmd::Codec(a) => run_codec(a),
         Cmd::Bench { json, scenario } => {
             let outcome =

@@ -56,6 +56,10 @@ impl TestBroker {
             codec.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         }
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        settings.coap.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        if !settings.coap.dtls.bind.is_empty() {
+            settings.coap.dtls.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        }
         settings.http_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
@@ -114,6 +118,26 @@ impl TestBroker {
     /// The MQTT-SN adapter's counters.
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         self.gateway.mqttsn_counters()
+    }
+
+    /// The CoAP (UDP) socket address.
+    pub fn coap_addr(&self) -> SocketAddr {
+        self.gateway.coap_addrs()[0]
+    }
+
+    /// The CoAP adapter's counters.
+    pub fn coap_counters(&self) -> &roost_coap::session::Counters {
+        self.gateway.coap_counters()
+    }
+
+    /// The CoAP-over-DTLS socket address (configure `[coap] dtls_bind` to have one).
+    pub fn coaps_addr(&self) -> SocketAddr {
+        self.gateway.coaps_addrs()[0]
+    }
+
+    /// DTLS handshake and peer counters.
+    pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
+        self.gateway.dtls_counters()
     }
 
     pub fn port(&self) -> u16 {

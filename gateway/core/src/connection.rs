@@ -198,6 +198,17 @@ impl Connection {
         Ok(existed)
     }
 
+    /// The retained message on the topic name `topic`, if the ACL lets this client
+    /// subscribe to it (a CoAP GET without Observe reads it).
+    pub fn retained(&self, topic: &str) -> Result<Option<Arc<Message>>, SubscribeError> {
+        topic::validate_name(topic, self.settings())?;
+        if !self.broker.inner.authorizer.check(&self.info, Action::Subscribe, topic) {
+            tracing::info!(client_id = %self.info.client_id, topic, "retained read denied by ACL");
+            return Err(SubscribeError::NotAuthorized);
+        }
+        Ok(self.broker.inner.retained.matching(topic, Instant::now()).into_iter().next())
+    }
+
     /// Unsubscribes; false if there was no such subscription.
     pub async fn unsubscribe(&self, filter: &str) -> Result<bool, SubscribeError> {
         topic::parse_filter(filter, self.settings())?;

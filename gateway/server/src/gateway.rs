@@ -28,6 +28,10 @@ pub struct Gateway {
     mqttsn_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     mqttsn: Arc<roost_mqttsn::session::Context>,
+    coap_addrs: Vec<SocketAddr>,
+    coaps_addrs: Vec<SocketAddr>,
+    dtls_counters: Arc<roost_coap::dtls::DtlsCounters>,
+    coap: Arc<roost_coap::session::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -117,6 +121,15 @@ impl Builder {
         let listeners = roost_mqtt::driver::bind_all(&settings.mqtt).await.context("starting the MQTT listeners")?;
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
+        let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer).context("starting the CoAP listener")?;
+        let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer).context("starting the CoAP DTLS listener")?;
+        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() {
+            None
+        } else {
+            let b = roost_coap::dtls::webrtc::WebrtcBackend::new(&settings.coap.dtls)
+                .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
+            Some(Arc::new(b))
+        };
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -243,7 +256,25 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
+        let mut coap_addrs = Vec::new();
+        for socket in coap_sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, "CoAP listening (udp)");
+            coap_addrs.push(addr);
+            tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
+        }
+        let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
+        let mut coaps_addrs = Vec::new();
+        if let Some(backend) = dtls_backend {
+            for socket in coaps_sockets {
+                let addr = socket.local_addr()?;
+                tracing::info!(%addr, "CoAP listening (dtls)");
+                coaps_addrs.push(addr);
+                tracker.spawn(roost_coap::dtls::serve(socket, coap_ctx.clone(), backend.clone(), dtls_counters.clone(), shutdown.clone(), tracker.clone()));
+            }
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
@@ -303,6 +334,26 @@ impl Gateway {
     /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         &self.mqttsn.counters
+    }
+
+    /// The bound CoAP (UDP) addresses.
+    pub fn coap_addrs(&self) -> &[SocketAddr] {
+        &self.coap_addrs
+    }
+
+    /// The CoAP adapter's wire-level counters (malformed datagrams, duplicates, observers, ...).
+    pub fn coap_counters(&self) -> &roost_coap::session::Counters {
+        &self.coap.counters
+    }
+
+    /// The bound CoAP-over-DTLS addresses.
+    pub fn coaps_addrs(&self) -> &[SocketAddr] {
+        &self.coaps_addrs
+    }
+
+    /// DTLS handshake and peer counters.
+    pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
+        &self.dtls_counters
     }
 
     pub fn broker(&self) -> &Broker {

@@ -9,6 +9,7 @@
 //! the code defaults.
 
 mod bridge;
+mod coap;
 mod duration;
 mod error;
 mod schema;
@@ -86,6 +87,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[acl]` rules; `None`: everything allowed.
     pub acl: Option<roost_core::auth::Acl>,
+    pub coap: roost_coap::settings::CoapSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -115,6 +117,7 @@ impl Default for Settings {
             mqttsn: MqttSnSettings::default(),
             auth: AuthSettings::default(),
             acl: None,
+            coap: roost_coap::settings::CoapSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),

@@ -27,6 +27,7 @@ pub(super) struct ConfigFile {
     pub log: LogSection,
     pub mqtt: MqttSection,
     pub mqttsn: MqttSnSection,
+    pub coap: super::coap::CoapSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub acl: super::security::AclSection,

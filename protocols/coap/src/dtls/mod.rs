@@ -1,0 +1,332 @@
+//! DTLS 1.2 transport (RFC 6347) for CoAP on 5684: our own per-peer dispatch on one UDP
+//! socket, with the record layer and handshake behind the [`Backend`] trait (today the
+//! `dtls` crate, see [`webrtc`]).
+//!
+//! Why not the `dtls` crate's listener: it runs each handshake inside `accept()` with no
+//! timeout (one lossy client stalls every later handshake) and never forgets closed peers
+//! (a device reconnecting from the same address and port is locked out). Here:
+//!
+//! - a ClientHello from a new address starts a peer: its handshake (HelloVerifyRequest
+//!   cookie exchange included, done by the backend) runs in its own task under
+//!   `handshake_timeout`, bounded by `max_handshakes` at once and `max_peers` in all, so a
+//!   flood of spoofed ClientHellos holds at most `max_handshakes` small states for at most
+//!   `handshake_timeout` and never blocks established peers;
+//! - a ClientHello without a cookie from a known address whose handshake is done is a
+//!   rebooted device: the old peer is dropped and a fresh handshake starts;
+//! - an idle or closed peer is forgotten.
+//!
+//! Not yet: a stateless cookie exchange in front of the backend (RFC 6347 §4.2.1). The
+//! `dtls` crate's handshake cannot take over a cookie we issued (the second ClientHello is
+//! in the Finished hash), so that needs a backend that accepts one.
+//!
+//! Decrypted datagrams go to the same [`Demux`] as plain CoAP, with the peer's identity
+//! (the PSK identity's username, or the client certificate's subject): sessions are keyed
+//! by it.
+
+pub mod webrtc;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::driver::{Demux, Link};
+use crate::session::Context;
+
+/// One PSK identity: its key, and the username the core's auth and ACL see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PskEntry {
+    pub identity: String,
+    pub key: Vec<u8>,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtlsSettings {
+    /// UDP sockets for CoAP over DTLS; empty disables it (the default: it needs keys).
+    pub bind: Vec<SocketAddr>,
+    pub psk: Vec<PskEntry>,
+    /// PEM server certificate chain and ECDSA P-256 key, for certificate handshakes.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// PEM CA certificates; when set, clients must present a certificate it signed.
+    pub ca_file: Option<String>,
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; a ClientHello beyond it is dropped.
+    pub max_handshakes: usize,
+    /// DTLS peers at once (handshaking or established).
+    pub max_peers: usize,
+    /// A peer that sends nothing for this long is forgotten.
+    pub idle_timeout: Duration,
+}
+
+impl Default for DtlsSettings {
+    fn default() -> Self {
+        DtlsSettings {
+            bind: Vec::new(),
+            psk: Vec::new(),
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 256,
+            max_peers: 100_000,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A finished handshake: the secured channel and who is on the other end.
+#[async_trait::async_trait]
+pub trait Secured: Send + Sync {
+    /// The next application datagram; `None` when the peer closed or failed.
+    async fn read(&self, buf: &mut [u8]) -> Option<usize>;
+    async fn write(&self, bytes: &[u8]) -> bool;
+    async fn close(&self);
+    /// The authenticated username (mapped PSK identity, certificate subject), if any.
+    fn username(&self) -> Option<String>;
+}
+
+/// The peer's raw records (in) and its address on the shared socket (out).
+pub struct PeerChannel {
+    pub rx: mpsc::Receiver<Bytes>,
+    pub socket: Arc<UdpSocket>,
+    pub peer: SocketAddr,
+}
+
+/// A DTLS implementation: runs the server handshake of one peer over its channel.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// `psk_offered`: the ClientHello offers a PSK cipher suite.
+    async fn accept(&self, channel: PeerChannel, psk_offered: bool) -> Result<Box<dyn Secured>, String>;
+}
+
+/// DTLS counters.
+#[derive(Debug, Default)]
+pub struct DtlsCounters {
+    pub hello_verify_sent: AtomicU64,
+    pub handshakes_ok: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+    pub handshakes_timed_out: AtomicU64,
+    /// ClientHellos dropped at `max_handshakes` / `max_peers`.
+    pub refused: AtomicU64,
+    /// Datagrams that are not DTLS records, or for no peer.
+    pub dropped: AtomicU64,
+    pub peers: AtomicU64,
+}
+
+struct Peer {
+    tx: mpsc::Sender<Bytes>,
+    generation: u64,
+    established: Arc<std::sync::atomic::AtomicBool>,
+}
+
+type Writers = Arc<Mutex<HashMap<SocketAddr, (u64, Arc<dyn Secured>)>>>;
+
+/// Serves one DTLS socket until `shutdown`.
+pub async fn serve(
+    socket: UdpSocket,
+    ctx: Arc<Context>,
+    backend: Arc<dyn Backend>,
+    counters: Arc<DtlsCounters>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let settings = ctx.settings.dtls.clone();
+    let socket = Arc::new(socket);
+    let writers: Writers = Arc::default();
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    // Decrypted datagrams in, to the CoAP layer; its answers out, to the peers' records.
+    let (app_tx, mut app_rx) = mpsc::channel::<(SocketAddr, Bytes, Option<String>)>(1024);
+    let (out_tx, mut out_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
+    let mut demux = Demux::new(ctx.clone(), Link::Channel(out_tx), shutdown.clone(), tracker.clone());
+    tracker.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = demux.reap() => {}
+                    m = app_rx.recv() => match m {
+                        Some((addr, bytes, user)) => demux.datagram(addr, &bytes, user.as_deref()).await,
+                        None => break,
+                    },
+                }
+            }
+        }
+    });
+    tracker.spawn({
+        let writers = writers.clone();
+        async move {
+            while let Some((addr, bytes)) = out_rx.recv().await {
+                let w = writers.lock().get(&addr).map(|(_, w)| w.clone());
+                match w {
+                    Some(w) => {
+                        w.write(&bytes).await;
+                    }
+                    None => tracing::debug!(peer = %addr, "CoAP over DTLS: no secured peer to send to"),
+                }
+            }
+        }
+    });
+    let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
+    let mut generation = 0u64;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some((addr, g)) = ended_rx.recv() => {
+                if peers.get(&addr).is_some_and(|p| p.generation == g) {
+                    peers.remove(&addr);
+                    counters.peers.fetch_sub(1, Relaxed);
+                }
+                continue;
+            }
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("DTLS recv: {e}");
+                    continue;
+                }
+            },
+        };
+        let datagram = &buf[..n];
+        if let Some(hello) = records::client_hello(datagram) {
+            let known = peers.get(&addr);
+            // A ClientHello without a cookie from a peer whose handshake is done is a
+            // rebooted device: drop the old peer, handshake afresh. Any other ClientHello
+            // from a known peer belongs to its handshake in progress.
+            let restart = known.is_none_or(|p| hello.cookie.is_empty() && p.established.load(Relaxed));
+            if !restart {
+                if let Some(p) = known {
+                    let _ = p.tx.try_send(Bytes::copy_from_slice(datagram));
+                }
+                continue;
+            }
+            if known.is_none() && !hello.cookie.is_empty() {
+                // A cookie for a handshake we no longer know: the client starts over.
+                counters.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            if peers.remove(&addr).is_some() {
+                tracing::info!(peer = %addr, "DTLS: new ClientHello from a known peer; fresh handshake");
+                writers.lock().remove(&addr);
+                counters.peers.fetch_sub(1, Relaxed);
+            }
+            if handshaking.load(Relaxed) >= settings.max_handshakes || peers.len() >= settings.max_peers {
+                counters.refused.fetch_add(1, Relaxed);
+                tracing::warn!(peer = %addr, "DTLS ClientHello dropped: coap.dtls max_handshakes or max_peers reached");
+                continue;
+            }
+            generation += 1;
+            let (tx, rx) = mpsc::channel(32);
+            let _ = tx.try_send(Bytes::copy_from_slice(datagram));
+            let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            peers.insert(addr, Peer { tx, generation, established: established.clone() });
+            counters.peers.fetch_add(1, Relaxed);
+            handshaking.fetch_add(1, Relaxed);
+            let channel = PeerChannel { rx, socket: socket.clone(), peer: addr };
+            tracker.spawn(peer_task(
+                channel,
+                hello.psk_offered,
+                generation,
+                established,
+                PeerShared {
+                    backend: backend.clone(),
+                    counters: counters.clone(),
+                    writers: writers.clone(),
+                    handshaking: handshaking.clone(),
+                    app_tx: app_tx.clone(),
+                    ended: ended_tx.clone(),
+                    settings: settings.clone(),
+                    shutdown: shutdown.clone(),
+                },
+            ));
+            continue;
+        }
+        match peers.get(&addr) {
+            Some(p) if records::is_record(datagram) => {
+                if p.tx.try_send(Bytes::copy_from_slice(datagram)).is_err() {
+                    counters.dropped.fetch_add(1, Relaxed);
+                }
+            }
+            _ => {
+                counters.dropped.fetch_add(1, Relaxed);
+                tracing::debug!(peer = %addr, "datagram on the DTLS port dropped: not a record of a known peer");
+            }
+        }
+    }
+}
+
+struct PeerShared {
+    backend: Arc<dyn Backend>,
+    counters: Arc<DtlsCounters>,
+    writers: Writers,
+    handshaking: Arc<AtomicUsize>,
+    app_tx: mpsc::Sender<(SocketAddr, Bytes, Option<String>)>,
+    ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
+    settings: DtlsSettings,
+    shutdown: CancellationToken,
+}
+
+async fn peer_task(
+    channel: PeerChannel,
+    psk_offered: bool,
+    generation: u64,
+    established: Arc<std::sync::atomic::AtomicBool>,
+    s: PeerShared,
+) {
+    let addr = channel.peer;
+    let result = tokio::time::timeout(s.settings.handshake_timeout, s.backend.accept(channel, psk_offered)).await;
+    s.handshaking.fetch_sub(1, Relaxed);
+    let secured: Arc<dyn Secured> = match result {
+        Ok(Ok(sec)) => Arc::from(sec),
+        Ok(Err(e)) => {
+            s.counters.handshakes_failed.fetch_add(1, Relaxed);
+            tracing::warn!(peer = %addr, "DTLS handshake failed: {e}");
+            let _ = s.ended.send((addr, generation));
+            return;
+        }
+        Err(_) => {
+            s.counters.handshakes_timed_out.fetch_add(1, Relaxed);
+            tracing::info!(peer = %addr, "DTLS handshake timed out");
+            let _ = s.ended.send((addr, generation));
+            return;
+        }
+    };
+    s.counters.handshakes_ok.fetch_add(1, Relaxed);
+    established.store(true, Relaxed);
+    let user = secured.username();
+    tracing::debug!(peer = %addr, user = ?user, "DTLS handshake done");
+    s.writers.lock().insert(addr, (generation, secured.clone()));
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let read = tokio::select! {
+            _ = s.shutdown.cancelled() => None,
+            r = tokio::time::timeout(s.settings.idle_timeout, secured.read(&mut buf)) => r.ok().flatten(),
+        };
+        let Some(n) = read else { break };
+        if s.app_tx.send((addr, Bytes::copy_from_slice(&buf[..n]), user.clone())).await.is_err() {
+            break;
+        }
+    }
+    secured.close().await;
+    {
+        let mut w = s.writers.lock();
+        if w.get(&addr).is_some_and(|(g, _)| *g == generation) {
+            w.remove(&addr);
+        }
+    }
+    let _ = s.ended.send((addr, generation));
+}
+
+pub mod records;

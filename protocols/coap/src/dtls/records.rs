@@ -1,0 +1,106 @@
+//! Just enough of the DTLS 1.2 record and handshake headers (RFC 6347 §4.1, §4.2.2) to
+//! route datagrams: is it a record, is it an initial ClientHello, what cookie and cipher
+//! suites does it carry. Never panics; anything it cannot read is "not a ClientHello".
+
+/// Record content type `handshake`.
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+const RECORD_HEADER: usize = 13;
+const HANDSHAKE_HEADER: usize = 12;
+
+/// Whether `d` starts like a DTLS record (content type 20..=25, version 254.x).
+pub fn is_record(d: &[u8]) -> bool {
+    d.len() >= RECORD_HEADER && (20..=25).contains(&d[0]) && d[1] == 254
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHello {
+    pub cookie: Vec<u8>,
+    /// One of the offered cipher suites is a PSK suite (TLS_PSK_*).
+    pub psk_offered: bool,
+}
+
+/// The ClientHello in the first record of `d` (epoch 0, unfragmented), if it is one.
+pub fn client_hello(d: &[u8]) -> Option<ClientHello> {
+    if !is_record(d) || d[0] != HANDSHAKE || d[3] != 0 || d[4] != 0 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([d[11], d[12]]));
+    let rec = d.get(RECORD_HEADER..RECORD_HEADER + len)?;
+    if rec.len() < HANDSHAKE_HEADER || rec[0] != CLIENT_HELLO {
+        return None;
+    }
+    let body_len = u24(&rec[1..4]);
+    let frag_off = u24(&rec[6..9]);
+    let frag_len = u24(&rec[9..12]);
+    if frag_off != 0 || frag_len != body_len {
+        return None;
+    }
+    let body = rec.get(HANDSHAKE_HEADER..HANDSHAKE_HEADER + body_len)?;
+    // client_version(2) random(32) session_id<0..32> cookie<0..255> cipher_suites<2..>
+    let mut i = 34;
+    let sid = usize::from(*body.get(i)?);
+    i += 1 + sid;
+    let clen = usize::from(*body.get(i)?);
+    let cookie = body.get(i + 1..i + 1 + clen)?.to_vec();
+    i += 1 + clen;
+    let slen = usize::from(u16::from_be_bytes([*body.get(i)?, *body.get(i + 1)?]));
+    let suites = body.get(i + 2..i + 2 + slen)?;
+    let psk_offered = suites.chunks_exact(2).any(|c| is_psk_suite(u16::from_be_bytes([c[0], c[1]])));
+    Some(ClientHello { cookie, psk_offered })
+}
+
+fn u24(b: &[u8]) -> usize {
+    (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
+}
+
+/// TLS_PSK_WITH_AES_128_CCM(_8), TLS_PSK_WITH_AES_128_GCM_SHA256 and the rest of the
+/// plain-PSK family we might see from constrained clients.
+fn is_psk_suite(s: u16) -> bool {
+    matches!(s, 0xC0A4 | 0xC0A5 | 0xC0A8 | 0xC0A9 | 0x00A8 | 0x00A9 | 0x008C | 0x008D | 0x00AE | 0x00AF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(cookie: &[u8], suites: &[u16]) -> Vec<u8> {
+        let mut body = vec![0xFE, 0xFD];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.push(cookie.len() as u8);
+        body.extend_from_slice(cookie);
+        body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+        for s in suites {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        body.extend_from_slice(&[1, 0]);
+        let n = body.len();
+        let mut hs = vec![CLIENT_HELLO, 0, (n >> 8) as u8, n as u8, 0, 0, 0, 0, 0, 0, (n >> 8) as u8, n as u8];
+        hs.extend_from_slice(&body);
+        let mut rec = vec![HANDSHAKE, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    #[test]
+    fn reads_cookie_and_psk_offer() {
+        let h = client_hello(&hello(b"", &[0xC0A8])).unwrap();
+        assert_eq!(h, ClientHello { cookie: vec![], psk_offered: true });
+        let h = client_hello(&hello(b"abc", &[0xC0AE])).unwrap();
+        assert_eq!(h, ClientHello { cookie: b"abc".to_vec(), psk_offered: false });
+    }
+
+    #[test]
+    fn truncated_or_other_records_are_not_client_hellos() {
+        let full = hello(b"abc", &[0xC0A8]);
+        for n in 0..full.len() {
+            assert!(client_hello(&full[..n]).is_none(), "{n}");
+        }
+        let mut app = full.clone();
+        app[0] = 23;
+        assert!(client_hello(&app).is_none());
+        assert!(!is_record(&[0x40, 0x01, 0, 1]), "CoAP is not a DTLS record");
+    }
+}

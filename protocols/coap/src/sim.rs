@@ -1,0 +1,182 @@
+//! Simulated CoAP devices for load tests (`roost-sim coap`): each device has its own UDP
+//! socket, observes `{prefix}/{n}/command` (so the gateway holds one observer per device)
+//! and publishes CON PUTs to `/ps/{prefix}/{n}/telemetry`, one outstanding at a time,
+//! every `period` (or back to back with a zero period, for requests/s). Plain UDP only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub gateway: SocketAddr,
+    pub devices: usize,
+    pub prefix: String,
+    /// Time between two publishes of one device; zero: back to back.
+    pub period: Duration,
+    /// How long the devices publish (after all have registered their observation).
+    pub duration: Duration,
+    /// New devices per second while the fleet starts.
+    pub connect_rate: u32,
+    /// Observe a command topic per device.
+    pub observe: bool,
+    pub payload_size: usize,
+    /// Local address the devices' sockets bind, device n on port 10000 + n: the kernel's
+    /// ~28,000 ephemeral ports are too few for large fleets, so those use several loopback
+    /// addresses.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            gateway: SocketAddr::from(([127, 0, 0, 1], 5683)),
+            devices: 100,
+            prefix: "sim".into(),
+            period: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            connect_rate: 2000,
+            observe: true,
+            payload_size: 32,
+            source_ip: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub observing: AtomicU64,
+    pub observe_failed: AtomicU64,
+    pub published: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub refused: AtomicU64,
+    pub timed_out: AtomicU64,
+    /// Sum and maximum of request round trips (CON PUT -> piggybacked 2.04), microseconds.
+    pub rtt_sum_us: AtomicU64,
+    pub rtt_max_us: AtomicU64,
+    /// Notifications received (commands).
+    pub notifications: AtomicU64,
+}
+
+fn request(method: RequestType, mid: u16, token: u32, path: &str, query: &[&str]) -> Packet {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(method);
+    p.header.message_id = mid;
+    p.set_token(token.to_be_bytes().to_vec());
+    for s in path.split('/') {
+        p.add_option(CoapOption::UriPath, s.as_bytes().to_vec());
+    }
+    for q in query {
+        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+    }
+    p
+}
+
+/// Runs the fleet; the counters can be watched while it runs.
+pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
+    let cfg = Arc::new(cfg);
+    let launch = Instant::now();
+    let ramp = Duration::from_secs_f64(cfg.devices as f64 / f64::from(cfg.connect_rate.max(1)));
+    let start = launch + ramp + Duration::from_millis(500);
+    let end = start + cfg.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..cfg.devices {
+        tokio::time::sleep_until(launch + Duration::from_secs_f64(n as f64 / f64::from(cfg.connect_rate.max(1)))).await;
+        let (cfg, stats) = (cfg.clone(), stats.clone());
+        tasks.spawn(async move {
+            if let Err(e) = device(n, &cfg, &stats, start, end).await {
+                tracing::debug!("sim device {n}: {e}");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end: Instant) -> std::io::Result<()> {
+    let local = match cfg.source_ip {
+        // Explicit ports: the kernel's ephemeral range (~28,000) is shared by every address.
+        Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),
+        None if cfg.gateway.is_ipv4() => SocketAddr::from(([0, 0, 0, 0], 0)),
+        None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(cfg.gateway).await?;
+    let mut buf = vec![0u8; 2048];
+    let mut mid: u16 = rand::random();
+    let clientid = format!("clientid={}-{n}", cfg.prefix);
+    if cfg.observe {
+        mid = mid.wrapping_add(1);
+        let mut obs = request(RequestType::Get, mid, n as u32, &format!("ps/{}/{n}/command", cfg.prefix), &[&clientid]);
+        obs.add_option(CoapOption::Observe, Vec::new());
+        match exchange(&socket, &obs, &mut buf, stats).await {
+            Some(r) if r.header.code == MessageClass::Response(ResponseType::Content) => {
+                stats.observing.fetch_add(1, Relaxed);
+            }
+            _ => {
+                stats.observe_failed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    tokio::time::sleep_until(start).await;
+    let path = format!("ps/{}/{n}/telemetry", cfg.prefix);
+    let payload = vec![b'x'; cfg.payload_size];
+    let mut next = start + cfg.period.mul_f64(n as f64 / cfg.devices.max(1) as f64);
+    while Instant::now() < end {
+        if !cfg.period.is_zero() {
+            tokio::time::sleep_until(next).await;
+            next += cfg.period;
+        }
+        mid = mid.wrapping_add(1);
+        let mut p = request(RequestType::Put, mid, n as u32 ^ 0x8000_0000, &path, &[&clientid]);
+        p.payload = payload.clone();
+        stats.published.fetch_add(1, Relaxed);
+        let sent = Instant::now();
+        match exchange(&socket, &p, &mut buf, stats).await {
+            Some(r) if r.header.code == MessageClass::Response(ResponseType::Changed) => {
+                stats.acknowledged.fetch_add(1, Relaxed);
+                let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats.rtt_sum_us.fetch_add(us, Relaxed);
+                stats.rtt_max_us.fetch_max(us, Relaxed);
+            }
+            Some(_) => {
+                stats.refused.fetch_add(1, Relaxed);
+            }
+            None => {
+                stats.timed_out.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends a CON and waits for the ACK with its message id (answering notifications on the
+/// way); one retransmission after 2 s, then gives up.
+async fn exchange(socket: &UdpSocket, p: &Packet, buf: &mut [u8], stats: &SimStats) -> Option<Packet> {
+    let bytes = p.to_bytes().ok()?;
+    for _ in 0..2 {
+        socket.send(&bytes).await.ok()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(n)) = timeout(deadline.saturating_duration_since(Instant::now()), socket.recv(buf)).await {
+            let Ok(r) = Packet::from_bytes(&buf[..n]) else { continue };
+            if r.header.get_type() == MessageType::Acknowledgement && r.header.message_id == p.header.message_id {
+                return Some(r);
+            }
+            if r.get_option(CoapOption::Observe).is_some() {
+                stats.notifications.fetch_add(1, Relaxed);
+                if r.header.get_type() == MessageType::Confirmable {
+                    let ack = crate::codec::empty(MessageType::Acknowledgement, r.header.message_id);
+                    if let Ok(b) = ack.to_bytes() {
+                        let _ = socket.send(&b).await;
+                    }
+                }
+            }
+        }
+    }
+    None
+}
