@@ -16,6 +16,10 @@ async fn kv_device_to_mqtt_and_back() {
     let mut settings = roost::config::parse(
         r#"
         mqtt.bind = ["127.0.0.1:0"]
+        mqttsn.bind = []
+        coap.bind = []
+        http.bind = []
+        storage.backend = "memory"
         [[codec]]
         name = "boilers"
         codec = "kv"
