@@ -49,6 +49,7 @@ impl TestBroker {
             codec.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         }
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        settings.lorawan.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.http_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
@@ -84,6 +85,16 @@ impl TestBroker {
     /// The MQTT-SN adapter's counters.
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         self.gateway.mqttsn_counters()
+    }
+
+    /// The LoRaWAN packet-forwarder (UDP) socket address.
+    pub fn lorawan_addr(&self) -> SocketAddr {
+        self.gateway.lorawan_addrs()[0]
+    }
+
+    /// The LoRaWAN adapter's counters.
+    pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
+        self.gateway.lorawan_counters()
     }
 
     pub fn port(&self) -> u16 {

@@ -26,6 +26,8 @@ pub struct Gateway {
     mqttsn_addrs: Vec<SocketAddr>,
     http_addrs: Vec<SocketAddr>,
     mqttsn: Arc<roost_mqttsn::session::Context>,
+    lorawan_addrs: Vec<SocketAddr>,
+    lorawan: Arc<roost_lorawan::driver::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -94,6 +96,7 @@ impl Builder {
         let listeners = roost_mqtt::driver::bind(&settings.mqtt).await.context("starting the MQTT listener")?;
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
+        let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer).context("starting the LoRaWAN packet-forwarder listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -187,7 +190,17 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker })
+        let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
+        let mut lorawan_addrs = Vec::new();
+        for socket in &lorawan_sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, mode = ?settings.lorawan.mode, "LoRaWAN packet forwarders listening (udp)");
+            lorawan_addrs.push(addr);
+        }
+        if !lorawan_sockets.is_empty() {
+            tracker.spawn(roost_lorawan::driver::serve(lorawan_sockets, lorawan.clone(), shutdown.clone(), tracker.clone()));
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqttsn_addrs, mqttsn: sn_ctx, lorawan_addrs, lorawan, codec_addrs, http_addrs, bridges, shutdown, tracker })
     }
 }
 
@@ -231,6 +244,16 @@ impl Gateway {
     /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         &self.mqttsn.counters
+    }
+
+    /// The bound LoRaWAN packet-forwarder (UDP) addresses.
+    pub fn lorawan_addrs(&self) -> &[SocketAddr] {
+        &self.lorawan_addrs
+    }
+
+    /// The LoRaWAN adapter's counters (malformed datagrams, MIC failures, replays, ...).
+    pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
+        &self.lorawan.counters
     }
 
     pub fn broker(&self) -> &Broker {

@@ -66,7 +66,7 @@ pub struct DeviceSettings {
     pub payload_codec: PayloadCodec,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkServerSettings {
     pub region: Region,
     /// 24-bit NetID; OTAA DevAddrs carry its NwkID.
@@ -105,7 +105,7 @@ impl Default for NetworkServerSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LorawanSettings {
     /// UDP sockets for packet forwarders; empty disables LoRaWAN.
     pub bind: Vec<SocketAddr>,

@@ -11,6 +11,7 @@
 mod bridge;
 mod duration;
 mod error;
+mod lorawan;
 mod schema;
 mod validate;
 
@@ -74,6 +75,8 @@ pub struct Settings {
     /// registry the gateway starts with (`gateway::Gateway::builder`).
     pub codecs: Vec<CodecListenerSettings>,
     pub mqttsn: MqttSnSettings,
+    /// `[lorawan]`: Semtech UDP packet forwarders, bridge or network-server mode.
+    pub lorawan: roost_lorawan::settings::LorawanSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -99,6 +102,7 @@ impl Default for Settings {
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),
             mqttsn: MqttSnSettings::default(),
+            lorawan: roost_lorawan::settings::LorawanSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),

@@ -27,6 +27,7 @@ pub(super) struct ConfigFile {
     pub log: LogSection,
     pub mqtt: MqttSection,
     pub mqttsn: MqttSnSection,
+    pub lorawan: super::lorawan::LorawanSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub storage: StorageSection,

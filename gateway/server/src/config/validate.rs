@@ -27,6 +27,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         log,
         mqtt,
         mqttsn,
+        lorawan,
         limits,
         auth,
         codec,
@@ -133,6 +134,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         },
     };
     let mqttsn = mqttsn_settings(mqttsn)?;
+    let lorawan = super::lorawan::lorawan_settings(lorawan)?;
 
     // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
     // listeners are loopback-only. Opening a listener keeps that only if the file says so.
@@ -144,6 +146,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .iter()
                 .map(|a| ("mqtt.bind", *a))
                 .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
+                .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {
@@ -170,6 +173,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqtt: mqtt_settings,
         codecs,
         mqttsn,
+        lorawan,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
@@ -300,7 +304,7 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
     })
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
@@ -308,7 +312,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// `lo..=hi`, converted to the target integer type (which must hold the whole range).
-fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64) -> Result<T, ConfigError> {
+pub(super) fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64) -> Result<T, ConfigError> {
     let Int(value) = value;
     if !(lo..=hi).contains(&value) {
         return Err(invalid(
@@ -320,7 +324,7 @@ fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64) -> Result<
 }
 
 /// `lo..` as a `usize`; on 32-bit targets the platform bounds the top.
-fn at_least(key: &str, value: Int, lo: i64) -> Result<usize, ConfigError> {
+pub(super) fn at_least(key: &str, value: Int, lo: i64) -> Result<usize, ConfigError> {
     let Int(value) = value;
     if value < lo {
         return Err(invalid(
@@ -339,14 +343,14 @@ fn at_least(key: &str, value: Int, lo: i64) -> Result<usize, ConfigError> {
     })
 }
 
-fn positive(key: &str, value: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+pub(super) fn positive(key: &str, value: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
     if value.is_zero() {
         return Err(invalid(key, "must be longer than 0"));
     }
     Ok(value)
 }
 
-fn bind_addrs(key: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+pub(super) fn bind_addrs(key: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
     addrs
         .iter()
         .enumerate()
