@@ -173,6 +173,7 @@ pub(super) fn parse_net_id(s: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::super::parse;
     use super::*;
