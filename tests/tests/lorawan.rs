@@ -477,3 +477,55 @@ async fn malformed_datagrams_and_frames_are_counted_and_never_panic() {
     assert_eq!(expect_event(&mut app, "/event/up").await["data"], b64(b"alive"));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn bridge_mode_protobuf_round_trip() {
+    use prost::Message as _;
+    use roost_lorawan::gwpb;
+    let broker = TestBroker::start_with("[lorawan]\nmode = \"bridge\"\nmarshaler = \"protobuf\"\ntopic_prefix = \"us915\"\n").await;
+    let mut app = app_client(&broker, "us915/gateway/#").await;
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 0x0a0b).await;
+    let p = app.expect_publish(WAIT).await;
+    assert!(p.topic.ends_with("/state/conn"));
+    assert_eq!(gwpb::ConnState::decode(p.payload.as_ref()).unwrap().state, 1);
+    let f = uplink(2, b"pb", false).await;
+    gw.push(&f, 77, -70, 4.5).await;
+    let p = app.expect_publish(WAIT).await;
+    assert_eq!(p.topic, "us915/gateway/0000000000000a0b/event/up");
+    let up = gwpb::UplinkFrame::decode(p.payload.as_ref()).unwrap();
+    assert_eq!(up.phy_payload, f);
+    let rx = up.rx_info.unwrap();
+    assert_eq!(rx.context, 77u32.to_be_bytes().to_vec());
+    let lora = gwpb::LoraModulationInfo { bandwidth: 500_000, spreading_factor: 12, code_rate: gwpb::CodeRate::Cr45 as i32, polarization_inversion: true };
+    let frame = gwpb::DownlinkFramePb {
+        downlink_id: 5,
+        gateway_id: "0000000000000a0b".into(),
+        items: vec![gwpb::DownlinkFrameItem {
+            phy_payload: vec![0x60, 1, 2, 3, 4, 0, 0, 0, 1, 2, 3, 4],
+            tx_info: Some(gwpb::DownlinkTxInfo {
+                frequency: 923_300_000,
+                power: 20,
+                modulation: Some(gwpb::Modulation { parameters: Some(gwpb::ModulationParameters::Lora(lora)) }),
+                board: 0,
+                antenna: 0,
+                timing: Some(gwpb::Timing { parameters: Some(gwpb::TimingParameters::Delay(gwpb::DelayTimingInfo { delay: Some(gwpb::PbDuration { seconds: 1, nanos: 0 }) })) }),
+                context: rx.context.clone(),
+            }),
+        }],
+    };
+    app.publish("us915/gateway/0000000000000a0b/command/down", qos(1), false, frame.encode_to_vec()).await;
+    let (token, txpk) = gw.pull_resp().await;
+    assert_eq!(txpk["tmst"], 1_000_077);
+    assert_eq!(txpk["freq"], 923.3);
+    assert_eq!(txpk["datr"], "SF12BW500");
+    gw.tx_ack(token, "NONE").await;
+    // The subscriber sees its own command/down too; the ack follows.
+    let mut p = app.expect_publish(WAIT).await;
+    while p.topic.ends_with("/command/down") {
+        p = app.expect_publish(WAIT).await;
+    }
+    assert!(p.topic.ends_with("/event/ack"), "{}", p.topic);
+    let ack = gwpb::DownlinkTxAck::decode(p.payload.as_ref()).unwrap();
+    assert_eq!((ack.downlink_id, ack.items.len(), ack.items[0].status), (5, 1, gwpb::TxAckStatus::Ok as i32));
+    broker.stop().await;
+}

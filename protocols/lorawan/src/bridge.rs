@@ -222,56 +222,82 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-/// Parses a DownlinkFrame into `txpk`s.
+/// One DownlinkFrame item, whatever the marshaler.
+pub(crate) struct Item {
+    pub phy: Vec<u8>,
+    pub frequency: u32,
+    pub power: i32,
+    pub antenna: u32,
+    /// (bandwidth Hz, spreading factor, code rate "4/5", polarization inversion)
+    pub lora: Option<(u32, u8, String, bool)>,
+    /// (frequency deviation, bit rate)
+    pub fsk: Option<(u32, u32)>,
+    pub timing: ItemTiming,
+    pub context: Option<Vec<u8>>,
+}
+
+pub(crate) enum ItemTiming {
+    Immediately,
+    Delay(Duration),
+    GpsEpoch(Duration),
+}
+
+pub(crate) fn item_txpk(i: usize, item: Item) -> Result<Txpk, DownlinkError> {
+    if item.phy.len() > crate::phy::MAX_PHY {
+        return Err(DownlinkError::Item(i, "phyPayload is over 255 bytes"));
+    }
+    let (modu, datr, codr, ipol, fdev) = match (item.lora, item.fsk) {
+        (Some((bw, sf, cr, ipol)), _) => (Modulation::Lora, DataRate::lora(sf, bw / 1000), Some(cr), ipol, None),
+        (None, Some((fdev, bps))) => (Modulation::Fsk, DataRate::Fsk(bps), None, false, Some(fdev)),
+        (None, None) => return Err(DownlinkError::Item(i, "txInfo.modulation has neither lora nor fsk")),
+    };
+    let (imme, tmst, tmms) = match item.timing {
+        ItemTiming::Immediately => (true, None, None),
+        ItemTiming::Delay(delay) => {
+            let Some(ctx) = item.context.filter(|c| c.len() == 4) else { return Err(DownlinkError::Item(i, "context is not the 4-byte tmst of the uplink")) };
+            let base = u32::from_be_bytes([ctx[0], ctx[1], ctx[2], ctx[3]]);
+            let delay_us = u32::try_from(delay.as_micros()).map_err(|_| DownlinkError::Item(i, "timing.delay is too long"))?;
+            (false, Some(base.wrapping_add(delay_us)), None)
+        }
+        ItemTiming::GpsEpoch(d) => (false, None, Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+    };
+    Ok(Txpk {
+        imme,
+        tmst,
+        tmms,
+        freq: hz_to_mhz(item.frequency),
+        rfch: item.antenna.min(255) as u8,
+        powe: Some(item.power),
+        modu,
+        datr,
+        codr,
+        fdev,
+        ipol,
+        prea: None,
+        size: item.phy.len() as u16,
+        data: b64(&item.phy),
+        ncrc: modu == Modulation::Lora,
+    })
+}
+
+/// Parses a DownlinkFrame (canonical JSON) into `txpk`s.
 pub fn downlink_frame(payload: &[u8]) -> Result<DownlinkFrame, DownlinkError> {
     let f: DownlinkFrameJson = serde_json::from_slice(payload).map_err(|e| DownlinkError::Json(e.to_string()))?;
     let mut items = Vec::with_capacity(f.items.len().min(4));
     for (i, item) in f.items.into_iter().enumerate() {
         let phy = base64::engine::general_purpose::STANDARD.decode(item.phy_payload.as_bytes()).map_err(|_| DownlinkError::Item(i, "phyPayload is not base64"))?;
-        if phy.len() > crate::phy::MAX_PHY {
-            return Err(DownlinkError::Item(i, "phyPayload is over 255 bytes"));
-        }
         let t = item.tx_info;
-        let (modu, datr, codr, ipol, fdev) = match (t.modulation.lora, t.modulation.fsk) {
-            (Some(l), _) => (Modulation::Lora, DataRate::lora(l.spreading_factor, l.bandwidth / 1000), Some(l.code_rate.as_deref().unwrap_or("CR_4_5").trim_start_matches("CR_").replace('_', "/")), l.polarization_inversion, None),
-            (None, Some(f)) => (Modulation::Fsk, DataRate::Fsk(f.datarate), None, false, Some(f.frequency_deviation)),
-            (None, None) => return Err(DownlinkError::Item(i, "txInfo.modulation has neither lora nor fsk")),
-        };
-        let (imme, tmst, tmms) = match t.timing {
-            None => (true, None, None),
-            Some(TimingJson { immediately: Some(_), .. }) => (true, None, None),
-            Some(TimingJson { delay: Some(d), .. }) => {
-                let delay = parse_duration(&d.delay).ok_or(DownlinkError::Item(i, "timing.delay.delay is not a duration"))?;
-                let ctx = t.context.as_deref().and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.as_bytes()).ok());
-                let Some(ctx) = ctx.filter(|c| c.len() == 4) else { return Err(DownlinkError::Item(i, "context is not the 4-byte tmst of the uplink")) };
-                let base = u32::from_be_bytes([ctx[0], ctx[1], ctx[2], ctx[3]]);
-                let delay_us = u32::try_from(delay.as_micros()).map_err(|_| DownlinkError::Item(i, "timing.delay is too long"))?;
-                (false, Some(base.wrapping_add(delay_us)), None)
-            }
-            Some(TimingJson { gps_epoch: Some(g), .. }) => {
-                let d = parse_duration(&g.time_since_gps_epoch).ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?;
-                (false, None, Some(d.as_millis() as u64))
-            }
+        let lora = t.modulation.lora.map(|l| (l.bandwidth, l.spreading_factor, l.code_rate.as_deref().unwrap_or("CR_4_5").trim_start_matches("CR_").replace('_', "/"), l.polarization_inversion));
+        let fsk = t.modulation.fsk.map(|f| (f.frequency_deviation, f.datarate));
+        let timing = match t.timing {
+            None | Some(TimingJson { immediately: Some(_), .. }) => ItemTiming::Immediately,
+            Some(TimingJson { delay: Some(d), .. }) => ItemTiming::Delay(parse_duration(&d.delay).ok_or(DownlinkError::Item(i, "timing.delay.delay is not a duration"))?),
+            Some(TimingJson { gps_epoch: Some(g), .. }) => ItemTiming::GpsEpoch(parse_duration(&g.time_since_gps_epoch).ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?),
             Some(_) => return Err(DownlinkError::Item(i, "timing has no immediately, delay or gpsEpoch")),
         };
+        let context = t.context.as_deref().and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.as_bytes()).ok());
         let _ = t.board;
-        items.push(Txpk {
-            imme,
-            tmst,
-            tmms,
-            freq: hz_to_mhz(t.frequency),
-            rfch: t.antenna.min(255) as u8,
-            powe: Some(t.power),
-            modu,
-            datr,
-            codr,
-            fdev,
-            ipol,
-            prea: None,
-            size: phy.len() as u16,
-            data: b64(&phy),
-            ncrc: modu == Modulation::Lora,
-        });
+        items.push(item_txpk(i, Item { phy, frequency: t.frequency, power: t.power, antenna: t.antenna, lora, fsk, timing, context })?);
     }
     Ok(DownlinkFrame { downlink_id: f.downlink_id, items })
 }

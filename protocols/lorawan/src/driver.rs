@@ -26,7 +26,7 @@ use crate::bridge;
 use crate::ns::{NetworkServer, NsCounters, Output, Transmit, TxTag, TxWindow, events};
 use crate::region::hz_to_mhz;
 use crate::semtech::{self, GatewayEui, Modulation, Packet, Rxpk, TxAckError, Txpk};
-use crate::settings::{LorawanSettings, Mode};
+use crate::settings::{LorawanSettings, Marshaler, Mode};
 use crate::types::DevEui;
 
 /// The store space of device states.
@@ -99,6 +99,8 @@ enum Event {
 
 struct Gateway {
     conn: Option<Arc<Connection>>,
+    /// Ends the task forwarding the gateway's commands (bridge mode) when it is dropped.
+    stop: CancellationToken,
     /// Where PULL_RESP goes: the address of the last PULL_DATA (never PUSH_DATA's).
     pull: Option<(usize, SocketAddr)>,
     version: u8,
@@ -276,7 +278,11 @@ impl Driver {
                     && self.ctx.settings.mode == Mode::Bridge
                 {
                     let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/stats");
-                    self.gateway_publish(gateway, topic, bridge::gateway_stats(gateway, stat, SystemTime::now()), false).await;
+                    let body = match self.marshaler() {
+                        Marshaler::Json => bridge::gateway_stats(gateway, stat, SystemTime::now()),
+                        Marshaler::Protobuf => crate::gwpb::gateway_stats(gateway, stat, SystemTime::now()),
+                    };
+                    self.gateway_publish(gateway, topic, body, false).await;
                 }
             }
             Packet::PullData { version, token, gateway } => {
@@ -315,7 +321,7 @@ impl Driver {
         let bridge = self.ctx.settings.mode == Mode::Bridge;
         let prefix = &self.ctx.settings.bridge.topic_prefix;
         let will = bridge.then(|| Will {
-            message: Message::new(bridge::topic(prefix, eui, "state/conn"), bridge::conn_state(eui, false), QoS::AtMostOnce, true),
+            message: Message::new(bridge::topic(prefix, eui, "state/conn"), self.conn_state(eui, false), QoS::AtMostOnce, true),
             delay: Duration::ZERO,
         });
         let conn = match self.ctx.broker.connect(connect_request(format!("lorawan-gw-{eui}"), Some(from), will)).await {
@@ -327,6 +333,7 @@ impl Driver {
             }
         };
         tracing::info!(gateway = %eui, peer = %from, "LoRaWAN gateway connected");
+        let stop = self.shutdown.child_token();
         if bridge {
             for kind in ["command/down", "command/config"] {
                 let topic = bridge::topic(prefix, eui, kind);
@@ -334,14 +341,25 @@ impl Driver {
                     tracing::warn!(gateway = %eui, %topic, "gateway bridge subscription refused: {e}");
                 }
             }
-            let (events, shutdown) = (self.events.clone(), self.shutdown.clone());
-            self.tracker.spawn(forward(conn.clone(), shutdown, move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload }, events));
+            let events = self.events.clone();
+            self.tracker.spawn(forward(conn.clone(), stop.clone(), move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload }, events));
             let topic = bridge::topic(prefix, eui, "state/conn");
-            publish(&conn, topic, bridge::conn_state(eui, true), true).await;
+            publish(&conn, topic, self.conn_state(eui, true), true).await;
         }
-        self.gateways.insert(eui, Gateway { conn: Some(conn), pull: None, version, last_seen: now });
+        self.gateways.insert(eui, Gateway { conn: Some(conn), stop, pull: None, version, last_seen: now });
         self.ctx.counters.gateways.fetch_add(1, Relaxed);
         true
+    }
+
+    fn marshaler(&self) -> Marshaler {
+        self.ctx.settings.bridge.marshaler
+    }
+
+    fn conn_state(&self, eui: GatewayEui, online: bool) -> Vec<u8> {
+        match self.marshaler() {
+            Marshaler::Json => bridge::conn_state(eui, online),
+            Marshaler::Protobuf => crate::gwpb::conn_state(eui, online),
+        }
     }
 
     async fn gateway_publish(&self, eui: GatewayEui, topic: String, payload: Vec<u8>, retain: bool) {
@@ -364,7 +382,10 @@ impl Driver {
                     return;
                 };
                 let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/up");
-                let body = bridge::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now());
+                let body = match self.marshaler() {
+                    Marshaler::Json => bridge::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
+                    Marshaler::Protobuf => crate::gwpb::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
+                };
                 self.gateway_publish(gateway, topic, body, false).await;
             }
         }
@@ -509,7 +530,11 @@ impl Driver {
                     statuses.push("IGNORED");
                 }
                 let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, p.gateway, "event/ack");
-                self.gateway_publish(p.gateway, topic, bridge::tx_ack(p.gateway, downlink_id, &statuses), false).await;
+                let body = match self.marshaler() {
+                    Marshaler::Json => bridge::tx_ack(p.gateway, downlink_id, &statuses),
+                    Marshaler::Protobuf => crate::gwpb::tx_ack(p.gateway, downlink_id, &statuses),
+                };
+                self.gateway_publish(p.gateway, topic, body, false).await;
             }
         }
     }
@@ -523,7 +548,11 @@ impl Driver {
             tracing::info!(%gateway, "gateway bridge command/config: the Semtech UDP forwarder cannot be reconfigured remotely; ignored");
             return;
         }
-        match bridge::downlink_frame(payload) {
+        let frame = match self.marshaler() {
+            Marshaler::Json => bridge::downlink_frame(payload),
+            Marshaler::Protobuf => crate::gwpb::downlink_frame(payload),
+        };
+        match frame {
             Ok(f) if !f.items.is_empty() => {
                 let owner = Owner::Bridge { downlink_id: f.downlink_id, total: f.items.len(), statuses: Vec::new() };
                 self.start_tx(gateway, f.items.into(), owner).await;
@@ -556,11 +585,12 @@ impl Driver {
 
     async fn drop_gateway(&mut self, eui: GatewayEui) {
         let Some(g) = self.gateways.remove(&eui) else { return };
+        g.stop.cancel();
         self.ctx.counters.gateways.fetch_sub(1, Relaxed);
         if let Some(conn) = g.conn {
             if self.ctx.settings.mode == Mode::Bridge {
                 let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, eui, "state/conn");
-                publish(&conn, topic, bridge::conn_state(eui, false), true).await;
+                publish(&conn, topic, self.conn_state(eui, false), true).await;
             }
             conn.disconnect(DisconnectReason::Normal).await;
         }

@@ -20,6 +20,8 @@ pub enum Mode {
 pub enum Marshaler {
     /// ChirpStack's `gw` messages in canonical protobuf JSON.
     Json,
+    /// ChirpStack's `gw` messages as protobuf (ChirpStack's default).
+    Protobuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -128,8 +128,8 @@ pub(super) fn lorawan_settings(l: LorawanSection) -> Result<LorawanSettings, Con
     };
     let marshaler = match l.marshaler.as_str() {
         "json" => Marshaler::Json,
-        "protobuf" => return Err(invalid("lorawan.marshaler", "\"protobuf\" is not supported yet; use \"json\"")),
-        other => return Err(invalid("lorawan.marshaler", format!("{other:?} is not \"json\""))),
+        "protobuf" => Marshaler::Protobuf,
+        other => return Err(invalid("lorawan.marshaler", format!("{other:?} is not \"json\" or \"protobuf\""))),
     };
     if l.topic_prefix.is_empty() || l.topic_prefix.contains(['+', '#']) {
         return Err(invalid("lorawan.topic_prefix", "must be non-empty without '+' or '#'"));
@@ -223,7 +223,7 @@ mod tests {
             ("[lorawan]\nregion = \"AS923\"", "lorawan.region"),
             ("[lorawan]\nnet_id = \"1\"", "lorawan.net_id"),
             ("[lorawan]\nrx1_dr_offset = 6", "lorawan.rx1_dr_offset"),
-            ("[lorawan]\nmarshaler = \"protobuf\"", "lorawan.marshaler"),
+            ("[lorawan]\nmarshaler = \"xml\"", "lorawan.marshaler"),
             ("[[lorawan.device]]\ndev_eui = \"01\"\napplication_id = \"a\"\napp_key = \"00\"", "lorawan.device[0].dev_eui"),
             ("[[lorawan.device]]\ndev_eui = \"0101010101010101\"\napplication_id = \"a\"", "lorawan.device[0].app_key"),
             ("[[lorawan.device]]\ndev_eui = \"0101010101010101\"\napplication_id = \"a/b\"\napp_key = \"03030303030303030303030303030303\"", "lorawan.device[0].application_id"),
