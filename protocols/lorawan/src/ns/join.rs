@@ -49,8 +49,7 @@ impl NetworkServer {
         let dev_addr = self.allocate_dev_addr();
         let net_id = self.settings.net_id;
         let rx1_delay = self.settings.rx1_delay;
-        let (rx1_dr_offset, rx2_dr) = (self.settings.rx1_dr_offset, self.settings.rx2_dr);
-        let session_settings = self.settings.clone();
+        let (rx1_dr_offset, rx2_dr, rx2_freq_hz) = (self.settings.rx1_dr_offset, self.settings.rx2_dr, self.settings.rx2_freq_hz);
         let max_nonces = self.settings.max_dev_nonces;
         let Some(dev) = self.devices.get_mut(&jr.dev_eui) else { return };
         dev.state.join_nonce = (dev.state.join_nonce + 1) & 0x00ff_ffff;
@@ -61,7 +60,17 @@ impl NetworkServer {
         }
         let (nwk_s_key, app_s_key) = phy::derive_session_keys(&app_key, join_nonce, net_id, jr.dev_nonce);
         let old = dev.state.session.as_ref().map(|s| s.dev_addr);
-        dev.state.session = Some(Session::new(dev_addr, nwk_s_key, app_s_key, &session_settings, rx1_delay));
+        dev.state.session = Some(Session {
+            dev_addr,
+            nwk_s_key,
+            app_s_key,
+            fcnt_up: None,
+            fcnt_down: 0,
+            rx1_delay: rx1_delay.max(1),
+            rx1_dr_offset,
+            rx2_dr,
+            rx2_freq_hz,
+        });
         // A new session starts with an empty exchange: nothing is awaiting an ACK.
         dev.awaiting_ack = None;
         let accept = phy::join_accept(
