@@ -378,7 +378,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
                     join_request(d)
                 } else {
                     d.fcnt += 1;
-                    let confirmed = cfg.confirmed_every > 0 && (round + 1) % u64::from(cfg.confirmed_every) == 0;
+                    let confirmed = cfg.confirmed_every > 0 && (round + 1).is_multiple_of(u64::from(cfg.confirmed_every));
                     if confirmed {
                         stats.confirmed.fetch_add(1, Relaxed);
                     }
