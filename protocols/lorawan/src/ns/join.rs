@@ -39,13 +39,12 @@ impl NetworkServer {
             tracing::info!(dev_eui = %jr.dev_eui, dev_nonce = jr.dev_nonce, "JoinRequest DevNonce already used: dropped (replay)");
             return;
         }
-        let Some((first_gw, first)) = rx.first() else { return };
+        let Some((_, first)) = rx.first() else { return };
         let region = self.settings.region;
         let Some(up_dr) = region.uplink_dr(&first.datr) else {
             tracing::info!(dev_eui = %jr.dev_eui, datr = ?first.datr, "JoinRequest at a data rate unknown in {}: dropped", region.as_str());
             return;
         };
-        let _ = first_gw;
         let dev_addr = self.allocate_dev_addr();
         let net_id = self.settings.net_id;
         let rx1_delay = self.settings.rx1_delay;

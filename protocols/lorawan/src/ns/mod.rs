@@ -96,8 +96,8 @@ pub enum Output {
     Persist { dev_eui: DevEui, value: Vec<u8> },
 }
 
+/// Copies of one frame gathered until its window closes (the deadline is in `order`).
 struct Collecting {
-    deadline: Instant,
     rx: Vec<(GatewayEui, Rxpk)>,
 }
 
@@ -212,7 +212,7 @@ impl NetworkServer {
         }
         let deadline = now + self.settings.deduplication_window;
         self.order.push_back((deadline, phy.clone()));
-        self.collecting.insert(phy, Collecting { deadline, rx: vec![(gateway, rxpk.clone())] });
+        self.collecting.insert(phy, Collecting { rx: vec![(gateway, rxpk.clone())] });
     }
 
     /// When [`NetworkServer::handle_timeout`] has work.
@@ -228,7 +228,6 @@ impl NetworkServer {
             }
             let Some((_, phy)) = self.order.pop_front() else { break };
             let Some(c) = self.collecting.remove(&phy) else { continue };
-            let _ = c.deadline;
             self.process(wall, &phy, c.rx, out);
         }
     }
