@@ -2,6 +2,7 @@
 //!
 //! - [`client`]: a lean MQTT client on roost-mqtt's own codec (one socket, two buffers)
 //! - [`devices`]: `roost-sim mqtt`, N simulated devices sending telemetry and answering commands
+//! - [`lorawan`]: `roost-sim lorawan`, packet forwarders carrying simulated LoRaWAN devices
 //! - [`payload`]: the telemetry template with randomised fields
 //! - [`bench`]: `roost-sim bench` scenarios (conn, fan-in, fan-out, pairs) and their report
 //! - [`compare`]: `roost-sim compare`, Roost and mosquitto side by side in one run
@@ -16,4 +17,5 @@ pub mod bench;
 pub mod client;
 pub mod compare;
 pub mod devices;
+pub mod lorawan;
 pub mod payload;

@@ -40,6 +40,10 @@ enum Cmd {
     /// N simulated sensors of the shipped `tlv-sensor` custom codec over UDP: reports (every
     /// second one confirmable, so acknowledged by the gateway), and commands answered.
     Codec(CodecArgs),
+    /// Simulated Semtech UDP packet forwarders carrying simulated LoRaWAN devices (ABP and
+    /// OTAA), against Roost's network server; `lorawan config` prints the device registry.
+    #[command(subcommand)]
+    Lorawan(LorawanCmd),
     /// One benchmark scenario against a running broker.
     Bench {
         /// Print the report as one JSON object.
@@ -368,6 +372,90 @@ fn targets(
     ])
 }
 
+#[derive(Subcommand)]
+enum LorawanCmd {
+    /// Print the `[[lorawan.device]]` blocks of the simulated fleet (append to roost.toml).
+    Config {
+        #[arg(long, default_value_t = 100)]
+        abp: u32,
+        #[arg(long, default_value_t = 0)]
+        otaa: u32,
+        #[arg(long, default_value = "sim")]
+        application_id: String,
+    },
+    /// Run the fleet: joins, periodic uplinks, confirmed uplinks; report what came out on MQTT.
+    Run(LorawanRunArgs),
+}
+
+#[derive(Args)]
+struct LorawanRunArgs {
+    /// Roost's packet-forwarder UDP address.
+    #[arg(long, default_value = "127.0.0.1:1700")]
+    target: std::net::SocketAddr,
+    /// Roost's MQTT address (the application-side subscriber).
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt: String,
+    #[arg(long, default_value_t = 10)]
+    gateways: u32,
+    #[arg(long, default_value_t = 100)]
+    abp: u32,
+    #[arg(long, default_value_t = 0)]
+    otaa: u32,
+    /// Gateways hearing each uplink.
+    #[arg(long, default_value_t = 1)]
+    heard_by: u32,
+    /// Mean time between two uplinks of one device.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    interval: Duration,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Every n-th uplink of a device is confirmed (0: none).
+    #[arg(long, default_value_t = 0)]
+    confirmed_every: u32,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_lorawan(cmd: LorawanCmd) -> anyhow::Result<()> {
+    match cmd {
+        LorawanCmd::Config { abp, otaa, application_id } => {
+            print!("{}", roost_sim::lorawan::device_config(abp, otaa, &application_id));
+            Ok(())
+        }
+        LorawanCmd::Run(a) => {
+            bounded(a.duration + a.drain)?;
+            let cfg = roost_sim::lorawan::SimConfig {
+                target: a.target,
+                mqtt: a.mqtt,
+                gateways: a.gateways,
+                abp: a.abp,
+                otaa: a.otaa,
+                heard_by: a.heard_by,
+                interval: a.interval,
+                duration: a.duration,
+                confirmed_every: a.confirmed_every,
+                drain: a.drain,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let r = rt.block_on(roost_sim::lorawan::run(cfg))?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "lorawan: {} gateways, {} devices, {:.1} s: {} uplinks ({:.1}/s) in {} datagrams -> {} events, {} lost, {} duplicates; \
+                     {} confirmed, {} acked; {} joins sent, {} accepted; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    r.gateways, r.devices, r.elapsed_s, r.uplinks, r.uplinks_per_s, r.datagrams, r.events, r.lost, r.duplicates,
+                    r.confirmed, r.acks, r.joins_sent, r.joins_accepted, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 #[derive(Args)]
 struct MqttSnArgs {
     /// The gateway's MQTT-SN address.
@@ -547,6 +635,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::MqttSn(a) => run_mqttsn(a),
         Cmd::Coap(a) => run_coap(a),
         Cmd::Codec(a) => run_codec(a),
+        Cmd::Lorawan(c) => run_lorawan(c),
         Cmd::Bench { json, scenario } => {
             let outcome =
                 compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;

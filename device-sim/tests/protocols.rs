@@ -38,3 +38,26 @@ async fn codec_sensors_are_acknowledged() {
     // Every second report asks for confirmation: one each of three per device.
     assert!(out.contains("30 reports sent, 10 acknowledged"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lorawan_fleet_joins_and_every_uplink_comes_out() {
+    let config = format!("[lorawan]\ndeduplication_window = \"50ms\"\n{}", roost_sim::lorawan::device_config(20, 5, "sim"));
+    let gateway = start_roost(&config).await;
+    let target = gateway.lorawan_addrs()[0].to_string();
+    let mqtt = gateway.mqtt_addrs()[0].to_string();
+    let args: Vec<String> = [
+        "lorawan", "run", "--json", "--target", &target, "--mqtt", &mqtt, "--gateways", "3", "--abp", "20", "--otaa", "5", "--heard-by", "2",
+        "--interval", "500ms", "--duration", "3s", "--confirmed-every", "2", "--drain", "5s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_sim(&args).await;
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(r["joins_accepted"], 5, "{out}");
+    assert!(r["uplinks"].as_u64().unwrap_or(0) >= 100, "{out}");
+    assert_eq!(r["lost"], 0, "{out}");
+    assert_eq!(r["duplicates"], 0, "{out}");
+    assert_eq!(r["events"], r["uplinks"], "{out}");
+    assert!(r["acks"].as_u64().unwrap_or(0) >= 1, "{out}");
+}

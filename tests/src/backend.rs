@@ -60,6 +60,7 @@ impl TestBroker {
         if !settings.coap.dtls.bind.is_empty() {
             settings.coap.dtls.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         }
+        settings.lorawan.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.http_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         let gateway = match customize(Gateway::builder(settings)).start().await {
             Ok(g) => g,
@@ -138,6 +139,16 @@ impl TestBroker {
     /// DTLS handshake and peer counters.
     pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
         self.gateway.dtls_counters()
+    }
+
+    /// The LoRaWAN packet-forwarder (UDP) socket address.
+    pub fn lorawan_addr(&self) -> SocketAddr {
+        self.gateway.lorawan_addrs()[0]
+    }
+
+    /// The LoRaWAN adapter's counters.
+    pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
+        self.gateway.lorawan_counters()
     }
 
     pub fn port(&self) -> u16 {

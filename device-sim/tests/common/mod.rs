@@ -14,6 +14,8 @@ pub async fn start_roost(config: &str) -> Gateway {
     // Tests run side by side in one directory: keep state in memory, not in ./data.
     settings.storage.disk = false;
     settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+    settings.lorawan.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+    settings.coap.bind = Vec::new();
     settings.http_bind = Vec::new();
     roost::gateway::start(settings)
         .await

@@ -29,6 +29,7 @@ async fn kv_device_to_mqtt_and_back() {
     )
     .expect("config");
     settings.mqtt.bind = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    settings.lorawan.bind = Vec::new();
     let mut codecs = roost::codec::Registry::default();
     roost_example_kv::register(&mut codecs);
     let gateway = roost::gateway::start_with(settings, codecs).await.expect("gateway starts");

@@ -626,6 +626,26 @@ impl Broker {
         }
     }
 
+    /// Records an adapter's own durable record (`key` in `space`; `None` deletes it) and
+    /// returns its store ticket: [`Broker::durable`] resolves once it is on disk.
+    pub fn record_blob(&self, space: &str, key: String, value: Option<Bytes>) -> u64 {
+        let store = &self.inner.store;
+        if !store.keeps() {
+            return 0;
+        }
+        store.record(Change::Blob { space: space.into(), key, value })
+    }
+
+    /// Every record of `space` the store holds (an adapter's start-up).
+    pub fn load_blobs(&self, space: &str) -> Result<Vec<(String, Bytes)>, StoreError> {
+        self.inner.store.load_blobs(space)
+    }
+
+    /// Waits until the change with store `ticket` is durable.
+    pub async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        self.inner.store.durable(ticket).await
+    }
+
     /// Makes everything recorded durable and closes the store; call once connections are
     /// gone at shutdown.
     pub fn close_store(&self) {

@@ -181,3 +181,26 @@ async fn past_max_size_new_messages_stay_in_memory_and_are_counted() {
     }
     assert_eq!(got, sent);
 }
+
+#[tokio::test]
+async fn adapter_blobs_survive_a_rebuild_per_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roost.redb");
+    {
+        let b = broker(&path);
+        b.record_blob("lorawan", "a".into(), Some(bytes::Bytes::from_static(b"1")));
+        b.record_blob("lorawan", "b".into(), Some(bytes::Bytes::from_static(b"2")));
+        b.record_blob("lorawan", "a".into(), Some(bytes::Bytes::from_static(b"3")));
+        b.record_blob("other", "a".into(), Some(bytes::Bytes::from_static(b"x")));
+        let t = b.record_blob("lorawan", "b".into(), None);
+        b.durable(t).await.unwrap();
+        b.close_store();
+    }
+    let b = broker(&path);
+    assert_eq!(b.load_blobs("lorawan").unwrap(), vec![("a".to_string(), bytes::Bytes::from_static(b"3"))]);
+    assert_eq!(b.load_blobs("other").unwrap().len(), 1);
+    assert!(b.load_blobs("lorawa").unwrap().is_empty());
+    let mem = Broker::builder(BrokerSettings::default()).store(Arc::new(roost_core::store::MemoryStore::new())).build().unwrap();
+    mem.record_blob("s", "k".into(), Some(bytes::Bytes::from_static(b"v")));
+    assert_eq!(mem.load_blobs("s").unwrap().len(), 1);
+}

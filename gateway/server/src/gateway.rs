@@ -32,6 +32,8 @@ pub struct Gateway {
     coaps_addrs: Vec<SocketAddr>,
     dtls_counters: Arc<roost_coap::dtls::DtlsCounters>,
     coap: Arc<roost_coap::session::Context>,
+    lorawan_addrs: Vec<SocketAddr>,
+    lorawan: Arc<roost_lorawan::driver::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -130,6 +132,7 @@ impl Builder {
                 .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
             Some(Arc::new(b))
         };
+        let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer).context("starting the LoRaWAN packet-forwarder listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -274,7 +277,17 @@ impl Builder {
                 tracker.spawn(roost_coap::dtls::serve(socket, coap_ctx.clone(), backend.clone(), dtls_counters.clone(), shutdown.clone(), tracker.clone()));
             }
         }
-        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
+        let mut lorawan_addrs = Vec::new();
+        for socket in &lorawan_sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, mode = ?settings.lorawan.mode, "LoRaWAN packet forwarders listening (udp)");
+            lorawan_addrs.push(addr);
+        }
+        if !lorawan_sockets.is_empty() {
+            tracker.spawn(roost_lorawan::driver::serve(lorawan_sockets, lorawan.clone(), shutdown.clone(), tracker.clone()));
+        }
+        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
@@ -354,6 +367,16 @@ impl Gateway {
     /// DTLS handshake and peer counters.
     pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
         &self.dtls_counters
+    }
+
+    /// The bound LoRaWAN packet-forwarder (UDP) addresses.
+    pub fn lorawan_addrs(&self) -> &[SocketAddr] {
+        &self.lorawan_addrs
+    }
+
+    /// The LoRaWAN adapter's counters (malformed datagrams, MIC failures, replays, ...).
+    pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
+        &self.lorawan.counters
     }
 
     pub fn broker(&self) -> &Broker {

@@ -48,6 +48,10 @@ cert_file = "{dir}/server.pem"
 key_file = "{dir}/server.key"
 [mqttsn]
 bind = ["127.0.0.1:0"]
+[coap]
+bind = []
+[lorawan]
+bind = []
 [http]
 bind = []
 [storage]

@@ -28,6 +28,8 @@ const MESSAGES: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::
 const FLIGHT: TableDefinition<'static, (&str, u64), u32> = TableDefinition::new("inflight");
 const AWAITING: TableDefinition<'static, (&str, u16), ()> = TableDefinition::new("awaiting_rel");
 const RETAINED: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("retained");
+/// (space, key) -> an adapter's opaque record ([`Change::Blob`]).
+const BLOBS: TableDefinition<'static, (&str, &str), &[u8]> = TableDefinition::new("blobs");
 
 /// The schema this code writes; older files are migrated on open, newer refused.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -108,6 +110,7 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
         txn.open_table(FLIGHT).map_err(|e| open_err(path, e))?;
         txn.open_table(AWAITING).map_err(|e| open_err(path, e))?;
         txn.open_table(RETAINED).map_err(|e| open_err(path, e))?;
+        txn.open_table(BLOBS).map_err(|e| open_err(path, e))?;
     }
     txn.commit().map_err(|e| open_err(path, e))?;
     Ok(db)
@@ -220,6 +223,23 @@ impl Store for DiskStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let db = self.db.lock().clone().ok_or_else(|| StoreError::Write("the store is closed".into()))?;
         load(&db)
+    }
+
+    fn load_blobs(&self, space: &str) -> Result<Vec<(String, bytes::Bytes)>, StoreError> {
+        let db = self.db.lock().clone().ok_or_else(|| StoreError::Write("the store is closed".into()))?;
+        let rd = |e: redb::StorageError| StoreError::Corrupt(e.to_string());
+        let txn = db.begin_read().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let t = txn.open_table(BLOBS).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut out = Vec::new();
+        for row in t.range::<(&str, &str)>((space, "")..).map_err(rd)? {
+            let (k, v) = row.map_err(rd)?;
+            let (s, key) = k.value();
+            if s != space {
+                break;
+            }
+            out.push((key.to_string(), bytes::Bytes::copy_from_slice(v.value())));
+        }
+        Ok(out)
     }
 
     fn close(&self) {
@@ -372,6 +392,13 @@ fn apply(txn: &WriteTransaction, change: Change) -> Result<(), StoreError> {
             match message {
                 Some(m) => t.insert(&*topic, wire::encode_message(&m).as_slice()).map_err(write_err)?,
                 None => t.remove(&*topic).map_err(write_err)?,
+            };
+        }
+        Change::Blob { space, key, value } => {
+            let mut t = txn.open_table(BLOBS).map_err(write_err)?;
+            match value {
+                Some(v) => t.insert((&*space, key.as_str()), v.as_ref()).map_err(write_err)?,
+                None => t.remove((&*space, key.as_str())).map_err(write_err)?,
             };
         }
     }

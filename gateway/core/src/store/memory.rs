@@ -33,4 +33,7 @@ impl Store for MemoryStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         Ok(self.model.lock().snapshot())
     }
+    fn load_blobs(&self, space: &str) -> Result<Vec<(String, bytes::Bytes)>, StoreError> {
+        Ok(self.model.lock().blobs(space))
+    }
 }

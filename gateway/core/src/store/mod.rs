@@ -72,6 +72,9 @@ pub enum Change {
     AwaitRel { client: ClientId, packet_id: u16, awaiting: bool },
     /// The retained message of `topic` (`None` clears it).
     Retain { topic: Arc<str>, message: Option<Arc<Message>> },
+    /// An adapter's own record, opaque to the core: `key` in the adapter's `space` (e.g.
+    /// LoRaWAN device sessions and frame counters). `None` deletes it.
+    Blob { space: Arc<str>, key: String, value: Option<bytes::Bytes> },
 }
 
 /// Everything a store holds, as read at start-up.
@@ -116,6 +119,10 @@ pub trait Store: Send + Sync {
     fn durable(&self, ticket: u64) -> BoxFuture<Result<(), StoreError>>;
     /// Reads everything back (at start-up).
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Reads back every [`Change::Blob`] record of `space` (an adapter, at its start-up).
+    fn load_blobs(&self, _space: &str) -> Result<Vec<(String, bytes::Bytes)>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Makes everything recorded durable and stops writing (at shutdown).
     fn close(&self) {}
     /// Past its size limit: new messages for persistent sessions are then kept in memory
@@ -154,6 +161,7 @@ impl Store for NullStore {
 pub(crate) struct Model {
     pub sessions: std::collections::HashMap<ClientId, StoredSessionModel>,
     pub retained: std::collections::HashMap<Arc<str>, Arc<Message>>,
+    pub blobs: std::collections::BTreeMap<(Arc<str>, String), bytes::Bytes>,
 }
 
 #[derive(Debug)]
@@ -215,7 +223,19 @@ impl Model {
                     self.retained.remove(&topic);
                 }
             },
+            Change::Blob { space, key, value } => match value {
+                Some(v) => {
+                    self.blobs.insert((space, key), v);
+                }
+                None => {
+                    self.blobs.remove(&(space, key));
+                }
+            },
         }
+    }
+
+    pub fn blobs(&self, space: &str) -> Vec<(String, bytes::Bytes)> {
+        self.blobs.iter().filter(|((s, _), _)| &**s == space).map(|((_, k), v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -12,6 +12,7 @@ mod bridge;
 mod coap;
 mod duration;
 mod error;
+mod lorawan;
 mod schema;
 mod security;
 mod validate;
@@ -88,6 +89,8 @@ pub struct Settings {
     /// `[acl]` rules; `None`: everything allowed.
     pub acl: Option<roost_core::auth::Acl>,
     pub coap: roost_coap::settings::CoapSettings,
+    /// `[lorawan]`: Semtech UDP packet forwarders, bridge or network-server mode.
+    pub lorawan: roost_lorawan::settings::LorawanSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -118,6 +121,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             acl: None,
             coap: roost_coap::settings::CoapSettings::default(),
+            lorawan: roost_lorawan::settings::LorawanSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),

@@ -28,6 +28,7 @@ pub(super) struct ConfigFile {
     pub mqtt: MqttSection,
     pub mqttsn: MqttSnSection,
     pub coap: super::coap::CoapSection,
+    pub lorawan: super::lorawan::LorawanSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub acl: super::security::AclSection,

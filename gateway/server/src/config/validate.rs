@@ -28,6 +28,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqtt,
         mqttsn,
         coap,
+        lorawan,
         limits,
         auth,
         acl,
@@ -167,6 +168,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     };
     let mqttsn = mqttsn_settings(mqttsn)?;
     let coap = super::coap::coap_settings(coap)?;
+    let lorawan = super::lorawan::lorawan_settings(lorawan)?;
 
     // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
     // listeners are loopback-only. Opening a listener keeps that only if the file says so.
@@ -183,6 +185,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
                 .chain(coap.bind.iter().map(|a| ("coap.bind", *a)))
                 .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
+                .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {
@@ -214,6 +217,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         auth: auth_settings,
         acl,
         coap,
+        lorawan,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),

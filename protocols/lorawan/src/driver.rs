@@ -1,0 +1,672 @@
+//! Driver layer: the UDP sockets packet forwarders talk to, the per-gateway table (keyed by
+//! gateway EUI, with the PULL_DATA address downlinks go to, expired when silent), the
+//! downlink attempts awaiting TX_ACK, and the core connections: one per gateway (protocol
+//! `lorawan`, client id `lorawan-gw-{eui}`) and, in network-server mode, one per registered
+//! device (`lorawan-{dev_eui}`, subscribed to its `command/down`).
+//!
+//! One task owns all of it; a receive task per socket and a delivery task per connection
+//! feed it through channels, so the state needs no locks. Malformed and unknown-version
+//! datagrams are counted and dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bridge;
+use crate::ns::{NetworkServer, NsCounters, Output, Transmit, TxTag, TxWindow, events};
+use crate::region::hz_to_mhz;
+use crate::semtech::{self, GatewayEui, Modulation, Packet, Rxpk, TxAckError, Txpk};
+use crate::settings::{LorawanSettings, Marshaler, Mode};
+use crate::types::DevEui;
+
+/// The store space of device states.
+pub const STORE_SPACE: &str = "lorawan";
+/// Datagrams queued from the receive tasks; beyond it they are dropped (counted).
+const INBOX: usize = 16_384;
+/// How long a downlink waits for its TX_ACK before it is taken as failed.
+const TX_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Device states changed within this period go to the store together: the store commits
+/// them in one transaction instead of one per uplink (a disk commit per uplink costs more
+/// CPU than the rest of the uplink's handling). A crash loses at most this much of counter
+/// progress, on top of the store's own commit latency.
+const PERSIST_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Wire-level counters (the network server's are in `ns`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub datagrams: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unknown_version: AtomicU64,
+    pub unexpected: AtomicU64,
+    pub inbox_full: AtomicU64,
+    pub gateways_refused: AtomicU64,
+    pub frames: AtomicU64,
+    pub pull_resp: AtomicU64,
+    pub tx_ack_ok: AtomicU64,
+    pub tx_ack_errors: AtomicU64,
+    pub tx_no_path: AtomicU64,
+    pub bad_commands: AtomicU64,
+    /// Gateways tracked now (a gauge).
+    pub gateways: AtomicU64,
+    pub ns: Arc<NsCounters>,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+pub struct Context {
+    pub broker: Broker,
+    pub settings: LorawanSettings,
+    pub counters: Arc<Counters>,
+}
+
+impl Context {
+    pub fn new(broker: Broker, settings: LorawanSettings) -> Arc<Context> {
+        Arc::new(Context { broker, settings, counters: Arc::default() })
+    }
+}
+
+/// Binds every configured address (see `roost_mqttsn::driver::bind` for the buffer).
+pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Socket, Type};
+    let mut sockets = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        if recv_buffer > 0 {
+            socket.set_recv_buffer_size(recv_buffer)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&(*addr).into())?;
+        sockets.push(UdpSocket::from_std(socket.into())?);
+    }
+    Ok(sockets)
+}
+
+enum Event {
+    Datagram { socket: usize, from: SocketAddr, data: Bytes },
+    DeviceCommand { dev_eui: DevEui, payload: Bytes },
+    GatewayCommand { gateway: GatewayEui, topic: Arc<str>, payload: Bytes },
+}
+
+struct Gateway {
+    conn: Option<Arc<Connection>>,
+    /// Ends the task forwarding the gateway's commands (bridge mode) when it is dropped.
+    stop: CancellationToken,
+    /// Where PULL_RESP goes: the address of the last PULL_DATA (never PUSH_DATA's).
+    pull: Option<(usize, SocketAddr)>,
+    version: u8,
+    last_seen: Instant,
+}
+
+enum Owner {
+    Ns { tag: TxTag, windows: Vec<TxWindow> },
+    Bridge { downlink_id: u32, total: usize, statuses: Vec<&'static str> },
+}
+
+struct PendingTx {
+    gateway: GatewayEui,
+    /// Attempts not yet made, in order.
+    rest: VecDeque<Txpk>,
+    /// Index of the attempt in flight.
+    index: usize,
+    owner: Owner,
+    deadline: Instant,
+}
+
+struct Driver {
+    ctx: Arc<Context>,
+    sockets: Vec<Arc<UdpSocket>>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    gateways: HashMap<GatewayEui, Gateway>,
+    pending: HashMap<u16, PendingTx>,
+    next_token: u16,
+    ns: Option<NetworkServer>,
+    devices: HashMap<DevEui, Arc<Connection>>,
+    out: Vec<Output>,
+    /// Device states to write at the next flush (the latest per device).
+    dirty: HashMap<DevEui, Vec<u8>>,
+}
+
+/// Serves `sockets` until `shutdown`.
+pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+    let (tx, mut rx) = mpsc::channel(INBOX);
+    for (i, s) in sockets.iter().enumerate() {
+        tracker.spawn(receive(i, s.clone(), tx.clone(), ctx.clone(), shutdown.clone()));
+    }
+    let mut d = Driver {
+        ctx: ctx.clone(),
+        sockets,
+        events: tx,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+        gateways: HashMap::new(),
+        pending: HashMap::new(),
+        next_token: rand::random(),
+        ns: None,
+        devices: HashMap::new(),
+        out: Vec::new(),
+        dirty: HashMap::new(),
+    };
+    if ctx.settings.mode == Mode::NetworkServer {
+        d.start_network_server().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut persist = tokio::time::interval(PERSIST_INTERVAL);
+    loop {
+        let ns_deadline = d.ns.as_ref().and_then(NetworkServer::poll_timeout).map(Instant::from_std);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(ev) = rx.recv() => d.handle_event(ev).await,
+            _ = async { match ns_deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                d.ns_timeout().await;
+            }
+            _ = tick.tick() => d.expire().await,
+            _ = persist.tick(), if !d.dirty.is_empty() => d.flush(),
+        }
+    }
+    d.close().await;
+}
+
+async fn receive(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Event>, ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let r = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        match r {
+            Ok((n, from)) => {
+                ctx.broker.metrics().bytes_in(Protocol::Lorawan, n);
+                let ev = Event::Datagram { socket: index, from, data: Bytes::copy_from_slice(&buf[..n]) };
+                if tx.try_send(ev).is_err() {
+                    bump(&ctx.counters.inbox_full);
+                }
+            }
+            Err(e) => tracing::debug!("LoRaWAN UDP recv: {e}"),
+        }
+    }
+}
+
+impl Driver {
+    async fn start_network_server(&mut self) {
+        let stored = match self.ctx.broker.load_blobs(STORE_SPACE) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("LoRaWAN device states could not be read from the store: {e}");
+                Vec::new()
+            }
+        };
+        let mut ns = NetworkServer::new(self.ctx.settings.network_server.clone(), stored);
+        ns.counters = self.ctx.counters.ns.clone();
+        let devices: Vec<_> = ns.device_euis().map(|d| d.settings.clone()).collect();
+        for dev in devices {
+            let req = connect_request(format!("lorawan-{}", dev.dev_eui), None, None);
+            let conn = match self.ctx.broker.connect(req).await {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    tracing::warn!(dev_eui = %dev.dev_eui, "LoRaWAN device refused by the broker: {e}");
+                    continue;
+                }
+            };
+            let topic = events::command_topic(&dev);
+            if let Err(e) = conn.subscribe(&topic, SubOptions::default()).await {
+                tracing::warn!(dev_eui = %dev.dev_eui, %topic, "LoRaWAN device could not subscribe to its commands: {e}");
+            }
+            let (events, shutdown, eui) = (self.events.clone(), self.shutdown.clone(), dev.dev_eui);
+            let c = conn.clone();
+            self.tracker.spawn(forward(c, shutdown, move |_, payload| Event::DeviceCommand { dev_eui: eui, payload }, events));
+            self.devices.insert(dev.dev_eui, conn);
+        }
+        tracing::info!(devices = self.devices.len(), region = ns.settings.region.as_str(), "LoRaWAN network server started");
+        self.ns = Some(ns);
+    }
+
+    async fn handle_event(&mut self, ev: Event) {
+        match ev {
+            Event::Datagram { socket, from, data } => self.datagram(socket, from, &data).await,
+            Event::DeviceCommand { dev_eui, payload } => {
+                if let Some(ns) = &mut self.ns {
+                    match ns.enqueue(dev_eui, &payload) {
+                        Ok(id) => tracing::debug!(%dev_eui, id, "LoRaWAN downlink queued"),
+                        Err(e) => tracing::info!(%dev_eui, "{e}"),
+                    }
+                }
+            }
+            Event::GatewayCommand { gateway, topic, payload } => self.bridge_command(gateway, &topic, &payload).await,
+        }
+    }
+
+    async fn send(&self, socket: usize, to: SocketAddr, p: &Packet) {
+        let bytes = semtech::encode(p);
+        self.ctx.broker.metrics().bytes_out(Protocol::Lorawan, bytes.len());
+        if let Some(s) = self.sockets.get(socket)
+            && let Err(e) = s.send_to(&bytes, to).await
+        {
+            tracing::debug!(peer = %to, "LoRaWAN UDP send failed: {e}");
+        }
+    }
+
+    async fn datagram(&mut self, socket: usize, from: SocketAddr, data: &[u8]) {
+        let c = &self.ctx.counters;
+        bump(&c.datagrams);
+        let packet = match semtech::decode(data) {
+            Ok(p) => p,
+            Err(e) => {
+                bump(if e.is_unknown_version() { &c.unknown_version } else { &c.malformed });
+                tracing::info!(peer = %from, "Semtech UDP datagram dropped: {e}");
+                return;
+            }
+        };
+        match packet {
+            Packet::PushData { version, token, gateway, payload } => {
+                self.send(socket, from, &Packet::PushAck { version, token }).await;
+                if !self.touch(gateway, version, from).await {
+                    return;
+                }
+                for rxpk in &payload.rxpk {
+                    bump(&self.ctx.counters.frames);
+                    self.frame(gateway, rxpk).await;
+                }
+                if let Some(stat) = &payload.stat
+                    && self.ctx.settings.mode == Mode::Bridge
+                {
+                    let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/stats");
+                    let body = match self.marshaler() {
+                        Marshaler::Json => bridge::gateway_stats(gateway, stat, SystemTime::now()),
+                        Marshaler::Protobuf => crate::gwpb::gateway_stats(gateway, stat, SystemTime::now()),
+                    };
+                    self.gateway_publish(gateway, topic, body, false).await;
+                }
+            }
+            Packet::PullData { version, token, gateway } => {
+                self.send(socket, from, &Packet::PullAck { version, token }).await;
+                if self.touch(gateway, version, from).await
+                    && let Some(g) = self.gateways.get_mut(&gateway)
+                {
+                    g.pull = Some((socket, from));
+                }
+            }
+            Packet::TxAck { token, gateway, error, .. } => {
+                let _ = self.touch(gateway, 2, from).await;
+                self.tx_ack(token, gateway, error).await;
+            }
+            other => {
+                bump(&c.unexpected);
+                tracing::info!(peer = %from, packet = other.name(), "Semtech UDP datagram a gateway does not send: dropped");
+            }
+        }
+    }
+
+    /// Marks `eui` as seen, connecting it to the core the first time. False if it is not
+    /// admitted (gateway limit, refused by authentication).
+    async fn touch(&mut self, eui: GatewayEui, version: u8, from: SocketAddr) -> bool {
+        let now = Instant::now();
+        if let Some(g) = self.gateways.get_mut(&eui) {
+            g.last_seen = now;
+            g.version = version;
+            return true;
+        }
+        if self.gateways.len() >= self.ctx.settings.max_gateways {
+            bump(&self.ctx.counters.gateways_refused);
+            tracing::warn!(gateway = %eui, "LoRaWAN gateway dropped: lorawan.max_gateways reached");
+            return false;
+        }
+        let bridge = self.ctx.settings.mode == Mode::Bridge;
+        let prefix = &self.ctx.settings.bridge.topic_prefix;
+        let will = bridge.then(|| Will {
+            message: Message::new(bridge::topic(prefix, eui, "state/conn"), self.conn_state(eui, false), QoS::AtMostOnce, true),
+            delay: Duration::ZERO,
+        });
+        let conn = match self.ctx.broker.connect(connect_request(format!("lorawan-gw-{eui}"), Some(from), will)).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                bump(&self.ctx.counters.gateways_refused);
+                tracing::warn!(gateway = %eui, "LoRaWAN gateway refused by the broker: {e}");
+                return false;
+            }
+        };
+        tracing::info!(gateway = %eui, peer = %from, "LoRaWAN gateway connected");
+        let stop = self.shutdown.child_token();
+        if bridge {
+            for kind in ["command/down", "command/config"] {
+                let topic = bridge::topic(prefix, eui, kind);
+                if let Err(e) = conn.subscribe(&topic, SubOptions::default()).await {
+                    tracing::warn!(gateway = %eui, %topic, "gateway bridge subscription refused: {e}");
+                }
+            }
+            let events = self.events.clone();
+            self.tracker.spawn(forward(conn.clone(), stop.clone(), move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload }, events));
+            let topic = bridge::topic(prefix, eui, "state/conn");
+            publish(&conn, topic, self.conn_state(eui, true), true).await;
+        }
+        self.gateways.insert(eui, Gateway { conn: Some(conn), stop, pull: None, version, last_seen: now });
+        self.ctx.counters.gateways.fetch_add(1, Relaxed);
+        true
+    }
+
+    fn marshaler(&self) -> Marshaler {
+        self.ctx.settings.bridge.marshaler
+    }
+
+    fn conn_state(&self, eui: GatewayEui, online: bool) -> Vec<u8> {
+        match self.marshaler() {
+            Marshaler::Json => bridge::conn_state(eui, online),
+            Marshaler::Protobuf => crate::gwpb::conn_state(eui, online),
+        }
+    }
+
+    async fn gateway_publish(&self, eui: GatewayEui, topic: String, payload: Vec<u8>, retain: bool) {
+        if let Some(conn) = self.gateways.get(&eui).and_then(|g| g.conn.as_ref()) {
+            publish(conn, topic, payload, retain).await;
+        }
+    }
+
+    async fn frame(&mut self, gateway: GatewayEui, rxpk: &Rxpk) {
+        match self.ctx.settings.mode {
+            Mode::NetworkServer => {
+                if let Some(ns) = &mut self.ns {
+                    ns.handle_rxpk(Instant::now().into_std(), gateway, rxpk);
+                }
+            }
+            Mode::Bridge => {
+                let Some(phy) = rxpk.payload() else {
+                    bump(&self.ctx.counters.malformed);
+                    tracing::info!(%gateway, "rxpk data is not base64: dropped");
+                    return;
+                };
+                let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/up");
+                let body = match self.marshaler() {
+                    Marshaler::Json => bridge::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
+                    Marshaler::Protobuf => crate::gwpb::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
+                };
+                self.gateway_publish(gateway, topic, body, false).await;
+            }
+        }
+    }
+
+    async fn ns_timeout(&mut self) {
+        let Some(ns) = &mut self.ns else { return };
+        ns.handle_timeout(Instant::now().into_std(), SystemTime::now(), &mut self.out);
+        self.drain_outputs().await;
+    }
+
+    async fn drain_outputs(&mut self) {
+        let outputs = std::mem::take(&mut self.out);
+        for o in outputs {
+            match o {
+                Output::Publish { dev_eui, topic, payload } => match self.devices.get(&dev_eui) {
+                    Some(conn) => publish(conn, topic, payload, false).await,
+                    None => tracing::debug!(%dev_eui, "no core connection for the device: event dropped"),
+                },
+                Output::Persist { dev_eui, value } => {
+                    self.dirty.insert(dev_eui, value);
+                }
+                Output::Transmit(t) => self.transmit(t).await,
+            }
+        }
+    }
+
+    fn token(&mut self) -> u16 {
+        self.next_token = self.next_token.wrapping_add(1);
+        self.next_token
+    }
+
+    /// Sends a network-server downlink through the best candidate gateway with a downlink path.
+    async fn transmit(&mut self, t: Transmit) {
+        let Some((gateway, tmst)) = t.candidates.iter().copied().find(|(g, _)| self.gateways.get(g).is_some_and(|g| g.pull.is_some())) else {
+            bump(&self.ctx.counters.tx_no_path);
+            tracing::info!(dev_eui = %t.tag.dev_eui, "no gateway that heard the device has sent PULL_DATA: downlink dropped");
+            if let Some(ns) = &mut self.ns {
+                ns.tx_failed(t.tag);
+            }
+            return;
+        };
+        let data = events::b64(&t.phy);
+        let rest: VecDeque<Txpk> = t
+            .windows
+            .iter()
+            .map(|w| Txpk {
+                imme: false,
+                tmst: Some(tmst.wrapping_add(u32::try_from(w.delay.as_micros()).unwrap_or(u32::MAX))),
+                tmms: None,
+                freq: hz_to_mhz(w.freq_hz),
+                rfch: 0,
+                powe: Some(w.power),
+                modu: Modulation::Lora,
+                datr: w.datr.clone(),
+                codr: Some("4/5".into()),
+                fdev: None,
+                ipol: true,
+                prea: None,
+                size: t.phy.len() as u16,
+                data: data.clone(),
+                ncrc: true,
+            })
+            .collect();
+        self.start_tx(gateway, rest, Owner::Ns { tag: t.tag, windows: t.windows }).await;
+    }
+
+    /// Sends the first attempt of `rest` and tracks the rest for TX_ACK errors.
+    async fn start_tx(&mut self, gateway: GatewayEui, rest: VecDeque<Txpk>, owner: Owner) {
+        let p = PendingTx { gateway, rest, index: 0, owner, deadline: Instant::now() + TX_ACK_TIMEOUT };
+        self.next_attempt(p).await;
+    }
+
+    async fn next_attempt(&mut self, mut p: PendingTx) {
+        let Some(txpk) = p.rest.pop_front() else {
+            self.tx_finished(p, None).await;
+            return;
+        };
+        let Some(g) = self.gateways.get(&p.gateway) else {
+            self.tx_finished(p, None).await;
+            return;
+        };
+        let Some((socket, addr)) = g.pull else {
+            self.tx_finished(p, None).await;
+            return;
+        };
+        let version = g.version;
+        let token = self.token();
+        bump(&self.ctx.counters.pull_resp);
+        self.send(socket, addr, &Packet::PullResp { version, token, txpk }).await;
+        if version < 2 {
+            // Protocol v1 has no TX_ACK: take it as sent.
+            self.tx_finished(p, Some(true)).await;
+            return;
+        }
+        p.deadline = Instant::now() + TX_ACK_TIMEOUT;
+        self.pending.insert(token, p);
+    }
+
+    async fn tx_ack(&mut self, token: u16, gateway: GatewayEui, error: Option<TxAckError>) {
+        let Some(mut p) = self.pending.remove(&token) else {
+            tracing::debug!(%gateway, token, "TX_ACK for no pending downlink");
+            return;
+        };
+        if p.gateway != gateway {
+            self.pending.insert(token, p);
+            return;
+        }
+        if let Owner::Bridge { statuses, .. } = &mut p.owner {
+            statuses.push(bridge::ack_status(error));
+        }
+        match error {
+            None => {
+                bump(&self.ctx.counters.tx_ack_ok);
+                self.tx_finished(p, Some(true)).await;
+            }
+            Some(e) => {
+                bump(&self.ctx.counters.tx_ack_errors);
+                tracing::info!(%gateway, error = e.as_str(), "downlink refused by the gateway; trying the next window");
+                p.index += 1;
+                self.next_attempt(p).await;
+            }
+        }
+    }
+
+    /// A downlink is over: `Some(true)` sent in attempt `p.index`, otherwise failed.
+    async fn tx_finished(&mut self, p: PendingTx, sent: Option<bool>) {
+        match p.owner {
+            Owner::Ns { tag, windows } => {
+                let Some(ns) = &mut self.ns else { return };
+                match (sent, windows.get(p.index)) {
+                    (Some(true), Some(w)) => ns.tx_sent(SystemTime::now(), tag, p.gateway, w, &mut self.out),
+                    _ => ns.tx_failed(tag),
+                }
+                self.drain_outputs_boxed().await;
+            }
+            Owner::Bridge { downlink_id, total, mut statuses } => {
+                if sent == Some(true) && statuses.len() <= p.index {
+                    statuses.push("OK");
+                }
+                while statuses.len() < total {
+                    statuses.push("IGNORED");
+                }
+                let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, p.gateway, "event/ack");
+                let body = match self.marshaler() {
+                    Marshaler::Json => bridge::tx_ack(p.gateway, downlink_id, &statuses),
+                    Marshaler::Protobuf => crate::gwpb::tx_ack(p.gateway, downlink_id, &statuses),
+                };
+                self.gateway_publish(p.gateway, topic, body, false).await;
+            }
+        }
+    }
+
+    fn drain_outputs_boxed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.drain_outputs())
+    }
+
+    async fn bridge_command(&mut self, gateway: GatewayEui, topic: &str, payload: &[u8]) {
+        if topic.ends_with("/command/config") {
+            tracing::info!(%gateway, "gateway bridge command/config: the Semtech UDP forwarder cannot be reconfigured remotely; ignored");
+            return;
+        }
+        let frame = match self.marshaler() {
+            Marshaler::Json => bridge::downlink_frame(payload),
+            Marshaler::Protobuf => crate::gwpb::downlink_frame(payload),
+        };
+        match frame {
+            Ok(f) if !f.items.is_empty() => {
+                let owner = Owner::Bridge { downlink_id: f.downlink_id, total: f.items.len(), statuses: Vec::new() };
+                self.start_tx(gateway, f.items.into(), owner).await;
+            }
+            Ok(_) => tracing::info!(%gateway, "gateway bridge DownlinkFrame without items ignored"),
+            Err(e) => {
+                bump(&self.ctx.counters.bad_commands);
+                tracing::info!(%gateway, "{e}");
+            }
+        }
+    }
+
+    /// Drops silent gateways (OFFLINE in bridge mode) and downlinks whose TX_ACK never came.
+    async fn expire(&mut self) {
+        let now = Instant::now();
+        let timeout = self.ctx.settings.gateway_timeout;
+        let stale: Vec<GatewayEui> = self.gateways.iter().filter(|(_, g)| now.duration_since(g.last_seen) >= timeout).map(|(e, _)| *e).collect();
+        for eui in stale {
+            tracing::info!(gateway = %eui, "LoRaWAN gateway silent past lorawan.gateway_timeout: offline");
+            self.drop_gateway(eui).await;
+        }
+        let late: Vec<u16> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+        for token in late {
+            if let Some(p) = self.pending.remove(&token) {
+                bump(&self.ctx.counters.tx_ack_errors);
+                self.tx_finished(p, None).await;
+            }
+        }
+    }
+
+    async fn drop_gateway(&mut self, eui: GatewayEui) {
+        let Some(g) = self.gateways.remove(&eui) else { return };
+        g.stop.cancel();
+        self.ctx.counters.gateways.fetch_sub(1, Relaxed);
+        if let Some(conn) = g.conn {
+            if self.ctx.settings.mode == Mode::Bridge {
+                let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, eui, "state/conn");
+                publish(&conn, topic, self.conn_state(eui, false), true).await;
+            }
+            conn.disconnect(DisconnectReason::Normal).await;
+        }
+    }
+
+    /// Records every changed device state; recorded back to back, they share a commit.
+    fn flush(&mut self) {
+        for (dev_eui, value) in self.dirty.drain() {
+            self.ctx.broker.record_blob(STORE_SPACE, dev_eui.to_string(), Some(Bytes::from(value)));
+        }
+    }
+
+    async fn close(&mut self) {
+        self.flush();
+        let euis: Vec<GatewayEui> = self.gateways.keys().copied().collect();
+        for eui in euis {
+            self.drop_gateway(eui).await;
+        }
+        for (_, conn) in self.devices.drain() {
+            conn.disconnect(DisconnectReason::Shutdown).await;
+        }
+    }
+}
+
+fn connect_request(client_id: String, peer: Option<SocketAddr>, will: Option<Will>) -> ConnectRequest {
+    ConnectRequest {
+        client_id: ClientId::new(client_id),
+        protocol: Protocol::Lorawan,
+        peer,
+        username: None,
+        password: None,
+        clean_start: true,
+        keep_alive: 0,
+        will,
+        session_expiry: Some(Duration::ZERO),
+        receive_maximum: u16::MAX,
+    }
+}
+
+async fn publish(conn: &Connection, topic: String, payload: Vec<u8>, retain: bool) {
+    if let Err(e) = conn.publish(Message::new(topic.as_str(), payload, QoS::AtMostOnce, retain)).await {
+        tracing::info!(client_id = %conn.client_id(), %topic, "LoRaWAN publish refused: {e}");
+    }
+}
+
+/// Hands a connection's deliveries to the driver until the broker closes it or shutdown.
+async fn forward(conn: Arc<Connection>, shutdown: CancellationToken, make: impl Fn(Arc<str>, Bytes) -> Event + Send + 'static, events: mpsc::Sender<Event>) {
+    loop {
+        let d = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            d = conn.next_delivery() => d,
+        };
+        match d {
+            Delivery::Publish { id, pending, .. } => {
+                if id != 0 {
+                    conn.ack(id);
+                }
+                let ev = make(pending.message.topic.clone(), pending.message.payload.clone());
+                if events.send(ev).await.is_err() {
+                    break;
+                }
+            }
+            Delivery::Release { id } => {
+                conn.ack(id);
+            }
+            Delivery::Close(_) => break,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Application messages in ChirpStack v4's integration shape (`integration.proto` in its
+//! canonical JSON), so applications written for ChirpStack read Roost's events unchanged:
+//! `application/{application_id}/device/{dev_eui}/event/{up|join|ack|txack|status}`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::semtech::{GatewayEui, Rxpk};
+use crate::settings::DeviceSettings;
+
+pub fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub fn event_topic(device: &DeviceSettings, event: &str) -> String {
+    format!("application/{}/device/{}/event/{event}", device.application_id, device.dev_eui)
+}
+
+pub fn command_topic(device: &DeviceSettings) -> String {
+    format!("application/{}/device/{}/command/down", device.application_id, device.dev_eui)
+}
+
+/// RFC 3339 UTC with nanoseconds, as protobuf JSON writes a Timestamp.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// A random (version 4) UUID.
+pub fn uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::hex::encode(&b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+pub fn device_info(d: &DeviceSettings) -> Value {
+    json!({
+        "tenantId": "",
+        "tenantName": "",
+        "applicationId": d.application_id,
+        "applicationName": d.application_id,
+        "deviceProfileId": "",
+        "deviceProfileName": "",
+        "deviceName": d.name,
+        "devEui": d.dev_eui.to_string(),
+        "deviceClassEnabled": "CLASS_A",
+        "tags": {},
+    })
+}
+
+/// `codr` "4/5" as `CR_4_5`.
+fn code_rate(codr: Option<&str>) -> String {
+    match codr {
+        Some(c) => format!("CR_{}", c.replace('/', "_")),
+        None => "CR_4_5".into(),
+    }
+}
+
+/// `txInfo` of an uplink or downlink.
+pub fn tx_info(freq_hz: u32, sf: u8, bw_khz: u32, codr: Option<&str>) -> Value {
+    json!({
+        "frequency": freq_hz,
+        "modulation": { "lora": {
+            "bandwidth": bw_khz * 1000,
+            "spreadingFactor": sf,
+            "codeRate": code_rate(codr),
+        }},
+    })
+}
+
+/// One gateway's `rxInfo` (the gw.proto `UplinkRxInfo` JSON).
+pub fn rx_info(gateway: GatewayEui, rxpk: &Rxpk, uplink_id: u32, ns_time: SystemTime) -> Value {
+    let mut v = json!({
+        "gatewayId": gateway.to_string(),
+        "uplinkId": uplink_id,
+        "nsTime": rfc3339(ns_time),
+        "rssi": rxpk.best_rssi(),
+        "snr": rxpk.best_snr(),
+        "channel": rxpk.chan,
+        "rfChain": rxpk.rfch,
+        "context": b64(&rxpk.tmst.to_be_bytes()),
+        "crcStatus": "CRC_OK",
+    });
+    if let Some(t) = &rxpk.time {
+        v["gwTime"] = json!(t);
+    }
+    if let Some(best) = rxpk.rsig.iter().max_by_key(|r| r.rssic.unwrap_or(i32::MIN)) {
+        v["antenna"] = json!(best.ant);
+    }
+    v
+}

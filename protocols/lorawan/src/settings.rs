@@ -1,0 +1,137 @@
+//! Typed settings of the LoRaWAN adapter, filled from `[lorawan]` by the server crate.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::region::{EU868, Region};
+use crate::types::{AesKey, DevAddr, DevEui, JoinEui};
+
+/// What Roost does with the frames gateways forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Republish raw frames on MQTT as ChirpStack Gateway Bridge v4 does.
+    Bridge,
+    /// Decrypt device traffic into application messages (a built-in network server).
+    NetworkServer,
+}
+
+/// Bridge-mode payload encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marshaler {
+    /// ChirpStack's `gw` messages in canonical protobuf JSON.
+    Json,
+    /// ChirpStack's `gw` messages as protobuf (ChirpStack's default).
+    Protobuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSettings {
+    /// Topics are `{topic_prefix}/gateway/{gateway_id}/...` (ChirpStack uses the region,
+    /// e.g. `eu868`).
+    pub topic_prefix: String,
+    pub marshaler: Marshaler,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings { topic_prefix: "eu868".into(), marshaler: Marshaler::Json }
+    }
+}
+
+/// How a device joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// Activation by personalisation: the session is configured.
+    Abp { dev_addr: DevAddr, nwk_s_key: AesKey, app_s_key: AesKey },
+    /// Over-the-air activation: the device joins with its AppKey. `join_eui: None` accepts
+    /// any JoinEUI.
+    Otaa { join_eui: Option<JoinEui>, app_key: AesKey },
+}
+
+/// How `object` is made from an uplink's bytes in `event/up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadCodec {
+    None,
+    /// The bytes are a JSON document.
+    Json,
+    /// Cayenne LPP (digital/analog in/out, temperature, humidity, ... as in ChirpStack).
+    CayenneLpp,
+}
+
+/// One registered device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSettings {
+    pub dev_eui: DevEui,
+    pub name: String,
+    pub application_id: String,
+    pub activation: Activation,
+    pub payload_codec: PayloadCodec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkServerSettings {
+    pub region: Region,
+    /// 24-bit NetID; OTAA DevAddrs carry its NwkID.
+    pub net_id: u32,
+    /// How long copies of a frame from other gateways are collected.
+    pub deduplication_window: Duration,
+    /// Largest accepted jump of the uplink frame counter.
+    pub max_fcnt_gap: u32,
+    pub rx1_dr_offset: u8,
+    /// RX1 delay in seconds (1..=15) given to OTAA devices; ABP devices use 1.
+    pub rx1_delay: u8,
+    pub rx2_dr: u8,
+    pub rx2_freq_hz: u32,
+    /// Downlinks queued per device; more are refused (counted).
+    pub max_queue: usize,
+    /// DevNonces remembered per device for replay protection.
+    pub max_dev_nonces: usize,
+    pub devices: Vec<DeviceSettings>,
+}
+
+impl Default for NetworkServerSettings {
+    fn default() -> Self {
+        NetworkServerSettings {
+            region: EU868,
+            net_id: 0,
+            deduplication_window: Duration::from_millis(200),
+            max_fcnt_gap: 16_384,
+            rx1_dr_offset: 0,
+            rx1_delay: 1,
+            rx2_dr: EU868.rx2_dr,
+            rx2_freq_hz: EU868.rx2_freq_hz,
+            max_queue: 32,
+            max_dev_nonces: 1024,
+            devices: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LorawanSettings {
+    /// UDP sockets for packet forwarders; empty disables LoRaWAN.
+    pub bind: Vec<SocketAddr>,
+    /// Kernel receive buffer asked for each socket, bytes (0: the system default).
+    pub recv_buffer: usize,
+    pub mode: Mode,
+    /// A gateway silent (no PUSH_DATA, PULL_DATA or TX_ACK) this long is dropped: OFFLINE.
+    pub gateway_timeout: Duration,
+    /// Gateways tracked at once; datagrams from more are dropped (counted).
+    pub max_gateways: usize,
+    pub bridge: BridgeSettings,
+    pub network_server: NetworkServerSettings,
+}
+
+impl Default for LorawanSettings {
+    fn default() -> Self {
+        LorawanSettings {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 1700))],
+            recv_buffer: 4 * 1024 * 1024,
+            mode: Mode::NetworkServer,
+            gateway_timeout: Duration::from_secs(60),
+            max_gateways: 10_000,
+            bridge: BridgeSettings::default(),
+            network_server: NetworkServerSettings::default(),
+        }
+    }
+}
