@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod coap;
 pub mod mqtt311;
 pub mod mosquitto;
 pub mod mqtt5;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use roost_e2e::mqtt311::{Client311, qos};
 use roost_e2e::mqtt5::Client5;
+use roost_e2e::coap::{Raw, code, request, resp};
 use roost_e2e::{QUIET, TestBroker, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UdpSocket;
@@ -43,71 +44,6 @@ async fn eventually(what: &str, f: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "not within 10 s: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A raw CoAP endpoint for exact codes and hand-made datagrams.
-struct Raw {
-    socket: UdpSocket,
-    server: SocketAddr,
-}
-
-impl Raw {
-    async fn new(server: SocketAddr) -> Raw {
-        Raw { socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(), server }
-    }
-
-    async fn send(&self, p: &Packet) {
-        self.socket.send_to(&p.to_bytes().unwrap(), self.server).await.unwrap();
-    }
-
-    async fn send_bytes(&self, b: &[u8]) {
-        self.socket.send_to(b, self.server).await.unwrap();
-    }
-
-    async fn recv_within(&self, wait: Duration) -> Option<Packet> {
-        let mut buf = vec![0u8; 65_536];
-        match timeout(wait, self.socket.recv_from(&mut buf)).await {
-            Ok(Ok((n, _))) => Some(Packet::from_bytes(&buf[..n]).unwrap()),
-            _ => None,
-        }
-    }
-
-    async fn recv(&self) -> Packet {
-        self.recv_within(WAIT).await.expect("a CoAP answer within 3 s")
-    }
-
-    /// Sends a CON request and returns its piggybacked response.
-    async fn call(&self, method: RequestType, path: &str, query: &[&str], payload: &[u8]) -> Packet {
-        let p = request(MessageType::Confirmable, method, rand::random(), path, query, payload);
-        self.send(&p).await;
-        let r = self.recv().await;
-        assert_eq!(r.header.message_id, p.header.message_id);
-        r
-    }
-}
-
-fn request(kind: MessageType, method: RequestType, mid: u16, path: &str, query: &[&str], payload: &[u8]) -> Packet {
-    let mut p = Packet::new();
-    p.header.set_type(kind);
-    p.header.code = MessageClass::Request(method);
-    p.header.message_id = mid;
-    p.set_token(vec![0x42, (mid & 0xFF) as u8]);
-    for seg in path.split('/') {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = payload.to_vec();
-    p
-}
-
-fn code(p: &Packet) -> MessageClass {
-    p.header.code
-}
-
-fn resp(r: ResponseType) -> MessageClass {
-    MessageClass::Response(r)
 }
 
 #[tokio::test]
@@ -424,4 +360,45 @@ async fn coap_malformed_datagrams_get_rst_or_are_dropped() {
     // The gateway still serves.
     let r = raw.call(RequestType::Put, "ps/a", &[], b"ok").await;
     assert_eq!(code(&r), resp(ResponseType::Changed));
+}
+
+/// The shipped auth and ACL sources, configured as a user would (a users file written by
+/// `roost passwd`'s code, `[[acl.rule]]` with `%c`, `no_match = "deny"`), through CoAP.
+#[tokio::test]
+async fn coap_users_file_and_acl_rules_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    roost_core::auth::users::set_user(&users, "meter", b"right-pw", None).unwrap();
+    let config = format!(
+        "[auth]\nallow_anonymous = false\nchain = [\"password_file\"]\npassword_file = {:?}\n\
+         [acl]\nno_match = \"deny\"\n\
+         [[acl.rule]]\npermission = \"allow\"\naction = \"publish\"\ntopics = [\"devices/%c/#\"]\n\
+         [[acl.rule]]\npermission = \"allow\"\naction = \"subscribe\"\ntopics = [\"devices/%c/cmd/#\"]\n",
+        users.display().to_string()
+    );
+    let broker = TestBroker::start_with(&config).await;
+    let raw = Raw::new(broker.coap_addr()).await;
+    // Wrong password, unknown user, no credentials: 4.01.
+    for q in [&["clientid=c1", "username=meter", "password=wrong"][..], &["clientid=c1", "username=nobody", "password=x"], &["clientid=c1"]] {
+        let r = raw.call(RequestType::Post, "mqtt/connection", q, b"").await;
+        assert_eq!(code(&r), resp(ResponseType::Unauthorized), "{q:?}");
+    }
+    let r = raw.call(RequestType::Post, "mqtt/connection", &["clientid=c1", "username=meter", "password=right-pw"], b"").await;
+    assert_eq!(code(&r), resp(ResponseType::Created));
+    let tq = format!("token={}", String::from_utf8(r.payload.clone()).unwrap());
+    let q = ["clientid=c1", tq.as_str()];
+    // Publish under its own client id (%c): allowed; under another's or elsewhere: 4.03 (no_match = deny).
+    assert_eq!(code(&raw.call(RequestType::Put, "ps/devices/c1/temp", &q, b"21").await), resp(ResponseType::Changed));
+    assert_eq!(code(&raw.call(RequestType::Put, "ps/devices/c2/temp", &q, b"21").await), resp(ResponseType::Forbidden));
+    assert_eq!(code(&raw.call(RequestType::Put, "ps/other", &q, b"21").await), resp(ResponseType::Forbidden));
+    // Observe its own commands: allowed; another device's: 4.03.
+    let mut obs = request(MessageType::Confirmable, RequestType::Get, 7, "ps/devices/c1/cmd/#", &q, b"");
+    obs.add_option(CoapOption::Observe, vec![]);
+    raw.send(&obs).await;
+    assert_eq!(code(&raw.recv().await), resp(ResponseType::Content));
+    let mut obs = request(MessageType::Confirmable, RequestType::Get, 8, "ps/devices/c2/cmd/#", &q, b"");
+    obs.add_option(CoapOption::Observe, vec![]);
+    raw.send(&obs).await;
+    assert_eq!(code(&raw.recv().await), resp(ResponseType::Forbidden));
+    broker.stop().await;
 }

@@ -109,3 +109,41 @@ async fn metrics_count_auth_failures_queue_depth_and_every_protocol() {
         assert!(scrape.docs.contains_key(family) || scrape.docs.contains_key(&s.metric), "{} has no HELP", s.metric);
     }
 }
+
+/// The UDP adapters' own counters (what the core cannot see) are in `/metrics` too: a
+/// malformed CoAP datagram, a CoAP client, packet-forwarder datagrams of an unknown version,
+/// of an unknown kind, and a PULL_DATA.
+#[tokio::test]
+async fn metrics_count_coap_and_lorawan_adapter_events() {
+    use coap_lite::{RequestType, ResponseType};
+    use roost_e2e::coap::{Raw, code, resp};
+
+    let broker = TestBroker::start().await;
+    let coap = Raw::new(broker.coap_addr()).await;
+    // Version 3 is no CoAP: dropped and counted as malformed.
+    coap.send_bytes(&[0xC0, 0x01, 0x00, 0x01]).await;
+    let r = coap.call(RequestType::Put, "ps/m/coap", &["clientid=co-m"], b"1").await;
+    assert_eq!(code(&r), resp(ResponseType::Changed));
+    let lora = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    lora.send_to(b"\x09garbage", broker.lorawan_addr()).await.unwrap();
+    lora.send_to(&[2, 0, 1, 0xEE], broker.lorawan_addr()).await.unwrap();
+    // PULL_DATA (version 2, token 0x1234, gateway EUI) is answered by PULL_ACK.
+    let mut pull = vec![2, 0x12, 0x34, 2];
+    pull.extend_from_slice(&[0xAA, 0x55, 0x5A, 0, 0, 0, 0, 1]);
+    lora.send_to(&pull, broker.lorawan_addr()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(WAIT, lora.recv_from(&mut buf)).await.expect("PULL_ACK in time").unwrap();
+    assert_eq!(&buf[..n], &[2, 0x12, 0x34, 4]);
+
+    let scrape = scrape(&broker).await;
+    assert_eq!(value(&scrape, "roost_coap_events_total", Some(("event", "malformed"))), 1.0);
+    assert_eq!(value(&scrape, "roost_coap_sessions", None), 1.0);
+    assert_eq!(value(&scrape, "roost_connections", Some(("protocol", "coap"))), 1.0);
+    assert_eq!(value(&scrape, "roost_messages_received_total", Some(("protocol", "coap"))), 1.0);
+    assert_eq!(value(&scrape, "roost_dtls_handshakes_total", Some(("result", "ok"))), 0.0);
+    assert_eq!(value(&scrape, "roost_lorawan_datagrams_total", Some(("outcome", "received"))), 3.0);
+    assert_eq!(value(&scrape, "roost_lorawan_datagrams_total", Some(("outcome", "unknown_version"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lorawan_datagrams_total", Some(("outcome", "malformed"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lorawan_gateways", None), 1.0);
+    assert_eq!(value(&scrape, "roost_lorawan_joins_total", None), 0.0);
+}

@@ -1,6 +1,6 @@
 //! `$SYS` as an administrator sees it: only the admin may subscribe (an `Authorizer`, the
 //! seam the security config's ACL plugs into), and the statistics and client events follow
-//! MQTT and MQTT-SN clients as they come and go, naming their protocol.
+//! MQTT, MQTT-SN and CoAP clients as they come and go, naming their protocol.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use roost::core::auth::{Action, Authorizer};
 use roost::core::ClientInfo;
+use coap_lite::{RequestType, ResponseType};
+use roost_e2e::coap::{Raw, code, resp};
 use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::raw::{self, RawClient};
 use rumqttc::v5::mqttbytes::v5::{self, Filter};
@@ -72,7 +74,7 @@ async fn mqttsn(gw: SocketAddr, id: &str) -> UdpSocket {
 }
 
 #[tokio::test]
-async fn admin_sees_sys_stats_and_events_follow_mqtt_and_mqttsn_clients() {
+async fn admin_sees_sys_stats_and_events_follow_mqtt_mqttsn_and_coap_clients() {
     let broker = TestBroker::start_custom("[node]\nname = \"edge\"\nsys_interval = \"200ms\"\n", |b| b.authorizer(Box::new(AdminOnlySys))).await;
 
     // Anyone else is refused (SUBACK 0x87).
@@ -94,39 +96,52 @@ async fn admin_sees_sys_stats_and_events_follow_mqtt_and_mqttsn_clients() {
     })
     .await;
 
-    // An MQTT and an MQTT-SN client come.
+    // An MQTT, an MQTT-SN and a CoAP client come.
     let mut o = Client5::options(broker.addr(), "m-1");
     o.set_credentials("alice", "pw");
     let m1 = Client5::connect_with(o).await;
     let sn = mqttsn(broker.mqttsn_addr(), "sn-1").await;
-    w.until("both clients connected", |w| {
-        w.value("stats/connections/count") == Some("3")
+    let coap = Raw::new(broker.coap_addr()).await;
+    let r = coap.call(RequestType::Post, "mqtt/connection", &["clientid=co-1", "username=carol", "password=pw"], b"").await;
+    assert_eq!(code(&r), resp(ResponseType::Created));
+    let coap_token = format!("token={}", String::from_utf8(r.payload.clone()).unwrap());
+    w.until("the three clients connected", |w| {
+        w.value("stats/connections/count") == Some("4")
             && w.value("stats/protocols/mqtt/connections/count") == Some("2")
             && w.value("stats/protocols/mqtt-sn/connections/count") == Some("1")
+            && w.value("stats/protocols/coap/connections/count") == Some("1")
             && w.event("clients/m-1/connected").is_some()
             && w.event("clients/sn-1/connected").is_some()
+            && w.event("clients/co-1/connected").is_some()
     })
     .await;
+    let e = w.event("clients/co-1/connected").unwrap();
+    assert_eq!((e["protocol"].as_str(), e["username"].as_str()), (Some("coap"), Some("carol")), "{e}");
     let e = w.event("clients/m-1/connected").unwrap();
     assert_eq!((e["protocol"].as_str(), e["username"].as_str()), (Some("mqtt"), Some("alice")), "{e}");
     assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.1:") && e["keep_alive"].is_u64(), "{e}");
     let e = w.event("clients/sn-1/connected").unwrap();
     assert_eq!((e["protocol"].as_str(), e["keep_alive"].as_u64()), (Some("mqtt-sn"), Some(60)), "{e}");
-    assert_eq!(w.value("stats/sessions/count"), Some("3"));
+    assert_eq!(w.value("stats/sessions/count"), Some("4"));
 
     // And go.
     m1.disconnect().await;
     sn.send_to(&[2, 0x18], broker.mqttsn_addr()).await.unwrap();
-    w.until("both clients gone", |w| {
+    let r = coap.call(RequestType::Delete, "mqtt/connection", &["clientid=co-1", coap_token.as_str()], b"").await;
+    assert_eq!(code(&r), resp(ResponseType::Deleted));
+    w.until("the three clients gone", |w| {
         w.value("stats/connections/count") == Some("1")
             && w.value("stats/protocols/mqtt-sn/connections/count") == Some("0")
+            && w.value("stats/protocols/coap/connections/count") == Some("0")
             && w.event("clients/m-1/disconnected").is_some()
             && w.event("clients/sn-1/disconnected").is_some()
+            && w.event("clients/co-1/disconnected").is_some()
     })
     .await;
+    assert_eq!(w.event("clients/co-1/disconnected").unwrap()["protocol"], "coap");
     let e = w.event("clients/sn-1/disconnected").unwrap();
     assert_eq!((e["protocol"].as_str(), e["reason"].as_str()), (Some("mqtt-sn"), Some("normal")), "{e}");
     assert_eq!(w.event("clients/m-1/disconnected").unwrap()["reason"], "normal");
-    assert!(w.value("stats/connections/max").unwrap().parse::<u64>().unwrap() >= 3);
+    assert!(w.value("stats/connections/max").unwrap().parse::<u64>().unwrap() >= 4);
     broker.stop().await;
 }

@@ -216,6 +216,9 @@ impl Builder {
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }
+        let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
+        let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
+        let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
         let mut http_addrs = Vec::new();
         if !http_listeners.is_empty() {
             let api = crate::api::ApiState {
@@ -226,7 +229,8 @@ impl Builder {
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
             };
-            let app = crate::http::app(api, api_routes);
+            let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone() };
+            let app = crate::http::app(api, api_routes, adapters);
             for l in http_listeners {
                 let addr = l.local_addr()?;
                 tracing::info!(%addr, "HTTP listening (/metrics, /api/v1, /)");
@@ -259,7 +263,6 @@ impl Builder {
             mqttsn_addrs.push(addr);
             tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
         let mut coap_addrs = Vec::new();
         for socket in coap_sockets {
             let addr = socket.local_addr()?;
@@ -267,7 +270,6 @@ impl Builder {
             coap_addrs.push(addr);
             tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
-        let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
         let mut coaps_addrs = Vec::new();
         if let Some(backend) = dtls_backend {
             for socket in coaps_sockets {
@@ -277,7 +279,6 @@ impl Builder {
                 tracker.spawn(roost_coap::dtls::serve(socket, coap_ctx.clone(), backend.clone(), dtls_counters.clone(), shutdown.clone(), tracker.clone()));
             }
         }
-        let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
         let mut lorawan_addrs = Vec::new();
         for socket in &lorawan_sockets {
             let addr = socket.local_addr()?;

@@ -36,9 +36,10 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>, adapters: AdapterCounters) -> Router {
     let mut registry = Registry::with_prefix("roost");
     registry.register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
+    registry.register_collector(Box::new(adapters));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
@@ -171,6 +172,107 @@ impl Collector for BrokerCollector {
             let c = ConstCounter::new(cpu);
             c.encode(encoder.encode_descriptor("process_cpu_seconds", "CPU time of the roost process", None, c.metric_type())?)?;
         }
+        Ok(())
+    }
+}
+
+/// Wire-level counters of the UDP adapters that the core cannot see (CoAP message layer,
+/// DTLS handshakes, LoRaWAN frames and joins), read at each scrape.
+pub struct AdapterCounters {
+    pub coap: Arc<roost_coap::session::Context>,
+    pub dtls: Arc<roost_coap::dtls::DtlsCounters>,
+    pub lorawan: Arc<roost_lorawan::driver::Context>,
+}
+
+impl std::fmt::Debug for AdapterCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdapterCounters")
+    }
+}
+
+/// One counter family `name{label="..."}` from (label value, counter) pairs.
+fn counter_family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, &std::sync::atomic::AtomicU64)],
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+    for (value, n) in values {
+        ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&[(label, *value)])?)?;
+    }
+    Ok(())
+}
+
+impl Collector for AdapterCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let c = &self.coap.counters;
+        gauge(&mut encoder, "coap_sessions", "CoAP devices known now", c.sessions.load(Relaxed) as i64)?;
+        gauge(&mut encoder, "coap_observers", "CoAP observations now", c.observers.load(Relaxed) as i64)?;
+        counter_family(
+            &mut encoder,
+            "coap_events",
+            "CoAP message-layer events, by kind",
+            "event",
+            &[
+                ("malformed", &c.malformed),
+                ("duplicate", &c.duplicates),
+                ("retransmit", &c.retransmits),
+                ("notification_dropped", &c.notify_dropped),
+                ("observer_lost", &c.observers_lost),
+                ("session_refused", &c.rejected_sessions),
+                ("busy_drop", &c.busy_drops),
+                ("unauthorized", &c.unauthorized),
+            ],
+        )?;
+        let d = &self.dtls;
+        gauge(&mut encoder, "dtls_peers", "DTLS peers now", d.peers.load(Relaxed) as i64)?;
+        counter_family(
+            &mut encoder,
+            "dtls_handshakes",
+            "DTLS handshakes, by result",
+            "result",
+            &[("ok", &d.handshakes_ok), ("failed", &d.handshakes_failed), ("timed_out", &d.handshakes_timed_out), ("refused", &d.refused)],
+        )?;
+        counter(&mut encoder, "dtls_dropped_datagrams", "Datagrams on a DTLS socket that were not DTLS records, or for no peer", d.dropped.load(Relaxed))?;
+        let l = &self.lorawan.counters;
+        gauge(&mut encoder, "lorawan_gateways", "LoRaWAN packet forwarders tracked now", l.gateways.load(Relaxed) as i64)?;
+        counter_family(
+            &mut encoder,
+            "lorawan_datagrams",
+            "Semtech UDP datagrams from packet forwarders, by outcome",
+            "outcome",
+            &[
+                ("received", &l.datagrams),
+                ("malformed", &l.malformed),
+                ("unknown_version", &l.unknown_version),
+                ("unexpected", &l.unexpected),
+                ("inbox_full", &l.inbox_full),
+                ("gateway_refused", &l.gateways_refused),
+            ],
+        )?;
+        counter(&mut encoder, "lorawan_frames", "Radio frames (rxpk) received from gateways", l.frames.load(Relaxed))?;
+        let ns = &l.ns;
+        counter(&mut encoder, "lorawan_joins", "OTAA joins accepted", ns.joins.load(Relaxed))?;
+        counter(&mut encoder, "lorawan_uplinks", "Device uplinks accepted (after de-duplication)", ns.uplinks.load(Relaxed))?;
+        counter(&mut encoder, "lorawan_downlinks", "Downlinks sent to gateways", ns.downlinks.load(Relaxed))?;
+        counter_family(
+            &mut encoder,
+            "lorawan_rejected_frames",
+            "Frames the network server rejected, by reason",
+            "reason",
+            &[
+                ("mic", &ns.mic_failures),
+                ("replay", &ns.replays),
+                ("fcnt_gap", &ns.fcnt_gaps),
+                ("dev_nonce_replay", &ns.dev_nonce_replays),
+                ("unknown_device", &ns.unknown_devices),
+                ("bad_phy_payload", &ns.bad_phy),
+                ("crc_error", &ns.crc_errors),
+            ],
+        )?;
         Ok(())
     }
 }
