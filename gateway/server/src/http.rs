@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -149,7 +150,6 @@ impl Collector for BrokerCollector {
         gauge(&mut encoder, "queued_messages", "Messages waiting in session queues", queued as i64)?;
         gauge(&mut encoder, "inflight_messages", "Outgoing QoS 1/2 messages awaiting acknowledgement", inflight as i64)?;
         if !self.webhooks.is_empty() {
-            use std::sync::atomic::Ordering::Relaxed;
             let c = ConstCounter::new(0u64);
             {
                 let mut family = encoder.encode_descriptor("webhook_events_sent", "Events a webhook endpoint accepted", None, c.metric_type())?;
