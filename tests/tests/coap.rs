@@ -15,7 +15,6 @@ use roost_e2e::mqtt5::Client5;
 use roost_e2e::coap::{Raw, code, request, resp};
 use roost_e2e::{QUIET, TestBroker, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::UdpSocket;
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::{Instant, timeout};
 
