@@ -25,6 +25,7 @@ pub mod store;
 pub mod topic;
 pub mod trace;
 pub mod types;
+pub mod udp;
 
 pub use broker::{Broker, ConnectContext, ConnectError, ConnectRequest};
 pub use connection::{Connection, PublishError, Published, SubscribeError};

@@ -29,24 +29,8 @@ const SESSION_QUEUE: usize = 16;
 /// Addresses remembered per session for routing ACK/RST (a NAT may rebind several times).
 const ADDRS_PER_SESSION: usize = 4;
 
-/// Binds every configured address (see `roost_mqttsn::driver::bind` for the buffer).
-pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
-    use socket2::{Domain, Socket, Type};
-    let mut sockets = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(socket2::Protocol::UDP))?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        if recv_buffer > 0 {
-            socket.set_recv_buffer_size(recv_buffer)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&(*addr).into())?;
-        sockets.push(UdpSocket::from_std(socket.into())?);
-    }
-    Ok(sockets)
-}
+/// Binds every configured address (shared by the UDP adapters).
+pub use roost_core::udp::bind;
 
 /// Where a session's datagrams go out. Plain UDP writes the socket; a secured transport
 /// (DTLS) takes them through a channel to its record layer.
