@@ -34,6 +34,8 @@ async fn schemathesis_finds_no_server_error() {
         .args(["--suppress-health-check", "filter_too_much"])
         .args(["--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache (.schemathesis/) goes to the test's temporary directory, not the repo.
+        .current_dir(dir.path())
         .kill_on_drop(true)
         .output();
     let out = match tokio::time::timeout(Duration::from_secs(240), run).await.expect("schemathesis finished in time") {
