@@ -34,8 +34,9 @@ enum Cmd {
     /// N simulated MQTT-SN devices over UDP: connect, REGISTER `{prefix}/{n}`, publish every
     /// period (QoS -1, 0, 1 or 2), optionally sleeping between publishes.
     MqttSn(MqttSnArgs),
-    /// N simulated CoAP devices over UDP: each observes `{prefix}/{n}/command` and PUTs to
-    /// `/ps/{prefix}/{n}/telemetry` every period (0s: back to back, for requests/s).
+    /// N simulated CoAP devices over UDP or DTLS (--dtls-psk): each observes
+    /// `{prefix}/{n}/command` and PUTs to `/ps/{prefix}/{n}/telemetry` every period (0s: back
+    /// to back, for requests/s).
     Coap(CoapArgs),
     /// N simulated sensors of the shipped `tlv-sensor` custom codec over UDP: reports (every
     /// second one confirmable, so acknowledged by the gateway), and commands answered.
@@ -513,6 +514,10 @@ struct CoapArgs {
     /// Local IP the devices bind (one IP has ~28,000 ephemeral ports; e.g. 127.0.0.2).
     #[arg(long)]
     source: Option<std::net::IpAddr>,
+    /// CoAP over DTLS with this PSK, `IDENTITY:KEY` (--target is then the gateway's
+    /// dtls_bind); `{n}` in IDENTITY is the device number, e.g. `dev-{n}:secret`.
+    #[arg(long, value_name = "IDENTITY:KEY")]
+    dtls_psk: Option<String>,
 }
 
 fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
@@ -527,6 +532,16 @@ fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
         observe: !a.no_observe,
         payload_size: a.payload_size,
         source_ip: a.source,
+        dtls_psk: match &a.dtls_psk {
+            Some(s) => {
+                let (identity, key) = s
+                    .split_once(':')
+                    .filter(|(i, k)| !i.is_empty() && !k.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("--dtls-psk {s:?}: expected IDENTITY:KEY"))?;
+                Some(roost_coap::sim::SimPsk { identity: identity.into(), key: key.as_bytes().to_vec() })
+            }
+            None => None,
+        },
     };
     let devices = a.devices as f64;
     let ramp = Duration::from_secs_f64(devices / f64::from(a.connect_rate.max(1)));
@@ -554,6 +569,19 @@ fn run_coap(a: CoapArgs) -> anyhow::Result<()> {
         get(&stats.rtt_max_us) as f64 / 1000.0,
         get(&stats.notifications),
     );
+    if a.dtls_psk.is_some() {
+        let ok = get(&stats.handshakes_ok);
+        let done_s = get(&stats.handshakes_done_at_us) as f64 / 1e6;
+        println!(
+            "dtls: {} handshakes ({} failed), mean {:.2} ms, max {:.2} ms, all done {:.2} s after launch ({:.0}/s)",
+            ok,
+            get(&stats.handshakes_failed),
+            get(&stats.handshake_sum_us) as f64 / ok.max(1) as f64 / 1000.0,
+            get(&stats.handshake_max_us) as f64 / 1000.0,
+            done_s,
+            ok as f64 / done_s.max(1e-6),
+        );
+    }
     Ok(())
 }
 

@@ -61,3 +61,26 @@ async fn lorawan_fleet_joins_and_every_uplink_comes_out() {
     assert_eq!(r["events"], r["uplinks"], "{out}");
     assert!(r["acks"].as_u64().unwrap_or(0) >= 1, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_dtls_fleet_is_acknowledged() {
+    // One PSK identity per device, as `--dtls-psk dev-{n}:KEY` names them.
+    let mut config = String::from("[coap]\ndtls_bind = [\"127.0.0.1:0\"]\n");
+    for n in 0..5 {
+        config += &format!("[[coap.psk]]\nidentity = \"dev-{n}\"\nkey = \"key-of-the-fleet\"\n");
+    }
+    let gateway = start_roost(&config).await;
+    let target = gateway.coaps_addrs()[0].to_string();
+    let args: Vec<String> = [
+        "coap", "--target", &target, "--dtls-psk", "dev-{n}:key-of-the-fleet", "--devices", "5", "--period", "100ms", "--duration", "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_sim(&args).await;
+    let count = |label: &str| out.split(label).next().and_then(|s| s.rsplit(' ').next()).and_then(|s| s.parse::<u64>().ok());
+    assert!(out.contains("coap: 5 observing (0 failed)") && out.contains("0 refused, 0 timed out"), "{out}");
+    assert!(out.contains("dtls: 5 handshakes (0 failed)"), "{out}");
+    assert!(count(" published").is_some_and(|n| n > 0) && count(" published") == count(" acknowledged"), "{out}");
+    assert_eq!(gateway.dtls_counters().handshakes_ok.load(std::sync::atomic::Ordering::Relaxed), 5);
+}

@@ -1,13 +1,18 @@
 //! Simulated CoAP devices for load tests (`roost-sim coap`): each device has its own UDP
 //! socket, observes `{prefix}/{n}/command` (so the gateway holds one observer per device)
 //! and publishes CON PUTs to `/ps/{prefix}/{n}/telemetry`, one outstanding at a time,
-//! every `period` (or back to back with a zero period, for requests/s). Plain UDP only.
+//! every `period` (or back to back with a zero period, for requests/s). Over plain UDP, or
+//! over DTLS 1.2 with a PSK (TLS_PSK_WITH_AES_128_CCM_8, the `dtls` crate's client): each
+//! device then does its handshake first and runs the same exchanges in the DTLS connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use ::dtls::cipher_suite::CipherSuiteId;
+use ::dtls::config::{Config, ExtendedMasterSecretType};
+use ::dtls::conn::DTLSConn;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
@@ -30,6 +35,17 @@ pub struct SimConfig {
     /// ~28,000 ephemeral ports are too few for large fleets, so those use several loopback
     /// addresses.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Speak DTLS with this PSK (the gateway's `dtls_bind` is then `gateway`).
+    pub dtls_psk: Option<SimPsk>,
+}
+
+/// A PSK identity and key for the simulated devices; `{n}` in the identity is replaced by the
+/// device number (one `[[coap.psk]]` entry per device), else all devices share the identity
+/// (their sessions are still apart: the `clientid` query names the session).
+#[derive(Debug, Clone)]
+pub struct SimPsk {
+    pub identity: String,
+    pub key: Vec<u8>,
 }
 
 impl Default for SimConfig {
@@ -44,6 +60,7 @@ impl Default for SimConfig {
             observe: true,
             payload_size: 32,
             source_ip: None,
+            dtls_psk: None,
         }
     }
 }
@@ -61,6 +78,81 @@ pub struct SimStats {
     pub rtt_max_us: AtomicU64,
     /// Notifications received (commands).
     pub notifications: AtomicU64,
+    /// DTLS handshakes completed and failed (or timed out after 10 s); sum and maximum of
+    /// their durations, and when the last one completed (from the fleet's launch), in µs.
+    pub handshakes_ok: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+    pub handshake_sum_us: AtomicU64,
+    pub handshake_max_us: AtomicU64,
+    pub handshakes_done_at_us: AtomicU64,
+}
+
+/// A device's way to the gateway: its UDP socket, or a DTLS connection over it.
+enum Transport {
+    Plain(UdpSocket),
+    Dtls(Box<DTLSConn>),
+}
+
+impl Transport {
+    async fn send(&self, bytes: &[u8]) -> bool {
+        match self {
+            Transport::Plain(s) => s.send(bytes).await.is_ok(),
+            Transport::Dtls(c) => c.write(bytes, None).await.is_ok(),
+        }
+    }
+
+    /// One datagram (cancel safe: both wait on a queue or the socket).
+    async fn recv(&self, buf: &mut [u8]) -> Option<usize> {
+        match self {
+            Transport::Plain(s) => s.recv(buf).await.ok(),
+            Transport::Dtls(c) => c.read(buf, None).await.ok(),
+        }
+    }
+
+    async fn close(self) {
+        if let Transport::Dtls(c) = self {
+            let _ = c.close().await;
+        }
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The DTLS client handshake on `socket` (connected to the gateway), bounded by 10 s.
+async fn handshake(socket: UdpSocket, psk: &SimPsk, n: usize, stats: &SimStats, launch: Instant) -> std::io::Result<Transport> {
+    let key = psk.key.clone();
+    let config = Config {
+        psk: Some(Arc::new(move |_hint: &[u8]| {
+            let key = key.clone();
+            Box::pin(async move { Ok(key) })
+        })),
+        psk_identity_hint: Some(psk.identity.replace("{n}", &n.to_string()).into_bytes()),
+        cipher_suites: vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8],
+        extended_master_secret: ExtendedMasterSecretType::Request,
+        ..Config::default()
+    };
+    let began = Instant::now();
+    let conn: Arc<dyn webrtc_util::Conn + Send + Sync> = Arc::new(socket);
+    match timeout(Duration::from_secs(10), DTLSConn::new(conn, config, true, None)).await {
+        Ok(Ok(c)) => {
+            stats.handshakes_ok.fetch_add(1, Relaxed);
+            let took = us(began.elapsed());
+            stats.handshake_sum_us.fetch_add(took, Relaxed);
+            stats.handshake_max_us.fetch_max(took, Relaxed);
+            stats.handshakes_done_at_us.fetch_max(us(launch.elapsed()), Relaxed);
+            Ok(Transport::Dtls(Box::new(c)))
+        }
+        Ok(Err(e)) => {
+            stats.handshakes_failed.fetch_add(1, Relaxed);
+            Err(std::io::Error::other(format!("DTLS handshake: {e}")))
+        }
+        Err(_) => {
+            stats.handshakes_failed.fetch_add(1, Relaxed);
+            Err(std::io::Error::other("DTLS handshake: no answer within 10 s"))
+        }
+    }
 }
 
 fn request(method: RequestType, mid: u16, token: u32, path: &str, query: &[&str]) -> Packet {
@@ -90,7 +182,7 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
         tokio::time::sleep_until(launch + Duration::from_secs_f64(n as f64 / f64::from(cfg.connect_rate.max(1)))).await;
         let (cfg, stats) = (cfg.clone(), stats.clone());
         tasks.spawn(async move {
-            if let Err(e) = device(n, &cfg, &stats, start, end).await {
+            if let Err(e) = device(n, &cfg, &stats, launch, start, end).await {
                 tracing::debug!("sim device {n}: {e}");
             }
         });
@@ -98,7 +190,7 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end: Instant) -> std::io::Result<()> {
+async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, launch: Instant, start: Instant, end: Instant) -> std::io::Result<()> {
     let local = match cfg.source_ip {
         // Explicit ports: the kernel's ephemeral range (~28,000) is shared by every address.
         Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),
@@ -107,6 +199,10 @@ async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end
     };
     let socket = UdpSocket::bind(local).await?;
     socket.connect(cfg.gateway).await?;
+    let socket = match &cfg.dtls_psk {
+        Some(psk) => handshake(socket, psk, n, stats, launch).await?,
+        None => Transport::Plain(socket),
+    };
     let mut buf = vec![0u8; 2048];
     let mut mid: u16 = rand::random();
     let clientid = format!("clientid={}-{n}", cfg.prefix);
@@ -140,9 +236,9 @@ async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end
         match exchange(&socket, &p, &mut buf, stats).await {
             Some(r) if r.header.code == MessageClass::Response(ResponseType::Changed) => {
                 stats.acknowledged.fetch_add(1, Relaxed);
-                let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                stats.rtt_sum_us.fetch_add(us, Relaxed);
-                stats.rtt_max_us.fetch_max(us, Relaxed);
+                let rtt = us(sent.elapsed());
+                stats.rtt_sum_us.fetch_add(rtt, Relaxed);
+                stats.rtt_max_us.fetch_max(rtt, Relaxed);
             }
             Some(_) => {
                 stats.refused.fetch_add(1, Relaxed);
@@ -152,17 +248,20 @@ async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, start: Instant, end
             }
         }
     }
+    socket.close().await;
     Ok(())
 }
 
 /// Sends a CON and waits for the ACK with its message id (answering notifications on the
 /// way); one retransmission after 2 s, then gives up.
-async fn exchange(socket: &UdpSocket, p: &Packet, buf: &mut [u8], stats: &SimStats) -> Option<Packet> {
+async fn exchange(socket: &Transport, p: &Packet, buf: &mut [u8], stats: &SimStats) -> Option<Packet> {
     let bytes = p.to_bytes().ok()?;
     for _ in 0..2 {
-        socket.send(&bytes).await.ok()?;
+        if !socket.send(&bytes).await {
+            return None;
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while let Ok(Ok(n)) = timeout(deadline.saturating_duration_since(Instant::now()), socket.recv(buf)).await {
+        while let Ok(Some(n)) = timeout(deadline.saturating_duration_since(Instant::now()), socket.recv(buf)).await {
             let Ok(r) = Packet::from_bytes(&buf[..n]) else { continue };
             if r.header.get_type() == MessageType::Acknowledgement && r.header.message_id == p.header.message_id {
                 return Some(r);
@@ -172,7 +271,7 @@ async fn exchange(socket: &UdpSocket, p: &Packet, buf: &mut [u8], stats: &SimSta
                 if r.header.get_type() == MessageType::Confirmable {
                     let ack = crate::codec::empty(MessageType::Acknowledgement, r.header.message_id);
                     if let Ok(b) = ack.to_bytes() {
-                        let _ = socket.send(&b).await;
+                        socket.send(&b).await;
                     }
                 }
             }
