@@ -268,14 +268,15 @@ fn run(
     shutdown: CancellationToken,
     permit: (OwnedSemaphorePermit, OpenGuard),
 ) -> impl Future<Output = ()> + Send + 'static {
-    let ctx_limits = ctx.settings.limits;
+    // The rate budgets are built here, so that the task keeps an 8-byte box (or nothing),
+    // not copies of the listener's limits.
+    let rates = Rates::for_limits(&ctx.settings.limits);
     let handshake = Box::pin(async move { handshake(stream, kind, peer, &ctx, &shutdown).await });
     async move {
         let Some((mut io, mut session, conn)) = handshake.await else {
             return;
         };
-        let limits = ctx_limits;
-        let close = connected(&mut io, &mut session, &conn, limits).await;
+        let close = connected(&mut io, &mut session, &conn, rates).await;
         Box::pin(close_connection(io, session, conn, close, peer)).await;
         drop(permit);
     }
@@ -451,6 +452,19 @@ struct Rates {
 }
 
 impl Rates {
+    /// The budgets of a new connection under `limits`; boxed and only when configured, so an
+    /// idle connection without rates carries 8 bytes.
+    fn for_limits(limits: &crate::settings::ListenerLimits) -> Option<Box<Rates>> {
+        let now = Instant::now();
+        (limits.bytes_rate.is_some() || limits.messages_rate.is_some()).then(|| {
+            Box::new(Rates {
+                bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
+                messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
+                disconnect: limits.disconnect_over_rate,
+            })
+        })
+    }
+
     /// Spends `n` bytes; when reading may go on if the budget is spent (counted).
     fn spend_bytes(&mut self, n: usize, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
         let b = self.bytes.as_mut()?;
@@ -475,18 +489,9 @@ impl Rates {
 }
 
 /// The connected state: packets in, deliveries out, keep alive, until something closes it.
-async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, limits: crate::settings::ListenerLimits) -> Close {
+async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, mut rates: Option<Box<Rates>>) -> Close {
     let metrics = conn.broker().metrics();
     let mut out: Vec<Packet> = Vec::new();
-    let now = Instant::now();
-    // Boxed and only when configured: an idle connection without rates carries 8 bytes.
-    let mut rates = (limits.bytes_rate.is_some() || limits.messages_rate.is_some()).then(|| {
-        Box::new(Rates {
-            bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
-            messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
-            disconnect: limits.disconnect_over_rate,
-        })
-    });
     // Over the bytes rate: no reading until then. Over the messages rate: the packets
     // already read wait in the buffer until then (and nothing more is read).
     let mut read_paused: Option<Instant> = None;
