@@ -226,8 +226,14 @@ impl Tracer {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, without a date crate.
+/// RFC 3339 UTC with milliseconds (trace lines, API listings).
 pub fn timestamp(t: SystemTime) -> String {
+    rfc3339(t, false)
+}
+
+/// RFC 3339 UTC, without a date crate: with milliseconds, or with nanoseconds (`nanos`,
+/// as protobuf JSON writes a Timestamp).
+pub fn rfc3339(t: SystemTime, nanos: bool) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -241,13 +247,12 @@ pub fn timestamp(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    if nanos {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:09}Z", d.subsec_nanos())
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z", d.subsec_millis())
+    }
 }
 
 #[cfg(test)]
