@@ -1,7 +1,8 @@
 //! CoAP over DTLS 1.2 end to end with libcoap's `coap-client-openssl` and
 //! `coap-client-gnutls` (Debian libcoap3-bin, installed by scripts/test): PSK and
 //! certificates, a wrong key refused, plain CoAP and DTLS on the wrong ports, a stalled
-//! handshake beside a working one, a reconnect from the same port, a ClientHello flood.
+//! handshake beside a working one, a reconnect from the same port, a ClientHello flood
+//! answered statelessly, a 10 kB body by Block1 and Block2 over DTLS.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,20 +37,44 @@ async fn eventually(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-/// A minimal DTLS 1.2 ClientHello offering TLS_PSK_WITH_AES_128_CCM_8, no cookie.
-fn client_hello(seed: u8) -> Vec<u8> {
+/// A minimal DTLS 1.2 ClientHello offering TLS_PSK_WITH_AES_128_CCM_8 (message_seq 0
+/// without a cookie, 1 with one).
+fn client_hello_with(seed: u8, cookie: &[u8]) -> Vec<u8> {
     let mut body = vec![0xFE, 0xFD];
     body.extend_from_slice(&[seed; 32]);
-    body.extend_from_slice(&[0, 0]); // session id, cookie
+    body.push(0); // session id
+    body.push(cookie.len() as u8);
+    body.extend_from_slice(cookie);
     body.extend_from_slice(&[0, 2, 0xC0, 0xA8]);
     body.extend_from_slice(&[1, 0]); // compression: null
     body.extend_from_slice(&[0, 0]); // no extensions
     let n = body.len() as u8;
-    let mut hs = vec![1, 0, 0, n, 0, 0, 0, 0, 0, 0, 0, n];
+    let seq = u8::from(!cookie.is_empty());
+    let mut hs = vec![1, 0, 0, n, 0, seq, 0, 0, 0, 0, 0, n];
     hs.extend_from_slice(&body);
-    let mut rec = vec![22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, hs.len() as u8];
+    let mut rec = vec![22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, seq, 0, hs.len() as u8];
     rec.extend_from_slice(&hs);
     rec
+}
+
+fn client_hello(seed: u8) -> Vec<u8> {
+    client_hello_with(seed, &[])
+}
+
+/// The cookie of a HelloVerifyRequest datagram.
+fn hvr_cookie(d: &[u8]) -> Vec<u8> {
+    assert_eq!((d[0], d[13]), (22, 3), "a HelloVerifyRequest");
+    let n = usize::from(d[27]);
+    d[28..28 + n].to_vec()
+}
+
+/// Sends a ClientHello, takes the cookie, sends it back, and goes silent: a real (not
+/// spoofed) client that stalls in its handshake.
+async fn stall_after_cookie(socket: &UdpSocket, to: std::net::SocketAddr, seed: u8) {
+    socket.send_to(&client_hello(seed), to).await.unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = timeout(WAIT, socket.recv_from(&mut buf)).await.expect("HelloVerifyRequest").unwrap();
+    socket.send_to(&client_hello_with(seed, &hvr_cookie(&buf[..n])), to).await.unwrap();
 }
 
 #[tokio::test]
@@ -101,6 +126,48 @@ async fn coaps_certificates_with_openssl_and_gnutls() {
         assert_eq!(&p.payload[..], bin.as_bytes());
     }
     assert_eq!(broker.dtls_counters().handshakes_ok.load(Relaxed), 2);
+
+    // With a CA file, client certificates are required and verified, and the subject CN
+    // is the username that auth and ACL see (%u).
+    let named = |cn: &str| {
+        let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(path(&format!("{cn}.crt")), cert.pem()).unwrap();
+        std::fs::write(path(&format!("{cn}.key")), key.serialize_pem()).unwrap();
+    };
+    named("meter-7");
+    named("stranger");
+    let config = format!(
+        "{config}dtls_ca_file = {:?}\n[acl]\nno_match = \"deny\"\n\
+         [[acl.rule]]\npermission = \"allow\"\naction = \"publish\"\ntopics = [\"sec/%u/#\"]\n\
+         [[acl.rule]]\npermission = \"allow\"\naction = \"subscribe\"\ntopics = [\"#\"]\n",
+        path("meter-7.crt")
+    );
+    let broker = TestBroker::start_with(&config).await;
+    let mut mqtt = Client311::connect(broker.addr(), "watcher").await;
+    mqtt.subscribe("sec/#", qos(0)).await;
+    let url = |t: &str| format!("coaps://{}/ps/{t}", broker.coaps_addr());
+    let cert = ["-c", &path("meter-7.crt"), "-j", &path("meter-7.key")].map(String::from);
+    let with = |args: &[&str]| [args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), cert.to_vec()].concat();
+    for bin in ["coap-client-openssl", "coap-client-gnutls"] {
+        let (ok, _, err) = client(bin, &with(&["-m", "put", "-e", bin, &url("sec/meter-7/v")]).iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert!(ok, "{bin}: {err}");
+        assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], bin.as_bytes());
+        let (_, out, err) = client(bin, &with(&["-m", "put", "-e", "x", &url("sec/other/v")]).iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert!(format!("{out}{err}").contains("4.03"), "{bin}: another user's topic refused: {out} {err}");
+    }
+    mqtt.assert_no_publish(QUIET).await;
+    // A certificate the CA did not sign is refused.
+    let failed = broker.dtls_counters().handshakes_failed.load(Relaxed);
+    client(
+        "coap-client-openssl",
+        &["-m", "put", "-e", "x", "-c", &path("stranger.crt"), "-j", &path("stranger.key"), &url("sec/stranger/v")],
+    )
+    .await;
+    eventually("untrusted certificate counted", || broker.dtls_counters().handshakes_failed.load(Relaxed) > failed).await;
+    mqtt.assert_no_publish(QUIET).await;
 }
 
 #[tokio::test]
@@ -123,12 +190,10 @@ async fn coaps_a_stalled_handshake_does_not_delay_another_and_a_reconnect_gets_a
     let broker = TestBroker::start_with(&config).await;
     let mut mqtt = Client311::connect(broker.addr(), "watcher").await;
     mqtt.subscribe("sec/#", qos(0)).await;
-    // A client that sends its ClientHello and then goes silent.
+    // A client that returns its cookie and then goes silent: a handshake in progress.
     let staller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    staller.send_to(&client_hello(7), broker.coaps_addr()).await.unwrap();
-    let mut buf = [0u8; 1500];
-    let (n, _) = timeout(WAIT, staller.recv_from(&mut buf)).await.expect("HelloVerifyRequest").unwrap();
-    assert_eq!((buf[0], buf[13]), (22, 3), "a HelloVerifyRequest ({n} bytes)");
+    stall_after_cookie(&staller, broker.coaps_addr(), 7).await;
+    eventually("the stalled handshake is a peer", || broker.dtls_counters().peers.load(Relaxed) == 1).await;
     // Meanwhile another device completes its handshake at once.
     let url = format!("coaps://{}/ps/sec/x", broker.coaps_addr());
     let start = Instant::now();
@@ -153,30 +218,76 @@ async fn coaps_a_stalled_handshake_does_not_delay_another_and_a_reconnect_gets_a
 }
 
 #[tokio::test]
-async fn coaps_client_hello_flood_is_bounded() {
+async fn coaps_client_hello_flood_is_answered_statelessly_and_stalled_handshakes_are_bounded() {
     let config = PSK.replace("[[coap.psk]]", "dtls_max_handshakes = 16\ndtls_handshake_timeout = \"2s\"\n[[coap.psk]]");
     let broker = TestBroker::start_with(&config).await;
     let mut mqtt = Client311::connect(broker.addr(), "watcher").await;
     mqtt.subscribe("sec/#", qos(0)).await;
-    // 200 "devices" (source ports) each send a ClientHello and vanish.
+    let c = broker.dtls_counters();
+    // 2,000 spoofed-looking ClientHellos (200 source ports, 10 randoms each, 10 in flight
+    // per port so loopback's buffers drop none): each gets a HelloVerifyRequest and leaves
+    // no peer behind.
     let mut sockets = Vec::new();
+    let mut buf = [0u8; 1500];
     for i in 0..200u16 {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        s.send_to(&client_hello(i as u8), broker.coaps_addr()).await.unwrap();
+        for k in 0..10u8 {
+            s.send_to(&client_hello(i as u8 ^ k), broker.coaps_addr()).await.unwrap();
+        }
+        for _ in 0..10 {
+            let (n, _) = timeout(WAIT, s.recv_from(&mut buf)).await.expect("a HelloVerifyRequest").unwrap();
+            hvr_cookie(&buf[..n]);
+        }
         sockets.push(s);
     }
-    eventually("the flood was seen", || {
-        let c = broker.dtls_counters();
-        c.refused.load(Relaxed) + c.peers.load(Relaxed) >= 200 || c.refused.load(Relaxed) >= 184
-    })
-    .await;
-    let c = broker.dtls_counters();
-    assert!(c.peers.load(Relaxed) <= 16, "at most max_handshakes peers: {}", c.peers.load(Relaxed));
-    assert!(c.refused.load(Relaxed) >= 184, "the rest refused: {}", c.refused.load(Relaxed));
+    assert_eq!(c.hello_verify_sent.load(Relaxed), 2_000);
+    assert_eq!(c.peers.load(Relaxed), 0, "no state for ClientHellos without a cookie");
+    // Forged cookies are dropped and counted; still no state.
+    for (i, s) in sockets.iter().take(50).enumerate() {
+        s.send_to(&client_hello_with(i as u8, &[7; 20]), broker.coaps_addr()).await.unwrap();
+    }
+    eventually("forged cookies counted", || c.bad_cookies.load(Relaxed) == 50).await;
+    assert_eq!(c.peers.load(Relaxed), 0);
+    // 20 real clients that return their cookie and stall: max_handshakes (16) of them hold a
+    // handshake, the rest are refused.
+    for (i, s) in sockets.iter().take(20).enumerate() {
+        stall_after_cookie(s, broker.coaps_addr(), 100 + i as u8).await;
+    }
+    eventually("stalled handshakes bounded", || c.peers.load(Relaxed) + c.refused.load(Relaxed) == 20).await;
+    assert_eq!((c.peers.load(Relaxed), c.refused.load(Relaxed)), (16, 4));
     // The stalled handshakes time out and are forgotten; then a real device gets in.
-    eventually("stalled peers forgotten", || broker.dtls_counters().peers.load(Relaxed) == 0).await;
+    eventually("stalled peers forgotten", || c.peers.load(Relaxed) == 0).await;
+    assert_eq!(c.handshakes_timed_out.load(Relaxed), 16);
     let url = format!("coaps://{}/ps/sec/after", broker.coaps_addr());
     let (ok, _, err) = client("coap-client-openssl", &["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url]).await;
     assert!(ok, "{err}");
     assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], b"1", "{err}");
+}
+
+#[tokio::test]
+async fn coaps_10k_body_goes_in_by_block1_and_out_by_block2() {
+    let broker = TestBroker::start_with(PSK).await;
+    let mut mqtt = Client311::connect(broker.addr(), "watcher").await;
+    mqtt.subscribe("big/#", qos(0)).await;
+    let body: String = (0..10_240).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, &body).unwrap();
+    let file = file.to_str().unwrap();
+    for bin in ["coap-client-openssl", "coap-client-gnutls"] {
+        let topic = format!("big/{bin}");
+        let url = format!("coaps://{}/ps/{topic}?retain=true", broker.coaps_addr());
+        let psk = ["-u", "dev1", "-k", "secret-key-1"];
+        let (ok, _, err) = client(bin, &[&["-m", "put", "-b", "1024", "-f", file, &url][..], &psk].concat()).await;
+        assert!(ok, "{bin}: {err}");
+        let p = mqtt.expect_publish(WAIT).await;
+        assert_eq!((p.topic.as_str(), p.payload.len()), (topic.as_str(), 10_240));
+        assert_eq!(&p.payload[..], body.as_bytes());
+        mqtt.assert_no_publish(QUIET).await; // Block1: one publish, not ten
+        let url = format!("coaps://{}/ps/{topic}", broker.coaps_addr());
+        let (ok, out, err) = client(bin, &[&["-m", "get", "-b", "1024", &url][..], &psk].concat()).await;
+        assert!(ok, "{bin}: {err}");
+        let out = out.strip_suffix('\n').unwrap_or(&out);
+        assert!(out == body, "{bin}: Block2 body differs: {} bytes back, stderr: {err}", out.len());
+    }
 }

@@ -128,7 +128,7 @@ impl Builder {
         let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() {
             None
         } else {
-            let b = roost_coap::dtls::webrtc::WebrtcBackend::new(&settings.coap.dtls)
+            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls)
                 .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
             Some(Arc::new(b))
         };

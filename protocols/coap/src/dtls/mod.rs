@@ -1,29 +1,29 @@
 //! DTLS 1.2 transport (RFC 6347) for CoAP on 5684: our own per-peer dispatch on one UDP
-//! socket, with the record layer and handshake behind the [`Backend`] trait (today the
-//! `dtls` crate, see [`webrtc`]).
+//! socket, with the record layer and handshake behind the [`Backend`] trait (today
+//! OpenSSL, see [`openssl`]).
 //!
-//! Why not the `dtls` crate's listener: it runs each handshake inside `accept()` with no
-//! timeout (one lossy client stalls every later handshake) and never forgets closed peers
-//! (a device reconnecting from the same address and port is locked out). Here:
+//! Why not a DTLS crate's own listener: the `dtls` crate's runs each handshake inside
+//! `accept()` with no timeout (one lossy client stalls every later handshake) and never
+//! forgets closed peers (a device reconnecting from the same address and port is locked
+//! out). Here:
 //!
-//! - a ClientHello from a new address starts a peer: its handshake (HelloVerifyRequest
-//!   cookie exchange included, done by the backend) runs in its own task under
-//!   `handshake_timeout`, bounded by `max_handshakes` at once and `max_peers` in all, so a
-//!   flood of spoofed ClientHellos holds at most `max_handshakes` small states for at most
-//!   `handshake_timeout` and never blocks established peers;
-//! - a ClientHello without a cookie from a known address whose handshake is done is a
-//!   rebooted device: the old peer is dropped and a fresh handshake starts;
+//! - a ClientHello without a cookie is answered with a HelloVerifyRequest built here,
+//!   statelessly ([`cookie`]): a flood of spoofed ClientHellos creates no peer and holds
+//!   no memory;
+//! - a ClientHello that returns a valid cookie starts a peer: its handshake runs in its
+//!   own task under `handshake_timeout`, bounded by `max_handshakes` at once and
+//!   `max_peers` in all, and never blocks established peers;
+//! - a valid-cookie ClientHello from a known address with a new client random is a
+//!   rebooted device (or one that closed and came back from the same port): the old peer
+//!   is dropped and the fresh handshake goes on;
 //! - an idle or closed peer is forgotten.
 //!
-//! Not yet: a stateless cookie exchange in front of the backend (RFC 6347 §4.2.1). The
-//! `dtls` crate's handshake cannot take over a cookie we issued (the second ClientHello is
-//! in the Finished hash), so that needs a backend that accepts one.
-//!
 //! Decrypted datagrams go to the same [`Demux`] as plain CoAP, with the peer's identity
-//! (the PSK identity's username, or the client certificate's subject): sessions are keyed
-//! by it.
+//! (the PSK identity's username, or the client certificate's subject CN): sessions are
+//! keyed by it.
 
-pub mod webrtc;
+pub mod cookie;
+pub mod openssl;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -102,17 +102,20 @@ pub struct PeerChannel {
     pub peer: SocketAddr,
 }
 
-/// A DTLS implementation: runs the server handshake of one peer over its channel.
+/// A DTLS implementation: runs the server handshake of one peer over its channel. The
+/// first datagram on the channel is `hello`, the ClientHello that returned the cookie we
+/// issued (message_seq 1): the backend continues the handshake from there.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
-    /// `psk_offered`: the ClientHello offers a PSK cipher suite.
-    async fn accept(&self, channel: PeerChannel, psk_offered: bool) -> Result<Box<dyn Secured>, String>;
+    async fn accept(&self, channel: PeerChannel, hello: &records::ClientHello) -> Result<Box<dyn Secured>, String>;
 }
 
 /// DTLS counters.
 #[derive(Debug, Default)]
 pub struct DtlsCounters {
     pub hello_verify_sent: AtomicU64,
+    /// ClientHellos with a cookie we did not issue to that address, or an expired one.
+    pub bad_cookies: AtomicU64,
     pub handshakes_ok: AtomicU64,
     pub handshakes_failed: AtomicU64,
     pub handshakes_timed_out: AtomicU64,
@@ -125,8 +128,10 @@ pub struct DtlsCounters {
 
 struct Peer {
     tx: mpsc::Sender<Bytes>,
+    /// The client random of the handshake this peer is: a ClientHello with another one
+    /// is a new session from the same address.
+    random: [u8; 32],
     generation: u64,
-    established: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Writers = Arc<Mutex<HashMap<SocketAddr, (u64, Arc<dyn Secured>)>>>;
@@ -180,6 +185,7 @@ pub async fn serve(
     let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
     let mut generation = 0u64;
+    let cookies = cookie::CookieJar::default();
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, addr) = tokio::select! {
@@ -201,24 +207,27 @@ pub async fn serve(
         };
         let datagram = &buf[..n];
         if let Some(hello) = records::client_hello(datagram) {
-            let known = peers.get(&addr);
-            // A ClientHello without a cookie from a peer whose handshake is done is a
-            // rebooted device: drop the old peer, handshake afresh. Any other ClientHello
-            // from a known peer belongs to its handshake in progress.
-            let restart = known.is_none_or(|p| hello.cookie.is_empty() && p.established.load(Relaxed));
-            if !restart {
-                if let Some(p) = known {
-                    let _ = p.tx.try_send(Bytes::copy_from_slice(datagram));
+            if hello.cookie.is_empty() {
+                // Answered statelessly: nothing is kept for this address.
+                let hvr = cookies.hello_verify_request(addr, &hello);
+                if socket.try_send_to(&hvr, addr).is_ok() {
+                    counters.hello_verify_sent.fetch_add(1, Relaxed);
                 }
                 continue;
             }
-            if known.is_none() && !hello.cookie.is_empty() {
-                // A cookie for a handshake we no longer know: the client starts over.
-                counters.dropped.fetch_add(1, Relaxed);
+            if !cookies.check(addr, &hello.random, &hello.cookie) {
+                counters.bad_cookies.fetch_add(1, Relaxed);
+                tracing::debug!(peer = %addr, "DTLS ClientHello with a cookie we did not issue (or an expired one) dropped");
                 continue;
             }
-            if peers.remove(&addr).is_some() {
-                tracing::info!(peer = %addr, "DTLS: new ClientHello from a known peer; fresh handshake");
+            if let Some(p) = peers.get(&addr) {
+                if p.random == hello.random {
+                    // A retransmission within the handshake in progress.
+                    let _ = p.tx.try_send(Bytes::copy_from_slice(datagram));
+                    continue;
+                }
+                tracing::info!(peer = %addr, "DTLS: new session from a known address; the old one is dropped");
+                peers.remove(&addr);
                 writers.lock().remove(&addr);
                 counters.peers.fetch_sub(1, Relaxed);
             }
@@ -230,16 +239,14 @@ pub async fn serve(
             generation += 1;
             let (tx, rx) = mpsc::channel(32);
             let _ = tx.try_send(Bytes::copy_from_slice(datagram));
-            let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            peers.insert(addr, Peer { tx, generation, established: established.clone() });
+            peers.insert(addr, Peer { tx, random: hello.random, generation });
             counters.peers.fetch_add(1, Relaxed);
             handshaking.fetch_add(1, Relaxed);
             let channel = PeerChannel { rx, socket: socket.clone(), peer: addr };
             tracker.spawn(peer_task(
                 channel,
-                hello.psk_offered,
+                hello,
                 generation,
-                established,
                 PeerShared {
                     backend: backend.clone(),
                     counters: counters.clone(),
@@ -280,13 +287,12 @@ struct PeerShared {
 
 async fn peer_task(
     channel: PeerChannel,
-    psk_offered: bool,
+    hello: records::ClientHello,
     generation: u64,
-    established: Arc<std::sync::atomic::AtomicBool>,
     s: PeerShared,
 ) {
     let addr = channel.peer;
-    let result = tokio::time::timeout(s.settings.handshake_timeout, s.backend.accept(channel, psk_offered)).await;
+    let result = tokio::time::timeout(s.settings.handshake_timeout, s.backend.accept(channel, &hello)).await;
     s.handshaking.fetch_sub(1, Relaxed);
     let secured: Arc<dyn Secured> = match result {
         Ok(Ok(sec)) => Arc::from(sec),
@@ -304,7 +310,6 @@ async fn peer_task(
         }
     };
     s.counters.handshakes_ok.fetch_add(1, Relaxed);
-    established.store(true, Relaxed);
     let user = secured.username();
     tracing::debug!(peer = %addr, user = ?user, "DTLS handshake done");
     s.writers.lock().insert(addr, (generation, secured.clone()));

@@ -13,8 +13,31 @@ pub fn is_record(d: &[u8]) -> bool {
     d.len() >= RECORD_HEADER && (20..=25).contains(&d[0]) && d[1] == 254
 }
 
+/// Whether any record in datagram `d` is protected (epoch above 0).
+pub fn has_encrypted_record(mut d: &[u8]) -> bool {
+    while is_record(d) {
+        if d[3] != 0 || d[4] != 0 {
+            return true;
+        }
+        let len = usize::from(u16::from_be_bytes([d[11], d[12]]));
+        d = d.get(RECORD_HEADER + len..).unwrap_or_default();
+    }
+    false
+}
+
+/// A fatal alert in epoch 0 (the peer has no keys of ours yet), e.g. `decrypt_error` (51)
+/// when the client's Finished does not decrypt. Its sequence number is far above any of
+/// the handshake's, so the client's replay window takes it.
+pub fn fatal_alert(description: u8) -> [u8; 15] {
+    [21, 0xFE, 0xFD, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 2, description]
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHello {
+    /// The record's epoch and sequence number (echoed in a HelloVerifyRequest).
+    pub record_seq: [u8; 8],
+    /// The client's random: the same in the ClientHello that returns our cookie.
+    pub random: [u8; 32],
     pub cookie: Vec<u8>,
     /// One of the offered cipher suites is a PSK suite (TLS_PSK_*).
     pub psk_offered: bool,
@@ -38,6 +61,7 @@ pub fn client_hello(d: &[u8]) -> Option<ClientHello> {
     }
     let body = rec.get(HANDSHAKE_HEADER..HANDSHAKE_HEADER + body_len)?;
     // client_version(2) random(32) session_id<0..32> cookie<0..255> cipher_suites<2..>
+    let random: [u8; 32] = body.get(2..34)?.try_into().ok()?;
     let mut i = 34;
     let sid = usize::from(*body.get(i)?);
     i += 1 + sid;
@@ -47,7 +71,8 @@ pub fn client_hello(d: &[u8]) -> Option<ClientHello> {
     let slen = usize::from(u16::from_be_bytes([*body.get(i)?, *body.get(i + 1)?]));
     let suites = body.get(i + 2..i + 2 + slen)?;
     let psk_offered = suites.chunks_exact(2).any(|c| is_psk_suite(u16::from_be_bytes([c[0], c[1]])));
-    Some(ClientHello { cookie, psk_offered })
+    let record_seq = d[3..11].try_into().ok()?;
+    Some(ClientHello { record_seq, random, cookie, psk_offered })
 }
 
 fn u24(b: &[u8]) -> usize {
@@ -87,9 +112,9 @@ mod tests {
     #[test]
     fn reads_cookie_and_psk_offer() {
         let h = client_hello(&hello(b"", &[0xC0A8])).unwrap();
-        assert_eq!(h, ClientHello { cookie: vec![], psk_offered: true });
+        assert_eq!(h, ClientHello { record_seq: [0; 8], random: [7; 32], cookie: vec![], psk_offered: true });
         let h = client_hello(&hello(b"abc", &[0xC0AE])).unwrap();
-        assert_eq!(h, ClientHello { cookie: b"abc".to_vec(), psk_offered: false });
+        assert_eq!((h.cookie, h.psk_offered), (b"abc".to_vec(), false));
     }
 
     #[test]
@@ -102,5 +127,12 @@ mod tests {
         app[0] = 23;
         assert!(client_hello(&app).is_none());
         assert!(!is_record(&[0x40, 0x01, 0, 1]), "CoAP is not a DTLS record");
+        assert!(!has_encrypted_record(&full));
+        let mut flight = full.clone();
+        let mut finished = full;
+        finished[4] = 1;
+        flight.extend_from_slice(&finished);
+        assert!(has_encrypted_record(&flight), "the second record is in epoch 1");
+        assert!(!has_encrypted_record(&flight[..flight.len() - finished.len() + 5]), "truncated");
     }
 }

@@ -1,0 +1,73 @@
+//! The two OpenSSL DTLS calls the `openssl` crate does not wrap.
+//!
+//! Roost answers a DTLS ClientHello without a cookie itself, statelessly (RFC 6347
+//! §4.2.1), and only creates an OpenSSL session for a ClientHello that carries a cookie
+//! it issued. A fresh OpenSSL server session expects the first ClientHello
+//! (`message_seq` 0); [`listen`] lets it take the second one (`message_seq` 1) over, as
+//! OpenSSL's own stateless `DTLSv1_listen` does: it checks the cookie with the context's
+//! cookie-verify callback and leaves the session ready for `SSL_accept`.
+
+#![allow(unsafe_code)] // the reason this crate exists; every block says why it is sound
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::SslStream;
+use openssl_sys::SSL;
+use std::os::raw::{c_int, c_long};
+
+/// OpenSSL's opaque `BIO_ADDR`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+struct BIO_ADDR {
+    _opaque: [u8; 0],
+}
+
+unsafe extern "C" {
+    fn DTLSv1_listen(s: *mut SSL, client: *mut BIO_ADDR) -> c_int;
+    fn BIO_ADDR_new() -> *mut BIO_ADDR;
+    fn BIO_ADDR_free(a: *mut BIO_ADDR);
+}
+
+/// `DTLS_CTRL_HANDLE_TIMEOUT` in `openssl/dtls1.h`.
+const DTLS_CTRL_HANDLE_TIMEOUT: c_int = 74;
+
+/// What [`listen`] made of the ClientHello waiting in the session's read BIO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// It carried a cookie the verify callback accepted: continue with `accept`.
+    Accepted,
+    /// No datagram was waiting, or it was not a ClientHello with a good cookie (OpenSSL
+    /// may have written a HelloVerifyRequest to the write BIO).
+    NotYet,
+    /// OpenSSL refused it (not DTLS 1.x, or no cookie callbacks set).
+    Failed,
+}
+
+/// Runs OpenSSL's `DTLSv1_listen` once on a server session whose read BIO holds a
+/// ClientHello. The context must have cookie generate and verify callbacks set.
+pub fn listen<S>(stream: &mut SslStream<S>) -> Listen {
+    // SAFETY: BIO_ADDR_new has no preconditions; a null result is handled below.
+    let addr = unsafe { BIO_ADDR_new() };
+    if addr.is_null() {
+        return Listen::Failed;
+    }
+    // SAFETY: the stream's SSL is live and exclusively ours (`&mut`) for the call, and
+    // `addr` a live BIO_ADDR that DTLSv1_listen only writes to (or clears).
+    let r = unsafe { DTLSv1_listen(stream.ssl().as_ptr(), addr) };
+    // SAFETY: `addr` came from BIO_ADDR_new and is freed exactly once.
+    unsafe { BIO_ADDR_free(addr) };
+    match r {
+        1.. => Listen::Accepted,
+        0 => Listen::NotYet,
+        _ => Listen::Failed,
+    }
+}
+
+/// `DTLSv1_handle_timeout`: when the session's retransmission timer has expired,
+/// OpenSSL resends its last flight (and doubles the timer). Returns whether it did.
+pub fn handle_timeout<S>(stream: &mut SslStream<S>) -> bool {
+    // SAFETY: the stream's SSL is live and exclusively ours (`&mut`); this control takes
+    // no argument pointer.
+    let r: c_long =
+        unsafe { openssl_sys::SSL_ctrl(stream.ssl().as_ptr(), DTLS_CTRL_HANDLE_TIMEOUT, 0, std::ptr::null_mut()) };
+    r > 0
+}
