@@ -1,7 +1,7 @@
 //! Fuzz target for the CoAP codec and message layer (`roost_coap`): arbitrary bytes are
 //! decoded as one datagram; what decodes must encode and decode back to itself, and goes
 //! through the message layer (dedup, ACK/RST matching), the resource router, the query
-//! and block option readers. The DTLS ClientHello reader sees the same bytes. Nothing may
+//! and block option readers. The DTLS record readers and the stateless cookie see the same bytes. Nothing may
 //! panic.
 //!
 //! Run from the repository root:
@@ -21,7 +21,14 @@ use roost_coap::settings::Transmission;
 use roost_coap::{dtls, resource};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = dtls::records::client_hello(data);
+    if let Some(hello) = dtls::records::client_hello(data) {
+        let jar = dtls::cookie::CookieJar::default();
+        let peer = SocketAddr::from(([192, 0, 2, 1], 5684));
+        let hvr = jar.hello_verify_request(peer, &hello);
+        assert!(dtls::records::is_record(&hvr));
+        assert!(!jar.check(peer, &hello.random, &hello.cookie) || hello.cookie.len() == dtls::cookie::COOKIE_LEN);
+    }
+    let _ = dtls::records::has_encrypted_record(data);
     let _ = codec::raw_header(data);
     let Ok(packet) = codec::decode(data) else { return };
     let bytes = codec::encode(&packet).expect("a decoded message encodes");

@@ -71,3 +71,19 @@ pub fn handle_timeout<S>(stream: &mut SslStream<S>) -> bool {
         unsafe { openssl_sys::SSL_ctrl(stream.ssl().as_ptr(), DTLS_CTRL_HANDLE_TIMEOUT, 0, std::ptr::null_mut()) };
     r > 0
 }
+
+/// `SSL_CTRL_SET_MAX_SEND_FRAGMENT` in `openssl/ssl.h`.
+const SSL_CTRL_SET_MAX_SEND_FRAGMENT: c_int = 52;
+
+/// `SSL_CTX_set_max_send_fragment`: the largest plaintext record we send (512..=16384).
+/// OpenSSL sizes each DTLS session's write buffer by it, and keeps that buffer for the
+/// session's life (DTLS never releases its buffers), so a CoAP-sized limit saves ~15 KB per
+/// peer. Returns whether OpenSSL took the value.
+pub fn set_max_send_fragment(ctx: &mut openssl::ssl::SslContextBuilder, len: u16) -> bool {
+    // SAFETY: the builder owns a live SSL_CTX, borrowed exclusively; this control takes
+    // its value in `larg` and no pointer.
+    let r: c_long = unsafe {
+        openssl_sys::SSL_CTX_ctrl(ctx.as_ptr(), SSL_CTRL_SET_MAX_SEND_FRAGMENT, c_long::from(len), std::ptr::null_mut())
+    };
+    r > 0
+}

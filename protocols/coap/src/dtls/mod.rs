@@ -88,7 +88,7 @@ impl Default for DtlsSettings {
 #[async_trait::async_trait]
 pub trait Secured: Send + Sync {
     /// The next application datagram; `None` when the peer closed or failed.
-    async fn read(&self, buf: &mut [u8]) -> Option<usize>;
+    async fn read(&self) -> Option<Bytes>;
     async fn write(&self, bytes: &[u8]) -> bool;
     async fn close(&self);
     /// The authenticated username (mapped PSK identity, certificate subject), if any.
@@ -313,14 +313,13 @@ async fn peer_task(
     let user = secured.username();
     tracing::debug!(peer = %addr, user = ?user, "DTLS handshake done");
     s.writers.lock().insert(addr, (generation, secured.clone()));
-    let mut buf = vec![0u8; 65_536];
     loop {
         let read = tokio::select! {
             _ = s.shutdown.cancelled() => None,
-            r = tokio::time::timeout(s.settings.idle_timeout, secured.read(&mut buf)) => r.ok().flatten(),
+            r = tokio::time::timeout(s.settings.idle_timeout, secured.read()) => r.ok().flatten(),
         };
-        let Some(n) = read else { break };
-        if s.app_tx.send((addr, Bytes::copy_from_slice(&buf[..n]), user.clone())).await.is_err() {
+        let Some(datagram) = read else { break };
+        if s.app_tx.send((addr, datagram, user.clone())).await.is_err() {
             break;
         }
     }

@@ -31,6 +31,8 @@ use super::{Backend, DtlsSettings, PeerChannel, Secured};
 
 /// Path MTU we assume for our records (IPv6 minimum minus headers, as CoAP does).
 const MTU: u32 = 1152;
+/// The largest plaintext record we send (OpenSSL's minimum is 512).
+const MAX_SEND_FRAGMENT: u16 = 2048;
 /// How often a stalled handshake checks OpenSSL's retransmission timer (1 s doubling).
 const TIMER_TICK: Duration = Duration::from_millis(250);
 
@@ -64,6 +66,10 @@ impl OpensslBackend {
         b.set_min_proto_version(Some(SslVersion::DTLS1_2)).map_err(|e| err("DTLS 1.2", e))?;
         b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_RENEGOTIATION | SslOptions::CIPHER_SERVER_PREFERENCE);
         b.set_mode(SslMode::RELEASE_BUFFERS);
+        // A CoAP message over DTLS fits in MTU-sized records; a smaller write buffer per peer.
+        if !roost_openssl_ffi::set_max_send_fragment(&mut b, MAX_SEND_FRAGMENT) {
+            return Err("OpenSSL refused max_send_fragment".into());
+        }
         b.set_session_id_context(b"roost-coaps").map_err(|e| err("session id context", e))?;
         let mut suites = Vec::new();
         if !psk.is_empty() {
@@ -227,6 +233,10 @@ impl Backend for OpensslBackend {
     }
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 65_536]);
+}
+
 struct OpensslSecured {
     stream: parking_lot::Mutex<SslStream<PeerIo>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
@@ -250,11 +260,14 @@ impl OpensslSecured {
 
 #[async_trait::async_trait]
 impl Secured for OpensslSecured {
-    async fn read(&self, buf: &mut [u8]) -> Option<usize> {
+    async fn read(&self) -> Option<Bytes> {
         let mut rx = self.rx.lock().await;
         loop {
-            match self.with(|s| s.ssl_read(buf)).await {
-                Ok(n) => return Some(n),
+            // Decrypted into one scratch buffer per thread and copied out at its size: an
+            // idle peer holds no 64 KiB read buffer.
+            let read = self.with(|s| SCRATCH.with_borrow_mut(|buf| s.ssl_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))));
+            match read.await {
+                Ok(d) => return Some(d),
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
                     let d = rx.recv().await?;
                     self.stream.lock().get_mut().inbox.push_back(d);
