@@ -1,0 +1,14 @@
+//! roost-lwm2m: an OMA LwM2M (1.0.2 and 1.1) server for Roost, in the house layers, reusing
+//! roost-coap's codec and message layer:
+//!
+//! - [`types`]: paths (`/3/0/1`), typed values, content-format numbers
+//! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
+//!   JSON and CBOR); never panics (fuzzed)
+//!
+//! Each registered endpoint becomes a client of the shared core (protocol `lwm2m`, client
+//! id = endpoint name); MQTT applications manage devices with EMQX-compatible JSON commands.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod content;
+pub mod types;
