@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::region::{EU868, Region};
 use crate::types::{AesKey, DevAddr, DevEui, JoinEui};
 
@@ -38,8 +40,9 @@ impl Default for BridgeSettings {
     }
 }
 
-/// How a device joins.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a device joins. (Serde: devices created through the management API are stored.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// Activation by personalisation: the session is configured.
     Abp { dev_addr: DevAddr, nwk_s_key: AesKey, app_s_key: AesKey },
@@ -49,7 +52,8 @@ pub enum Activation {
 }
 
 /// How `object` is made from an uplink's bytes in `event/up`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PayloadCodec {
     None,
     /// The bytes are a JSON document.
@@ -58,8 +62,28 @@ pub enum PayloadCodec {
     CayenneLpp,
 }
 
+impl PayloadCodec {
+    /// The name `payload_codec` has in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadCodec::None => "none",
+            PayloadCodec::Json => "json",
+            PayloadCodec::CayenneLpp => "cayenne_lpp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PayloadCodec> {
+        match s {
+            "" | "none" => Some(PayloadCodec::None),
+            "json" => Some(PayloadCodec::Json),
+            "cayenne_lpp" => Some(PayloadCodec::CayenneLpp),
+            _ => None,
+        }
+    }
+}
+
 /// One registered device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceSettings {
     pub dev_eui: DevEui,
     pub name: String,

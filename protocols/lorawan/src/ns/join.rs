@@ -51,6 +51,7 @@ impl NetworkServer {
         let (rx1_dr_offset, rx2_dr, rx2_freq_hz) = (self.settings.rx1_dr_offset, self.settings.rx2_dr, self.settings.rx2_freq_hz);
         let max_nonces = self.settings.max_dev_nonces;
         let Some(dev) = self.devices.get_mut(&jr.dev_eui) else { return };
+        dev.last_seen = Some(wall);
         dev.state.join_nonce = (dev.state.join_nonce + 1) & 0x00ff_ffff;
         let join_nonce = dev.state.join_nonce;
         dev.state.dev_nonces.push_back(jr.dev_nonce);

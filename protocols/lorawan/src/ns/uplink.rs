@@ -84,6 +84,7 @@ impl NetworkServer {
         }
         session.fcnt_up = Some(fcnt);
         let session = session.clone();
+        dev.last_seen = Some(wall);
         bump(&self.counters.uplinks);
 
         let Some((_, best)) = rx.first() else { return };
