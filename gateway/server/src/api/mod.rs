@@ -188,6 +188,10 @@ mod tests {
             "/stats",
             "/metrics",
             "/traces",
+            "/lorawan/gateways",
+            "/lorawan/devices",
+            "/lorawan/devices/{dev_eui}",
+            "/lorawan/devices/{dev_eui}/queue",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }
