@@ -35,7 +35,7 @@ pub fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// Any even number of hex digits, at most `max` bytes (checked before allocating).
 pub fn decode(s: &str, max: usize) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 || b.len() / 2 > max {
+    if !b.len().is_multiple_of(2) || b.len() / 2 > max {
         return None;
     }
     b.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
