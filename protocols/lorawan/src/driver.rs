@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use roost_core::trace::Direction;
 use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -302,9 +303,14 @@ impl Driver {
                 return;
             }
         };
+        if let Packet::PushData { gateway, .. } | Packet::PullData { gateway, .. } | Packet::TxAck { gateway, .. } = &packet {
+            self.trace_gateway(*gateway, from, Direction::In, &packet);
+        }
         match packet {
             Packet::PushData { version, token, gateway, payload } => {
-                self.send(socket, from, &Packet::PushAck { version, token }).await;
+                let ack = Packet::PushAck { version, token };
+                self.trace_gateway(gateway, from, Direction::Out, &ack);
+                self.send(socket, from, &ack).await;
                 if !self.touch(gateway, version, from).await {
                     return;
                 }
@@ -330,7 +336,9 @@ impl Driver {
                 }
             }
             Packet::PullData { version, token, gateway } => {
-                self.send(socket, from, &Packet::PullAck { version, token }).await;
+                let ack = Packet::PullAck { version, token };
+                self.trace_gateway(gateway, from, Direction::Out, &ack);
+                self.send(socket, from, &ack).await;
                 if self.touch(gateway, version, from).await
                     && let Some(g) = self.gateways.get_mut(&gateway)
                 {
@@ -345,6 +353,15 @@ impl Driver {
                 bump(&c.unexpected);
                 tracing::info!(peer = %from, packet = other.name(), "Semtech UDP datagram a gateway does not send: dropped");
             }
+        }
+    }
+
+    /// Writes a datagram of gateway `eui` (core client `lorawan-gw-{eui}`) to the running
+    /// traces (one atomic load when none runs).
+    fn trace_gateway(&self, eui: GatewayEui, peer: SocketAddr, direction: Direction, p: &Packet) {
+        let tracer = self.ctx.broker.tracer();
+        if tracer.is_active() {
+            tracer.packet("lorawan", &format!("lorawan-gw-{eui}"), Some(peer), direction, None, p);
         }
     }
 
@@ -439,6 +456,7 @@ impl Driver {
 
     async fn ns_timeout(&mut self) {
         let Some(ns) = &mut self.ns else { return };
+        ns.trace = self.ctx.broker.tracer().is_active();
         ns.handle_timeout(Instant::now().into_std(), SystemTime::now(), &mut self.out);
         self.drain_outputs().await;
     }
@@ -455,6 +473,10 @@ impl Driver {
                     self.dirty.insert(dev_eui, value);
                 }
                 Output::Transmit(t) => self.transmit(t).await,
+                Output::Trace { dev_eui, gateway, text } => {
+                    let peer = gateway.and_then(|g| self.gateways.get(&g)).map(|g| g.address);
+                    self.ctx.broker.tracer().packet("lorawan", &format!("lorawan-{dev_eui}"), peer, Direction::In, None, &format_args!("{text}"));
+                }
             }
         }
     }
@@ -474,6 +496,22 @@ impl Driver {
             }
             return;
         };
+        let tracer = self.ctx.broker.tracer();
+        if tracer.is_active() {
+            let kind = if t.tag.fcnt_down.is_none() { "JoinAccept" } else { "DataDown" };
+            let item = t.tag.queue_item.as_ref();
+            let peer = self.gateways.get(&gateway).map(|g| g.address);
+            let summary = format_args!(
+                "{kind} fcnt_down={:?} fport={:?} confirmed={} payload={}B phy={}B via gateway={gateway} uplink_tmst={tmst} windows={:?}",
+                t.tag.fcnt_down,
+                item.map(|i| i.fport),
+                item.is_some_and(|i| i.confirmed),
+                item.map_or(0, |i| i.data.len()),
+                t.phy.len(),
+                t.windows.iter().map(|w| (w.delay, w.freq_hz, &w.datr)).collect::<Vec<_>>(),
+            );
+            tracer.packet("lorawan", &format!("lorawan-{}", t.tag.dev_eui), peer, Direction::Out, None, &summary);
+        }
         let data = events::b64(&t.phy);
         let rest: VecDeque<Txpk> = t
             .windows
@@ -524,7 +562,9 @@ impl Driver {
         }
         let token = self.token();
         bump(&self.ctx.counters.pull_resp);
-        self.send(socket, addr, &Packet::PullResp { version, token, txpk }).await;
+        let resp = Packet::PullResp { version, token, txpk };
+        self.trace_gateway(p.gateway, addr, Direction::Out, &resp);
+        self.send(socket, addr, &resp).await;
         if version < 2 {
             // Protocol v1 has no TX_ACK: take it as sent.
             self.tx_finished(p, Some(true)).await;

@@ -94,6 +94,9 @@ pub enum Output {
     Transmit(Transmit),
     /// The device's durable state changed (a serialized [`DeviceState`]).
     Persist { dev_eui: DevEui, value: Vec<u8> },
+    /// A frame of the device (uplink or join request) for the running traces, heard best by
+    /// `gateway`; only while [`NetworkServer::trace`] is set.
+    Trace { dev_eui: DevEui, gateway: Option<GatewayEui>, text: String },
 }
 
 /// Copies of one frame gathered until its window closes (the deadline is in `order`).
@@ -111,6 +114,9 @@ pub struct NetworkServer {
     collecting: HashMap<Vec<u8>, Collecting>,
     order: VecDeque<(Instant, Vec<u8>)>,
     pub counters: Arc<NsCounters>,
+    /// Whether a trace runs: then every frame of a known device also comes out as
+    /// [`Output::Trace`] (the driver sets it; untraced traffic formats nothing).
+    pub trace: bool,
 }
 
 /// `command/down` JSON (ChirpStack's `DownlinkCommand`).
@@ -175,6 +181,7 @@ impl NetworkServer {
             collecting: HashMap::new(),
             order: VecDeque::new(),
             counters: Arc::default(),
+            trace: false,
             settings,
         };
         for d in ns.settings.devices.clone() {
@@ -393,6 +400,19 @@ impl NetworkServer {
         if let (Some(item), Some(dev)) = (tag.queue_item, self.devices.get_mut(&tag.dev_eui)) {
             dev.queue.push_front(item);
         }
+    }
+
+    /// An uplink of `dev_eui` (`what`: its summary) for the traces, with where it was heard.
+    fn trace(&self, dev_eui: DevEui, what: std::fmt::Arguments<'_>, rx: &[(GatewayEui, Rxpk)], out: &mut Vec<Output>) {
+        if !self.trace {
+            return;
+        }
+        use std::fmt::Write as _;
+        let mut text = what.to_string();
+        for (g, r) in rx {
+            let _ = write!(text, " [gateway={g} tmst={} freq={} datr={:?} rssi={} snr={}]", r.tmst, r.freq, r.datr, r.best_rssi(), r.best_snr());
+        }
+        out.push(Output::Trace { dev_eui, gateway: rx.first().map(|(g, _)| *g), text });
     }
 
     fn persist(&self, dev_eui: DevEui, out: &mut Vec<Output>) {
