@@ -708,3 +708,40 @@ async fn api_in_bridge_mode_lists_gateways_but_has_no_devices() {
     assert_eq!(api.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await.0, 409);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn trace_of_a_device_and_of_its_gateway_shows_frames_both_ways() {
+    let broker = TestBroker::start_with(&config("")).await;
+    let api = broker.api();
+    let dir = tempfile::tempdir().unwrap();
+    let (dev_file, gw_file) = (dir.path().join("dev.log"), dir.path().join("gw.log"));
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 0xabc).await;
+    for (target, file) in [(format!("lorawan-{ABP_EUI}"), &dev_file), (format!("lorawan-gw-{}", gw.id()), &gw_file)] {
+        let (status, r) = api.call("POST", "/api/v1/traces", Some(&json!({"type": "client", "target": target, "file": file}))).await;
+        assert_eq!(status, 201, "{r}");
+    }
+    // A confirmed uplink: traced in, and the ACK it gets traced out.
+    gw.push(&uplink(3, b"c", true).await, 500, -60, 5.0).await;
+    let (token, _) = gw.pull_resp().await;
+    gw.tx_ack(token, "NONE").await;
+    for target in [format!("lorawan-{ABP_EUI}"), format!("lorawan-gw-{}", gw.id())] {
+        assert_eq!(api.call("DELETE", &format!("/api/v1/traces?type=client&target={target}"), None).await.0, 204);
+    }
+    let dev = std::fs::read_to_string(&dev_file).unwrap();
+    for expected in [
+        &format!("lorawan client=lorawan-{ABP_EUI} peer=127.0.0.1:"),
+        &format!(" in packet ConfirmedUp dev_addr={ABP_ADDR} fcnt=3 fport=Some(1)"),
+        &format!("[gateway={} tmst=500 freq=868.5", gw.id()),
+        &format!(" in message topic=application/app1/device/{ABP_EUI}/event/up"),
+        " out packet DataDown fcnt_down=Some(0) fport=None",
+        &format!("via gateway={} uplink_tmst=500", gw.id()),
+    ] {
+        assert!(dev.contains(expected), "missing {expected:?} in:\n{dev}");
+    }
+    let gwt = std::fs::read_to_string(&gw_file).unwrap();
+    for expected in [&format!("lorawan client=lorawan-gw-{} peer=127.0.0.1:", gw.id()), " in packet PushData", " out packet PushAck", " out packet PullResp", " in packet TxAck"] {
+        assert!(gwt.contains(expected), "missing {expected:?} in:\n{gwt}");
+    }
+    assert!(!gwt.contains("lorawan-0202"), "{gwt}");
+    broker.stop().await;
+}
