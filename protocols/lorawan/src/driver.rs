@@ -4,9 +4,10 @@
 //! `lorawan`, client id `lorawan-gw-{eui}`) and, in network-server mode, one per registered
 //! device (`lorawan-{dev_eui}`, subscribed to its `command/down`).
 //!
-//! One task owns all of it; a receive task per socket and a delivery task per connection
-//! feed it through channels, so the state needs no locks. Malformed and unknown-version
-//! datagrams are counted and dropped.
+//! One task owns all of it; a receive task per socket, a delivery task per connection and
+//! the management API ([`crate::manage`], answered in `commands`) feed it through channels,
+//! so the state needs no locks. Malformed and unknown-version datagrams are counted and
+//! dropped. While a trace runs, datagrams are traced per gateway and frames per device.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
