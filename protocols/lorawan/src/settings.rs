@@ -162,8 +162,9 @@ impl Default for LorawanSettings {
 
 /// A device as written in `[[lorawan.device]]` or a management API request: text fields,
 /// validated into [`DeviceSettings`] by [`DeviceFields::validate`] (one set of rules for
-/// both).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// both). Absent keys are empty; unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct DeviceFields {
     pub dev_eui: String,
     pub name: String,

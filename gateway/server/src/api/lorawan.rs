@@ -117,37 +117,9 @@ async fn show_device(State(l): State<Lorawan>, p: Result<Path<String>, PathRejec
     Ok(Json(device_json(&d)).into_response())
 }
 
-/// The keys of a `[[lorawan.device]]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    dev_eui: String,
-    #[serde(default)]
-    name: String,
-    application_id: String,
-    #[serde(default)]
-    payload_codec: String,
-    dev_addr: Option<String>,
-    nwk_s_key: Option<String>,
-    app_s_key: Option<String>,
-    join_eui: Option<String>,
-    app_key: Option<String>,
-}
-
-async fn create_device(State(l): State<Lorawan>, b: Result<Json<CreateBody>, JsonRejection>) -> ApiResult {
-    let b = body(b)?;
-    let fields = DeviceFields {
-        dev_eui: b.dev_eui,
-        name: b.name,
-        application_id: b.application_id,
-        payload_codec: b.payload_codec,
-        dev_addr: b.dev_addr,
-        nwk_s_key: b.nwk_s_key,
-        app_s_key: b.app_s_key,
-        join_eui: b.join_eui,
-        app_key: b.app_key,
-    };
-    let settings = fields.validate().map_err(|e| ApiError::bad_request(format!("{}: {}", e.field, e.problem)))?;
+/// The body is a `[[lorawan.device]]` table as JSON.
+async fn create_device(State(l): State<Lorawan>, b: Result<Json<DeviceFields>, JsonRejection>) -> ApiResult {
+    let settings = body(b)?.validate().map_err(|e| ApiError::bad_request(format!("{}: {}", e.field, e.problem)))?;
     let (view, ticket) = l.manage.create(settings).await.map_err(error)?;
     // 201 means stored: the device is there again after a restart.
     if let Err(e) = l.broker.durable(ticket).await {

@@ -32,23 +32,7 @@ pub(super) struct LorawanSection {
     pub max_dev_nonces: Int,
     /// `[[lorawan.device]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub device: Vec<DeviceSection>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub(super) struct DeviceSection {
-    pub dev_eui: String,
-    pub name: String,
-    pub application_id: String,
-    pub payload_codec: String,
-    // ABP
-    pub dev_addr: Option<String>,
-    pub nwk_s_key: Option<String>,
-    pub app_s_key: Option<String>,
-    // OTAA
-    pub join_eui: Option<String>,
-    pub app_key: Option<String>,
+    pub device: Vec<DeviceFields>,
 }
 
 impl Default for LorawanSection {
@@ -76,19 +60,8 @@ impl Default for LorawanSection {
     }
 }
 
-fn device(i: usize, d: DeviceSection) -> Result<DeviceSettings, ConfigError> {
-    let fields = DeviceFields {
-        dev_eui: d.dev_eui,
-        name: d.name,
-        application_id: d.application_id,
-        payload_codec: d.payload_codec,
-        dev_addr: d.dev_addr,
-        nwk_s_key: d.nwk_s_key,
-        app_s_key: d.app_s_key,
-        join_eui: d.join_eui,
-        app_key: d.app_key,
-    };
-    fields.validate().map_err(|e| invalid(&format!("lorawan.device[{i}].{}", e.field), e.problem))
+fn device(i: usize, d: DeviceFields) -> Result<DeviceSettings, ConfigError> {
+    d.validate().map_err(|e| invalid(&format!("lorawan.device[{i}].{}", e.field), e.problem))
 }
 
 pub(super) fn lorawan_settings(l: LorawanSection) -> Result<LorawanSettings, ConfigError> {
