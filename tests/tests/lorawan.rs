@@ -693,6 +693,10 @@ async fn api_created_otaa_device_joins() {
     assert_eq!(session["micOk"], true, "{session}");
     let (_, dev) = broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await;
     assert_eq!(dev["dev_addr"], session["devAddr"]);
+    // ChirpStack's spelling of the port, base64 data.
+    let (status, r) = broker.api().call("POST", &format!("/api/v1/lorawan/devices/{OTAA_EUI}/queue"), Some(&json!({"fPort": 2, "data": b64(b"x")}))).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await.1["queued"], 1);
     broker.stop().await;
 }
 
