@@ -123,7 +123,9 @@ impl Manage {
     /// The driver takes the receiving end once, when it starts.
     pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<Command>> {
         let rx = self.rx.lock().take();
-        self.running.store(rx.is_some(), Ordering::Release);
+        if rx.is_some() {
+            self.running.store(true, Ordering::Release);
+        }
         rx
     }
 
@@ -173,5 +175,37 @@ impl Manage {
     /// Queues a downlink for the device's next receive window; answers its queue item id.
     pub async fn enqueue(&self, dev_eui: DevEui, downlink: DownlinkRequest) -> Result<String, ManageError> {
         self.call(|r| Command::Enqueue(dev_eui, downlink, r)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_running_driver_every_request_is_not_running() {
+        let m = Manage::default();
+        // LoRaWAN not bound: the driver never took the receiver.
+        assert_eq!(m.gateways().await.err(), Some(ManageError::NotRunning));
+        // A driver that ended: its receiver is gone.
+        drop(m.take_receiver());
+        assert_eq!(m.devices().await.err(), Some(ManageError::NotRunning));
+        m.stopped();
+        assert_eq!(m.delete(DevEui(1)).await.err(), Some(ManageError::NotRunning));
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_by_whoever_holds_the_receiver() {
+        let m = std::sync::Arc::new(Manage::default());
+        let mut rx = m.take_receiver().unwrap();
+        assert!(m.take_receiver().is_none(), "taken once");
+        let driver = tokio::spawn(async move {
+            if let Some(Command::Enqueue(eui, d, reply)) = rx.recv().await {
+                let _ = reply.send(Ok(format!("{eui}/{}/{}", d.fport, d.data.len())));
+            }
+        });
+        let r = m.enqueue(DevEui(2), DownlinkRequest { confirmed: false, fport: 3, data: vec![1, 2] }).await;
+        assert_eq!(r, Ok("0000000000000002/3/2".to_string()));
+        driver.await.unwrap();
     }
 }
