@@ -529,3 +529,223 @@ async fn bridge_mode_protobuf_round_trip() {
     assert_eq!((ack.downlink_id, ack.items.len(), ack.items[0].status), (5, 1, gwpb::TxAckStatus::Ok as i32));
     broker.stop().await;
 }
+
+// ---- The management API's LoRaWAN routes, over real HTTP ----
+
+const API_EUI: &str = "0303030303030303";
+const API_ADDR: &str = "26015678";
+const API_NWK: &str = "04040404040404040404040404040404";
+const API_APP: &str = "05050505050505050505050505050505";
+
+fn api_device() -> Value {
+    json!({"dev_eui": API_EUI, "name": "api-1", "application_id": "app2", "dev_addr": API_ADDR, "nwk_s_key": API_NWK, "app_s_key": API_APP})
+}
+
+async fn api_uplink(fcnt: u32, data: &[u8]) -> Vec<u8> {
+    unhex(&peer(&["uplink", API_ADDR, API_NWK, API_APP, &fcnt.to_string(), "1", &hex(data)]).await)
+}
+
+#[tokio::test]
+async fn api_device_lifecycle_uplink_downlink_and_delete() {
+    let broker = TestBroker::start_with(&config("")).await;
+    let api = broker.api();
+    let anon = roost_e2e::api::Api::anonymous(broker.http_addr());
+    for path in ["/api/v1/lorawan/devices", "/api/v1/lorawan/gateways", &format!("/api/v1/lorawan/devices/{ABP_EUI}")] {
+        assert_eq!(anon.get(path).await.0, 401, "{path}");
+    }
+    assert_eq!(anon.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await.0, 401);
+
+    // Create: it is listed (after the two config devices, by DevEUI), and shown.
+    let (status, dev) = api.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await;
+    assert_eq!(status, 201, "{dev}");
+    assert_eq!((dev["dev_eui"].as_str(), dev["origin"].as_str(), dev["activation"].as_str()), (Some(API_EUI), Some("api"), Some("abp")));
+    assert_eq!((dev["dev_addr"].as_str(), dev["class"].as_str()), (Some(API_ADDR), Some("A")));
+    assert_eq!((dev["f_cnt_up"].clone(), dev["f_cnt_down"].clone()), (Value::Null, json!(0)));
+    assert!(dev.get("nwk_s_key").is_none() && dev.get("app_s_key").is_none(), "keys are never shown: {dev}");
+    let (status, list) = api.get("/api/v1/lorawan/devices").await;
+    assert_eq!(status, 200);
+    let euis: Vec<&str> = list["data"].as_array().unwrap().iter().map(|d| d["dev_eui"].as_str().unwrap()).collect();
+    assert_eq!(euis, vec![ABP_EUI, OTAA_EUI, API_EUI]);
+    assert_eq!(list["meta"]["count"], 3);
+    let (_, page2) = api.get("/api/v1/lorawan/devices?limit=1&page=2").await;
+    assert_eq!(page2["data"][0]["dev_eui"], OTAA_EUI);
+    assert_eq!(page2["meta"]["hasnext"], true);
+
+    // Refusals: duplicate, a config device's EUI, bad keys, neither ABP nor OTAA.
+    assert_eq!(api.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await.0, 409);
+    let mut dup = api_device();
+    dup["dev_eui"] = json!(ABP_EUI);
+    let (status, err) = api.call("POST", "/api/v1/lorawan/devices", Some(&dup)).await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("CONFLICT")), "{err}");
+    let mut bad = api_device();
+    bad["dev_eui"] = json!("0404040404040404");
+    bad["nwk_s_key"] = json!("xyz");
+    let (status, err) = api.call("POST", "/api/v1/lorawan/devices", Some(&bad)).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("BAD_REQUEST")), "{err}");
+    assert!(err["message"].as_str().unwrap().starts_with("nwk_s_key:"), "{err}");
+    let both = json!({"dev_eui": "0404040404040404", "application_id": "a", "dev_addr": API_ADDR, "app_key": APP_KEY});
+    assert_eq!(api.call("POST", "/api/v1/lorawan/devices", Some(&both)).await.0, 400);
+    assert_eq!(api.get("/api/v1/lorawan/devices/0404040404040404").await.0, 404);
+    assert_eq!(api.get("/api/v1/lorawan/devices/nothex").await.0, 400);
+
+    // Its uplink is accepted: event/up on its application's topic, counters in the API.
+    let mut app = app_client(&broker, "application/app2/#").await;
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 0xa1).await;
+    gw.push(&api_uplink(1, b"hi").await, 1_000, -60, 5.0).await;
+    let up = expect_event(&mut app, &format!("/device/{API_EUI}/event/up")).await;
+    assert_eq!((up["data"].as_str(), up["deviceInfo"]["deviceName"].as_str()), (Some(b64(b"hi").as_str()), Some("api-1")));
+    let (_, dev) = api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await;
+    assert_eq!(dev["f_cnt_up"], 1);
+    assert!(dev["last_seen"].is_string(), "{dev}");
+
+    // The gateway list shows the forwarder, with its downlink path and the frame it sent.
+    let (status, gws) = api.get("/api/v1/lorawan/gateways").await;
+    assert_eq!(status, 200);
+    assert_eq!(gws["meta"]["count"], 1, "{gws}");
+    let g = &gws["data"][0];
+    assert_eq!(g["gateway_id"], gw.id());
+    assert_eq!(g["pull_address"], gw.down.local_addr().unwrap().to_string());
+    assert_eq!((g["rx_frames"].as_u64(), g["protocol_version"].as_u64()), (Some(1), Some(2)));
+    assert!(g["last_seen"].is_string());
+
+    // A downlink queued through the API goes out in the device's RX1 after its next uplink.
+    let queue = format!("/api/v1/lorawan/devices/{API_EUI}/queue");
+    assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 0}))).await.0, 400);
+    assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 9, "data_hex": "zz"}))).await.0, 400);
+    assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 9, "data": "AA==", "data_hex": "00"}))).await.0, 400);
+    assert_eq!(api.call("POST", "/api/v1/lorawan/devices/0404040404040404/queue", Some(&json!({"f_port": 9}))).await.0, 404);
+    let (status, queued) = api.call("POST", &queue, Some(&json!({"f_port": 9, "data_hex": "beef", "confirmed": false}))).await;
+    assert_eq!(status, 200, "{queued}");
+    let id = queued["id"].as_str().unwrap().to_string();
+    assert_eq!(api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await.1["queued"], 1);
+    gw.push(&api_uplink(2, b"again").await, 2_000_000, -60, 5.0).await;
+    let (token, txpk) = gw.pull_resp().await;
+    assert_eq!(txpk["tmst"], 3_000_000, "RX1: 1 s after the uplink");
+    let down: Value = serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), API_NWK, API_APP]).await).unwrap();
+    assert_eq!((down["micOk"].as_bool(), down["fport"].as_u64(), down["payload"].as_str()), (Some(true), Some(9), Some("beef")), "{down}");
+    assert_eq!(down["devAddr"], API_ADDR);
+    gw.tx_ack(token, "NONE").await;
+    let txack = expect_event(&mut app, "/event/txack").await;
+    assert_eq!(txack["queueItemId"], id);
+    let (_, gws) = api.get("/api/v1/lorawan/gateways").await;
+    assert_eq!(gws["data"][0]["tx_frames"], 1);
+
+    // Deleted: gone from the API, and its uplinks are no longer accepted.
+    assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{ABP_EUI}"), None).await.0, 409, "a config device stays");
+    assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{API_EUI}"), None).await.0, 204);
+    assert_eq!(api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await.0, 404);
+    assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{API_EUI}"), None).await.0, 404);
+    assert_eq!(api.get("/api/v1/lorawan/devices").await.1["meta"]["count"], 2);
+    let unknown = broker.lorawan_counters().ns.unknown_devices.load(Relaxed);
+    gw.push(&api_uplink(3, b"late").await, 3_000, -60, 5.0).await;
+    counter_reaches(|| broker.lorawan_counters().ns.unknown_devices.load(Relaxed), unknown + 1, "unknown_devices").await;
+    app.assert_no_publish(QUIET).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn api_created_device_survives_a_restart_and_so_does_its_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[storage]\ndata_dir = {:?}\n", dir.path().display().to_string());
+    let broker = TestBroker::start_with(&text).await;
+    let (status, dev) = broker.api().call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await;
+    assert_eq!(status, 201, "{dev}");
+    let mut app = app_client(&broker, "application/+/device/+/event/up").await;
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 1).await;
+    let f = api_uplink(7, b"before").await;
+    gw.push(&f, 1, -60, 5.0).await;
+    assert_eq!(expect_event(&mut app, "/event/up").await["fCnt"], 7);
+    app.disconnect().await;
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(&text).await;
+    let api = broker.api();
+    let (status, dev) = api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await;
+    assert_eq!(status, 200, "{dev}");
+    assert_eq!((dev["origin"].as_str(), dev["name"].as_str(), dev["f_cnt_up"].as_u64()), (Some("api"), Some("api-1"), Some(7)));
+    let mut app = app_client(&broker, "application/+/device/+/event/up").await;
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 1).await;
+    gw.push(&f, 2, -60, 5.0).await;
+    counter_reaches(|| broker.lorawan_counters().ns.replays.load(Relaxed), 1, "replays after restart").await;
+    gw.push(&api_uplink(8, b"after").await, 3, -60, 5.0).await;
+    assert_eq!(expect_event(&mut app, "/event/up").await["fCnt"], 8);
+    assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{API_EUI}"), None).await.0, 204);
+    app.disconnect().await;
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(&text).await;
+    assert_eq!(broker.api().get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await.0, 404);
+    assert_eq!(broker.api().get("/api/v1/lorawan/devices").await.1["meta"]["count"], 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn api_created_otaa_device_joins() {
+    let broker = TestBroker::start_with("").await;
+    let body = json!({"dev_eui": OTAA_EUI, "application_id": "app3", "join_eui": JOIN_EUI, "app_key": APP_KEY, "payload_codec": "json"});
+    let (status, dev) = broker.api().call("POST", "/api/v1/lorawan/devices", Some(&body)).await;
+    assert_eq!(status, 201, "{dev}");
+    assert_eq!((dev["activation"].as_str(), dev["join_eui"].as_str(), dev["dev_addr"].clone()), (Some("otaa"), Some(JOIN_EUI), Value::Null));
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 7).await;
+    gw.push(&unhex(&peer(&["join", JOIN_EUI, OTAA_EUI, "0a0b", APP_KEY]).await), 10, -80, 2.0).await;
+    let (_, txpk) = gw.pull_resp().await;
+    let session: Value = serde_json::from_str(&peer(&["accept", &hex(&unb64(txpk["data"].as_str().unwrap())), APP_KEY, "0a0b"]).await).unwrap();
+    assert_eq!(session["micOk"], true, "{session}");
+    let (_, dev) = broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await;
+    assert_eq!(dev["dev_addr"], session["devAddr"]);
+    // ChirpStack's spelling of the port, base64 data.
+    let (status, r) = broker.api().call("POST", &format!("/api/v1/lorawan/devices/{OTAA_EUI}/queue"), Some(&json!({"fPort": 2, "data": b64(b"x")}))).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await.1["queued"], 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn api_in_bridge_mode_lists_gateways_but_has_no_devices() {
+    let broker = TestBroker::start_with("[lorawan]\nmode = \"bridge\"\n").await;
+    let _gw = Forwarder::start(broker.lorawan_addr(), 0x0b).await;
+    let api = broker.api();
+    let (status, gws) = api.get("/api/v1/lorawan/gateways").await;
+    assert_eq!((status, gws["data"][0]["gateway_id"].as_str()), (200, Some("000000000000000b")), "{gws}");
+    let (status, err) = api.get("/api/v1/lorawan/devices").await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("CONFLICT")), "{err}");
+    assert_eq!(api.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await.0, 409);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn trace_of_a_device_and_of_its_gateway_shows_frames_both_ways() {
+    let broker = TestBroker::start_with(&config("")).await;
+    let api = broker.api();
+    let dir = tempfile::tempdir().unwrap();
+    let (dev_file, gw_file) = (dir.path().join("dev.log"), dir.path().join("gw.log"));
+    let mut gw = Forwarder::start(broker.lorawan_addr(), 0xabc).await;
+    for (target, file) in [(format!("lorawan-{ABP_EUI}"), &dev_file), (format!("lorawan-gw-{}", gw.id()), &gw_file)] {
+        let (status, r) = api.call("POST", "/api/v1/traces", Some(&json!({"type": "client", "target": target, "file": file}))).await;
+        assert_eq!(status, 201, "{r}");
+    }
+    // A confirmed uplink: traced in, and the ACK it gets traced out.
+    gw.push(&uplink(3, b"c", true).await, 500, -60, 5.0).await;
+    let (token, _) = gw.pull_resp().await;
+    gw.tx_ack(token, "NONE").await;
+    for target in [format!("lorawan-{ABP_EUI}"), format!("lorawan-gw-{}", gw.id())] {
+        assert_eq!(api.call("DELETE", &format!("/api/v1/traces?type=client&target={target}"), None).await.0, 204);
+    }
+    let dev = std::fs::read_to_string(&dev_file).unwrap();
+    for expected in [
+        &format!("lorawan client=lorawan-{ABP_EUI} peer=127.0.0.1:"),
+        &format!(" in packet ConfirmedUp dev_addr={ABP_ADDR} fcnt=3 fport=Some(1)"),
+        &format!("[gateway={} tmst=500 freq=868.5", gw.id()),
+        &format!(" in message topic=application/app1/device/{ABP_EUI}/event/up"),
+        " out packet DataDown fcnt_down=Some(0) fport=None",
+        &format!("via gateway={} uplink_tmst=500", gw.id()),
+    ] {
+        assert!(dev.contains(expected), "missing {expected:?} in:\n{dev}");
+    }
+    let gwt = std::fs::read_to_string(&gw_file).unwrap();
+    for expected in [&format!("lorawan client=lorawan-gw-{} peer=127.0.0.1:", gw.id()), " in packet PushData", " out packet PushAck", " out packet PullResp", " in packet TxAck"] {
+        assert!(gwt.contains(expected), "missing {expected:?} in:\n{gwt}");
+    }
+    assert!(!gwt.contains("lorawan-0202"), "{gwt}");
+    broker.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Trace: `roost ctl trace start client ...` writes a client's packets in both directions
-//! (and its messages) to a file; `trace stop` closes it. Topic traces through the API.
+//! (and its messages) to a file; `trace stop` closes it. Topic traces through the API. A
+//! CoAP client's trace (LoRaWAN's is in `lorawan.rs`, next to its packet-forwarder helpers).
 
 #![allow(clippy::unwrap_used)]
 
@@ -122,6 +123,50 @@ async fn topic_and_mqttsn_traces_through_the_api() {
     let sn = std::fs::read_to_string(&sn_file).unwrap();
     for expected in ["mqtt-sn client=sn-9 peer=127.0.0.1:", " in packet Connect(", " out packet ConnAck", " in packet Disconnect", " out packet Disconnect"] {
         assert!(sn.contains(expected), "missing {expected:?} in:\n{sn}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_coap_client_trace_shows_requests_responses_and_notifications() {
+    use coap_lite::{CoapOption, MessageType, RequestType};
+    use roost_e2e::coap::{Raw, request};
+    let broker = TestBroker::start_with(&format!("[http]\napi_keys = [\"{KEY}\"]\n")).await;
+    let api = roost_e2e::api::Api::new(broker.http_addr(), KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coap.log");
+    let (status, _) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "co-1", "file": file }))).await;
+    assert_eq!(status, 201);
+
+    let raw = Raw::new(broker.coap_addr()).await;
+    let r = raw.call(RequestType::Put, "ps/tc/a", &["clientid=co-1"], b"hot").await;
+    assert_eq!(r.header.get_type(), MessageType::Acknowledgement);
+    // Observe: the notification of a publish goes out too.
+    let mut obs = request(MessageType::Confirmable, RequestType::Get, 0x5151, "ps/tc/b", &["clientid=co-1"], b"");
+    obs.add_option(CoapOption::Observe, vec![]);
+    raw.send(&obs).await;
+    assert_eq!(raw.recv().await.header.message_id, 0x5151);
+    let mut p = Client5::connect(broker.addr(), "pub").await;
+    p.publish("tc/b", mqtt5::qos(0), false, "news").await;
+    let note = raw.recv().await;
+    assert_eq!(note.payload, b"news");
+    // Each line is written before its datagram is sent, so the file is complete here.
+    assert_eq!(api.call("DELETE", "/api/v1/traces?type=client&target=co-1", None).await.0, 204);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for expected in [
+        "coap client=co-1 peer=127.0.0.1:",
+        " in packet CON 0.03 (Request(Put)) mid=",
+        " UriPath=\"ps\" UriPath=\"tc\" UriPath=\"a\"",
+        " UriQuery=\"clientid=co-1\" payload=3B",
+        " out packet ACK 2.04 (Response(Changed))",
+        " in packet CON 0.01 (Request(Get)) mid=20817 token=4251 Observe=0",
+        " out packet ACK 2.05 (Response(Content)) mid=20817 token=4251 Observe=",
+        " in message topic=tc/a",
+        " out message topic=tc/b",
+        " out packet NON 2.05 (Response(Content))",
+        "token=4251 Observe=2 payload=4B",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     broker.stop().await;
 }

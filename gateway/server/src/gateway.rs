@@ -230,6 +230,8 @@ impl Builder {
                 webhooks: webhooks.clone(),
             };
             let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone() };
+            let mut api_routes = api_routes;
+            api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
             let app = crate::http::app(api, api_routes, adapters);
             for l in http_listeners {
                 let addr = l.local_addr()?;

@@ -7,12 +7,14 @@
 //! datagrams) is answered here without state; nothing a peer sends can panic it.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+use roost_core::trace::Direction;
 use roost_core::{ClientId, Delivery, DisconnectReason, Protocol};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -298,12 +300,20 @@ async fn run(
         drop(conn);
         let now = Instant::now().into_std();
         match event {
-            Event::Datagram(a, p) => session.handle_packet(now, a, p).await,
+            Event::Datagram(a, p) => {
+                trace(&ctx, session.client_id(), a, Direction::In, &p);
+                session.handle_packet(now, a, p).await;
+            }
             Event::Delivery(d) => session.handle_delivery(now, d).await,
             Event::Timeout => session.handle_timeout(now).await,
             Event::Shutdown => session.close(DisconnectReason::Shutdown, "shutdown").await,
         }
         while let Some((peer, bytes)) = session.poll_transmit() {
+            if ctx.broker.tracer().is_active()
+                && let Ok(p) = codec::decode(&bytes)
+            {
+                trace(&ctx, session.client_id(), peer, Direction::Out, &p);
+            }
             link.send(&ctx, peer, bytes).await;
         }
         if let Some(end) = session.ended() {
@@ -320,4 +330,50 @@ async fn run(
 
 fn session_ctx(s: &Session) -> Arc<Context> {
     s.context()
+}
+
+/// Writes a session's message to the traces following its client id (one atomic load when
+/// no trace runs).
+fn trace(ctx: &Context, client_id: &ClientId, peer: SocketAddr, direction: Direction, p: &Packet) {
+    let tracer = ctx.broker.tracer();
+    if tracer.is_active() {
+        tracer.packet("coap", client_id.as_str(), Some(peer), direction, None, &Summary(p));
+    }
+}
+
+/// A CoAP message in one trace line: type, code, message id, token, options (RFC 7252 §5.10
+/// formats: string options as text, uint options as numbers, the rest hex) and the payload's
+/// length.
+struct Summary<'a>(&'a Packet);
+
+impl fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        let kind = match p.header.get_type() {
+            MessageType::Confirmable => "CON",
+            MessageType::NonConfirmable => "NON",
+            MessageType::Acknowledgement => "ACK",
+            MessageType::Reset => "RST",
+        };
+        write!(f, "{kind} {} ({:?}) mid={} token={}", p.header.code, p.header.code, p.header.message_id, hex(p.get_token()))?;
+        for (number, values) in p.options() {
+            let name = coap_lite::CoapOption::from(*number);
+            for v in values {
+                match number {
+                    // Uri-Host, Location-Path, Uri-Path, Uri-Query, Location-Query, Proxy-Uri, Proxy-Scheme
+                    3 | 8 | 11 | 15 | 20 | 35 | 39 => write!(f, " {name:?}={:?}", String::from_utf8_lossy(v))?,
+                    // Observe, Uri-Port, Content-Format, Max-Age, Accept, Block2, Block1, Size2, Size1, No-Response
+                    6 | 7 | 12 | 14 | 17 | 23 | 27 | 28 | 60 | 258 if v.len() <= 4 => {
+                        write!(f, " {name:?}={}", v.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)))?
+                    }
+                    _ => write!(f, " {name:?}=0x{}", hex(v))?,
+                }
+            }
+        }
+        write!(f, " payload={}B", p.payload.len())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -4,9 +4,10 @@
 //! `lorawan`, client id `lorawan-gw-{eui}`) and, in network-server mode, one per registered
 //! device (`lorawan-{dev_eui}`, subscribed to its `command/down`).
 //!
-//! One task owns all of it; a receive task per socket and a delivery task per connection
-//! feed it through channels, so the state needs no locks. Malformed and unknown-version
-//! datagrams are counted and dropped.
+//! One task owns all of it; a receive task per socket, a delivery task per connection and
+//! the management API ([`crate::manage`], answered in `commands`) feed it through channels,
+//! so the state needs no locks. Malformed and unknown-version datagrams are counted and
+//! dropped. While a trace runs, datagrams are traced per gateway and frames per device.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use roost_core::trace::Direction;
 use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -22,15 +24,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod commands;
+
 use crate::bridge;
+use crate::manage::{Manage, ManageError};
 use crate::ns::{NetworkServer, NsCounters, Output, Transmit, TxTag, TxWindow, events};
 use crate::region::hz_to_mhz;
-use crate::semtech::{self, GatewayEui, Modulation, Packet, Rxpk, TxAckError, Txpk};
-use crate::settings::{LorawanSettings, Marshaler, Mode};
+use crate::semtech::{self, GatewayEui, Modulation, Packet, Rxpk, Stat, TxAckError, Txpk};
+use crate::settings::{DeviceSettings, LorawanSettings, Marshaler, Mode};
 use crate::types::DevEui;
 
 /// The store space of device states.
 pub const STORE_SPACE: &str = "lorawan";
+/// The store space of the settings of devices created through the management API.
+pub const DEVICE_SPACE: &str = "lorawan-devices";
 /// Datagrams queued from the receive tasks; beyond it they are dropped (counted).
 const INBOX: usize = 16_384;
 /// How long a downlink waits for its TX_ACK before it is taken as failed.
@@ -69,11 +76,13 @@ pub struct Context {
     pub broker: Broker,
     pub settings: LorawanSettings,
     pub counters: Arc<Counters>,
+    /// The management API's requests to the driver.
+    pub manage: Manage,
 }
 
 impl Context {
     pub fn new(broker: Broker, settings: LorawanSettings) -> Arc<Context> {
-        Arc::new(Context { broker, settings, counters: Arc::default() })
+        Arc::new(Context { broker, settings, counters: Arc::default(), manage: Manage::default() })
     }
 }
 
@@ -92,8 +101,21 @@ struct Gateway {
     stop: CancellationToken,
     /// Where PULL_RESP goes: the address of the last PULL_DATA (never PUSH_DATA's).
     pull: Option<(usize, SocketAddr)>,
+    /// Where its last datagram came from.
+    address: SocketAddr,
     version: u8,
     last_seen: Instant,
+    rx_frames: u64,
+    tx_frames: u64,
+    tx_errors: u64,
+    stat: Option<Stat>,
+}
+
+/// A registered device's core connection and the task forwarding its commands.
+struct DeviceLink {
+    conn: Arc<Connection>,
+    /// Ends the forwarding task when the device is deleted.
+    stop: CancellationToken,
 }
 
 enum Owner {
@@ -121,7 +143,7 @@ struct Driver {
     pending: HashMap<u16, PendingTx>,
     next_token: u16,
     ns: Option<NetworkServer>,
-    devices: HashMap<DevEui, Arc<Connection>>,
+    devices: HashMap<DevEui, DeviceLink>,
     out: Vec<Output>,
     /// Device states to write at the next flush (the latest per device).
     dirty: HashMap<DevEui, Vec<u8>>,
@@ -151,6 +173,7 @@ pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, shutdown: Cancell
     if ctx.settings.mode == Mode::NetworkServer {
         d.start_network_server().await;
     }
+    let mut manage = ctx.manage.take_receiver();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut persist = tokio::time::interval(PERSIST_INTERVAL);
     loop {
@@ -163,8 +186,10 @@ pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, shutdown: Cancell
             }
             _ = tick.tick() => d.expire().await,
             _ = persist.tick(), if !d.dirty.is_empty() => d.flush(),
+            Some(cmd) = async { match &mut manage { Some(rx) => rx.recv().await, None => std::future::pending().await } } => d.manage(cmd).await,
         }
     }
+    ctx.manage.stopped();
     d.close().await;
 }
 
@@ -199,27 +224,48 @@ impl Driver {
         };
         let mut ns = NetworkServer::new(self.ctx.settings.network_server.clone(), stored);
         ns.counters = self.ctx.counters.ns.clone();
+        // Devices created through the management API before this start.
+        match self.ctx.broker.load_blobs(DEVICE_SPACE) {
+            Ok(defs) => {
+                for (key, value) in defs {
+                    match serde_json::from_slice::<DeviceSettings>(&value) {
+                        Ok(d) if d.dev_eui.to_string() == key => {
+                            if let Err(e) = ns.add_device(d, &mut Vec::new()) {
+                                tracing::warn!(dev_eui = %key, "LoRaWAN device created through the API not registered again: {e} (the config file's wins)");
+                            }
+                        }
+                        Ok(_) => tracing::warn!(key = %key, "stored LoRaWAN device settings under another DevEUI, ignored"),
+                        Err(e) => tracing::warn!(key = %key, "stored LoRaWAN device settings unreadable, ignored: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!("LoRaWAN devices created through the API could not be read from the store: {e}"),
+        }
         let devices: Vec<_> = ns.device_euis().map(|d| d.settings.clone()).collect();
         for dev in devices {
-            let req = connect_request(format!("lorawan-{}", dev.dev_eui), None, None);
-            let conn = match self.ctx.broker.connect(req).await {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    tracing::warn!(dev_eui = %dev.dev_eui, "LoRaWAN device refused by the broker: {e}");
-                    continue;
-                }
-            };
-            let topic = events::command_topic(&dev);
-            if let Err(e) = conn.subscribe(&topic, SubOptions::default()).await {
-                tracing::warn!(dev_eui = %dev.dev_eui, %topic, "LoRaWAN device could not subscribe to its commands: {e}");
+            if let Err(e) = self.connect_device(&dev).await {
+                tracing::warn!(dev_eui = %dev.dev_eui, "{e}");
             }
-            let (events, shutdown, eui) = (self.events.clone(), self.shutdown.clone(), dev.dev_eui);
-            let c = conn.clone();
-            self.tracker.spawn(forward(c, shutdown, move |_, payload| Event::DeviceCommand { dev_eui: eui, payload }, events));
-            self.devices.insert(dev.dev_eui, conn);
         }
         tracing::info!(devices = self.devices.len(), region = ns.settings.region.as_str(), "LoRaWAN network server started");
         self.ns = Some(ns);
+    }
+
+    /// Connects a registered device to the core, subscribed to its `command/down`.
+    async fn connect_device(&mut self, dev: &DeviceSettings) -> Result<(), ManageError> {
+        let req = connect_request(format!("lorawan-{}", dev.dev_eui), None, None);
+        let conn = match self.ctx.broker.connect(req).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Err(ManageError::Refused(dev.dev_eui, e.to_string())),
+        };
+        let topic = events::command_topic(dev);
+        if let Err(e) = conn.subscribe(&topic, SubOptions::default()).await {
+            tracing::warn!(dev_eui = %dev.dev_eui, %topic, "LoRaWAN device could not subscribe to its commands: {e}");
+        }
+        let (events, stop, eui) = (self.events.clone(), self.shutdown.child_token(), dev.dev_eui);
+        self.tracker.spawn(forward(conn.clone(), stop.clone(), move |_, payload| Event::DeviceCommand { dev_eui: eui, payload }, events));
+        self.devices.insert(dev.dev_eui, DeviceLink { conn, stop });
+        Ok(())
     }
 
     async fn handle_event(&mut self, ev: Event) {
@@ -258,11 +304,22 @@ impl Driver {
                 return;
             }
         };
+        if let Packet::PushData { gateway, .. } | Packet::PullData { gateway, .. } | Packet::TxAck { gateway, .. } = &packet {
+            self.trace_gateway(*gateway, from, Direction::In, &packet);
+        }
         match packet {
             Packet::PushData { version, token, gateway, payload } => {
-                self.send(socket, from, &Packet::PushAck { version, token }).await;
+                let ack = Packet::PushAck { version, token };
+                self.trace_gateway(gateway, from, Direction::Out, &ack);
+                self.send(socket, from, &ack).await;
                 if !self.touch(gateway, version, from).await {
                     return;
+                }
+                if let Some(g) = self.gateways.get_mut(&gateway) {
+                    g.rx_frames += payload.rxpk.len() as u64;
+                    if payload.stat.is_some() {
+                        g.stat.clone_from(&payload.stat);
+                    }
                 }
                 for rxpk in &payload.rxpk {
                     bump(&self.ctx.counters.frames);
@@ -280,7 +337,9 @@ impl Driver {
                 }
             }
             Packet::PullData { version, token, gateway } => {
-                self.send(socket, from, &Packet::PullAck { version, token }).await;
+                let ack = Packet::PullAck { version, token };
+                self.trace_gateway(gateway, from, Direction::Out, &ack);
+                self.send(socket, from, &ack).await;
                 if self.touch(gateway, version, from).await
                     && let Some(g) = self.gateways.get_mut(&gateway)
                 {
@@ -298,6 +357,15 @@ impl Driver {
         }
     }
 
+    /// Writes a datagram of gateway `eui` (core client `lorawan-gw-{eui}`) to the running
+    /// traces (one atomic load when none runs).
+    fn trace_gateway(&self, eui: GatewayEui, peer: SocketAddr, direction: Direction, p: &Packet) {
+        let tracer = self.ctx.broker.tracer();
+        if tracer.is_active() {
+            tracer.packet("lorawan", &format!("lorawan-gw-{eui}"), Some(peer), direction, None, p);
+        }
+    }
+
     /// Marks `eui` as seen, connecting it to the core the first time. False if it is not
     /// admitted (gateway limit, refused by authentication).
     async fn touch(&mut self, eui: GatewayEui, version: u8, from: SocketAddr) -> bool {
@@ -305,6 +373,7 @@ impl Driver {
         if let Some(g) = self.gateways.get_mut(&eui) {
             g.last_seen = now;
             g.version = version;
+            g.address = from;
             return true;
         }
         if self.gateways.len() >= self.ctx.settings.max_gateways {
@@ -340,7 +409,8 @@ impl Driver {
             let topic = bridge::topic(prefix, eui, "state/conn");
             publish(&conn, topic, self.conn_state(eui, true), true).await;
         }
-        self.gateways.insert(eui, Gateway { conn: Some(conn), stop, pull: None, version, last_seen: now });
+        let g = Gateway { conn: Some(conn), stop, pull: None, address: from, version, last_seen: now, rx_frames: 0, tx_frames: 0, tx_errors: 0, stat: None };
+        self.gateways.insert(eui, g);
         self.ctx.counters.gateways.fetch_add(1, Relaxed);
         true
     }
@@ -387,6 +457,7 @@ impl Driver {
 
     async fn ns_timeout(&mut self) {
         let Some(ns) = &mut self.ns else { return };
+        ns.trace = self.ctx.broker.tracer().is_active();
         ns.handle_timeout(Instant::now().into_std(), SystemTime::now(), &mut self.out);
         self.drain_outputs().await;
     }
@@ -396,13 +467,17 @@ impl Driver {
         for o in outputs {
             match o {
                 Output::Publish { dev_eui, topic, payload } => match self.devices.get(&dev_eui) {
-                    Some(conn) => publish(conn, topic, payload, false).await,
+                    Some(link) => publish(&link.conn, topic, payload, false).await,
                     None => tracing::debug!(%dev_eui, "no core connection for the device: event dropped"),
                 },
                 Output::Persist { dev_eui, value } => {
                     self.dirty.insert(dev_eui, value);
                 }
                 Output::Transmit(t) => self.transmit(t).await,
+                Output::Trace { dev_eui, gateway, text } => {
+                    let peer = gateway.and_then(|g| self.gateways.get(&g)).map(|g| g.address);
+                    self.ctx.broker.tracer().packet("lorawan", &format!("lorawan-{dev_eui}"), peer, Direction::In, None, &format_args!("{text}"));
+                }
             }
         }
     }
@@ -422,6 +497,22 @@ impl Driver {
             }
             return;
         };
+        let tracer = self.ctx.broker.tracer();
+        if tracer.is_active() {
+            let kind = if t.tag.fcnt_down.is_none() { "JoinAccept" } else { "DataDown" };
+            let item = t.tag.queue_item.as_ref();
+            let peer = self.gateways.get(&gateway).map(|g| g.address);
+            let summary = format_args!(
+                "{kind} fcnt_down={:?} fport={:?} confirmed={} payload={}B phy={}B via gateway={gateway} uplink_tmst={tmst} windows={:?}",
+                t.tag.fcnt_down,
+                item.map(|i| i.fport),
+                item.is_some_and(|i| i.confirmed),
+                item.map_or(0, |i| i.data.len()),
+                t.phy.len(),
+                t.windows.iter().map(|w| (w.delay, w.freq_hz, &w.datr)).collect::<Vec<_>>(),
+            );
+            tracer.packet("lorawan", &format!("lorawan-{}", t.tag.dev_eui), peer, Direction::Out, None, &summary);
+        }
         let data = events::b64(&t.phy);
         let rest: VecDeque<Txpk> = t
             .windows
@@ -467,9 +558,14 @@ impl Driver {
             return;
         };
         let version = g.version;
+        if let Some(g) = self.gateways.get_mut(&p.gateway) {
+            g.tx_frames += 1;
+        }
         let token = self.token();
         bump(&self.ctx.counters.pull_resp);
-        self.send(socket, addr, &Packet::PullResp { version, token, txpk }).await;
+        let resp = Packet::PullResp { version, token, txpk };
+        self.trace_gateway(p.gateway, addr, Direction::Out, &resp);
+        self.send(socket, addr, &resp).await;
         if version < 2 {
             // Protocol v1 has no TX_ACK: take it as sent.
             self.tx_finished(p, Some(true)).await;
@@ -498,6 +594,9 @@ impl Driver {
             }
             Some(e) => {
                 bump(&self.ctx.counters.tx_ack_errors);
+                if let Some(g) = self.gateways.get_mut(&gateway) {
+                    g.tx_errors += 1;
+                }
                 tracing::info!(%gateway, error = e.as_str(), "downlink refused by the gateway; trying the next window");
                 p.index += 1;
                 self.next_attempt(p).await;
@@ -572,6 +671,9 @@ impl Driver {
         for token in late {
             if let Some(p) = self.pending.remove(&token) {
                 bump(&self.ctx.counters.tx_ack_errors);
+                if let Some(g) = self.gateways.get_mut(&p.gateway) {
+                    g.tx_errors += 1;
+                }
                 self.tx_finished(p, None).await;
             }
         }
@@ -603,8 +705,8 @@ impl Driver {
         for eui in euis {
             self.drop_gateway(eui).await;
         }
-        for (_, conn) in self.devices.drain() {
-            conn.disconnect(DisconnectReason::Shutdown).await;
+        for (_, link) in self.devices.drain() {
+            link.conn.disconnect(DisconnectReason::Shutdown).await;
         }
     }
 }

@@ -32,6 +32,15 @@ pub fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// Any even number of hex digits, at most `max` bytes (checked before allocating).
+pub fn decode(s: &str, max: usize) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) || b.len() / 2 > max {
+        return None;
+    }
+    b.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -41,5 +50,10 @@ mod tests {
         assert_eq!(super::decode_array::<3>("00ab1"), None);
         assert_eq!(super::decode_array::<1>("zz"), None);
         assert_eq!(super::decode_array::<1>("é"), None);
+        assert_eq!(super::decode("0aFf", 2), Some(vec![0x0a, 0xff]));
+        assert_eq!(super::decode("", 2), Some(vec![]));
+        assert_eq!(super::decode("0a0b0c", 2), None);
+        assert_eq!(super::decode("0a0", 2), None);
+        assert_eq!(super::decode("zz", 2), None);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`bridge`]: bridge mode's ChirpStack Gateway Bridge v4 messages (canonical JSON)
 //! - [`gwpb`]: the same messages as protobuf (`marshaler = "protobuf"`, prost derives)
 //! - [`driver`]: the UDP sockets, the gateway table, downlinks awaiting TX_ACK, core connections
+//! - [`manage`]: what the HTTP management API asks of the driver (gateways, devices, downlinks)
 //! - [`ns`]: network-server mode, a sans-IO LoRaWAN 1.0.x class A network server
 //! - [`settings`]: typed `[lorawan]` settings
 
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod gwpb;
 pub mod hex;
 pub mod lpp;
+pub mod manage;
 pub mod ns;
 pub mod region;
 pub mod settings;

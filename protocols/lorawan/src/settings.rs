@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::region::{EU868, Region};
 use crate::types::{AesKey, DevAddr, DevEui, JoinEui};
 
@@ -38,8 +40,9 @@ impl Default for BridgeSettings {
     }
 }
 
-/// How a device joins.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a device joins. (Serde: devices created through the management API are stored.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// Activation by personalisation: the session is configured.
     Abp { dev_addr: DevAddr, nwk_s_key: AesKey, app_s_key: AesKey },
@@ -49,7 +52,8 @@ pub enum Activation {
 }
 
 /// How `object` is made from an uplink's bytes in `event/up`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PayloadCodec {
     None,
     /// The bytes are a JSON document.
@@ -58,8 +62,28 @@ pub enum PayloadCodec {
     CayenneLpp,
 }
 
+impl PayloadCodec {
+    /// The name `payload_codec` has in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadCodec::None => "none",
+            PayloadCodec::Json => "json",
+            PayloadCodec::CayenneLpp => "cayenne_lpp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PayloadCodec> {
+        match s {
+            "" | "none" => Some(PayloadCodec::None),
+            "json" => Some(PayloadCodec::Json),
+            "cayenne_lpp" => Some(PayloadCodec::CayenneLpp),
+            _ => None,
+        }
+    }
+}
+
 /// One registered device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceSettings {
     pub dev_eui: DevEui,
     pub name: String,
@@ -133,5 +157,76 @@ impl Default for LorawanSettings {
             bridge: BridgeSettings::default(),
             network_server: NetworkServerSettings::default(),
         }
+    }
+}
+
+/// A device as written in `[[lorawan.device]]` or a management API request: text fields,
+/// validated into [`DeviceSettings`] by [`DeviceFields::validate`] (one set of rules for
+/// both). Absent keys are empty; unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub struct DeviceFields {
+    pub dev_eui: String,
+    pub name: String,
+    pub application_id: String,
+    pub payload_codec: String,
+    // ABP
+    pub dev_addr: Option<String>,
+    pub nwk_s_key: Option<String>,
+    pub app_s_key: Option<String>,
+    // OTAA
+    pub join_eui: Option<String>,
+    pub app_key: Option<String>,
+}
+
+/// What is wrong with one field of [`DeviceFields`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// Names and application ids are at most this long (they appear in every event).
+const MAX_NAME: usize = 256;
+
+impl DeviceFields {
+    pub fn validate(self) -> Result<DeviceSettings, FieldError> {
+        fn hex<T>(field: &'static str, value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, FieldError> {
+            parse(value).ok_or_else(|| FieldError { field, problem: format!("{value:?} is not {what}") })
+        }
+        let k128 = |field: &'static str, v: &str| hex(field, v, AesKey::parse, "an AES-128 key of 32 hex digits");
+        let dev_eui = hex("dev_eui", &self.dev_eui, DevEui::parse, "an EUI-64 of 16 hex digits")?;
+        let activation = match (&self.dev_addr, &self.nwk_s_key, &self.app_s_key, &self.app_key) {
+            (Some(addr), Some(nwk), Some(app), None) => Activation::Abp {
+                dev_addr: hex("dev_addr", addr, DevAddr::parse, "a DevAddr of 8 hex digits")?,
+                nwk_s_key: k128("nwk_s_key", nwk)?,
+                app_s_key: k128("app_s_key", app)?,
+            },
+            (None, None, None, Some(app_key)) => Activation::Otaa {
+                join_eui: self.join_eui.as_deref().map(|j| hex("join_eui", j, JoinEui::parse, "an EUI-64 of 16 hex digits")).transpose()?,
+                app_key: k128("app_key", app_key)?,
+            },
+            _ => {
+                return Err(FieldError {
+                    field: "app_key",
+                    problem: "a device is either ABP (dev_addr, nwk_s_key and app_s_key) or OTAA (app_key, optionally join_eui)".into(),
+                });
+            }
+        };
+        if self.application_id.is_empty() || self.application_id.len() > MAX_NAME || self.application_id.contains(['/', '+', '#', '\0']) {
+            return Err(FieldError { field: "application_id", problem: format!("missing, over {MAX_NAME} bytes, or contains '/', '+', '#' or NUL (it is a topic level)") });
+        }
+        if self.name.len() > MAX_NAME {
+            return Err(FieldError { field: "name", problem: format!("over {MAX_NAME} bytes") });
+        }
+        let payload_codec = PayloadCodec::parse(&self.payload_codec)
+            .ok_or_else(|| FieldError { field: "payload_codec", problem: format!("{:?} is not \"none\", \"json\" or \"cayenne_lpp\"", self.payload_codec) })?;
+        Ok(DeviceSettings {
+            dev_eui,
+            name: if self.name.is_empty() { dev_eui.to_string() } else { self.name },
+            application_id: self.application_id,
+            activation,
+            payload_codec,
+        })
     }
 }

@@ -8,12 +8,14 @@
 //! the password (any user name). Errors are `{"code": "NOT_FOUND", "message": "..."}`; lists
 //! are paginated (`?page=1&limit=100`, `meta.count` is the total).
 //!
-//! Protocol crates add their own routes (LwM2M devices, LoRaWAN devices and gateways) with
+//! LoRaWAN gateways and devices are in [`lorawan`], wired by `gateway` where the adapter's
+//! context is made. Protocol crates add their own routes (LwM2M devices) with
 //! `gateway::Builder::api_routes`: an `axum::Router` merged under `/api/v1`, behind the same
 //! key check.
 
 mod handlers;
 pub mod keys;
+pub mod lorawan;
 mod trace;
 
 use std::path::PathBuf;
@@ -186,6 +188,10 @@ mod tests {
             "/stats",
             "/metrics",
             "/traces",
+            "/lorawan/gateways",
+            "/lorawan/devices",
+            "/lorawan/devices/{dev_eui}",
+            "/lorawan/devices/{dev_eui}/queue",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }

@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 
 use roost_lorawan::region::Region;
-use roost_lorawan::settings::{Activation, BridgeSettings, DeviceSettings, LorawanSettings, Marshaler, Mode, NetworkServerSettings, PayloadCodec};
-use roost_lorawan::types::{AesKey, DevAddr, DevEui, JoinEui};
+use roost_lorawan::settings::{BridgeSettings, DeviceFields, DeviceSettings, LorawanSettings, Marshaler, Mode, NetworkServerSettings};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -33,23 +32,7 @@ pub(super) struct LorawanSection {
     pub max_dev_nonces: Int,
     /// `[[lorawan.device]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub device: Vec<DeviceSection>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub(super) struct DeviceSection {
-    pub dev_eui: String,
-    pub name: String,
-    pub application_id: String,
-    pub payload_codec: String,
-    // ABP
-    pub dev_addr: Option<String>,
-    pub nwk_s_key: Option<String>,
-    pub app_s_key: Option<String>,
-    // OTAA
-    pub join_eui: Option<String>,
-    pub app_key: Option<String>,
+    pub device: Vec<DeviceFields>,
 }
 
 impl Default for LorawanSection {
@@ -77,47 +60,8 @@ impl Default for LorawanSection {
     }
 }
 
-fn hex_field<T>(key: &str, value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, ConfigError> {
-    parse(value).ok_or_else(|| invalid(key, format!("{value:?} is not {what}")))
-}
-
-fn device(i: usize, d: DeviceSection) -> Result<DeviceSettings, ConfigError> {
-    let key = |k: &str| format!("lorawan.device[{i}].{k}");
-    let dev_eui = hex_field(&key("dev_eui"), &d.dev_eui, DevEui::parse, "an EUI-64 of 16 hex digits")?;
-    let k128 = |k: &str, v: &str| hex_field(&key(k), v, AesKey::parse, "an AES-128 key of 32 hex digits");
-    let activation = match (&d.dev_addr, &d.nwk_s_key, &d.app_s_key, &d.app_key) {
-        (Some(addr), Some(nwk), Some(app), None) => Activation::Abp {
-            dev_addr: hex_field(&key("dev_addr"), addr, DevAddr::parse, "a DevAddr of 8 hex digits")?,
-            nwk_s_key: k128("nwk_s_key", nwk)?,
-            app_s_key: k128("app_s_key", app)?,
-        },
-        (None, None, None, Some(app_key)) => Activation::Otaa {
-            join_eui: d.join_eui.as_deref().map(|j| hex_field(&key("join_eui"), j, JoinEui::parse, "an EUI-64 of 16 hex digits")).transpose()?,
-            app_key: k128("app_key", app_key)?,
-        },
-        _ => {
-            return Err(invalid(
-                &key("app_key"),
-                "a device is either ABP (dev_addr, nwk_s_key and app_s_key) or OTAA (app_key, optionally join_eui)",
-            ));
-        }
-    };
-    if d.application_id.is_empty() || d.application_id.contains(['/', '+', '#']) {
-        return Err(invalid(&key("application_id"), "missing, or contains '/', '+' or '#' (it is a topic level)"));
-    }
-    let payload_codec = match d.payload_codec.as_str() {
-        "" | "none" => PayloadCodec::None,
-        "json" => PayloadCodec::Json,
-        "cayenne_lpp" => PayloadCodec::CayenneLpp,
-        other => return Err(invalid(&key("payload_codec"), format!("{other:?} is not \"none\", \"json\" or \"cayenne_lpp\""))),
-    };
-    Ok(DeviceSettings {
-        dev_eui,
-        name: if d.name.is_empty() { dev_eui.to_string() } else { d.name },
-        application_id: d.application_id,
-        activation,
-        payload_codec,
-    })
+fn device(i: usize, d: DeviceFields) -> Result<DeviceSettings, ConfigError> {
+    d.validate().map_err(|e| invalid(&format!("lorawan.device[{i}].{}", e.field), e.problem))
 }
 
 pub(super) fn lorawan_settings(l: LorawanSection) -> Result<LorawanSettings, ConfigError> {
@@ -177,6 +121,8 @@ pub(super) fn parse_net_id(s: &str) -> Option<u32> {
 mod tests {
     use super::super::parse;
     use super::*;
+    use roost_lorawan::settings::{Activation, PayloadCodec};
+    use roost_lorawan::types::{DevAddr, JoinEui};
 
     #[test]
     fn devices_and_modes_parse() {

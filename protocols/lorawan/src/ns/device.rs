@@ -2,6 +2,7 @@
 //! used DevNonces, the last JoinNonce) and its downlink queue.
 
 use std::collections::VecDeque;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,8 +62,28 @@ pub struct DeviceState {
     pub join_nonce: u32,
 }
 
+/// Where a device was registered: the config file, or the management API (then its
+/// settings are in the store too, and the API may delete it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Api => "api",
+        }
+    }
+}
+
 pub struct Device {
     pub settings: DeviceSettings,
+    pub origin: Origin,
+    /// When its last uplink or join was accepted (not stored).
+    pub last_seen: Option<SystemTime>,
     pub state: DeviceState,
     pub queue: VecDeque<QueueItem>,
     /// A confirmed downlink sent and not yet acknowledged, with its FCntDown.

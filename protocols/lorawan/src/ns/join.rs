@@ -14,11 +14,13 @@ use crate::types::DevAddr;
 
 impl NetworkServer {
     pub(super) fn join(&mut self, wall: SystemTime, bytes: &[u8], jr: JoinRequest, rx: &[(GatewayEui, Rxpk)], out: &mut Vec<Output>) {
-        let Some(dev) = self.devices.get(&jr.dev_eui) else {
+        if !self.devices.contains_key(&jr.dev_eui) {
             bump(&self.counters.unknown_devices);
             tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
             return;
-        };
+        }
+        self.trace(jr.dev_eui, format_args!("JoinRequest join_eui={} dev_eui={} dev_nonce={:04x}", jr.join_eui, jr.dev_eui, jr.dev_nonce), rx, out);
+        let Some(dev) = self.devices.get(&jr.dev_eui) else { return };
         let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
             bump(&self.counters.unknown_devices);
             tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
@@ -51,6 +53,7 @@ impl NetworkServer {
         let (rx1_dr_offset, rx2_dr, rx2_freq_hz) = (self.settings.rx1_dr_offset, self.settings.rx2_dr, self.settings.rx2_freq_hz);
         let max_nonces = self.settings.max_dev_nonces;
         let Some(dev) = self.devices.get_mut(&jr.dev_eui) else { return };
+        dev.last_seen = Some(wall);
         dev.state.join_nonce = (dev.state.join_nonce + 1) & 0x00ff_ffff;
         let join_nonce = dev.state.join_nonce;
         dev.state.dev_nonces.push_back(jr.dev_nonce);

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use serde::Deserialize;
 
-pub use device::{Device, DeviceState, QueueItem, Session, full_fcnt};
+pub use device::{Device, DeviceState, Origin, QueueItem, Session, full_fcnt};
 
 use crate::semtech::{DataRate, GatewayEui, Rxpk};
-use crate::settings::{Activation, NetworkServerSettings};
+use crate::settings::{Activation, DeviceSettings, NetworkServerSettings};
 use crate::types::{DevAddr, DevEui};
 
 /// Frames being collected at once; more are dropped (counted), which bounds memory under a
@@ -94,6 +94,9 @@ pub enum Output {
     Transmit(Transmit),
     /// The device's durable state changed (a serialized [`DeviceState`]).
     Persist { dev_eui: DevEui, value: Vec<u8> },
+    /// A frame of the device (uplink or join request) for the running traces, heard best by
+    /// `gateway`; only while [`NetworkServer::trace`] is set.
+    Trace { dev_eui: DevEui, gateway: Option<GatewayEui>, text: String },
 }
 
 /// Copies of one frame gathered until its window closes (the deadline is in `order`).
@@ -105,9 +108,15 @@ pub struct NetworkServer {
     pub(crate) settings: NetworkServerSettings,
     pub(crate) devices: HashMap<DevEui, Device>,
     by_addr: HashMap<DevAddr, Vec<DevEui>>,
+    /// Stored states of devices not registered (yet): an API-created device's state waits
+    /// here until the driver adds the device from its stored settings.
+    unclaimed: HashMap<DevEui, DeviceState>,
     collecting: HashMap<Vec<u8>, Collecting>,
     order: VecDeque<(Instant, Vec<u8>)>,
     pub counters: Arc<NsCounters>,
+    /// Whether a trace runs: then every frame of a known device also comes out as
+    /// [`Output::Trace`] (the driver sets it; untraced traffic formats nothing).
+    pub trace: bool,
 }
 
 /// `command/down` JSON (ChirpStack's `DownlinkCommand`).
@@ -122,6 +131,17 @@ struct DownCommand {
     f_port: u8,
     #[serde(default)]
     data: String,
+}
+
+/// Why the device registry refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("LoRaWAN device {0} is already registered")]
+    Exists(DevEui),
+    #[error("LoRaWAN device {0} is not registered")]
+    Unknown(DevEui),
+    #[error("LoRaWAN device {0} is registered in the config file: remove it there")]
+    FromConfig(DevEui),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,29 +177,72 @@ impl NetworkServer {
         let mut ns = NetworkServer {
             devices: HashMap::new(),
             by_addr: HashMap::new(),
+            unclaimed: saved,
             collecting: HashMap::new(),
             order: VecDeque::new(),
             counters: Arc::default(),
+            trace: false,
             settings,
         };
         for d in ns.settings.devices.clone() {
-            let mut state = saved.remove(&d.dev_eui).unwrap_or_default();
-            if let Activation::Abp { dev_addr, nwk_s_key, app_s_key } = &d.activation {
-                let same = state.session.as_ref().is_some_and(|s| s.dev_addr == *dev_addr && s.nwk_s_key == *nwk_s_key && s.app_s_key == *app_s_key);
-                if !same {
-                    state.session = Some(Session::new(*dev_addr, *nwk_s_key, *app_s_key, &ns.settings, 1));
-                }
-            }
-            if let Some(s) = &state.session {
-                ns.by_addr.entry(s.dev_addr).or_default().push(d.dev_eui);
-            }
-            ns.devices.insert(d.dev_eui, Device { settings: d, state, queue: VecDeque::new(), awaiting_ack: None });
+            ns.insert_device(d, Origin::Config);
         }
         ns
     }
 
+    /// Registers `d` with its stored state, if any (an ABP device whose configured session
+    /// differs from the stored one starts the configured session afresh).
+    fn insert_device(&mut self, d: DeviceSettings, origin: Origin) {
+        let mut state = self.unclaimed.remove(&d.dev_eui).unwrap_or_default();
+        if let Activation::Abp { dev_addr, nwk_s_key, app_s_key } = &d.activation {
+            let same = state.session.as_ref().is_some_and(|s| s.dev_addr == *dev_addr && s.nwk_s_key == *nwk_s_key && s.app_s_key == *app_s_key);
+            if !same {
+                state.session = Some(Session::new(*dev_addr, *nwk_s_key, *app_s_key, &self.settings, 1));
+            }
+        }
+        if let Some(s) = &state.session {
+            self.by_addr.entry(s.dev_addr).or_default().push(d.dev_eui);
+        }
+        self.devices.insert(d.dev_eui, Device { settings: d, origin, last_seen: None, state, queue: VecDeque::new(), awaiting_ack: None });
+    }
+
+    /// Registers a device the management API created (now, or before a restart: its
+    /// stored state, if any, is taken up). Its state is persisted through `out`.
+    pub fn add_device(&mut self, d: DeviceSettings, out: &mut Vec<Output>) -> Result<(), DeviceError> {
+        if self.devices.contains_key(&d.dev_eui) {
+            return Err(DeviceError::Exists(d.dev_eui));
+        }
+        let eui = d.dev_eui;
+        self.insert_device(d, Origin::Api);
+        self.persist(eui, out);
+        Ok(())
+    }
+
+    /// Unregisters a device the management API created; its queue and pending frames go
+    /// with it. Config devices stay (they would come back at the next start).
+    pub fn remove_device(&mut self, dev_eui: DevEui) -> Result<Device, DeviceError> {
+        let dev = self.devices.get(&dev_eui).ok_or(DeviceError::Unknown(dev_eui))?;
+        if dev.origin == Origin::Config {
+            return Err(DeviceError::FromConfig(dev_eui));
+        }
+        let dev = self.devices.remove(&dev_eui).ok_or(DeviceError::Unknown(dev_eui))?;
+        if let Some(s) = &dev.state.session
+            && let Some(v) = self.by_addr.get_mut(&s.dev_addr)
+        {
+            v.retain(|e| *e != dev_eui);
+            if v.is_empty() {
+                self.by_addr.remove(&s.dev_addr);
+            }
+        }
+        Ok(dev)
+    }
+
     pub fn device(&self, dev_eui: DevEui) -> Option<&Device> {
         self.devices.get(&dev_eui)
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
     }
 
     /// Every registered device (the driver connects each to the core).
@@ -273,6 +336,23 @@ impl NetworkServer {
             return Err(CommandError::Port(cmd.f_port));
         }
         let data = base64::engine::general_purpose::STANDARD.decode(cmd.data.as_bytes()).map_err(|_| CommandError::Data)?;
+        self.enqueue_checked(dev_eui, cmd.id, cmd.confirmed, cmd.f_port, data)
+    }
+
+    /// Queues an application payload for `dev_eui` (from MQTT `command/down` or the
+    /// management API). Returns the queue item id (`id`, or a new UUID).
+    pub fn enqueue_item(&mut self, dev_eui: DevEui, id: Option<String>, confirmed: bool, fport: u8, data: Vec<u8>) -> Result<String, CommandError> {
+        let r = self.enqueue_checked(dev_eui, id, confirmed, fport, data);
+        if let Err(CommandError::QueueFull(_)) = &r {
+            bump(&self.counters.queue_full);
+        }
+        r
+    }
+
+    fn enqueue_checked(&mut self, dev_eui: DevEui, id: Option<String>, confirmed: bool, fport: u8, data: Vec<u8>) -> Result<String, CommandError> {
+        if !(1..=223).contains(&fport) {
+            return Err(CommandError::Port(fport));
+        }
         if data.len() > crate::phy::MAX_DOWNLINK_PAYLOAD {
             return Err(CommandError::Data);
         }
@@ -281,8 +361,8 @@ impl NetworkServer {
         if dev.queue.len() >= max {
             return Err(CommandError::QueueFull(dev_eui));
         }
-        let id = cmd.id.unwrap_or_else(events::uuid);
-        dev.queue.push_back(QueueItem { id: id.clone(), confirmed: cmd.confirmed, fport: cmd.f_port, data });
+        let id = id.unwrap_or_else(events::uuid);
+        dev.queue.push_back(QueueItem { id: id.clone(), confirmed, fport, data });
         Ok(id)
     }
 
@@ -320,6 +400,19 @@ impl NetworkServer {
         if let (Some(item), Some(dev)) = (tag.queue_item, self.devices.get_mut(&tag.dev_eui)) {
             dev.queue.push_front(item);
         }
+    }
+
+    /// An uplink of `dev_eui` (`what`: its summary) for the traces, with where it was heard.
+    fn trace(&self, dev_eui: DevEui, what: std::fmt::Arguments<'_>, rx: &[(GatewayEui, Rxpk)], out: &mut Vec<Output>) {
+        if !self.trace {
+            return;
+        }
+        use std::fmt::Write as _;
+        let mut text = what.to_string();
+        for (g, r) in rx {
+            let _ = write!(text, " [gateway={g} tmst={} freq={} datr={:?} rssi={} snr={}]", r.tmst, r.freq, r.datr, r.best_rssi(), r.best_snr());
+        }
+        out.push(Output::Trace { dev_eui, gateway: rx.first().map(|(g, _)| *g), text });
     }
 
     fn persist(&self, dev_eui: DevEui, out: &mut Vec<Output>) {

@@ -304,3 +304,71 @@ fn device_time_and_status() {
     let secs = u32::from_le_bytes(d.fopts[1..5].try_into().unwrap());
     assert!(secs > 1_300_000_000, "GPS seconds: {secs}");
 }
+
+const API: DevEui = DevEui(0x0303_0303_0303_0303);
+const API_ADDR: DevAddr = DevAddr(0x2601_5678);
+
+fn api_device() -> DeviceSettings {
+    DeviceSettings {
+        dev_eui: API,
+        name: "api".into(),
+        application_id: "app2".into(),
+        activation: Activation::Abp { dev_addr: API_ADDR, nwk_s_key: AesKey([4; 16]), app_s_key: AesKey([5; 16]) },
+        payload_codec: PayloadCodec::None,
+    }
+}
+
+#[test]
+fn api_devices_are_added_and_removed_and_config_devices_stay() {
+    let mut h = Harness::new();
+    let mut out = Vec::new();
+    h.ns.add_device(api_device(), &mut out).unwrap();
+    assert!(matches!(out.as_slice(), [Output::Persist { dev_eui: API, .. }]), "its fresh session is stored");
+    assert_eq!(h.ns.device(API).unwrap().origin, Origin::Api);
+    assert_eq!(h.ns.add_device(api_device(), &mut out), Err(DeviceError::Exists(API)));
+    assert_eq!(h.ns.remove_device(ABP).err(), Some(DeviceError::FromConfig(ABP)));
+    assert_eq!(h.ns.device_count(), 3);
+
+    h.hear(1, &uplink(API_ADDR, [4; 16], [5; 16], 3, false, &[], b"hi"), 0.0);
+    let out = h.flush();
+    assert_eq!(published(&out, "app2/device/0303030303030303/event/up")[0]["fCnt"], 3);
+    assert!(h.ns.device(API).unwrap().last_seen.is_some());
+    assert_eq!(h.ns.enqueue_item(API, None, false, 0, vec![]), Err(CommandError::Port(0)));
+    assert_eq!(h.ns.enqueue_item(API, None, false, 5, vec![0; 243]), Err(CommandError::Data));
+    let id = h.ns.enqueue_item(API, Some("q1".into()), true, 5, vec![1]).unwrap();
+    assert_eq!((id.as_str(), h.ns.device(API).unwrap().queue.len()), ("q1", 1));
+
+    assert!(h.ns.remove_device(API).is_ok());
+    assert_eq!(h.ns.remove_device(API).err(), Some(DeviceError::Unknown(API)));
+    assert_eq!(h.ns.enqueue_item(API, None, false, 5, vec![]), Err(CommandError::UnknownDevice(API)));
+    h.hear(1, &uplink(API_ADDR, [4; 16], [5; 16], 4, false, &[], b"hi"), 0.0);
+    assert!(published(&h.flush(), "event/up").is_empty());
+    assert_eq!(h.ns.counters.unknown_devices.load(Relaxed), 1);
+}
+
+#[test]
+fn an_api_device_takes_up_its_stored_state_at_start() {
+    let mut h = Harness::new();
+    h.ns.add_device(api_device(), &mut Vec::new()).unwrap();
+    h.hear(1, &uplink(API_ADDR, [4; 16], [5; 16], 9, false, &[], b"a"), 0.0);
+    let out = h.flush();
+    let Some(Output::Persist { value, .. }) = out.iter().find(|o| matches!(o, Output::Persist { dev_eui: API, .. })) else { panic!() };
+    let mut ns = NetworkServer::new(settings(), vec![(API.to_string(), bytes::Bytes::from(value.clone()))]);
+    assert!(ns.device(API).is_none(), "not registered until its settings are added");
+    ns.add_device(api_device(), &mut Vec::new()).unwrap();
+    assert_eq!(ns.device(API).unwrap().state.session.as_ref().unwrap().fcnt_up, Some(9));
+}
+
+#[test]
+fn frames_come_out_for_traces_only_while_one_runs() {
+    let mut h = Harness::new();
+    h.hear(1, &uplink(ADDR, NWK, APP, 1, false, &[], b"a"), 0.0);
+    assert!(!h.flush().iter().any(|o| matches!(o, Output::Trace { .. })));
+    h.ns.trace = true;
+    h.hear(7, &uplink(ADDR, NWK, APP, 2, false, &[], b"abc"), 2.5);
+    let out = h.flush();
+    let Some(Output::Trace { dev_eui, gateway, text }) = out.iter().find(|o| matches!(o, Output::Trace { .. })) else { panic!("{out:?}") };
+    assert_eq!((*dev_eui, *gateway), (ABP, Some(GatewayEui::from_u64(7))));
+    assert!(text.starts_with("UnconfirmedUp dev_addr=26011234 fcnt=2 fport=Some(1)"), "{text}");
+    assert!(text.contains("frm_payload=3B") && text.contains("[gateway=0000000000000007 tmst=1000000 freq=868.1"), "{text}");
+}

@@ -66,6 +66,21 @@ impl NetworkServer {
                 return;
             }
         };
+        self.trace(
+            dev_eui,
+            format_args!(
+                "{:?} dev_addr={} fcnt={fcnt} fport={:?} adr={} ack={} fopts={}B frm_payload={}B",
+                f.mtype,
+                f.dev_addr,
+                f.fport,
+                f.adr(),
+                f.ack(),
+                f.fopts.len(),
+                f.frm_payload.len()
+            ),
+            rx,
+            out,
+        );
         let max_gap = self.settings.max_fcnt_gap;
         let region = self.settings.region;
         let Some(dev) = self.devices.get_mut(&dev_eui) else { return };
@@ -84,6 +99,7 @@ impl NetworkServer {
         }
         session.fcnt_up = Some(fcnt);
         let session = session.clone();
+        dev.last_seen = Some(wall);
         bump(&self.counters.uplinks);
 
         let Some((_, best)) = rx.first() else { return };
