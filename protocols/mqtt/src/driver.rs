@@ -69,14 +69,27 @@ pub async fn bind_all(settings: &MqttSettings) -> std::io::Result<Vec<(Kind, Tcp
 struct ListenerState {
     open: std::sync::atomic::AtomicUsize,
     rate: Option<Mutex<Bucket>>,
+    /// `Context::permits`, to give back the permits its connections hold.
+    permits: Arc<Semaphore>,
 }
 
-/// Decrements the listener's open count when the connection ends.
-struct OpenGuard(Arc<ListenerState>);
+/// A connection's place: one of the listener's open connections and one permit under
+/// `limits.max_connections`, both given back when the connection ends. One pointer in the
+/// task where an `OwnedSemaphorePermit` and a guard took three.
+struct Slot(Arc<ListenerState>);
 
-impl Drop for OpenGuard {
+impl Slot {
+    /// Takes over `permit` (forgotten here, given back by `drop`).
+    fn new(state: Arc<ListenerState>, permit: OwnedSemaphorePermit) -> Slot {
+        permit.forget();
+        Slot(state)
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.permits.add_permits(1);
     }
 }
 
@@ -108,6 +121,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
     let state = Arc::new(ListenerState {
         open: 0.into(),
         rate: (limits.max_conn_rate > 0).then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
+        permits: ctx.permits.clone(),
     });
     loop {
         let permit = tokio::select! {
@@ -135,7 +149,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
             continue;
         }
         let open = state.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let guard = OpenGuard(state.clone());
+        let slot = Slot::new(state.clone(), permit);
         if limits.max_connections > 0 && open >= limits.max_connections {
             ctx.broker.metrics().limited(Limited::MaxConnections);
             tracing::debug!(%peer, "mqtt: listener at max_connections; connection closed at accept");
@@ -144,7 +158,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
         let _ = stream.set_nodelay(true);
         // `run` itself is the task (no wrapping async block): a wrapper would keep its own
         // copies of the arguments for the life of the connection.
-        tracker.spawn(run(stream, kind, peer, ctx.clone(), shutdown.clone(), (permit, guard)));
+        tracker.spawn(run(stream, kind, peer, ctx.clone(), shutdown.clone(), slot));
     }
 }
 
@@ -153,7 +167,8 @@ struct Io {
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
-    max_incoming: usize,
+    /// `[mqtt] max_packet_size` (a `u32`, next to `version`: 8 bytes less per connection).
+    max_incoming: u32,
 }
 
 enum Read {
@@ -168,7 +183,7 @@ impl Io {
         if self.rbuf.is_empty() {
             return Ok(None);
         }
-        let r = codec::decode(&mut self.rbuf, self.version, self.max_incoming);
+        let r = codec::decode(&mut self.rbuf, self.version, self.max_incoming as usize);
         if self.rbuf.is_empty() {
             // Idle connections keep no read buffer.
             self.rbuf = BytesMut::new();
@@ -268,7 +283,7 @@ fn run(
     peer: SocketAddr,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
-    permit: (OwnedSemaphorePermit, OpenGuard),
+    permit: Slot,
 ) -> impl Future<Output = ()> + Send + 'static {
     let handshake = Box::pin(async move {
         let (io, session, conn) = handshake(stream, kind, peer, &ctx, &shutdown).await?;
@@ -327,7 +342,7 @@ async fn handshake(
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         version: ProtocolVersion::V311,
-        max_incoming: settings.max_packet_size as usize,
+        max_incoming: settings.max_packet_size,
     };
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, io.read_packet()) => r,
@@ -615,7 +630,8 @@ async fn connected(link: &mut Link) -> Close {
                     Err(e) => return lost(format!("read failed: {e}")),
                 }
             }
-            d = link.conn.next_delivery() => {
+            // A poll, not `next_delivery()`: the select holds no future for the mailbox.
+            d = std::future::poll_fn(|cx| link.conn.poll_next_delivery(cx)) => {
                 let now = Instant::now();
                 let mut next = Some(d);
                 let mut n = 0;
