@@ -316,13 +316,13 @@ impl Session {
             let front = &st.queue.front()?.pending;
             if front.message.is_expired(now) {
                 let q = st.queue.pop_front()?;
-                self.log_remove(&st, q.seq);
+                self.log_remove(st, q.seq);
                 metrics.dropped(DropReason::Expired);
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
                 let q = st.queue.pop_front()?;
-                self.log_remove(&st, q.seq);
+                self.log_remove(st, q.seq);
                 return Some(Delivery::Publish { id: 0, dup: false, pending: q.pending });
             }
             if st.inflight.len() >= window {
