@@ -279,8 +279,7 @@ impl Broker {
             if let Some(old) = existing {
                 let mut st = old.state.lock();
                 if let Some(prev) = st.attached.take() {
-                    // Its next poll sees another connection attached: TakenOver.
-                    prev.signal.wake();
+                    prev.signal.close(DisconnectReason::TakenOver);
                     inner.metrics.disconnected(st.protocol);
                     // The old connection ends abnormally: its will fires now unless a delay
                     // is running that the resumed session below cancels (§3.1.2.5).
@@ -324,7 +323,6 @@ impl Broker {
                         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                     resend,
                 });
-                st.close = None;
                 st.generation += 1;
                 st.expiry = expiry;
                 st.will = req.will.clone().map(Box::new);
@@ -623,7 +621,9 @@ impl Broker {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().values().cloned().collect();
         for s in &sessions {
-            s.state.lock().close_attached(DisconnectReason::Shutdown);
+            if let Some(a) = &s.state.lock().attached {
+                a.signal.close(DisconnectReason::Shutdown);
+            }
         }
     }
 
@@ -657,8 +657,14 @@ impl Broker {
     pub fn kick(&self, client_id: &ClientId) -> bool {
         let session = self.inner.sessions.lock().get(client_id).cloned();
         let Some(s) = session else { return false };
-        let mut st = s.state.lock();
-        st.close_attached(DisconnectReason::Kicked)
+        let st = s.state.lock();
+        match &st.attached {
+            Some(a) => {
+                a.signal.close(DisconnectReason::Kicked);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Connections of all protocols now open.

@@ -85,16 +85,22 @@ pub(crate) struct InFlight {
     pub state: FlightState,
 }
 
-/// How the broker wakes the task of one attached connection (the reason it must close, if
-/// it must, is [`SessionState::close`]). One waiter at most (the connection's own task), so
-/// a waker slot does what a `Notify` did, in 24 bytes rather than 40 and without the waiter
-/// node a `Notified` future carries in every idle connection's task.
+/// The broker's side of one attached connection: how to wake it and why it must close.
+/// One waiter at most (the connection's own task), so a waker slot does what a `Notify`
+/// did, in less room here and without the waiter node a `Notified` future carries in every
+/// idle connection's task.
 #[derive(Debug, Default)]
 pub(crate) struct ConnSignal {
     waker: Mutex<Option<Waker>>,
+    pub closed: Mutex<Option<DisconnectReason>>,
 }
 
 impl ConnSignal {
+    pub fn close(&self, reason: DisconnectReason) {
+        self.closed.lock().get_or_insert(reason);
+        self.wake();
+    }
+
     /// Something changed for the connection: wakes its task if it waits.
     pub fn wake(&self) {
         let waker = self.waker.lock().take();
@@ -123,10 +129,10 @@ pub(crate) struct Attached {
     pub signal: Arc<ConnSignal>,
     /// Outgoing QoS 1/2 window: min(client Receive Maximum, max_inflight).
     pub window: u16,
-    /// In-flight ids to send again (a resumed session), oldest *last*: popped from the end.
-    /// Here rather than in the [`crate::Connection`]: it is read under this lock anyway, and
-    /// the connection lives in every idle connection's task, where space is dearer.
-    pub resend: Vec<u16>,
+    /// In-flight ids to send again (a resumed session), oldest first. Here rather than in
+    /// the [`crate::Connection`]: it is read under this lock anyway, and the connection
+    /// lives in every idle connection's task, where space is dearer.
+    pub resend: VecDeque<u16>,
 }
 
 pub(crate) struct SessionState {
@@ -157,10 +163,6 @@ pub(crate) struct SessionState {
     pub pending_will: Option<Box<Will>>,
     pub protocol: Protocol,
     pub destroyed: bool,
-    /// The broker's order to close the attached connection (the first reason wins), see
-    /// [`SessionState::close_attached`]; cleared at every attach. Here rather than in the
-    /// connection's signal, where it would cost that allocation 16 bytes.
-    pub close: Option<DisconnectReason>,
     /// A per-session queue bound below `max_queued_messages`, set by the adapter (e.g. the
     /// buffer of a sleeping MQTT-SN client).
     pub queue_limit: Option<u32>,
@@ -212,7 +214,6 @@ impl Session {
                 pending_will: None,
                 protocol,
                 destroyed: false,
-                close: None,
                 queue_limit: None,
                 queue_capacity: None,
             }),
@@ -296,14 +297,14 @@ impl Session {
         let st = &mut *guard;
         let (window, resend) = match &mut st.attached {
             Some(a) if a.conn_id == conn_id => {
-                if let Some(reason) = st.close {
+                if let Some(reason) = *a.signal.closed.lock() {
                     return Some(Delivery::Close(reason));
                 }
                 (usize::from(a.window), &mut a.resend)
             }
             _ => return Some(Delivery::Close(DisconnectReason::TakenOver)),
         };
-        while let Some(id) = resend.pop() {
+        while let Some(id) = resend.pop_front() {
             if let Some(f) = st.inflight.iter().find(|f| f.id == id) {
                 return Some(match f.state {
                     FlightState::Published => Delivery::Publish { id, dup: true, pending: f.pending.clone() },
@@ -437,15 +438,6 @@ impl Session {
 }
 
 impl SessionState {
-    /// Orders the attached connection to close for `reason` and wakes it; false if none is
-    /// attached.
-    pub(crate) fn close_attached(&mut self, reason: DisconnectReason) -> bool {
-        let Some(a) = &self.attached else { return false };
-        self.close.get_or_insert(reason);
-        a.signal.wake();
-        true
-    }
-
     fn allocate_id(&mut self) -> u16 {
         loop {
             self.next_id = self.next_id.wrapping_add(1);
@@ -455,9 +447,8 @@ impl SessionState {
         }
     }
 
-    /// Ids of in-flight messages to resend when a connection resumes, oldest last (see
-    /// [`Attached::resend`]).
-    pub fn resend_ids(&self) -> Vec<u16> {
-        self.inflight.iter().rev().map(|f| f.id).collect()
+    /// Ids of in-flight messages to resend, oldest first, when a connection resumes.
+    pub fn resend_ids(&self) -> VecDeque<u16> {
+        self.inflight.iter().map(|f| f.id).collect()
     }
 }
