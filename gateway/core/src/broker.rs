@@ -270,9 +270,9 @@ impl Broker {
         let expiry = clamp_expiry(req.session_expiry, inner.settings.max_session_expiry);
         let conn_id = self.next_id();
         let signal = Arc::new(ConnSignal::default());
-        let window = usize::from(req.receive_maximum.clamp(1, inner.settings.max_inflight.max(1)));
+        let window = req.receive_maximum.clamp(1, inner.settings.max_inflight.max(1));
         let mut wills = Vec::new();
-        let (session, session_present, resend) = {
+        let (session, session_present) = {
             let mut sessions = inner.sessions.lock();
             let existing = sessions.get(&req.client_id).cloned();
             let mut resumed = None;
@@ -321,6 +321,7 @@ impl Broker {
                     connected_at: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                    resend,
                 });
                 st.generation += 1;
                 st.expiry = expiry;
@@ -330,7 +331,7 @@ impl Broker {
             }
             session.set_online(true);
             inner.metrics.connected(req.protocol);
-            (session, present, resend)
+            (session, present)
         };
         for w in wills {
             self.publish_will(w);
@@ -342,7 +343,7 @@ impl Broker {
         }
         self.hook(&Event::Connected { client: &info, session_present, keep_alive: req.keep_alive });
         tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
-        Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present, resend))
+        Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present))
     }
 
     pub(crate) fn hook(&self, event: &Event<'_>) {

@@ -2,12 +2,10 @@
 //! translate their wire protocol into these calls and nothing else; the core owns MQTT
 //! semantics (routing, retained, QoS state, queues, wills, expiry).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 
 use crate::auth::Action;
 use crate::broker::Broker;
@@ -59,7 +57,6 @@ pub struct Connection {
     signal: Arc<ConnSignal>,
     info: Arc<ClientInfo>,
     session_present: bool,
-    resend: Mutex<VecDeque<u16>>,
     ended: AtomicBool,
 }
 
@@ -71,9 +68,8 @@ impl Connection {
         signal: Arc<ConnSignal>,
         info: Arc<ClientInfo>,
         session_present: bool,
-        resend: VecDeque<u16>,
     ) -> Self {
-        Connection { broker, session, conn_id, signal, info, session_present, resend: Mutex::new(resend), ended: AtomicBool::new(false) }
+        Connection { broker, session, conn_id, signal, info, session_present, ended: AtomicBool::new(false) }
     }
 
     pub fn client_id(&self) -> &ClientId {
@@ -223,20 +219,26 @@ impl Connection {
     }
 
     /// The next message to send, PUBREL to resend, or the broker's order to close. Waits
-    /// until there is one; cancel-safe (nothing is lost if the future is dropped).
+    /// until there is one; cancel-safe (nothing is lost if the future is dropped). One task
+    /// at a time may wait on a connection.
     pub async fn next_delivery(&self) -> Delivery {
-        loop {
-            if let Some(d) = self.try_next_delivery() {
-                return d;
-            }
-            self.signal.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_next_delivery(cx)).await
+    }
+
+    /// [`Connection::next_delivery`] as a poll: `Pending` registers `cx`'s waker, woken when
+    /// a delivery may be ready. A connection's task can wait with this and hold no future.
+    pub fn poll_next_delivery(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Delivery> {
+        // Registered before looking, so that a delivery queued after the look wakes us.
+        self.signal.register(cx.waker());
+        match self.try_next_delivery() {
+            Some(d) => std::task::Poll::Ready(d),
+            None => std::task::Poll::Pending,
         }
     }
 
     /// The next delivery if one is ready now.
     pub fn try_next_delivery(&self) -> Option<Delivery> {
-        let mut resend = self.resend.lock();
-        let d = self.session.poll_delivery(self.conn_id, &mut resend, Instant::now(), &self.broker.inner.metrics);
+        let d = self.session.poll_delivery(self.conn_id, Instant::now(), &self.broker.inner.metrics);
         if let Some(Delivery::Publish { pending, .. }) = &d {
             let inner = &self.broker.inner;
             inner.metrics.message_out(self.info.protocol);
@@ -251,7 +253,7 @@ impl Connection {
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the delivery `id` is done. False if unknown.
     pub fn ack(&self, id: u16) -> bool {
         let Some(message) = self.session.complete(id) else { return false };
-        self.signal.notify.notify_one();
+        self.signal.wake();
         if self.broker.inner.hooks.wants(EventKind::MessageAcked) {
             self.broker.hook(&Event::Acked { client: &self.info, message: &message });
         }
@@ -268,7 +270,7 @@ impl Connection {
     pub fn drop_delivery(&self, id: u16, reason: DropReason) {
         self.broker.inner.metrics.dropped(reason);
         if id != 0 && self.session.complete(id).is_some() {
-            self.signal.notify.notify_one();
+            self.signal.wake();
         }
     }
 

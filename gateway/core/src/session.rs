@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use crate::metrics::{DropReason, Metrics};
 use crate::store::{Change, SessionMeta, Store};
@@ -86,16 +86,35 @@ pub(crate) struct InFlight {
 }
 
 /// The broker's side of one attached connection: how to wake it and why it must close.
+/// One waiter at most (the connection's own task), so a waker slot does what a `Notify`
+/// did, in less room here and without the waiter node a `Notified` future carries in every
+/// idle connection's task.
 #[derive(Debug, Default)]
 pub(crate) struct ConnSignal {
-    pub notify: Notify,
+    waker: Mutex<Option<Waker>>,
     pub closed: Mutex<Option<DisconnectReason>>,
 }
 
 impl ConnSignal {
     pub fn close(&self, reason: DisconnectReason) {
         self.closed.lock().get_or_insert(reason);
-        self.notify.notify_one();
+        self.wake();
+    }
+
+    /// Something changed for the connection: wakes its task if it waits.
+    pub fn wake(&self) {
+        let waker = self.waker.lock().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The connection's task waits: `waker` is woken at the next [`ConnSignal::wake`].
+    pub fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
     }
 }
 
@@ -109,7 +128,11 @@ pub(crate) struct Attached {
     pub connected_at: u32,
     pub signal: Arc<ConnSignal>,
     /// Outgoing QoS 1/2 window: min(client Receive Maximum, max_inflight).
-    pub window: usize,
+    pub window: u16,
+    /// In-flight ids to send again (a resumed session), oldest first. Here rather than in
+    /// the [`crate::Connection`]: it is read under this lock anyway, and the connection
+    /// lives in every idle connection's task, where space is dearer.
+    pub resend: VecDeque<u16>,
 }
 
 pub(crate) struct SessionState {
@@ -258,7 +281,7 @@ impl Session {
         };
         st.queue.push_back(Queued { seq, pending });
         if let Some(a) = &st.attached {
-            a.signal.notify.notify_one();
+            a.signal.wake();
         }
         dropped_one
     }
@@ -267,17 +290,17 @@ impl Session {
     pub(crate) fn poll_delivery(
         &self,
         conn_id: u64,
-        resend: &mut VecDeque<u16>,
         now: Instant,
         metrics: &Metrics,
     ) -> Option<Delivery> {
-        let mut st = self.state.lock();
-        let window = match &st.attached {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let (window, resend) = match &mut st.attached {
             Some(a) if a.conn_id == conn_id => {
                 if let Some(reason) = *a.signal.closed.lock() {
                     return Some(Delivery::Close(reason));
                 }
-                a.window
+                (usize::from(a.window), &mut a.resend)
             }
             _ => return Some(Delivery::Close(DisconnectReason::TakenOver)),
         };
@@ -293,13 +316,13 @@ impl Session {
             let front = &st.queue.front()?.pending;
             if front.message.is_expired(now) {
                 let q = st.queue.pop_front()?;
-                self.log_remove(&st, q.seq);
+                self.log_remove(st, q.seq);
                 metrics.dropped(DropReason::Expired);
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
                 let q = st.queue.pop_front()?;
-                self.log_remove(&st, q.seq);
+                self.log_remove(st, q.seq);
                 return Some(Delivery::Publish { id: 0, dup: false, pending: q.pending });
             }
             if st.inflight.len() >= window {

@@ -69,14 +69,27 @@ pub async fn bind_all(settings: &MqttSettings) -> std::io::Result<Vec<(Kind, Tcp
 struct ListenerState {
     open: std::sync::atomic::AtomicUsize,
     rate: Option<Mutex<Bucket>>,
+    /// `Context::permits`, to give back the permits its connections hold.
+    permits: Arc<Semaphore>,
 }
 
-/// Decrements the listener's open count when the connection ends.
-struct OpenGuard(Arc<ListenerState>);
+/// A connection's place: one of the listener's open connections and one permit under
+/// `limits.max_connections`, both given back when the connection ends. One pointer in the
+/// task where an `OwnedSemaphorePermit` and a guard took three.
+struct Slot(Arc<ListenerState>);
 
-impl Drop for OpenGuard {
+impl Slot {
+    /// Takes over `permit` (forgotten here, given back by `drop`).
+    fn new(state: Arc<ListenerState>, permit: OwnedSemaphorePermit) -> Slot {
+        permit.forget();
+        Slot(state)
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.permits.add_permits(1);
     }
 }
 
@@ -108,6 +121,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
     let state = Arc::new(ListenerState {
         open: 0.into(),
         rate: (limits.max_conn_rate > 0).then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
+        permits: ctx.permits.clone(),
     });
     loop {
         let permit = tokio::select! {
@@ -135,7 +149,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
             continue;
         }
         let open = state.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let guard = OpenGuard(state.clone());
+        let slot = Slot::new(state.clone(), permit);
         if limits.max_connections > 0 && open >= limits.max_connections {
             ctx.broker.metrics().limited(Limited::MaxConnections);
             tracing::debug!(%peer, "mqtt: listener at max_connections; connection closed at accept");
@@ -144,7 +158,7 @@ pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, sh
         let _ = stream.set_nodelay(true);
         // `run` itself is the task (no wrapping async block): a wrapper would keep its own
         // copies of the arguments for the life of the connection.
-        tracker.spawn(run(stream, kind, peer, ctx.clone(), shutdown.clone(), (permit, guard)));
+        tracker.spawn(run(stream, kind, peer, ctx.clone(), shutdown.clone(), slot));
     }
 }
 
@@ -153,7 +167,8 @@ struct Io {
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
-    max_incoming: usize,
+    /// `[mqtt] max_packet_size` (a `u32`, next to `version`: 8 bytes less per connection).
+    max_incoming: u32,
 }
 
 enum Read {
@@ -168,7 +183,7 @@ impl Io {
         if self.rbuf.is_empty() {
             return Ok(None);
         }
-        let r = codec::decode(&mut self.rbuf, self.version, self.max_incoming);
+        let r = codec::decode(&mut self.rbuf, self.version, self.max_incoming as usize);
         if self.rbuf.is_empty() {
             // Idle connections keep no read buffer.
             self.rbuf = BytesMut::new();
@@ -259,27 +274,43 @@ impl Io {
 /// disconnect) are bigger, and an idle connection should not carry their space.
 /// `permit` is this connection's place under `limits.max_connections`, held until it ends.
 /// Not an `async fn`: its arguments would keep their slots in the task for the connection's
-/// life; here they move into the boxed handshake and the task keeps only a pointer.
+/// life; here they move into the boxed handshake, which hands back what the connected state
+/// needs, and the task keeps only a pointer to it (an upvar of the task's future keeps its
+/// slot in every state, so the peer address and the permit are not captured here).
 fn run(
     stream: TcpStream,
     kind: Kind,
     peer: SocketAddr,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
-    permit: (OwnedSemaphorePermit, OpenGuard),
+    permit: Slot,
 ) -> impl Future<Output = ()> + Send + 'static {
-    // The rate budgets are built here, so that the task keeps an 8-byte box (or nothing),
-    // not copies of the listener's limits.
-    let rates = Rates::for_limits(&ctx.settings.limits);
-    let handshake = Box::pin(async move { handshake(stream, kind, peer, &ctx, &shutdown).await });
+    let handshake = Box::pin(async move {
+        let (io, session, conn) = handshake(stream, kind, peer, &ctx, &shutdown).await?;
+        // The rate budgets are built here, so that the task keeps an 8-byte box (or nothing),
+        // not copies of the listener's limits.
+        let rates = Rates::for_limits(&ctx.settings.limits);
+        Some((Link { io, session, conn, rates }, permit))
+    });
     async move {
-        let Some((mut io, mut session, conn)) = handshake.await else {
+        let Some((mut link, permit)) = handshake.await else {
             return;
         };
-        let close = connected(&mut io, &mut session, &conn, rates).await;
-        Box::pin(close_connection(io, session, conn, close, peer)).await;
+        let close = connected(&mut link).await;
+        let Link { io, session, conn, .. } = link;
+        Box::pin(close_connection(io, session, conn, close)).await;
         drop(permit);
     }
+}
+
+/// What a connected connection's task holds: its IO, protocol session, core connection and
+/// rate budgets. One struct, so that the connected loop keeps one reference to it rather than
+/// one per part (an `async fn` keeps each argument twice).
+struct Link {
+    io: Io,
+    session: MqttSession,
+    conn: Connection,
+    rates: Option<Box<Rates>>,
 }
 
 /// CONNECT in, CONNACK queued: the connection's IO, protocol session and core connection.
@@ -311,7 +342,7 @@ async fn handshake(
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         version: ProtocolVersion::V311,
-        max_incoming: settings.max_packet_size as usize,
+        max_incoming: settings.max_packet_size,
     };
     let first = tokio::select! {
         r = tokio::time::timeout(settings.connect_timeout, io.read_packet()) => r,
@@ -408,7 +439,10 @@ async fn handshake(
 }
 
 /// Sends what the close calls for, tells the core, shuts the socket.
-async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, close: Close, peer: SocketAddr) {
+async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, close: Close) {
+    // The connection's own record of the peer (always set for MQTT): the task does not keep
+    // a copy of the address for the log line.
+    let peer = conn.info().peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     if let Some(p) = session.disconnect_packet(&close) {
         trace(&conn, Direction::Out, &p);
         io.queue(&p);
@@ -444,16 +478,22 @@ async fn upgrade(tcp: TcpStream, kind: Kind, ctx: &Context) -> std::io::Result<(
     })
 }
 
-/// A connection's rate budgets (`[mqtt]` bytes and messages rates).
+/// A connection's rate budgets (`[mqtt]` bytes and messages rates), and the pauses they
+/// impose. Boxed and only there when a rate is configured, so an idle connection without
+/// rates carries 8 bytes for all of it.
 struct Rates {
     bytes: Option<Bucket>,
     messages: Option<Bucket>,
     disconnect: bool,
+    /// Over the bytes rate: no reading until then.
+    read_paused: Option<Instant>,
+    /// Over the messages rate: the packets already read wait in the buffer until then (and
+    /// nothing more is read).
+    decode_paused: Option<Instant>,
 }
 
 impl Rates {
-    /// The budgets of a new connection under `limits`; boxed and only when configured, so an
-    /// idle connection without rates carries 8 bytes.
+    /// The budgets of a new connection under `limits`.
     fn for_limits(limits: &crate::settings::ListenerLimits) -> Option<Box<Rates>> {
         let now = Instant::now();
         (limits.bytes_rate.is_some() || limits.messages_rate.is_some()).then(|| {
@@ -461,126 +501,162 @@ impl Rates {
                 bytes: limits.bytes_rate.map(|r| Bucket::new(r, now)),
                 messages: limits.messages_rate.map(|r| Bucket::new(u64::from(r), now)),
                 disconnect: limits.disconnect_over_rate,
+                read_paused: None,
+                decode_paused: None,
             })
         })
     }
 
-    /// Spends `n` bytes; when reading may go on if the budget is spent (counted).
-    fn spend_bytes(&mut self, n: usize, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
-        let b = self.bytes.as_mut()?;
+    /// Spends `n` bytes; if the budget is spent, reading pauses until it refills (counted).
+    fn spend_bytes(&mut self, n: usize, metrics: &roost_core::metrics::Metrics) {
+        let Some(b) = self.bytes.as_mut() else { return };
         b.spend(n as u64, Instant::now());
-        let at = b.ready_at();
-        if at.is_some() {
+        self.read_paused = b.ready_at();
+        if self.read_paused.is_some() {
             metrics.limited(Limited::BytesRate);
         }
-        at
     }
 
-    /// Spends one PUBLISH; when decoding may go on if the budget is spent (counted).
-    fn spend_message(&mut self, metrics: &roost_core::metrics::Metrics) -> Option<Instant> {
-        let m = self.messages.as_mut()?;
+    /// Spends one PUBLISH; if the budget is spent, decoding pauses until it refills (counted).
+    fn spend_message(&mut self, metrics: &roost_core::metrics::Metrics) {
+        let Some(m) = self.messages.as_mut() else { return };
         m.spend(1, Instant::now());
-        let at = m.ready_at();
-        if at.is_some() {
+        self.decode_paused = m.ready_at();
+        if self.decode_paused.is_some() {
             metrics.limited(Limited::MessageRate);
         }
-        at
+    }
+
+    /// Pauses that have ended by `now` are over.
+    fn resume(&mut self, now: Instant) {
+        self.read_paused = self.read_paused.filter(|p| now < *p);
+        self.decode_paused = self.decode_paused.filter(|p| now < *p);
+    }
+}
+
+impl Link {
+    fn decode_paused(&self) -> bool {
+        self.rates.as_ref().is_some_and(|r| r.decode_paused.is_some())
+    }
+
+    fn paused(&self) -> bool {
+        self.rates.as_ref().is_some_and(|r| r.read_paused.is_some() || r.decode_paused.is_some())
+    }
+
+    /// Paused, and the listener closes connections over their rate rather than waiting.
+    fn over_rate_closes(&self) -> bool {
+        self.rates.as_ref().is_some_and(|r| r.disconnect) && self.paused()
+    }
+
+    /// The earliest of the keep alive deadline and the ends of the rate pauses.
+    fn wake_at(&self) -> Option<Instant> {
+        let (read, decode) = self.rates.as_ref().map_or((None, None), |r| (r.read_paused, r.decode_paused));
+        [self.session.keep_alive_deadline(), read, decode].into_iter().flatten().min()
+    }
+
+    /// Queues what the session produced, in order.
+    fn queue_all(&mut self, out: &mut Vec<Packet>) {
+        for p in out.drain(..) {
+            trace(&self.conn, Direction::Out, &p);
+            self.io.queue(&p);
+        }
+    }
+
+    /// Decodes the next buffered packet and starts its handling, boxed. A plain function, so
+    /// that the packet (200-odd bytes, and borrowed for the trace) is never a local of the
+    /// connected loop's future: that future's largest state sets every idle connection's size.
+    #[allow(clippy::type_complexity)]
+    fn next_packet<'a>(
+        &'a mut self,
+        out: &'a mut Vec<Packet>,
+    ) -> Result<Option<std::pin::Pin<Box<impl Future<Output = Result<(), Close>> + 'a>>>, Close> {
+        let p = match self.io.decode() {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(Close { reason: roost_core::DisconnectReason::Abnormal, send: Some(e.reason_code()), why: e.to_string() });
+            }
+        };
+        trace(&self.conn, Direction::In, &p);
+        if let (Packet::Publish(_), Some(r)) = (&p, self.rates.as_mut()) {
+            r.spend_message(self.conn.broker().metrics());
+        }
+        Ok(Some(Box::pin(self.session.handle_packet(Instant::now(), p, &self.conn, out))))
     }
 }
 
 /// The connected state: packets in, deliveries out, keep alive, until something closes it.
-async fn connected(io: &mut Io, session: &mut MqttSession, conn: &Connection, mut rates: Option<Box<Rates>>) -> Close {
-    let metrics = conn.broker().metrics();
+async fn connected(link: &mut Link) -> Close {
     let mut out: Vec<Packet> = Vec::new();
-    // Over the bytes rate: no reading until then. Over the messages rate: the packets
-    // already read wait in the buffer until then (and nothing more is read).
-    let mut read_paused: Option<Instant> = None;
-    let mut decode_paused: Option<Instant> = None;
     loop {
-        while decode_paused.is_none() {
-            match io.decode() {
-                Ok(Some(p)) => {
-                    trace(conn, Direction::In, &p);
-                    if let (Packet::Publish(_), Some(r)) = (&p, rates.as_mut()) {
-                        decode_paused = r.spend_message(metrics);
-                    }
-                    if let Err(c) = Box::pin(session.handle_packet(Instant::now(), p, conn, &mut out)).await {
-                        // Acknowledgements owed for earlier packets still go out.
-                        for p in out.drain(..) {
-                            trace(conn, Direction::Out, &p);
-                            io.queue(&p);
-                        }
-                        return c;
-                    }
-                }
+        while !link.decode_paused() {
+            let handling = match link.next_packet(&mut out) {
+                Ok(Some(h)) => h,
                 Ok(None) => break,
-                Err(e) => {
-                    return Close { reason: roost_core::DisconnectReason::Abnormal, send: Some(e.reason_code()), why: e.to_string() };
-                }
+                Err(c) => return c,
+            };
+            if let Err(c) = handling.await {
+                // Acknowledgements owed for earlier packets still go out.
+                link.queue_all(&mut out);
+                return c;
             }
         }
-        if (read_paused.is_some() || decode_paused.is_some()) && rates.as_ref().is_some_and(|r| r.disconnect) {
-            for p in out.drain(..) {
-                trace(conn, Direction::Out, &p);
-                io.queue(&p);
-            }
+        if link.over_rate_closes() {
+            link.queue_all(&mut out);
             return Close {
                 reason: roost_core::DisconnectReason::Abnormal,
                 send: Some(codec::reason::QUOTA_EXCEEDED),
                 why: "over the listener's bytes or messages rate".into(),
             };
         }
-        for p in out.drain(..) {
-            trace(conn, Direction::Out, &p);
-            io.queue(&p);
-        }
-        match io.flush().await {
-            Ok(n) => metrics.bytes_out(Protocol::Mqtt, n),
+        link.queue_all(&mut out);
+        match link.io.flush().await {
+            Ok(n) => link.conn.broker().metrics().bytes_out(Protocol::Mqtt, n),
             Err(e) => return lost(format!("write failed: {e}")),
         }
-        let deadline = session.keep_alive_deadline();
-        let wake = [deadline, read_paused, decode_paused].into_iter().flatten().min();
+        let wake = link.wake_at();
+        let paused = link.paused();
         tokio::select! {
-            r = io.read_more(), if read_paused.is_none() && decode_paused.is_none() => {
+            r = link.io.read_more(), if !paused => {
                 match r {
                     Ok(0) => return lost("peer closed the connection".into()),
                     Ok(n) => {
+                        let metrics = link.conn.broker().metrics();
                         metrics.bytes_in(Protocol::Mqtt, n);
-                        if let Some(r) = rates.as_mut() {
-                            read_paused = r.spend_bytes(n, metrics);
+                        if let Some(r) = link.rates.as_mut() {
+                            r.spend_bytes(n, metrics);
                         }
                     }
                     Err(e) => return lost(format!("read failed: {e}")),
                 }
             }
-            d = conn.next_delivery() => {
+            // A poll, not `next_delivery()`: the select holds no future for the mailbox.
+            d = std::future::poll_fn(|cx| link.conn.poll_next_delivery(cx)) => {
                 let now = Instant::now();
                 let mut next = Some(d);
                 let mut n = 0;
                 while let Some(d) = next.take() {
-                    match session.handle_delivery(now, d, conn) {
+                    match link.session.handle_delivery(now, d, &link.conn) {
                         Ok(Some(p)) => out.push(p),
                         Ok(None) => {}
                         Err(c) => {
-                            for p in out.drain(..) {
-                                trace(conn, Direction::Out, &p);
-                                io.queue(&p);
-                            }
+                            link.queue_all(&mut out);
                             return c;
                         }
                     }
                     n += 1;
-                    if n < MAX_BATCH && io.wbuf.len() < MAX_WRITE_BUF {
-                        next = conn.try_next_delivery();
+                    if n < MAX_BATCH && link.io.wbuf.len() < MAX_WRITE_BUF {
+                        next = link.conn.try_next_delivery();
                     }
                 }
             }
             // One timer for keep alive and the ends of rate pauses.
             _ = sleep_until(wake) => {
                 let now = Instant::now();
-                read_paused = read_paused.filter(|p| now < *p);
-                decode_paused = decode_paused.filter(|p| now < *p);
-                if let Some(c) = session.handle_timeout(now) {
+                if let Some(r) = link.rates.as_mut() {
+                    r.resume(now);
+                }
+                if let Some(c) = link.session.handle_timeout(now) {
                     return c;
                 }
             }

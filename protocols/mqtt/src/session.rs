@@ -43,10 +43,13 @@ pub struct Limits {
 
 pub struct MqttSession {
     pub version: ProtocolVersion,
-    keep_alive: Duration,
+    /// Seconds (0: none). Every idle connection carries the session, so its fields are as
+    /// narrow as the protocol's: a `u16` here rather than a 16-byte `Duration`.
+    keep_alive: u16,
     last_heard: Instant,
-    /// Client's Maximum Packet Size (v5); we never send a packet larger than this.
-    client_max_packet: usize,
+    /// Client's Maximum Packet Size (v5, at most 2^28 - 1, so a `u32`); we never send a
+    /// packet larger than this.
+    client_max_packet: u32,
     /// Aliases the client set for its publishes to us.
     /// Allocated on first use, so an idle connection that never uses aliases holds no map.
     #[allow(clippy::box_collection)] // 8 bytes while unused, where a HashMap is 48
@@ -70,9 +73,9 @@ impl MqttSession {
     ) -> Self {
         MqttSession {
             version,
-            keep_alive: Duration::from_secs(u64::from(keep_alive_secs)),
+            keep_alive: keep_alive_secs,
             last_heard: now,
-            client_max_packet: connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            client_max_packet: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
             alias_in: None,
             alias_out: None,
             client_alias_max: if version.is_v5() { connect.properties.topic_alias_maximum.unwrap_or(0) } else { 0 },
@@ -83,7 +86,7 @@ impl MqttSession {
 
     /// When the connection must be closed if nothing arrives (1.5 x keep alive, §3.1.2.10).
     pub fn keep_alive_deadline(&self) -> Option<Instant> {
-        (!self.keep_alive.is_zero()).then(|| self.last_heard + self.keep_alive * 3 / 2)
+        (self.keep_alive != 0).then(|| self.last_heard + Duration::from_secs(u64::from(self.keep_alive)) * 3 / 2)
     }
 
     /// Called at the deadline: the close to perform if it really passed.
@@ -362,7 +365,7 @@ impl MqttSession {
                     payload: m.payload.clone(),
                 };
                 let mut packet = Packet::Publish(publish);
-                if codec::encoded_len(&packet, self.version) > self.client_max_packet {
+                if codec::encoded_len(&packet, self.version) > self.client_max_packet as usize {
                     conn.drop_delivery(id, DropReason::TooLarge);
                     return Ok(None);
                 }
