@@ -1,0 +1,182 @@
+//! The socket loop around [`Device`]: one UDP socket per simulated client, a fleet started
+//! at a connect rate (`roost-sim lwm2m`), and [`spawn_device`] for tests that drive one
+//! device and watch its events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::device::{Device, DeviceConfig, Event};
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub server: SocketAddr,
+    pub devices: usize,
+    /// Endpoint names are `{prefix}-{n}`.
+    pub prefix: String,
+    pub lifetime: Duration,
+    pub report_period: Duration,
+    pub queue_mode: bool,
+    pub queue_window: Duration,
+    /// How long each device stays registered before it de-registers.
+    pub duration: Duration,
+    /// New devices per second while the fleet starts.
+    pub connect_rate: u32,
+    /// Local address the sockets bind, device n on port 10000 + n (for fleets larger than
+    /// the ephemeral port range).
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            server: SocketAddr::from(([127, 0, 0, 1], 5783)),
+            devices: 10,
+            prefix: "sim".into(),
+            lifetime: Duration::from_secs(300),
+            report_period: Duration::from_secs(10),
+            queue_mode: false,
+            queue_window: Duration::from_secs(20),
+            duration: Duration::from_secs(30),
+            connect_rate: 500,
+            source_ip: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub registered: AtomicU64,
+    pub register_failed: AtomicU64,
+    /// From the launch of the fleet to the last successful Register, µs.
+    pub registered_by_us: AtomicU64,
+    pub updates: AtomicU64,
+    pub update_failed: AtomicU64,
+    pub deregistered: AtomicU64,
+    pub answered: AtomicU64,
+    pub notifications: AtomicU64,
+    pub ignored: AtomicU64,
+}
+
+impl SimStats {
+    fn count(&self, e: &Event, launch: Instant) {
+        let c = match e {
+            Event::Registered(_) => {
+                let us = u64::try_from(launch.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.registered_by_us.fetch_max(us, Relaxed);
+                &self.registered
+            }
+            Event::RegisterFailed(_) => &self.register_failed,
+            Event::Updated => &self.updates,
+            Event::UpdateFailed => &self.update_failed,
+            Event::Deregistered => &self.deregistered,
+            Event::Answered(_) => &self.answered,
+            Event::Notified(_) => &self.notifications,
+            Event::Ignored => &self.ignored,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Runs the fleet to its end (every device de-registered or given up).
+pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
+    let launch = Instant::now();
+    let rate = f64::from(cfg.connect_rate.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..cfg.devices {
+        tokio::time::sleep_until(launch + Duration::from_secs_f64(n as f64 / rate)).await;
+        let local = match cfg.source_ip {
+            Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),
+            None if cfg.server.is_ipv4() => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let dc = DeviceConfig {
+            endpoint: format!("{}-{n}", cfg.prefix),
+            lifetime: cfg.lifetime,
+            queue_mode: cfg.queue_mode,
+            queue_window: cfg.queue_window,
+            report_period: cfg.report_period,
+            seed: n as u32,
+        };
+        let (server, stats, stop) = (cfg.server, stats.clone(), CancellationToken::new());
+        let end = Instant::now() + cfg.duration;
+        tasks.spawn(async move {
+            let stopper = stop.clone();
+            let run = run_device(server, local, dc, stop, |e| stats.count(&e, launch));
+            tokio::pin!(run);
+            tokio::select! {
+                r = &mut run => r,
+                () = tokio::time::sleep_until(end) => { stopper.cancel(); run.await }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A device run by [`spawn_device`]: its events, and `stop` to de-register and end it.
+pub struct DeviceHandle {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub stop: CancellationToken,
+    pub local: SocketAddr,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts one device that registers with `server` and runs until `stop`.
+pub async fn spawn_device(server: SocketAddr, cfg: DeviceConfig) -> std::io::Result<DeviceHandle> {
+    let socket = UdpSocket::bind(if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }).await?;
+    let local = socket.local_addr()?;
+    drop(socket);
+    let (tx, events) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_device(server, local, cfg, stop.clone(), move |e| {
+        let _ = tx.send(e);
+    }));
+    Ok(DeviceHandle { events, stop, local, task })
+}
+
+/// The socket loop of one device: registers, answers, notifies, updates; when `stop` is
+/// cancelled it de-registers (waiting at most 10 s for the answer) and returns.
+pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig, stop: CancellationToken, mut on_event: impl FnMut(Event)) -> std::io::Result<()> {
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(server).await?;
+    let mut dev = Device::new(cfg, Instant::now().into_std());
+    dev.register(Instant::now().into_std());
+    let mut buf = vec![0u8; 65_535];
+    let mut leaving: Option<Instant> = None;
+    loop {
+        while let Some(bytes) = dev.poll_transmit() {
+            // A lost datagram is what UDP does; the state machine retransmits.
+            let _ = socket.send(&bytes).await;
+        }
+        let mut done = false;
+        while let Some(e) = dev.poll_event() {
+            done |= matches!(e, Event::Deregistered) && leaving.is_some();
+            done |= matches!(e, Event::RegisterFailed(_));
+            on_event(e);
+        }
+        if done || leaving.is_some_and(|t| Instant::now() >= t) {
+            return Ok(());
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let wake = dev.poll_timeout().map_or(far, Instant::from_std).min(leaving.unwrap_or(far));
+        tokio::select! {
+            r = socket.recv(&mut buf) => {
+                // ICMP port unreachable surfaces here: the server is not there (yet).
+                if let Ok(n) = r {
+                    dev.handle(&buf[..n], Instant::now().into_std());
+                }
+            }
+            () = tokio::time::sleep_until(wake) => dev.handle_timeout(Instant::now().into_std()),
+            () = stop.cancelled(), if leaving.is_none() => {
+                leaving = Some(Instant::now() + Duration::from_secs(10));
+                dev.deregister(Instant::now().into_std());
+            }
+        }
+    }
+}
