@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 
 use super::device::{Device, DeviceConfig, Event};
 
@@ -86,10 +86,18 @@ impl SimStats {
 
 /// Runs the fleet to its end (every device de-registered or given up).
 pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
+    run_until(cfg, stats, CancellationToken::new()).await;
+}
+
+/// [`run_with`], and every device de-registers early when `stop` is cancelled.
+pub async fn run_until(cfg: SimConfig, stats: Arc<SimStats>, stop: CancellationToken) {
     let launch = Instant::now();
     let rate = f64::from(cfg.connect_rate.max(1));
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..cfg.devices {
+        if stop.is_cancelled() {
+            break;
+        }
         tokio::time::sleep_until(launch + Duration::from_secs_f64(n as f64 / rate)).await;
         let local = match cfg.source_ip {
             Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),
@@ -104,7 +112,7 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
             report_period: cfg.report_period,
             seed: n as u32,
         };
-        let (server, stats, stop) = (cfg.server, stats.clone(), CancellationToken::new());
+        let (server, stats, stop) = (cfg.server, stats.clone(), stop.child_token());
         let end = Instant::now() + cfg.duration;
         tasks.spawn(async move {
             let stopper = stop.clone();
@@ -178,5 +186,102 @@ pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig
                 dev.deregister(Instant::now().into_std());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+    use roost_coap::codec;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A scripted server's next datagram and its sender.
+    async fn next(server: &UdpSocket) -> (Packet, SocketAddr) {
+        let mut buf = vec![0u8; 2048];
+        let (n, from) = tokio::time::timeout(WAIT, server.recv_from(&mut buf)).await.unwrap().unwrap();
+        (codec::decode(&buf[..n]).unwrap(), from)
+    }
+
+    async fn ack(server: &UdpSocket, to: SocketAddr, req: &Packet, code: ResponseType, location: &[&str]) {
+        let mut r = codec::empty(MessageType::Acknowledgement, req.header.message_id);
+        r.header.code = MessageClass::Response(code);
+        r.set_token(req.get_token().to_vec());
+        for l in location {
+            r.add_option(CoapOption::LocationPath, l.as_bytes().to_vec());
+        }
+        server.send_to(&codec::encode(&r).unwrap(), to).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_device_registers_answers_a_read_and_deregisters_over_udp() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut h = spawn_device(server.local_addr().unwrap(), DeviceConfig::new("udp-1")).await.unwrap();
+        let (reg, from) = next(&server).await;
+        assert_eq!(codec::uri_path(&reg).unwrap(), ["rd"]);
+        assert!(codec::uri_query(&reg).contains(&("ep".into(), "udp-1".into())));
+        ack(&server, from, &reg, ResponseType::Created, &["rd", "7"]).await;
+        let first = tokio::time::timeout(WAIT, h.events.recv()).await.unwrap();
+        assert_eq!(first, Some(Event::Registered(vec!["rd".into(), "7".into()])));
+        let mut read = codec::empty(MessageType::Confirmable, 4242);
+        read.header.code = MessageClass::Request(RequestType::Get);
+        read.set_token(vec![1, 2]);
+        for s in ["3", "0", "0"] {
+            read.add_option(CoapOption::UriPath, s.as_bytes().to_vec());
+        }
+        server.send_to(&codec::encode(&read).unwrap(), from).await.unwrap();
+        let (resp, _) = next(&server).await;
+        assert_eq!((resp.header.message_id, resp.payload.as_slice()), (4242, b"Roost".as_slice()));
+        h.stop.cancel();
+        let (del, _) = next(&server).await;
+        assert_eq!((del.header.code, codec::uri_path(&del).unwrap()), (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "7".to_string()]));
+        ack(&server, from, &del, ResponseType::Deleted, &[]).await;
+        tokio::time::timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+        let mut rest = Vec::new();
+        while let Ok(e) = h.events.try_recv() {
+            rest.push(e);
+        }
+        assert_eq!(rest, [Event::Answered("2.05".into()), Event::Deregistered]);
+    }
+
+    #[tokio::test]
+    async fn a_fleet_registers_every_device_and_stops_on_cancel() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let cfg = SimConfig { server: server.local_addr().unwrap(), devices: 5, prefix: "f".into(), duration: Duration::from_secs(60), ..SimConfig::default() };
+        let (stats, stop) = (Arc::new(SimStats::default()), CancellationToken::new());
+        let fleet = tokio::spawn(run_until(cfg, stats.clone(), stop.clone()));
+        let mut eps = Vec::new();
+        let mut deleted = 0;
+        while deleted < 5 {
+            let (p, from) = next(&server).await;
+            match p.header.code {
+                MessageClass::Request(RequestType::Post) => {
+                    let ep = codec::uri_query(&p).into_iter().find(|(k, _)| k == "ep").unwrap().1;
+                    eps.push(ep.clone());
+                    ack(&server, from, &p, ResponseType::Created, &["rd", &ep]).await;
+                    if eps.len() == 5 {
+                        // Let the last 2.01 arrive before stopping.
+                        let all = async {
+                            while stats.registered.load(Relaxed) < 5 {
+                                tokio::task::yield_now().await;
+                            }
+                        };
+                        tokio::time::timeout(WAIT, all).await.unwrap();
+                        stop.cancel();
+                    }
+                }
+                MessageClass::Request(RequestType::Delete) => {
+                    ack(&server, from, &p, ResponseType::Deleted, &[]).await;
+                    deleted += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        tokio::time::timeout(WAIT, fleet).await.unwrap().unwrap();
+        eps.sort();
+        assert_eq!(eps, ["f-0", "f-1", "f-2", "f-3", "f-4"]);
+        assert_eq!((stats.registered.load(Relaxed), stats.deregistered.load(Relaxed), stats.register_failed.load(Relaxed)), (5, 5, 0));
     }
 }
