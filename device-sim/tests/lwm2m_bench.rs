@@ -83,3 +83,24 @@ async fn bench_registers_every_device_and_times_every_command() {
     assert_eq!((v["answered"].as_u64(), v["timed_out"].as_u64()), (Some(30), Some(0)), "{v}");
     assert!(v["latency"]["max_ms"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lwm2m_fleet_prints_its_counters() {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server = udp.local_addr().unwrap().to_string();
+    tokio::spawn(scripted_server(udp));
+    let out = within(
+        60,
+        "roost-sim lwm2m",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim"))
+            .args(["lwm2m", "--target", &server, "--devices", "7", "--duration", "1s", "--lifetime", "1s", "--queue-mode", "--queue-window", "1s"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("lwm2m: 7 registrations ok, 0 failed;"), "{line}");
+    assert!(line.contains("; 7 de-registered;"), "{line}");
+}

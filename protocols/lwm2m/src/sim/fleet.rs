@@ -155,7 +155,9 @@ pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig
     socket.connect(server).await?;
     let mut dev = Device::new(cfg, Instant::now().into_std());
     dev.register(Instant::now().into_std());
-    let mut buf = vec![0u8; 65_535];
+    // Server requests to this device are small (no block-wise transfer here); a larger
+    // datagram is cut and then fails to decode, which counts as ignored.
+    let mut buf = vec![0u8; 4096];
     let mut leaving: Option<Instant> = None;
     loop {
         while let Some(bytes) = dev.poll_transmit() {
