@@ -96,6 +96,7 @@ pub struct Attrs {
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_RETRANSMIT: u32 = 4;
 const RECENT: usize = 8;
+const SEPARATE_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Device {
     pub(super) cfg: DeviceConfig,
@@ -165,6 +166,12 @@ impl Device {
         self.ask(Ask::Register, now);
     }
 
+    /// Sends an Update now (or once the outstanding exchange is over): in queue mode this is
+    /// how the device wakes up and collects what the server held for it.
+    pub fn update(&mut self, now: Instant) {
+        self.ask(Ask::Update, now);
+    }
+
     /// Sends the De-register once the outstanding exchange (if any) is over.
     pub fn deregister(&mut self, now: Instant) {
         self.ask(Ask::Deregister, now);
@@ -229,7 +236,14 @@ impl Device {
         match (p.header.get_type(), p.header.code) {
             (MessageType::Reset, _) => self.reset(p.header.message_id),
             (_, MessageClass::Request(_)) => self.serve(&p, now),
-            (MessageType::Acknowledgement, MessageClass::Empty) => {}
+            (MessageType::Acknowledgement, MessageClass::Empty) => {
+                // The server will answer separately (RFC 7252 §5.2.2): stop retransmitting
+                // and give it EXCHANGE_LIFETIME-ish to do so.
+                if let Some(o) = self.outstanding.as_mut().filter(|o| o.message_id == p.header.message_id) {
+                    o.retries = MAX_RETRANSMIT;
+                    o.retry_at = now + SEPARATE_WAIT;
+                }
+            }
             (t, MessageClass::Response(code)) => {
                 if t == MessageType::Confirmable {
                     self.send(&codec::empty(MessageType::Acknowledgement, p.header.message_id), now);

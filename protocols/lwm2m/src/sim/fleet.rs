@@ -127,9 +127,18 @@ pub async fn run_until(cfg: SimConfig, stats: Arc<SimStats>, stop: CancellationT
     while tasks.join_next().await.is_some() {}
 }
 
-/// A device run by [`spawn_device`]: its events, and `stop` to de-register and end it.
+/// What a test can make a running device do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Send a registration Update now (wakes a queue-mode device).
+    Update,
+}
+
+/// A device run by [`spawn_device`]: its events, `control`, and `stop` to de-register and
+/// end it (aborting `task` instead ends it silently, for lifetime expiry).
 pub struct DeviceHandle {
     pub events: mpsc::UnboundedReceiver<Event>,
+    pub control: mpsc::UnboundedSender<Control>,
     pub stop: CancellationToken,
     pub local: SocketAddr,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -141,16 +150,29 @@ pub async fn spawn_device(server: SocketAddr, cfg: DeviceConfig) -> std::io::Res
     let local = socket.local_addr()?;
     drop(socket);
     let (tx, events) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run_device(server, local, cfg, stop.clone(), move |e| {
+    let task = tokio::spawn(run_controlled(server, local, cfg, stop.clone(), control_rx, move |e| {
         let _ = tx.send(e);
     }));
-    Ok(DeviceHandle { events, stop, local, task })
+    Ok(DeviceHandle { events, control, stop, local, task })
 }
 
 /// The socket loop of one device: registers, answers, notifies, updates; when `stop` is
 /// cancelled it de-registers (waiting at most 10 s for the answer) and returns.
-pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig, stop: CancellationToken, mut on_event: impl FnMut(Event)) -> std::io::Result<()> {
+pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig, stop: CancellationToken, on_event: impl FnMut(Event)) -> std::io::Result<()> {
+    let (_keep, control) = mpsc::unbounded_channel();
+    run_controlled(server, local, cfg, stop, control, on_event).await
+}
+
+async fn run_controlled(
+    server: SocketAddr,
+    local: SocketAddr,
+    cfg: DeviceConfig,
+    stop: CancellationToken,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    mut on_event: impl FnMut(Event),
+) -> std::io::Result<()> {
     let socket = UdpSocket::bind(local).await?;
     socket.connect(server).await?;
     let mut dev = Device::new(cfg, Instant::now().into_std());
@@ -183,6 +205,9 @@ pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig
                 }
             }
             () = tokio::time::sleep_until(wake) => dev.handle_timeout(Instant::now().into_std()),
+            Some(c) = control.recv() => match c {
+                Control::Update => dev.update(Instant::now().into_std()),
+            },
             () = stop.cancelled(), if leaving.is_none() => {
                 leaving = Some(Instant::now() + Duration::from_secs(10));
                 dev.deregister(Instant::now().into_std());
@@ -236,6 +261,10 @@ mod tests {
         server.send_to(&codec::encode(&read).unwrap(), from).await.unwrap();
         let (resp, _) = next(&server).await;
         assert_eq!((resp.header.message_id, resp.payload.as_slice()), (4242, b"Roost".as_slice()));
+        h.control.send(Control::Update).unwrap();
+        let (upd, _) = next(&server).await;
+        assert_eq!((upd.header.code, codec::uri_path(&upd).unwrap()), (MessageClass::Request(RequestType::Post), vec!["rd".to_string(), "7".to_string()]));
+        ack(&server, from, &upd, ResponseType::Changed, &[]).await;
         h.stop.cancel();
         let (del, _) = next(&server).await;
         assert_eq!((del.header.code, codec::uri_path(&del).unwrap()), (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "7".to_string()]));
@@ -245,7 +274,7 @@ mod tests {
         while let Ok(e) = h.events.try_recv() {
             rest.push(e);
         }
-        assert_eq!(rest, [Event::Answered("2.05".into()), Event::Deregistered]);
+        assert_eq!(rest, [Event::Answered("2.05".into()), Event::Updated, Event::Deregistered]);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ pub mod serve;
 pub mod store;
 
 pub use device::{Device, DeviceConfig, Event};
-pub use fleet::{CancellationToken, DeviceHandle, SimConfig, SimStats, run_until, run_with, spawn_device};
+pub use fleet::{CancellationToken, Control, DeviceHandle, SimConfig, SimStats, run_until, run_with, spawn_device};
 
 #[cfg(test)]
 mod tests;

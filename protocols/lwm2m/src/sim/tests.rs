@@ -344,3 +344,29 @@ proptest::proptest! {
         let _ = rig.dev.poll_transmit();
     }
 }
+
+#[test]
+fn a_separate_response_to_the_register_is_waited_for() {
+    let mut rig = Rig::new(false);
+    rig.dev.register(rig.t0);
+    let reg = rig.sent();
+    let empty = codec::empty(MessageType::Acknowledgement, reg.header.message_id);
+    rig.dev.handle(&codec::encode(&empty).unwrap(), rig.at(1));
+    // No retransmission after the empty ACK.
+    rig.dev.handle_timeout(rig.at(20));
+    rig.nothing_sent();
+    let mut r = Packet::new();
+    r.header.set_type(MessageType::Confirmable);
+    r.header.message_id = 999;
+    r.header.code = MessageClass::Response(ResponseType::Created);
+    r.set_token(reg.get_token().to_vec());
+    r.add_option(CoapOption::LocationPath, b"rd".to_vec());
+    r.add_option(CoapOption::LocationPath, b"s".to_vec());
+    rig.dev.handle(&codec::encode(&r).unwrap(), rig.at(21));
+    let ack = rig.sent();
+    assert_eq!((ack.header.get_type(), ack.header.message_id, ack.header.code), (MessageType::Acknowledgement, 999, MessageClass::Empty));
+    assert_eq!(rig.events(), vec![Event::Registered(vec!["rd".into(), "s".into()])]);
+    // An Update on request (the queue-mode wake-up).
+    rig.dev.update(rig.at(22));
+    assert_eq!(path_of(&rig.sent()), "rd/s");
+}
