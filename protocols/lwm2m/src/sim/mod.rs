@@ -6,11 +6,13 @@
 //!
 //! - [`store`]: the object tree, values held typed
 //! - [`device`]: the sans-IO client state machine (time as a parameter)
+//! - [`observe`]: observations and notifications
 //! - [`serve`]: the answers to the server's requests
 //! - [`fleet`]: the socket loop, a fleet at a connect rate, one device for tests
 
 pub mod device;
 pub mod fleet;
+pub mod observe;
 pub mod serve;
 pub mod store;
 
