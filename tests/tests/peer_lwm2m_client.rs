@@ -1,7 +1,7 @@
 //! The independent LwM2M client (npm lwm2m-node-lib, driven by `peers/lwm2m_client.js`,
 //! installed by scripts/test) against a scripted server on a UDP socket: it sends a
 //! well-formed Register (`POST /rd?ep=..&lt=..&lwm2m=..&b=U` with the object links), reports
-//! the Location, answers a Read, and de-registers on SIGTERM. The gateway's interop tests
+//! the Location, answers a Read, a Write and an Execute, and de-registers on SIGTERM. The gateway's interop tests
 //! drive the same peer against Roost.
 #![allow(clippy::unwrap_used)]
 
@@ -68,8 +68,26 @@ async fn answer(server: &UdpSocket, to: SocketAddr, req: &Packet, code: Response
     server.send_to(&codec::encode(&r).unwrap(), to).await.unwrap();
 }
 
+fn request(method: RequestType, message_id: u16, path: &str) -> Packet {
+    let mut p = codec::empty(MessageType::Confirmable, message_id);
+    p.header.code = MessageClass::Request(method);
+    p.set_token(message_id.to_be_bytes().to_vec());
+    for s in path.split('/') {
+        p.add_option(CoapOption::UriPath, s.as_bytes().to_vec());
+    }
+    p
+}
+
+/// Sends `req` to the peer; the code of its piggybacked answer.
+async fn exchange(server: &UdpSocket, peer: SocketAddr, req: &Packet) -> MessageClass {
+    server.send_to(&codec::encode(req).unwrap(), peer).await.unwrap();
+    let (resp, _) = recv(server).await;
+    assert_eq!((resp.header.get_type(), resp.header.message_id), (MessageType::Acknowledgement, req.header.message_id));
+    resp.header.code
+}
+
 #[tokio::test]
-async fn lwm2m_node_lib_registers_answers_a_read_and_deregisters() {
+async fn lwm2m_node_lib_registers_answers_requests_and_deregisters() {
     let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (mut child, mut lines) = spawn_peer(server.local_addr().unwrap(), "peer-ep-1");
 
@@ -99,6 +117,15 @@ async fn lwm2m_node_lib_registers_answers_a_read_and_deregisters() {
     assert_eq!((resp.header.message_id, resp.get_token()), (0x5151, &[7u8, 7][..]));
     assert_eq!(resp.payload, b"21.5");
     assert_eq!(line(&mut lines, "request").await, "request read /3303/0/5700 21.5");
+
+    let mut write = request(RequestType::Put, 0x5152, "3303/0/5701");
+    write.add_option(CoapOption::ContentFormat, codec::encode_uint(0));
+    write.payload = b"Far".to_vec();
+    assert_eq!(exchange(&server, peer, &write).await, MessageClass::Response(ResponseType::Changed));
+    assert_eq!(line(&mut lines, "request").await, "request write /3303/0/5701 Far");
+    let exec = request(RequestType::Post, 0x5153, "3/0/4");
+    assert_eq!(exchange(&server, peer, &exec).await, MessageClass::Response(ResponseType::Changed));
+    assert_eq!(line(&mut lines, "request").await, "request execute /3/0/4");
 
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

@@ -65,7 +65,7 @@ function populate(uris, done) {
 
 function handler(op) {
   return (objectType, objectId, resourceId, value, callback) => {
-    const shown = value === undefined || typeof value === 'function' ? '' : ' ' + value;
+    const shown = value === undefined || value === null || value === '' || typeof value === 'function' ? '' : ' ' + value;
     say(`request ${op} /${objectType}/${objectId}/${resourceId}${shown}`);
     const cb = typeof value === 'function' ? value : callback;
     cb(null);
