@@ -249,6 +249,8 @@ pub struct Lwm2mBenchArgs {
     pub mqtt: String,
     #[arg(long, default_value_t = 100)]
     pub devices: usize,
+    /// New devices per second: the registrations/s measured cannot exceed it, so set it
+    /// above what the server takes to measure the server.
     #[arg(long, default_value_t = 1000)]
     pub connect_rate: u32,
     #[arg(long, default_value = "bench")]
