@@ -103,8 +103,8 @@ fn code(p: &Packet) -> String {
     super::serve::code_string(p.header.code)
 }
 
-fn text(s: &str) -> (CoapOption, Vec<u8>) {
-    let _ = s;
+/// Content-Format: text/plain.
+fn text() -> (CoapOption, Vec<u8>) {
     (CoapOption::ContentFormat, codec::encode_uint(u32::from(format::TEXT)))
 }
 
@@ -218,11 +218,11 @@ fn discover_write_attributes_and_writes() {
         std::str::from_utf8(&r.payload).unwrap(),
         "</3303/0>,</3303/0/5601>,</3303/0/5602>,</3303/0/5605>,</3303/0/5700>;pmin=2;pmax=30,</3303/0/5701>"
     );
-    let r = rig.request(RequestType::Put, "/1/0/1", &[text("")], b"120", rig.at(2));
+    let r = rig.request(RequestType::Put, "/1/0/1", &[text()], b"120", rig.at(2));
     assert_eq!(code(&r), "2.04");
     assert_eq!(rig.get("/1/0/1", rig.at(2)).payload, b"120");
-    assert_eq!(code(&rig.request(RequestType::Put, "/3/0/0", &[text("")], b"x", rig.at(2))), "4.05");
-    assert_eq!(code(&rig.request(RequestType::Put, "/1/0/1", &[text("")], b"abc", rig.at(2))), "4.00");
+    assert_eq!(code(&rig.request(RequestType::Put, "/3/0/0", &[text()], b"x", rig.at(2))), "4.05");
+    assert_eq!(code(&rig.request(RequestType::Put, "/1/0/1", &[text()], b"abc", rig.at(2))), "4.00");
     let unknown = [(CoapOption::ContentFormat, codec::encode_uint(9999))];
     assert_eq!(code(&rig.request(RequestType::Put, "/1/0/1", &unknown, b"1", rig.at(2))), "4.15");
 }
