@@ -38,6 +38,9 @@ enum Cmd {
     /// `{prefix}/{n}/command` and PUTs to `/ps/{prefix}/{n}/telemetry` every period (0s: back
     /// to back, for requests/s).
     Coap(CoapArgs),
+    /// N simulated LwM2M clients over UDP: Register with objects 1, 3 and 3303, Updates,
+    /// answers to reads/writes/executes/observes, notifications, optionally queue mode.
+    Lwm2m(roost_sim::lwm2m::Lwm2mArgs),
     /// N simulated sensors of the shipped `tlv-sensor` custom codec over UDP: reports (every
     /// second one confirmable, so acknowledged by the gateway), and commands answered.
     Codec(CodecArgs),
@@ -85,6 +88,9 @@ enum BenchCmd {
     Pairs(FlowArgs),
     /// Fan-in with the offered rate stepped up until loss, duplicates or p99 > 50 ms.
     Step(StepArgs),
+    /// LwM2M registrations/s of N simulated clients, then read commands' round trip through
+    /// MQTT (`lwm2m/{ep}/dn/dm` -> `lwm2m/{ep}/up/resp`). Roost only, not in `compare`.
+    Lwm2m(roost_sim::lwm2m::Lwm2mBenchArgs),
 }
 
 #[derive(Subcommand, Clone)]
@@ -283,6 +289,7 @@ impl BenchCmd {
                 version: parse_version(&a.mqtt_version)?,
                 run_id: run_id(),
             }),
+            BenchCmd::Lwm2m(_) => bail!("the lwm2m scenario runs with `roost-sim bench lwm2m`, not in compare"),
         })
     }
 
@@ -293,6 +300,7 @@ impl BenchCmd {
             BenchCmd::FanOut(_) => "fan-out",
             BenchCmd::Pairs(_) => "pairs",
             BenchCmd::Step(_) => "step",
+            BenchCmd::Lwm2m(_) => "lwm2m",
         }
     }
 }
@@ -662,6 +670,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Mqtt(a) => run_devices(a),
         Cmd::MqttSn(a) => run_mqttsn(a),
         Cmd::Coap(a) => run_coap(a),
+        Cmd::Lwm2m(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            println!("{}", rt.block_on(roost_sim::lwm2m::run(&bounded_lwm2m(a)?))?);
+            Ok(())
+        }
+        Cmd::Bench { json, scenario: BenchCmd::Lwm2m(a) } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = rt.block_on(roost_sim::lwm2m::bench(&a.config()))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.summary());
+            }
+            Ok(())
+        }
         Cmd::Codec(a) => run_codec(a),
         Cmd::Lorawan(c) => run_lorawan(c),
         Cmd::Bench { json, scenario } => {
@@ -712,11 +735,17 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+fn bounded_lwm2m(a: roost_sim::lwm2m::Lwm2mArgs) -> anyhow::Result<roost_sim::lwm2m::Lwm2mArgs> {
+    bounded(a.duration)?;
+    Ok(a)
+}
+
 fn target_of(b: &BenchCmd) -> String {
     match b {
         BenchCmd::Conn(a) => a.target.clone(),
         BenchCmd::FanIn(a) | BenchCmd::FanOut(a) | BenchCmd::Pairs(a) => a.target.clone(),
         BenchCmd::Step(a) => a.flow.target.clone(),
+        BenchCmd::Lwm2m(a) => a.mqtt.clone(),
     }
 }
 

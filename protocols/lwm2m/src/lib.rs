@@ -4,6 +4,7 @@
 //! - [`types`]: paths (`/3/0/1`), typed values, content-format numbers
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
+//! - [`sim`]: simulated LwM2M clients (devices) for `roost-sim lwm2m` and the tests
 //!
 //! Each registered endpoint becomes a client of the shared core (protocol `lwm2m`, client
 //! id = endpoint name); MQTT applications manage devices with EMQX-compatible JSON commands.
@@ -11,4 +12,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod content;
+pub mod sim;
 pub mod types;
