@@ -4,6 +4,7 @@
 //! - [`types`]: paths (`/3/0/1`), typed values, content-format numbers
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
+//! - [`objects`]: object definitions from OMA XML (built-in 0-7, 3303, 3304, 3311 + `xml_dir`)
 //!
 //! Each registered endpoint becomes a client of the shared core (protocol `lwm2m`, client
 //! id = endpoint name); MQTT applications manage devices with EMQX-compatible JSON commands.
@@ -11,4 +12,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod content;
+pub mod objects;
 pub mod types;
