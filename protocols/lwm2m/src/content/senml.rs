@@ -36,7 +36,7 @@ pub const B64STD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDA
 
 /// The full name of a record: base name + name (SenML concatenation). A base name without
 /// a trailing `/` before a name without a leading one (`/3/0` + `1`) is joined with a `/`,
-/// as that is what such clients mean.
+/// as that is what such clients mean. Only resources and resource instances carry values.
 pub fn full_name(format: &'static str, bn: &str, n: Option<&str>) -> Result<Path, ContentError> {
     let n = n.unwrap_or("");
     let name = if !bn.is_empty() && !n.is_empty() && !bn.ends_with('/') && !n.starts_with('/') {
@@ -47,7 +47,11 @@ pub fn full_name(format: &'static str, bn: &str, n: Option<&str>) -> Result<Path
     if name.is_empty() {
         return Err(malformed(format, "a record without a name"));
     }
-    name.parse().map_err(|_| malformed(format, format!("{name:?} is not an LwM2M path")))
+    let path: Path = name.parse().map_err(|_| malformed(format, format!("{name:?} is not an LwM2M path")))?;
+    if path.len() < 3 {
+        return Err(malformed(format, format!("{path}: a value must name a resource")));
+    }
+    Ok(path)
 }
 
 /// Names for encoding: a base name of the request path (with a trailing `/` unless every

@@ -216,6 +216,8 @@ fn malformed_payloads_are_errors() {
         (format::SENML_JSON, "/3/0", br#"[{"n":"/3/0/x","v":1}]"#),
         (format::SENML_JSON, "/3/0", br#"[{"n":"/3/0/1/2/3","v":1}]"#),
         (format::SENML_JSON, "/3/0", br#"[{"v":1}]"#),
+        (format::SENML_JSON, "/3/0", br#"[{"n":"/3/0","v":1}]"#),
+        (format::LWM2M_JSON, "/3/0", br#"{"e":[{"v":1}]}"#),
         (format::SENML_JSON, "/3/0", br#"[{"n":"/3/0/22","vlo":"3"}]"#),
         (format::SENML_JSON, "/3/0", br#"[{"n":"/3/0/1","vd":"!!"}]"#),
         (format::SENML_JSON, "/3/0", br#"[{"bn":3,"n":"/3/0/1","vs":"a"}]"#),
