@@ -114,6 +114,9 @@ fn entry_path(parent: Path, ident: Ident, id: u16) -> Result<Path, ContentError>
 
 /// Decodes a TLV payload for a request on `path`.
 pub fn decode(path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result<Vec<Record>, ContentError> {
+    if path.is_empty() {
+        return Err(root());
+    }
     let mut out = Vec::new();
     decode_level(path, payload, kind_of, &mut out, 0)?;
     Ok(out)
@@ -139,6 +142,10 @@ fn decode_level(parent: Path, buf: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind
         }
     }
     Ok(())
+}
+
+fn root() -> ContentError {
+    malformed(NAME, "TLV cannot carry the root: name an object")
 }
 
 /// One value, typed by the object definitions (§7.4.3 data types table).
@@ -340,7 +347,7 @@ pub fn encode(path: Path, records: &[Record]) -> Result<Vec<u8>, ContentError> {
                 write_entry(&mut out, Ident::ResourceInstance, r.path.ids()[3], &encode_value(&r.value))?;
             }
         }
-        _ => return Err(malformed(NAME, "TLV cannot carry the root: name an object")),
+        _ => return Err(root()),
     }
     Ok(out)
 }

@@ -205,6 +205,7 @@ fn malformed_payloads_are_errors() {
         (format::TLV, "/3/0/1", &[0x08, 0x01, 0x00]),          // another instance under a resource
         (format::TLV, "/3/0", &[0x41, 0x00, 0x01]),            // a resource instance under an instance
         (format::TLV, "/", &[0x08, 0x00, 0x00]),
+        (format::TLV, "/", &[]),
         (format::TLV, "/3303/0/5700", &[0xE3, 0x16, 0x44, 0x00, 0x00, 0x00]), // a 3-byte float
         (format::TLV, "/3311/0/5850", &[0xE1, 0x16, 0xDA, 0x02]),             // boolean 2
         (format::SENML_JSON, "/3/0", b"{"),
