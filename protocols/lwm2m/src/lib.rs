@@ -5,6 +5,7 @@
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
 //! - [`sim`]: simulated LwM2M clients (devices) for `roost-sim lwm2m` and the tests
+//! - [`objects`]: object definitions from OMA XML (built-in 0-7, 3303, 3304, 3311 + `xml_dir`)
 //!
 //! Each registered endpoint becomes a client of the shared core (protocol `lwm2m`, client
 //! id = endpoint name); MQTT applications manage devices with EMQX-compatible JSON commands.
@@ -13,4 +14,5 @@
 
 pub mod content;
 pub mod sim;
+pub mod objects;
 pub mod types;

@@ -1,7 +1,17 @@
 //! LwM2M payloads <-> typed [`Record`]s (OMA LwM2M 1.1 Core §7.4): plain text and opaque
-//! here; the other formats in their own modules. Decoding never panics and checks every
+//! here; TLV, LwM2M JSON, SenML JSON and SenML CBOR in their own modules, all reached
+//! through [`decode`] and [`encode`]. Decoding never panics and checks every
 //! length before it allocates; a value whose type the object definitions do not give is
 //! decoded as the format allows (raw bytes for TLV, the JSON/CBOR type for SenML).
+
+mod cbor;
+pub mod lwm2m_json;
+pub mod senml;
+pub mod senml_cbor;
+pub mod senml_json;
+pub mod tlv;
+#[cfg(test)]
+mod vectors;
 
 use crate::types::{Kind, Path, Record, Value, format};
 
@@ -61,7 +71,8 @@ pub fn encode_text(value: &Value) -> Option<String> {
 }
 
 /// Decodes `payload` of content `format` for a request on `path`. `kind_of` gives the type
-/// of a resource from the object definitions, where known.
+/// of a resource from the object definitions, where known. The records come in payload
+/// order; a format that names its paths (JSON, SenML) may name paths outside `path`.
 pub fn decode(format: u16, path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result<Vec<Record>, ContentError> {
     match format {
         format::TEXT => decode_text(path, payload, kind_of(&path)),
@@ -71,6 +82,37 @@ pub fn decode(format: u16, path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -
             }
             Ok(vec![Record { path, value: Value::Opaque(payload.to_vec()) }])
         }
+        format::TLV | format::TLV_OLD => tlv::decode(path, payload, kind_of),
+        format::LWM2M_JSON | format::LWM2M_JSON_OLD => lwm2m_json::decode(path, payload, kind_of),
+        format::SENML_JSON => senml_json::decode(payload, kind_of),
+        format::SENML_CBOR => senml_cbor::decode(payload, kind_of),
+        other => Err(ContentError::Unsupported(other)),
+    }
+}
+
+/// Encodes `records` as content `format` for a request on `path` (a Write, Create or
+/// Write-Composite body). Plain text and opaque take exactly one record at `path`; TLV
+/// nests the records under object-instance and multiple-resource entries as `path`'s depth
+/// asks and refuses records outside `path`; the JSON formats cannot carry NaN or infinity.
+pub fn encode(format: u16, path: Path, records: &[Record]) -> Result<Vec<u8>, ContentError> {
+    match format {
+        format::TEXT | format::OPAQUE => {
+            let [Record { path: at, value }] = records else {
+                return Err(ContentError::NotSingle(path));
+            };
+            if *at != path || path.len() < 3 {
+                return Err(ContentError::NotSingle(path));
+            }
+            match (format, value) {
+                (format::OPAQUE, Value::Opaque(bytes)) => Ok(bytes.clone()),
+                (format::OPAQUE, _) => Err(malformed("opaque", format!("{path}: a {:?} value is not opaque", value.kind()))),
+                _ => encode_text(value).map(String::into_bytes).ok_or_else(|| malformed("text", format!("{path}: an opaque value has no text form"))),
+            }
+        }
+        format::TLV | format::TLV_OLD => tlv::encode(path, records),
+        format::LWM2M_JSON | format::LWM2M_JSON_OLD => lwm2m_json::encode(path, records),
+        format::SENML_JSON => senml_json::encode(path, records),
+        format::SENML_CBOR => senml_cbor::encode(path, records),
         other => Err(ContentError::Unsupported(other)),
     }
 }

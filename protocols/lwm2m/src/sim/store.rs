@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::{Kind, Path, Record, Value, format};
+use crate::types::{Kind, Path, Record, Value};
 
 /// What the server may do with a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,29 +331,9 @@ impl Store {
     }
 }
 
-/// Text and opaque only: the fallback of [`encode_records`] until `content::encode` exists.
-#[allow(dead_code)]
-fn encode(format: u16, path: Path, records: &[Record]) -> Result<Vec<u8>, crate::content::ContentError> {
-    use crate::content::{ContentError, encode_text};
-    let [one] = records else { return Err(ContentError::Unsupported(format)) };
-    if path.len() < 3 {
-        return Err(ContentError::Unsupported(format));
-    }
-    match (format, &one.value) {
-        (format::OPAQUE, Value::Opaque(b)) => Ok(b.clone()),
-        (format::TEXT, v) => encode_text(v).map(String::into_bytes).ok_or(ContentError::Unsupported(format)),
-        _ => Err(ContentError::Unsupported(format)),
-    }
-}
-
-/// `content::encode` where the crate has it (TLV, SenML, ... once the content formats are
-/// in), else text/opaque only. The glob import in the block shadows the module-level
-/// fallback only when `content` defines `encode`, so the richer encoder is picked up by the
-/// merge alone.
+/// The payload of `records` at `path` in content `fmt` (see [`crate::content::encode`]).
 pub fn encode_records(fmt: u16, path: Path, records: &[Record]) -> Result<Vec<u8>, crate::content::ContentError> {
-    #[allow(unused_imports)]
-    use crate::content::*;
-    encode(fmt, path, records)
+    crate::content::encode(fmt, path, records)
 }
 
 #[cfg(test)]
@@ -405,6 +385,6 @@ mod tests {
     #[test]
     fn encode_single_values_as_text() {
         let rec = [Record { path: p("/3303/0/5700"), value: Value::Float(21.5) }];
-        assert_eq!(encode_records(format::TEXT, p("/3303/0/5700"), &rec).unwrap(), b"21.5");
+        assert_eq!(encode_records(crate::types::format::TEXT, p("/3303/0/5700"), &rec).unwrap(), b"21.5");
     }
 }

@@ -6,8 +6,8 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use roost_coap::codec;
 
 use super::device::{Device, DeviceConfig, Event};
-use super::store;
-use crate::types::{Record, Value, format};
+
+use crate::types::{Value, format};
 
 struct Rig {
     dev: Device,
@@ -183,19 +183,17 @@ fn reads_in_text_and_the_default_format_for_instances() {
     let celsius: f64 = std::str::from_utf8(&r.payload).unwrap().parse().unwrap();
     assert!((20.0..=25.0).contains(&celsius), "{celsius}");
     assert_eq!(rig.get("/3303/0/5701", rig.at(1)).payload, b"Cel");
-    // A TLV asked for one resource comes back as text while TLV is not available.
+    // TLV asked for one resource; a whole instance comes in TLV by default.
     let accept_tlv = [(CoapOption::Accept, codec::encode_uint(u32::from(format::TLV)))];
-    let r = rig.request(RequestType::Get, "/3/0/0", &accept_tlv, b"", rig.at(1));
-    let records = [Record { path: "/3/0".parse().unwrap(), value: Value::String("Roost".into()) }];
-    let tlv = store::encode_records(format::TLV, "/3/0/0".parse().unwrap(), &records[..1]).is_ok();
-    assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(if tlv { 11542 } else { 0 })));
-    // A whole instance: TLV by default (an error until the TLV encoder is in).
+    let r = rig.request(RequestType::Get, "/3/0/2", &accept_tlv, b"", rig.at(1));
+    assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
+    let one = crate::content::decode(format::TLV, "/3/0/2".parse().unwrap(), &r.payload, &|_| Some(crate::types::Kind::String)).unwrap();
+    assert_eq!(one[0].value, Value::String("ep-1".into()));
     let r = rig.get("/3/0", rig.at(1));
-    if tlv {
-        assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
-    } else {
-        assert_eq!(code(&r), "5.00");
-    }
+    assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
+    let registry = crate::objects::Registry::builtin();
+    let all = crate::content::decode(format::TLV, "/3/0".parse().unwrap(), &r.payload, &|p| registry.kind(p)).unwrap();
+    assert!(all.iter().any(|rec| rec.path.to_string() == "/3/0/2" && rec.value == Value::String("ep-1".into())), "{all:?}");
     assert_eq!(code(&rig.get("/3/7", rig.at(1))), "4.04");
     assert_eq!(code(&rig.get("/42", rig.at(1))), "4.04");
     assert_eq!(code(&rig.get("/3/0/4", rig.at(1))), "4.05");
