@@ -2,6 +2,7 @@
 //! roost-coap's codec and message layer:
 //!
 //! - [`types`]: paths (`/3/0/1`), typed values, content-format numbers
+//! - [`server`]: the LwM2M server and its EMQX-compatible MQTT mapping
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
 //!
@@ -11,4 +12,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod content;
+pub mod server;
 pub mod types;
