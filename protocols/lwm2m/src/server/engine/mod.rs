@@ -12,7 +12,7 @@ mod registration;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -103,6 +103,10 @@ pub struct Server {
     by_ep: HashMap<String, String>,
     by_peer: HashMap<SocketAddr, String>,
     registering: HashMap<u64, Registering>,
+    /// Each device's next deadline (retransmission, separate response, lifetime), indexed
+    /// so that time costs O(log n) per device touched, not a scan of every registration.
+    timers: BTreeSet<(Instant, String)>,
+    scheduled: HashMap<String, Instant>,
     next_ticket: u64,
     next_id: u64,
     seed: u64,
@@ -122,6 +126,8 @@ impl Server {
             by_ep: HashMap::new(),
             by_peer: HashMap::new(),
             registering: HashMap::new(),
+            timers: BTreeSet::new(),
+            scheduled: HashMap::new(),
             next_ticket: 1,
             next_id: seed & 0xffff,
             seed,
@@ -157,18 +163,21 @@ impl Server {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rd = self.rd.poll_timeout();
-        self.devices.values().filter_map(|d| d.poll_timeout(&self.settings)).chain(rd).min()
+        self.timers.first().map(|(t, _)| *t).into_iter().chain(rd).min()
     }
 
     /// Retransmissions, request timeouts and lifetime expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         let _ = self.rd.handle_timeout(now);
-        let due: Vec<String> = self
-            .devices
-            .iter()
-            .filter(|(_, d)| d.poll_timeout(&self.settings).is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut due = Vec::new();
+        while let Some((t, _)) = self.timers.first()
+            && *t <= now
+        {
+            if let Some((_, id)) = self.timers.pop_first() {
+                self.scheduled.remove(&id);
+                due.push(id);
+            }
+        }
         for id in due {
             let Some(dev) = self.devices.get_mut(&id) else { continue };
             if now >= dev.expires_at() {
@@ -249,6 +258,16 @@ impl Server {
         while let Some(t) = dev.layer.poll_transmit() {
             self.transmit.push_back(t);
         }
+        let next = dev.poll_timeout(&self.settings);
+        if self.scheduled.get(id).copied() != next {
+            if let Some(old) = self.scheduled.remove(id) {
+                self.timers.remove(&(old, id.to_string()));
+            }
+            if let Some(t) = next {
+                self.timers.insert((t, id.to_string()));
+                self.scheduled.insert(id.to_string(), t);
+            }
+        }
         let ep = dev.info.ep.clone();
         for (mut topic, json, reply) in out.publish {
             if topic == device::RESPONSE {
@@ -265,6 +284,9 @@ impl Server {
 
     fn remove(&mut self, id: &str) -> Option<Device> {
         let dev = self.devices.remove(id)?;
+        if let Some(t) = self.scheduled.remove(id) {
+            self.timers.remove(&(t, id.to_string()));
+        }
         self.by_ep.remove(&dev.info.ep);
         if self.by_peer.get(&dev.peer).is_some_and(|i| i == id) {
             self.by_peer.remove(&dev.peer);

@@ -163,6 +163,9 @@ impl Server {
             self.devices.insert(old_id.clone(), old);
             self.flush(&old_id, out);
             self.devices.remove(&old_id);
+            if let Some(t) = self.scheduled.remove(&old_id) {
+                self.timers.remove(&(t, old_id));
+            }
         }
         self.next_id = self.next_id.wrapping_add(1);
         let id = format!("{:x}", self.next_id);
