@@ -57,7 +57,8 @@ pub struct Lwm2mSettings {
     pub lifetime_max: Duration,
     /// How long a queue-mode device stays reachable after it was last heard from.
     pub qmode_time_window: Duration,
-    /// Commands held at most for one sleeping device; more are refused at once.
+    /// Commands held at most for one sleeping device, and requests in flight to one device
+    /// at most; more are answered `queue_full` at once.
     pub max_queued: usize,
     pub auto_observe: AutoObserve,
     pub update_msg_publish_condition: UpdatePublish,

@@ -49,6 +49,9 @@ pub struct Device {
     separate_timeout: Duration,
 }
 
+/// Observations held per device at most.
+const MAX_OBSERVATIONS: usize = 64;
+
 /// RFC 7641 §3.4: whether notification `new` is fresher than `old`.
 fn fresher(old: u32, new: u32, old_at: Instant, now: Instant) -> bool {
     const HALF: u32 = 1 << 23;
@@ -176,6 +179,20 @@ impl Device {
     }
 
     fn submit(&mut self, now: Instant, cmd: Command, reply: ReplyTo, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+        // Bounded: requests in flight (and waiting for an NSTART slot) count against the
+        // same limit as the sleep queue, so an MQTT flood cannot grow memory without end.
+        if self.exchanges.len() >= s.max_queued {
+            Counters::bump(&c.queue_full);
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "queue_full");
+            return;
+        }
+        if cmd.kind == CommandKind::Observe
+            && self.observations.len() >= MAX_OBSERVATIONS
+            && !self.observations.iter().any(|o| o.path == cmd.path)
+        {
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "too_many_observations");
+            return;
+        }
         if self.awake(now, s) {
             return self.send(now, cmd, reply, s, c, out);
         }

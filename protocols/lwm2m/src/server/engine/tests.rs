@@ -289,3 +289,17 @@ fn reregistering_takes_over() {
     assert_eq!(p[1].1["msgType"], "register");
     assert_eq!(h.s.device_count(), 1);
 }
+
+#[test]
+fn requests_in_flight_are_bounded() {
+    let mut h = H::new(Lwm2mSettings { max_queued: 3, ..Default::default() });
+    h.register("b", "U");
+    h.published();
+    for i in 0..5 {
+        h.command("b", json!({"reqID": i, "msgType": "read", "data": {"path": "/3/0/0"}}));
+    }
+    let p = h.published();
+    assert_eq!(p.len(), 2);
+    assert!(p.iter().all(|(_, j)| j["data"]["code"] == "queue_full"));
+    assert_eq!(h.sent().len(), 1, "NSTART 1: one on the wire, two waiting");
+}
