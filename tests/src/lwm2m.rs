@@ -180,6 +180,8 @@ impl Device {
                 self.values.insert(path, String::from_utf8_lossy(&req.payload).into_owned());
                 self.answer(&req, ResponseType::Changed, None, b"", None).await;
             }
+            // Bootstrap-Finish.
+            RequestType::Post if path == "/bs" => self.answer(&req, ResponseType::Changed, None, b"", None).await,
             RequestType::Post if path.matches('/').count() == 1 => {
                 // Create on an object: the new instance is /o/0.
                 let mut p = Packet::new();

@@ -252,3 +252,25 @@ async fn reregistering_takes_the_endpoint_over() {
     assert_eq!(next(&mut app).await.1["data"]["code"], "2.05");
     assert!(a.next_request(QUIET).await.is_none());
 }
+
+#[tokio::test]
+async fn bootstrap_then_register() {
+    let config = "[lwm2m.bootstrap]\nenable = true\nserver_uri = \"coap://127.0.0.1:5783\"\npsk_identity = \"boot-id\"\npsk_key = \"boot-key\"\n";
+    let broker = TestBroker::start_with(config).await;
+    let mut app = app(&broker, "app").await;
+    let mut dev = Device::new(broker.lwm2m_addr()).await;
+    let r = dev.request(RequestType::Post, &["bs"], &["ep=fresh".into()], "").await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let mut steps = Vec::new();
+    for _ in 0..5 {
+        let req = dev.serve_one().await;
+        let path: Vec<String> = roost_coap::codec::uri_path(&req).unwrap();
+        steps.push(format!("{:?} /{}", req.header.code, path.join("/")));
+    }
+    assert_eq!(steps, ["Request(Delete) /0", "Request(Delete) /1", "Request(Put) /0/1", "Request(Put) /1/0", "Request(Post) /bs"]);
+    let security: Json = serde_json::from_str(&dev.values["/0/1"]).unwrap();
+    assert!(security.as_array().unwrap().contains(&json!({"n": "/0/1/0", "vs": "coap://127.0.0.1:5783"})));
+    // Provisioned, it registers as usual.
+    assert_eq!(dev.register("fresh", 300, "U").await.header.code, MessageClass::Response(ResponseType::Created));
+    assert_eq!(next(&mut app).await.1["msgType"], "register");
+}

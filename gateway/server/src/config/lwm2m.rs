@@ -1,7 +1,7 @@
 //! `[lwm2m]`: the LwM2M server gateway, as read and as validated.
 
 use roost_coap::settings::Transmission;
-use roost_lwm2m::server::settings::{AutoObserve, Lwm2mSettings, Translators, UpdatePublish};
+use roost_lwm2m::server::settings::{AutoObserve, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -29,6 +29,29 @@ pub(super) struct Lwm2mSection {
     pub ack_timeout: ConfigDuration,
     pub max_retransmit: Int,
     pub translators: TranslatorsSection,
+    pub bootstrap: BootstrapSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct BootstrapSection {
+    pub enable: bool,
+    pub server_uri: String,
+    pub lifetime: ConfigDuration,
+    pub psk_identity: String,
+    pub psk_key: String,
+}
+
+impl Default for BootstrapSection {
+    fn default() -> Self {
+        BootstrapSection {
+            enable: false,
+            server_uri: "coap://127.0.0.1:5783".into(),
+            lifetime: ConfigDuration(std::time::Duration::from_secs(86_400)),
+            psk_identity: String::new(),
+            psk_key: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -66,6 +89,7 @@ impl Default for Lwm2mSection {
             ack_timeout: ConfigDuration(s.transmission.ack_timeout),
             max_retransmit: Int::from(s.transmission.max_retransmit),
             translators: TranslatorsSection::default(),
+            bootstrap: BootstrapSection::default(),
         }
     }
 }
@@ -110,6 +134,23 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
     if lifetime_min > lifetime_max {
         return Err(invalid("lwm2m.lifetime_min", "must not exceed lifetime_max"));
     }
+    let b = c.bootstrap;
+    let bootstrap = if b.enable {
+        if !(b.server_uri.starts_with("coap://") || b.server_uri.starts_with("coaps://")) {
+            return Err(invalid("lwm2m.bootstrap.server_uri", "must be a coap:// or coaps:// URI"));
+        }
+        if b.psk_identity.is_empty() != b.psk_key.is_empty() {
+            return Err(invalid("lwm2m.bootstrap.psk_key", "psk_identity and psk_key go together"));
+        }
+        Some(BootstrapSettings {
+            server_uri: b.server_uri,
+            lifetime: positive("lwm2m.bootstrap.lifetime", b.lifetime.0)?,
+            psk_identity: (!b.psk_identity.is_empty()).then_some(b.psk_identity),
+            psk_key: (!b.psk_key.is_empty()).then(|| b.psk_key.into_bytes()),
+        })
+    } else {
+        None
+    };
     let t = c.translators;
     let defaults = Lwm2mSettings::default();
     Ok(Lwm2mSettings {
@@ -136,5 +177,6 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
             ..defaults.transmission
         },
         max_devices: at_least("lwm2m.max_devices", c.max_devices, 1)?,
+        bootstrap,
     })
 }

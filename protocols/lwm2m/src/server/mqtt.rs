@@ -240,7 +240,7 @@ fn encode_hex(b: &[u8]) -> String {
 /// The payload of a Write or Create: one resource as plain text (opaque as 42); several as
 /// SenML JSON (110).
 // TODO(content merge): several records via `content::encode(format::TLV, ..)` for 1.0 devices.
-fn encode_records(base: &Path, records: &[Record]) -> Result<(u16, Vec<u8>), String> {
+pub(crate) fn encode_records(base: &Path, records: &[Record]) -> Result<(u16, Vec<u8>), String> {
     if let [r] = records
         && r.path == *base
         && r.path.len() >= 3

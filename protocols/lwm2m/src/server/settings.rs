@@ -48,6 +48,18 @@ impl Default for Translators {
     }
 }
 
+/// The bootstrap server: what a device that asks (`POST /bs`) is provisioned with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapSettings {
+    /// The LwM2M server the device is sent to, e.g. `coap://192.0.2.1:5783`.
+    pub server_uri: String,
+    /// The registration lifetime written to the Server object.
+    pub lifetime: Duration,
+    /// PSK credentials written to the Security object (security mode PSK); none: NoSec.
+    pub psk_identity: Option<String>,
+    pub psk_key: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lwm2mSettings {
     /// UDP sockets for the registration interface; empty disables it.
@@ -70,6 +82,8 @@ pub struct Lwm2mSettings {
     pub transmission: Transmission,
     /// Registered devices at most; more are refused with 5.03.
     pub max_devices: usize,
+    /// `None`: `/bs` is not served (4.04).
+    pub bootstrap: Option<BootstrapSettings>,
 }
 
 impl Default for Lwm2mSettings {
@@ -88,6 +102,7 @@ impl Default for Lwm2mSettings {
             xml_dir: None,
             transmission: Transmission::default(),
             max_devices: 1_000_000,
+            bootstrap: None,
         }
     }
 }

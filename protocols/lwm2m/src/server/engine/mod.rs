@@ -7,6 +7,7 @@
 //! Registration needs the core first: a Register emits [`Output::Connect`] and is answered
 //! when the driver calls [`Server::connected`] with the outcome.
 
+mod bootstrap;
 mod device;
 mod registration;
 #[cfg(test)]
@@ -107,6 +108,7 @@ pub struct Server {
     /// so that time costs O(log n) per device touched, not a scan of every registration.
     timers: BTreeSet<(Instant, String)>,
     scheduled: HashMap<String, Instant>,
+    bootstraps: bootstrap::Bootstraps,
     next_ticket: u64,
     next_id: u64,
     seed: u64,
@@ -128,6 +130,7 @@ impl Server {
             registering: HashMap::new(),
             timers: BTreeSet::new(),
             scheduled: HashMap::new(),
+            bootstraps: HashMap::new(),
             next_ticket: 1,
             next_id: seed & 0xffff,
             seed,
@@ -163,12 +166,13 @@ impl Server {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rd = self.rd.poll_timeout();
-        self.timers.first().map(|(t, _)| *t).into_iter().chain(rd).min()
+        self.timers.first().map(|(t, _)| *t).into_iter().chain(rd).chain(self.bootstrap_deadline()).min()
     }
 
     /// Retransmissions, request timeouts and lifetime expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
         let _ = self.rd.handle_timeout(now);
+        self.bootstrap_timeouts(now);
         let mut due = Vec::new();
         while let Some((t, _)) = self.timers.first()
             && *t <= now
@@ -220,6 +224,12 @@ impl Server {
             }
             _ => {
                 // ACK, RST, or a separate response / notification: the device's business.
+                if self.bootstraps.contains_key(&peer)
+                    && !self.by_peer.contains_key(&peer)
+                    && self.bootstrap_packet(now, peer, packet.clone())
+                {
+                    return;
+                }
                 let Some(id) = self.by_peer.get(&peer).cloned() else {
                     if kind == MessageType::Confirmable {
                         self.rd.reset(peer, packet.header.message_id);

@@ -79,6 +79,7 @@ impl Server {
                     diag(ResponseType::NotFound, "no such registration")
                 }
             }
+            (RequestType::Post, ["bs"]) => self.bootstrap_request(now, peer, &req),
             (_, ["rd", ..]) => reply(ResponseType::MethodNotAllowed),
             _ => diag(ResponseType::NotFound, "only /rd is served"),
         };

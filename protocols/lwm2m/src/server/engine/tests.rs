@@ -303,3 +303,44 @@ fn requests_in_flight_are_bounded() {
     assert!(p.iter().all(|(_, j)| j["data"]["code"] == "queue_full"));
     assert_eq!(h.sent().len(), 1, "NSTART 1: one on the wire, two waiting");
 }
+
+#[test]
+fn bootstrap_provisions_security_and_server_objects() {
+    use crate::server::settings::BootstrapSettings;
+    let bs = BootstrapSettings {
+        server_uri: "coap://127.0.0.1:5783".into(),
+        lifetime: Duration::from_secs(300),
+        psk_identity: Some("dev-psk".into()),
+        psk_key: Some(b"secret".to_vec()),
+    };
+    let mut h = H::new(Lwm2mSettings { bootstrap: Some(bs), ..Default::default() });
+    h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=boot"], ""));
+    let mut out = h.sent();
+    assert_eq!(out.remove(0).header.code, MessageClass::Response(ResponseType::Changed));
+    let mut seen = Vec::new();
+    let mut next = out.pop().unwrap();
+    loop {
+        let path = codec::uri_path(&next).unwrap().join("/");
+        let MessageClass::Request(m) = next.header.code else { panic!() };
+        seen.push(format!("{m:?} /{path}"));
+        if path == "0/1" {
+            let v: Json = serde_json::from_slice(&next.payload).unwrap();
+            assert_eq!(v[0], json!({"n": "/0/1/0", "vs": "coap://127.0.0.1:5783"}));
+            assert!(v.as_array().unwrap().contains(&json!({"n": "/0/1/3", "vd": "ZGV2LXBzaw"})));
+        }
+        // Deleting an empty object may fail: tolerated.
+        let code = if m == RequestType::Delete { ResponseType::NotFound } else { ResponseType::Changed };
+        h.answer(&next, code, "", None);
+        match h.sent().pop() {
+            Some(p) => next = p,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["Delete /0", "Delete /1", "Put /0/1", "Put /1/0", "Post /bs"]);
+    assert!(h.s.poll_timeout().is_none(), "session over");
+
+    // Without [lwm2m.bootstrap], /bs is not served.
+    let mut h = H::new(Lwm2mSettings::default());
+    h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=boot"], ""));
+    assert_eq!(h.sent()[0].header.code, MessageClass::Response(ResponseType::NotFound));
+}
