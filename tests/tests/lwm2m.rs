@@ -274,3 +274,22 @@ async fn bootstrap_then_register() {
     assert_eq!(dev.register("fresh", 300, "U").await.header.code, MessageClass::Response(ResponseType::Created));
     assert_eq!(next(&mut app).await.1["msgType"], "register");
 }
+
+#[tokio::test]
+async fn auto_observe_on_registration() {
+    let broker = TestBroker::start_with("[lwm2m]\nauto_observe = \"/3303/0/5700\"\nupdate_msg_publish_condition = \"always\"\n").await;
+    let mut app = app(&broker, "app").await;
+    let mut dev = Device::new(broker.lwm2m_addr()).await;
+    dev.register("auto", 300, "U").await;
+    assert_eq!(next(&mut app).await.1["msgType"], "register");
+    let req = dev.serve_one().await;
+    assert_eq!(req.get_option(CoapOption::Observe).unwrap().front().cloned(), Some(vec![]));
+    let r = next(&mut app).await.1;
+    assert_eq!((r["msgType"].clone(), r["data"]["reqPath"].clone()), (json!("observe"), json!("/3303/0/5700")));
+    dev.notify("/3303/0/5700", "23.0").await;
+    let (topic, n) = next(&mut app).await;
+    assert_eq!((topic.as_str(), n["data"]["content"][0]["value"].clone()), ("lwm2m/auto/up/notify", json!("23.0")));
+    // "always": an Update without an object list is published too.
+    dev.update(&[], "").await;
+    assert_eq!(next(&mut app).await.1["msgType"], "update");
+}

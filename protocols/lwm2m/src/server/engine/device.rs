@@ -24,7 +24,12 @@ struct Exchange {
     reply: ReplyTo,
     /// Set once an empty ACK came: the separate response must come by then.
     deadline: Option<Instant>,
+    /// A response in Block2 blocks, so far (RFC 7959 §2.4).
+    body: Vec<u8>,
 }
+
+/// The largest response reassembled from Block2 blocks.
+const MAX_BODY: usize = 256 * 1024;
 
 struct Observation {
     token: Vec<u8>,
@@ -140,7 +145,7 @@ impl Device {
         }
         if queued {
             for (cmd, reply) in self.queue.drain(..) {
-                fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "coap_timeout");
+                fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "coap_timeout");
             }
         }
         self.observations.clear();
@@ -183,14 +188,14 @@ impl Device {
         // same limit as the sleep queue, so an MQTT flood cannot grow memory without end.
         if self.exchanges.len() >= s.max_queued {
             Counters::bump(&c.queue_full);
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "queue_full");
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
             return;
         }
         if cmd.kind == CommandKind::Observe
             && self.observations.len() >= MAX_OBSERVATIONS
             && !self.observations.iter().any(|o| o.path == cmd.path)
         {
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "too_many_observations");
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "too_many_observations");
             return;
         }
         if self.awake(now, s) {
@@ -198,7 +203,7 @@ impl Device {
         }
         if self.queue.len() >= s.max_queued {
             Counters::bump(&c.queue_full);
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None }, "queue_full");
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
             return;
         }
         Counters::bump(&c.queued);
@@ -216,7 +221,7 @@ impl Device {
         }
         cmd.request.set_token(token.clone());
         self.layer.send_confirmable(now, tag, self.peer, cmd.request.clone());
-        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None });
+        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None, body: Vec::new() });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -284,7 +289,35 @@ impl Device {
     }
 
     /// A response to one of our requests: published on the response topic.
-    fn complete(&mut self, now: Instant, e: Exchange, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Sink) {
+    fn complete(&mut self, now: Instant, mut e: Exchange, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Sink) {
+        let mut whole;
+        let mut resp = resp;
+        match codec::Block::of(resp, CoapOption::Block2) {
+            None => {}
+            Some(Ok(b)) if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY => {
+                e.body.extend_from_slice(&resp.payload);
+                if b.more {
+                    // Ask for the next block, with a new token; the body so far stays.
+                    let mut next = e.cmd.request.clone();
+                    next.clear_option(CoapOption::Block2);
+                    next.clear_option(CoapOption::Observe);
+                    let block = codec::Block { num: b.num + 1, more: false, szx: b.szx };
+                    next.add_option(CoapOption::Block2, codec::encode_uint(block.encode()));
+                    self.next_tag = self.next_tag.wrapping_add(1);
+                    let tag = self.next_tag;
+                    e.token = tag.to_be_bytes().to_vec();
+                    next.set_token(e.token.clone());
+                    self.layer.send_confirmable(now, tag, self.peer, next);
+                    self.exchanges.insert(tag, e);
+                    return;
+                }
+                whole = resp.clone();
+                whole.clear_option(CoapOption::Block2);
+                whole.payload = std::mem::take(&mut e.body);
+                resp = &whole;
+            }
+            Some(_) => return fail(out, e, "bad_block"),
+        }
         let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
         if e.cmd.kind == CommandKind::Observe
             && success(resp.header.code)

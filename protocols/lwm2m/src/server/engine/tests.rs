@@ -344,3 +344,31 @@ fn bootstrap_provisions_security_and_server_objects() {
     h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=boot"], ""));
     assert_eq!(h.sent()[0].header.code, MessageClass::Response(ResponseType::NotFound));
 }
+
+#[test]
+fn block2_responses_are_reassembled() {
+    let mut h = H::new(Lwm2mSettings::default());
+    h.register("big", "U");
+    h.published();
+    h.command("big", json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}}));
+    let body: String = "abcdefghijklmnop".repeat(3);
+    for (num, chunk) in body.as_bytes().chunks(16).enumerate() {
+        let r = h.sent().pop().unwrap();
+        if num > 0 {
+            let b = codec::Block::of(&r, CoapOption::Block2).unwrap().unwrap();
+            assert_eq!(b.num as usize, num);
+        }
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Acknowledgement);
+        p.header.message_id = r.header.message_id;
+        p.header.code = MessageClass::Response(ResponseType::Content);
+        p.set_token(r.get_token().to_vec());
+        let block = codec::Block { num: num as u32, more: num < 2, szx: 0 };
+        p.add_option(CoapOption::Block2, codec::encode_uint(block.encode()));
+        p.payload = chunk.to_vec();
+        h.send(p);
+    }
+    let p = h.published();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].1["data"]["content"][0]["value"], json!(body));
+}
