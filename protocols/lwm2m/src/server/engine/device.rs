@@ -50,6 +50,8 @@ pub struct Device {
     exchanges: HashMap<Tag, Exchange>,
     observations: Vec<Observation>,
     pub(super) queue: VecDeque<(Command, ReplyTo)>,
+    /// Tokens of exchanges just completed: a repeated CON response is ACKed, not reset.
+    done_tokens: VecDeque<Vec<u8>>,
     next_tag: Tag,
     separate_timeout: Duration,
 }
@@ -75,6 +77,7 @@ impl Device {
             exchanges: HashMap::new(),
             observations: Vec::new(),
             queue: VecDeque::new(),
+            done_tokens: VecDeque::new(),
             next_tag: seed.rotate_left(32) | 1,
             separate_timeout: tx.max_transmit_span() * 2,
         }
@@ -276,6 +279,9 @@ impl Device {
                 } else if let Some(i) = self.observations.iter().position(|o| o.token == token) {
                     self.layer.acknowledge(peer, &packet);
                     self.notify(now, i, &packet, s, kind_of, c, out);
+                } else if kind == MessageType::Confirmable && self.done_tokens.contains(&token) {
+                    Counters::bump(&c.duplicates);
+                    self.layer.acknowledge(peer, &packet);
                 } else if kind == MessageType::Confirmable {
                     self.layer.reset(peer, packet.header.message_id);
                 } else {
@@ -318,6 +324,10 @@ impl Device {
             }
             Some(_) => return fail(out, e, "bad_block"),
         }
+        if self.done_tokens.len() >= 8 {
+            self.done_tokens.pop_front();
+        }
+        self.done_tokens.push_back(e.token.clone());
         let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
         if e.cmd.kind == CommandKind::Observe
             && success(resp.header.code)

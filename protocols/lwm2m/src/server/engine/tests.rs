@@ -372,3 +372,30 @@ fn block2_responses_are_reassembled() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].1["data"]["content"][0]["value"], json!(body));
 }
+
+#[test]
+fn separate_responses_are_matched_by_token() {
+    let mut h = H::new(Lwm2mSettings::default());
+    h.register("sep", "U");
+    h.published();
+    h.command("sep", json!({"reqID": 9, "msgType": "execute", "data": {"path": "/3/0/4"}}));
+    let r = h.sent().pop().unwrap();
+    h.send(codec::empty(MessageType::Acknowledgement, r.header.message_id));
+    assert_eq!(h.published()[0].1, json!({"reqID": 9, "msgType": "ack", "data": {"reqPath": "/3/0/4"}}));
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.message_id = 4242;
+    p.header.code = MessageClass::Response(ResponseType::Changed);
+    p.set_token(r.get_token().to_vec());
+    h.send(p.clone());
+    let acks = h.sent();
+    assert_eq!((acks[0].header.get_type(), acks[0].header.message_id), (MessageType::Acknowledgement, 4242));
+    assert_eq!(h.published()[0].1["data"]["code"], "2.04");
+    // The same response again (our ACK was lost): ACKed again, no second result.
+    h.send(p);
+    assert!(h.published().is_empty());
+    assert_eq!(h.sent()[0].header.get_type(), MessageType::Acknowledgement);
+    // Nothing outstanding but the lifetime.
+    let d = h.s.device("sep").unwrap();
+    assert_eq!(h.s.poll_timeout(), Some(d.expires_at()));
+}
