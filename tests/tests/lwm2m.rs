@@ -293,3 +293,12 @@ async fn auto_observe_on_registration() {
     dev.update(&[], "").await;
     assert_eq!(next(&mut app).await.1["msgType"], "update");
 }
+
+#[tokio::test]
+async fn a_registration_refused_by_auth_is_4_03() {
+    let broker = TestBroker::start_with("[auth]\nallow_anonymous = false\n").await;
+    let mut dev = Device::new(broker.lwm2m_addr()).await;
+    let r = dev.register("nobody", 300, "U").await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Forbidden));
+    assert_eq!(broker.lwm2m_counters().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
