@@ -166,7 +166,8 @@ async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, commands: &str) ->
             ConnectError::ServerBusy | ConnectError::ShuttingDown => Refusal::Unavailable,
         }
     })?;
-    let options = SubOptions { qos: QoS::AtLeastOnce, no_local: false, retain_as_published: false, retain_handling: 2, subscription_id: None };
+    // No Local: what the device itself publishes (results, events) never comes back as a command.
+    let options = SubOptions { qos: QoS::AtLeastOnce, no_local: true, retain_as_published: false, retain_handling: 2, subscription_id: None };
     if let Err(e) = conn.subscribe(commands, options).await {
         tracing::info!(%ep, "LwM2M command topic {commands} refused: {e}");
         conn.disconnect(DisconnectReason::Normal).await;
