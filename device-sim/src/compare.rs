@@ -70,7 +70,7 @@ impl BrokerProcess {
             Kind::Roost => format!(
                 "[log]\nlevel = \"warn\"\n[mqtt]\nbind = [\"127.0.0.1:{port}\"]\n\
                  [limits]\nmax_inflight = {max_inflight}\nmax_queued_messages = {max_queued}\n\
-                 [mqttsn]\nbind = []\n[coap]\nbind = []\n[lorawan]\nbind = []\n[http]\nbind = []\n[storage]\nbackend = \"memory\"\n"
+                 [mqttsn]\nbind = []\n[coap]\nbind = []\n[lorawan]\nbind = []\n[lwm2m]\nbind = []\n[http]\nbind = []\n[storage]\nbackend = \"memory\"\n"
             ),
             Kind::Mosquitto => format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\

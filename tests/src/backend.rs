@@ -57,6 +57,7 @@ impl TestBroker {
         }
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.coap.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        settings.lwm2m.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         if !settings.coap.dtls.bind.is_empty() {
             settings.coap.dtls.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         }
@@ -129,6 +130,16 @@ impl TestBroker {
     /// The CoAP adapter's counters.
     pub fn coap_counters(&self) -> &roost_coap::session::Counters {
         self.gateway.coap_counters()
+    }
+
+    /// The LwM2M registration-interface (UDP) address.
+    pub fn lwm2m_addr(&self) -> SocketAddr {
+        self.gateway.lwm2m_addrs()[0]
+    }
+
+    /// The LwM2M adapter's counters.
+    pub fn lwm2m_counters(&self) -> &roost_lwm2m::server::Counters {
+        self.gateway.lwm2m_counters()
     }
 
     /// The CoAP-over-DTLS socket address (configure `[coap] dtls_bind` to have one).

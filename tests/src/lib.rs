@@ -13,6 +13,7 @@ pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod coap;
+pub mod lwm2m;
 pub mod mqtt311;
 pub mod mosquitto;
 pub mod mqtt5;

@@ -117,7 +117,7 @@ async fn sigkill_during_qos1_and_qos2_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("roost.toml");
     let text = format!(
-        "[mqtt]\nbind = [\"127.0.0.1:0\"]\n[limits]\nmax_queued_messages = 1000000\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n[storage]\ndata_dir = {:?}\nsync = \"batch\"\n",
+        "[mqtt]\nbind = [\"127.0.0.1:0\"]\n[limits]\nmax_queued_messages = 1000000\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[lwm2m]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n[storage]\ndata_dir = {:?}\nsync = \"batch\"\n",
         dir.path().join("data").display().to_string()
     );
     std::fs::write(&config, text).expect("write config");

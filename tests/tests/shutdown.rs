@@ -17,7 +17,7 @@ const GRACE: Duration = Duration::from_secs(10);
 async fn sigterm_disconnects_clients_with_0x8b_and_exits_0() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("roost.toml");
-    let text = format!("[mqtt]\nbind = [\"127.0.0.1:0\"]\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n[storage]\ndata_dir = {:?}\n", dir.path().display().to_string());
+    let text = format!("[mqtt]\nbind = [\"127.0.0.1:0\"]\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[lwm2m]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n[storage]\ndata_dir = {:?}\n", dir.path().display().to_string());
     std::fs::write(&config, text).expect("write config");
     let roost_bin::RoostProcess { child: mut roost, mqtt: addr } = roost_bin::spawn_roost(&config).await;
     let (mut v5_client, _) = RawClient::connect_v5(addr, raw::connect_v5("v5"), None).await;

@@ -15,6 +15,7 @@ pub async fn start_roost(config: &str) -> Gateway {
     settings.storage.disk = false;
     settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
     settings.lorawan.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+    settings.lwm2m.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
     settings.coap.bind = Vec::new();
     settings.http_bind = Vec::new();
     roost::gateway::start(settings)

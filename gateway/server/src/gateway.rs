@@ -34,6 +34,8 @@ pub struct Gateway {
     coap: Arc<roost_coap::session::Context>,
     lorawan_addrs: Vec<SocketAddr>,
     lorawan: Arc<roost_lorawan::driver::Context>,
+    lwm2m_addrs: Vec<SocketAddr>,
+    lwm2m: Arc<roost_lwm2m::server::driver::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -132,6 +134,7 @@ impl Builder {
                 .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
             Some(Arc::new(b))
         };
+        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer).context("starting the LwM2M listener")?;
         let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer).context("starting the LoRaWAN packet-forwarder listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
@@ -287,10 +290,24 @@ impl Builder {
             tracing::info!(%addr, mode = ?settings.lorawan.mode, "LoRaWAN packet forwarders listening (udp)");
             lorawan_addrs.push(addr);
         }
+        // Resource types from the object definitions: the built-in ones, plus `xml_dir`.
+        let objects = match &settings.lwm2m.xml_dir {
+            Some(dir) => roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?,
+            None => roost_lwm2m::objects::Registry::builtin(),
+        };
+        let kind_of: roost_lwm2m::server::engine::KindOf = Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
+        let lwm2m = roost_lwm2m::server::driver::Context::new(broker.clone(), settings.lwm2m.clone(), kind_of);
+        let mut lwm2m_addrs = Vec::new();
+        for socket in lwm2m_sockets {
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, "LwM2M listening (udp)");
+            lwm2m_addrs.push(addr);
+            tracker.spawn(roost_lwm2m::server::driver::serve(socket, lwm2m.clone(), shutdown.clone(), tracker.clone()));
+        }
         if !lorawan_sockets.is_empty() {
             tracker.spawn(roost_lorawan::driver::serve(lorawan_sockets, lorawan.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, lwm2m_addrs, lwm2m, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
@@ -370,6 +387,16 @@ impl Gateway {
     /// DTLS handshake and peer counters.
     pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
         &self.dtls_counters
+    }
+
+    /// The bound LwM2M registration-interface (UDP) addresses.
+    pub fn lwm2m_addrs(&self) -> &[SocketAddr] {
+        &self.lwm2m_addrs
+    }
+
+    /// The LwM2M adapter's counters (registrations, commands, timeouts, ...).
+    pub fn lwm2m_counters(&self) -> &roost_lwm2m::server::Counters {
+        &self.lwm2m.counters
     }
 
     /// The bound LoRaWAN packet-forwarder (UDP) addresses.

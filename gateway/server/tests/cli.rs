@@ -208,7 +208,7 @@ fn a_gateway_that_cannot_start_exits_1() {
 fn sigterm_shuts_down_cleanly() {
     let path = config_file(
         "sigterm",
-        "[mqtt]\nbind = [\"127.0.0.1:0\"]\n[node]\nshutdown_grace = \"1s\"\n[storage]\nbackend = \"memory\"\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n",
+        "[mqtt]\nbind = [\"127.0.0.1:0\"]\n[node]\nshutdown_grace = \"1s\"\n[storage]\nbackend = \"memory\"\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n[coap]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n[lwm2m]\nbind = [\"127.0.0.1:0\"]\n[http]\nbind = []\n",
     );
     let mut child = Command::new(ROOST)
         .args(["-c", path.to_str().expect("utf-8 path")])

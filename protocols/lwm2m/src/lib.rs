@@ -2,6 +2,7 @@
 //! roost-coap's codec and message layer:
 //!
 //! - [`types`]: paths (`/3/0/1`), typed values, content-format numbers
+//! - [`server`]: the LwM2M server and its EMQX-compatible MQTT mapping
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
 //! - [`sim`]: simulated LwM2M clients (devices) for `roost-sim lwm2m` and the tests
@@ -15,4 +16,5 @@
 pub mod content;
 pub mod sim;
 pub mod objects;
+pub mod server;
 pub mod types;

@@ -13,6 +13,7 @@ mod coap;
 mod duration;
 mod error;
 mod lorawan;
+mod lwm2m;
 mod schema;
 mod security;
 mod validate;
@@ -91,6 +92,8 @@ pub struct Settings {
     pub coap: roost_coap::settings::CoapSettings,
     /// `[lorawan]`: Semtech UDP packet forwarders, bridge or network-server mode.
     pub lorawan: roost_lorawan::settings::LorawanSettings,
+    /// `[lwm2m]`: the LwM2M server (registration interface, EMQX-compatible MQTT mapping).
+    pub lwm2m: roost_lwm2m::server::Lwm2mSettings,
     /// A level (`"info"`) or an `EnvFilter` directive; `RUST_LOG` overrides it at start-up.
     pub log_level: String,
     /// How long shutdown waits for connections to close before it drops them.
@@ -122,6 +125,7 @@ impl Default for Settings {
             acl: None,
             coap: roost_coap::settings::CoapSettings::default(),
             lorawan: roost_lorawan::settings::LorawanSettings::default(),
+            lwm2m: roost_lwm2m::server::Lwm2mSettings::default(),
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),

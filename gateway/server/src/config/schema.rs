@@ -29,6 +29,7 @@ pub(super) struct ConfigFile {
     pub mqttsn: MqttSnSection,
     pub coap: super::coap::CoapSection,
     pub lorawan: super::lorawan::LorawanSection,
+    pub lwm2m: super::lwm2m::Lwm2mSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub acl: super::security::AclSection,

@@ -29,6 +29,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mqttsn,
         coap,
         lorawan,
+        lwm2m,
         limits,
         auth,
         acl,
@@ -169,6 +170,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     let mqttsn = mqttsn_settings(mqttsn)?;
     let coap = super::coap::coap_settings(coap)?;
     let lorawan = super::lorawan::lorawan_settings(lorawan)?;
+    let lwm2m = super::lwm2m::lwm2m_settings(lwm2m)?;
 
     // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
     // listeners are loopback-only. Opening a listener keeps that only if the file says so.
@@ -186,6 +188,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .chain(coap.bind.iter().map(|a| ("coap.bind", *a)))
                 .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
                 .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
+                .chain(lwm2m.bind.iter().map(|a| ("lwm2m.bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {
@@ -218,6 +221,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         acl,
         coap,
         lorawan,
+        lwm2m,
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),

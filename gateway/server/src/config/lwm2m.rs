@@ -1,0 +1,182 @@
+//! `[lwm2m]`: the LwM2M server gateway, as read and as validated.
+
+use roost_coap::settings::Transmission;
+use roost_lwm2m::server::settings::{AutoObserve, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish};
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use super::duration::ConfigDuration;
+use super::schema::Int;
+use super::validate::{at_least, bind_addrs, in_range, invalid, positive};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct Lwm2mSection {
+    pub bind: super::schema::AddrList,
+    pub recv_buffer: Int,
+    pub lifetime_min: ConfigDuration,
+    pub lifetime_max: ConfigDuration,
+    pub qmode_time_window: ConfigDuration,
+    pub max_queued: Int,
+    /// `"off"`, `"all"` (every object instance registered), or paths separated by commas.
+    pub auto_observe: String,
+    /// `"contains_object_list"` or `"always"`.
+    pub update_msg_publish_condition: String,
+    pub mountpoint: String,
+    /// A directory of extra OMA object XMLs (empty: the built-in objects only).
+    pub xml_dir: String,
+    pub max_devices: Int,
+    pub ack_timeout: ConfigDuration,
+    pub max_retransmit: Int,
+    pub translators: TranslatorsSection,
+    pub bootstrap: BootstrapSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct BootstrapSection {
+    pub enable: bool,
+    pub server_uri: String,
+    pub lifetime: ConfigDuration,
+    pub psk_identity: String,
+    pub psk_key: String,
+}
+
+impl Default for BootstrapSection {
+    fn default() -> Self {
+        BootstrapSection {
+            enable: false,
+            server_uri: "coap://127.0.0.1:5783".into(),
+            lifetime: ConfigDuration(std::time::Duration::from_secs(86_400)),
+            psk_identity: String::new(),
+            psk_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct TranslatorsSection {
+    pub command: String,
+    pub response: String,
+    pub notify: String,
+    pub register: String,
+    pub update: String,
+}
+
+impl Default for TranslatorsSection {
+    fn default() -> Self {
+        let t = Translators::default();
+        TranslatorsSection { command: t.command, response: t.response, notify: t.notify, register: t.register, update: t.update }
+    }
+}
+
+impl Default for Lwm2mSection {
+    fn default() -> Self {
+        let s = Lwm2mSettings::default();
+        Lwm2mSection {
+            bind: super::schema::AddrList(s.bind.iter().map(|a| a.to_string()).collect()),
+            recv_buffer: Int::from(s.recv_buffer),
+            lifetime_min: ConfigDuration(s.lifetime_min),
+            lifetime_max: ConfigDuration(s.lifetime_max),
+            qmode_time_window: ConfigDuration(s.qmode_time_window),
+            max_queued: Int::from(s.max_queued),
+            auto_observe: "off".into(),
+            update_msg_publish_condition: "contains_object_list".into(),
+            mountpoint: s.mountpoint,
+            xml_dir: String::new(),
+            max_devices: Int::from(s.max_devices),
+            ack_timeout: ConfigDuration(s.transmission.ack_timeout),
+            max_retransmit: Int::from(s.transmission.max_retransmit),
+            translators: TranslatorsSection::default(),
+            bootstrap: BootstrapSection::default(),
+        }
+    }
+}
+
+fn topic(key: &str, t: String, filter: bool) -> Result<String, ConfigError> {
+    if t.is_empty() || (!filter && t.contains(['+', '#'])) {
+        return Err(invalid(key, "must be a non-empty topic without wildcards"));
+    }
+    Ok(t)
+}
+
+pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigError> {
+    let auto_observe = match c.auto_observe.trim() {
+        "off" | "" => AutoObserve::Off,
+        "all" => AutoObserve::All,
+        list => {
+            let mut paths = Vec::new();
+            for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if p.parse::<roost_lwm2m::types::Path>().is_err() {
+                    return Err(invalid("lwm2m.auto_observe", format!("{p:?} is not a path like /3303/0/5700")));
+                }
+                paths.push(p.to_string());
+            }
+            AutoObserve::List(paths)
+        }
+    };
+    let update_msg_publish_condition = match c.update_msg_publish_condition.as_str() {
+        "always" => UpdatePublish::Always,
+        "contains_object_list" => UpdatePublish::ContainsObjectList,
+        other => {
+            return Err(invalid(
+                "lwm2m.update_msg_publish_condition",
+                format!("{other:?} is not \"always\" or \"contains_object_list\""),
+            ));
+        }
+    };
+    if c.mountpoint.contains(['+', '#']) {
+        return Err(invalid("lwm2m.mountpoint", "must not contain '+' or '#'"));
+    }
+    let lifetime_min = positive("lwm2m.lifetime_min", c.lifetime_min.0)?;
+    let lifetime_max = positive("lwm2m.lifetime_max", c.lifetime_max.0)?;
+    if lifetime_min > lifetime_max {
+        return Err(invalid("lwm2m.lifetime_min", "must not exceed lifetime_max"));
+    }
+    let b = c.bootstrap;
+    let bootstrap = if b.enable {
+        if !(b.server_uri.starts_with("coap://") || b.server_uri.starts_with("coaps://")) {
+            return Err(invalid("lwm2m.bootstrap.server_uri", "must be a coap:// or coaps:// URI"));
+        }
+        if b.psk_identity.is_empty() != b.psk_key.is_empty() {
+            return Err(invalid("lwm2m.bootstrap.psk_key", "psk_identity and psk_key go together"));
+        }
+        Some(BootstrapSettings {
+            server_uri: b.server_uri,
+            lifetime: positive("lwm2m.bootstrap.lifetime", b.lifetime.0)?,
+            psk_identity: (!b.psk_identity.is_empty()).then_some(b.psk_identity),
+            psk_key: (!b.psk_key.is_empty()).then(|| b.psk_key.into_bytes()),
+        })
+    } else {
+        None
+    };
+    let t = c.translators;
+    let defaults = Lwm2mSettings::default();
+    Ok(Lwm2mSettings {
+        bind: bind_addrs("lwm2m.bind", &c.bind.0)?,
+        recv_buffer: in_range("lwm2m.recv_buffer", c.recv_buffer, 0, i64::from(i32::MAX))?,
+        lifetime_min,
+        lifetime_max,
+        qmode_time_window: positive("lwm2m.qmode_time_window", c.qmode_time_window.0)?,
+        max_queued: at_least("lwm2m.max_queued", c.max_queued, 1)?,
+        auto_observe,
+        update_msg_publish_condition,
+        mountpoint: c.mountpoint,
+        translators: Translators {
+            command: topic("lwm2m.translators.command", t.command, true)?,
+            response: topic("lwm2m.translators.response", t.response, false)?,
+            notify: topic("lwm2m.translators.notify", t.notify, false)?,
+            register: topic("lwm2m.translators.register", t.register, false)?,
+            update: topic("lwm2m.translators.update", t.update, false)?,
+        },
+        xml_dir: (!c.xml_dir.is_empty()).then_some(c.xml_dir),
+        transmission: Transmission {
+            ack_timeout: positive("lwm2m.ack_timeout", c.ack_timeout.0)?,
+            max_retransmit: in_range("lwm2m.max_retransmit", c.max_retransmit, 0, 20)?,
+            ..defaults.transmission
+        },
+        max_devices: at_least("lwm2m.max_devices", c.max_devices, 1)?,
+        bootstrap,
+    })
+}

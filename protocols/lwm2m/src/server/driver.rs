@@ -1,0 +1,191 @@
+//! The LwM2M driver: owns one UDP socket and the core connections of the devices
+//! registered through it; feeds datagrams, core deliveries (MQTT commands) and time into
+//! the sans-IO [`Server`], and carries out what it asks (datagrams, connect, publish,
+//! close).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roost_coap::codec;
+use roost_core::{
+    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message,
+    Protocol, QoS, SubOptions,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::engine::{Counters, KindOf, Output, Refusal, Server};
+use super::settings::Lwm2mSettings;
+
+/// What every socket of one gateway shares.
+pub struct Context {
+    pub broker: Broker,
+    pub settings: Arc<Lwm2mSettings>,
+    /// Resource types from the object definitions.
+    pub kind_of: KindOf,
+    pub counters: Arc<Counters>,
+}
+
+impl Context {
+    pub fn new(broker: Broker, settings: Lwm2mSettings, kind_of: KindOf) -> Arc<Context> {
+        Arc::new(Context { broker, settings: Arc::new(settings), kind_of, counters: Arc::new(Counters::default()) })
+    }
+}
+
+/// Binds the registration sockets (an empty list binds none).
+pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
+    roost_core::udp::bind(addrs, recv_buffer)
+}
+
+struct Device {
+    generation: u64,
+    conn: Arc<Connection>,
+    stop: CancellationToken,
+}
+
+/// Deliveries from the devices' core connections, tagged with the endpoint and the
+/// connection's generation (a re-registered endpoint has a new one).
+type Feed = (String, u64, Delivery);
+
+pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let mut server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
+    let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
+    let mut devices: HashMap<String, Device> = HashMap::new();
+    let mut generation = 0u64;
+    let mut buf = vec![0u8; codec::MAX_DATAGRAM];
+    loop {
+        let wake = server.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => server.handle_datagram(Instant::now(), peer, &buf[..n]),
+                Err(e) => tracing::debug!("LwM2M recv: {e}"),
+            },
+            Some((ep, g, d)) = feed.recv() => {
+                let current = devices.get(&ep).filter(|d| d.generation == g).map(|d| d.conn.clone());
+                match (d, current) {
+                    (Delivery::Publish { id, pending, .. }, Some(conn)) => {
+                        if id != 0 {
+                            conn.ack(id);
+                        }
+                        let m = &pending.message;
+                        let reply = m.properties.response_topic.clone().map(|t| (t, m.properties.correlation_data.clone()));
+                        server.handle_command(Instant::now(), &ep, &m.payload, reply);
+                    }
+                    (Delivery::Release { id }, Some(conn)) => {
+                        conn.ack(id);
+                    }
+                    (Delivery::Close(reason), Some(_)) => {
+                        tracing::debug!(%ep, ?reason, "LwM2M device closed by the broker");
+                        if let Some(d) = devices.remove(&ep) {
+                            d.stop.cancel();
+                        }
+                        server.connection_closed(&ep);
+                    }
+                    _ => {}
+                }
+            }
+            _ = sleep_until(wake) => server.handle_timeout(Instant::now()),
+        }
+        loop {
+            while let Some((to, bytes)) = server.poll_transmit() {
+                if let Err(e) = socket.send_to(&bytes, to).await {
+                    tracing::debug!(%to, "LwM2M send: {e}");
+                }
+            }
+            let Some(out) = server.poll_output() else { break };
+            match out {
+                Output::Connect { ticket, ep, peer, commands } => {
+                    generation += 1;
+                    let outcome = match connect(&ctx.broker, &ep, peer, &commands).await {
+                        Ok(conn) => {
+                            let conn = Arc::new(conn);
+                            let stop = shutdown.child_token();
+                            tracker.spawn(forward(ep.clone(), generation, conn.clone(), feed_tx.clone(), stop.clone()));
+                            if let Some(old) = devices.insert(ep, Device { generation, conn, stop }) {
+                                old.stop.cancel();
+                            }
+                            Ok(())
+                        }
+                        Err(r) => Err(r),
+                    };
+                    server.connected(Instant::now(), ticket, outcome);
+                }
+                Output::Publish { ep, topic, payload, correlation } => {
+                    let Some(d) = devices.get(&ep) else { continue };
+                    let mut m = Message::new(topic, payload, QoS::AtMostOnce, false);
+                    m.properties.correlation_data = correlation;
+                    if let Err(e) = d.conn.publish(m).await {
+                        tracing::debug!(%ep, "LwM2M publish refused: {e}");
+                    }
+                }
+                Output::Close { ep, reason } => {
+                    if let Some(d) = devices.remove(&ep) {
+                        d.stop.cancel();
+                        d.conn.disconnect(reason).await;
+                    }
+                }
+            }
+        }
+    }
+    for (_, d) in devices.drain() {
+        d.stop.cancel();
+        d.conn.disconnect(DisconnectReason::Shutdown).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects endpoint `ep` to the core and subscribes its command topic.
+async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, commands: &str) -> Result<Connection, Refusal> {
+    let req = ConnectRequest {
+        client_id: ClientId::new(ep),
+        protocol: Protocol::Lwm2m,
+        peer: Some(peer),
+        username: None,
+        password: None,
+        clean_start: true,
+        keep_alive: 0,
+        will: None,
+        session_expiry: Some(Duration::ZERO),
+        receive_maximum: u16::MAX,
+    };
+    let conn = broker.connect(req).await.map_err(|e| {
+        tracing::info!(%ep, %peer, "LwM2M registration refused: {e}");
+        match e {
+            ConnectError::BadCredentials | ConnectError::NotAuthorized => Refusal::Forbidden,
+            ConnectError::ServerBusy | ConnectError::ShuttingDown => Refusal::Unavailable,
+        }
+    })?;
+    // No Local: what the device itself publishes (results, events) never comes back as a command.
+    let options = SubOptions { qos: QoS::AtLeastOnce, no_local: true, retain_as_published: false, retain_handling: 2, subscription_id: None };
+    if let Err(e) = conn.subscribe(commands, options).await {
+        tracing::info!(%ep, "LwM2M command topic {commands} refused: {e}");
+        conn.disconnect(DisconnectReason::Normal).await;
+        return Err(Refusal::Forbidden);
+    }
+    Ok(conn)
+}
+
+/// Carries one connection's deliveries to the driver until it closes or is replaced.
+async fn forward(ep: String, generation: u64, conn: Arc<Connection>, feed: mpsc::Sender<Feed>, stop: CancellationToken) {
+    loop {
+        let d = tokio::select! {
+            _ = stop.cancelled() => return,
+            d = conn.next_delivery() => d,
+        };
+        let close = matches!(d, Delivery::Close(_));
+        if feed.send((ep.clone(), generation, d)).await.is_err() || close {
+            return;
+        }
+    }
+}

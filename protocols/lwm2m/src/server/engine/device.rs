@@ -1,0 +1,386 @@
+//! One registered device: the requests we send it (token per request, retransmission by
+//! the message layer, a deadline for a separate response), its observations and the
+//! commands held while it sleeps (queue mode).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
+use roost_coap::codec;
+use roost_coap::message::{MessageLayer, Received, Tag};
+use roost_coap::settings::Transmission;
+use serde_json::{Value as Json, json};
+
+use super::{Counters, RegInfo, ReplyTo, Sink};
+use crate::server::mqtt::{self, Command, CommandKind};
+use crate::server::settings::{AutoObserve, Lwm2mSettings};
+use crate::types::{Kind, Path};
+
+/// A request sent, waiting for its response.
+struct Exchange {
+    token: Vec<u8>,
+    cmd: Command,
+    reply: ReplyTo,
+    /// Set once an empty ACK came: the separate response must come by then.
+    deadline: Option<Instant>,
+    /// A response in Block2 blocks, so far (RFC 7959 §2.4).
+    body: Vec<u8>,
+}
+
+/// The largest response reassembled from Block2 blocks.
+const MAX_BODY: usize = 256 * 1024;
+
+struct Observation {
+    token: Vec<u8>,
+    path: String,
+    req_id: Json,
+    last_seq: Option<u32>,
+    last_at: Instant,
+}
+
+pub struct Device {
+    pub id: String,
+    pub info: RegInfo,
+    pub peer: SocketAddr,
+    pub last_update: Instant,
+    /// Last datagram from the device (queue mode: it listens for a window after).
+    pub last_heard: Instant,
+    pub(super) layer: MessageLayer,
+    exchanges: HashMap<Tag, Exchange>,
+    observations: Vec<Observation>,
+    pub(super) queue: VecDeque<(Command, ReplyTo)>,
+    /// Tokens of exchanges just completed: a repeated CON response is ACKed, not reset.
+    done_tokens: VecDeque<Vec<u8>>,
+    next_tag: Tag,
+    separate_timeout: Duration,
+}
+
+/// Observations held per device at most.
+const MAX_OBSERVATIONS: usize = 64;
+
+/// RFC 7641 §3.4: whether notification `new` is fresher than `old`.
+fn fresher(old: u32, new: u32, old_at: Instant, now: Instant) -> bool {
+    const HALF: u32 = 1 << 23;
+    (old < new && new - old < HALF) || (old > new && old - new > HALF) || now > old_at + Duration::from_secs(128)
+}
+
+impl Device {
+    pub(super) fn new(id: String, info: RegInfo, peer: SocketAddr, now: Instant, tx: Transmission, seed: u64) -> Self {
+        Device {
+            id,
+            info,
+            peer,
+            last_update: now,
+            last_heard: now,
+            layer: MessageLayer::new(tx, seed, 64),
+            exchanges: HashMap::new(),
+            observations: Vec::new(),
+            queue: VecDeque::new(),
+            done_tokens: VecDeque::new(),
+            next_tag: seed.rotate_left(32) | 1,
+            separate_timeout: tx.max_transmit_span() * 2,
+        }
+    }
+
+    pub fn expires_at(&self) -> Instant {
+        self.last_update + self.info.lifetime
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn observations(&self) -> usize {
+        self.observations.len()
+    }
+
+    fn awake(&self, now: Instant, s: &Lwm2mSettings) -> bool {
+        !self.info.queue || now < self.last_heard + s.qmode_time_window
+    }
+
+    pub(super) fn poll_timeout(&self, _s: &Lwm2mSettings) -> Option<Instant> {
+        let mut t = self.expires_at();
+        if let Some(r) = self.layer.poll_timeout() {
+            t = t.min(r);
+        }
+        for e in self.exchanges.values() {
+            if let Some(d) = e.deadline {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Instant, _s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+        for lost in self.layer.handle_timeout(now) {
+            if let Some(e) = self.exchanges.remove(&lost.0) {
+                Counters::bump(&c.timeouts);
+                fail(out, e, "coap_timeout");
+            }
+        }
+        let late: Vec<Tag> = self.exchanges.iter().filter(|(_, e)| e.deadline.is_some_and(|d| d <= now)).map(|(t, _)| *t).collect();
+        for t in late {
+            if let Some(e) = self.exchanges.remove(&t) {
+                Counters::bump(&c.timeouts);
+                fail(out, e, "coap_timeout");
+            }
+        }
+    }
+
+    /// The device was heard from: a queue-mode device gets what waited for it.
+    pub(super) fn heard(&mut self, now: Instant, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+        self.last_heard = now;
+        while let Some((cmd, reply)) = self.queue.pop_front() {
+            self.send(now, cmd, reply, s, c, out);
+        }
+    }
+
+    /// Answers everything waiting (the registration ends); `queued` too when it is gone
+    /// for good.
+    pub(super) fn fail_all(&mut self, out: &mut Sink, queued: bool) {
+        let mut tags: Vec<Tag> = self.exchanges.keys().copied().collect();
+        tags.sort_unstable();
+        for t in tags {
+            if let Some(e) = self.exchanges.remove(&t) {
+                fail(out, e, "coap_timeout");
+            }
+        }
+        if queued {
+            for (cmd, reply) in self.queue.drain(..) {
+                fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "coap_timeout");
+            }
+        }
+        self.observations.clear();
+    }
+
+    pub(super) fn auto_observe(&mut self, now: Instant, s: &Lwm2mSettings, out: &mut Sink) {
+        let paths: Vec<String> = match &s.auto_observe {
+            AutoObserve::Off => return,
+            AutoObserve::All => self.info.objects.clone(),
+            AutoObserve::List(l) => l
+                .iter()
+                .filter(|p| {
+                    let obj = p.trim_start_matches('/').split('/').next().unwrap_or_default();
+                    self.info.objects.iter().any(|o| o.trim_start_matches('/').split('/').next() == Some(obj))
+                })
+                .cloned()
+                .collect(),
+        };
+        let counters = Counters::default();
+        for p in paths {
+            let body = json!({"msgType": "observe", "data": {"path": p}}).to_string();
+            if let Ok(cmd) = mqtt::parse_command(body.as_bytes(), &self.info.root) {
+                self.submit(now, cmd, None, s, &counters, out);
+            }
+        }
+    }
+
+    pub(super) fn handle_command(&mut self, now: Instant, payload: &[u8], reply: ReplyTo, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+        match mqtt::parse_command(payload, &self.info.root) {
+            Ok(cmd) => self.submit(now, cmd, reply, s, c, out),
+            Err(bad) => {
+                Counters::bump(&c.bad_commands);
+                out.publish.push((s.translators.response.clone(), bad.to_json(), reply));
+            }
+        }
+    }
+
+    fn submit(&mut self, now: Instant, cmd: Command, reply: ReplyTo, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+        // Bounded: requests in flight (and waiting for an NSTART slot) count against the
+        // same limit as the sleep queue, so an MQTT flood cannot grow memory without end.
+        if self.exchanges.len() >= s.max_queued {
+            Counters::bump(&c.queue_full);
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
+            return;
+        }
+        if cmd.kind == CommandKind::Observe
+            && self.observations.len() >= MAX_OBSERVATIONS
+            && !self.observations.iter().any(|o| o.path == cmd.path)
+        {
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "too_many_observations");
+            return;
+        }
+        if self.awake(now, s) {
+            return self.send(now, cmd, reply, s, c, out);
+        }
+        if self.queue.len() >= s.max_queued {
+            Counters::bump(&c.queue_full);
+            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
+            return;
+        }
+        Counters::bump(&c.queued);
+        self.queue.push_back((cmd, reply));
+    }
+
+    fn send(&mut self, now: Instant, mut cmd: Command, reply: ReplyTo, _s: &Lwm2mSettings, _c: &Counters, _out: &mut Sink) {
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = self.next_tag;
+        let mut token = tag.to_be_bytes().to_vec();
+        if cmd.kind == CommandKind::CancelObserve
+            && let Some(i) = self.observations.iter().position(|o| o.path == cmd.path)
+        {
+            token = self.observations.remove(i).token;
+        }
+        cmd.request.set_token(token.clone());
+        self.layer.send_confirmable(now, tag, self.peer, cmd.request.clone());
+        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None, body: Vec::new() });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_packet(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        packet: Packet,
+        s: &Lwm2mSettings,
+        kind_of: &(dyn Fn(&Path) -> Option<Kind> + Send + Sync),
+        c: &Counters,
+        out: &mut Sink,
+    ) {
+        let kind = packet.header.get_type();
+        let is_response = matches!(packet.header.code, MessageClass::Response(_));
+        match kind {
+            MessageType::Acknowledgement | MessageType::Reset => {
+                let received = self.layer.receive(now, peer, packet.clone());
+                match received {
+                    Received::Acked(tag) if is_response => {
+                        if let Some(e) = self.exchanges.remove(&tag) {
+                            self.complete(now, e, &packet, s, kind_of, out);
+                        }
+                    }
+                    Received::Acked(tag) => {
+                        // Empty ACK: the response comes separately.
+                        if let Some(e) = self.exchanges.get_mut(&tag) {
+                            e.deadline = Some(now + self.separate_timeout);
+                            let data = json!({"reqPath": e.cmd.path});
+                            out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": "ack", "data": data}), None));
+                        }
+                    }
+                    Received::Reset(tag) => {
+                        if let Some(e) = self.exchanges.remove(&tag) {
+                            Counters::bump(&c.resets);
+                            fail(out, e, "coap_reset");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ if is_response => {
+                let token = packet.get_token().to_vec();
+                let exchange = self.exchanges.iter().find(|(_, e)| e.token == token).map(|(t, _)| *t);
+                if let Some(tag) = exchange {
+                    self.layer.acknowledge(peer, &packet);
+                    // The CON request may still be retransmitting (its ACK was lost).
+                    self.layer.cancel(now, tag);
+                    if let Some(e) = self.exchanges.remove(&tag) {
+                        self.complete(now, e, &packet, s, kind_of, out);
+                    }
+                } else if let Some(i) = self.observations.iter().position(|o| o.token == token) {
+                    self.layer.acknowledge(peer, &packet);
+                    self.notify(now, i, &packet, s, kind_of, c, out);
+                } else if kind == MessageType::Confirmable && self.done_tokens.contains(&token) {
+                    Counters::bump(&c.duplicates);
+                    self.layer.acknowledge(peer, &packet);
+                } else if kind == MessageType::Confirmable {
+                    self.layer.reset(peer, packet.header.message_id);
+                } else {
+                    // A NON notification for an observation we no longer hold: RST stops it.
+                    self.layer.reset(peer, packet.header.message_id);
+                }
+            }
+            _ => {}
+        }
+        self.heard(now, s, c, out);
+    }
+
+    /// A response to one of our requests: published on the response topic.
+    fn complete(&mut self, now: Instant, mut e: Exchange, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Sink) {
+        let mut whole;
+        let mut resp = resp;
+        match codec::Block::of(resp, CoapOption::Block2) {
+            None => {}
+            Some(Ok(b)) if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY => {
+                e.body.extend_from_slice(&resp.payload);
+                if b.more {
+                    // Ask for the next block, with a new token; the body so far stays.
+                    let mut next = e.cmd.request.clone();
+                    next.clear_option(CoapOption::Block2);
+                    next.clear_option(CoapOption::Observe);
+                    let block = codec::Block { num: b.num + 1, more: false, szx: b.szx };
+                    next.add_option(CoapOption::Block2, codec::encode_uint(block.encode()));
+                    self.next_tag = self.next_tag.wrapping_add(1);
+                    let tag = self.next_tag;
+                    e.token = tag.to_be_bytes().to_vec();
+                    next.set_token(e.token.clone());
+                    self.layer.send_confirmable(now, tag, self.peer, next);
+                    self.exchanges.insert(tag, e);
+                    return;
+                }
+                whole = resp.clone();
+                whole.clear_option(CoapOption::Block2);
+                whole.payload = std::mem::take(&mut e.body);
+                resp = &whole;
+            }
+            Some(_) => return fail(out, e, "bad_block"),
+        }
+        if self.done_tokens.len() >= 8 {
+            self.done_tokens.pop_front();
+        }
+        self.done_tokens.push_back(e.token.clone());
+        let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
+        if e.cmd.kind == CommandKind::Observe
+            && success(resp.header.code)
+            && let Some(Ok(seq)) = codec::uint_option(resp, CoapOption::Observe)
+        {
+            self.observations.retain(|o| o.path != e.cmd.path);
+            self.observations.push(Observation {
+                token: e.token.clone(),
+                path: e.cmd.path.clone(),
+                req_id: e.cmd.req_id.clone(),
+                last_seq: Some(seq),
+                last_at: now,
+            });
+        }
+        out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notify(&mut self, now: Instant, i: usize, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, c: &Counters, out: &mut Sink) {
+        let seq = match codec::uint_option(resp, CoapOption::Observe) {
+            Some(Ok(n)) => Some(n),
+            _ => None,
+        };
+        let o = &mut self.observations[i];
+        if let (Some(old), Some(new)) = (o.last_seq, seq)
+            && !fresher(old, new, o.last_at, now)
+        {
+            Counters::bump(&c.stale_notifications);
+            return;
+        }
+        Counters::bump(&c.notifications);
+        o.last_seq = seq.or(o.last_seq);
+        o.last_at = now;
+        let data = mqtt::response_data(&o.path, CommandKind::Observe, resp, kind_of);
+        let msg = json!({"reqID": o.req_id, "msgType": "notify", "seqNum": seq.unwrap_or(0), "data": data});
+        // Without Observe, or an error: the observation is over (RFC 7641 §3.2, §4.2).
+        if seq.is_none() || !success(resp.header.code) {
+            self.observations.remove(i);
+        }
+        out.publish.push((s.translators.notify.clone(), msg, None));
+    }
+}
+
+fn success(c: MessageClass) -> bool {
+    matches!(c, MessageClass::Response(_)) && u8::from(c) >> 5 == 2
+}
+
+fn fail(out: &mut Sink, e: Exchange, code: &str) {
+    let data = mqtt::failure_data(&e.cmd.path, code);
+    // Published on the response topic by the caller's settings: the topic is filled in
+    // by `Server::flush` through this marker.
+    out.publish.push((RESPONSE.to_string(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
+}
+
+/// Stands for the configured response topic in a [`Sink`] (replaced when flushed).
+pub(super) const RESPONSE: &str = "\u{0}response";
