@@ -94,11 +94,11 @@ async fn register_then_every_command_round_trips() {
     command(&mut app, "sim-1", json!({"reqID": 8, "msgType": "observe", "data": {"path": "/3303/0/5700"}})).await;
     dev.serve_one().await;
     let r = next(&mut app).await.1;
-    assert_eq!((r["msgType"].clone(), r["data"]["content"][0]["value"].clone()), (json!("observe"), json!("21.5")));
+    assert_eq!((r["msgType"].clone(), r["data"]["content"][0]["value"].clone()), (json!("observe"), json!(21.5)), "a Float by the object definition");
     dev.notify("/3303/0/5700", "22.0").await;
     let (topic, n) = next(&mut app).await;
     assert_eq!(topic, "lwm2m/sim-1/up/notify");
-    assert_eq!(n, json!({"reqID": 8, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": "22.0"}]}}));
+    assert_eq!(n, json!({"reqID": 8, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": 22.0}]}}));
     dev.notify("/3303/0/5700", "22.5").await;
     assert_eq!(next(&mut app).await.1["seqNum"], 3);
     command(&mut app, "sim-1", json!({"reqID": 9, "msgType": "cancel-observe", "data": {"path": "/3303/0/5700"}})).await;
@@ -262,14 +262,21 @@ async fn bootstrap_then_register() {
     let r = dev.request(RequestType::Post, &["bs"], &["ep=fresh".into()], "").await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
     let mut steps = Vec::new();
+    let mut security = Vec::new();
     for _ in 0..5 {
         let req = dev.serve_one().await;
         let path: Vec<String> = roost_coap::codec::uri_path(&req).unwrap();
+        if path == ["0", "1"] {
+            security = req.payload.clone();
+        }
         steps.push(format!("{:?} /{}", req.header.code, path.join("/")));
     }
     assert_eq!(steps, ["Request(Delete) /0", "Request(Delete) /1", "Request(Put) /0/1", "Request(Put) /1/0", "Request(Post) /bs"]);
-    let security: Json = serde_json::from_str(&dev.values["/0/1"]).unwrap();
-    assert!(security.as_array().unwrap().contains(&json!({"n": "/0/1/0", "vs": "coap://127.0.0.1:5783"})));
+    // The Security object instance, in TLV.
+    let registry = roost_lwm2m::objects::Registry::builtin();
+    let records = roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security, &|p| registry.kind(p)).unwrap();
+    let uri = records.iter().find(|r| r.path.to_string() == "/0/1/0").map(|r| r.value.clone());
+    assert_eq!(uri, Some(roost_lwm2m::types::Value::String("coap://127.0.0.1:5783".into())));
     // Provisioned, it registers as usual.
     assert_eq!(dev.register("fresh", 300, "U").await.header.code, MessageClass::Response(ResponseType::Created));
     assert_eq!(next(&mut app).await.1["msgType"], "register");
@@ -288,7 +295,7 @@ async fn auto_observe_on_registration() {
     assert_eq!((r["msgType"].clone(), r["data"]["reqPath"].clone()), (json!("observe"), json!("/3303/0/5700")));
     dev.notify("/3303/0/5700", "23.0").await;
     let (topic, n) = next(&mut app).await;
-    assert_eq!((topic.as_str(), n["data"]["content"][0]["value"].clone()), ("lwm2m/auto/up/notify", json!("23.0")));
+    assert_eq!((topic.as_str(), n["data"]["content"][0]["value"].clone()), ("lwm2m/auto/up/notify", json!(23.0)));
     // "always": an Update without an object list is published too.
     dev.update(&[], "").await;
     assert_eq!(next(&mut app).await.1["msgType"], "update");
@@ -301,4 +308,44 @@ async fn a_registration_refused_by_auth_is_4_03() {
     let r = dev.register("nobody", 300, "U").await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Forbidden));
     assert_eq!(broker.lwm2m_counters().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn api_lists_registered_devices_and_sends_commands() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let anon = roost_e2e::api::Api::anonymous(broker.http_addr());
+    assert_eq!(anon.get("/api/v1/lwm2m/devices").await.0, 401);
+    assert_eq!(anon.call("POST", "/api/v1/lwm2m/devices/api-1/commands", Some(&json!({"msgType": "read", "data": {}}))).await.0, 401);
+    let mut app = app(&broker, "app").await;
+    let mut dev = Device::new(broker.lwm2m_addr()).await;
+    dev.register("api-1", 300, "U").await;
+    assert_eq!(next(&mut app).await.1["msgType"], "register");
+
+    let (status, list) = api.get("/api/v1/lwm2m/devices").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["meta"]["count"], 1);
+    let d = &list["data"][0];
+    assert_eq!((d["ep"].clone(), d["lt"].clone(), d["b"].clone(), d["queueMode"].clone()), (json!("api-1"), json!(300), json!("U"), json!(false)));
+    assert_eq!(d["objectList"], json!(["/1/0", "/3/0", "/3303/0", "/5"]));
+    assert_eq!(api.get("/api/v1/lwm2m/devices/api-1").await.1["registrationId"], d["registrationId"]);
+    assert_eq!(api.get("/api/v1/lwm2m/devices/nobody").await.0, 404);
+
+    // A command through the API: handed over (202), answered on the response topic.
+    let cmd = json!({"reqID": 41, "msgType": "read", "data": {"path": "/3/0/0"}});
+    let (status, r) = api.call("POST", "/api/v1/lwm2m/devices/api-1/commands", Some(&cmd)).await;
+    assert_eq!((status, r["responseTopic"].as_str()), (202, Some("lwm2m/api-1/up/resp")), "{r}");
+    dev.serve_one().await;
+    let (topic, r) = next(&mut app).await;
+    assert_eq!(topic, "lwm2m/api-1/up/resp");
+    assert_eq!(r["reqID"], 41);
+    assert_eq!(r["data"]["content"], json!([{"path": "/3/0/0", "value": "Roost Sim"}]));
+    // Refusals: not a command object, an unknown device.
+    assert_eq!(api.call("POST", "/api/v1/lwm2m/devices/api-1/commands", Some(&json!({"path": "/3"}))).await.0, 400);
+    assert_eq!(api.call("POST", "/api/v1/lwm2m/devices/nobody/commands", Some(&cmd)).await.0, 404);
+
+    // De-registered: gone from the list.
+    dev.deregister().await;
+    assert_eq!(next(&mut app).await.1["msgType"], "deregister");
+    assert_eq!(api.get("/api/v1/lwm2m/devices").await.1["meta"]["count"], 0);
 }

@@ -222,6 +222,13 @@ impl Builder {
         let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
         let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
         let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
+        // Resource types from the object definitions: the built-in ones, plus `xml_dir`.
+        let objects = match &settings.lwm2m.xml_dir {
+            Some(dir) => roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?,
+            None => roost_lwm2m::objects::Registry::builtin(),
+        };
+        let kind_of: roost_lwm2m::server::engine::KindOf = Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
+        let lwm2m = roost_lwm2m::server::driver::Context::new(broker.clone(), settings.lwm2m.clone(), kind_of);
         let mut http_addrs = Vec::new();
         if !http_listeners.is_empty() {
             let api = crate::api::ApiState {
@@ -235,6 +242,7 @@ impl Builder {
             let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone() };
             let mut api_routes = api_routes;
             api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
+            api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));
             let app = crate::http::app(api, api_routes, adapters);
             for l in http_listeners {
                 let addr = l.local_addr()?;
@@ -290,13 +298,6 @@ impl Builder {
             tracing::info!(%addr, mode = ?settings.lorawan.mode, "LoRaWAN packet forwarders listening (udp)");
             lorawan_addrs.push(addr);
         }
-        // Resource types from the object definitions: the built-in ones, plus `xml_dir`.
-        let objects = match &settings.lwm2m.xml_dir {
-            Some(dir) => roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?,
-            None => roost_lwm2m::objects::Registry::builtin(),
-        };
-        let kind_of: roost_lwm2m::server::engine::KindOf = Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
-        let lwm2m = roost_lwm2m::server::driver::Context::new(broker.clone(), settings.lwm2m.clone(), kind_of);
         let mut lwm2m_addrs = Vec::new();
         for socket in lwm2m_sockets {
             let addr = socket.local_addr()?;

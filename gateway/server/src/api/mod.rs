@@ -16,6 +16,7 @@
 mod handlers;
 pub mod keys;
 pub mod lorawan;
+pub mod lwm2m;
 mod trace;
 
 use std::path::PathBuf;

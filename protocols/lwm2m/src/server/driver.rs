@@ -28,11 +28,76 @@ pub struct Context {
     /// Resource types from the object definitions.
     pub kind_of: KindOf,
     pub counters: Arc<Counters>,
+    /// One sender per running driver (socket), for the management API.
+    queries: parking_lot::Mutex<Vec<mpsc::Sender<Query>>>,
 }
+
+/// A registered device as the management API shows it.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    pub registration_id: String,
+    pub info: super::engine::RegInfo,
+    pub peer: SocketAddr,
+    /// Since the last Register or Update.
+    pub since_update: Duration,
+    pub queued: usize,
+    pub observed: usize,
+}
+
+/// What the management API asks a driver.
+enum Query {
+    Devices(tokio::sync::oneshot::Sender<Vec<DeviceView>>),
+    /// An EMQX-style JSON command, as if published on the device's command topic; answers
+    /// whether the endpoint is registered on this socket.
+    Command { ep: String, payload: Vec<u8>, done: tokio::sync::oneshot::Sender<bool> },
+}
+
+/// A driver that does not answer within this is skipped.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Context {
     pub fn new(broker: Broker, settings: Lwm2mSettings, kind_of: KindOf) -> Arc<Context> {
-        Arc::new(Context { broker, settings: Arc::new(settings), kind_of, counters: Arc::new(Counters::default()) })
+        Arc::new(Context {
+            broker,
+            settings: Arc::new(settings),
+            kind_of,
+            counters: Arc::new(Counters::default()),
+            queries: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn drivers(&self) -> Vec<mpsc::Sender<Query>> {
+        let mut q = self.queries.lock();
+        q.retain(|s| !s.is_closed());
+        q.clone()
+    }
+
+    /// Every registered device, sorted by endpoint name.
+    pub async fn devices(&self) -> Vec<DeviceView> {
+        let mut all = Vec::new();
+        for d in self.drivers() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if d.send(Query::Devices(tx)).await.is_ok()
+                && let Ok(Ok(list)) = tokio::time::timeout(QUERY_TIMEOUT, rx).await
+            {
+                all.extend(list);
+            }
+        }
+        all.sort_by(|a, b| a.info.ep.cmp(&b.info.ep));
+        all
+    }
+
+    /// Hands `payload` (a JSON command) to the device `ep`, whose result is published on its
+    /// response topic like that of a command from MQTT. `false` when `ep` is not registered.
+    pub async fn command(&self, ep: &str, payload: &[u8]) -> bool {
+        for d in self.drivers() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let q = Query::Command { ep: ep.to_string(), payload: payload.to_vec(), done: tx };
+            if d.send(q).await.is_ok() && matches!(tokio::time::timeout(QUERY_TIMEOUT, rx).await, Ok(Ok(true))) {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -57,10 +122,36 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
     let mut devices: HashMap<String, Device> = HashMap::new();
     let mut generation = 0u64;
     let mut buf = vec![0u8; codec::MAX_DATAGRAM];
+    let (query_tx, mut queries) = mpsc::channel::<Query>(16);
+    ctx.queries.lock().push(query_tx);
     loop {
         let wake = server.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(q) = queries.recv() => match q {
+                Query::Devices(reply) => {
+                    let now = Instant::now();
+                    let list = server
+                        .devices()
+                        .map(|d| DeviceView {
+                            registration_id: d.id.clone(),
+                            info: d.info.clone(),
+                            peer: d.peer,
+                            since_update: now.saturating_duration_since(d.last_update),
+                            queued: d.queued(),
+                            observed: d.observed(),
+                        })
+                        .collect();
+                    let _ = reply.send(list);
+                }
+                Query::Command { ep, payload, done } => {
+                    let known = server.device(&ep).is_some();
+                    if known {
+                        server.handle_command(Instant::now(), &ep, &payload, None);
+                    }
+                    let _ = done.send(known);
+                }
+            },
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => server.handle_datagram(Instant::now(), peer, &buf[..n]),
                 Err(e) => tracing::debug!("LwM2M recv: {e}"),

@@ -145,7 +145,23 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
                 let records = content_records(&path, &content, hex)?;
                 let mut p = request(RequestType::Post, &path);
                 if !records.is_empty() {
-                    let (fmt, body) = encode_records(&path, &records)?;
+                    // Resources given below the object (`/5/1`): a new instance whose id the
+                    // device picks, sent as bare resource TLVs (encoded as if under `/5/0`).
+                    let object = path.object().unwrap_or_default();
+                    let (base, records) = if records.iter().all(|r| r.path.len() == 2) {
+                        let base = Path::new(&[object, 0]).map_err(|e| e.to_string())?;
+                        let records = records
+                            .into_iter()
+                            .map(|r| {
+                                let path = Path::new(&[object, 0, r.path.instance().unwrap_or_default()]).map_err(|e| e.to_string())?;
+                                Ok(Record { path, value: r.value })
+                            })
+                            .collect::<Result<Vec<_>, String>>()?;
+                        (base, records)
+                    } else {
+                        (path, records)
+                    };
+                    let (fmt, body) = encode_records(&base, &records)?;
                     p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
                     p.payload = body;
                 }

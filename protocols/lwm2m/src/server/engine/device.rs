@@ -56,6 +56,13 @@ pub struct Device {
     separate_timeout: Duration,
 }
 
+impl Device {
+    /// Paths the server observes on the device.
+    pub fn observed(&self) -> usize {
+        self.observations.len()
+    }
+}
+
 /// Observations held per device at most.
 const MAX_OBSERVATIONS: usize = 64;
 

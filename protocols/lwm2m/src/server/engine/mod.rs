@@ -148,6 +148,11 @@ impl Server {
         self.devices.len()
     }
 
+    /// Every registered device.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
     /// The registration of endpoint `ep`, if registered.
     pub fn device(&self, ep: &str) -> Option<&Device> {
         self.by_ep.get(ep).and_then(|id| self.devices.get(id))

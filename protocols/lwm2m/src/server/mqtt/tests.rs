@@ -21,8 +21,10 @@ fn commands_become_requests() {
     )
     .unwrap();
     assert_eq!(c.request.header.code, MessageClass::Request(RequestType::Post));
-    let v: Json = serde_json::from_slice(&c.request.payload).unwrap();
-    assert_eq!(v, json!([{"n": "/3/0/14", "vs": "+02"}, {"n": "/3/0/15", "vs": "UTC"}]));
+    assert_eq!(c.request.get_option(CoapOption::ContentFormat).and_then(|v| v.front().cloned()), Some(vec![0x2d, 0x16]), "TLV (11542)");
+    let records = crate::content::decode(crate::types::format::TLV, "/3/0".parse().unwrap(), &c.request.payload, &|_| Some(crate::types::Kind::String)).unwrap();
+    let got: Vec<(String, crate::types::Value)> = records.into_iter().map(|r| (r.path.to_string(), r.value)).collect();
+    assert_eq!(got, [("/3/0/14".into(), crate::types::Value::String("+02".into())), ("/3/0/15".into(), crate::types::Value::String("UTC".into()))]);
 
     let c = parse_command(br#"{"reqID":4,"msgType":"write-attr","data":{"path":"/3303/0/5700","pmin":"5","pmax":60,"gt":""}}"#, "/").unwrap();
     assert_eq!(opts(&c.request, CoapOption::UriQuery), ["pmin=5", "pmax=60"]);
@@ -71,5 +73,4 @@ fn responses_become_json() {
     assert_eq!(d["content"], json!(["</3/0>;pmin=10", "</3/0/1>"]));
     r.header.code = MessageClass::Response(ResponseType::NotFound);
     assert_eq!(response_data("/9", CommandKind::Plain, &r, &|_| None)["code"], "4.04");
-    assert_eq!(base64_url(b"\x01\x02\x03\x04"), "AQIDBA");
 }
