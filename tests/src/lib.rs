@@ -14,6 +14,7 @@ pub mod backend;
 pub mod cli;
 pub mod coap;
 pub mod lwm2m;
+pub mod lwm2m_peer;
 pub mod mqtt311;
 pub mod mosquitto;
 pub mod mqtt5;

@@ -349,3 +349,42 @@ async fn api_lists_registered_devices_and_sends_commands() {
     assert_eq!(next(&mut app).await.1["msgType"], "deregister");
     assert_eq!(api.get("/api/v1/lwm2m/devices").await.1["meta"]["count"], 0);
 }
+
+/// Interop with an independent LwM2M client, npm lwm2m-node-lib (Telefonica FIWARE, 1.0,
+/// text values): it registers with Roost, an MQTT application reads, writes and executes on
+/// it, and its de-registration is published.
+#[tokio::test]
+async fn lwm2m_node_lib_is_managed_from_mqtt() {
+    use roost_e2e::lwm2m_peer::{line, spawn};
+    let broker = TestBroker::start().await;
+    let mut app = app(&broker, "app").await;
+    let (mut child, mut lines) = spawn(broker.lwm2m_addr(), "node-1");
+    let (topic, ev) = next(&mut app).await;
+    assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/node-1/up/resp", Some("register")), "{ev}");
+    assert_eq!((ev["data"]["ep"].as_str(), ev["data"]["lt"].as_u64()), (Some("node-1"), Some(120)));
+    assert_eq!(ev["data"]["objectList"], json!(["/1/0", "/3/0", "/3303/0"]));
+    line(&mut lines, "registered").await;
+
+    command(&mut app, "node-1", json!({"reqID": 1, "msgType": "read", "data": {"path": "/3303/0/5700"}})).await;
+    let r = next(&mut app).await.1;
+    assert_eq!(r["data"]["code"], "2.05", "{r}");
+    assert_eq!(r["data"]["content"], json!([{"path": "/3303/0/5700", "value": 21.5}]));
+    assert_eq!(line(&mut lines, "request").await, "request read /3303/0/5700 21.5");
+
+    command(&mut app, "node-1", json!({"reqID": 2, "msgType": "write", "data": {"path": "/3303/0/5701", "type": "String", "value": "Far"}})).await;
+    assert_eq!(next(&mut app).await.1["data"], json!({"reqPath": "/3303/0/5701", "code": "2.04", "codeMsg": "changed"}));
+    assert_eq!(line(&mut lines, "request").await, "request write /3303/0/5701 Far");
+    command(&mut app, "node-1", json!({"reqID": 3, "msgType": "read", "data": {"path": "/3/0/0"}})).await;
+    assert_eq!(next(&mut app).await.1["data"]["content"], json!([{"path": "/3/0/0", "value": "Telefonica lwm2m-node-lib"}]));
+    line(&mut lines, "request").await;
+    command(&mut app, "node-1", json!({"reqID": 4, "msgType": "execute", "data": {"path": "/3/0/4"}})).await;
+    assert_eq!(next(&mut app).await.1["data"]["code"], "2.04");
+    assert_eq!(line(&mut lines, "request").await, "request execute /3/0/4");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (topic, ev) = next(&mut app).await;
+    assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/node-1/up/resp", Some("deregister")), "{ev}");
+    line(&mut lines, "deregistered").await;
+    tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+}

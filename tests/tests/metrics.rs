@@ -147,3 +147,33 @@ async fn metrics_count_coap_and_lorawan_adapter_events() {
     assert_eq!(value(&scrape, "roost_lorawan_gateways", None), 1.0);
     assert_eq!(value(&scrape, "roost_lorawan_joins_total", None), 0.0);
 }
+
+/// LwM2M: a registration, an update, a command to the device, and a malformed datagram.
+#[tokio::test]
+async fn metrics_count_lwm2m_registrations_and_commands() {
+    let broker = TestBroker::start().await;
+    let mut dev = roost_e2e::lwm2m::Device::new(broker.lwm2m_addr()).await;
+    dev.register("m-1", 300, "U").await;
+    dev.update(&[], "").await;
+    let (status, _) = broker
+        .api()
+        .call("POST", "/api/v1/lwm2m/devices/m-1/commands", Some(&serde_json::json!({"msgType": "read", "data": {"path": "/3/0/0"}})))
+        .await;
+    assert_eq!(status, 202);
+    dev.serve_one().await;
+    let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    raw.send_to(&[0xC0, 0x01], broker.lwm2m_addr()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while broker.lwm2m_counters().malformed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the malformed datagram was not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let scrape = scrape(&broker).await;
+    assert_eq!(value(&scrape, "roost_lwm2m_devices", None), 1.0);
+    assert_eq!(value(&scrape, "roost_connections", Some(("protocol", "lwm2m"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lwm2m_registration_events_total", Some(("event", "register"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lwm2m_registration_events_total", Some(("event", "update"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lwm2m_commands_total", Some(("outcome", "sent"))), 1.0);
+    assert_eq!(value(&scrape, "roost_lwm2m_datagrams_total", Some(("kind", "malformed"))), 1.0);
+    assert_eq!(value(&scrape, "roost_dtls_client_hellos_total", Some(("outcome", "hello_verify_sent"))), 0.0);
+}

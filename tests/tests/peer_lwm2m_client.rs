@@ -2,55 +2,19 @@
 //! installed by scripts/test) against a scripted server on a UDP socket: it sends a
 //! well-formed Register (`POST /rd?ep=..&lt=..&lwm2m=..&b=U` with the object links), reports
 //! the Location, answers a Read, a Write and an Execute, and de-registers on SIGTERM. The gateway's interop tests
-//! drive the same peer against Roost.
+//! drive the same peer against Roost (`tests/lwm2m.rs`).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use roost_coap::codec;
-use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::net::UdpSocket;
-use tokio::process::{Child, ChildStdout, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Starts the peer registering `ep` with the server at `server`.
-fn spawn_peer(server: SocketAddr, ep: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
-    assert!(
-        std::path::Path::new(dir).join("lwm2m_client/node_modules/lwm2m-node-lib").is_dir(),
-        "lwm2m-node-lib is missing: run scripts/test (it runs `npm install --prefix tests/tests/peers/lwm2m_client lwm2m-node-lib`)"
-    );
-    let mut child = Command::new("node")
-        .arg(format!("{dir}/lwm2m_client.js"))
-        .env("HOST", server.ip().to_string())
-        .env("PORT", server.port().to_string())
-        .env("EP", ep)
-        .env("LIFETIME", "120")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (scripts/test installs nodejs)");
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
-/// The peer's next line starting with `prefix` (its library may log other lines).
-async fn line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
-    let find = async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if l.starts_with(prefix) {
-                return l;
-            }
-        }
-        panic!("the peer ended before printing {prefix:?}");
-    };
-    tokio::time::timeout(WAIT, find).await.unwrap_or_else(|_| panic!("no {prefix:?} line from the peer within {WAIT:?}"))
-}
+use roost_e2e::lwm2m_peer::{line, spawn as spawn_peer};
 
 async fn recv(server: &UdpSocket) -> (Packet, SocketAddr) {
     let mut buf = vec![0u8; 4096];

@@ -239,7 +239,7 @@ impl Builder {
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
             };
-            let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone() };
+            let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone(), lwm2m: lwm2m.clone() };
             let mut api_routes = api_routes;
             api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
             api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));

@@ -177,11 +177,12 @@ impl Collector for BrokerCollector {
 }
 
 /// Wire-level counters of the UDP adapters that the core cannot see (CoAP message layer,
-/// DTLS handshakes, LoRaWAN frames and joins), read at each scrape.
+/// DTLS handshakes, LoRaWAN frames and joins, LwM2M registrations), read at each scrape.
 pub struct AdapterCounters {
     pub coap: Arc<roost_coap::session::Context>,
     pub dtls: Arc<roost_coap::dtls::DtlsCounters>,
     pub lorawan: Arc<roost_lorawan::driver::Context>,
+    pub lwm2m: Arc<roost_lwm2m::server::driver::Context>,
 }
 
 impl std::fmt::Debug for AdapterCounters {
@@ -236,6 +237,13 @@ impl Collector for AdapterCounters {
             "result",
             &[("ok", &d.handshakes_ok), ("failed", &d.handshakes_failed), ("timed_out", &d.handshakes_timed_out), ("refused", &d.refused)],
         )?;
+        counter_family(
+            &mut encoder,
+            "dtls_client_hellos",
+            "ClientHellos answered statelessly with a cookie, or dropped for a bad or expired one",
+            "outcome",
+            &[("hello_verify_sent", &d.hello_verify_sent), ("bad_cookie", &d.bad_cookies)],
+        )?;
         counter(&mut encoder, "dtls_dropped_datagrams", "Datagrams on a DTLS socket that were not DTLS records, or for no peer", d.dropped.load(Relaxed))?;
         let l = &self.lorawan.counters;
         gauge(&mut encoder, "lorawan_gateways", "LoRaWAN packet forwarders tracked now", l.gateways.load(Relaxed) as i64)?;
@@ -271,6 +279,47 @@ impl Collector for AdapterCounters {
                 ("unknown_device", &ns.unknown_devices),
                 ("bad_phy_payload", &ns.bad_phy),
                 ("crc_error", &ns.crc_errors),
+            ],
+        )?;
+        let w = &self.lwm2m.counters;
+        gauge(&mut encoder, "lwm2m_devices", "LwM2M devices registered now", w.devices.load(Relaxed) as i64)?;
+        counter_family(
+            &mut encoder,
+            "lwm2m_registration_events",
+            "LwM2M registration interface events, by kind",
+            "event",
+            &[
+                ("register", &w.registrations),
+                ("update", &w.updates),
+                ("deregister", &w.deregistrations),
+                ("expired", &w.expired),
+                ("refused", &w.refused),
+            ],
+        )?;
+        counter_family(
+            &mut encoder,
+            "lwm2m_commands",
+            "Commands to LwM2M devices (from MQTT or the API), by outcome",
+            "outcome",
+            &[
+                ("sent", &w.commands),
+                ("bad", &w.bad_commands),
+                ("timeout", &w.timeouts),
+                ("reset", &w.resets),
+                ("queued", &w.queued),
+                ("queue_full", &w.queue_full),
+            ],
+        )?;
+        counter_family(
+            &mut encoder,
+            "lwm2m_datagrams",
+            "LwM2M datagrams and notifications, by kind",
+            "kind",
+            &[
+                ("notification", &w.notifications),
+                ("stale_notification", &w.stale_notifications),
+                ("duplicate", &w.duplicates),
+                ("malformed", &w.malformed),
             ],
         )?;
         Ok(())
