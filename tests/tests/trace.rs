@@ -1,6 +1,7 @@
 //! Trace: `roost ctl trace start client ...` writes a client's packets in both directions
 //! (and its messages) to a file; `trace stop` closes it. Topic traces through the API. A
-//! CoAP client's trace (LoRaWAN's is in `lorawan.rs`, next to its packet-forwarder helpers).
+//! CoAP client's and an LwM2M device's traces (LoRaWAN's is in `lorawan.rs`, next to its
+//! packet-forwarder helpers).
 
 #![allow(clippy::unwrap_used)]
 
@@ -165,6 +166,41 @@ async fn a_coap_client_trace_shows_requests_responses_and_notifications() {
         " out message topic=tc/b",
         " out packet NON 2.05 (Response(Content))",
         "token=4251 Observe=2 payload=4B",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_lwm2m_device_trace_shows_its_registration_and_a_command_both_ways() {
+    let broker = TestBroker::start_with(&format!("[http]\napi_keys = [\"{KEY}\"]\n")).await;
+    let api = roost_e2e::api::Api::new(broker.http_addr(), KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lwm2m.log");
+    let (status, _) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "tr-1", "file": file }))).await;
+    assert_eq!(status, 201);
+    let mut dev = roost_e2e::lwm2m::Device::new(broker.lwm2m_addr()).await;
+    dev.register("tr-1", 300, "U").await;
+    let cmd = json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/0"}});
+    assert_eq!(api.call("POST", "/api/v1/lwm2m/devices/tr-1/commands", Some(&cmd)).await.0, 202);
+    dev.serve_one().await;
+    // The result is published after its response is traced: wait for it on MQTT.
+    let mut app = Client5::connect(broker.addr(), "app").await;
+    app.subscribe("lwm2m/tr-1/up/resp", mqtt5::qos(0)).await;
+    assert_eq!(api.call("POST", "/api/v1/lwm2m/devices/tr-1/commands", Some(&cmd)).await.0, 202);
+    dev.serve_one().await;
+    app.expect_publish(WAIT).await;
+    assert_eq!(api.call("DELETE", "/api/v1/traces?type=client&target=tr-1", None).await.0, 204);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for expected in [
+        "lwm2m client=tr-1 peer=127.0.0.1:",
+        " in packet CON 0.02 (Request(Post))",
+        "UriPath=\"rd\" ContentFormat=40 UriQuery=\"ep=tr-1\"",
+        " out packet ACK 2.01 (Response(Created))",
+        " out packet CON 0.01 (Request(Get))",
+        "UriPath=\"3\" UriPath=\"0\" UriPath=\"0\"",
+        " in packet ACK 2.05 (Response(Content))",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

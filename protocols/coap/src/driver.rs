@@ -344,7 +344,7 @@ fn trace(ctx: &Context, client_id: &ClientId, peer: SocketAddr, direction: Direc
 /// A CoAP message in one trace line: type, code, message id, token, options (RFC 7252 §5.10
 /// formats: string options as text, uint options as numbers, the rest hex) and the payload's
 /// length.
-struct Summary<'a>(&'a Packet);
+pub struct Summary<'a>(pub &'a Packet);
 
 impl fmt::Debug for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,6 +13,7 @@ use roost_core::{
     Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message,
     Protocol, QoS, SubOptions,
 };
+use roost_core::trace::Direction;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +102,22 @@ impl Context {
     }
 }
 
+/// Writes a datagram to the traces following its device's endpoint (one atomic load when
+/// no trace runs).
+fn trace(ctx: &Context, server: &Server, peer: SocketAddr, direction: Direction, bytes: &[u8]) {
+    let tracer = ctx.broker.tracer();
+    if !tracer.is_active() {
+        return;
+    }
+    let Ok(p) = codec::decode(bytes) else { return };
+    // A Register names its endpoint before the registration exists.
+    let registering = || codec::uri_query(&p).into_iter().find(|(k, _)| k == "ep").map(|(_, v)| v);
+    let ep = server.endpoint_at(peer).map(str::to_string).or_else(registering);
+    if let Some(ep) = ep {
+        tracer.packet("lwm2m", &ep, Some(peer), direction, None, &roost_coap::driver::Summary(&p));
+    }
+}
+
 /// Binds the registration sockets (an empty list binds none).
 pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> std::io::Result<Vec<UdpSocket>> {
     roost_core::udp::bind(addrs, recv_buffer)
@@ -153,7 +170,10 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                 }
             },
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => server.handle_datagram(Instant::now(), peer, &buf[..n]),
+                Ok((n, peer)) => {
+                    trace(&ctx, &server, peer, Direction::In, &buf[..n]);
+                    server.handle_datagram(Instant::now(), peer, &buf[..n]);
+                }
                 Err(e) => tracing::debug!("LwM2M recv: {e}"),
             },
             Some((ep, g, d)) = feed.recv() => {
@@ -184,6 +204,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
         }
         loop {
             while let Some((to, bytes)) = server.poll_transmit() {
+                trace(&ctx, &server, to, Direction::Out, &bytes);
                 if let Err(e) = socket.send_to(&bytes, to).await {
                     tracing::debug!(%to, "LwM2M send: {e}");
                 }

@@ -148,6 +148,11 @@ impl Server {
         self.devices.len()
     }
 
+    /// The endpoint registered from `peer`, if any.
+    pub fn endpoint_at(&self, peer: SocketAddr) -> Option<&str> {
+        self.by_peer.get(&peer).and_then(|id| self.devices.get(id)).map(|d| d.info.ep.as_str())
+    }
+
     /// Every registered device.
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.devices.values()
