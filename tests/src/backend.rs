@@ -58,6 +58,9 @@ impl TestBroker {
         settings.mqttsn.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.coap.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         settings.lwm2m.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        if !settings.lwm2m.dtls_bind.is_empty() {
+            settings.lwm2m.dtls_bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        }
         if !settings.coap.dtls.bind.is_empty() {
             settings.coap.dtls.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
         }
@@ -140,6 +143,11 @@ impl TestBroker {
     /// The LwM2M adapter's counters.
     pub fn lwm2m_counters(&self) -> &roost_lwm2m::server::Counters {
         self.gateway.lwm2m_counters()
+    }
+
+    /// The LwM2M-over-DTLS socket address (configure `[lwm2m] dtls_bind` to have one).
+    pub fn lwm2ms_addr(&self) -> SocketAddr {
+        self.gateway.lwm2ms_addrs()[0]
     }
 
     /// The CoAP-over-DTLS socket address (configure `[coap] dtls_bind` to have one).

@@ -3,6 +3,8 @@
 //! EMQX-compatible JSON commands and reads the results, notifications and events.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
 use roost_e2e::lwm2m::Device;
@@ -387,4 +389,48 @@ async fn lwm2m_node_lib_is_managed_from_mqtt() {
     assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/node-1/up/resp", Some("deregister")), "{ev}");
     line(&mut lines, "deregistered").await;
     tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+}
+
+/// LwM2M over DTLS (PSK from `[[coap.psk]]`): libcoap's `coap-client-openssl` registers
+/// and de-registers through the DTLS socket (each call its own DTLS session, as a device
+/// that sleeps between exchanges); a wrong key gets no registration.
+#[tokio::test]
+async fn registration_and_deregistration_over_dtls() {
+    let config = "[lwm2m]\ndtls_bind = [\"127.0.0.1:0\"]\n[[coap.psk]]\nidentity = \"dev1\"\nkey = \"secret-key-1\"\nusername = \"user1\"\n";
+    let broker = TestBroker::start_with(config).await;
+    let mut app = app(&broker, "app").await;
+    let base = format!("coaps://{}", broker.lwm2ms_addr());
+    let coap_client = |args: Vec<String>| async move {
+        let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new("coap-client-openssl").args(&args).kill_on_drop(true).output())
+            .await
+            .expect("coap-client-openssl finished within 30 s")
+            .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let psk = |key: &str| ["-u", "dev1", "-k", key].map(String::from).to_vec();
+    let register = |key: &str| {
+        let url = format!("{base}/rd?ep=secure-1&lt=60&lwm2m=1.1&b=U");
+        [["-m", "post", "-t", "40", "-e", "</3/0>", "-v", "7", url.as_str()].map(String::from).to_vec(), psk(key)].concat()
+    };
+    // A wrong key: no session, no registration.
+    coap_client(register("wrong-key")).await;
+    assert_eq!(broker.lwm2m_counters().registrations.load(std::sync::atomic::Ordering::Relaxed), 0);
+    app.assert_no_publish(QUIET).await;
+
+    let out = coap_client(register("secret-key-1")).await;
+    let (topic, ev) = next(&mut app).await;
+    assert_eq!((topic.as_str(), ev["msgType"].as_str(), ev["data"]["ep"].as_str()), ("lwm2m/secure-1/up/resp", Some("register"), Some("secure-1")), "{ev}");
+    assert_eq!(ev["data"]["objectList"], json!(["/3/0"]));
+    // The 2.01's Location-Path, from libcoap's verbose log: `Location-Path:rd, Location-Path:ID`.
+    let id = out
+        .split("Location-Path:")
+        .nth(2)
+        .and_then(|rest| rest.split([' ', ',', ']']).next())
+        .unwrap_or_else(|| panic!("no Location-Path in the client's log:\n{out}"))
+        .to_string();
+    let url = format!("{base}/rd/{id}");
+    coap_client([["-m", "delete", url.as_str()].map(String::from).to_vec(), psk("secret-key-1")].concat()).await;
+    let (_, ev) = next(&mut app).await;
+    assert_eq!((ev["msgType"].as_str(), ev["data"]["ep"].as_str()), (Some("deregister"), Some("secure-1")), "{ev}");
+    assert!(broker.dtls_counters().handshakes_ok.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 }

@@ -35,6 +35,7 @@ pub struct Gateway {
     lorawan_addrs: Vec<SocketAddr>,
     lorawan: Arc<roost_lorawan::driver::Context>,
     lwm2m_addrs: Vec<SocketAddr>,
+    lwm2ms_addrs: Vec<SocketAddr>,
     lwm2m: Arc<roost_lwm2m::server::driver::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -127,14 +128,17 @@ impl Builder {
         let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
         let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer).context("starting the CoAP listener")?;
         let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer).context("starting the CoAP DTLS listener")?;
-        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() {
+        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer).context("starting the LwM2M listener")?;
+        let lwm2ms_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.dtls_bind, settings.lwm2m.recv_buffer).context("starting the LwM2M DTLS listener")?;
+        // One DTLS backend (credentials from [coap]) for CoAP's and LwM2M's DTLS sockets.
+        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() && lwm2ms_sockets.is_empty() {
             None
         } else {
-            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls)
-                .map_err(|e| anyhow::anyhow!("starting the CoAP DTLS listener: {e}"))?;
+            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
+                anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
+            })?;
             Some(Arc::new(b))
         };
-        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer).context("starting the LwM2M listener")?;
         let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer).context("starting the LoRaWAN packet-forwarder listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
@@ -284,7 +288,7 @@ impl Builder {
             tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
         }
         let mut coaps_addrs = Vec::new();
-        if let Some(backend) = dtls_backend {
+        if let Some(backend) = &dtls_backend {
             for socket in coaps_sockets {
                 let addr = socket.local_addr()?;
                 tracing::info!(%addr, "CoAP listening (dtls)");
@@ -305,10 +309,25 @@ impl Builder {
             lwm2m_addrs.push(addr);
             tracker.spawn(roost_lwm2m::server::driver::serve(socket, lwm2m.clone(), shutdown.clone(), tracker.clone()));
         }
+        let mut lwm2ms_addrs = Vec::new();
+        if let Some(backend) = &dtls_backend {
+            for socket in lwm2ms_sockets {
+                let addr = socket.local_addr()?;
+                tracing::info!(%addr, "LwM2M listening (dtls)");
+                lwm2ms_addrs.push(addr);
+                // The DTLS dispatcher decrypts; the LwM2M driver sees plain datagrams.
+                let (app_tx, app_rx) = tokio::sync::mpsc::channel(1024);
+                let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
+                let dtls = settings.coap.dtls.clone();
+                tracker.spawn(roost_coap::dtls::serve_channels(socket, dtls, backend.clone(), dtls_counters.clone(), app_tx, out_rx, shutdown.clone(), tracker.clone()));
+                let transport = roost_lwm2m::server::driver::Transport::Dtls { rx: app_rx, tx: out_tx };
+                tracker.spawn(roost_lwm2m::server::driver::serve_transport(transport, lwm2m.clone(), shutdown.clone(), tracker.clone()));
+            }
+        }
         if !lorawan_sockets.is_empty() {
             tracker.spawn(roost_lorawan::driver::serve(lorawan_sockets, lorawan.clone(), shutdown.clone(), tracker.clone()));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, lwm2m_addrs, lwm2m, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, lwm2m_addrs, lwm2ms_addrs, lwm2m, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
     }
 }
 
@@ -393,6 +412,11 @@ impl Gateway {
     /// The bound LwM2M registration-interface (UDP) addresses.
     pub fn lwm2m_addrs(&self) -> &[SocketAddr] {
         &self.lwm2m_addrs
+    }
+
+    /// The bound LwM2M-over-DTLS addresses.
+    pub fn lwm2ms_addrs(&self) -> &[SocketAddr] {
+        &self.lwm2ms_addrs
     }
 
     /// The LwM2M adapter's counters (registrations, commands, timeouts, ...).

@@ -13,6 +13,7 @@ use super::validate::{at_least, bind_addrs, in_range, invalid, positive};
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct Lwm2mSection {
     pub bind: super::schema::AddrList,
+    pub dtls_bind: super::schema::AddrList,
     pub recv_buffer: Int,
     pub lifetime_min: ConfigDuration,
     pub lifetime_max: ConfigDuration,
@@ -76,6 +77,7 @@ impl Default for Lwm2mSection {
         let s = Lwm2mSettings::default();
         Lwm2mSection {
             bind: super::schema::AddrList(s.bind.iter().map(|a| a.to_string()).collect()),
+            dtls_bind: super::schema::AddrList(s.dtls_bind.iter().map(|a| a.to_string()).collect()),
             recv_buffer: Int::from(s.recv_buffer),
             lifetime_min: ConfigDuration(s.lifetime_min),
             lifetime_max: ConfigDuration(s.lifetime_max),
@@ -155,6 +157,7 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
     let defaults = Lwm2mSettings::default();
     Ok(Lwm2mSettings {
         bind: bind_addrs("lwm2m.bind", &c.bind.0)?,
+        dtls_bind: bind_addrs("lwm2m.dtls_bind", &c.dtls_bind.0)?,
         recv_buffer: in_range("lwm2m.recv_buffer", c.recv_buffer, 0, i64::from(i32::MAX))?,
         lifetime_min,
         lifetime_max,

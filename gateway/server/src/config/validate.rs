@@ -189,6 +189,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
                 .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
                 .chain(lwm2m.bind.iter().map(|a| ("lwm2m.bind", *a)))
+                .chain(lwm2m.dtls_bind.iter().map(|a| ("lwm2m.dtls_bind", *a)))
                 .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
                 .find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {

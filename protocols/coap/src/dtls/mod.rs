@@ -145,13 +145,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let settings = ctx.settings.dtls.clone();
-    let socket = Arc::new(socket);
-    let writers: Writers = Arc::default();
-    let handshaking = Arc::new(AtomicUsize::new(0));
     // Decrypted datagrams in, to the CoAP layer; its answers out, to the peers' records.
-    let (app_tx, mut app_rx) = mpsc::channel::<(SocketAddr, Bytes, Option<String>)>(1024);
-    let (out_tx, mut out_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
+    let (app_tx, mut app_rx) = mpsc::channel::<Plain>(1024);
+    let (out_tx, out_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let mut demux = Demux::new(ctx.clone(), Link::Channel(out_tx), shutdown.clone(), tracker.clone());
     tracker.spawn({
         let shutdown = shutdown.clone();
@@ -168,6 +164,30 @@ pub async fn serve(
             }
         }
     });
+    let settings = ctx.settings.dtls.clone();
+    serve_channels(socket, settings, backend, counters, app_tx, out_rx, shutdown, tracker).await;
+}
+
+/// A decrypted datagram: the peer, its bytes, and the peer's DTLS identity (username).
+pub type Plain = (SocketAddr, Bytes, Option<String>);
+
+/// Serves one DTLS socket until `shutdown` for any protocol over it (CoAP, LwM2M):
+/// decrypted datagrams go to `app_tx`; what arrives on `out_rx` is sent encrypted to its
+/// peer.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_channels(
+    socket: UdpSocket,
+    settings: DtlsSettings,
+    backend: Arc<dyn Backend>,
+    counters: Arc<DtlsCounters>,
+    app_tx: mpsc::Sender<Plain>,
+    mut out_rx: mpsc::Receiver<(SocketAddr, Bytes)>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let socket = Arc::new(socket);
+    let writers: Writers = Arc::default();
+    let handshaking = Arc::new(AtomicUsize::new(0));
     tracker.spawn({
         let writers = writers.clone();
         async move {
@@ -279,7 +299,7 @@ struct PeerShared {
     counters: Arc<DtlsCounters>,
     writers: Writers,
     handshaking: Arc<AtomicUsize>,
-    app_tx: mpsc::Sender<(SocketAddr, Bytes, Option<String>)>,
+    app_tx: mpsc::Sender<Plain>,
     ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
     settings: DtlsSettings,
     shutdown: CancellationToken,

@@ -133,7 +133,51 @@ struct Device {
 /// connection's generation (a re-registered endpoint has a new one).
 type Feed = (String, u64, Delivery);
 
+/// Where the driver's datagrams come from and go to: a plain UDP socket (5783), or the
+/// DTLS dispatcher's decrypted stream (5784, see `roost_coap::dtls::serve_channels`).
+pub enum Transport {
+    Udp(UdpSocket),
+    Dtls { rx: mpsc::Receiver<roost_coap::dtls::Plain>, tx: mpsc::Sender<(SocketAddr, bytes::Bytes)> },
+}
+
+impl Transport {
+    /// The next datagram into `buf`; `None` when the transport is gone.
+    async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match self {
+            Transport::Udp(s) => loop {
+                match s.recv_from(buf).await {
+                    Ok(r) => return Some(r),
+                    Err(e) => tracing::debug!("LwM2M recv: {e}"),
+                }
+            },
+            Transport::Dtls { rx, .. } => {
+                let (peer, bytes, _user) = rx.recv().await?;
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                Some((n, peer))
+            }
+        }
+    }
+
+    async fn send(&self, bytes: bytes::Bytes, to: SocketAddr) {
+        match self {
+            Transport::Udp(s) => {
+                if let Err(e) = s.send_to(&bytes, to).await {
+                    tracing::debug!(%to, "LwM2M send: {e}");
+                }
+            }
+            Transport::Dtls { tx, .. } => {
+                let _ = tx.send((to, bytes)).await;
+            }
+        }
+    }
+}
+
 pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+    serve_transport(Transport::Udp(socket), ctx, shutdown, tracker).await;
+}
+
+pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
     let mut server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
     let mut devices: HashMap<String, Device> = HashMap::new();
@@ -169,12 +213,12 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                     let _ = done.send(known);
                 }
             },
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => {
+            r = transport.recv(&mut buf) => match r {
+                Some((n, peer)) => {
                     trace(&ctx, &server, peer, Direction::In, &buf[..n]);
                     server.handle_datagram(Instant::now(), peer, &buf[..n]);
                 }
-                Err(e) => tracing::debug!("LwM2M recv: {e}"),
+                None => break,
             },
             Some((ep, g, d)) = feed.recv() => {
                 let current = devices.get(&ep).filter(|d| d.generation == g).map(|d| d.conn.clone());
@@ -205,9 +249,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
         loop {
             while let Some((to, bytes)) = server.poll_transmit() {
                 trace(&ctx, &server, to, Direction::Out, &bytes);
-                if let Err(e) = socket.send_to(&bytes, to).await {
-                    tracing::debug!(%to, "LwM2M send: {e}");
-                }
+                transport.send(bytes, to).await;
             }
             let Some(out) = server.poll_output() else { break };
             match out {

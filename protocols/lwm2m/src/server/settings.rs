@@ -64,6 +64,9 @@ pub struct BootstrapSettings {
 pub struct Lwm2mSettings {
     /// UDP sockets for the registration interface; empty disables it.
     pub bind: Vec<SocketAddr>,
+    /// UDP sockets for the registration interface over DTLS (credentials: the CoAP
+    /// gateway's `[[coap.psk]]` / certificate); empty (the default) disables it.
+    pub dtls_bind: Vec<SocketAddr>,
     pub recv_buffer: usize,
     pub lifetime_min: Duration,
     pub lifetime_max: Duration,
@@ -90,6 +93,7 @@ impl Default for Lwm2mSettings {
     fn default() -> Self {
         Lwm2mSettings {
             bind: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5783))],
+            dtls_bind: Vec::new(),
             recv_buffer: 0,
             lifetime_min: Duration::from_secs(15),
             lifetime_max: Duration::from_secs(86_400),
