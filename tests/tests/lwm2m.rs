@@ -421,6 +421,9 @@ async fn registration_and_deregistration_over_dtls() {
     let (topic, ev) = next(&mut app).await;
     assert_eq!((topic.as_str(), ev["msgType"].as_str(), ev["data"]["ep"].as_str()), ("lwm2m/secure-1/up/resp", Some("register"), Some("secure-1")), "{ev}");
     assert_eq!(ev["data"]["objectList"], json!(["/3/0"]));
+    // The core client carries the PSK identity's username (for auth and ACL %u).
+    let (status, client) = broker.api().get("/api/v1/clients/secure-1").await;
+    assert_eq!((status, client["username"].as_str(), client["protocol"].as_str()), (200, Some("user1"), Some("lwm2m")), "{client}");
     // The 2.01's Location-Path, from libcoap's verbose log: `Location-Path:rd, Location-Path:ID`.
     let id = out
         .split("Location-Path:")

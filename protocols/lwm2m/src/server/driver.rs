@@ -141,20 +141,21 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The next datagram into `buf`; `None` when the transport is gone.
-    async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    /// The next datagram into `buf`, with the peer's DTLS identity (the username of its PSK
+    /// identity or certificate); `None` when the transport is gone.
+    async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr, Option<String>)> {
         match self {
             Transport::Udp(s) => loop {
                 match s.recv_from(buf).await {
-                    Ok(r) => return Some(r),
+                    Ok((n, peer)) => return Some((n, peer, None)),
                     Err(e) => tracing::debug!("LwM2M recv: {e}"),
                 }
             },
             Transport::Dtls { rx, .. } => {
-                let (peer, bytes, _user) = rx.recv().await?;
+                let (peer, bytes, user) = rx.recv().await?;
                 let n = bytes.len().min(buf.len());
                 buf[..n].copy_from_slice(&bytes[..n]);
-                Some((n, peer))
+                Some((n, peer, user))
             }
         }
     }
@@ -185,6 +186,7 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
     let mut buf = vec![0u8; codec::MAX_DATAGRAM];
     let (query_tx, mut queries) = mpsc::channel::<Query>(16);
     ctx.queries.lock().push(query_tx);
+    let mut last_user: Option<(SocketAddr, String)> = None;
     loop {
         let wake = server.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -214,8 +216,10 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
                 }
             },
             r = transport.recv(&mut buf) => match r {
-                Some((n, peer)) => {
+                Some((n, peer, user)) => {
                     trace(&ctx, &server, peer, Direction::In, &buf[..n]);
+                    // A Register is connected right below, as the user DTLS authenticated.
+                    last_user = user.map(|u| (peer, u));
                     server.handle_datagram(Instant::now(), peer, &buf[..n]);
                 }
                 None => break,
@@ -255,7 +259,8 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
             match out {
                 Output::Connect { ticket, ep, peer, commands } => {
                     generation += 1;
-                    let outcome = match connect(&ctx.broker, &ep, peer, &commands).await {
+                    let user = last_user.as_ref().filter(|(p, _)| *p == peer).map(|(_, u)| u.clone());
+                    let outcome = match connect(&ctx.broker, &ep, peer, user, &commands).await {
                         Ok(conn) => {
                             let conn = Arc::new(conn);
                             let stop = shutdown.child_token();
@@ -300,12 +305,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Connects endpoint `ep` to the core and subscribes its command topic.
-async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, commands: &str) -> Result<Connection, Refusal> {
+/// `user`: the username of the device's DTLS identity, for auth and ACL (`%u`).
+async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, user: Option<String>, commands: &str) -> Result<Connection, Refusal> {
     let req = ConnectRequest {
         client_id: ClientId::new(ep),
         protocol: Protocol::Lwm2m,
         peer: Some(peer),
-        username: None,
+        username: user,
         password: None,
         clean_start: true,
         keep_alive: 0,
