@@ -97,7 +97,7 @@ mod tests {
     use super::*;
 
     fn hello(random: u8) -> ClientHello {
-        ClientHello { record_seq: [0, 0, 0, 0, 0, 0, 0, 5], random: [random; 32], cookie: Vec::new(), psk_offered: true }
+        ClientHello { record_seq: [0, 0, 0, 0, 0, 0, 0, 5], random: [random; 32], cookie: Vec::new() }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Just enough of the DTLS 1.2 record and handshake headers (RFC 6347 §4.1, §4.2.2) to
-//! route datagrams: is it a record, is it an initial ClientHello, what cookie and cipher
-//! suites does it carry. Never panics; anything it cannot read is "not a ClientHello".
+//! route datagrams: is it a record, is it a ClientHello, what random and cookie does it
+//! carry. Never panics; anything it cannot read is "not a ClientHello".
 
 /// Record content type `handshake`.
 const HANDSHAKE: u8 = 22;
@@ -39,8 +39,6 @@ pub struct ClientHello {
     /// The client's random: the same in the ClientHello that returns our cookie.
     pub random: [u8; 32],
     pub cookie: Vec<u8>,
-    /// One of the offered cipher suites is a PSK suite (TLS_PSK_*).
-    pub psk_offered: bool,
 }
 
 /// The ClientHello in the first record of `d` (epoch 0, unfragmented), if it is one.
@@ -68,21 +66,15 @@ pub fn client_hello(d: &[u8]) -> Option<ClientHello> {
     let clen = usize::from(*body.get(i)?);
     let cookie = body.get(i + 1..i + 1 + clen)?.to_vec();
     i += 1 + clen;
+    // The cipher suites must be there (which ones is the backend's business).
     let slen = usize::from(u16::from_be_bytes([*body.get(i)?, *body.get(i + 1)?]));
-    let suites = body.get(i + 2..i + 2 + slen)?;
-    let psk_offered = suites.chunks_exact(2).any(|c| is_psk_suite(u16::from_be_bytes([c[0], c[1]])));
+    body.get(i + 2..i + 2 + slen)?;
     let record_seq = d[3..11].try_into().ok()?;
-    Some(ClientHello { record_seq, random, cookie, psk_offered })
+    Some(ClientHello { record_seq, random, cookie })
 }
 
 fn u24(b: &[u8]) -> usize {
     (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
-}
-
-/// TLS_PSK_WITH_AES_128_CCM(_8), TLS_PSK_WITH_AES_128_GCM_SHA256 and the rest of the
-/// plain-PSK family we might see from constrained clients.
-fn is_psk_suite(s: u16) -> bool {
-    matches!(s, 0xC0A4 | 0xC0A5 | 0xC0A8 | 0xC0A9 | 0x00A8 | 0x00A9 | 0x008C | 0x008D | 0x00AE | 0x00AF)
 }
 
 #[cfg(test)]
@@ -110,11 +102,11 @@ mod tests {
     }
 
     #[test]
-    fn reads_cookie_and_psk_offer() {
+    fn reads_record_sequence_random_and_cookie() {
         let h = client_hello(&hello(b"", &[0xC0A8])).unwrap();
-        assert_eq!(h, ClientHello { record_seq: [0; 8], random: [7; 32], cookie: vec![], psk_offered: true });
+        assert_eq!(h, ClientHello { record_seq: [0; 8], random: [7; 32], cookie: vec![] });
         let h = client_hello(&hello(b"abc", &[0xC0AE])).unwrap();
-        assert_eq!((h.cookie, h.psk_offered), (b"abc".to_vec(), false));
+        assert_eq!(h.cookie, b"abc".to_vec());
     }
 
     #[test]

@@ -56,21 +56,11 @@ pub fn read_response(store: &Store, path: &Path, accept: Option<u16>) -> Result<
         (true, false) => format::TEXT,
         _ => format::TLV,
     };
-    let wanted = accept.unwrap_or(default);
-    let (fmt, payload) = match store::encode_records(wanted, *path, &records) {
-        Ok(b) => (wanted, b),
-        Err(ContentError::Unsupported(_)) if accept.is_none() || !single => {
-            if !single {
-                return Err(if accept.is_some() { ResponseType::NotAcceptable } else { ResponseType::InternalServerError });
-            }
-            (default, store::encode_records(default, *path, &records).map_err(|_| ResponseType::InternalServerError)?)
-        }
-        Err(ContentError::Unsupported(_)) => {
-            let text = store::encode_records(format::TEXT, *path, &records).map_err(|_| ResponseType::NotAcceptable)?;
-            (format::TEXT, text)
-        }
-        Err(_) => return Err(ResponseType::NotAcceptable),
-    };
+    let fmt = accept.unwrap_or(default);
+    // A format asked for that cannot carry these records (or is unknown): 4.06.
+    let payload = crate::content::encode(fmt, *path, &records).map_err(|_| {
+        if accept.is_some() { ResponseType::NotAcceptable } else { ResponseType::InternalServerError }
+    })?;
     let mut p = with_code(ResponseType::Content);
     p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
     p.payload = payload;

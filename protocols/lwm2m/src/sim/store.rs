@@ -331,11 +331,6 @@ impl Store {
     }
 }
 
-/// The payload of `records` at `path` in content `fmt` (see [`crate::content::encode`]).
-pub fn encode_records(fmt: u16, path: Path, records: &[Record]) -> Result<Vec<u8>, crate::content::ContentError> {
-    crate::content::encode(fmt, path, records)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,11 +375,5 @@ mod tests {
         let attrs = |x: &Path| if x.to_string() == "/3303/0/5700" { ";pmin=5".to_string() } else { String::new() };
         assert_eq!(s.discover(&p("/3303"), &attrs).unwrap(), "</3303>,</3303/0>,</3303/0/5601>,</3303/0/5602>,</3303/0/5605>,</3303/0/5700>;pmin=5,</3303/0/5701>");
         assert_eq!(s.discover(&p("/3/0/4"), &attrs).unwrap(), "</3/0/4>");
-    }
-
-    #[test]
-    fn encode_single_values_as_text() {
-        let rec = [Record { path: p("/3303/0/5700"), value: Value::Float(21.5) }];
-        assert_eq!(encode_records(crate::types::format::TEXT, p("/3303/0/5700"), &rec).unwrap(), b"21.5");
     }
 }
