@@ -68,6 +68,10 @@ pub struct Client {
     pub stream: TcpStream,
     pub version: ProtocolVersion,
     rbuf: BytesMut,
+    /// PUBLISH packets that arrived while waiting for a SUBACK (a broker may start sending
+    /// matching messages before the SUBACK, MQTT 3.1.1 §3.8.4), encoded again; the reader gets
+    /// them first.
+    early: BytesMut,
 }
 
 impl Client {
@@ -85,6 +89,7 @@ impl Client {
             stream,
             version: opts.version,
             rbuf: BytesMut::new(),
+            early: BytesMut::new(),
         };
         let connect = Connect {
             protocol: opts.version,
@@ -121,11 +126,27 @@ impl Client {
             ..codec::Subscribe::default()
         };
         self.send(&Packet::Subscribe(sub)).await?;
-        match self.next_timeout().await? {
-            Packet::SubAck(ack) if ack.reasons.first().is_some_and(|r| *r < 0x80) => Ok(()),
-            Packet::SubAck(ack) => bail!("SUBACK refused {filter}: {:?}", ack.reasons),
-            other => bail!("expected SUBACK, got {}", other.name()),
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no SUBACK for {filter} within {HANDSHAKE_TIMEOUT:?}");
+            }
+            match self.next_timeout().await? {
+                Packet::SubAck(ack) if ack.reasons.first().is_some_and(|r| *r < 0x80) => {
+                    return Ok(());
+                }
+                Packet::SubAck(ack) => bail!("SUBACK refused {filter}: {:?}", ack.reasons),
+                p @ Packet::Publish(_) => codec::encode(&p, self.version, &mut self.early)?,
+                other => bail!("expected SUBACK, got {}", other.name()),
+            }
         }
+    }
+
+    /// The read buffer with the packets set aside during handshakes in front.
+    fn take_rbuf(&mut self) -> BytesMut {
+        let mut buf = std::mem::take(&mut self.early);
+        buf.extend_from_slice(&self.rbuf);
+        buf
     }
 
     pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
@@ -150,12 +171,13 @@ impl Client {
     }
 
     /// Splits into a reader and a writer.
-    pub fn split(self) -> (Reader, Writer) {
+    pub fn split(mut self) -> (Reader, Writer) {
+        let buf = self.take_rbuf();
         let (rd, wr) = self.stream.into_split();
         (
             Reader {
                 rd,
-                buf: self.rbuf,
+                buf,
                 version: self.version,
             },
             Writer {
@@ -167,8 +189,9 @@ impl Client {
     }
 
     /// Whole-stream reader for tasks that both read and answer (subscribers, devices).
-    pub fn into_parts(self) -> (TcpStream, BytesMut, ProtocolVersion) {
-        (self.stream, self.rbuf, self.version)
+    pub fn into_parts(mut self) -> (TcpStream, BytesMut, ProtocolVersion) {
+        let buf = self.take_rbuf();
+        (self.stream, buf, self.version)
     }
 }
 

@@ -5,7 +5,7 @@
 //! The codec here is written in this test crate and registered the way a user's `main`
 //! registers one, so it also shows that no Roost crate needs to change for a new codec.
 
-mod codec_support;
+use crate::codec_support;
 
 use std::net::SocketAddr;
 

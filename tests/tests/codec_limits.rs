@@ -2,7 +2,7 @@
 //! it is buffered further; UDP devices beyond `max_connections` are not served, and a
 //! connection that never connects is closed at `connect_timeout`.
 
-mod codec_support;
+use crate::codec_support;
 
 use codec_support::LineDevice;
 use roost_e2e::{QUIET, TestBroker, WAIT};

@@ -1,7 +1,7 @@
 //! The `line` example codec end to end (issue 9): a text device over real TCP, an MQTT 5
 //! client (rumqttc) on the other side; auth and ACL apply to the device as to any client.
 
-mod codec_support;
+use crate::codec_support;
 
 use std::sync::Arc;
 use std::time::Duration;

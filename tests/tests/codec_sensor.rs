@@ -1,7 +1,7 @@
 //! The `tlv-sensor` example codec end to end (issue 9): binary frames over real UDP
 //! sockets, an MQTT 5 client (rumqttc) on the other side; auth and ACL apply to the device.
 
-mod codec_support;
+use crate::codec_support;
 
 use std::sync::Arc;
 

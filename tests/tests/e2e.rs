@@ -1,0 +1,44 @@
+//! The end-to-end tests, one test binary: each module was its own binary once, and each linked
+//! the whole gateway (36 x ~240 MB of debug build). Filter by module with nextest, e.g.
+//! `cargo nextest run -p roost-e2e -E 'test(/^coap_dtls::/)'`.
+
+#![allow(clippy::unwrap_used)]
+
+mod codec_support;
+
+mod api;
+mod bridge;
+mod cli_clients;
+mod coap;
+mod coap_dtls;
+mod codec_faults;
+mod codec_limits;
+mod codec_line;
+mod codec_sensor;
+mod crash;
+mod limits;
+mod lorawan;
+mod lwm2m;
+mod malformed;
+mod metrics;
+mod mqttsn;
+mod mqttsn_thirdparty;
+mod peer_lwm2m_client;
+mod pubsub;
+mod qos;
+mod retained;
+mod schemathesis;
+mod security_auth;
+mod security_http_auth;
+mod security_limits;
+mod security_tls;
+mod session;
+mod shared;
+mod shutdown;
+mod sys;
+mod sys_admin;
+mod trace;
+mod v5_features;
+mod web;
+mod webhook;
+mod will;
