@@ -1,4 +1,4 @@
-//! The two OpenSSL DTLS calls the `openssl` crate does not wrap.
+//! The OpenSSL DTLS calls the `openssl` crate does not wrap.
 //!
 //! Roost answers a DTLS ClientHello without a cookie itself, statelessly (RFC 6347
 //! §4.2.1), and only creates an OpenSSL session for a ClientHello that carries a cookie
@@ -25,6 +25,8 @@ unsafe extern "C" {
     fn DTLSv1_listen(s: *mut SSL, client: *mut BIO_ADDR) -> c_int;
     fn BIO_ADDR_new() -> *mut BIO_ADDR;
     fn BIO_ADDR_free(a: *mut BIO_ADDR);
+    fn SSL_free_buffers(ssl: *mut SSL) -> c_int;
+    fn SSL_alloc_buffers(ssl: *mut SSL) -> c_int;
 }
 
 /// `DTLS_CTRL_HANDLE_TIMEOUT` in `openssl/dtls1.h`.
@@ -86,4 +88,23 @@ pub fn set_max_send_fragment(ctx: &mut openssl::ssl::SslContextBuilder, len: u16
         openssl_sys::SSL_CTX_ctrl(ctx.as_ptr(), SSL_CTRL_SET_MAX_SEND_FRAGMENT, c_long::from(len), std::ptr::null_mut())
     };
     r > 0
+}
+
+/// `SSL_free_buffers`: frees the session's record read and write buffers (16.7 KB and the
+/// send-fragment size) when nothing is pending in them; returns whether it did. DTLS never
+/// releases them by itself (`SSL_MODE_RELEASE_BUFFERS` is TLS only), so an idle device would
+/// hold them for the connection's life. Call [`alloc_buffers`] before the next read or write.
+pub fn free_buffers<S>(stream: &mut SslStream<S>) -> bool {
+    // SAFETY: the stream's SSL is live and exclusively ours (`&mut`). OpenSSL refuses (0)
+    // while a buffer holds unread or unsent bytes, and clears the pointers it frees
+    // (OpenSSL >= 3.0.14 also for the record's own pointers, CVE-2024-4741).
+    unsafe { SSL_free_buffers(stream.ssl().as_ptr()) == 1 }
+}
+
+/// `SSL_alloc_buffers`: allocates the record buffers [`free_buffers`] released (a no-op when
+/// they are there). Returns false only when the allocation failed.
+pub fn alloc_buffers<S>(stream: &mut SslStream<S>) -> bool {
+    // SAFETY: the stream's SSL is live and exclusively ours (`&mut`); the call only
+    // allocates the buffers it finds missing.
+    unsafe { SSL_alloc_buffers(stream.ssl().as_ptr()) == 1 }
 }

@@ -247,14 +247,21 @@ struct OpensslSecured {
 
 impl OpensslSecured {
     /// Runs `f` on the session and sends what it wrote (records, alerts, retransmissions).
-    async fn with<T>(&self, f: impl FnOnce(&mut SslStream<PeerIo>) -> T) -> T {
+    /// The record buffers exist only for the call: an idle device holds none (about 19 KB
+    /// less per DTLS device). `None` when they cannot be allocated.
+    async fn with<T>(&self, f: impl FnOnce(&mut SslStream<PeerIo>) -> T) -> Option<T> {
         let (r, out) = {
             let mut s = self.stream.lock();
+            if !roost_openssl_ffi::alloc_buffers(&mut s) {
+                tracing::warn!(peer = %self.peer, "DTLS: cannot allocate the record buffers");
+                return None;
+            }
             let r = f(&mut s);
+            roost_openssl_ffi::free_buffers(&mut s);
             (r, std::mem::take(&mut s.get_mut().outbox))
         };
         send_all(&self.socket, self.peer, out).await;
-        r
+        Some(r)
     }
 }
 
@@ -266,7 +273,7 @@ impl Secured for OpensslSecured {
             // Decrypted into one scratch buffer per thread and copied out at its size: an
             // idle peer holds no 64 KiB read buffer.
             let read = self.with(|s| SCRATCH.with_borrow_mut(|buf| s.ssl_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))));
-            match read.await {
+            match read.await? {
                 Ok(d) => return Some(d),
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
                     let d = rx.recv().await?;
@@ -282,7 +289,7 @@ impl Secured for OpensslSecured {
     }
 
     async fn write(&self, bytes: &[u8]) -> bool {
-        self.with(|s| s.ssl_write(bytes)).await.is_ok()
+        self.with(|s| s.ssl_write(bytes)).await.is_some_and(|r| r.is_ok())
     }
 
     async fn close(&self) {
