@@ -3,10 +3,12 @@
 //! EMQX-compatible JSON commands and reads the results, notifications and events.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
+use roost::core::auth::{AuthDecision, Authenticator, BoxFuture, Credentials};
 use roost_e2e::lwm2m::Device;
 use roost_e2e::mqtt5::Client5;
 use roost_e2e::{QUIET, TestBroker, WAIT};
@@ -310,6 +312,60 @@ async fn a_registration_refused_by_auth_is_4_03() {
     let r = dev.register("nobody", 300, "U").await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Forbidden));
     assert_eq!(broker.lwm2m_counters().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Lets every client in, but holds `slow`'s authentication until the test opens the gate
+/// (an HTTP auth backend that takes its time).
+struct GatedAuth {
+    gate: Arc<tokio::sync::Semaphore>,
+    entered: Arc<tokio::sync::Notify>,
+}
+
+impl Authenticator for GatedAuth {
+    fn authenticate<'a>(&'a self, creds: Credentials<'a>) -> BoxFuture<'a, AuthDecision> {
+        Box::pin(async move {
+            if creds.client.client_id.as_str() == "slow" {
+                self.entered.notify_one();
+                let _pass = self.gate.acquire().await;
+            }
+            AuthDecision::Allow
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_registration_waiting_for_auth_does_not_stall_other_devices() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let auth = GatedAuth { gate: gate.clone(), entered: entered.clone() };
+    let broker = TestBroker::start_custom("", |b| b.authenticator(Box::new(auth))).await;
+    let mut app = app(&broker, "app").await;
+    let mut fast = Device::new(broker.lwm2m_addr()).await;
+    assert_eq!(fast.register("fast", 300, "U").await.header.code, MessageClass::Response(ResponseType::Created));
+    assert_eq!(next(&mut app).await.1["msgType"], "register");
+
+    // `slow` registers; its authentication hangs.
+    let addr = broker.lwm2m_addr();
+    let slow = tokio::spawn(async move {
+        let mut d = Device::new(addr).await;
+        d.register("slow", 300, "U").await
+    });
+    tokio::time::timeout(WAIT, entered.notified()).await.expect("the slow Register reaches authentication");
+
+    // Meanwhile `fast` is managed as usual: a read round-trips.
+    command(&mut app, "fast", json!({"reqID": 7, "msgType": "read", "data": {"path": "/3/0/0"}})).await;
+    fast.serve_one().await;
+    let (topic, r) = next(&mut app).await;
+    assert_eq!(topic, "lwm2m/fast/up/resp");
+    assert_eq!(r["data"]["code"], "2.05");
+    assert!(!slow.is_finished(), "the slow Register was answered before its authentication finished");
+
+    // Authentication returns: `slow` is registered.
+    gate.add_permits(1);
+    let r = slow.await.unwrap();
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Created));
+    let (topic, ev) = next(&mut app).await;
+    assert_eq!((topic.as_str(), &ev["msgType"]), ("lwm2m/slow/up/resp", &json!("register")));
 }
 
 #[tokio::test]

@@ -133,6 +133,9 @@ struct Device {
 /// connection's generation (a re-registered endpoint has a new one).
 type Feed = (String, u64, Delivery);
 
+/// A finished core connect: ticket, endpoint, generation and the connection or refusal.
+type Connected = (u64, String, u64, Result<Connection, Refusal>);
+
 /// Where the driver's datagrams come from and go to: a plain UDP socket (5783), or the
 /// DTLS dispatcher's decrypted stream (5784, see `roost_coap::dtls::serve_channels`).
 pub enum Transport {
@@ -181,6 +184,9 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
 pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
     let mut server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
+    // Core connects (auth may be an HTTP round trip) run in their own tasks: the socket loop
+    // keeps serving every other device meanwhile.
+    let (connected_tx, mut connected_rx) = mpsc::channel::<Connected>(256);
     let mut devices: HashMap<String, Device> = HashMap::new();
     let mut generation = 0u64;
     let mut buf = vec![0u8; codec::MAX_DATAGRAM];
@@ -248,6 +254,27 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
                     _ => {}
                 }
             }
+            Some((ticket, ep, g, result)) = connected_rx.recv() => {
+                let outcome = match result {
+                    // A newer registration of the endpoint got its connection first: this one
+                    // is stale (its Register is answered 5.03; the device has moved on).
+                    Ok(conn) if devices.get(&ep).is_some_and(|d| d.generation > g) => {
+                        conn.disconnect(DisconnectReason::Normal).await;
+                        Err(Refusal::Unavailable)
+                    }
+                    Ok(conn) => {
+                        let conn = Arc::new(conn);
+                        let stop = shutdown.child_token();
+                        tracker.spawn(forward(ep.clone(), g, conn.clone(), feed_tx.clone(), stop.clone()));
+                        if let Some(old) = devices.insert(ep, Device { generation: g, conn, stop }) {
+                            old.stop.cancel();
+                        }
+                        Ok(())
+                    }
+                    Err(r) => Err(r),
+                };
+                server.connected(Instant::now(), ticket, outcome);
+            }
             _ = sleep_until(wake) => server.handle_timeout(Instant::now()),
         }
         loop {
@@ -259,20 +286,16 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
             match out {
                 Output::Connect { ticket, ep, peer, commands } => {
                     generation += 1;
+                    let g = generation;
                     let user = last_user.as_ref().filter(|(p, _)| *p == peer).map(|(_, u)| u.clone());
-                    let outcome = match connect(&ctx.broker, &ep, peer, user, &commands).await {
-                        Ok(conn) => {
-                            let conn = Arc::new(conn);
-                            let stop = shutdown.child_token();
-                            tracker.spawn(forward(ep.clone(), generation, conn.clone(), feed_tx.clone(), stop.clone()));
-                            if let Some(old) = devices.insert(ep, Device { generation, conn, stop }) {
-                                old.stop.cancel();
-                            }
-                            Ok(())
+                    let (ctx, done) = (ctx.clone(), connected_tx.clone());
+                    tracker.spawn(async move {
+                        let result = connect(&ctx.broker, &ep, peer, user, &commands).await;
+                        if let Err(tokio::sync::mpsc::error::SendError((_, _, _, Ok(conn)))) = done.send((ticket, ep, g, result)).await {
+                            // The driver stopped meanwhile (shutdown).
+                            conn.disconnect(DisconnectReason::Shutdown).await;
                         }
-                        Err(r) => Err(r),
-                    };
-                    server.connected(Instant::now(), ticket, outcome);
+                    });
                 }
                 Output::Publish { ep, topic, payload, correlation } => {
                     let Some(d) = devices.get(&ep) else { continue };
