@@ -286,6 +286,55 @@ async fn bootstrap_then_register() {
     assert_eq!(next(&mut app).await.1["msgType"], "register");
 }
 
+/// Runs libcoap's `coap-client-openssl` (bounded) and returns what it printed.
+async fn coap_client_openssl(args: Vec<String>) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new("coap-client-openssl").args(&args).kill_on_drop(true).output())
+        .await
+        .expect("coap-client-openssl finished within 30 s")
+        .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test]
+async fn a_listed_endpoint_is_bootstrapped_with_its_own_psk_and_registers_over_dtls_with_it() {
+    let config = "[lwm2m]\ndtls_bind = [\"127.0.0.1:0\"]\n[lwm2m.bootstrap]\nenable = true\nserver_uri = \"coaps://127.0.0.1:5784\"\nonly_listed = true\n\
+        [[lwm2m.bootstrap.device]]\nendpoint = \"meter-1\"\npsk_identity = \"id-meter-1\"\npsk_key = \"key-meter-1\"\n";
+    let broker = TestBroker::start_with(config).await;
+    let mut app = app(&broker, "app").await;
+
+    // An endpoint without bootstrap information is refused.
+    let mut stranger = Device::new(broker.lwm2m_addr()).await;
+    let r = stranger.request(RequestType::Post, &["bs"], &["ep=stranger".into()], "").await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::BadRequest));
+    assert!(stranger.next_request(QUIET).await.is_none(), "nothing provisioned");
+
+    // meter-1 gets its own PSK in its Security object.
+    let mut dev = Device::new(broker.lwm2m_addr()).await;
+    let r = dev.request(RequestType::Post, &["bs"], &["ep=meter-1".into()], "").await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let mut security = None;
+    for _ in 0..5 {
+        let req = dev.serve_one().await;
+        if roost_coap::codec::uri_path(&req).unwrap() == ["0", "1"] {
+            security = Some(req.payload.clone());
+        }
+    }
+    let registry = roost_lwm2m::objects::Registry::builtin();
+    let records = roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security.unwrap(), &|p| registry.kind(p)).unwrap();
+    let value = |p: &str| records.iter().find(|r| r.path.to_string() == p).map(|r| r.value.clone());
+    use roost_lwm2m::types::Value;
+    let (Some(Value::Opaque(id)), Some(Value::Opaque(key))) = (value("/0/1/3"), value("/0/1/5")) else { panic!("no PSK in {records:?}") };
+
+    // With what it was given, it registers over DTLS; its core client's username is its endpoint.
+    let url = format!("coaps://{}/rd?ep=meter-1&lt=60&lwm2m=1.1&b=U", broker.lwm2ms_addr());
+    let (id, key) = (String::from_utf8(id).unwrap(), String::from_utf8(key).unwrap());
+    let out = coap_client_openssl(["-m", "post", "-t", "40", "-e", "</3/0>", "-u", &id, "-k", &key, &url].map(String::from).to_vec()).await;
+    let (topic, ev) = next(&mut app).await;
+    assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/meter-1/up/resp", Some("register")), "{ev}\n{out}");
+    let (status, client) = broker.api().get("/api/v1/clients/meter-1").await;
+    assert_eq!((status, client["username"].as_str()), (200, Some("meter-1")), "{client}");
+}
+
 #[tokio::test]
 async fn auto_observe_on_registration() {
     let broker = TestBroker::start_with("[lwm2m]\nauto_observe = \"/3303/0/5700\"\nupdate_msg_publish_condition = \"always\"\n").await;
@@ -456,13 +505,7 @@ async fn registration_and_deregistration_over_dtls() {
     let broker = TestBroker::start_with(config).await;
     let mut app = app(&broker, "app").await;
     let base = format!("coaps://{}", broker.lwm2ms_addr());
-    let coap_client = |args: Vec<String>| async move {
-        let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new("coap-client-openssl").args(&args).kill_on_drop(true).output())
-            .await
-            .expect("coap-client-openssl finished within 30 s")
-            .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    };
+    let coap_client = coap_client_openssl;
     let psk = |key: &str| ["-u", "dev1", "-k", key].map(String::from).to_vec();
     let register = |key: &str| {
         let url = format!("{base}/rd?ep=secure-1&lt=60&lwm2m=1.1&b=U");

@@ -1,7 +1,8 @@
 //! `[lwm2m]`: the LwM2M server gateway, as read and as validated.
 
+use roost_coap::dtls::PskEntry;
 use roost_coap::settings::Transmission;
-use roost_lwm2m::server::settings::{AutoObserve, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish};
+use roost_lwm2m::server::settings::{AutoObserve, BootstrapDevice, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -41,6 +42,17 @@ pub(super) struct BootstrapSection {
     pub lifetime: ConfigDuration,
     pub psk_identity: String,
     pub psk_key: String,
+    pub only_listed: bool,
+    pub device: Vec<BootstrapDeviceSection>,
+}
+
+/// One `[[lwm2m.bootstrap.device]]`: an endpoint's own PSK.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `endpoint`, `psk_identity` and `psk_key`")]
+pub(super) struct BootstrapDeviceSection {
+    pub endpoint: String,
+    pub psk_identity: String,
+    pub psk_key: String,
 }
 
 impl Default for BootstrapSection {
@@ -51,6 +63,8 @@ impl Default for BootstrapSection {
             lifetime: ConfigDuration(std::time::Duration::from_secs(86_400)),
             psk_identity: String::new(),
             psk_key: String::new(),
+            only_listed: false,
+            device: Vec::new(),
         }
     }
 }
@@ -144,11 +158,27 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
         if b.psk_identity.is_empty() != b.psk_key.is_empty() {
             return Err(invalid("lwm2m.bootstrap.psk_key", "psk_identity and psk_key go together"));
         }
+        let mut devices: Vec<BootstrapDevice> = Vec::with_capacity(b.device.len());
+        for (i, d) in b.device.into_iter().enumerate() {
+            let key = |k: &str| format!("lwm2m.bootstrap.device[{i}].{k}");
+            if d.endpoint.is_empty() || devices.iter().any(|o| o.endpoint == d.endpoint) {
+                return Err(invalid(&key("endpoint"), "empty or listed twice"));
+            }
+            if d.psk_identity.is_empty() || devices.iter().any(|o| o.psk_identity == d.psk_identity) || d.psk_identity == b.psk_identity {
+                return Err(invalid(&key("psk_identity"), "empty or used twice"));
+            }
+            if d.psk_key.is_empty() {
+                return Err(invalid(&key("psk_key"), "must not be empty"));
+            }
+            devices.push(BootstrapDevice { endpoint: d.endpoint, psk_identity: d.psk_identity, psk_key: d.psk_key.into_bytes() });
+        }
         Some(BootstrapSettings {
             server_uri: b.server_uri,
             lifetime: positive("lwm2m.bootstrap.lifetime", b.lifetime.0)?,
             psk_identity: (!b.psk_identity.is_empty()).then_some(b.psk_identity),
             psk_key: (!b.psk_key.is_empty()).then(|| b.psk_key.into_bytes()),
+            devices,
+            only_listed: b.only_listed,
         })
     } else {
         None
@@ -182,4 +212,25 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
         max_devices: at_least("lwm2m.max_devices", c.max_devices, 1)?,
         bootstrap,
     })
+}
+
+/// The PSKs the bootstrap server hands out are ones the DTLS listeners accept: each
+/// `[[lwm2m.bootstrap.device]]` (username: its endpoint) and the shared one (username: its
+/// identity), unless `[[coap.psk]]` lists the identity with the same key already.
+pub(super) fn add_bootstrap_psks(b: &BootstrapSettings, psk: &mut Vec<PskEntry>) -> Result<(), ConfigError> {
+    let shared = b.psk_identity.clone().zip(b.psk_key.clone()).map(|(identity, key)| {
+        ("lwm2m.bootstrap.psk_identity".to_string(), PskEntry { username: identity.clone(), identity, key })
+    });
+    let devices = b.devices.iter().enumerate().map(|(i, d)| {
+        let entry = PskEntry { identity: d.psk_identity.clone(), key: d.psk_key.clone(), username: d.endpoint.clone() };
+        (format!("lwm2m.bootstrap.device[{i}].psk_identity"), entry)
+    });
+    for (key, e) in shared.into_iter().chain(devices) {
+        match psk.iter().find(|p| p.identity == e.identity) {
+            Some(p) if p.key == e.key => {}
+            Some(_) => return Err(invalid(&key, "[[coap.psk]] lists this identity with another key")),
+            None => psk.push(e),
+        }
+    }
+    Ok(())
 }

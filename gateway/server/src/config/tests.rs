@@ -660,3 +660,28 @@ fn acl_file_rules_follow_the_inline_ones() {
     assert!(e.to_string().contains("acl.toml"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bootstrap_psks_are_accepted_by_the_dtls_listeners() {
+    let text = "[lwm2m]\ndtls_bind = [\"127.0.0.1:0\"]\n[lwm2m.bootstrap]\nenable = true\nserver_uri = \"coaps://127.0.0.1:5784\"\n\
+        psk_identity = \"shared\"\npsk_key = \"shared-key\"\nonly_listed = true\n\
+        [[lwm2m.bootstrap.device]]\nendpoint = \"meter-1\"\npsk_identity = \"id-1\"\npsk_key = \"key-1\"\n";
+    let s = parse(text).expect("bootstrap devices parse");
+    let b = s.lwm2m.bootstrap.as_ref().expect("bootstrap enabled");
+    assert!(b.only_listed);
+    assert_eq!(b.devices.len(), 1);
+    let psk: Vec<(&str, &[u8], &str)> = s.coap.dtls.psk.iter().map(|p| (p.identity.as_str(), p.key.as_slice(), p.username.as_str())).collect();
+    assert_eq!(psk, [("shared", &b"shared-key"[..], "shared"), ("id-1", &b"key-1"[..], "meter-1")]);
+
+    let device = |ep: &str, id: &str, key: &str| format!("[[lwm2m.bootstrap.device]]\nendpoint = \"{ep}\"\npsk_identity = \"{id}\"\npsk_key = \"{key}\"\n");
+    let enabled = "[lwm2m.bootstrap]\nenable = true\n";
+    for (text, key) in [
+        (format!("{enabled}{}{}", device("a", "x", "k"), device("a", "y", "k")), "lwm2m.bootstrap.device[1].endpoint"),
+        (format!("{enabled}{}{}", device("a", "x", "k"), device("b", "x", "k")), "lwm2m.bootstrap.device[1].psk_identity"),
+        (format!("{enabled}{}", device("a", "x", "")), "lwm2m.bootstrap.device[0].psk_key"),
+        // The same identity in [[coap.psk]] with another key.
+        (format!("[[coap.psk]]\nidentity = \"x\"\nkey = \"other\"\n{enabled}{}", device("a", "x", "k")), "lwm2m.bootstrap.device[0].psk_identity"),
+    ] {
+        assert_eq!(error_of(&text).key(), Some(key), "{text}");
+    }
+}

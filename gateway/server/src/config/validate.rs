@@ -168,9 +168,12 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         },
     };
     let mqttsn = mqttsn_settings(mqttsn)?;
-    let coap = super::coap::coap_settings(coap)?;
+    let mut coap = super::coap::coap_settings(coap)?;
     let lorawan = super::lorawan::lorawan_settings(lorawan)?;
     let lwm2m = super::lwm2m::lwm2m_settings(lwm2m)?;
+    if let Some(b) = &lwm2m.bootstrap {
+        super::lwm2m::add_bootstrap_psks(b, &mut coap.dtls.psk)?;
+    }
 
     // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
     // listeners are loopback-only. Opening a listener keeps that only if the file says so.

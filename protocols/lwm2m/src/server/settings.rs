@@ -58,6 +58,37 @@ pub struct BootstrapSettings {
     /// PSK credentials written to the Security object (security mode PSK); none: NoSec.
     pub psk_identity: Option<String>,
     pub psk_key: Option<Vec<u8>>,
+    /// Per-endpoint bootstrap information: the device's own PSK instead of the shared one.
+    pub devices: Vec<BootstrapDevice>,
+    /// Only endpoints listed in `devices` are provisioned; any other gets 4.00.
+    pub only_listed: bool,
+}
+
+/// One endpoint's bootstrap information (`[[lwm2m.bootstrap.device]]`): the PSK written to
+/// its Security object, which the gateway's DTLS listeners then accept (username: the endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapDevice {
+    pub endpoint: String,
+    pub psk_identity: String,
+    pub psk_key: Vec<u8>,
+}
+
+/// A bootstrap request from an endpoint without bootstrap information (`only_listed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotListed;
+
+impl BootstrapSettings {
+    /// The PSK to provision endpoint `ep` with: its own, else the shared one; `Err` when the
+    /// endpoint is not listed and only listed ones are served.
+    pub fn psk_for(&self, ep: &str) -> Result<Option<(&str, &[u8])>, NotListed> {
+        if let Some(d) = self.devices.iter().find(|d| d.endpoint == ep) {
+            return Ok(Some((d.psk_identity.as_str(), d.psk_key.as_slice())));
+        }
+        if self.only_listed {
+            return Err(NotListed);
+        }
+        Ok(self.psk_identity.as_deref().zip(self.psk_key.as_deref()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,9 +58,8 @@ fn rec(path: &str, value: Value) -> Option<Record> {
     Some(Record { path: path.parse().ok()?, value })
 }
 
-/// The provisioning requests for one device.
-pub(crate) fn steps(b: &BootstrapSettings) -> VecDeque<(Packet, bool)> {
-    let psk = b.psk_identity.as_ref().zip(b.psk_key.as_ref());
+/// The provisioning requests for one device, with `psk` (identity, key) or NoSec.
+pub(crate) fn steps(b: &BootstrapSettings, psk: Option<(&str, &[u8])>) -> VecDeque<(Packet, bool)> {
     let mut security = vec![
         rec("/0/1/0", Value::String(b.server_uri.clone())),
         rec("/0/1/1", Value::Boolean(false)),
@@ -70,7 +69,7 @@ pub(crate) fn steps(b: &BootstrapSettings) -> VecDeque<(Packet, bool)> {
     ];
     if let Some((id, key)) = psk {
         security.push(rec("/0/1/3", Value::Opaque(id.as_bytes().to_vec())));
-        security.push(rec("/0/1/5", Value::Opaque(key.clone())));
+        security.push(rec("/0/1/5", Value::Opaque(key.to_vec())));
     }
     let server = vec![
         rec("/1/0/0", Value::Integer(SHORT_SERVER_ID)),
@@ -104,10 +103,17 @@ impl Server {
             resp.header.code = MessageClass::Response(ResponseType::BadRequest);
             return resp;
         }
-        tracing::info!(%ep, %peer, "LwM2M bootstrap request");
+        let Ok(psk) = b.psk_for(&ep) else {
+            tracing::warn!(%ep, %peer, "LwM2M bootstrap refused: no bootstrap information for this endpoint (lwm2m.bootstrap.only_listed)");
+            resp.header.code = MessageClass::Response(ResponseType::BadRequest);
+            resp.payload = b"no bootstrap information for this endpoint".to_vec();
+            return resp;
+        };
+        tracing::info!(%ep, %peer, psk = psk.map(|(id, _)| id), "LwM2M bootstrap request");
+        let steps = steps(&b, psk);
         self.next_id = self.next_id.wrapping_add(1);
         let layer = MessageLayer::new(self.settings.transmission, self.seed ^ self.next_id, 16);
-        let mut bs = Bootstrap { ep, peer, layer, steps: steps(&b), current: None };
+        let mut bs = Bootstrap { ep, peer, layer, steps, current: None };
         bs.next(now);
         self.drain_bootstrap(peer, bs);
         resp.header.code = MessageClass::Response(ResponseType::Changed);

@@ -312,6 +312,8 @@ fn bootstrap_provisions_security_and_server_objects() {
         lifetime: Duration::from_secs(300),
         psk_identity: Some("dev-psk".into()),
         psk_key: Some(b"secret".to_vec()),
+        devices: Vec::new(),
+        only_listed: false,
     };
     let mut h = H::new(Lwm2mSettings { bootstrap: Some(bs), ..Default::default() });
     h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=boot"], ""));
@@ -340,7 +342,49 @@ fn bootstrap_provisions_security_and_server_objects() {
     }
     assert_eq!(seen, ["Delete /0", "Delete /1", "Put /0/1", "Put /1/0", "Post /bs"]);
     assert!(h.s.poll_timeout().is_none(), "session over");
+}
 
+#[test]
+fn bootstrap_writes_a_listed_endpoints_own_psk_and_refuses_others_when_only_listed() {
+    use crate::server::settings::{BootstrapDevice, BootstrapSettings};
+    let bs = BootstrapSettings {
+        server_uri: "coaps://127.0.0.1:5784".into(),
+        lifetime: Duration::from_secs(300),
+        psk_identity: None,
+        psk_key: None,
+        devices: vec![BootstrapDevice { endpoint: "meter-1".into(), psk_identity: "id-meter-1".into(), psk_key: b"k1".to_vec() }],
+        only_listed: true,
+    };
+    let mut h = H::new(Lwm2mSettings { bootstrap: Some(bs), ..Default::default() });
+    h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=meter-1"], ""));
+    let mut out = h.sent();
+    assert_eq!(out.remove(0).header.code, MessageClass::Response(ResponseType::Changed));
+    let mut next = out.pop().unwrap();
+    let mut security = None;
+    while security.is_none() {
+        if codec::uri_path(&next).unwrap() == ["0", "1"] {
+            let registry = crate::objects::Registry::builtin();
+            security = Some(crate::content::decode(crate::types::format::TLV, "/0/1".parse().unwrap(), &next.payload, &|p| registry.kind(p)).unwrap());
+        }
+        h.answer(&next, ResponseType::Deleted, "", None);
+        next = h.sent().pop().unwrap();
+    }
+    let records = security.unwrap();
+    let value = |p: &str| records.iter().find(|r| r.path.to_string() == p).map(|r| r.value.clone());
+    use crate::types::Value;
+    assert_eq!(value("/0/1/2"), Some(Value::Integer(0)), "security mode PSK");
+    assert_eq!(value("/0/1/3"), Some(Value::Opaque(b"id-meter-1".to_vec())));
+    assert_eq!(value("/0/1/5"), Some(Value::Opaque(b"k1".to_vec())));
+
+    // Another endpoint has no bootstrap information: 4.00, nothing sent.
+    h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=stranger"], ""));
+    let out = h.sent();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].header.code, MessageClass::Response(ResponseType::BadRequest));
+}
+
+#[test]
+fn bootstrap_is_not_served_without_settings() {
     // Without [lwm2m.bootstrap], /bs is not served.
     let mut h = H::new(Lwm2mSettings::default());
     h.send(req(MessageType::Confirmable, RequestType::Post, &["bs"], &["ep=boot"], ""));
