@@ -7,6 +7,7 @@
 //! Registration needs the core first: a Register emits [`Output::Connect`] and is answered
 //! when the driver calls [`Server::connected`] with the outcome.
 
+mod blockwise;
 mod bootstrap;
 mod device;
 mod registration;

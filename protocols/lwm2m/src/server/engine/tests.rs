@@ -401,3 +401,5 @@ fn separate_responses_are_matched_by_token() {
     let d = h.s.device("sep").unwrap();
     assert_eq!(h.s.poll_timeout(), Some(d.expires_at()));
 }
+
+mod blockwise;
