@@ -11,6 +11,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use roost_coap::codec;
 
 pub use super::observe::{Attrs, Observation};
+use super::blockwise::{self, Incoming, Received};
 use super::serve::{self, Answer};
 use super::store::{Exec, Store};
 use crate::types::Path;
@@ -28,6 +29,10 @@ pub struct DeviceConfig {
     pub report_period: Duration,
     /// Varies the simulated temperature between devices.
     pub seed: u32,
+    /// The device's buffer: a request payload larger than this must come in Block1 blocks
+    /// (else 4.13), blocks are asked for in this size, and larger responses go in Block2
+    /// blocks of it. 16..=1024, a power of two.
+    pub block_size: usize,
 }
 
 impl DeviceConfig {
@@ -39,6 +44,7 @@ impl DeviceConfig {
             queue_window: Duration::from_secs(20),
             report_period: Duration::from_secs(10),
             seed: 0,
+            block_size: 1024,
         }
     }
 }
@@ -99,6 +105,8 @@ pub struct Device {
     token: u32,
     /// Responses to the server's last CON requests, by message id, resent to duplicates.
     recent: VecDeque<(u16, Vec<u8>)>,
+    /// A request coming in Block1 blocks.
+    incoming: Option<Incoming>,
     transmit: VecDeque<Vec<u8>>,
     pub(super) events: VecDeque<Event>,
 }
@@ -123,6 +131,7 @@ impl Device {
             message_id,
             token: 0,
             recent: VecDeque::new(),
+            incoming: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -386,7 +395,16 @@ impl Device {
                 return;
             }
         self.sample(now);
-        let Answer { mut response, exec } = serve::answer(self, p, now);
+        let (mut response, exec) = match blockwise::receive(&mut self.incoming, p, self.cfg.block_size) {
+            Received::Reply(r) => (r, None),
+            Received::Whole(request, last_block) => {
+                let Answer { mut response, exec } = serve::answer(self, &request, now);
+                if let Some(b) = last_block {
+                    response.add_option(CoapOption::Block1, codec::encode_uint(b.encode()));
+                }
+                (blockwise::respond_in_blocks(&request, response, self.cfg.block_size), exec)
+            }
+        };
         response.header.set_version(1);
         response.set_token(p.get_token().to_vec());
         if confirmable {

@@ -105,12 +105,12 @@ pub async fn run_until(cfg: SimConfig, stats: Arc<SimStats>, stop: CancellationT
             None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         };
         let dc = DeviceConfig {
-            endpoint: format!("{}-{n}", cfg.prefix),
             lifetime: cfg.lifetime,
             queue_mode: cfg.queue_mode,
             queue_window: cfg.queue_window,
             report_period: cfg.report_period,
             seed: n as u32,
+            ..DeviceConfig::new(format!("{}-{n}", cfg.prefix))
         };
         let (server, stats, stop) = (cfg.server, stats.clone(), stop.child_token());
         let end = Instant::now() + cfg.duration;
@@ -177,8 +177,8 @@ async fn run_controlled(
     socket.connect(server).await?;
     let mut dev = Device::new(cfg, Instant::now().into_std());
     dev.register(Instant::now().into_std());
-    // Server requests to this device are small (no block-wise transfer here); a larger
-    // datagram is cut and then fails to decode, which counts as ignored.
+    // A constrained device's buffer: larger requests must come in Block1 blocks. A larger
+    // datagram is cut; its payload then exceeds the device's block size and is refused 4.13.
     let mut buf = vec![0u8; 4096];
     let mut leaving: Option<Instant> = None;
     loop {
