@@ -403,3 +403,4 @@ fn separate_responses_are_matched_by_token() {
 }
 
 mod blockwise;
+mod send;
