@@ -33,6 +33,9 @@ pub struct DeviceConfig {
     /// (else 4.13), blocks are asked for in this size, and larger responses go in Block2
     /// blocks of it. 16..=1024, a power of two.
     pub block_size: usize,
+    /// Reports the temperature every `report_period` with the 1.1 Send operation
+    /// (`POST /dp`, SenML CBOR), besides answering observations.
+    pub send: bool,
 }
 
 impl DeviceConfig {
@@ -45,6 +48,7 @@ impl DeviceConfig {
             report_period: Duration::from_secs(10),
             seed: 0,
             block_size: 1024,
+            send: false,
         }
     }
 }
@@ -62,6 +66,10 @@ pub enum Event {
     /// A server request answered, with the response code (e.g. `2.05`).
     Answered(String),
     Notified(Path),
+    /// A Send report was answered 2.04.
+    Sent,
+    /// A Send report was refused (the code) or went unanswered (`None`).
+    SendFailed(Option<String>),
     /// An incoming datagram dropped: asleep in queue mode, or malformed.
     Ignored,
 }
@@ -71,6 +79,8 @@ enum Ask {
     Register,
     Update,
     Deregister,
+    /// The 1.1 Send operation: `POST /dp` with readings.
+    Send,
 }
 
 struct Outstanding {
@@ -99,6 +109,8 @@ pub struct Device {
     want: Option<Ask>,
     pub(super) objects_changed: bool,
     next_update: Option<Instant>,
+    /// The next Send report (with `send`, while registered).
+    next_send: Option<Instant>,
     awake_until: Option<Instant>,
     pub(super) started: Instant,
     message_id: u16,
@@ -126,6 +138,7 @@ impl Device {
             want: None,
             objects_changed: false,
             next_update: None,
+            next_send: None,
             awake_until: None,
             started: now,
             message_id,
@@ -189,6 +202,9 @@ impl Device {
             for o in &self.observations {
                 at(o.last_sent + self.period_of(&o.path));
             }
+            if let Some(t) = self.next_send {
+                at(t);
+            }
         }
         next
     }
@@ -212,6 +228,15 @@ impl Device {
         }
         if self.is_registered() {
             self.notify_due(now);
+            if self.next_send.is_some_and(|t| now >= t) {
+                // One exchange at a time: a Send due meanwhile goes when it is over.
+                if self.outstanding.is_none() {
+                    self.ask(Ask::Send, now);
+                    self.next_send = Some(now + self.cfg.report_period);
+                } else {
+                    self.next_send = Some(now + ACK_TIMEOUT);
+                }
+            }
         }
     }
 
@@ -270,6 +295,7 @@ impl Device {
             return;
         }
         let ask = match ask {
+            Ask::Send if self.location.is_none() => return,
             Ask::Update | Ask::Deregister if self.location.is_none() => {
                 if ask == Ask::Deregister {
                     self.events.push_back(Event::Deregistered);
@@ -314,6 +340,12 @@ impl Device {
                     self.objects_changed = false;
                 }
             }
+            Ask::Send => {
+                p.header.code = MessageClass::Request(RequestType::Post);
+                p.add_option(CoapOption::UriPath, b"dp".to_vec());
+                p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(crate::types::format::SENML_CBOR)));
+                p.payload = self.report(now);
+            }
         }
         let Ok(bytes) = codec::encode(&p) else { return };
         self.outstanding = Some(Outstanding { ask, message_id: p.header.message_id, token, bytes, retry_at: now + ACK_TIMEOUT, retries: 0 });
@@ -340,6 +372,9 @@ impl Device {
                     self.location = Some(location.clone());
                     self.events.push_back(Event::Registered(location));
                     self.schedule_update(now);
+                    if self.cfg.send {
+                        self.next_send = Some(now + self.cfg.report_period);
+                    }
                 }
                 Ask::Update => {
                     self.events.push_back(Event::Updated);
@@ -348,9 +383,11 @@ impl Device {
                 Ask::Deregister => {
                     self.location = None;
                     self.next_update = None;
+                    self.next_send = None;
                     self.observations.clear();
                     self.events.push_back(Event::Deregistered);
                 }
+                Ask::Send => self.events.push_back(Event::Sent),
             }
         }
         if let Some(next) = self.want.take() {
@@ -373,6 +410,7 @@ impl Device {
                 self.location = None;
                 self.events.push_back(Event::Deregistered);
             }
+            Ask::Send => self.events.push_back(Event::SendFailed(code)),
         }
         if ask != Ask::Update {
             return;

@@ -370,3 +370,4 @@ fn a_separate_response_to_the_register_is_waited_for() {
 }
 
 mod blockwise;
+mod send;
