@@ -3,8 +3,12 @@
 //! from MQTT in Block1 blocks and read back; reports with the 1.1 Send operation reach the
 //! notify topic.
 
+use std::time::Duration;
+
+use coap_lite::{MessageClass, ResponseType};
+use roost_e2e::lwm2m::Device;
 use roost_e2e::mqtt5::Client5;
-use roost_e2e::{TestBroker, WAIT};
+use roost_e2e::{QUIET, TestBroker, WAIT};
 use roost_lwm2m::sim::{DeviceConfig, DeviceHandle, Event, spawn_device};
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::json;
@@ -67,4 +71,39 @@ async fn a_firmware_package_goes_in_blocks_and_reads_back() {
     command(&mut app, "fw-1", json!({"reqID": 3, "msgType": "read", "data": {"path": "/5/0/3"}})).await;
     assert_eq!(next(&mut app).await.1["data"]["content"][0]["value"], json!(2), "firmware state: downloaded");
     dev.stop.cancel();
+}
+
+#[tokio::test]
+async fn send_reports_reach_the_notify_topic_and_malformed_ones_do_not() {
+    let broker = TestBroker::start().await;
+    let mut app = Client5::connect(broker.addr(), "app").await;
+    app.subscribe("lwm2m/+/up/notify", QoS::AtLeastOnce).await;
+    let cfg = DeviceConfig { send: true, report_period: Duration::from_millis(200), ..DeviceConfig::new("send-1") };
+    let mut dev = spawn_device(broker.lwm2m_addr(), cfg).await.unwrap();
+    until(&mut dev, |e| matches!(e, Event::Registered(_))).await;
+    until(&mut dev, |e| *e == Event::Sent).await;
+    let (topic, n) = next(&mut app).await;
+    assert_eq!(topic, "lwm2m/send-1/up/notify");
+    assert_eq!((n["msgType"].clone(), n["data"]["reqPath"].clone()), (json!("send"), json!("/dp")));
+    let content = n["data"]["content"].as_array().unwrap();
+    assert_eq!((content.len(), content[0]["path"].clone()), (1, json!("/3303/0/5700")));
+    assert!(content[0]["value"].is_f64(), "a typed reading: {n}");
+    dev.stop.cancel();
+    tokio::time::timeout(WAIT, dev.task).await.unwrap().unwrap().unwrap();
+    while app.recv_publish(QUIET).await.is_some() {}
+
+    // A malformed report: 4.00, nothing published; another format: 4.15.
+    let mut raw = Device::new(broker.lwm2m_addr()).await;
+    assert_eq!(raw.register("raw-1", 300, "U").await.header.code, MessageClass::Response(ResponseType::Created));
+    let r = raw.send_report(110, br#"[{"bn":"/3303/0/","n":"5700","v":"#).await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::BadRequest));
+    let r = raw.send_report(11542, &[0xC8, 0x00, 0x01, 0x01]).await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::UnsupportedContentFormat));
+    app.assert_no_publish(QUIET).await;
+    // A good one from the same device is published.
+    let r = raw.send_report(110, br#"[{"bn":"/3303/0/","n":"5700","v":22.5}]"#).await;
+    assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
+    let (topic, n) = next(&mut app).await;
+    assert_eq!((topic.as_str(), n), ("lwm2m/raw-1/up/notify", json!({"msgType": "send", "data": {"reqPath": "/dp", "content": [{"path": "/3303/0/5700", "value": 22.5}]}})));
+    assert_eq!(broker.lwm2m_counters().bad_sends.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
