@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use roost_coap::block::Assemblies;
 use roost_coap::codec;
 use roost_coap::message::{MessageLayer, Received, Tag};
 use roost_coap::settings::Transmission;
@@ -57,6 +58,8 @@ pub struct Device {
     exchanges: HashMap<Tag, Exchange>,
     observations: Vec<Observation>,
     pub(super) queue: VecDeque<(Command, ReplyTo)>,
+    /// A Send report coming in Block1 blocks.
+    pub(super) send_blocks: Assemblies,
     /// Commands behind a block-wise upload in flight: they go out, in order, when it ends,
     /// so its blocks are not interleaved with other requests.
     held: VecDeque<(Command, ReplyTo)>,
@@ -95,6 +98,7 @@ impl Device {
             observations: Vec::new(),
             queue: VecDeque::new(),
             held: VecDeque::new(),
+            send_blocks: Assemblies::default(),
             done_tokens: VecDeque::new(),
             next_tag: seed.rotate_left(32) | 1,
             separate_timeout: tx.max_transmit_span() * 2,

@@ -89,3 +89,29 @@ fn a_send_wakes_a_queue_mode_device() {
     assert_eq!(code(&sent[0]), MessageClass::Response(ResponseType::Changed));
     assert_eq!(code(&sent[1]), MessageClass::Request(RequestType::Get));
 }
+
+#[test]
+fn a_send_in_block1_blocks_is_reassembled() {
+    let mut h = H::new(Lwm2mSettings::default());
+    h.register("s1", "U");
+    h.published();
+    let senml = br#"[{"bn":"/3303/0/","n":"5700","v":21.5},{"n":"5701","vs":"Cel"}]"#;
+    let chunks: Vec<&[u8]> = senml.chunks(32).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut p = req(MessageType::Confirmable, RequestType::Post, &["dp"], &[], "");
+        p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(format::SENML_JSON)));
+        let b = codec::Block { num: i as u32, more: i + 1 < chunks.len(), szx: 1 };
+        p.add_option(CoapOption::Block1, codec::encode_uint(b.encode()));
+        p.payload = chunk.to_vec();
+        h.send(p);
+        let r = h.sent().pop().unwrap();
+        assert_eq!(codec::Block::of(&r, CoapOption::Block1), Some(Ok(b)));
+        let want = if b.more { ResponseType::Continue } else { ResponseType::Changed };
+        assert_eq!(code(&r), MessageClass::Response(want));
+        let published = h.published();
+        assert_eq!(published.len(), usize::from(!b.more));
+        if !b.more {
+            assert_eq!(published[0].1["data"]["content"][1], json!({"path": "/3303/0/5701", "value": "Cel"}));
+        }
+    }
+}
