@@ -1,6 +1,7 @@
 //! One registered device: the requests we send it (token per request, retransmission by
-//! the message layer, a deadline for a separate response), its observations and the
-//! commands held while it sleeps (queue mode) or while a block-wise upload is in flight.
+//! the message layer, a deadline for a separate response, large bodies in blocks), its
+//! observations ([`observe`]) and the commands held while it sleeps (queue mode) or while
+//! a block-wise upload is in flight.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -11,10 +12,13 @@ use roost_coap::block::Assemblies;
 use roost_coap::codec;
 use roost_coap::message::{MessageLayer, Received, Tag};
 use roost_coap::settings::Transmission;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::blockwise::{self, MAX_BODY, Upload};
 use super::{Counters, RegInfo, ReplyTo, Sink};
+use observe::{MAX_OBSERVATIONS, Observation};
+
+mod observe;
 use crate::server::mqtt::{self, Command, CommandKind};
 use crate::server::settings::{AutoObserve, Lwm2mSettings};
 use crate::types::{Kind, Path};
@@ -37,14 +41,6 @@ impl Exchange {
     fn unsent(cmd: Command, reply: ReplyTo) -> Exchange {
         Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new(), upload: None }
     }
-}
-
-struct Observation {
-    token: Vec<u8>,
-    path: String,
-    req_id: Json,
-    last_seq: Option<u32>,
-    last_at: Instant,
 }
 
 pub struct Device {
@@ -74,15 +70,6 @@ impl Device {
     pub fn observed(&self) -> usize {
         self.observations.len()
     }
-}
-
-/// Observations held per device at most.
-const MAX_OBSERVATIONS: usize = 64;
-
-/// RFC 7641 §3.4: whether notification `new` is fresher than `old`.
-fn fresher(old: u32, new: u32, old_at: Instant, now: Instant) -> bool {
-    const HALF: u32 = 1 << 23;
-    (old < new && new - old < HALF) || (old > new && old - new > HALF) || now > old_at + Duration::from_secs(128)
 }
 
 impl Device {
@@ -420,45 +407,10 @@ impl Device {
         }
         self.done_tokens.push_back(e.token.clone());
         let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
-        if e.cmd.kind == CommandKind::Observe
-            && success(resp.header.code)
-            && let Some(Ok(seq)) = codec::uint_option(resp, CoapOption::Observe)
-        {
-            self.observations.retain(|o| o.path != e.cmd.path);
-            self.observations.push(Observation {
-                token: e.token.clone(),
-                path: e.cmd.path.clone(),
-                req_id: e.cmd.req_id.clone(),
-                last_seq: Some(seq),
-                last_at: now,
-            });
+        if e.cmd.kind == CommandKind::Observe {
+            self.observe_answered(now, &e.token, &e.cmd, resp);
         }
         out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn notify(&mut self, now: Instant, i: usize, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, c: &Counters, out: &mut Sink) {
-        let seq = match codec::uint_option(resp, CoapOption::Observe) {
-            Some(Ok(n)) => Some(n),
-            _ => None,
-        };
-        let o = &mut self.observations[i];
-        if let (Some(old), Some(new)) = (o.last_seq, seq)
-            && !fresher(old, new, o.last_at, now)
-        {
-            Counters::bump(&c.stale_notifications);
-            return;
-        }
-        Counters::bump(&c.notifications);
-        o.last_seq = seq.or(o.last_seq);
-        o.last_at = now;
-        let data = mqtt::response_data(&o.path, CommandKind::Observe, resp, kind_of);
-        let msg = json!({"reqID": o.req_id, "msgType": "notify", "seqNum": seq.unwrap_or(0), "data": data});
-        // Without Observe, or an error: the observation is over (RFC 7641 §3.2, §4.2).
-        if seq.is_none() || !success(resp.header.code) {
-            self.observations.remove(i);
-        }
-        out.publish.push((s.translators.notify.clone(), msg, None));
     }
 }
 
