@@ -202,6 +202,10 @@ pub struct Lwm2mArgs {
     /// Local IP the devices bind (one IP has ~28,000 ephemeral ports; e.g. 127.0.0.2).
     #[arg(long)]
     pub source: Option<std::net::IpAddr>,
+    /// Also report the temperature every --report-period with the LwM2M 1.1 Send operation
+    /// (POST /dp, SenML CBOR), published by the gateway on the notify topic.
+    #[arg(long)]
+    pub send: bool,
 }
 
 /// Runs the fleet and prints its counters.
@@ -217,6 +221,7 @@ pub async fn run(a: &Lwm2mArgs) -> anyhow::Result<String> {
         duration: a.duration,
         connect_rate: a.connect_rate,
         source_ip: a.source,
+        send: a.send,
     };
     let ramp = Duration::from_secs_f64(a.devices as f64 / f64::from(a.connect_rate.max(1)));
     let stats = Arc::new(SimStats::default());
@@ -226,13 +231,15 @@ pub async fn run(a: &Lwm2mArgs) -> anyhow::Result<String> {
         .map_err(|_| anyhow::anyhow!("the fleet did not finish in time"))?;
     let g = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
     Ok(format!(
-        "lwm2m: {} registrations ok, {} failed; {} updates ({} failed); {} requests answered; {} notifications sent; {} de-registered; {} datagrams ignored",
+        "lwm2m: {} registrations ok, {} failed; {} updates ({} failed); {} requests answered; {} notifications sent; {} Send reports ({} refused); {} de-registered; {} datagrams ignored",
         g(&stats.registered),
         g(&stats.register_failed),
         g(&stats.updates),
         g(&stats.update_failed),
         g(&stats.answered),
         g(&stats.notifications),
+        g(&stats.sent),
+        g(&stats.send_failed),
         g(&stats.deregistered),
         g(&stats.ignored),
     ))

@@ -74,6 +74,27 @@ impl Device {
             p.add_option(CoapOption::ContentFormat, codec::encode_uint(40));
         }
         p.payload = body.as_bytes().to_vec();
+        self.exchange(p).await
+    }
+
+    /// The 1.1 Send operation: `POST /dp` with `body` in content `format`; returns the answer.
+    pub async fn send_report(&mut self, format: u16, body: &[u8]) -> Packet {
+        self.mid = self.mid.wrapping_add(1);
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        p.header.code = MessageClass::Request(RequestType::Post);
+        p.header.message_id = self.mid;
+        p.set_token(self.mid.to_be_bytes().to_vec());
+        p.add_option(CoapOption::UriPath, b"dp".to_vec());
+        p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(format)));
+        p.payload = body.to_vec();
+        self.exchange(p).await
+    }
+
+    /// Sends CON request `p` (message id `self.mid`) and waits (bounded) for its piggybacked
+    /// response; server requests meanwhile are kept for [`Device::next_request`].
+    async fn exchange(&mut self, p: Packet) -> Packet {
+        let (method, path) = (p.header.code, uri(&p));
         self.send(&p).await;
         let deadline = Instant::now() + WAIT;
         loop {

@@ -536,3 +536,6 @@ async fn registration_and_deregistration_over_dtls() {
     assert_eq!((ev["msgType"].as_str(), ev["data"]["ep"].as_str()), (Some("deregister"), Some("secure-1")), "{ev}");
     assert!(broker.dtls_counters().handshakes_ok.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 }
+
+/// With the protocol crate's own simulated device: block-wise writes, the 1.1 Send operation.
+mod sim;

@@ -318,6 +318,8 @@ impl Collector for AdapterCounters {
             &[
                 ("notification", &w.notifications),
                 ("stale_notification", &w.stale_notifications),
+                ("send", &w.sends),
+                ("bad_send", &w.bad_sends),
                 ("duplicate", &w.duplicates),
                 ("malformed", &w.malformed),
             ],

@@ -30,6 +30,8 @@ pub(super) struct Lwm2mSection {
     pub max_devices: Int,
     pub ack_timeout: ConfigDuration,
     pub max_retransmit: Int,
+    /// Request payloads larger than this go in Block1 blocks of this size.
+    pub block_size: Int,
     pub translators: TranslatorsSection,
     pub bootstrap: BootstrapSection,
 }
@@ -104,6 +106,7 @@ impl Default for Lwm2mSection {
             max_devices: Int::from(s.max_devices),
             ack_timeout: ConfigDuration(s.transmission.ack_timeout),
             max_retransmit: Int::from(s.transmission.max_retransmit),
+            block_size: Int::from(s.block_size),
             translators: TranslatorsSection::default(),
             bootstrap: BootstrapSection::default(),
         }
@@ -183,6 +186,10 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
     } else {
         None
     };
+    let block_size: usize = in_range("lwm2m.block_size", c.block_size, 16, 1024)?;
+    if !block_size.is_power_of_two() {
+        return Err(invalid("lwm2m.block_size", "must be a power of two: 16, 32, 64, 128, 256, 512 or 1024"));
+    }
     let t = c.translators;
     let defaults = Lwm2mSettings::default();
     Ok(Lwm2mSettings {
@@ -211,6 +218,7 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
         },
         max_devices: at_least("lwm2m.max_devices", c.max_devices, 1)?,
         bootstrap,
+        block_size,
     })
 }
 

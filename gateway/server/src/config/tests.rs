@@ -685,3 +685,12 @@ fn bootstrap_psks_are_accepted_by_the_dtls_listeners() {
         assert_eq!(error_of(&text).key(), Some(key), "{text}");
     }
 }
+
+#[test]
+fn lwm2m_block_size_is_a_power_of_two_from_16_to_1024() {
+    assert_eq!(parse("[lwm2m]\nblock_size = 256\n").expect("256 is a block size").lwm2m.block_size, 256);
+    for bad in ["100", "2048", "8"] {
+        let e = error_of(&format!("[lwm2m]\nblock_size = {bad}\n"));
+        assert!(e.to_string().contains("lwm2m.block_size"), "{e}");
+    }
+}

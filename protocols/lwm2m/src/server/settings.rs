@@ -118,6 +118,9 @@ pub struct Lwm2mSettings {
     pub max_devices: usize,
     /// `None`: `/bs` is not served (4.04).
     pub bootstrap: Option<BootstrapSettings>,
+    /// A request payload (Write, Create, Execute arguments) larger than this goes to the
+    /// device in Block1 blocks of this size (RFC 7959 §2.5); a power of two, 16..=1024.
+    pub block_size: usize,
 }
 
 impl Default for Lwm2mSettings {
@@ -138,6 +141,7 @@ impl Default for Lwm2mSettings {
             transmission: Transmission::default(),
             max_devices: 1_000_000,
             bootstrap: None,
+            block_size: 1024,
         }
     }
 }

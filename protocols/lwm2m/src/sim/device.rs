@@ -11,6 +11,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use roost_coap::codec;
 
 pub use super::observe::{Attrs, Observation};
+use super::blockwise::{self, Incoming, Received};
 use super::serve::{self, Answer};
 use super::store::{Exec, Store};
 use crate::types::Path;
@@ -28,6 +29,13 @@ pub struct DeviceConfig {
     pub report_period: Duration,
     /// Varies the simulated temperature between devices.
     pub seed: u32,
+    /// The device's buffer: a request payload larger than this must come in Block1 blocks
+    /// (else 4.13), blocks are asked for in this size, and larger responses go in Block2
+    /// blocks of it. 16..=1024, a power of two.
+    pub block_size: usize,
+    /// Reports the temperature every `report_period` with the 1.1 Send operation
+    /// (`POST /dp`, SenML CBOR), besides answering observations.
+    pub send: bool,
 }
 
 impl DeviceConfig {
@@ -39,6 +47,8 @@ impl DeviceConfig {
             queue_window: Duration::from_secs(20),
             report_period: Duration::from_secs(10),
             seed: 0,
+            block_size: 1024,
+            send: false,
         }
     }
 }
@@ -56,6 +66,10 @@ pub enum Event {
     /// A server request answered, with the response code (e.g. `2.05`).
     Answered(String),
     Notified(Path),
+    /// A Send report was answered 2.04.
+    Sent,
+    /// A Send report was refused (the code) or went unanswered (`None`).
+    SendFailed(Option<String>),
     /// An incoming datagram dropped: asleep in queue mode, or malformed.
     Ignored,
 }
@@ -65,6 +79,8 @@ enum Ask {
     Register,
     Update,
     Deregister,
+    /// The 1.1 Send operation: `POST /dp` with readings.
+    Send,
 }
 
 struct Outstanding {
@@ -93,12 +109,16 @@ pub struct Device {
     want: Option<Ask>,
     pub(super) objects_changed: bool,
     next_update: Option<Instant>,
+    /// The next Send report (with `send`, while registered).
+    next_send: Option<Instant>,
     awake_until: Option<Instant>,
     pub(super) started: Instant,
     message_id: u16,
     token: u32,
     /// Responses to the server's last CON requests, by message id, resent to duplicates.
     recent: VecDeque<(u16, Vec<u8>)>,
+    /// A request coming in Block1 blocks.
+    incoming: Option<Incoming>,
     transmit: VecDeque<Vec<u8>>,
     pub(super) events: VecDeque<Event>,
 }
@@ -118,11 +138,13 @@ impl Device {
             want: None,
             objects_changed: false,
             next_update: None,
+            next_send: None,
             awake_until: None,
             started: now,
             message_id,
             token: 0,
             recent: VecDeque::new(),
+            incoming: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -180,6 +202,9 @@ impl Device {
             for o in &self.observations {
                 at(o.last_sent + self.period_of(&o.path));
             }
+            if let Some(t) = self.next_send {
+                at(t);
+            }
         }
         next
     }
@@ -203,6 +228,15 @@ impl Device {
         }
         if self.is_registered() {
             self.notify_due(now);
+            if self.next_send.is_some_and(|t| now >= t) {
+                // One exchange at a time: a Send due meanwhile goes when it is over.
+                if self.outstanding.is_none() {
+                    self.ask(Ask::Send, now);
+                    self.next_send = Some(now + self.cfg.report_period);
+                } else {
+                    self.next_send = Some(now + ACK_TIMEOUT);
+                }
+            }
         }
     }
 
@@ -261,6 +295,7 @@ impl Device {
             return;
         }
         let ask = match ask {
+            Ask::Send if self.location.is_none() => return,
             Ask::Update | Ask::Deregister if self.location.is_none() => {
                 if ask == Ask::Deregister {
                     self.events.push_back(Event::Deregistered);
@@ -305,6 +340,12 @@ impl Device {
                     self.objects_changed = false;
                 }
             }
+            Ask::Send => {
+                p.header.code = MessageClass::Request(RequestType::Post);
+                p.add_option(CoapOption::UriPath, b"dp".to_vec());
+                p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(crate::types::format::SENML_CBOR)));
+                p.payload = self.report(now);
+            }
         }
         let Ok(bytes) = codec::encode(&p) else { return };
         self.outstanding = Some(Outstanding { ask, message_id: p.header.message_id, token, bytes, retry_at: now + ACK_TIMEOUT, retries: 0 });
@@ -331,6 +372,9 @@ impl Device {
                     self.location = Some(location.clone());
                     self.events.push_back(Event::Registered(location));
                     self.schedule_update(now);
+                    if self.cfg.send {
+                        self.next_send = Some(now + self.cfg.report_period);
+                    }
                 }
                 Ask::Update => {
                     self.events.push_back(Event::Updated);
@@ -339,9 +383,11 @@ impl Device {
                 Ask::Deregister => {
                     self.location = None;
                     self.next_update = None;
+                    self.next_send = None;
                     self.observations.clear();
                     self.events.push_back(Event::Deregistered);
                 }
+                Ask::Send => self.events.push_back(Event::Sent),
             }
         }
         if let Some(next) = self.want.take() {
@@ -364,6 +410,7 @@ impl Device {
                 self.location = None;
                 self.events.push_back(Event::Deregistered);
             }
+            Ask::Send => self.events.push_back(Event::SendFailed(code)),
         }
         if ask != Ask::Update {
             return;
@@ -386,7 +433,16 @@ impl Device {
                 return;
             }
         self.sample(now);
-        let Answer { mut response, exec } = serve::answer(self, p, now);
+        let (mut response, exec) = match blockwise::receive(&mut self.incoming, p, self.cfg.block_size) {
+            Received::Reply(r) => (r, None),
+            Received::Whole(request, last_block) => {
+                let Answer { mut response, exec } = serve::answer(self, &request, now);
+                if let Some(b) = last_block {
+                    response.add_option(CoapOption::Block1, codec::encode_uint(b.encode()));
+                }
+                (blockwise::respond_in_blocks(&request, response, self.cfg.block_size), exec)
+            }
+        };
         response.header.set_version(1);
         response.set_token(p.get_token().to_vec());
         if confirmable {

@@ -31,6 +31,8 @@ pub struct SimConfig {
     /// Local address the sockets bind, device n on port 10000 + n (for fleets larger than
     /// the ephemeral port range).
     pub source_ip: Option<std::net::IpAddr>,
+    /// Devices also report with the 1.1 Send operation every `report_period`.
+    pub send: bool,
 }
 
 impl Default for SimConfig {
@@ -46,6 +48,7 @@ impl Default for SimConfig {
             duration: Duration::from_secs(30),
             connect_rate: 500,
             source_ip: None,
+            send: false,
         }
     }
 }
@@ -61,6 +64,9 @@ pub struct SimStats {
     pub deregistered: AtomicU64,
     pub answered: AtomicU64,
     pub notifications: AtomicU64,
+    /// 1.1 Send reports answered 2.04, and refused or unanswered.
+    pub sent: AtomicU64,
+    pub send_failed: AtomicU64,
     pub ignored: AtomicU64,
 }
 
@@ -78,6 +84,8 @@ impl SimStats {
             Event::Deregistered => &self.deregistered,
             Event::Answered(_) => &self.answered,
             Event::Notified(_) => &self.notifications,
+            Event::Sent => &self.sent,
+            Event::SendFailed(_) => &self.send_failed,
             Event::Ignored => &self.ignored,
         };
         c.fetch_add(1, Relaxed);
@@ -105,12 +113,13 @@ pub async fn run_until(cfg: SimConfig, stats: Arc<SimStats>, stop: CancellationT
             None => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         };
         let dc = DeviceConfig {
-            endpoint: format!("{}-{n}", cfg.prefix),
             lifetime: cfg.lifetime,
             queue_mode: cfg.queue_mode,
             queue_window: cfg.queue_window,
             report_period: cfg.report_period,
             seed: n as u32,
+            send: cfg.send,
+            ..DeviceConfig::new(format!("{}-{n}", cfg.prefix))
         };
         let (server, stats, stop) = (cfg.server, stats.clone(), stop.child_token());
         let end = Instant::now() + cfg.duration;
@@ -177,8 +186,8 @@ async fn run_controlled(
     socket.connect(server).await?;
     let mut dev = Device::new(cfg, Instant::now().into_std());
     dev.register(Instant::now().into_std());
-    // Server requests to this device are small (no block-wise transfer here); a larger
-    // datagram is cut and then fails to decode, which counts as ignored.
+    // A constrained device's buffer: larger requests must come in Block1 blocks. A larger
+    // datagram is cut; its payload then exceeds the device's block size and is refused 4.13.
     let mut buf = vec![0u8; 4096];
     let mut leaving: Option<Instant> = None;
     loop {

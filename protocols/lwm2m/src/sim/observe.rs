@@ -1,6 +1,6 @@
 //! Information reporting on the simulated device (OMA LwM2M 1.1 Core §6.4, RFC 7641):
 //! observations, their periods from the written attributes, notifications with a rising
-//! Observe sequence number, cancel by RST; and the simulated sensor reading.
+//! Observe sequence number, cancel by RST; Send reports; and the simulated sensor reading.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,8 @@ use roost_coap::codec;
 
 use super::device::{Device, Event};
 use super::serve;
-use crate::types::Path;
+use super::store::TEMPERATURE_OBJECT;
+use crate::types::{Path, Record, format};
 
 /// One server observation (RFC 7641), notified every period with a rising sequence number.
 #[derive(Debug, Clone)]
@@ -56,6 +57,14 @@ impl Device {
         }
         let base = attrs.pmax.filter(|s| *s > 0).map_or(self.cfg.report_period, |s| Duration::from_secs(u64::from(s)));
         base.max(Duration::from_secs(u64::from(attrs.pmin.unwrap_or(0)))).max(Duration::from_millis(10))
+    }
+
+    /// A Send report (1.1 Core §6.4.6): the temperature of every sensor, SenML CBOR.
+    pub(super) fn report(&mut self, now: Instant) -> Vec<u8> {
+        self.sample(now);
+        let object = Path::new(&[TEMPERATURE_OBJECT]).unwrap_or_default();
+        let readings: Vec<Record> = self.store.read(&object).unwrap_or_default().into_iter().filter(|r| r.path.resource() == Some(5700)).collect();
+        crate::content::encode(format::SENML_CBOR, object, &readings).unwrap_or_default()
     }
 
     pub(super) fn notify_due(&mut self, now: Instant) {

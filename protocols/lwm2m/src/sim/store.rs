@@ -1,5 +1,5 @@
 //! The simulated device's object tree (OMA LwM2M 1.1 Core §6.1 operations on objects 1
-//! Server, 3 Device and IPSO 3303 Temperature), values held typed. The simulator carries
+//! Server, 3 Device, 5 Firmware Update and IPSO 3303 Temperature), values held typed. The simulator carries
 //! its own small resource table instead of the object registry so it stays a client that
 //! only knows what a real device of its kind would know.
 
@@ -56,13 +56,25 @@ const TEMPERATURE: &[ResourceDef] = &[
     r(5701, Kind::String, Access::ReadWrite),
 ];
 
+/// Firmware Update (object 5). The Package (0) is write-only in the OMA definition; here it
+/// reads back what was written, so a test can check a block-wise write arrived whole.
+const FIRMWARE: &[ResourceDef] = &[
+    r(0, Kind::Opaque, Access::ReadWrite),
+    r(1, Kind::String, Access::ReadWrite),
+    r(2, Kind::None, Access::Execute),
+    r(3, Kind::Integer, Access::Read),
+    r(5, Kind::Integer, Access::Read),
+];
+
 pub const TEMPERATURE_OBJECT: u16 = 3303;
+const FIRMWARE_OBJECT: u16 = 5;
 
 /// The resource table of an object this device implements.
 pub fn object_defs(object: u16) -> Option<&'static [ResourceDef]> {
     match object {
         1 => Some(SERVER),
         3 => Some(DEVICE),
+        FIRMWARE_OBJECT => Some(FIRMWARE),
         TEMPERATURE_OBJECT => Some(TEMPERATURE),
         _ => None,
     }
@@ -131,13 +143,25 @@ impl Store {
             (14, Value::String("+00:00".into())),
             (16, Value::String(binding.into())),
         ]);
+        // Firmware state 0 (Idle), update result 0 (initial).
+        let firmware = BTreeMap::from([
+            (0, Value::Opaque(Vec::new())),
+            (1, Value::String(String::new())),
+            (3, Value::Integer(0)),
+            (5, Value::Integer(0)),
+        ]);
         Store {
-            instances: BTreeMap::from([((1, 0), server), ((3, 0), device), ((TEMPERATURE_OBJECT, 0), sensor_instance())]),
+            instances: BTreeMap::from([
+                ((1, 0), server),
+                ((3, 0), device),
+                ((FIRMWARE_OBJECT, 0), firmware),
+                ((TEMPERATURE_OBJECT, 0), sensor_instance()),
+            ]),
             max_sensors: 16,
         }
     }
 
-    /// The registration link list, e.g. `</1/0>,</3/0>,</3303/0>`.
+    /// The registration link list, e.g. `</1/0>,</3/0>,</5/0>,</3303/0>`.
     pub fn object_links(&self) -> String {
         let links: Vec<String> = self.instances.keys().map(|(o, i)| format!("</{o}/{i}>")).collect();
         links.join(",")
@@ -252,6 +276,11 @@ impl Store {
         for rec in records {
             if let (Some(res), Some(id)) = (self.instance_mut(&rec.path), rec.path.resource()) {
                 res.insert(id, rec.value.clone());
+                // A firmware package written: state 2 (Downloaded); an empty one: 0 (Idle).
+                if rec.path.object() == Some(FIRMWARE_OBJECT) && id == 0 {
+                    let downloaded = matches!(&rec.value, Value::Opaque(b) if !b.is_empty());
+                    res.insert(3, Value::Integer(if downloaded { 2 } else { 0 }));
+                }
             }
         }
         Ok(())
@@ -342,7 +371,7 @@ mod tests {
     #[test]
     fn read_write_create_delete() {
         let mut s = Store::new("ep1", 60, "U");
-        assert_eq!(s.object_links(), "</1/0>,</3/0>,</3303/0>");
+        assert_eq!(s.object_links(), "</1/0>,</3/0>,</5/0>,</3303/0>");
         assert_eq!(s.read(&p("/3/0/2")).unwrap()[0].value, Value::String("ep1".into()));
         assert_eq!(s.read(&p("/3303/0")).unwrap().len(), 4);
         assert_eq!(s.read(&p("/3/0/4")), Err(Refusal::MethodNotAllowed));
@@ -360,7 +389,7 @@ mod tests {
         let typo = Record { path: p("/1/0/1"), value: Value::String("x".into()) };
         assert_eq!(s.write(&p("/1/0/1"), &[typo]), Err(Refusal::BadRequest));
         assert_eq!(s.create(3303, &[]).unwrap(), p("/3303/1"));
-        assert_eq!(s.object_links(), "</1/0>,</3/0>,</3303/0>,</3303/1>");
+        assert_eq!(s.object_links(), "</1/0>,</3/0>,</5/0>,</3303/0>,</3303/1>");
         assert_eq!(s.create(3, &[]), Err(Refusal::MethodNotAllowed));
         s.delete(&p("/3303/1")).unwrap();
         assert_eq!(s.delete(&p("/3303/1")), Err(Refusal::NotFound));

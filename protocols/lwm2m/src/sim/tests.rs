@@ -118,7 +118,7 @@ fn registers_updates_and_deregisters() {
     let q: Vec<String> = codec::uri_query(&reg).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(q, ["ep=ep-1", "lt=60", "lwm2m=1.1", "b=U"]);
     assert_eq!(cf(&reg), Some(40));
-    assert_eq!(reg.payload, b"</1/0>,</3/0>,</3303/0>");
+    assert_eq!(reg.payload, b"</1/0>,</3/0>,</5/0>,</3303/0>");
     rig.ack(&reg, ResponseType::Created, &["rd", "5a3f"], rig.t0);
     assert!(rig.dev.is_registered());
     // The Update goes out at 3/4 of the lifetime, to the Location.
@@ -234,7 +234,7 @@ fn execute_reboot_registers_again_and_trigger_updates() {
     rig.ack(&upd, ResponseType::Changed, &[], rig.at(3));
     assert_eq!(code(&rig.request(RequestType::Post, "/3/0/4", &[], b"", rig.at(4))), "2.04");
     let reg = rig.sent();
-    assert_eq!((path_of(&reg), reg.payload.as_slice()), ("rd".into(), b"</1/0>,</3/0>,</3303/0>".as_slice()));
+    assert_eq!((path_of(&reg), reg.payload.as_slice()), ("rd".into(), b"</1/0>,</3/0>,</5/0>,</3303/0>".as_slice()));
     assert_eq!(code(&rig.request(RequestType::Post, "/3/0/0", &[], b"", rig.at(4))), "4.05");
 }
 
@@ -246,11 +246,11 @@ fn create_and_delete_sensors_update_the_object_list() {
     let loc: Vec<_> = r.get_option(CoapOption::LocationPath).unwrap().iter().cloned().collect();
     assert_eq!(loc, [b"3303".to_vec(), b"1".to_vec()]);
     let upd = rig.sent();
-    assert_eq!((path_of(&upd), upd.payload.as_slice()), ("rd/5a3f".into(), b"</1/0>,</3/0>,</3303/0>,</3303/1>".as_slice()));
+    assert_eq!((path_of(&upd), upd.payload.as_slice()), ("rd/5a3f".into(), b"</1/0>,</3/0>,</5/0>,</3303/0>,</3303/1>".as_slice()));
     rig.ack(&upd, ResponseType::Changed, &[], rig.at(1));
     assert_eq!(rig.get("/3303/1/5701", rig.at(1)).payload, b"Cel");
     assert_eq!(code(&rig.request(RequestType::Delete, "/3303/1", &[], b"", rig.at(2))), "2.02");
-    assert_eq!(rig.sent().payload, b"</1/0>,</3/0>,</3303/0>");
+    assert_eq!(rig.sent().payload, b"</1/0>,</3/0>,</5/0>,</3303/0>");
     assert_eq!(code(&rig.request(RequestType::Delete, "/3/0", &[], b"", rig.at(2))), "4.05");
     assert_eq!(code(&rig.request(RequestType::Post, "/3", &[], b"", rig.at(2))), "4.05");
 }
@@ -368,3 +368,6 @@ fn a_separate_response_to_the_register_is_waited_for() {
     rig.dev.update(rig.at(22));
     assert_eq!(path_of(&rig.sent()), "rd/s");
 }
+
+mod blockwise;
+mod send;

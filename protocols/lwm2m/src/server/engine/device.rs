@@ -1,18 +1,24 @@
 //! One registered device: the requests we send it (token per request, retransmission by
-//! the message layer, a deadline for a separate response), its observations and the
-//! commands held while it sleeps (queue mode).
+//! the message layer, a deadline for a separate response, large bodies in blocks), its
+//! observations ([`observe`]) and the commands held while it sleeps (queue mode) or while
+//! a block-wise upload is in flight.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use roost_coap::block::Assemblies;
 use roost_coap::codec;
 use roost_coap::message::{MessageLayer, Received, Tag};
 use roost_coap::settings::Transmission;
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
+use super::blockwise::{self, MAX_BODY, Upload};
 use super::{Counters, RegInfo, ReplyTo, Sink};
+use observe::{MAX_OBSERVATIONS, Observation};
+
+mod observe;
 use crate::server::mqtt::{self, Command, CommandKind};
 use crate::server::settings::{AutoObserve, Lwm2mSettings};
 use crate::types::{Kind, Path};
@@ -26,17 +32,15 @@ struct Exchange {
     deadline: Option<Instant>,
     /// A response in Block2 blocks, so far (RFC 7959 §2.4).
     body: Vec<u8>,
+    /// The request body going out in Block1 blocks (RFC 7959 §2.5).
+    upload: Option<Upload>,
 }
 
-/// The largest response reassembled from Block2 blocks.
-const MAX_BODY: usize = 256 * 1024;
-
-struct Observation {
-    token: Vec<u8>,
-    path: String,
-    req_id: Json,
-    last_seq: Option<u32>,
-    last_at: Instant,
+impl Exchange {
+    /// One that never went out (answered at once, or failed while waiting).
+    fn unsent(cmd: Command, reply: ReplyTo) -> Exchange {
+        Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new(), upload: None }
+    }
 }
 
 pub struct Device {
@@ -50,6 +54,11 @@ pub struct Device {
     exchanges: HashMap<Tag, Exchange>,
     observations: Vec<Observation>,
     pub(super) queue: VecDeque<(Command, ReplyTo)>,
+    /// A Send report coming in Block1 blocks.
+    pub(super) send_blocks: Assemblies,
+    /// Commands behind a block-wise upload in flight: they go out, in order, when it ends,
+    /// so its blocks are not interleaved with other requests.
+    held: VecDeque<(Command, ReplyTo)>,
     /// Tokens of exchanges just completed: a repeated CON response is ACKed, not reset.
     done_tokens: VecDeque<Vec<u8>>,
     next_tag: Tag,
@@ -61,15 +70,6 @@ impl Device {
     pub fn observed(&self) -> usize {
         self.observations.len()
     }
-}
-
-/// Observations held per device at most.
-const MAX_OBSERVATIONS: usize = 64;
-
-/// RFC 7641 §3.4: whether notification `new` is fresher than `old`.
-fn fresher(old: u32, new: u32, old_at: Instant, now: Instant) -> bool {
-    const HALF: u32 = 1 << 23;
-    (old < new && new - old < HALF) || (old > new && old - new > HALF) || now > old_at + Duration::from_secs(128)
 }
 
 impl Device {
@@ -84,6 +84,8 @@ impl Device {
             exchanges: HashMap::new(),
             observations: Vec::new(),
             queue: VecDeque::new(),
+            held: VecDeque::new(),
+            send_blocks: Assemblies::default(),
             done_tokens: VecDeque::new(),
             next_tag: seed.rotate_left(32) | 1,
             separate_timeout: tx.max_transmit_span() * 2,
@@ -119,7 +121,7 @@ impl Device {
         Some(t)
     }
 
-    pub(super) fn handle_timeout(&mut self, now: Instant, _s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+    pub(super) fn handle_timeout(&mut self, now: Instant, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
         for lost in self.layer.handle_timeout(now) {
             if let Some(e) = self.exchanges.remove(&lost.0) {
                 Counters::bump(&c.timeouts);
@@ -133,11 +135,33 @@ impl Device {
                 fail(out, e, "coap_timeout");
             }
         }
+        if self.awake(now, s) {
+            self.release(now, s);
+        } else {
+            // Asleep now: what was held waits, first in line, for the device to wake.
+            while let Some(h) = self.held.pop_back() {
+                self.queue.push_front(h);
+            }
+        }
+    }
+
+    fn uploading(&self) -> bool {
+        self.exchanges.values().any(|e| e.upload.is_some())
+    }
+
+    /// Sends what was held behind an upload, until another upload starts.
+    fn release(&mut self, now: Instant, s: &Lwm2mSettings) {
+        while !self.uploading()
+            && let Some((cmd, reply)) = self.held.pop_front()
+        {
+            self.transmit(now, cmd, reply, s);
+        }
     }
 
     /// The device was heard from: a queue-mode device gets what waited for it.
     pub(super) fn heard(&mut self, now: Instant, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
         self.last_heard = now;
+        self.release(now, s);
         while let Some((cmd, reply)) = self.queue.pop_front() {
             self.send(now, cmd, reply, s, c, out);
         }
@@ -153,9 +177,12 @@ impl Device {
                 fail(out, e, "coap_timeout");
             }
         }
+        for (cmd, reply) in self.held.drain(..) {
+            fail(out, Exchange::unsent(cmd, reply), "coap_timeout");
+        }
         if queued {
             for (cmd, reply) in self.queue.drain(..) {
-                fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "coap_timeout");
+                fail(out, Exchange::unsent(cmd, reply), "coap_timeout");
             }
         }
         self.observations.clear();
@@ -196,16 +223,21 @@ impl Device {
     fn submit(&mut self, now: Instant, cmd: Command, reply: ReplyTo, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
         // Bounded: requests in flight (and waiting for an NSTART slot) count against the
         // same limit as the sleep queue, so an MQTT flood cannot grow memory without end.
-        if self.exchanges.len() >= s.max_queued {
+        if self.exchanges.len() + self.held.len() >= s.max_queued {
             Counters::bump(&c.queue_full);
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
+            fail(out, Exchange::unsent(cmd, reply), "queue_full");
+            return;
+        }
+        if cmd.request.payload.len() > MAX_BODY {
+            Counters::bump(&c.bad_commands);
+            fail(out, Exchange::unsent(cmd, reply), "payload_too_large");
             return;
         }
         if cmd.kind == CommandKind::Observe
             && self.observations.len() >= MAX_OBSERVATIONS
             && !self.observations.iter().any(|o| o.path == cmd.path)
         {
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "too_many_observations");
+            fail(out, Exchange::unsent(cmd, reply), "too_many_observations");
             return;
         }
         if self.awake(now, s) {
@@ -213,14 +245,23 @@ impl Device {
         }
         if self.queue.len() >= s.max_queued {
             Counters::bump(&c.queue_full);
-            fail(out, Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new() }, "queue_full");
+            fail(out, Exchange::unsent(cmd, reply), "queue_full");
             return;
         }
         Counters::bump(&c.queued);
         self.queue.push_back((cmd, reply));
     }
 
-    fn send(&mut self, now: Instant, mut cmd: Command, reply: ReplyTo, _s: &Lwm2mSettings, _c: &Counters, _out: &mut Sink) {
+    fn send(&mut self, now: Instant, cmd: Command, reply: ReplyTo, s: &Lwm2mSettings, _c: &Counters, _out: &mut Sink) {
+        if self.uploading() || !self.held.is_empty() {
+            self.held.push_back((cmd, reply));
+            return;
+        }
+        self.transmit(now, cmd, reply, s);
+    }
+
+    /// Sends `cmd` now; a payload larger than a block goes in Block1 blocks, the first now.
+    fn transmit(&mut self, now: Instant, mut cmd: Command, reply: ReplyTo, s: &Lwm2mSettings) {
         self.next_tag = self.next_tag.wrapping_add(1);
         let tag = self.next_tag;
         let mut token = tag.to_be_bytes().to_vec();
@@ -230,8 +271,20 @@ impl Device {
             token = self.observations.remove(i).token;
         }
         cmd.request.set_token(token.clone());
-        self.layer.send_confirmable(now, tag, self.peer, cmd.request.clone());
-        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None, body: Vec::new() });
+        let upload = if cmd.request.payload.len() > s.block_size {
+            Upload::new(std::mem::take(&mut cmd.request.payload), s.block_size)
+        } else {
+            None
+        };
+        let first = match &upload {
+            Some(u) => {
+                tracing::debug!(ep = %self.info.ep, path = %cmd.path, bytes = u.total(), "LwM2M request sent in Block1 blocks");
+                u.request(&cmd.request)
+            }
+            None => cmd.request.clone(),
+        };
+        self.layer.send_confirmable(now, tag, self.peer, first);
+        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None, body: Vec::new(), upload });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -303,6 +356,28 @@ impl Device {
 
     /// A response to one of our requests: published on the response topic.
     fn complete(&mut self, now: Instant, mut e: Exchange, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Sink) {
+        if let Some(up) = e.upload.as_mut() {
+            if resp.header.code == MessageClass::Response(ResponseType::Continue) {
+                // The device took the block: the next one goes, under the same token.
+                let advanced = match codec::Block::of(resp, CoapOption::Block1) {
+                    Some(Ok(b)) => up.advance(b).is_ok(),
+                    _ => false,
+                };
+                if !advanced {
+                    tracing::warn!(ep = %self.info.ep, path = %e.cmd.path, "LwM2M 2.31 Continue that fits no block sent; the write is abandoned");
+                    return fail(out, e, "bad_block");
+                }
+                let next = up.request(&e.cmd.request);
+                e.deadline = None;
+                self.next_tag = self.next_tag.wrapping_add(1);
+                let tag = self.next_tag;
+                self.layer.send_confirmable(now, tag, self.peer, next);
+                self.exchanges.insert(tag, e);
+                return;
+            }
+            // Any other code answers the whole request (4.13, 4.08 included).
+            e.upload = None;
+        }
         let mut whole;
         let mut resp = resp;
         match codec::Block::of(resp, CoapOption::Block2) {
@@ -311,11 +386,7 @@ impl Device {
                 e.body.extend_from_slice(&resp.payload);
                 if b.more {
                     // Ask for the next block, with a new token; the body so far stays.
-                    let mut next = e.cmd.request.clone();
-                    next.clear_option(CoapOption::Block2);
-                    next.clear_option(CoapOption::Observe);
-                    let block = codec::Block { num: b.num + 1, more: false, szx: b.szx };
-                    next.add_option(CoapOption::Block2, codec::encode_uint(block.encode()));
+                    let mut next = blockwise::block2_request(&e.cmd.request, codec::Block { num: b.num + 1, more: false, szx: b.szx });
                     self.next_tag = self.next_tag.wrapping_add(1);
                     let tag = self.next_tag;
                     e.token = tag.to_be_bytes().to_vec();
@@ -336,45 +407,10 @@ impl Device {
         }
         self.done_tokens.push_back(e.token.clone());
         let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
-        if e.cmd.kind == CommandKind::Observe
-            && success(resp.header.code)
-            && let Some(Ok(seq)) = codec::uint_option(resp, CoapOption::Observe)
-        {
-            self.observations.retain(|o| o.path != e.cmd.path);
-            self.observations.push(Observation {
-                token: e.token.clone(),
-                path: e.cmd.path.clone(),
-                req_id: e.cmd.req_id.clone(),
-                last_seq: Some(seq),
-                last_at: now,
-            });
+        if e.cmd.kind == CommandKind::Observe {
+            self.observe_answered(now, &e.token, &e.cmd, resp);
         }
         out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn notify(&mut self, now: Instant, i: usize, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, c: &Counters, out: &mut Sink) {
-        let seq = match codec::uint_option(resp, CoapOption::Observe) {
-            Some(Ok(n)) => Some(n),
-            _ => None,
-        };
-        let o = &mut self.observations[i];
-        if let (Some(old), Some(new)) = (o.last_seq, seq)
-            && !fresher(old, new, o.last_at, now)
-        {
-            Counters::bump(&c.stale_notifications);
-            return;
-        }
-        Counters::bump(&c.notifications);
-        o.last_seq = seq.or(o.last_seq);
-        o.last_at = now;
-        let data = mqtt::response_data(&o.path, CommandKind::Observe, resp, kind_of);
-        let msg = json!({"reqID": o.req_id, "msgType": "notify", "seqNum": seq.unwrap_or(0), "data": data});
-        // Without Observe, or an error: the observation is over (RFC 7641 §3.2, §4.2).
-        if seq.is_none() || !success(resp.header.code) {
-            self.observations.remove(i);
-        }
-        out.publish.push((s.translators.notify.clone(), msg, None));
     }
 }
 

@@ -7,9 +7,11 @@
 //! Registration needs the core first: a Register emits [`Output::Connect`] and is answered
 //! when the driver calls [`Server::connected`] with the outcome.
 
+mod blockwise;
 mod bootstrap;
 mod device;
 mod registration;
+mod send;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +76,9 @@ pub struct Counters {
     pub timeouts: AtomicU64,
     pub resets: AtomicU64,
     pub notifications: AtomicU64,
+    /// 1.1 Send reports published, and refused (malformed, unregistered, not SenML).
+    pub sends: AtomicU64,
+    pub bad_sends: AtomicU64,
     /// Notifications dropped as stale (an older Observe sequence number).
     pub stale_notifications: AtomicU64,
     pub queued: AtomicU64,

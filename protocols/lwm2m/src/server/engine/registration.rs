@@ -1,5 +1,6 @@
 //! The registration interface (OMA LwM2M 1.1 Transport §6.2.1 / Core §6.2): `POST /rd`
-//! (Register), `POST /rd/{id}` (Update), `DELETE /rd/{id}` (De-register).
+//! (Register), `POST /rd/{id}` (Update), `DELETE /rd/{id}` (De-register); and the routing
+//! of the other requests a device makes: `/bs` (bootstrap), `/dp` (Send, [`super::send`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -80,8 +81,9 @@ impl Server {
                 }
             }
             (RequestType::Post, ["bs"]) => self.bootstrap_request(now, peer, &req),
+            (RequestType::Post, ["dp"]) => self.send_request(now, peer, &req),
             (_, ["rd", ..]) => reply(ResponseType::MethodNotAllowed),
-            _ => diag(ResponseType::NotFound, "only /rd is served"),
+            _ => diag(ResponseType::NotFound, "only /rd and /dp are served"),
         };
         self.rd.respond(peer, &req, resp);
     }

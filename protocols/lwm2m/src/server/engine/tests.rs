@@ -445,3 +445,6 @@ fn separate_responses_are_matched_by_token() {
     let d = h.s.device("sep").unwrap();
     assert_eq!(h.s.poll_timeout(), Some(d.expires_at()));
 }
+
+mod blockwise;
+mod send;
