@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::{Bytes, BytesMut};
 use roost_mqtt::codec::{
-    self, Connect, ConnectProperties, Packet, ProtocolVersion, QoS, SubscribeFilter,
-    SubscriptionOptions,
+    self, Connect, ConnectProperties, Packet, ProtocolVersion, QoS, SubscribeFilter, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -76,21 +75,10 @@ pub struct Client {
 
 impl Client {
     /// Opens a TCP connection and completes the MQTT handshake.
-    pub async fn connect(
-        target: &str,
-        client_id: &str,
-        opts: &ConnectOptions,
-    ) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(target)
-            .await
-            .with_context(|| format!("connecting to {target}"))?;
+    pub async fn connect(target: &str, client_id: &str, opts: &ConnectOptions) -> anyhow::Result<Client> {
+        let stream = TcpStream::connect(target).await.with_context(|| format!("connecting to {target}"))?;
         stream.set_nodelay(true)?;
-        let mut client = Client {
-            stream,
-            version: opts.version,
-            rbuf: BytesMut::new(),
-            early: BytesMut::new(),
-        };
+        let mut client = Client { stream, version: opts.version, rbuf: BytesMut::new(), early: BytesMut::new() };
         let connect = Connect {
             protocol: opts.version,
             clean_start: opts.clean_start,
@@ -118,10 +106,7 @@ impl Client {
             packet_id: 1,
             filters: vec![SubscribeFilter {
                 filter: filter.to_string(),
-                options: SubscriptionOptions {
-                    qos,
-                    ..SubscriptionOptions::default()
-                },
+                options: SubscriptionOptions { qos, ..SubscriptionOptions::default() },
             }],
             ..codec::Subscribe::default()
         };
@@ -157,11 +142,7 @@ impl Client {
     }
 
     async fn next_timeout(&mut self) -> anyhow::Result<Packet> {
-        match tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            read_packet(&mut self.stream, &mut self.rbuf, self.version),
-        )
-        .await
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_packet(&mut self.stream, &mut self.rbuf, self.version)).await
         {
             Ok(Ok(Some(p))) => Ok(p),
             Ok(Ok(None)) => bail!("connection closed by the broker during the handshake"),
@@ -174,18 +155,7 @@ impl Client {
     pub fn split(mut self) -> (Reader, Writer) {
         let buf = self.take_rbuf();
         let (rd, wr) = self.stream.into_split();
-        (
-            Reader {
-                rd,
-                buf,
-                version: self.version,
-            },
-            Writer {
-                wr,
-                buf: BytesMut::new(),
-                version: self.version,
-            },
-        )
+        (Reader { rd, buf, version: self.version }, Writer { wr, buf: BytesMut::new(), version: self.version })
     }
 
     /// Whole-stream reader for tasks that both read and answer (subscribers, devices).
@@ -213,10 +183,7 @@ pub async fn read_packet<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Reads whatever is available (at least one byte) into `buf`; false at end of stream.
-pub async fn fill<R: tokio::io::AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-) -> anyhow::Result<bool> {
+pub async fn fill<R: tokio::io::AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> anyhow::Result<bool> {
     buf.reserve(64 * 1024);
     Ok(rd.read_buf(buf).await? > 0)
 }

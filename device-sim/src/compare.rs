@@ -50,21 +50,10 @@ impl BrokerProcess {
     pub fn start(kind: Kind, brokers: &Brokers) -> anyhow::Result<BrokerProcess> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
-        let Limits {
-            max_inflight,
-            max_queued,
-        } = brokers.limits;
+        let Limits { max_inflight, max_queued } = brokers.limits;
         let (bin, config_path, args): (&Path, PathBuf, Vec<&str>) = match kind {
-            Kind::Roost => (
-                &brokers.roost_bin,
-                dir.path().join("roost.toml"),
-                vec!["--config"],
-            ),
-            Kind::Mosquitto => (
-                &brokers.mosquitto_bin,
-                dir.path().join("mosquitto.conf"),
-                vec!["-c"],
-            ),
+            Kind::Roost => (&brokers.roost_bin, dir.path().join("roost.toml"), vec!["--config"]),
+            Kind::Mosquitto => (&brokers.mosquitto_bin, dir.path().join("mosquitto.conf"), vec!["-c"]),
         };
         let config = match kind {
             Kind::Roost => format!(
@@ -87,12 +76,7 @@ impl BrokerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut p = BrokerProcess {
-            kind,
-            port,
-            child,
-            _dir: dir,
-        };
+        let mut p = BrokerProcess { kind, port, child, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
             if Instant::now() > deadline {
@@ -123,9 +107,7 @@ impl Drop for BrokerProcess {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 /// The roost binary next to this one (both come out of the same `cargo build`).
@@ -159,18 +141,12 @@ impl Outcome {
             Outcome::Step(s) => {
                 let mut out = String::new();
                 for r in &s.steps {
-                    let _ = writeln!(
-                        out,
-                        "step {}: {}",
-                        if r.passes_step() { "pass" } else { "FAIL" },
-                        r.summary()
-                    );
+                    let _ = writeln!(out, "step {}: {}", if r.passes_step() { "pass" } else { "FAIL" }, r.summary());
                 }
                 let _ = write!(
                     out,
                     "highest passing rate: {}",
-                    s.max_zero_loss_rate
-                        .map_or("none".into(), |r| format!("{r:.0} msg/s"))
+                    s.max_zero_loss_rate.map_or("none".into(), |r| format!("{r:.0} msg/s"))
                 );
                 out
             }
@@ -180,27 +156,14 @@ impl Outcome {
 }
 
 /// Runs `scenario` against a broker at `addr` (with `pid` for memory readings).
-pub fn run_scenario(
-    scenario: &Scenario,
-    addr: &str,
-    pid: Option<u32>,
-    tag: &str,
-) -> anyhow::Result<Outcome> {
+pub fn run_scenario(scenario: &Scenario, addr: &str, pid: Option<u32>, tag: &str) -> anyhow::Result<Outcome> {
     Ok(match scenario {
         Scenario::Flow(cfg) => {
-            let cfg = FlowConfig {
-                target: addr.to_string(),
-                run_id: format!("{}{tag}", cfg.run_id),
-                ..cfg.clone()
-            };
+            let cfg = FlowConfig { target: addr.to_string(), run_id: format!("{}{tag}", cfg.run_id), ..cfg.clone() };
             Outcome::Flow(flow::run(&cfg)?)
         }
         Scenario::Step(cfg, rates) => {
-            let cfg = FlowConfig {
-                target: addr.to_string(),
-                run_id: format!("{}{tag}", cfg.run_id),
-                ..cfg.clone()
-            };
+            let cfg = FlowConfig { target: addr.to_string(), run_id: format!("{}{tag}", cfg.run_id), ..cfg.clone() };
             Outcome::Step(run_steps(&cfg, rates, |r| {
                 if verbose_steps() {
                     eprintln!("  {}", r.summary());
@@ -245,14 +208,7 @@ pub struct Row {
 
 fn row(scenario: &str, metric: &str, roost: f64, mosquitto: f64, better: Better) -> Row {
     let ratio = (mosquitto != 0.0).then(|| roost / mosquitto);
-    Row {
-        scenario: scenario.into(),
-        metric: metric.into(),
-        roost,
-        mosquitto,
-        ratio,
-        better,
-    }
+    Row { scenario: scenario.into(), metric: metric.into(), roost, mosquitto, ratio, better }
 }
 
 /// The rows one scenario contributes to the table.
@@ -260,42 +216,12 @@ pub fn rows(name: &str, roost: &Outcome, mosq: &Outcome) -> Vec<Row> {
     use Better::{Higher, Lower};
     match (roost, mosq) {
         (Outcome::Flow(a), Outcome::Flow(b)) => vec![
-            row(
-                name,
-                "delivered msg/s",
-                a.delivered_per_sec,
-                b.delivered_per_sec,
-                Higher,
-            ),
+            row(name, "delivered msg/s", a.delivered_per_sec, b.delivered_per_sec, Higher),
             row(name, "lost", a.lost as f64, b.lost as f64, Lower),
-            row(
-                name,
-                "duplicates",
-                a.duplicates as f64,
-                b.duplicates as f64,
-                Lower,
-            ),
-            row(
-                name,
-                "p50 latency ms",
-                a.latency.p50_ms,
-                b.latency.p50_ms,
-                Lower,
-            ),
-            row(
-                name,
-                "p99 latency ms",
-                a.latency.p99_ms,
-                b.latency.p99_ms,
-                Lower,
-            ),
-            row(
-                name,
-                "p99.9 latency ms",
-                a.latency.p999_ms,
-                b.latency.p999_ms,
-                Lower,
-            ),
+            row(name, "duplicates", a.duplicates as f64, b.duplicates as f64, Lower),
+            row(name, "p50 latency ms", a.latency.p50_ms, b.latency.p50_ms, Lower),
+            row(name, "p99 latency ms", a.latency.p99_ms, b.latency.p99_ms, Lower),
+            row(name, "p99.9 latency ms", a.latency.p999_ms, b.latency.p999_ms, Lower),
             row(name, "errors", a.errors as f64, b.errors as f64, Lower),
         ],
         (Outcome::Step(a), Outcome::Step(b)) => vec![row(
@@ -306,20 +232,8 @@ pub fn rows(name: &str, roost: &Outcome, mosq: &Outcome) -> Vec<Row> {
             Higher,
         )],
         (Outcome::Conn(a), Outcome::Conn(b)) => vec![
-            row(
-                name,
-                "connected",
-                a.connected as f64,
-                b.connected as f64,
-                Higher,
-            ),
-            row(
-                name,
-                "connections/s",
-                a.connect_rate,
-                b.connect_rate,
-                Higher,
-            ),
+            row(name, "connected", a.connected as f64, b.connected as f64, Higher),
+            row(name, "connections/s", a.connect_rate, b.connect_rate, Higher),
             row(
                 name,
                 "own RSS bytes/connection",
@@ -397,15 +311,7 @@ pub fn compare(brokers: &Brokers, scenarios: &[(String, Scenario)]) -> anyhow::R
         let mosquitto = outcomes.pop().context("mosquitto outcome")?;
         let roost = outcomes.pop().context("roost outcome")?;
         all_rows.extend(rows(name, &roost, &mosquitto));
-        runs.push(NamedRun {
-            scenario: name.clone(),
-            roost,
-            mosquitto,
-        });
+        runs.push(NamedRun { scenario: name.clone(), roost, mosquitto });
     }
-    Ok(Comparison {
-        limits: brokers.limits,
-        rows: all_rows,
-        runs,
-    })
+    Ok(Comparison { limits: brokers.limits, rows: all_rows, runs })
 }

@@ -65,12 +65,7 @@ pub async fn run(s: DeviceSettings) -> anyhow::Result<()> {
                     break;
                 }
                 let id = s.first_id + n;
-                tasks.push(tokio::spawn(device(
-                    s.clone(),
-                    id,
-                    stats.clone(),
-                    stop_rx.clone(),
-                )));
+                tasks.push(tokio::spawn(device(s.clone(), id, stats.clone(), stop_rx.clone())));
             }
             for t in tasks {
                 let _ = t.await;
@@ -88,10 +83,7 @@ pub async fn run(s: DeviceSettings) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(deadline.into()) => break,
             _ = tokio::signal::ctrl_c() => break,
         }
-        let (out, inn) = (
-            stats.telemetry_out.load(Relaxed),
-            stats.commands_in.load(Relaxed),
-        );
+        let (out, inn) = (stats.telemetry_out.load(Relaxed), stats.commands_in.load(Relaxed));
         let secs = last.2.elapsed().as_secs_f64().max(0.001);
         let line = format!(
             "[{:>4}s] connected {}/{}  out {:.0} msg/s  in {:.0} msg/s  replies {}  errors {}",
@@ -161,11 +153,7 @@ async fn device_loop(
     let mut wbuf = BytesMut::new();
     let mut seq = 0u64;
     let mut packet_id = 1u16;
-    let period = if s.rate > 0.0 {
-        Duration::from_secs_f64(1.0 / s.rate)
-    } else {
-        Duration::from_secs(3600)
-    };
+    let period = if s.rate > 0.0 { Duration::from_secs_f64(1.0 / s.rate) } else { Duration::from_secs(3600) };
     // Spread the first message of each device over one period so they do not all fire at once.
     let offset = period.mul_f64(rand::random::<f64>());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
@@ -234,11 +222,7 @@ async fn device_loop(
         }
     }
     let mut buf = BytesMut::new();
-    roost_mqtt::codec::encode(
-        &Packet::Disconnect(Disconnect::default()),
-        version,
-        &mut buf,
-    )?;
+    roost_mqtt::codec::encode(&Packet::Disconnect(Disconnect::default()), version, &mut buf)?;
     let _ = stream.write_all(&buf).await;
     Ok(())
 }

@@ -170,7 +170,11 @@ fn uplink_frame(d: &Device, confirmed: bool) -> Vec<u8> {
     let mut payload = micros().to_be_bytes().to_vec();
     payload.extend_from_slice(&d.fcnt.to_be_bytes());
     let mut c = lorawan::creator::DataPayloadCreator::new();
-    c.set_uplink(true).set_confirmed(confirmed).set_dev_addr(&d.addr.unwrap_or_default().to_le()).set_fcnt(d.fcnt).set_f_port(1);
+    c.set_uplink(true)
+        .set_confirmed(confirmed)
+        .set_dev_addr(&d.addr.unwrap_or_default().to_le())
+        .set_fcnt(d.fcnt)
+        .set_f_port(1);
     c.build(&payload, &[], &NewSKey::from(d.nwk.0), &AppSKey::from(d.app.0)).map(<[u8]>::to_vec).unwrap_or_default()
 }
 
@@ -196,7 +200,14 @@ impl Gateway {
     }
 }
 
-async fn gateway_rx(index: u32, gw: Arc<Gateway>, target: SocketAddr, shared: Arc<Mutex<Shared>>, stats: Arc<Stats>, stop: tokio_util_stop::Stop) {
+async fn gateway_rx(
+    index: u32,
+    gw: Arc<Gateway>,
+    target: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    stats: Arc<Stats>,
+    stop: tokio_util_stop::Stop,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let n = tokio::select! {
@@ -216,7 +227,11 @@ async fn gateway_rx(index: u32, gw: Arc<Gateway>, target: SocketAddr, shared: Ar
                 for di in waiting {
                     let Some(d) = sh.devices.get(di) else { continue };
                     let Some(app_key) = d.app_key else { continue };
-                    let Ok(ja) = lorawan::parser::DecryptedJoinAcceptPayload::new(phy.clone(), &AppKey::from(app_key.0)) else { continue };
+                    let Ok(ja) =
+                        lorawan::parser::DecryptedJoinAcceptPayload::new(phy.clone(), &AppKey::from(app_key.0))
+                    else {
+                        continue;
+                    };
                     let nonce_bytes = d.dev_nonce.to_le_bytes();
                     let Some(nonce) = lorawan::parser::DevNonce::new(&nonce_bytes[..]) else { continue };
                     let nwk = ja.derive_newskey(&nonce, &AppKey::from(app_key.0));
@@ -267,7 +282,10 @@ mod tokio_util_stop {
 }
 
 pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
-    anyhow::ensure!(cfg.gateways >= 1 && cfg.heard_by >= 1 && cfg.heard_by <= cfg.gateways, "need 1 <= heard_by <= gateways");
+    anyhow::ensure!(
+        cfg.gateways >= 1 && cfg.heard_by >= 1 && cfg.heard_by <= cfg.gateways,
+        "need 1 <= heard_by <= gateways"
+    );
     let total = cfg.abp + cfg.otaa;
     anyhow::ensure!(total >= 1, "no devices");
     let stats = Arc::new(Stats::default());
@@ -279,12 +297,22 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
     }
     for i in 0..cfg.otaa {
         let (eui, app_key) = otaa_device(i);
-        devices.push(Device { eui, addr: None, nwk: AesKey([0; 16]), app: AesKey([0; 16]), app_key: Some(app_key), fcnt: 0, dev_nonce: rand::random() });
+        devices.push(Device {
+            eui,
+            addr: None,
+            nwk: AesKey([0; 16]),
+            app: AesKey([0; 16]),
+            app_key: Some(app_key),
+            fcnt: 0,
+            dev_nonce: rand::random(),
+        });
     }
     let shared = Arc::new(Mutex::new(Shared { devices, joining: HashMap::new(), outstanding: HashMap::new() }));
 
     // The application side first, so no event is missed.
-    let mut client = Client::connect(&cfg.mqtt, "roost-sim-lorawan-app", &ConnectOptions::default()).await.context("MQTT subscriber")?;
+    let mut client = Client::connect(&cfg.mqtt, "roost-sim-lorawan-app", &ConnectOptions::default())
+        .await
+        .context("MQTT subscriber")?;
     client.subscribe("application/+/device/+/event/up", roost_mqtt::codec::QoS::AtMostOnce).await?;
     let (stream, buf, version) = client.into_parts();
     let (rd, wr) = stream.into_split();
@@ -306,8 +334,15 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
                 let MqttPacket::Publish(p) = p else { continue };
                 let now = micros();
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
-                let (Some(eui), Some(fcnt)) = (v["deviceInfo"]["devEui"].as_str().and_then(DevEui::parse), v["fCnt"].as_u64()) else { continue };
-                let data = v["data"].as_str().and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok()).unwrap_or_default();
+                let (Some(eui), Some(fcnt)) =
+                    (v["deviceInfo"]["devEui"].as_str().and_then(DevEui::parse), v["fCnt"].as_u64())
+                else {
+                    continue;
+                };
+                let data = v["data"]
+                    .as_str()
+                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                    .unwrap_or_default();
                 if data.len() >= 8 {
                     let sent = u64::from_be_bytes(data[..8].try_into().unwrap_or([0; 8]));
                     let _ = latencies.lock().record(now.saturating_sub(sent).max(1));
@@ -325,7 +360,11 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
     let mut gateways = Vec::new();
     for g in 0..cfg.gateways {
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let gw = Arc::new(Gateway { eui: GatewayEui::from_u64(0x00cc_0000_0000_0000 | u64::from(g)), socket, token: AtomicU64::new(1) });
+        let gw = Arc::new(Gateway {
+            eui: GatewayEui::from_u64(0x00cc_0000_0000_0000 | u64::from(g)),
+            socket,
+            token: AtomicU64::new(1),
+        });
         let pull = Packet::PullData { version: 2, token: 0, gateway: gw.eui };
         gw.socket.send_to(&semtech::encode(&pull), cfg.target).await?;
         tokio::spawn(gateway_rx(g, gw.clone(), cfg.target, shared.clone(), stats.clone(), stop.clone()));
@@ -378,7 +417,8 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
                     join_request(d)
                 } else {
                     d.fcnt += 1;
-                    let confirmed = cfg.confirmed_every > 0 && (round + 1).is_multiple_of(u64::from(cfg.confirmed_every));
+                    let confirmed =
+                        cfg.confirmed_every > 0 && (round + 1).is_multiple_of(u64::from(cfg.confirmed_every));
                     if confirmed {
                         stats.confirmed.fetch_add(1, Relaxed);
                     }

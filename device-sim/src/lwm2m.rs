@@ -147,14 +147,21 @@ pub async fn bench(b: &Lwm2mBench) -> anyhow::Result<Lwm2mReport> {
         commands: b.commands,
         answered,
         timed_out,
-        latency: Latency { p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), p999_ms: ms(0.999), max_ms: hist.max() as f64 / 1000.0 },
+        latency: Latency {
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: hist.max() as f64 / 1000.0,
+        },
     })
 }
 
 /// Whether `payload` is the result of command `req_id` (not a register/update event).
 fn is_result(payload: &[u8], req_id: u64) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
-    v.get("reqID").and_then(serde_json::Value::as_u64) == Some(req_id) && v.get("msgType").and_then(|m| m.as_str()) != Some("register")
+    v.get("reqID").and_then(serde_json::Value::as_u64) == Some(req_id)
+        && v.get("msgType").and_then(|m| m.as_str()) != Some("register")
 }
 
 #[cfg(test)]

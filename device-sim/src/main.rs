@@ -16,11 +16,7 @@ use roost_sim::payload::DEFAULT_TEMPLATE;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 #[derive(Parser)]
-#[command(
-    name = "roost-sim",
-    version,
-    about = "Simulated devices and benchmarks for Roost and other MQTT brokers"
-)]
+#[command(name = "roost-sim", version, about = "Simulated devices and benchmarks for Roost and other MQTT brokers")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -106,10 +102,7 @@ enum CompareCmd {
         duration: Duration,
         #[arg(long, default_value_t = 15_000)]
         connections: u32,
-        #[arg(
-            long,
-            default_value = "10000,20000,30000,40000,50000,60000,80000,100000"
-        )]
+        #[arg(long, default_value = "10000,20000,30000,40000,50000,60000,80000,100000")]
         rates: String,
     },
 }
@@ -192,10 +185,7 @@ struct StepArgs {
     #[command(flatten)]
     flow: FlowArgs,
     /// Total offered rates to step through, msg/s.
-    #[arg(
-        long,
-        default_value = "10000,20000,30000,40000,50000,60000,80000,100000"
-    )]
+    #[arg(long, default_value = "10000,20000,30000,40000,50000,60000,80000,100000")]
     rates: String,
 }
 
@@ -262,13 +252,7 @@ impl FlowArgs {
 }
 
 fn parse_rates(s: &str) -> anyhow::Result<Vec<f64>> {
-    s.split(',')
-        .map(|r| {
-            r.trim()
-                .parse::<f64>()
-                .map_err(|_| anyhow::anyhow!("bad rate {r:?}"))
-        })
-        .collect()
+    s.split(',').map(|r| r.trim().parse::<f64>().map_err(|_| anyhow::anyhow!("bad rate {r:?}"))).collect()
 }
 
 impl BenchCmd {
@@ -277,9 +261,7 @@ impl BenchCmd {
             BenchCmd::FanIn(a) => Scenario::Flow(a.config(Shape::FanIn)?),
             BenchCmd::FanOut(a) => Scenario::Flow(a.config(Shape::FanOut)?),
             BenchCmd::Pairs(a) => Scenario::Flow(a.config(Shape::Pairs)?),
-            BenchCmd::Step(a) => {
-                Scenario::Step(a.flow.config(Shape::FanIn)?, parse_rates(&a.rates)?)
-            }
+            BenchCmd::Step(a) => Scenario::Step(a.flow.config(Shape::FanIn)?, parse_rates(&a.rates)?),
             BenchCmd::Conn(a) => Scenario::Conn(ConnConfig {
                 target: a.target.clone(),
                 connections: a.connections,
@@ -305,11 +287,7 @@ impl BenchCmd {
     }
 }
 
-fn targets(
-    duration: Duration,
-    connections: u32,
-    rates: &str,
-) -> anyhow::Result<Vec<(String, Scenario)>> {
+fn targets(duration: Duration, connections: u32, rates: &str) -> anyhow::Result<Vec<(String, Scenario)>> {
     let base = FlowConfig {
         target: String::new(),
         shape: Shape::FanIn,
@@ -326,27 +304,15 @@ fn targets(
         run_id: run_id(),
         persistent_subscribers: false,
     };
-    let qos1 = FlowConfig {
-        qos: parse_qos(1)?,
-        ..base.clone()
-    };
+    let qos1 = FlowConfig { qos: parse_qos(1)?, ..base.clone() };
     Ok(vec![
         (
             "QoS 0 fan-in 100->1, 64 B, unlimited".into(),
-            Scenario::Flow(FlowConfig {
-                run_id: run_id(),
-                ..base.clone()
-            }),
+            Scenario::Flow(FlowConfig { run_id: run_id(), ..base.clone() }),
         ),
         (
             "QoS 1 fan-in 100->1, stepped rate".into(),
-            Scenario::Step(
-                FlowConfig {
-                    run_id: run_id(),
-                    ..qos1.clone()
-                },
-                parse_rates(rates)?,
-            ),
+            Scenario::Step(FlowConfig { run_id: run_id(), ..qos1.clone() }, parse_rates(rates)?),
         ),
         (
             "QoS 0 fan-out 1->1000, 64 B, unlimited".into(),
@@ -360,11 +326,7 @@ fn targets(
         ),
         (
             "QoS 1 fan-in 100->1 at 20,000 msg/s".into(),
-            Scenario::Flow(FlowConfig {
-                rate: Some(200.0),
-                run_id: run_id(),
-                ..qos1
-            }),
+            Scenario::Flow(FlowConfig { rate: Some(200.0), run_id: run_id(), ..qos1 }),
         ),
         (
             format!("{connections} idle connections"),
@@ -456,8 +418,22 @@ fn run_lorawan(cmd: LorawanCmd) -> anyhow::Result<()> {
                 println!(
                     "lorawan: {} gateways, {} devices, {:.1} s: {} uplinks ({:.1}/s) in {} datagrams -> {} events, {} lost, {} duplicates; \
                      {} confirmed, {} acked; {} joins sent, {} accepted; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                    r.gateways, r.devices, r.elapsed_s, r.uplinks, r.uplinks_per_s, r.datagrams, r.events, r.lost, r.duplicates,
-                    r.confirmed, r.acks, r.joins_sent, r.joins_accepted, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+                    r.gateways,
+                    r.devices,
+                    r.elapsed_s,
+                    r.uplinks,
+                    r.uplinks_per_s,
+                    r.datagrams,
+                    r.events,
+                    r.lost,
+                    r.duplicates,
+                    r.confirmed,
+                    r.acks,
+                    r.joins_sent,
+                    r.joins_accepted,
+                    r.latency_p50_ms,
+                    r.latency_p99_ms,
+                    r.latency_max_ms
                 );
             }
             Ok(())
@@ -688,8 +664,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Codec(a) => run_codec(a),
         Cmd::Lorawan(c) => run_lorawan(c),
         Cmd::Bench { json, scenario } => {
-            let outcome =
-                compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;
+            let outcome = compare::run_scenario(&scenario.scenario()?, &target_of(&scenario), None, "")?;
             if json {
                 println!("{}", serde_json::to_string(&outcome)?);
             } else {
@@ -697,37 +672,21 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Compare {
-            json,
-            roost_bin,
-            mosquitto_bin,
-            max_inflight,
-            max_queued,
-            scenario,
-        } => {
+        Cmd::Compare { json, roost_bin, mosquitto_bin, max_inflight, max_queued, scenario } => {
             let brokers = Brokers {
                 roost_bin: roost_bin.unwrap_or_else(compare::default_roost_bin),
                 mosquitto_bin,
-                limits: Limits {
-                    max_inflight,
-                    max_queued,
-                },
+                limits: Limits { max_inflight, max_queued },
             };
             let scenarios = match &scenario {
                 CompareCmd::One(b) => vec![(b.name().to_string(), b.scenario()?)],
-                CompareCmd::Targets {
-                    duration,
-                    connections,
-                    rates,
-                } => targets(*duration, *connections, rates)?,
+                CompareCmd::Targets { duration, connections, rates } => targets(*duration, *connections, rates)?,
             };
             let c = compare::compare(&brokers, &scenarios)?;
             if json {
                 println!("{}", serde_json::to_string(&c)?);
             } else {
-                println!(
-                    "limits for both brokers: max_inflight {max_inflight}, max_queued_messages {max_queued}\n"
-                );
+                println!("limits for both brokers: max_inflight {max_inflight}, max_queued_messages {max_queued}\n");
                 print!("{}", compare::table(&c.rows));
             }
             Ok(())
@@ -751,9 +710,7 @@ fn target_of(b: &BenchCmd) -> String {
 
 fn run_devices(a: MqttArgs) -> anyhow::Result<()> {
     if a.tls {
-        bail!(
-            "--tls is not supported yet: Roost has no TLS listener yet, and the simulator has no TLS client"
-        );
+        bail!("--tls is not supported yet: Roost has no TLS listener yet, and the simulator has no TLS client");
     }
     let version = parse_version(&a.mqtt_version)?;
     let settings = DeviceSettings {
@@ -775,8 +732,6 @@ fn run_devices(a: MqttArgs) -> anyhow::Result<()> {
         },
         client_id_prefix: a.client_id_prefix,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(devices::run(settings))
 }

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng as _;
 
-pub const DEFAULT_TEMPLATE: &str = r#"{"id":"{id}","seq":{seq},"ts":{ts},"temperature":{temp},"humidity":{humidity},"battery":{battery}}"#;
+pub const DEFAULT_TEMPLATE: &str =
+    r#"{"id":"{id}","seq":{seq},"ts":{ts},"temperature":{temp},"humidity":{humidity},"battery":{battery}}"#;
 
 /// Fills `template` for one message.
 pub fn render(template: &str, id: u32, seq: u64) -> String {
@@ -26,13 +27,7 @@ pub fn render(template: &str, id: u32, seq: u64) -> String {
         let value = match key {
             "id" => Some(id.to_string()),
             "seq" => Some(seq.to_string()),
-            "ts" => Some(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0)
-                    .to_string(),
-            ),
+            "ts" => Some(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0).to_string()),
             "temp" => Some(format!("{:.1}", rng.random_range(15.0..30.0_f64))),
             "humidity" => Some(format!("{:.1}", rng.random_range(20.0..80.0_f64))),
             "battery" => Some(rng.random_range(0..=100u32).to_string()),

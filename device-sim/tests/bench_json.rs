@@ -11,20 +11,12 @@ async fn run_json(args: &[&str]) -> serde_json::Value {
     let out = within(
         60,
         "roost-sim bench",
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim"))
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim")).args(args).kill_on_drop(true).output(),
     )
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,9 +48,7 @@ async fn fan_in_json_parses_and_counts_every_message() {
         assert_eq!(v["lost"], 0, "{v}");
         assert_eq!(v["duplicates"], 0, "{v}");
         assert_eq!(v["errors"], 0, "{v}");
-        assert!(
-            v["latency"]["p99_ms"].as_f64().unwrap() >= v["latency"]["p50_ms"].as_f64().unwrap()
-        );
+        assert!(v["latency"]["p99_ms"].as_f64().unwrap() >= v["latency"]["p50_ms"].as_f64().unwrap());
     }
     gw.shutdown(std::time::Duration::from_secs(5)).await;
 }

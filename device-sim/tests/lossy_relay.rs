@@ -116,14 +116,7 @@ fn fan_in(target: SocketAddr, qos: u8) -> FlowConfig {
 }
 
 async fn run(cfg: FlowConfig) -> FlowReport {
-    within(
-        60,
-        "bench run",
-        tokio::task::spawn_blocking(move || flow::run(&cfg)),
-    )
-    .await
-    .unwrap()
-    .unwrap()
+    within(60, "bench run", tokio::task::spawn_blocking(move || flow::run(&cfg))).await.unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,12 +124,7 @@ async fn a_clean_relay_reports_no_loss_and_no_duplicates() {
     let gw = start_roost("[log]\nlevel = \"warn\"\n").await;
     let relay = start_relay(gw.mqtt_addrs()[0], Faults::default()).await;
     let r = run(fan_in(relay, 0)).await;
-    assert_eq!(
-        (r.sent, r.delivered, r.lost, r.duplicates, r.errors),
-        (200, 200, 0, 0, 0),
-        "{}",
-        r.summary()
-    );
+    assert_eq!((r.sent, r.delivered, r.lost, r.duplicates, r.errors), (200, 200, 0, 0, 0), "{}", r.summary());
     gw.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -144,10 +132,7 @@ async fn a_clean_relay_reports_no_loss_and_no_duplicates() {
 async fn dropped_and_duplicated_publishes_are_counted_exactly_qos0() {
     let gw = start_roost("[log]\nlevel = \"warn\"\n").await;
     // Drop four (the last one too, which only the final accounting can notice), send three twice.
-    let faults = Faults {
-        drop: [1, 10, 77, 200].into(),
-        duplicate: [5, 120, 199].into(),
-    };
+    let faults = Faults { drop: [1, 10, 77, 200].into(), duplicate: [5, 120, 199].into() };
     let relay = start_relay(gw.mqtt_addrs()[0], faults).await;
     let r = run(fan_in(relay, 0)).await;
     assert_eq!(r.sent, 200, "{}", r.summary());
@@ -160,17 +145,9 @@ async fn dropped_and_duplicated_publishes_are_counted_exactly_qos0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_qos1_publishes_are_counted() {
     let gw = start_roost("[log]\nlevel = \"warn\"\n").await;
-    let faults = Faults {
-        duplicate: [3, 150].into(),
-        ..Faults::default()
-    };
+    let faults = Faults { duplicate: [3, 150].into(), ..Faults::default() };
     let relay = start_relay(gw.mqtt_addrs()[0], faults).await;
     let r = run(fan_in(relay, 1)).await;
-    assert_eq!(
-        (r.sent, r.delivered, r.lost, r.duplicates),
-        (200, 200, 0, 2),
-        "{}",
-        r.summary()
-    );
+    assert_eq!((r.sent, r.delivered, r.lost, r.duplicates), (200, 200, 0, 2), "{}", r.summary());
     gw.shutdown(Duration::from_secs(5)).await;
 }

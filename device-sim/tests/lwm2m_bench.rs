@@ -49,7 +49,12 @@ async fn translator(c: Client) {
         let cmd: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
         assert_eq!(cmd["msgType"], "read");
         let resp = serde_json::json!({"reqID": cmd["reqID"], "msgType": "read", "data": {"reqPath": cmd["data"]["path"], "code": "2.05", "codeMsg": "content", "content": [{"path": cmd["data"]["path"], "value": 21.5}]}});
-        let out = Publish { qos: QoS::AtMostOnce, topic: format!("lwm2m/{ep}/up/resp"), payload: Bytes::from(resp.to_string()), ..Publish::default() };
+        let out = Publish {
+            qos: QoS::AtMostOnce,
+            topic: format!("lwm2m/{ep}/up/resp"),
+            payload: Bytes::from(resp.to_string()),
+            ..Publish::default()
+        };
         let mut wbuf = BytesMut::new();
         roost_mqtt::codec::encode(&Packet::Publish(out), version, &mut wbuf).unwrap();
         stream.write_all(&wbuf).await.unwrap();
@@ -70,7 +75,21 @@ async fn bench_registers_every_device_and_times_every_command() {
         60,
         "roost-sim bench lwm2m",
         tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim"))
-            .args(["bench", "--json", "lwm2m", "--target", &server, "--mqtt", &mqtt, "--devices", "20", "--commands", "30", "--timeout", "5s"])
+            .args([
+                "bench",
+                "--json",
+                "lwm2m",
+                "--target",
+                &server,
+                "--mqtt",
+                &mqtt,
+                "--devices",
+                "20",
+                "--commands",
+                "30",
+                "--timeout",
+                "5s",
+            ])
             .kill_on_drop(true)
             .output(),
     )
@@ -93,7 +112,20 @@ async fn lwm2m_fleet_prints_its_counters() {
         60,
         "roost-sim lwm2m",
         tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim"))
-            .args(["lwm2m", "--target", &server, "--devices", "7", "--duration", "1s", "--lifetime", "1s", "--queue-mode", "--queue-window", "1s"])
+            .args([
+                "lwm2m",
+                "--target",
+                &server,
+                "--devices",
+                "7",
+                "--duration",
+                "1s",
+                "--lifetime",
+                "1s",
+                "--queue-mode",
+                "--queue-window",
+                "1s",
+            ])
             .kill_on_drop(true)
             .output(),
     )

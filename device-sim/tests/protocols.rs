@@ -6,9 +6,10 @@ mod common;
 use common::{start_roost, within};
 
 async fn run_sim(args: &[String]) -> String {
-    let out = within(60, "roost-sim", tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim")).args(args).output())
-        .await
-        .expect("roost-sim runs");
+    let out =
+        within(60, "roost-sim", tokio::process::Command::new(env!("CARGO_BIN_EXE_roost-sim")).args(args).output())
+            .await
+            .expect("roost-sim runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "roost-sim failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -18,17 +19,21 @@ async fn run_sim(args: &[String]) -> String {
 async fn mqttsn_fleet_is_acknowledged() {
     let gateway = start_roost("").await;
     let target = gateway.mqttsn_addrs()[0].to_string();
-    let args: Vec<String> = ["mqtt-sn", "--target", &target, "--devices", "20", "--publishes", "2", "--period", "200ms", "--qos", "1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> =
+        ["mqtt-sn", "--target", &target, "--devices", "20", "--publishes", "2", "--period", "200ms", "--qos", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let out = run_sim(&args).await;
     assert!(out.contains("20 connected (0 failed), 40 published, 40 acknowledged, 0 rejected, 0 timed out"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codec_sensors_are_acknowledged() {
-    let gateway = start_roost("[[codec]]\nname = \"sensors\"\ncodec = \"tlv-sensor\"\ntransport = \"udp\"\nbind = \"127.0.0.1:0\"\n").await;
+    let gateway = start_roost(
+        "[[codec]]\nname = \"sensors\"\ncodec = \"tlv-sensor\"\ntransport = \"udp\"\nbind = \"127.0.0.1:0\"\n",
+    )
+    .await;
     let target = gateway.codec_addr("sensors").expect("codec listener").to_string();
     let args: Vec<String> = ["codec", "--target", &target, "--devices", "10", "--reports", "3", "--interval", "100ms"]
         .iter()
@@ -41,13 +46,35 @@ async fn codec_sensors_are_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lorawan_fleet_joins_and_every_uplink_comes_out() {
-    let config = format!("[lorawan]\ndeduplication_window = \"50ms\"\n{}", roost_sim::lorawan::device_config(20, 5, "sim"));
+    let config =
+        format!("[lorawan]\ndeduplication_window = \"50ms\"\n{}", roost_sim::lorawan::device_config(20, 5, "sim"));
     let gateway = start_roost(&config).await;
     let target = gateway.lorawan_addrs()[0].to_string();
     let mqtt = gateway.mqtt_addrs()[0].to_string();
     let args: Vec<String> = [
-        "lorawan", "run", "--json", "--target", &target, "--mqtt", &mqtt, "--gateways", "3", "--abp", "20", "--otaa", "5", "--heard-by", "2",
-        "--interval", "500ms", "--duration", "3s", "--confirmed-every", "2", "--drain", "5s",
+        "lorawan",
+        "run",
+        "--json",
+        "--target",
+        &target,
+        "--mqtt",
+        &mqtt,
+        "--gateways",
+        "3",
+        "--abp",
+        "20",
+        "--otaa",
+        "5",
+        "--heard-by",
+        "2",
+        "--interval",
+        "500ms",
+        "--duration",
+        "3s",
+        "--confirmed-every",
+        "2",
+        "--drain",
+        "5s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -72,13 +99,24 @@ async fn coap_dtls_fleet_is_acknowledged() {
     let gateway = start_roost(&config).await;
     let target = gateway.coaps_addrs()[0].to_string();
     let args: Vec<String> = [
-        "coap", "--target", &target, "--dtls-psk", "dev-{n}:key-of-the-fleet", "--devices", "5", "--period", "100ms", "--duration", "1s",
+        "coap",
+        "--target",
+        &target,
+        "--dtls-psk",
+        "dev-{n}:key-of-the-fleet",
+        "--devices",
+        "5",
+        "--period",
+        "100ms",
+        "--duration",
+        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let out = run_sim(&args).await;
-    let count = |label: &str| out.split(label).next().and_then(|s| s.rsplit(' ').next()).and_then(|s| s.parse::<u64>().ok());
+    let count =
+        |label: &str| out.split(label).next().and_then(|s| s.rsplit(' ').next()).and_then(|s| s.parse::<u64>().ok());
     assert!(out.contains("coap: 5 observing (0 failed)") && out.contains("0 refused, 0 timed out"), "{out}");
     assert!(out.contains("dtls: 5 handshakes (0 failed)"), "{out}");
     assert!(count(" published").is_some_and(|n| n > 0) && count(" published") == count(" acknowledged"), "{out}");

@@ -18,8 +18,10 @@ use roost_lwm2m::content::{decode, encode};
 use roost_lwm2m::objects::Registry;
 use roost_lwm2m::types::{Path, Record, Value, format};
 
-const FORMATS: [u16; 6] = [format::TLV, format::LWM2M_JSON, format::SENML_JSON, format::SENML_CBOR, format::TEXT, format::OPAQUE];
-const PATHS: [&str; 10] = ["/", "/3", "/3/0", "/3/0/6", "/3/0/6/1", "/3/0/13", "/3303/0", "/3303/0/5700", "/1", "/9999/0"];
+const FORMATS: [u16; 6] =
+    [format::TLV, format::LWM2M_JSON, format::SENML_JSON, format::SENML_CBOR, format::TEXT, format::OPAQUE];
+const PATHS: [&str; 10] =
+    ["/", "/3", "/3/0", "/3/0/6", "/3/0/6/1", "/3/0/13", "/3303/0", "/3303/0/5700", "/1", "/9999/0"];
 
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -45,11 +47,16 @@ fuzz_target!(|data: &[u8]| {
         Ok(bytes) => bytes,
         Err(e) => {
             let outside = records.iter().any(|r| !path.contains(&r.path));
-            assert!(format == format::TLV && outside, "format {format} at {path}: {records:?} decoded but not encoded: {e}");
+            assert!(
+                format == format::TLV && outside,
+                "format {format} at {path}: {records:?} decoded but not encoded: {e}"
+            );
             return;
         }
     };
-    let back = decode(format, path, &bytes, &kind_of).unwrap_or_else(|e| panic!("format {format} at {path}: {bytes:02x?} encoded from {records:?} does not decode: {e}"));
+    let back = decode(format, path, &bytes, &kind_of).unwrap_or_else(|e| {
+        panic!("format {format} at {path}: {bytes:02x?} encoded from {records:?} does not decode: {e}")
+    });
     let (a, b) = (sorted(records), sorted(back));
     assert!(
         a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.path == y.path && same(&x.value, &y.value)),

@@ -31,7 +31,9 @@ impl Api {
         let json = if raw.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {}", String::from_utf8_lossy(&raw)))
+            serde_json::from_slice(&raw).unwrap_or_else(|e| {
+                panic!("{method} {path}: body is not JSON ({e}): {}", String::from_utf8_lossy(&raw))
+            })
         };
         (status, json)
     }

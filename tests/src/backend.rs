@@ -191,7 +191,11 @@ impl TestBroker {
     pub async fn wait_bridge_up(&self, name: &str, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         while !self.bridge_status(name).connected {
-            assert!(tokio::time::Instant::now() < deadline, "bridge {name} not connected within {within:?}: {:?}", self.bridge_status(name));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bridge {name} not connected within {within:?}: {:?}",
+                self.bridge_status(name)
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -40,14 +40,8 @@ pub struct Received {
 impl Received {
     /// The QoS the broker delivered with, read from the debug line (`q0`, `q1`, `q2`).
     pub fn qos(&self) -> u8 {
-        match self
-            .debug
-            .split(", ")
-            .find_map(|part| part.strip_prefix('q'))
-        {
-            Some(q) => q
-                .parse()
-                .unwrap_or_else(|_| panic!("bad QoS in {:?}", self.debug)),
+        match self.debug.split(", ").find_map(|part| part.strip_prefix('q')) {
+            Some(q) => q.parse().unwrap_or_else(|_| panic!("bad QoS in {:?}", self.debug)),
             None => panic!("no QoS in {:?}", self.debug),
         }
     }
@@ -67,14 +61,7 @@ impl Sub {
         // the SUBACK line arrives before the messages do.
         let mut child = Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub"])
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-V",
-                version.arg(),
-            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version.arg()])
             .args(["-t", filter, "-q", &qos.to_string(), "-v", "-d"])
             .args(["-C", &count.to_string(), "-W", "10"])
             .stdin(Stdio::null())
@@ -82,15 +69,9 @@ impl Sub {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("spawn mosquitto_sub (is mosquitto-clients installed?): {e}")
-            });
+            .unwrap_or_else(|e| panic!("spawn mosquitto_sub (is mosquitto-clients installed?): {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut sub = Sub {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            output: Vec::new(),
-        };
+        let mut sub = Sub { child, lines: BufReader::new(stdout).lines(), output: Vec::new() };
         // Publishing before the SUBACK would race the subscription.
         let deadline = Instant::now() + WAIT;
         while !sub.next_line(deadline).await.contains("received SUBACK") {}
@@ -116,16 +97,11 @@ impl Sub {
     /// Waits for the process to exit by itself (after its `-C` count) and checks it succeeded.
     pub async fn expect_exit(mut self) {
         match timeout(WAIT, self.child.wait()).await {
-            Ok(Ok(status)) => assert!(
-                status.success(),
-                "mosquitto_sub exited with {status}; output:\n{}",
-                self.output.join("\n")
-            ),
+            Ok(Ok(status)) => {
+                assert!(status.success(), "mosquitto_sub exited with {status}; output:\n{}", self.output.join("\n"))
+            }
             Ok(Err(err)) => panic!("waiting for mosquitto_sub: {err}"),
-            Err(_) => panic!(
-                "mosquitto_sub still running after {WAIT:?}; output:\n{}",
-                self.output.join("\n")
-            ),
+            Err(_) => panic!("mosquitto_sub still running after {WAIT:?}; output:\n{}", self.output.join("\n")),
         }
     }
 
@@ -137,10 +113,7 @@ impl Sub {
             }
             Ok(Ok(None)) => panic!("mosquitto_sub ended; output:\n{}", self.output.join("\n")),
             Ok(Err(err)) => panic!("reading mosquitto_sub output: {err}"),
-            Err(_) => panic!(
-                "mosquitto_sub printed nothing new in time; output:\n{}",
-                self.output.join("\n")
-            ),
+            Err(_) => panic!("mosquitto_sub printed nothing new in time; output:\n{}", self.output.join("\n")),
         }
     }
 }
@@ -148,14 +121,7 @@ impl Sub {
 /// Runs `mosquitto_pub` once and checks it succeeded.
 pub async fn publish(port: u16, version: Version, topic: &str, message: &str, qos: u8) {
     let run = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-V",
-            version.arg(),
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version.arg()])
         .args(["-t", topic, "-m", message, "-q", &qos.to_string()])
         .stdin(Stdio::null())
         .kill_on_drop(true)

@@ -22,7 +22,10 @@ impl Raw {
     }
 
     pub async fn send(&self, p: &Packet) {
-        self.socket.send_to(&p.to_bytes().expect("the test's CoAP message encodes"), self.server).await.expect("send a datagram to the gateway");
+        self.socket
+            .send_to(&p.to_bytes().expect("the test's CoAP message encodes"), self.server)
+            .await
+            .expect("send a datagram to the gateway");
     }
 
     pub async fn send_bytes(&self, b: &[u8]) {
@@ -74,4 +77,3 @@ pub fn code(p: &Packet) -> MessageClass {
 pub fn resp(r: ResponseType) -> MessageClass {
     MessageClass::Response(r)
 }
-

@@ -39,7 +39,15 @@ impl Device {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Device { socket, server, location: Vec::new(), values, observed: HashMap::new(), stash: VecDeque::new(), mid: 1 }
+        Device {
+            socket,
+            server,
+            location: Vec::new(),
+            values,
+            observed: HashMap::new(),
+            stash: VecDeque::new(),
+            mid: 1,
+        }
     }
 
     pub async fn send(&self, p: &Packet) {
@@ -98,7 +106,10 @@ impl Device {
         self.send(&p).await;
         let deadline = Instant::now() + WAIT;
         loop {
-            let r = self.recv_until(deadline).await.unwrap_or_else(|| panic!("no answer to {method:?} {path:?} within {WAIT:?}"));
+            let r = self
+                .recv_until(deadline)
+                .await
+                .unwrap_or_else(|| panic!("no answer to {method:?} {path:?} within {WAIT:?}"));
             if r.header.get_type() == MessageType::Acknowledgement && r.header.message_id == self.mid {
                 return r;
             }
@@ -147,7 +158,14 @@ impl Device {
     }
 
     /// Answers `req` piggybacked with `code`, an optional content format and a body.
-    pub async fn answer(&self, req: &Packet, code: ResponseType, format: Option<u16>, body: &[u8], observe: Option<u32>) {
+    pub async fn answer(
+        &self,
+        req: &Packet,
+        code: ResponseType,
+        format: Option<u16>,
+        body: &[u8],
+        observe: Option<u32>,
+    ) {
         let mut p = Packet::new();
         p.header.set_type(MessageType::Acknowledgement);
         p.header.message_id = req.header.message_id;
@@ -223,10 +241,14 @@ impl Device {
 
     /// Sends a NON notification of `value` for observed `path`.
     pub async fn notify(&mut self, path: &str, value: &str) {
-        let (token, seq) = self.observed.get_mut(path).map(|(t, s)| {
-            *s += 1;
-            (t.clone(), *s)
-        }).unwrap_or_else(|| panic!("{path} is not observed"));
+        let (token, seq) = self
+            .observed
+            .get_mut(path)
+            .map(|(t, s)| {
+                *s += 1;
+                (t.clone(), *s)
+            })
+            .unwrap_or_else(|| panic!("{path} is not observed"));
         self.mid = self.mid.wrapping_add(1);
         let mut p = Packet::new();
         p.header.set_type(MessageType::NonConfirmable);

@@ -46,5 +46,7 @@ pub async fn line(lines: &mut PeerLines, prefix: &str) -> String {
         }
         panic!("the peer ended before printing {prefix:?}");
     };
-    tokio::time::timeout(WAIT, find).await.unwrap_or_else(|_| panic!("no {prefix:?} line from the peer within {WAIT:?}"))
+    tokio::time::timeout(WAIT, find)
+        .await
+        .unwrap_or_else(|_| panic!("no {prefix:?} line from the peer within {WAIT:?}"))
 }

@@ -5,9 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnAck, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS,
-};
+use rumqttc::{AsyncClient, ConnAck, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS};
 use rumqttc::{ConnectReturnCode, SubscribeReasonCode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -69,14 +67,7 @@ impl Client311 {
             Err(_) => panic!("{id}: no CONNACK within {WAIT:?}"),
         };
         assert_eq!(connack.code, ConnectReturnCode::Success, "{id}: CONNACK");
-        Client311 {
-            id,
-            client,
-            incoming,
-            publishes: VecDeque::new(),
-            connack,
-            task,
-        }
+        Client311 { id, client, incoming, publishes: VecDeque::new(), connack, task }
     }
 
     pub fn connack(&self) -> &ConnAck {
@@ -92,9 +83,7 @@ impl Client311 {
         if let Err(err) = self.client.subscribe(filter, qos).await {
             panic!("subscribe {filter}: {err}");
         }
-        let ack = self
-            .wait_for(|p| matches!(p, Packet::SubAck(_)), "SUBACK")
-            .await;
+        let ack = self.wait_for(|p| matches!(p, Packet::SubAck(_)), "SUBACK").await;
         match ack {
             Packet::SubAck(ack) => ack.return_codes[0],
             _ => unreachable!(),
@@ -105,31 +94,22 @@ impl Client311 {
         if let Err(err) = self.client.unsubscribe(filter).await {
             panic!("unsubscribe {filter}: {err}");
         }
-        self.wait_for(|p| matches!(p, Packet::UnsubAck(_)), "UNSUBACK")
-            .await;
+        self.wait_for(|p| matches!(p, Packet::UnsubAck(_)), "UNSUBACK").await;
     }
 
     /// Publishes and, for QoS 1 and 2, waits until the broker acknowledged it (PUBACK /
     /// PUBCOMP), so the broker has taken responsibility for the message when this returns.
-    pub async fn publish(
-        &mut self,
-        topic: &str,
-        qos: QoS,
-        retain: bool,
-        payload: impl Into<Vec<u8>>,
-    ) {
+    pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
         if let Err(err) = self.client.publish(topic, qos, retain, payload).await {
             panic!("publish {topic}: {err}");
         }
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.wait_for(|p| matches!(p, Packet::PubAck(_)), "PUBACK")
-                    .await;
+                self.wait_for(|p| matches!(p, Packet::PubAck(_)), "PUBACK").await;
             }
             QoS::ExactlyOnce => {
-                self.wait_for(|p| matches!(p, Packet::PubComp(_)), "PUBCOMP")
-                    .await;
+                self.wait_for(|p| matches!(p, Packet::PubComp(_)), "PUBCOMP").await;
             }
         }
     }
@@ -161,10 +141,7 @@ impl Client311 {
     /// callers pass a short one ([`crate::QUIET`]).
     pub async fn assert_no_publish(&mut self, quiet: Duration) {
         if let Some(publish) = self.recv_publish(quiet).await {
-            panic!(
-                "{}: expected no PUBLISH for {quiet:?}, got {publish:?}",
-                self.id
-            );
+            panic!("{}: expected no PUBLISH for {quiet:?}, got {publish:?}", self.id);
         }
     }
 
@@ -204,10 +181,7 @@ impl Client311 {
                 Ok(Some(Ok(packet))) if want(&packet) => return packet,
                 Ok(Some(Ok(Packet::Publish(publish)))) => self.publishes.push_back(publish),
                 Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(err))) => panic!(
-                    "{}: connection ended while waiting for {what}: {err}",
-                    self.id
-                ),
+                Ok(Some(Err(err))) => panic!("{}: connection ended while waiting for {what}: {err}", self.id),
                 Ok(None) => panic!("{}: event loop ended while waiting for {what}", self.id),
                 Err(_) => panic!("{}: no {what} within {WAIT:?}", self.id),
             }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectProperties, ConnectReturnCode, Filter, LastWill, Packet, Publish,
-    PublishProperties, SubscribeProperties, SubscribeReasonCode,
+    ConnAck, ConnectProperties, ConnectReturnCode, Filter, LastWill, Packet, Publish, PublishProperties,
+    SubscribeProperties, SubscribeReasonCode,
 };
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
@@ -45,12 +45,7 @@ impl Client5 {
     }
 
     /// Connects with the given clean start and session expiry interval (seconds).
-    pub async fn connect_persistent(
-        addr: SocketAddr,
-        client_id: &str,
-        clean_start: bool,
-        expiry: u32,
-    ) -> Client5 {
+    pub async fn connect_persistent(addr: SocketAddr, client_id: &str, clean_start: bool, expiry: u32) -> Client5 {
         let mut options = Client5::options(addr, client_id);
         options.set_clean_start(clean_start);
         let mut props = ConnectProperties::new();
@@ -79,14 +74,7 @@ impl Client5 {
             Err(_) => panic!("{id}: no CONNACK within {WAIT:?}"),
         };
         assert_eq!(connack.code, ConnectReturnCode::Success, "{id}: CONNACK");
-        Client5 {
-            id,
-            client,
-            incoming,
-            publishes: VecDeque::new(),
-            connack,
-            task,
-        }
+        Client5 { id, client, incoming, publishes: VecDeque::new(), connack, task }
     }
 
     pub fn connack(&self) -> &ConnAck {
@@ -104,30 +92,19 @@ impl Client5 {
 
     /// Subscribes with subscription options and an optional subscription identifier; returns
     /// the SUBACK reason code.
-    pub async fn subscribe_with(
-        &mut self,
-        filter: Filter,
-        id: Option<usize>,
-    ) -> SubscribeReasonCode {
+    pub async fn subscribe_with(&mut self, filter: Filter, id: Option<usize>) -> SubscribeReasonCode {
         let path = filter.path.clone();
         let sent = match id {
             Some(id) => {
-                let props = SubscribeProperties {
-                    id: Some(id),
-                    user_properties: Vec::new(),
-                };
-                self.client
-                    .subscribe_many_with_properties([filter], props)
-                    .await
+                let props = SubscribeProperties { id: Some(id), user_properties: Vec::new() };
+                self.client.subscribe_many_with_properties([filter], props).await
             }
             None => self.client.subscribe_many([filter]).await,
         };
         if let Err(err) = sent {
             panic!("subscribe {path}: {err}");
         }
-        let ack = self
-            .wait_for(|p| matches!(p, Packet::SubAck(_)), "SUBACK")
-            .await;
+        let ack = self.wait_for(|p| matches!(p, Packet::SubAck(_)), "SUBACK").await;
         match ack {
             Packet::SubAck(ack) => ack.return_codes[0],
             _ => unreachable!(),
@@ -138,19 +115,12 @@ impl Client5 {
         if let Err(err) = self.client.unsubscribe(filter).await {
             panic!("unsubscribe {filter}: {err}");
         }
-        self.wait_for(|p| matches!(p, Packet::UnsubAck(_)), "UNSUBACK")
-            .await;
+        self.wait_for(|p| matches!(p, Packet::UnsubAck(_)), "UNSUBACK").await;
     }
 
     /// Publishes and, for QoS 1 and 2, waits until the broker acknowledged it (PUBACK /
     /// PUBCOMP), so the broker has taken responsibility for the message when this returns.
-    pub async fn publish(
-        &mut self,
-        topic: &str,
-        qos: QoS,
-        retain: bool,
-        payload: impl Into<Vec<u8>>,
-    ) {
+    pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
         self.publish_with(topic, qos, retain, payload, None).await;
     }
 
@@ -165,11 +135,7 @@ impl Client5 {
     ) {
         let payload: Vec<u8> = payload.into();
         let sent = match properties {
-            Some(props) => {
-                self.client
-                    .publish_with_properties(topic, qos, retain, payload, props)
-                    .await
-            }
+            Some(props) => self.client.publish_with_properties(topic, qos, retain, payload, props).await,
             None => self.client.publish(topic, qos, retain, payload).await,
         };
         if let Err(err) = sent {
@@ -178,12 +144,10 @@ impl Client5 {
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.wait_for(|p| matches!(p, Packet::PubAck(_)), "PUBACK")
-                    .await;
+                self.wait_for(|p| matches!(p, Packet::PubAck(_)), "PUBACK").await;
             }
             QoS::ExactlyOnce => {
-                self.wait_for(|p| matches!(p, Packet::PubComp(_)), "PUBCOMP")
-                    .await;
+                self.wait_for(|p| matches!(p, Packet::PubComp(_)), "PUBCOMP").await;
             }
         }
     }
@@ -215,10 +179,7 @@ impl Client5 {
     /// callers pass a short one ([`crate::QUIET`]).
     pub async fn assert_no_publish(&mut self, quiet: Duration) {
         if let Some(publish) = self.recv_publish(quiet).await {
-            panic!(
-                "{}: expected no PUBLISH for {quiet:?}, got {publish:?}",
-                self.id
-            );
+            panic!("{}: expected no PUBLISH for {quiet:?}, got {publish:?}", self.id);
         }
     }
 
@@ -258,10 +219,7 @@ impl Client5 {
                 Ok(Some(Ok(packet))) if want(&packet) => return packet,
                 Ok(Some(Ok(Packet::Publish(publish)))) => self.publishes.push_back(publish),
                 Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(err))) => panic!(
-                    "{}: connection ended while waiting for {what}: {err}",
-                    self.id
-                ),
+                Ok(Some(Err(err))) => panic!("{}: connection ended while waiting for {what}: {err}", self.id),
                 Ok(None) => panic!("{}: event loop ended while waiting for {what}", self.id),
                 Err(_) => panic!("{}: no {what} within {WAIT:?}", self.id),
             }

@@ -44,8 +44,7 @@ impl Frame {
 
     pub fn decode_v4(&self) -> Result<v4::Packet, RecvError> {
         let mut buf = BytesMut::from(&self.bytes[..]);
-        v4::read(&mut buf, usize::MAX)
-            .map_err(|e| RecvError::Decode(format!("{e:?} in {:02x?}", &self.bytes[..])))
+        v4::read(&mut buf, usize::MAX).map_err(|e| RecvError::Decode(format!("{e:?} in {:02x?}", &self.bytes[..])))
     }
 
     pub fn decode_v5(&self) -> Result<v5::Packet, RecvError> {
@@ -57,16 +56,14 @@ impl Frame {
                 return Ok(v5::Packet::Disconnect(v5::Disconnect::new(normal)));
             }
             [0xE0, 0x01, code] => {
-                let reason = v5::DisconnectReasonCode::try_from(code).map_err(|e| {
-                    RecvError::Decode(format!("DISCONNECT reason {code:#04x}: {e:?}"))
-                })?;
+                let reason = v5::DisconnectReasonCode::try_from(code)
+                    .map_err(|e| RecvError::Decode(format!("DISCONNECT reason {code:#04x}: {e:?}")))?;
                 return Ok(v5::Packet::Disconnect(v5::Disconnect::new(reason)));
             }
             _ => {}
         }
         let mut buf = BytesMut::from(&self.bytes[..]);
-        v5::Packet::read(&mut buf, None)
-            .map_err(|e| RecvError::Decode(format!("{e:?} in {:02x?}", &self.bytes[..])))
+        v5::Packet::read(&mut buf, None).map_err(|e| RecvError::Decode(format!("{e:?} in {:02x?}", &self.bytes[..])))
     }
 }
 
@@ -99,10 +96,7 @@ impl RawClient {
 
     fn from_stream(stream: TcpStream) -> RawClient {
         let _ = stream.set_nodelay(true);
-        RawClient {
-            stream,
-            buf: BytesMut::with_capacity(4096),
-        }
+        RawClient { stream, buf: BytesMut::with_capacity(4096) }
     }
 
     /// Connects and completes an MQTT 3.1.1 CONNECT / CONNACK exchange.
@@ -122,9 +116,7 @@ impl RawClient {
         will: Option<v5::LastWill>,
     ) -> (RawClient, v5::ConnAck) {
         let mut client = RawClient::connect(addr).await;
-        client
-            .send_v5(&v5::Packet::Connect(connect, will, None))
-            .await;
+        client.send_v5(&v5::Packet::Connect(connect, will, None)).await;
         match client.recv_v5(WAIT).await {
             v5::Packet::ConnAck(ack) => (client, ack),
             other => panic!("expected CONNACK, got {other:?}"),
@@ -218,10 +210,7 @@ impl RawClient {
     pub async fn assert_silent(&mut self, quiet: Duration) {
         match self.next_frame(quiet).await {
             Err(RecvError::Timeout) => {}
-            Ok(frame) => panic!(
-                "expected nothing for {quiet:?}, got {:02x?}",
-                &frame.bytes[..]
-            ),
+            Ok(frame) => panic!("expected nothing for {quiet:?}, got {:02x?}", &frame.bytes[..]),
             Err(err) => panic!("expected nothing for {quiet:?}, got {err:?}"),
         }
     }
@@ -232,10 +221,7 @@ impl RawClient {
         let deadline = Instant::now() + wait;
         let mut frames = Vec::new();
         loop {
-            match self
-                .next_frame(deadline.saturating_duration_since(Instant::now()))
-                .await
-            {
+            match self.next_frame(deadline.saturating_duration_since(Instant::now())).await {
                 Ok(frame) => frames.push(frame),
                 Err(RecvError::Closed) => return frames,
                 // Garbage from the broker after a close decision still counts as closing.
@@ -260,23 +246,14 @@ impl RawClient {
                 other => panic!("expected only DISCONNECT before close, got {other:?}"),
             }
         }
-        if let Some(reason) = disconnect
-            .as_ref()
-            .and_then(|d| d.properties.as_ref()?.reason_string.as_ref())
-        {
-            assert!(
-                !reason.is_empty(),
-                "a reason string, when sent, says something"
-            );
+        if let Some(reason) = disconnect.as_ref().and_then(|d| d.properties.as_ref()?.reason_string.as_ref()) {
+            assert!(!reason.is_empty(), "a reason string, when sent, says something");
         }
         disconnect
     }
 
     /// [`RawClient::expect_close_v5`], returning only the reason code.
-    pub async fn expect_close_reason_v5(
-        &mut self,
-        wait: Duration,
-    ) -> Option<v5::DisconnectReasonCode> {
+    pub async fn expect_close_reason_v5(&mut self, wait: Duration) -> Option<v5::DisconnectReasonCode> {
         self.expect_close_v5(wait).await.map(|d| d.reason_code)
     }
 }
@@ -334,10 +311,7 @@ fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, RecvError> {
             break;
         }
         if header_len > 4 {
-            return Err(RecvError::Decode(format!(
-                "remaining length over 4 bytes: {:02x?}",
-                &buf[..5]
-            )));
+            return Err(RecvError::Decode(format!("remaining length over 4 bytes: {:02x?}", &buf[..5])));
         }
     }
     if buf.len() < header_len + remaining {
@@ -348,22 +322,12 @@ fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, RecvError> {
 }
 
 fn is_reset(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+    matches!(err.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
 }
 
 /// A v5 CONNECT with clean start, keep alive 60 s and no properties.
 pub fn connect_v5(client_id: &str) -> v5::Connect {
-    v5::Connect {
-        keep_alive: 60,
-        client_id: client_id.to_string(),
-        clean_start: true,
-        properties: None,
-    }
+    v5::Connect { keep_alive: 60, client_id: client_id.to_string(), clean_start: true, properties: None }
 }
 
 /// A 3.1.1 CONNECT with clean session and keep alive 60 s.
@@ -377,12 +341,7 @@ pub fn connect_v4(client_id: &str) -> v4::Connect {
 pub fn connect_v5_persistent(client_id: &str, clean_start: bool, expiry_secs: u32) -> v5::Connect {
     let mut props = v5::ConnectProperties::new();
     props.session_expiry_interval = Some(expiry_secs);
-    v5::Connect {
-        keep_alive: 60,
-        client_id: client_id.to_string(),
-        clean_start,
-        properties: Some(props),
-    }
+    v5::Connect { keep_alive: 60, client_id: client_id.to_string(), clean_start, properties: Some(props) }
 }
 
 /// The topic of a v5 PUBLISH as text (rumqttc keeps it as bytes).
@@ -392,10 +351,7 @@ pub fn topic_v5(publish: &v5::Publish) -> String {
 
 /// Encodes a v5 SUBSCRIBE for one filter.
 pub fn subscribe_v5(pkid: u16, filter: v5::Filter, id: Option<usize>) -> v5::Packet {
-    let props = id.map(|id| v5::SubscribeProperties {
-        id: Some(id),
-        user_properties: Vec::new(),
-    });
+    let props = id.map(|id| v5::SubscribeProperties { id: Some(id), user_properties: Vec::new() });
     let mut subscribe = v5::Subscribe::new(filter, props);
     subscribe.pkid = pkid;
     v5::Packet::Subscribe(subscribe)

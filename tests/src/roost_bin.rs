@@ -7,14 +7,9 @@ use std::path::PathBuf;
 /// Path of the built `roost` binary; panics with how to build it if there is none.
 pub fn roost_bin() -> PathBuf {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
     let name = format!("roost{}", std::env::consts::EXE_SUFFIX);
-    let candidates = [
-        target.join("debug").join(&name),
-        target.join("release").join(&name),
-    ];
+    let candidates = [target.join("debug").join(&name), target.join("release").join(&name)];
     match candidates.iter().find(|path| path.is_file()) {
         Some(path) => path.clone(),
         None => panic!(

@@ -39,7 +39,12 @@ fn ids(list: &Value) -> Vec<String> {
 async fn api_requires_a_key_and_describes_itself() {
     let broker = broker().await;
     let anon = Api::anonymous(broker.http_addr());
-    for (method, path) in [("GET", "/api/v1/clients"), ("GET", "/api/v1/stats"), ("DELETE", "/api/v1/clients/x"), ("POST", "/api/v1/publish")] {
+    for (method, path) in [
+        ("GET", "/api/v1/clients"),
+        ("GET", "/api/v1/stats"),
+        ("DELETE", "/api/v1/clients/x"),
+        ("POST", "/api/v1/publish"),
+    ] {
         let (status, body) = anon.call(method, path, None).await;
         assert_eq!(status, 401, "{method} {path}");
         assert_eq!(body["code"], "UNAUTHORIZED", "{method} {path}: {body}");
@@ -68,7 +73,8 @@ fn b64(s: &str) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in s.as_bytes().chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
         }
@@ -103,7 +109,12 @@ async fn clients_are_listed_searched_paged_shown_and_kicked() {
     let (_, page2) = api.get("/api/v1/clients?limit=1&page=2").await;
     assert_eq!(ids(&page2), ["dev-2"]);
     assert_eq!(page2["meta"], json!({ "page": 2, "limit": 1, "count": 3, "hasnext": true }));
-    for bad in ["/api/v1/clients?page=0", "/api/v1/clients?limit=5000", "/api/v1/clients?page=x", "/api/v1/clients?connected=maybe"] {
+    for bad in [
+        "/api/v1/clients?page=0",
+        "/api/v1/clients?limit=5000",
+        "/api/v1/clients?page=x",
+        "/api/v1/clients?connected=maybe",
+    ] {
         let (status, body) = api.get(bad).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{bad}: {body}");
     }
@@ -142,16 +153,33 @@ async fn subscriptions_publish_and_retained_messages() {
 
     let (status, subs) = api.get("/api/v1/subscriptions?clientid=listener").await;
     assert_eq!(status, 200);
-    assert_eq!(subs["data"], json!([{ "clientid": "listener", "topic": "a/+", "qos": 1, "no_local": false, "retain_as_published": false, "retain_handling": 0 }]));
+    assert_eq!(
+        subs["data"],
+        json!([{ "clientid": "listener", "topic": "a/+", "qos": 1, "no_local": false, "retain_as_published": false, "retain_handling": 0 }])
+    );
     assert_eq!(api.get("/api/v1/subscriptions?topic=nope").await.1["meta"]["count"], 0);
 
-    let (status, r) = api.call("POST", "/api/v1/publish", Some(&json!({ "topic": "a/b", "payload": "hi", "qos": 1, "retain": true }))).await;
+    let (status, r) = api
+        .call("POST", "/api/v1/publish", Some(&json!({ "topic": "a/b", "payload": "hi", "qos": 1, "retain": true })))
+        .await;
     assert_eq!((status, &r), (200, &json!({ "matched": 1 })));
     let p = sub.expect_publish(WAIT).await;
     assert_eq!((&p.topic[..], &p.payload[..]), (&b"a/b"[..], &b"hi"[..]));
-    let (status, _) = api.call("POST", "/api/v1/publish", Some(&json!({ "topic": "bin/x", "payload": "AAEC/w==", "encoding": "base64", "retain": true }))).await;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/publish",
+            Some(&json!({ "topic": "bin/x", "payload": "AAEC/w==", "encoding": "base64", "retain": true })),
+        )
+        .await;
     assert_eq!(status, 200);
-    for bad in [json!({ "topic": "a/#" }), json!({ "topic": "a", "qos": 3 }), json!({ "payload": "x" }), json!({ "topic": "a", "encoding": "base64", "payload": "!" }), json!({ "topic": "a", "extra": 1 })] {
+    for bad in [
+        json!({ "topic": "a/#" }),
+        json!({ "topic": "a", "qos": 3 }),
+        json!({ "payload": "x" }),
+        json!({ "topic": "a", "encoding": "base64", "payload": "!" }),
+        json!({ "topic": "a", "extra": 1 }),
+    ] {
         let (status, body) = api.call("POST", "/api/v1/publish", Some(&bad)).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{bad}: {body}");
     }
@@ -161,7 +189,10 @@ async fn subscriptions_publish_and_retained_messages() {
     let (status, list) = api.get("/api/v1/retained").await;
     assert_eq!(status, 200);
     assert_eq!(list["meta"]["count"], 2);
-    assert_eq!(list["data"][0], json!({ "topic": "a/b", "payload": "hi", "encoding": "plain", "qos": 1, "publisher": null }));
+    assert_eq!(
+        list["data"][0],
+        json!({ "topic": "a/b", "payload": "hi", "encoding": "plain", "qos": 1, "publisher": null })
+    );
     assert_eq!(list["data"][1]["encoding"], "base64");
     assert_eq!(list["data"][1]["payload"], "AAEC/w==");
     assert_eq!(api.get("/api/v1/retained?topic=bin/%23").await.1["meta"]["count"], 1);

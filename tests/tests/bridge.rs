@@ -59,7 +59,8 @@ async fn upstream_subscriber(m: &Mosquitto) -> Client5 {
 #[tokio::test]
 async fn bridge_carries_messages_out_and_in_at_qos_0_1_2() {
     let upstream = Mosquitto::start().await;
-    let roost = TestBroker::start_with(&config(upstream.addr(), "[node]\nname = \"edge\"\nsys_interval = \"1s\"\n")).await;
+    let roost =
+        TestBroker::start_with(&config(upstream.addr(), "[node]\nname = \"edge\"\nsys_interval = \"1s\"\n")).await;
     roost.wait_bridge_up("up", UP).await;
     let mut cloud = upstream_subscriber(&upstream).await;
     let mut local_sub = Client5::connect(roost.addr(), "local-sub").await;
@@ -70,11 +71,17 @@ async fn bridge_carries_messages_out_and_in_at_qos_0_1_2() {
     for q in 0..=2u8 {
         local_pub.publish(&format!("sensors/t{q}"), mqtt5::qos(q), false, format!("out{q}")).await;
         let p = cloud.expect_publish(WAIT).await;
-        assert_eq!((&p.topic[..], &p.payload[..], p.qos as u8), (format!("edge1/sensors/t{q}").as_bytes(), format!("out{q}").as_bytes(), q));
+        assert_eq!(
+            (&p.topic[..], &p.payload[..], p.qos as u8),
+            (format!("edge1/sensors/t{q}").as_bytes(), format!("out{q}").as_bytes(), q)
+        );
 
         cloud_pub.publish(&format!("edge1/cmd/c{q}"), mqtt5::qos(q), false, format!("in{q}")).await;
         let p = local_sub.expect_publish(WAIT).await;
-        assert_eq!((&p.topic[..], &p.payload[..], p.qos as u8), (format!("local/cmd/c{q}").as_bytes(), format!("in{q}").as_bytes(), q));
+        assert_eq!(
+            (&p.topic[..], &p.payload[..], p.qos as u8),
+            (format!("local/cmd/c{q}").as_bytes(), format!("in{q}").as_bytes(), q)
+        );
     }
     // Not covered by a rule: stays local.
     local_pub.publish("other/x", mqtt5::qos(1), false, "no").await;
@@ -140,7 +147,10 @@ async fn outage_and_roost_restart_lose_nothing_in_order() {
 #[tokio::test]
 async fn queue_beyond_its_limit_drops_the_oldest_and_counts() {
     let mut upstream = Mosquitto::start().await;
-    let roost = TestBroker::start_with(&config(upstream.addr(), "").replace("keep_alive = \"5s\"", "keep_alive = \"5s\"\nmax_queued = 10")).await;
+    let roost = TestBroker::start_with(
+        &config(upstream.addr(), "").replace("keep_alive = \"5s\"", "keep_alive = \"5s\"\nmax_queued = 10"),
+    )
+    .await;
     roost.wait_bridge_up("up", UP).await;
     upstream_subscriber(&upstream).await.disconnect().await;
     upstream.stop().await;
@@ -176,8 +186,15 @@ fn make_certs(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, std::pat
     let ca = ca_params.self_signed(&ca_key).expect("CA cert");
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().expect("server key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params").signed_by(&key, &issuer).expect("server cert");
-    let (ca_path, cert_path, key_path) = (dir.join(format!("ca-{tag}.pem")), dir.join(format!("server-{tag}.pem")), dir.join(format!("server-{tag}.key")));
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("server cert");
+    let (ca_path, cert_path, key_path) = (
+        dir.join(format!("ca-{tag}.pem")),
+        dir.join(format!("server-{tag}.pem")),
+        dir.join(format!("server-{tag}.key")),
+    );
     std::fs::write(&ca_path, ca.pem()).expect("write CA");
     std::fs::write(&cert_path, cert.pem()).expect("write cert");
     std::fs::write(&key_path, key.serialize_pem()).expect("write key");
@@ -197,7 +214,13 @@ async fn bridge_over_tls_verifies_the_upstream_against_the_ca_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, cert, key) = make_certs(dir.path(), "right");
     let (wrong_ca, _, _) = make_certs(dir.path(), "wrong");
-    let upstream = Mosquitto::start_with(&format!("cafile {}\ncertfile {}\nkeyfile {}\n", ca.display(), cert.display(), key.display())).await;
+    let upstream = Mosquitto::start_with(&format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    ))
+    .await;
 
     // The right CA: messages flow over TLS.
     let roost = TestBroker::start_with(&tls_config(upstream.addr(), &ca)).await;

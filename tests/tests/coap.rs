@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use roost_e2e::mqtt311::{Client311, qos};
-use roost_e2e::mqtt5::Client5;
 use roost_e2e::coap::{Raw, code, request, resp};
+use roost_e2e::mqtt5::Client5;
+use roost_e2e::mqtt311::{Client311, qos};
 use roost_e2e::{QUIET, TestBroker, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -22,13 +22,10 @@ const COAP_CLIENT: &str = "coap-client-notls";
 
 /// Runs `coap-client-notls ARGS` (bounded) and returns (stdout, stderr).
 async fn coap_client(args: &[&str]) -> (String, String) {
-    let out = timeout(
-        Duration::from_secs(20),
-        Command::new(COAP_CLIENT).args(args).kill_on_drop(true).output(),
-    )
-    .await
-    .expect("coap-client finished within 20 s")
-    .expect("coap-client-notls runs (scripts/test installs libcoap3-bin)");
+    let out = timeout(Duration::from_secs(20), Command::new(COAP_CLIENT).args(args).kill_on_drop(true).output())
+        .await
+        .expect("coap-client finished within 20 s")
+        .expect("coap-client-notls runs (scripts/test installs libcoap3-bin)");
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -191,7 +188,9 @@ async fn coap_10k_body_goes_in_by_block1_and_out_by_block2() {
     assert_eq!(note.len(), "notify ".len() + 10_240, "{}", &note[..note.len().min(80)]);
     // A body over coap.max_body_size is refused with 4.13.
     let small = TestBroker::start_with("[coap]\nmax_body_size = 4096\n").await;
-    let (_, err) = coap_client(&["-m", "put", "-b", "1024", "-f", file.to_str().unwrap(), &url(small.coap_addr(), "ps/big")]).await;
+    let (_, err) =
+        coap_client(&["-m", "put", "-b", "1024", "-f", file.to_str().unwrap(), &url(small.coap_addr(), "ps/big")])
+            .await;
     assert!(err.contains("4.13"), "{err}");
 }
 
@@ -293,7 +292,10 @@ async fn coap_connection_flow_without_connection_required() {
 struct DenyUser;
 
 impl roost_core::auth::Authenticator for DenyUser {
-    fn authenticate<'a>(&'a self, c: roost_core::auth::Credentials<'a>) -> roost_core::auth::BoxFuture<'a, roost_core::auth::AuthDecision> {
+    fn authenticate<'a>(
+        &'a self,
+        c: roost_core::auth::Credentials<'a>,
+    ) -> roost_core::auth::BoxFuture<'a, roost_core::auth::AuthDecision> {
         let ok = c.password.map(|p| &p[..]) != Some(&b"bad"[..]);
         Box::pin(std::future::ready(if ok {
             roost_core::auth::AuthDecision::Allow
@@ -313,7 +315,8 @@ impl roost_core::auth::Authorizer for NoSecrets {
 
 #[tokio::test]
 async fn coap_auth_refusal_is_4_01_and_acl_refusal_is_4_03() {
-    let broker = TestBroker::start_custom("", |b| b.authenticator(Box::new(DenyUser)).authorizer(Box::new(NoSecrets))).await;
+    let broker =
+        TestBroker::start_custom("", |b| b.authenticator(Box::new(DenyUser)).authorizer(Box::new(NoSecrets))).await;
     let raw = Raw::new(broker.coap_addr()).await;
     let r = raw.call(RequestType::Put, "ps/open", &["clientid=x", "username=u", "password=bad"], b"").await;
     assert_eq!(code(&r), resp(ResponseType::Unauthorized));
@@ -378,11 +381,17 @@ async fn coap_users_file_and_acl_rules_from_config() {
     let broker = TestBroker::start_with(&config).await;
     let raw = Raw::new(broker.coap_addr()).await;
     // Wrong password, unknown user, no credentials: 4.01.
-    for q in [&["clientid=c1", "username=meter", "password=wrong"][..], &["clientid=c1", "username=nobody", "password=x"], &["clientid=c1"]] {
+    for q in [
+        &["clientid=c1", "username=meter", "password=wrong"][..],
+        &["clientid=c1", "username=nobody", "password=x"],
+        &["clientid=c1"],
+    ] {
         let r = raw.call(RequestType::Post, "mqtt/connection", q, b"").await;
         assert_eq!(code(&r), resp(ResponseType::Unauthorized), "{q:?}");
     }
-    let r = raw.call(RequestType::Post, "mqtt/connection", &["clientid=c1", "username=meter", "password=right-pw"], b"").await;
+    let r = raw
+        .call(RequestType::Post, "mqtt/connection", &["clientid=c1", "username=meter", "password=right-pw"], b"")
+        .await;
     assert_eq!(code(&r), resp(ResponseType::Created));
     let tq = format!("token={}", String::from_utf8(r.payload.clone()).unwrap());
     let q = ["clientid=c1", tq.as_str()];

@@ -84,14 +84,20 @@ async fn coaps_psk_with_openssl_and_gnutls_and_a_wrong_key_refused() {
     mqtt.subscribe("sec/#", qos(0)).await;
     let url = |p: &str| format!("coaps://{}/{p}", broker.coaps_addr());
     for bin in ["coap-client-openssl", "coap-client-gnutls"] {
-        let (ok, _, err) = client(bin, &["-m", "put", "-e", bin, "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/psk")]).await;
+        let (ok, _, err) =
+            client(bin, &["-m", "put", "-e", bin, "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/psk")]).await;
         assert!(ok, "{bin}: {err}");
         let p = mqtt.expect_publish(WAIT).await;
         assert_eq!((p.topic.as_str(), &p.payload[..]), ("sec/psk", bin.as_bytes()));
     }
-    let (_, out, err) = client("coap-client-gnutls", &["-m", "put", "-e", "kept", "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/r?retain=true")]).await;
+    let (_, out, err) = client(
+        "coap-client-gnutls",
+        &["-m", "put", "-e", "kept", "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/r?retain=true")],
+    )
+    .await;
     assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], b"kept", "{out} {err}");
-    let (_, out, _) = client("coap-client-openssl", &["-m", "get", "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/r")]).await;
+    let (_, out, _) =
+        client("coap-client-openssl", &["-m", "get", "-u", "dev1", "-k", "secret-key-1", &url("ps/sec/r")]).await;
     assert_eq!(out.trim(), "kept");
     // A wrong key: the handshake fails, is logged and counted, nothing is published.
     let failed = broker.dtls_counters().handshakes_failed.load(Relaxed);
@@ -120,7 +126,8 @@ async fn coaps_certificates_with_openssl_and_gnutls() {
     mqtt.subscribe("sec/#", qos(0)).await;
     let url = format!("coaps://{}/ps/sec/cert", broker.coaps_addr());
     for bin in ["coap-client-openssl", "coap-client-gnutls"] {
-        let (ok, _, err) = client(bin, &["-m", "put", "-e", bin, "-c", &path("dev.crt"), "-j", &path("dev.key"), &url]).await;
+        let (ok, _, err) =
+            client(bin, &["-m", "put", "-e", bin, "-c", &path("dev.crt"), "-j", &path("dev.key"), &url]).await;
         assert!(ok, "{bin}: {err}");
         let p = mqtt.expect_publish(WAIT).await;
         assert_eq!(&p.payload[..], bin.as_bytes());
@@ -152,10 +159,18 @@ async fn coaps_certificates_with_openssl_and_gnutls() {
     let cert = ["-c", &path("meter-7.crt"), "-j", &path("meter-7.key")].map(String::from);
     let with = |args: &[&str]| [args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), cert.to_vec()].concat();
     for bin in ["coap-client-openssl", "coap-client-gnutls"] {
-        let (ok, _, err) = client(bin, &with(&["-m", "put", "-e", bin, &url("sec/meter-7/v")]).iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let (ok, _, err) = client(
+            bin,
+            &with(&["-m", "put", "-e", bin, &url("sec/meter-7/v")]).iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
         assert!(ok, "{bin}: {err}");
         assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], bin.as_bytes());
-        let (_, out, err) = client(bin, &with(&["-m", "put", "-e", "x", &url("sec/other/v")]).iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let (_, out, err) = client(
+            bin,
+            &with(&["-m", "put", "-e", "x", &url("sec/other/v")]).iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
         assert!(format!("{out}{err}").contains("4.03"), "{bin}: another user's topic refused: {out} {err}");
     }
     mqtt.assert_no_publish(QUIET).await;
@@ -166,7 +181,8 @@ async fn coaps_certificates_with_openssl_and_gnutls() {
         &["-m", "put", "-e", "x", "-c", &path("stranger.crt"), "-j", &path("stranger.key"), &url("sec/stranger/v")],
     )
     .await;
-    eventually("untrusted certificate counted", || broker.dtls_counters().handshakes_failed.load(Relaxed) > failed).await;
+    eventually("untrusted certificate counted", || broker.dtls_counters().handshakes_failed.load(Relaxed) > failed)
+        .await;
     mqtt.assert_no_publish(QUIET).await;
 }
 
@@ -197,7 +213,8 @@ async fn coaps_a_stalled_handshake_does_not_delay_another_and_a_reconnect_gets_a
     // Meanwhile another device completes its handshake at once.
     let url = format!("coaps://{}/ps/sec/x", broker.coaps_addr());
     let start = Instant::now();
-    let (ok, _, err) = client("coap-client-openssl", &["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url]).await;
+    let (ok, _, err) =
+        client("coap-client-openssl", &["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url]).await;
     assert!(ok, "{err}");
     assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], b"1", "{err}");
     assert!(start.elapsed() < Duration::from_secs(10), "not delayed by the stalled handshake");
@@ -259,7 +276,8 @@ async fn coaps_client_hello_flood_is_answered_statelessly_and_stalled_handshakes
     eventually("stalled peers forgotten", || c.peers.load(Relaxed) == 0).await;
     assert_eq!(c.handshakes_timed_out.load(Relaxed), 16);
     let url = format!("coaps://{}/ps/sec/after", broker.coaps_addr());
-    let (ok, _, err) = client("coap-client-openssl", &["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url]).await;
+    let (ok, _, err) =
+        client("coap-client-openssl", &["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url]).await;
     assert!(ok, "{err}");
     assert_eq!(&mqtt.expect_publish(WAIT).await.payload[..], b"1", "{err}");
 }

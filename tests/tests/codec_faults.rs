@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use codec_support::{Events, LineDevice};
-use roost::codec::{Codec, CodecError, CodecFactory, ConnectFrame, DeviceKey, Downlink, QoS, Registry, Uplink, WillFrame};
+use roost::codec::{
+    Codec, CodecError, CodecFactory, ConnectFrame, DeviceKey, Downlink, QoS, Registry, Uplink, WillFrame,
+};
 use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::{TestBroker, WAIT};
 use tokio::net::UdpSocket;

@@ -182,7 +182,13 @@ async fn a_trace_follows_a_codec_device() {
     assert_eq!(dev.ask("PUB power/w 1520").await, "OK");
     assert_eq!(api.call("DELETE", "/api/v1/traces?type=client&target=meter-7", None).await.0, 204);
     let text = std::fs::read_to_string(&file).expect("trace file");
-    for expected in ["line client=meter-7 peer=127.0.0.1:", " out packet ConnAck", " in packet Publish", " in message topic=line/meter-7/power/w", " out packet PubAck"] {
+    for expected in [
+        "line client=meter-7 peer=127.0.0.1:",
+        " out packet ConnAck",
+        " in packet Publish",
+        " in message topic=line/meter-7/power/w",
+        " out packet PubAck",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains("s3cret"), "{text}");

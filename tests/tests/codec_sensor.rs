@@ -6,10 +6,10 @@ use crate::codec_support;
 use std::sync::Arc;
 
 use codec_support::{AclFn, AuthFn, Events, Seen};
-use roost::core::auth::{Action, AuthDecision};
-use roost::core::ClientInfo;
 use roost::codec::codecs::tlv_sensor::{kind, tag};
 use roost::codec::sim::SensorDevice;
+use roost::core::ClientInfo;
+use roost::core::auth::{Action, AuthDecision};
 use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::{QUIET, TestBroker, WAIT};
 use serde_json::{Value, json};
@@ -87,13 +87,10 @@ async fn commands_wait_for_a_sleeping_device_and_a_new_address_keeps_the_session
 
     // The device wakes up on another socket (another source port): same id, same session.
     let woke = SensorDevice::connect(addr, ID).await.expect("udp socket");
-    woke.send_raw(&roost::codec::codecs::tlv_sensor::RawFrame {
-        device: ID,
-        seq: 9,
-        kind: kind::PING,
-        body: Default::default(),
-    }
-    .to_bytes())
+    woke.send_raw(
+        &roost::codec::codecs::tlv_sensor::RawFrame { device: ID, seq: 9, kind: kind::PING, body: Default::default() }
+            .to_bytes(),
+    )
     .await
     .expect("send");
     let mut kinds = Vec::new();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use roost_e2e::raw::{self, RawClient};
 use roost_e2e::roost_bin::{RoostProcess, spawn_roost};
-use rumqttc::mqttbytes::v4;
 use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4;
 use tokio::time::{Instant, timeout};
 
 /// Messages a publisher keeps unacknowledged at once.
@@ -35,7 +35,8 @@ fn publish(topic: &str, qos: QoS, pkid: u16, payload: String) -> v4::Packet {
 
 /// Publishes `{round}-{n}` until the connection dies, recording each acknowledged `n`.
 async fn publisher(addr: std::net::SocketAddr, round: usize, qos: QoS, acked: Arc<Mutex<Vec<u64>>>) {
-    let (mut c, _) = RawClient::connect_v4(addr, connect_packet(&format!("crash-pub-{round}-{}", qos as u8), true)).await;
+    let (mut c, _) =
+        RawClient::connect_v4(addr, connect_packet(&format!("crash-pub-{round}-{}", qos as u8), true)).await;
     let topic = format!("crash/q{}", qos as u8);
     let mut inflight: HashMap<u16, u64> = HashMap::new();
     let mut n = 0u64;

@@ -28,10 +28,7 @@ async fn keep_alive_expiry_closes_silent_client_v311() {
     let sent = client.expect_close(KEEP_ALIVE_CLOSE_MAX).await;
     let after = connected.elapsed();
     assert!(sent.is_empty(), "3.1.1 closes without a word: {sent:02x?}");
-    assert!(
-        after >= KEEP_ALIVE_CLOSE_MIN,
-        "closed after {after:?}, before the keep alive ran out"
-    );
+    assert!(after >= KEEP_ALIVE_CLOSE_MIN, "closed after {after:?}, before the keep alive ran out");
     broker.stop().await;
 }
 
@@ -45,10 +42,7 @@ async fn keep_alive_expiry_closes_silent_client_v5() {
 
     let reason = client.expect_close_reason_v5(KEEP_ALIVE_CLOSE_MAX).await;
     let after = connected.elapsed();
-    assert!(
-        after >= KEEP_ALIVE_CLOSE_MIN,
-        "closed after {after:?}, before the keep alive ran out"
-    );
+    assert!(after >= KEEP_ALIVE_CLOSE_MIN, "closed after {after:?}, before the keep alive ran out");
     if let Some(reason) = reason {
         assert_eq!(reason, v5::DisconnectReasonCode::KeepAliveTimeout);
     }
@@ -83,10 +77,7 @@ async fn connection_without_connect_closed_after_connect_timeout() {
     let sent = client.expect_close(Duration::from_secs(4)).await;
     let after = opened.elapsed();
     assert!(sent.is_empty(), "no CONNACK without CONNECT: {sent:02x?}");
-    assert!(
-        after >= Duration::from_millis(900),
-        "closed after {after:?}, before the 1 s connect timeout"
-    );
+    assert!(after >= Duration::from_millis(900), "closed after {after:?}, before the 1 s connect timeout");
     broker.stop().await;
 }
 
@@ -101,21 +92,12 @@ fn assert_queue_bounded(broker: &TestBroker, indices: &[usize]) {
         "{} delivered of {PUBLISHED_WHILE_AWAY} with a queue limit of {QUEUE_LIMIT}: {indices:?}",
         indices.len()
     );
-    assert!(
-        indices.windows(2).all(|w| w[0] < w[1]),
-        "in publish order, none twice: {indices:?}"
-    );
-    assert_eq!(
-        broker.queue_drops() as usize,
-        PUBLISHED_WHILE_AWAY - indices.len(),
-        "queue drops counted"
-    );
+    assert!(indices.windows(2).all(|w| w[0] < w[1]), "in publish order, none twice: {indices:?}");
+    assert_eq!(broker.queue_drops() as usize, PUBLISHED_WHILE_AWAY - indices.len(), "queue drops counted");
 }
 
 fn index(payload: &[u8]) -> usize {
-    String::from_utf8_lossy(payload)
-        .parse()
-        .expect("payload is an index")
+    String::from_utf8_lossy(payload).parse().expect("payload is an index")
 }
 
 #[tokio::test]
@@ -127,18 +109,11 @@ async fn offline_queue_bounded_by_max_queued_messages_v311() {
 
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
     for i in 0..PUBLISHED_WHILE_AWAY {
-        publisher
-            .publish("q/t", mqtt311::qos(1), false, i.to_string())
-            .await;
+        publisher.publish("q/t", mqtt311::qos(1), false, i.to_string()).await;
     }
 
     let mut sub = Client311::connect_persistent(broker.addr(), "away").await;
-    let got: Vec<usize> = sub
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got: Vec<usize> = sub.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_queue_bounded(&broker, &got);
     broker.stop().await;
 }
@@ -152,18 +127,11 @@ async fn offline_queue_bounded_by_max_queued_messages_v5() {
 
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
     for i in 0..PUBLISHED_WHILE_AWAY {
-        publisher
-            .publish("q/t", mqtt5::qos(1), false, i.to_string())
-            .await;
+        publisher.publish("q/t", mqtt5::qos(1), false, i.to_string()).await;
     }
 
     let mut sub = Client5::connect_persistent(broker.addr(), "away", false, 60).await;
-    let got: Vec<usize> = sub
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got: Vec<usize> = sub.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_queue_bounded(&broker, &got);
     broker.stop().await;
 }
@@ -183,13 +151,9 @@ const FLOOD_BATCH: usize = 500;
 async fn slow_subscriber_does_not_hold_up_others() {
     let broker = TestBroker::start().await;
     let mut stuck = RawClient::connect_with_recv_buffer(broker.addr(), 4096).await;
-    stuck
-        .send_v4(&v4::Packet::Connect(raw::connect_v4("stuck")))
-        .await;
+    stuck.send_v4(&v4::Packet::Connect(raw::connect_v4("stuck"))).await;
     assert!(matches!(stuck.recv_v4(WAIT).await, v4::Packet::ConnAck(_)));
-    stuck
-        .send_v4(&raw::subscribe_v4(1, "flood/t", mqtt311::qos(0)))
-        .await;
+    stuck.send_v4(&raw::subscribe_v4(1, "flood/t", mqtt311::qos(0))).await;
     assert!(matches!(stuck.recv_v4(WAIT).await, v4::Packet::SubAck(_)));
     // From here on `stuck` never reads again.
 
@@ -202,9 +166,7 @@ async fn slow_subscriber_does_not_hold_up_others() {
     for batch in (0..FLOOD).step_by(FLOOD_BATCH) {
         for i in batch..batch + FLOOD_BATCH {
             payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            publisher
-                .publish("flood/t", mqtt311::qos(0), false, payload.clone())
-                .await;
+            publisher.publish("flood/t", mqtt311::qos(0), false, payload.clone()).await;
         }
         for i in batch..batch + FLOOD_BATCH {
             let left = deadline.saturating_duration_since(Instant::now());

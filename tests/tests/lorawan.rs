@@ -67,7 +67,12 @@ async fn peer(args: &[&str]) -> String {
         std::path::Path::new(dir).join("node_modules/lora-packet").is_dir(),
         "lora-packet is missing: run scripts/test (it runs `npm install --prefix tests/tests/peers lora-packet`)"
     );
-    let out = tokio::process::Command::new("node").arg(format!("{dir}/lorawan_peer.js")).args(args).output().await.expect("node runs (scripts/test installs nodejs)");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{dir}/lorawan_peer.js"))
+        .args(args)
+        .output()
+        .await
+        .expect("node runs (scripts/test installs nodejs)");
     assert!(out.status.success(), "peer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
@@ -234,7 +239,11 @@ async fn join_request_gets_a_join_accept_lora_packet_accepts() {
     assert_eq!(join["devAddr"], session["devAddr"]);
     gw.tx_ack(token, "NONE").await;
     // The device now talks with the keys it derived.
-    let (addr, nwk, appk) = (session["devAddr"].as_str().unwrap(), session["nwkSKey"].as_str().unwrap(), session["appSKey"].as_str().unwrap());
+    let (addr, nwk, appk) = (
+        session["devAddr"].as_str().unwrap(),
+        session["nwkSKey"].as_str().unwrap(),
+        session["appSKey"].as_str().unwrap(),
+    );
     let up = unhex(&peer(&["uplink", addr, nwk, appk, "0", "2", "cafe"]).await);
     gw.push(&up, 10, -80, 2.0).await;
     let up = expect_event(&mut app, "/device/0202020202020202/event/up").await;
@@ -347,7 +356,8 @@ async fn queued_downlink_goes_out_in_rx1_via_the_best_gateway_and_txack_is_repor
     assert_eq!(txpk["tmst"], tmst + 1_000_000, "RX1: 1 s after the uplink");
     assert_eq!(txpk["freq"], 868.5);
     assert_eq!(txpk["datr"], "SF7BW125");
-    let down: Value = serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), NWK, APP]).await).unwrap();
+    let down: Value =
+        serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), NWK, APP]).await).unwrap();
     assert_eq!(down["micOk"], true);
     assert_eq!(down["mtype"], "Unconfirmed Data Down");
     assert_eq!(down["fport"], 7);
@@ -367,7 +377,8 @@ async fn confirmed_uplink_is_acknowledged() {
     let mut gw = Forwarder::start(broker.lorawan_addr(), 1).await;
     gw.push(&uplink(3, b"c", true).await, 500, -60, 5.0).await;
     let (_, txpk) = gw.pull_resp().await;
-    let down: Value = serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), NWK, APP]).await).unwrap();
+    let down: Value =
+        serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), NWK, APP]).await).unwrap();
     assert_eq!(down["micOk"], true);
     assert_eq!(down["ack"], true);
     broker.stop().await;
@@ -406,7 +417,10 @@ async fn bridge_mode_round_trips_up_and_down() {
     assert_eq!(unb64(txpk["data"].as_str().unwrap()), unb64(&phy));
     gw.tx_ack(t2, "NONE").await;
     let ack = expect_event(&mut app, "/event/ack").await;
-    assert_eq!(ack, json!({"gatewayId": "0102030405060708", "downlinkId": 4242, "items": [{"status": "TOO_LATE"}, {"status": "OK"}]}));
+    assert_eq!(
+        ack,
+        json!({"gatewayId": "0102030405060708", "downlinkId": 4242, "items": [{"status": "TOO_LATE"}, {"status": "OK"}]})
+    );
     // The stats of a PUSH_DATA `stat` object.
     gw.push_raw(&json!({"stat": {"time": "2026-11-25 16:00:00 GMT", "rxnb": 3, "rxok": 2, "rxfw": 2, "ackr": 100.0, "dwnb": 2, "txnb": 1}})).await;
     let stats = expect_event(&mut app, "/event/stats").await;
@@ -439,7 +453,8 @@ async fn malformed_datagrams_and_frames_are_counted_and_never_panic() {
     let server = broker.lorawan_addr();
     let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let eui = [0, 0, 0, 0, 0, 0, 0, 5];
-    let mut bad: Vec<Vec<u8>> = vec![vec![], vec![2], vec![2, 0, 0], vec![9, 0, 0, 0], vec![2, 0, 0, 0x42], vec![2, 0, 0, 0, 1, 2, 3]];
+    let mut bad: Vec<Vec<u8>> =
+        vec![vec![], vec![2], vec![2, 0, 0], vec![9, 0, 0, 0], vec![2, 0, 0, 0x42], vec![2, 0, 0, 0, 1, 2, 3]];
     let push = |body: &[u8]| {
         let mut d = vec![2, 0, 1, 0];
         d.extend_from_slice(&eui);
@@ -464,14 +479,23 @@ async fn malformed_datagrams_and_frames_are_counted_and_never_panic() {
         raw.send_to(d, server).await.unwrap();
     }
     let c = broker.lorawan_counters();
-    counter_reaches(|| c.malformed.load(Relaxed) + c.unknown_version.load(Relaxed), 9, "malformed + unknown_version").await;
+    counter_reaches(|| c.malformed.load(Relaxed) + c.unknown_version.load(Relaxed), 9, "malformed + unknown_version")
+        .await;
     assert!(c.unknown_version.load(Relaxed) >= 1);
     // Well-formed datagrams carrying garbage PHYPayloads.
     let mut gw = Forwarder::start(server, 6).await;
-    for phy in [vec![], vec![0x40], vec![0x40, 1, 2, 3, 4, 0x0f, 0, 0, 0, 0, 0, 0], vec![0xe0; 30], vec![0x00; 23], vec![0x40; 255]] {
+    for phy in [
+        vec![],
+        vec![0x40],
+        vec![0x40, 1, 2, 3, 4, 0x0f, 0, 0, 0, 0, 0, 0],
+        vec![0xe0; 30],
+        vec![0x00; 23],
+        vec![0x40; 255],
+    ] {
         gw.push(&phy, 1, -60, 1.0).await;
     }
-    gw.push_raw(&json!({"rxpk": [{"tmst": 1, "freq": 868.1, "modu": "LORA", "datr": "SF7BW125", "data": "!!!"}]})).await;
+    gw.push_raw(&json!({"rxpk": [{"tmst": 1, "freq": 868.1, "modu": "LORA", "datr": "SF7BW125", "data": "!!!"}]}))
+        .await;
     // Still serving.
     gw.push(&uplink(1, b"alive", false).await, 9, -60, 1.0).await;
     assert_eq!(expect_event(&mut app, "/event/up").await["data"], b64(b"alive"));
@@ -482,7 +506,9 @@ async fn malformed_datagrams_and_frames_are_counted_and_never_panic() {
 async fn bridge_mode_protobuf_round_trip() {
     use prost::Message as _;
     use roost_lorawan::gwpb;
-    let broker = TestBroker::start_with("[lorawan]\nmode = \"bridge\"\nmarshaler = \"protobuf\"\ntopic_prefix = \"us915\"\n").await;
+    let broker =
+        TestBroker::start_with("[lorawan]\nmode = \"bridge\"\nmarshaler = \"protobuf\"\ntopic_prefix = \"us915\"\n")
+            .await;
     let mut app = app_client(&broker, "us915/gateway/#").await;
     let mut gw = Forwarder::start(broker.lorawan_addr(), 0x0a0b).await;
     let p = app.expect_publish(WAIT).await;
@@ -496,7 +522,12 @@ async fn bridge_mode_protobuf_round_trip() {
     assert_eq!(up.phy_payload, f);
     let rx = up.rx_info.unwrap();
     assert_eq!(rx.context, 77u32.to_be_bytes().to_vec());
-    let lora = gwpb::LoraModulationInfo { bandwidth: 500_000, spreading_factor: 12, code_rate: gwpb::CodeRate::Cr45 as i32, polarization_inversion: true };
+    let lora = gwpb::LoraModulationInfo {
+        bandwidth: 500_000,
+        spreading_factor: 12,
+        code_rate: gwpb::CodeRate::Cr45 as i32,
+        polarization_inversion: true,
+    };
     let frame = gwpb::DownlinkFramePb {
         downlink_id: 5,
         gateway_id: "0000000000000a0b".into(),
@@ -508,7 +539,11 @@ async fn bridge_mode_protobuf_round_trip() {
                 modulation: Some(gwpb::Modulation { parameters: Some(gwpb::ModulationParameters::Lora(lora)) }),
                 board: 0,
                 antenna: 0,
-                timing: Some(gwpb::Timing { parameters: Some(gwpb::TimingParameters::Delay(gwpb::DelayTimingInfo { delay: Some(gwpb::PbDuration { seconds: 1, nanos: 0 }) })) }),
+                timing: Some(gwpb::Timing {
+                    parameters: Some(gwpb::TimingParameters::Delay(gwpb::DelayTimingInfo {
+                        delay: Some(gwpb::PbDuration { seconds: 1, nanos: 0 }),
+                    })),
+                }),
                 context: rx.context.clone(),
             }),
         }],
@@ -558,7 +593,10 @@ async fn api_device_lifecycle_uplink_downlink_and_delete() {
     // Create: it is listed (after the two config devices, by DevEUI), and shown.
     let (status, dev) = api.call("POST", "/api/v1/lorawan/devices", Some(&api_device())).await;
     assert_eq!(status, 201, "{dev}");
-    assert_eq!((dev["dev_eui"].as_str(), dev["origin"].as_str(), dev["activation"].as_str()), (Some(API_EUI), Some("api"), Some("abp")));
+    assert_eq!(
+        (dev["dev_eui"].as_str(), dev["origin"].as_str(), dev["activation"].as_str()),
+        (Some(API_EUI), Some("api"), Some("abp"))
+    );
     assert_eq!((dev["dev_addr"].as_str(), dev["class"].as_str()), (Some(API_ADDR), Some("A")));
     assert_eq!((dev["f_cnt_up"].clone(), dev["f_cnt_down"].clone()), (Value::Null, json!(0)));
     assert!(dev.get("nwk_s_key").is_none() && dev.get("app_s_key").is_none(), "keys are never shown: {dev}");
@@ -593,7 +631,10 @@ async fn api_device_lifecycle_uplink_downlink_and_delete() {
     let mut gw = Forwarder::start(broker.lorawan_addr(), 0xa1).await;
     gw.push(&api_uplink(1, b"hi").await, 1_000, -60, 5.0).await;
     let up = expect_event(&mut app, &format!("/device/{API_EUI}/event/up")).await;
-    assert_eq!((up["data"].as_str(), up["deviceInfo"]["deviceName"].as_str()), (Some(b64(b"hi").as_str()), Some("api-1")));
+    assert_eq!(
+        (up["data"].as_str(), up["deviceInfo"]["deviceName"].as_str()),
+        (Some(b64(b"hi").as_str()), Some("api-1"))
+    );
     let (_, dev) = api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await;
     assert_eq!(dev["f_cnt_up"], 1);
     assert!(dev["last_seen"].is_string(), "{dev}");
@@ -613,16 +654,26 @@ async fn api_device_lifecycle_uplink_downlink_and_delete() {
     assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 0}))).await.0, 400);
     assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 9, "data_hex": "zz"}))).await.0, 400);
     assert_eq!(api.call("POST", &queue, Some(&json!({"f_port": 9, "data": "AA==", "data_hex": "00"}))).await.0, 400);
-    assert_eq!(api.call("POST", "/api/v1/lorawan/devices/0404040404040404/queue", Some(&json!({"f_port": 9}))).await.0, 404);
-    let (status, queued) = api.call("POST", &queue, Some(&json!({"f_port": 9, "data_hex": "beef", "confirmed": false}))).await;
+    assert_eq!(
+        api.call("POST", "/api/v1/lorawan/devices/0404040404040404/queue", Some(&json!({"f_port": 9}))).await.0,
+        404
+    );
+    let (status, queued) =
+        api.call("POST", &queue, Some(&json!({"f_port": 9, "data_hex": "beef", "confirmed": false}))).await;
     assert_eq!(status, 200, "{queued}");
     let id = queued["id"].as_str().unwrap().to_string();
     assert_eq!(api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await.1["queued"], 1);
     gw.push(&api_uplink(2, b"again").await, 2_000_000, -60, 5.0).await;
     let (token, txpk) = gw.pull_resp().await;
     assert_eq!(txpk["tmst"], 3_000_000, "RX1: 1 s after the uplink");
-    let down: Value = serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), API_NWK, API_APP]).await).unwrap();
-    assert_eq!((down["micOk"].as_bool(), down["fport"].as_u64(), down["payload"].as_str()), (Some(true), Some(9), Some("beef")), "{down}");
+    let down: Value =
+        serde_json::from_str(&peer(&["down", &hex(&unb64(txpk["data"].as_str().unwrap())), API_NWK, API_APP]).await)
+            .unwrap();
+    assert_eq!(
+        (down["micOk"].as_bool(), down["fport"].as_u64(), down["payload"].as_str()),
+        (Some(true), Some(9), Some("beef")),
+        "{down}"
+    );
     assert_eq!(down["devAddr"], API_ADDR);
     gw.tx_ack(token, "NONE").await;
     let txack = expect_event(&mut app, "/event/txack").await;
@@ -631,14 +682,19 @@ async fn api_device_lifecycle_uplink_downlink_and_delete() {
     assert_eq!(gws["data"][0]["tx_frames"], 1);
 
     // Deleted: gone from the API, and its uplinks are no longer accepted.
-    assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{ABP_EUI}"), None).await.0, 409, "a config device stays");
+    assert_eq!(
+        api.call("DELETE", &format!("/api/v1/lorawan/devices/{ABP_EUI}"), None).await.0,
+        409,
+        "a config device stays"
+    );
     assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{API_EUI}"), None).await.0, 204);
     assert_eq!(api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await.0, 404);
     assert_eq!(api.call("DELETE", &format!("/api/v1/lorawan/devices/{API_EUI}"), None).await.0, 404);
     assert_eq!(api.get("/api/v1/lorawan/devices").await.1["meta"]["count"], 2);
     let unknown = broker.lorawan_counters().ns.unknown_devices.load(Relaxed);
     gw.push(&api_uplink(3, b"late").await, 3_000, -60, 5.0).await;
-    counter_reaches(|| broker.lorawan_counters().ns.unknown_devices.load(Relaxed), unknown + 1, "unknown_devices").await;
+    counter_reaches(|| broker.lorawan_counters().ns.unknown_devices.load(Relaxed), unknown + 1, "unknown_devices")
+        .await;
     app.assert_no_publish(QUIET).await;
     broker.stop().await;
 }
@@ -662,7 +718,10 @@ async fn api_created_device_survives_a_restart_and_so_does_its_deletion() {
     let api = broker.api();
     let (status, dev) = api.get(&format!("/api/v1/lorawan/devices/{API_EUI}")).await;
     assert_eq!(status, 200, "{dev}");
-    assert_eq!((dev["origin"].as_str(), dev["name"].as_str(), dev["f_cnt_up"].as_u64()), (Some("api"), Some("api-1"), Some(7)));
+    assert_eq!(
+        (dev["origin"].as_str(), dev["name"].as_str(), dev["f_cnt_up"].as_u64()),
+        (Some("api"), Some("api-1"), Some(7))
+    );
     let mut app = app_client(&broker, "application/+/device/+/event/up").await;
     let mut gw = Forwarder::start(broker.lorawan_addr(), 1).await;
     gw.push(&f, 2, -60, 5.0).await;
@@ -685,16 +744,28 @@ async fn api_created_otaa_device_joins() {
     let body = json!({"dev_eui": OTAA_EUI, "application_id": "app3", "join_eui": JOIN_EUI, "app_key": APP_KEY, "payload_codec": "json"});
     let (status, dev) = broker.api().call("POST", "/api/v1/lorawan/devices", Some(&body)).await;
     assert_eq!(status, 201, "{dev}");
-    assert_eq!((dev["activation"].as_str(), dev["join_eui"].as_str(), dev["dev_addr"].clone()), (Some("otaa"), Some(JOIN_EUI), Value::Null));
+    assert_eq!(
+        (dev["activation"].as_str(), dev["join_eui"].as_str(), dev["dev_addr"].clone()),
+        (Some("otaa"), Some(JOIN_EUI), Value::Null)
+    );
     let mut gw = Forwarder::start(broker.lorawan_addr(), 7).await;
     gw.push(&unhex(&peer(&["join", JOIN_EUI, OTAA_EUI, "0a0b", APP_KEY]).await), 10, -80, 2.0).await;
     let (_, txpk) = gw.pull_resp().await;
-    let session: Value = serde_json::from_str(&peer(&["accept", &hex(&unb64(txpk["data"].as_str().unwrap())), APP_KEY, "0a0b"]).await).unwrap();
+    let session: Value =
+        serde_json::from_str(&peer(&["accept", &hex(&unb64(txpk["data"].as_str().unwrap())), APP_KEY, "0a0b"]).await)
+            .unwrap();
     assert_eq!(session["micOk"], true, "{session}");
     let (_, dev) = broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await;
     assert_eq!(dev["dev_addr"], session["devAddr"]);
     // ChirpStack's spelling of the port, base64 data.
-    let (status, r) = broker.api().call("POST", &format!("/api/v1/lorawan/devices/{OTAA_EUI}/queue"), Some(&json!({"fPort": 2, "data": b64(b"x")}))).await;
+    let (status, r) = broker
+        .api()
+        .call(
+            "POST",
+            &format!("/api/v1/lorawan/devices/{OTAA_EUI}/queue"),
+            Some(&json!({"fPort": 2, "data": b64(b"x")})),
+        )
+        .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(broker.api().get(&format!("/api/v1/lorawan/devices/{OTAA_EUI}")).await.1["queued"], 1);
     broker.stop().await;
@@ -721,7 +792,8 @@ async fn trace_of_a_device_and_of_its_gateway_shows_frames_both_ways() {
     let (dev_file, gw_file) = (dir.path().join("dev.log"), dir.path().join("gw.log"));
     let mut gw = Forwarder::start(broker.lorawan_addr(), 0xabc).await;
     for (target, file) in [(format!("lorawan-{ABP_EUI}"), &dev_file), (format!("lorawan-gw-{}", gw.id()), &gw_file)] {
-        let (status, r) = api.call("POST", "/api/v1/traces", Some(&json!({"type": "client", "target": target, "file": file}))).await;
+        let (status, r) =
+            api.call("POST", "/api/v1/traces", Some(&json!({"type": "client", "target": target, "file": file}))).await;
         assert_eq!(status, 201, "{r}");
     }
     // A confirmed uplink: traced in, and the ACK it gets traced out.
@@ -743,7 +815,13 @@ async fn trace_of_a_device_and_of_its_gateway_shows_frames_both_ways() {
         assert!(dev.contains(expected), "missing {expected:?} in:\n{dev}");
     }
     let gwt = std::fs::read_to_string(&gw_file).unwrap();
-    for expected in [&format!("lorawan client=lorawan-gw-{} peer=127.0.0.1:", gw.id()), " in packet PushData", " out packet PushAck", " out packet PullResp", " in packet TxAck"] {
+    for expected in [
+        &format!("lorawan client=lorawan-gw-{} peer=127.0.0.1:", gw.id()),
+        " in packet PushData",
+        " out packet PushAck",
+        " out packet PullResp",
+        " in packet TxAck",
+    ] {
         assert!(gwt.contains(expected), "missing {expected:?} in:\n{gwt}");
     }
     assert!(!gwt.contains("lorawan-0202"), "{gwt}");

@@ -55,17 +55,33 @@ async fn register_then_every_command_round_trips() {
     assert_eq!(req.header.code, MessageClass::Request(RequestType::Get));
     let (topic, r) = next(&mut app).await;
     assert_eq!(topic, "lwm2m/sim-1/up/resp");
-    assert_eq!(r, json!({"reqID": 1, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost Sim"}]}}));
+    assert_eq!(
+        r,
+        json!({"reqID": 1, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost Sim"}]}})
+    );
 
     // Write (replace a single resource), then read it back.
-    command(&mut app, "sim-1", json!({"reqID": 2, "msgType": "write", "data": {"path": "/3/0/1", "type": "String", "value": "Model 8"}})).await;
+    command(
+        &mut app,
+        "sim-1",
+        json!({"reqID": 2, "msgType": "write", "data": {"path": "/3/0/1", "type": "String", "value": "Model 8"}}),
+    )
+    .await;
     let req = dev.serve_one().await;
     assert_eq!((req.header.code, &req.payload[..]), (MessageClass::Request(RequestType::Put), &b"Model 8"[..]));
-    assert_eq!(next(&mut app).await.1, json!({"reqID": 2, "msgType": "write", "data": {"reqPath": "/3/0/1", "code": "2.04", "codeMsg": "changed"}}));
+    assert_eq!(
+        next(&mut app).await.1,
+        json!({"reqID": 2, "msgType": "write", "data": {"reqPath": "/3/0/1", "code": "2.04", "codeMsg": "changed"}})
+    );
     assert_eq!(dev.values["/3/0/1"], "Model 8");
 
     // Execute with arguments.
-    command(&mut app, "sim-1", json!({"reqID": 3, "msgType": "execute", "data": {"path": "/3/0/4", "args": "0='reboot'"}})).await;
+    command(
+        &mut app,
+        "sim-1",
+        json!({"reqID": 3, "msgType": "execute", "data": {"path": "/3/0/4", "args": "0='reboot'"}}),
+    )
+    .await;
     let req = dev.serve_one().await;
     assert_eq!((req.header.code, &req.payload[..]), (MessageClass::Request(RequestType::Post), &b"0='reboot'"[..]));
     assert_eq!(next(&mut app).await.1["data"], json!({"reqPath": "/3/0/4", "code": "2.04", "codeMsg": "changed"}));
@@ -80,7 +96,8 @@ async fn register_then_every_command_round_trips() {
     // Write-Attributes: in the query.
     command(&mut app, "sim-1", json!({"reqID": 5, "msgType": "write-attr", "data": {"path": "/3303/0/5700", "pmin": "5", "pmax": 60, "gt": 30.5}})).await;
     let req = dev.serve_one().await;
-    let q: Vec<String> = req.get_option(CoapOption::UriQuery).unwrap().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+    let q: Vec<String> =
+        req.get_option(CoapOption::UriQuery).unwrap().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
     assert_eq!(q, ["pmin=5", "pmax=60", "gt=30.5"]);
     assert_eq!(next(&mut app).await.1["data"]["code"], "2.04");
 
@@ -89,7 +106,10 @@ async fn register_then_every_command_round_trips() {
     let req = dev.serve_one().await;
     assert_eq!(req.header.code, MessageClass::Request(RequestType::Post));
     let r = next(&mut app).await.1;
-    assert_eq!(r, json!({"reqID": 6, "msgType": "create", "data": {"reqPath": "/5", "code": "2.01", "codeMsg": "created"}}));
+    assert_eq!(
+        r,
+        json!({"reqID": 6, "msgType": "create", "data": {"reqPath": "/5", "code": "2.01", "codeMsg": "created"}})
+    );
     command(&mut app, "sim-1", json!({"reqID": 7, "msgType": "delete", "data": {"path": "/5/0"}})).await;
     assert_eq!(dev.serve_one().await.header.code, MessageClass::Request(RequestType::Delete));
     assert_eq!(next(&mut app).await.1["data"], json!({"reqPath": "/5/0", "code": "2.02", "codeMsg": "deleted"}));
@@ -98,14 +118,22 @@ async fn register_then_every_command_round_trips() {
     command(&mut app, "sim-1", json!({"reqID": 8, "msgType": "observe", "data": {"path": "/3303/0/5700"}})).await;
     dev.serve_one().await;
     let r = next(&mut app).await.1;
-    assert_eq!((r["msgType"].clone(), r["data"]["content"][0]["value"].clone()), (json!("observe"), json!(21.5)), "a Float by the object definition");
+    assert_eq!(
+        (r["msgType"].clone(), r["data"]["content"][0]["value"].clone()),
+        (json!("observe"), json!(21.5)),
+        "a Float by the object definition"
+    );
     dev.notify("/3303/0/5700", "22.0").await;
     let (topic, n) = next(&mut app).await;
     assert_eq!(topic, "lwm2m/sim-1/up/notify");
-    assert_eq!(n, json!({"reqID": 8, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": 22.0}]}}));
+    assert_eq!(
+        n,
+        json!({"reqID": 8, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": 22.0}]}})
+    );
     dev.notify("/3303/0/5700", "22.5").await;
     assert_eq!(next(&mut app).await.1["seqNum"], 3);
-    command(&mut app, "sim-1", json!({"reqID": 9, "msgType": "cancel-observe", "data": {"path": "/3303/0/5700"}})).await;
+    command(&mut app, "sim-1", json!({"reqID": 9, "msgType": "cancel-observe", "data": {"path": "/3303/0/5700"}}))
+        .await;
     let req = dev.serve_one().await;
     assert_eq!(req.get_option(CoapOption::Observe).unwrap().front().cloned(), Some(vec![1]));
     assert_eq!(next(&mut app).await.1["msgType"], "cancel-observe");
@@ -114,7 +142,10 @@ async fn register_then_every_command_round_trips() {
     let r = dev.update(&["lt=600".into()], "</1/0>,</3/0>").await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
     let (topic, u) = next(&mut app).await;
-    assert_eq!((topic.as_str(), u["msgType"].clone(), u["data"]["lt"].clone()), ("lwm2m/sim-1/up/update", json!("update"), json!(600)));
+    assert_eq!(
+        (topic.as_str(), u["msgType"].clone(), u["data"]["lt"].clone()),
+        ("lwm2m/sim-1/up/update", json!("update"), json!(600))
+    );
     assert_eq!(u["data"]["objectList"], json!(["/1/0", "/3/0"]));
     let r = dev.deregister().await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Deleted));
@@ -190,7 +221,12 @@ async fn bad_commands_payloads_and_silent_devices_are_answered() {
     command(&mut app, "faulty", json!({"reqID": 1, "msgType": "fly", "data": {"path": "/3/0/0"}})).await;
     let r = next(&mut app).await.1;
     assert_eq!((r["reqID"].clone(), r["data"]["code"].clone()), (json!(1), json!("4.00")));
-    command(&mut app, "faulty", json!({"reqID": 2, "msgType": "write", "data": {"path": "/3/0/1", "type": "Integer", "value": "many"}})).await;
+    command(
+        &mut app,
+        "faulty",
+        json!({"reqID": 2, "msgType": "write", "data": {"path": "/3/0/1", "type": "Integer", "value": "many"}}),
+    )
+    .await;
     assert_eq!(next(&mut app).await.1["data"]["code"], "4.00");
     // A malformed TLV payload from the device: an error result, not a panic.
     command(&mut app, "faulty", json!({"reqID": 3, "msgType": "read", "data": {"path": "/3/0"}})).await;
@@ -201,7 +237,10 @@ async fn bad_commands_payloads_and_silent_devices_are_answered() {
     // A device that never answers: coap_timeout after the retransmissions.
     command(&mut app, "faulty", json!({"reqID": 4, "msgType": "read", "data": {"path": "/3/0/0"}})).await;
     let r = next(&mut app).await.1;
-    assert_eq!(r, json!({"reqID": 4, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "coap_timeout", "codeMsg": "coap_timeout"}}));
+    assert_eq!(
+        r,
+        json!({"reqID": 4, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "coap_timeout", "codeMsg": "coap_timeout"}})
+    );
     // And the gateway still serves it.
     command(&mut app, "faulty", json!({"reqID": 5, "msgType": "read", "data": {"path": "/3/0/0"}})).await;
     // (The socket still holds the unanswered request 4 and its retransmission.)
@@ -275,10 +314,14 @@ async fn bootstrap_then_register() {
         }
         steps.push(format!("{:?} /{}", req.header.code, path.join("/")));
     }
-    assert_eq!(steps, ["Request(Delete) /0", "Request(Delete) /1", "Request(Put) /0/1", "Request(Put) /1/0", "Request(Post) /bs"]);
+    assert_eq!(
+        steps,
+        ["Request(Delete) /0", "Request(Delete) /1", "Request(Put) /0/1", "Request(Put) /1/0", "Request(Post) /bs"]
+    );
     // The Security object instance, in TLV.
     let registry = roost_lwm2m::objects::Registry::builtin();
-    let records = roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security, &|p| registry.kind(p)).unwrap();
+    let records =
+        roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security, &|p| registry.kind(p)).unwrap();
     let uri = records.iter().find(|r| r.path.to_string() == "/0/1/0").map(|r| r.value.clone());
     assert_eq!(uri, Some(roost_lwm2m::types::Value::String("coap://127.0.0.1:5783".into())));
     // Provisioned, it registers as usual.
@@ -288,10 +331,13 @@ async fn bootstrap_then_register() {
 
 /// Runs libcoap's `coap-client-openssl` (bounded) and returns what it printed.
 async fn coap_client_openssl(args: Vec<String>) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new("coap-client-openssl").args(&args).kill_on_drop(true).output())
-        .await
-        .expect("coap-client-openssl finished within 30 s")
-        .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("coap-client-openssl").args(&args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("coap-client-openssl finished within 30 s")
+    .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
@@ -320,15 +366,22 @@ async fn a_listed_endpoint_is_bootstrapped_with_its_own_psk_and_registers_over_d
         }
     }
     let registry = roost_lwm2m::objects::Registry::builtin();
-    let records = roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security.unwrap(), &|p| registry.kind(p)).unwrap();
+    let records =
+        roost_lwm2m::content::decode(11542, "/0/1".parse().unwrap(), &security.unwrap(), &|p| registry.kind(p))
+            .unwrap();
     let value = |p: &str| records.iter().find(|r| r.path.to_string() == p).map(|r| r.value.clone());
     use roost_lwm2m::types::Value;
-    let (Some(Value::Opaque(id)), Some(Value::Opaque(key))) = (value("/0/1/3"), value("/0/1/5")) else { panic!("no PSK in {records:?}") };
+    let (Some(Value::Opaque(id)), Some(Value::Opaque(key))) = (value("/0/1/3"), value("/0/1/5")) else {
+        panic!("no PSK in {records:?}")
+    };
 
     // With what it was given, it registers over DTLS; its core client's username is its endpoint.
     let url = format!("coaps://{}/rd?ep=meter-1&lt=60&lwm2m=1.1&b=U", broker.lwm2ms_addr());
     let (id, key) = (String::from_utf8(id).unwrap(), String::from_utf8(key).unwrap());
-    let out = coap_client_openssl(["-m", "post", "-t", "40", "-e", "</3/0>", "-u", &id, "-k", &key, &url].map(String::from).to_vec()).await;
+    let out = coap_client_openssl(
+        ["-m", "post", "-t", "40", "-e", "</3/0>", "-u", &id, "-k", &key, &url].map(String::from).to_vec(),
+    )
+    .await;
     let (topic, ev) = next(&mut app).await;
     assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/meter-1/up/resp", Some("register")), "{ev}\n{out}");
     let (status, client) = broker.api().get("/api/v1/clients/meter-1").await;
@@ -337,7 +390,9 @@ async fn a_listed_endpoint_is_bootstrapped_with_its_own_psk_and_registers_over_d
 
 #[tokio::test]
 async fn auto_observe_on_registration() {
-    let broker = TestBroker::start_with("[lwm2m]\nauto_observe = \"/3303/0/5700\"\nupdate_msg_publish_condition = \"always\"\n").await;
+    let broker =
+        TestBroker::start_with("[lwm2m]\nauto_observe = \"/3303/0/5700\"\nupdate_msg_publish_condition = \"always\"\n")
+            .await;
     let mut app = app(&broker, "app").await;
     let mut dev = Device::new(broker.lwm2m_addr()).await;
     dev.register("auto", 300, "U").await;
@@ -423,7 +478,12 @@ async fn api_lists_registered_devices_and_sends_commands() {
     let api = broker.api();
     let anon = roost_e2e::api::Api::anonymous(broker.http_addr());
     assert_eq!(anon.get("/api/v1/lwm2m/devices").await.0, 401);
-    assert_eq!(anon.call("POST", "/api/v1/lwm2m/devices/api-1/commands", Some(&json!({"msgType": "read", "data": {}}))).await.0, 401);
+    assert_eq!(
+        anon.call("POST", "/api/v1/lwm2m/devices/api-1/commands", Some(&json!({"msgType": "read", "data": {}})))
+            .await
+            .0,
+        401
+    );
     let mut app = app(&broker, "app").await;
     let mut dev = Device::new(broker.lwm2m_addr()).await;
     dev.register("api-1", 300, "U").await;
@@ -433,7 +493,10 @@ async fn api_lists_registered_devices_and_sends_commands() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["meta"]["count"], 1);
     let d = &list["data"][0];
-    assert_eq!((d["ep"].clone(), d["lt"].clone(), d["b"].clone(), d["queueMode"].clone()), (json!("api-1"), json!(300), json!("U"), json!(false)));
+    assert_eq!(
+        (d["ep"].clone(), d["lt"].clone(), d["b"].clone(), d["queueMode"].clone()),
+        (json!("api-1"), json!(300), json!("U"), json!(false))
+    );
     assert_eq!(d["objectList"], json!(["/1/0", "/3/0", "/3303/0", "/5"]));
     assert_eq!(api.get("/api/v1/lwm2m/devices/api-1").await.1["registrationId"], d["registrationId"]);
     assert_eq!(api.get("/api/v1/lwm2m/devices/nobody").await.0, 404);
@@ -478,11 +541,22 @@ async fn lwm2m_node_lib_is_managed_from_mqtt() {
     assert_eq!(r["data"]["content"], json!([{"path": "/3303/0/5700", "value": 21.5}]));
     assert_eq!(line(&mut lines, "request").await, "request read /3303/0/5700 21.5");
 
-    command(&mut app, "node-1", json!({"reqID": 2, "msgType": "write", "data": {"path": "/3303/0/5701", "type": "String", "value": "Far"}})).await;
-    assert_eq!(next(&mut app).await.1["data"], json!({"reqPath": "/3303/0/5701", "code": "2.04", "codeMsg": "changed"}));
+    command(
+        &mut app,
+        "node-1",
+        json!({"reqID": 2, "msgType": "write", "data": {"path": "/3303/0/5701", "type": "String", "value": "Far"}}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut app).await.1["data"],
+        json!({"reqPath": "/3303/0/5701", "code": "2.04", "codeMsg": "changed"})
+    );
     assert_eq!(line(&mut lines, "request").await, "request write /3303/0/5701 Far");
     command(&mut app, "node-1", json!({"reqID": 3, "msgType": "read", "data": {"path": "/3/0/0"}})).await;
-    assert_eq!(next(&mut app).await.1["data"]["content"], json!([{"path": "/3/0/0", "value": "Telefonica lwm2m-node-lib"}]));
+    assert_eq!(
+        next(&mut app).await.1["data"]["content"],
+        json!([{"path": "/3/0/0", "value": "Telefonica lwm2m-node-lib"}])
+    );
     line(&mut lines, "request").await;
     command(&mut app, "node-1", json!({"reqID": 4, "msgType": "execute", "data": {"path": "/3/0/4"}})).await;
     assert_eq!(next(&mut app).await.1["data"]["code"], "2.04");
@@ -509,7 +583,8 @@ async fn registration_and_deregistration_over_dtls() {
     let psk = |key: &str| ["-u", "dev1", "-k", key].map(String::from).to_vec();
     let register = |key: &str| {
         let url = format!("{base}/rd?ep=secure-1&lt=60&lwm2m=1.1&b=U");
-        [["-m", "post", "-t", "40", "-e", "</3/0>", "-v", "7", url.as_str()].map(String::from).to_vec(), psk(key)].concat()
+        [["-m", "post", "-t", "40", "-e", "</3/0>", "-v", "7", url.as_str()].map(String::from).to_vec(), psk(key)]
+            .concat()
     };
     // A wrong key: no session, no registration.
     coap_client(register("wrong-key")).await;
@@ -518,11 +593,19 @@ async fn registration_and_deregistration_over_dtls() {
 
     let out = coap_client(register("secret-key-1")).await;
     let (topic, ev) = next(&mut app).await;
-    assert_eq!((topic.as_str(), ev["msgType"].as_str(), ev["data"]["ep"].as_str()), ("lwm2m/secure-1/up/resp", Some("register"), Some("secure-1")), "{ev}");
+    assert_eq!(
+        (topic.as_str(), ev["msgType"].as_str(), ev["data"]["ep"].as_str()),
+        ("lwm2m/secure-1/up/resp", Some("register"), Some("secure-1")),
+        "{ev}"
+    );
     assert_eq!(ev["data"]["objectList"], json!(["/3/0"]));
     // The core client carries the PSK identity's username (for auth and ACL %u).
     let (status, client) = broker.api().get("/api/v1/clients/secure-1").await;
-    assert_eq!((status, client["username"].as_str(), client["protocol"].as_str()), (200, Some("user1"), Some("lwm2m")), "{client}");
+    assert_eq!(
+        (status, client["username"].as_str(), client["protocol"].as_str()),
+        (200, Some("user1"), Some("lwm2m")),
+        "{client}"
+    );
     // The 2.01's Location-Path, from libcoap's verbose log: `Location-Path:rd, Location-Path:ID`.
     let id = out
         .split("Location-Path:")

@@ -25,14 +25,9 @@ async fn healthy(broker: &TestBroker) -> Client311 {
 /// The healthy client still publishes and receives, and got nothing from the bad client
 /// before that.
 async fn assert_still_works(client: &mut Client311) {
-    client
-        .publish("ok/t", mqtt311::qos(1), false, "still here")
-        .await;
+    client.publish("ok/t", mqtt311::qos(1), false, "still here").await;
     let p = client.expect_publish(WAIT).await;
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..]),
-        ("ok/t", &b"still here"[..])
-    );
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("ok/t", &b"still here"[..]));
     client.assert_no_publish(QUIET).await;
 }
 
@@ -41,10 +36,7 @@ async fn closed_silently_before_connect(addr: SocketAddr, bytes: &[u8]) {
     let mut bad = RawClient::connect(addr).await;
     let _ = bad.send_bytes(bytes).await;
     let sent = bad.expect_close(PROMPTLY).await;
-    assert!(
-        sent.is_empty(),
-        "nothing is said before a valid CONNECT: {sent:02x?}"
-    );
+    assert!(sent.is_empty(), "nothing is said before a valid CONNECT: {sent:02x?}");
 }
 
 /// Connects (3.1.1), sends `bytes`, expects the connection closed with nothing sent back.
@@ -56,10 +48,7 @@ async fn closed_after_connect_v4(addr: SocketAddr, bytes: &[u8]) {
 }
 
 /// Connects (5.0), sends `bytes`, expects the connection closed; returns the DISCONNECT reason.
-async fn closed_after_connect_v5(
-    addr: SocketAddr,
-    bytes: &[u8],
-) -> Option<v5::DisconnectReasonCode> {
+async fn closed_after_connect_v5(addr: SocketAddr, bytes: &[u8]) -> Option<v5::DisconnectReasonCode> {
     let (mut bad, _) = RawClient::connect_v5(addr, raw::connect_v5("bad"), None).await;
     let _ = bad.send_bytes(bytes).await;
     bad.expect_close_reason_v5(PROMPTLY).await
@@ -104,9 +93,7 @@ async fn truncated_publish_then_close_delivers_nothing() {
     let mut ok = healthy(&broker).await;
     let (mut bad, _) = RawClient::connect_v4(broker.addr(), raw::connect_v4("half")).await;
     // Declares 20 bytes (topic "ok/t", payload of 14), sends 10.
-    let _ = bad
-        .send_bytes(&[0x30, 20, 0x00, 0x04, b'o', b'k', b'/', b't', b'a', b'b'])
-        .await;
+    let _ = bad.send_bytes(&[0x30, 20, 0x00, 0x04, b'o', b'k', b'/', b't', b'a', b'b']).await;
     bad.shutdown_write().await;
     bad.expect_close(PROMPTLY).await;
     assert_still_works(&mut ok).await;

@@ -27,7 +27,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &st
         .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
         .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
     match sample.value {
-        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
         ref other => panic!("{name}: unexpected {other:?}"),
     }
 }
@@ -157,7 +159,11 @@ async fn metrics_count_lwm2m_registrations_and_commands() {
     dev.update(&[], "").await;
     let (status, _) = broker
         .api()
-        .call("POST", "/api/v1/lwm2m/devices/m-1/commands", Some(&serde_json::json!({"msgType": "read", "data": {"path": "/3/0/0"}})))
+        .call(
+            "POST",
+            "/api/v1/lwm2m/devices/m-1/commands",
+            Some(&serde_json::json!({"msgType": "read", "data": {"path": "/3/0/0"}})),
+        )
         .await;
     assert_eq!(status, 202);
     dev.serve_one().await;

@@ -26,11 +26,7 @@ struct Sn {
 
 impl Sn {
     async fn new(gw: SocketAddr) -> Sn {
-        Sn {
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            gw,
-            node: None,
-        }
+        Sn { sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(), gw, node: None }
     }
     async fn raw(&self, bytes: &[u8]) {
         self.sock.send_to(bytes, self.gw).await.unwrap();
@@ -38,27 +34,17 @@ impl Sn {
     async fn send(&self, m: &Message) {
         let b = codec::to_bytes(m).unwrap();
         match &self.node {
-            Some(n) => {
-                self.raw(&codec::encode_encapsulated(0, n, &b).unwrap())
-                    .await
-            }
+            Some(n) => self.raw(&codec::encode_encapsulated(0, n, &b).unwrap()).await,
             None => self.raw(&b).await,
         }
     }
     async fn recv_within(&self, wait: Duration) -> Option<Message> {
         let mut buf = vec![0u8; 70_000];
-        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .unwrap();
+        let (n, _) = timeout(wait, self.sock.recv_from(&mut buf)).await.ok()?.unwrap();
         let b = Bytes::copy_from_slice(&buf[..n]);
         let inner = match codec::decode_encapsulated(&b).unwrap() {
             Some(e) => {
-                assert_eq!(
-                    Some(e.node_id.to_vec()),
-                    self.node,
-                    "reply to the right node"
-                );
+                assert_eq!(Some(e.node_id.to_vec()), self.node, "reply to the right node");
                 e.inner
             }
             None => b,
@@ -66,9 +52,7 @@ impl Sn {
         Some(codec::decode(&inner).unwrap())
     }
     async fn recv(&self) -> Message {
-        self.recv_within(WAIT)
-            .await
-            .expect("a reply from the gateway")
+        self.recv_within(WAIT).await.expect("a reply from the gateway")
     }
     async fn quiet(&self) {
         if let Some(m) = self.recv_within(QUIET).await {
@@ -77,37 +61,22 @@ impl Sn {
     }
     async fn connect(&self, id: &str, clean: bool, keep_alive: u16) {
         self.send(&Message::Connect(Connect {
-            flags: Flags {
-                clean_session: clean,
-                ..Flags::default()
-            },
+            flags: Flags { clean_session: clean, ..Flags::default() },
             duration: keep_alive,
             client_id: id.into(),
         }))
         .await;
-        assert_eq!(
-            self.recv().await,
-            Message::ConnAck {
-                rc: ReturnCode::Accepted
-            }
-        );
+        assert_eq!(self.recv().await, Message::ConnAck { rc: ReturnCode::Accepted });
     }
     async fn subscribe(&self, filter: &str, q: SnQos) -> u16 {
         self.send(&Message::Subscribe {
-            flags: Flags {
-                qos: q,
-                ..Flags::default()
-            },
+            flags: Flags { qos: q, ..Flags::default() },
             msg_id: 1,
             topic: TopicRef::Name(filter.into()),
         })
         .await;
         match self.recv().await {
-            Message::SubAck {
-                topic_id,
-                rc: ReturnCode::Accepted,
-                ..
-            } => topic_id,
+            Message::SubAck { topic_id, rc: ReturnCode::Accepted, .. } => topic_id,
             other => panic!("{other:?}"),
         }
     }
@@ -115,15 +84,8 @@ impl Sn {
     async fn take_publish(&self) -> Option<String> {
         loop {
             match self.recv_within(WAIT).await? {
-                Message::Register {
-                    topic_id, msg_id, ..
-                } => {
-                    self.send(&Message::RegAck {
-                        topic_id,
-                        msg_id,
-                        rc: ReturnCode::Accepted,
-                    })
-                    .await
+                Message::Register { topic_id, msg_id, .. } => {
+                    self.send(&Message::RegAck { topic_id, msg_id, rc: ReturnCode::Accepted }).await
                 }
                 Message::Publish(p) => {
                     if p.flags.qos == SnQos::AtLeastOnce {
@@ -142,23 +104,13 @@ impl Sn {
     }
     /// Wakes a sleeper: PINGREQ with its id; every PUBLISH until PINGRESP.
     async fn wake(&self, id: &str) -> Vec<String> {
-        self.send(&Message::PingReq {
-            client_id: Some(id.into()),
-        })
-        .await;
+        self.send(&Message::PingReq { client_id: Some(id.into()) }).await;
         let mut got = Vec::new();
         loop {
             match self.recv().await {
                 Message::PingResp => return got,
-                Message::Register {
-                    topic_id, msg_id, ..
-                } => {
-                    self.send(&Message::RegAck {
-                        topic_id,
-                        msg_id,
-                        rc: ReturnCode::Accepted,
-                    })
-                    .await
+                Message::Register { topic_id, msg_id, .. } => {
+                    self.send(&Message::RegAck { topic_id, msg_id, rc: ReturnCode::Accepted }).await
                 }
                 Message::Publish(p) => {
                     if p.flags.qos == SnQos::AtLeastOnce {
@@ -176,27 +128,14 @@ impl Sn {
         }
     }
     async fn sleep(&self, secs: u16) {
-        self.send(&Message::Disconnect {
-            duration: Some(secs),
-        })
-        .await;
+        self.send(&Message::Disconnect { duration: Some(secs) }).await;
         assert_eq!(self.recv().await, Message::Disconnect { duration: None });
     }
 }
 
-fn publish(
-    qos: SnQos,
-    tt: TopicIdType,
-    topic_id: u16,
-    msg_id: u16,
-    data: &'static [u8],
-) -> Message {
+fn publish(qos: SnQos, tt: TopicIdType, topic_id: u16, msg_id: u16, data: &'static [u8]) -> Message {
     Message::Publish(Publish {
-        flags: Flags {
-            qos,
-            topic_id_type: tt,
-            ..Flags::default()
-        },
+        flags: Flags { qos, topic_id_type: tt, ..Flags::default() },
         topic_id,
         msg_id,
         data: Bytes::from_static(data),
@@ -228,65 +167,20 @@ async fn mqttsn_malformed_datagrams_are_dropped_or_refused_and_others_unaffected
     bad.quiet().await;
     assert_eq!(broker.mqttsn_counters().malformed.load(Relaxed), 8);
     // Topic id 0 and unknown ids: PUBACK "invalid topic id".
-    bad.send(&publish(
-        SnQos::AtLeastOnce,
-        TopicIdType::Normal,
-        0,
-        7,
-        b"x",
-    ))
-    .await;
-    assert_eq!(
-        bad.recv().await,
-        Message::PubAck {
-            topic_id: 0,
-            msg_id: 7,
-            rc: ReturnCode::InvalidTopicId
-        }
-    );
-    bad.send(&publish(
-        SnQos::AtMostOnce,
-        TopicIdType::Predefined,
-        42,
-        0,
-        b"x",
-    ))
-    .await;
-    assert_eq!(
-        bad.recv().await,
-        Message::PubAck {
-            topic_id: 42,
-            msg_id: 0,
-            rc: ReturnCode::InvalidTopicId
-        }
-    );
+    bad.send(&publish(SnQos::AtLeastOnce, TopicIdType::Normal, 0, 7, b"x")).await;
+    assert_eq!(bad.recv().await, Message::PubAck { topic_id: 0, msg_id: 7, rc: ReturnCode::InvalidTopicId });
+    bad.send(&publish(SnQos::AtMostOnce, TopicIdType::Predefined, 42, 0, b"x")).await;
+    assert_eq!(bad.recv().await, Message::PubAck { topic_id: 42, msg_id: 0, rc: ReturnCode::InvalidTopicId });
     // The bad peer's session still works, and the good one never noticed.
-    bad.send(&publish(
-        SnQos::AtLeastOnce,
-        TopicIdType::Short,
-        u16::from_be_bytes(*b"ab"),
-        8,
-        b"fine",
-    ))
-    .await;
+    bad.send(&publish(SnQos::AtLeastOnce, TopicIdType::Short, u16::from_be_bytes(*b"ab"), 8, b"fine")).await;
     assert_eq!(
         bad.recv().await,
-        Message::PubAck {
-            topic_id: u16::from_be_bytes(*b"ab"),
-            msg_id: 8,
-            rc: ReturnCode::Accepted
-        }
+        Message::PubAck { topic_id: u16::from_be_bytes(*b"ab"), msg_id: 8, rc: ReturnCode::Accepted }
     );
     assert_eq!(good.take_publish().await.as_deref(), Some("fine"));
     // A stranger's non-CONNECT message is dropped without a reply and creates nothing.
     let stranger = Sn::new(gw).await;
-    stranger
-        .send(&Message::Register {
-            topic_id: 0,
-            msg_id: 1,
-            topic_name: "a".into(),
-        })
-        .await;
+    stranger.send(&Message::Register { topic_id: 0, msg_id: 1, topic_name: "a".into() }).await;
     stranger.quiet().await;
     assert_eq!(broker.broker().session_count(), 2);
     broker.stop().await;
@@ -305,8 +199,7 @@ async fn mqttsn_sleeping_client_receives_exactly_what_was_published_while_asleep
     assert_eq!(sleeper.take_publish().await.as_deref(), Some("before"));
     sleeper.sleep(60).await;
     for i in 0..3 {
-        mqtt.publish("cmd/sleeper", qos((i % 2) as u8), false, format!("s{i}"))
-            .await;
+        mqtt.publish("cmd/sleeper", qos((i % 2) as u8), false, format!("s{i}")).await;
     }
     sleeper.quiet().await;
     assert_eq!(sleeper.wake("sleeper").await, ["s0", "s1", "s2"]);
@@ -315,14 +208,10 @@ async fn mqttsn_sleeping_client_receives_exactly_what_was_published_while_asleep
     // Beyond the limit (5): the oldest are dropped and counted.
     let before = broker.queue_drops();
     for i in 0..8 {
-        mqtt.publish("cmd/sleeper", qos(1), false, format!("b{i}"))
-            .await;
+        mqtt.publish("cmd/sleeper", qos(1), false, format!("b{i}")).await;
     }
     assert_eq!(broker.queue_drops() - before, 3);
-    assert_eq!(
-        sleeper.wake("sleeper").await,
-        ["b3", "b4", "b5", "b6", "b7"]
-    );
+    assert_eq!(sleeper.wake("sleeper").await, ["b3", "b4", "b5", "b6", "b7"]);
     // A PINGREQ without the id while asleep is only a ping.
     mqtt.publish("cmd/sleeper", qos(1), false, "later").await;
     sleeper.send(&Message::PingReq { client_id: None }).await;
@@ -342,41 +231,22 @@ async fn mqttsn_sleeper_that_overstays_is_lost_and_its_will_fires() {
     watcher.subscribe("will/#", qos(0)).await;
     let sn = Sn::new(broker.mqttsn_addr()).await;
     sn.send(&Message::Connect(Connect {
-        flags: Flags {
-            will: true,
-            ..Flags::default()
-        },
+        flags: Flags { will: true, ..Flags::default() },
         duration: 30,
         client_id: "nap".into(),
     }))
     .await;
     assert_eq!(sn.recv().await, Message::WillTopicReq);
-    sn.send(&Message::WillTopic(Some(WillTopic {
-        flags: Flags::default(),
-        topic: "will/nap".into(),
-    })))
-    .await;
+    sn.send(&Message::WillTopic(Some(WillTopic { flags: Flags::default(), topic: "will/nap".into() }))).await;
     assert_eq!(sn.recv().await, Message::WillMsgReq);
-    sn.send(&Message::WillMsg(Bytes::from_static(b"overslept")))
-        .await;
-    assert_eq!(
-        sn.recv().await,
-        Message::ConnAck {
-            rc: ReturnCode::Accepted
-        }
-    );
+    sn.send(&Message::WillMsg(Bytes::from_static(b"overslept"))).await;
+    assert_eq!(sn.recv().await, Message::ConnAck { rc: ReturnCode::Accepted });
     sn.sleep(1).await;
     watcher.assert_no_publish(Duration::from_millis(1000)).await;
     let p = watcher.expect_publish(WAIT).await;
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..]),
-        ("will/nap", &b"overslept"[..])
-    );
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("will/nap", &b"overslept"[..]));
     // The lost client is gone: a wake now is not answered.
-    sn.send(&Message::PingReq {
-        client_id: Some("nap".into()),
-    })
-    .await;
+    sn.send(&Message::PingReq { client_id: Some("nap".into()) }).await;
     sn.quiet().await;
     broker.stop().await;
 }
@@ -387,51 +257,21 @@ async fn mqttsn_searchgw_and_forwarder_encapsulation() {
     let gw = broker.mqttsn_addr();
     let probe = Sn::new(gw).await;
     probe.send(&Message::SearchGw { radius: 1 }).await;
-    assert_eq!(
-        probe.recv().await,
-        Message::GwInfo {
-            gw_id: 42,
-            gw_addr: Bytes::new()
-        }
-    );
+    assert_eq!(probe.recv().await, Message::GwInfo { gw_id: 42, gw_addr: Bytes::new() });
     // Two nodes behind one forwarder socket are two clients.
     let mut a = Sn::new(gw).await;
     a.node = Some(b"node-a".to_vec());
     a.connect("node-a", true, 60).await;
     a.subscribe("fw/#", SnQos::AtMostOnce).await;
     let forwarder = a.sock;
-    let mut b = Sn {
-        sock: forwarder,
-        gw,
-        node: Some(b"node-b".to_vec()),
-    };
+    let mut b = Sn { sock: forwarder, gw, node: Some(b"node-b".to_vec()) };
     b.connect("node-b", true, 60).await;
-    b.send(&publish(
-        SnQos::AtLeastOnce,
-        TopicIdType::Short,
-        u16::from_be_bytes(*b"zz"),
-        3,
-        b"x",
-    ))
-    .await;
-    assert!(matches!(
-        b.recv().await,
-        Message::PubAck {
-            rc: ReturnCode::Accepted,
-            ..
-        }
-    ));
+    b.send(&publish(SnQos::AtLeastOnce, TopicIdType::Short, u16::from_be_bytes(*b"zz"), 3, b"x")).await;
+    assert!(matches!(b.recv().await, Message::PubAck { rc: ReturnCode::Accepted, .. }));
     let mut mqtt = Client311::connect(broker.addr(), "m").await;
     mqtt.publish("fw/1", qos(0), false, "to-a").await;
     b.node = Some(b"node-a".to_vec());
     assert_eq!(b.take_publish().await.as_deref(), Some("to-a"));
-    assert_eq!(
-        broker
-            .broker()
-            .metrics()
-            .snapshot()
-            .dropped(DropReason::QueueFull),
-        0
-    );
+    assert_eq!(broker.broker().metrics().snapshot().dropped(DropReason::QueueFull), 0);
     broker.stop().await;
 }

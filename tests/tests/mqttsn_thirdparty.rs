@@ -39,10 +39,7 @@ impl Peer {
     async fn line(&mut self) -> String {
         match timeout(Duration::from_secs(10), self.lines.next_line()).await {
             Ok(Ok(Some(l))) => l,
-            other => panic!(
-                "peer said nothing more: {other:?}; exit: {:?}",
-                self.child.try_wait()
-            ),
+            other => panic!("peer said nothing more: {other:?}; exit: {:?}", self.child.try_wait()),
         }
     }
 
@@ -53,18 +50,12 @@ impl Peer {
 
     async fn say(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         stdin.flush().await.unwrap();
     }
 
     async fn finish(mut self) {
-        let status = timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        let status = timeout(Duration::from_secs(10), self.child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "peer exited with {status}");
     }
 }
@@ -85,21 +76,13 @@ async fn mqttsn_thirdparty_connect_register_publish_subscribe() {
     let mut seen = Vec::new();
     for _ in 0..4 {
         let p = watcher.expect_publish(WAIT).await;
-        seen.push((
-            p.topic.clone(),
-            String::from_utf8_lossy(&p.payload).into_owned(),
-        ));
+        seen.push((p.topic.clone(), String::from_utf8_lossy(&p.payload).into_owned()));
     }
     seen.sort();
     assert_eq!(
         seen,
-        [
-            ("sh", "short"),
-            ("sn/py/data", "qos0"),
-            ("sn/py/data", "qos1"),
-            ("sn/py/data", "qos2")
-        ]
-        .map(|(t, p)| (t.to_string(), p.to_string()))
+        [("sh", "short"), ("sn/py/data", "qos0"), ("sn/py/data", "qos1"), ("sn/py/data", "qos2")]
+            .map(|(t, p)| (t.to_string(), p.to_string()))
     );
     peer.expect("ready").await;
     // An MQTT publisher on a topic the MQTT-SN client never registered: the gateway
@@ -122,15 +105,8 @@ async fn mqttsn_thirdparty_qos_minus_one_to_predefined_topic() {
     peer.expect("sent").await;
     peer.finish().await;
     let p = watcher.expect_publish(WAIT).await;
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..]),
-        ("sn/predef", &b"no connect"[..])
-    );
-    assert_eq!(
-        broker.broker().session_count(),
-        1,
-        "no session for the QoS -1 sender"
-    );
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("sn/predef", &b"no connect"[..]));
+    assert_eq!(broker.broker().session_count(), 1, "no session for the QoS -1 sender");
     broker.stop().await;
 }
 
@@ -141,9 +117,7 @@ async fn mqttsn_thirdparty_sleeping_client_wakes_to_its_messages() {
     peer.expect("asleep").await;
     let mut mqtt_pub = Client311::connect(broker.addr(), "mqtt-pub").await;
     for i in 0..3 {
-        mqtt_pub
-            .publish("sn/sleep", qos(1), false, format!("m{i}"))
-            .await;
+        mqtt_pub.publish("sn/sleep", qos(1), false, format!("m{i}")).await;
     }
     peer.say("wake").await;
     for i in 0..3 {

@@ -18,7 +18,8 @@ use roost_e2e::lwm2m_peer::{line, spawn as spawn_peer};
 
 async fn recv(server: &UdpSocket) -> (Packet, SocketAddr) {
     let mut buf = vec![0u8; 4096];
-    let (n, from) = tokio::time::timeout(WAIT, server.recv_from(&mut buf)).await.expect("a datagram from the peer").unwrap();
+    let (n, from) =
+        tokio::time::timeout(WAIT, server.recv_from(&mut buf)).await.expect("a datagram from the peer").unwrap();
     (codec::decode(&buf[..n]).unwrap(), from)
 }
 
@@ -94,7 +95,10 @@ async fn lwm2m_node_lib_registers_answers_requests_and_deregisters() {
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let (del, from) = recv(&server).await;
-    assert_eq!((del.header.code, codec::uri_path(&del).unwrap()), (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "p1".to_string()]));
+    assert_eq!(
+        (del.header.code, codec::uri_path(&del).unwrap()),
+        (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "p1".to_string()])
+    );
     answer(&server, from, &del, ResponseType::Deleted, &[]).await;
     assert_eq!(line(&mut lines, "deregistered").await, "deregistered");
     tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();

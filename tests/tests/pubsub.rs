@@ -15,9 +15,7 @@ async fn topics_received_v311(addr: SocketAddr, filter: &str, publish: &[&str]) 
     sub.subscribe(filter, mqtt311::qos(1)).await;
     let mut publisher = Client311::connect(addr, &format!("pub {filter}")).await;
     for topic in publish {
-        publisher
-            .publish(topic, mqtt311::qos(1), false, topic.as_bytes())
-            .await;
+        publisher.publish(topic, mqtt311::qos(1), false, topic.as_bytes()).await;
     }
     let got = sub.collect_publishes(QUIET, WAIT).await;
     got.into_iter().map(|p| p.topic).collect()
@@ -29,14 +27,10 @@ async fn topics_received_v5(addr: SocketAddr, filter: &str, publish: &[&str]) ->
     sub.subscribe(filter, mqtt5::qos(1)).await;
     let mut publisher = Client5::connect(addr, &format!("pub {filter}")).await;
     for topic in publish {
-        publisher
-            .publish(topic, mqtt5::qos(1), false, topic.as_bytes())
-            .await;
+        publisher.publish(topic, mqtt5::qos(1), false, topic.as_bytes()).await;
     }
     let got = sub.collect_publishes(QUIET, WAIT).await;
-    got.into_iter()
-        .map(|p| String::from_utf8_lossy(&p.topic).into_owned())
-        .collect()
+    got.into_iter().map(|p| String::from_utf8_lossy(&p.topic).into_owned()).collect()
 }
 
 #[tokio::test]
@@ -45,9 +39,7 @@ async fn publish_reaches_subscriber_v311() {
     let mut sub = Client311::connect(broker.addr(), "sub").await;
     sub.subscribe("t/1", mqtt311::qos(0)).await;
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("t/1", mqtt311::qos(0), false, "hello")
-        .await;
+    publisher.publish("t/1", mqtt311::qos(0), false, "hello").await;
 
     let got = sub.expect_publish(WAIT).await;
     assert_eq!(got.topic, "t/1");
@@ -62,9 +54,7 @@ async fn publish_reaches_subscriber_v5() {
     let mut sub = Client5::connect(broker.addr(), "sub").await;
     sub.subscribe("t/1", mqtt5::qos(0)).await;
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("t/1", mqtt5::qos(0), false, "hello")
-        .await;
+    publisher.publish("t/1", mqtt5::qos(0), false, "hello").await;
 
     let got = sub.expect_publish(WAIT).await;
     assert_eq!(&got.topic[..], b"t/1");
@@ -82,18 +72,13 @@ async fn delivery_across_protocol_versions() {
     sub5.subscribe("x/#", mqtt5::qos(1)).await;
 
     let mut pub311 = Client311::connect(broker.addr(), "pub311").await;
-    pub311
-        .publish("x/from311", mqtt311::qos(1), false, "a")
-        .await;
+    pub311.publish("x/from311", mqtt311::qos(1), false, "a").await;
     let mut pub5 = Client5::connect(broker.addr(), "pub5").await;
     pub5.publish("x/from5", mqtt5::qos(1), false, "b").await;
 
     for expected in ["x/from311", "x/from5"] {
         assert_eq!(sub311.expect_publish(WAIT).await.topic, expected);
-        assert_eq!(
-            &sub5.expect_publish(WAIT).await.topic[..],
-            expected.as_bytes()
-        );
+        assert_eq!(&sub5.expect_publish(WAIT).await.topic[..], expected.as_bytes());
     }
     broker.stop().await;
 }
@@ -104,20 +89,14 @@ const PLUS_MATCHES: &[&str] = &["a/b/c", "a//c"];
 #[tokio::test]
 async fn plus_matches_exactly_one_level_v311() {
     let broker = TestBroker::start().await;
-    assert_eq!(
-        topics_received_v311(broker.addr(), "a/+/c", PLUS_TOPICS).await,
-        PLUS_MATCHES
-    );
+    assert_eq!(topics_received_v311(broker.addr(), "a/+/c", PLUS_TOPICS).await, PLUS_MATCHES);
     broker.stop().await;
 }
 
 #[tokio::test]
 async fn plus_matches_exactly_one_level_v5() {
     let broker = TestBroker::start().await;
-    assert_eq!(
-        topics_received_v5(broker.addr(), "a/+/c", PLUS_TOPICS).await,
-        PLUS_MATCHES
-    );
+    assert_eq!(topics_received_v5(broker.addr(), "a/+/c", PLUS_TOPICS).await, PLUS_MATCHES);
     broker.stop().await;
 }
 
@@ -128,20 +107,14 @@ const HASH_MATCHES: &[&str] = &["a", "a/b", "a/b/c"];
 #[tokio::test]
 async fn hash_matches_parent_and_all_descendants_v311() {
     let broker = TestBroker::start().await;
-    assert_eq!(
-        topics_received_v311(broker.addr(), "a/#", HASH_TOPICS).await,
-        HASH_MATCHES
-    );
+    assert_eq!(topics_received_v311(broker.addr(), "a/#", HASH_TOPICS).await, HASH_MATCHES);
     broker.stop().await;
 }
 
 #[tokio::test]
 async fn hash_matches_parent_and_all_descendants_v5() {
     let broker = TestBroker::start().await;
-    assert_eq!(
-        topics_received_v5(broker.addr(), "a/#", HASH_TOPICS).await,
-        HASH_MATCHES
-    );
+    assert_eq!(topics_received_v5(broker.addr(), "a/#", HASH_TOPICS).await, HASH_MATCHES);
     broker.stop().await;
 }
 
@@ -153,22 +126,10 @@ const DOLLAR_TOPICS: &[&str] = &["$foo/x", "foo/x"];
 async fn dollar_topics_skip_leading_wildcards_v311() {
     let broker = TestBroker::start().await;
     let addr = broker.addr();
-    assert_eq!(
-        topics_received_v311(addr, "#", DOLLAR_TOPICS).await,
-        ["foo/x"]
-    );
-    assert_eq!(
-        topics_received_v311(addr, "+/x", DOLLAR_TOPICS).await,
-        ["foo/x"]
-    );
-    assert_eq!(
-        topics_received_v311(addr, "$foo/#", DOLLAR_TOPICS).await,
-        ["$foo/x"]
-    );
-    assert_eq!(
-        topics_received_v311(addr, "$foo/+", DOLLAR_TOPICS).await,
-        ["$foo/x"]
-    );
+    assert_eq!(topics_received_v311(addr, "#", DOLLAR_TOPICS).await, ["foo/x"]);
+    assert_eq!(topics_received_v311(addr, "+/x", DOLLAR_TOPICS).await, ["foo/x"]);
+    assert_eq!(topics_received_v311(addr, "$foo/#", DOLLAR_TOPICS).await, ["$foo/x"]);
+    assert_eq!(topics_received_v311(addr, "$foo/+", DOLLAR_TOPICS).await, ["$foo/x"]);
     broker.stop().await;
 }
 
@@ -176,22 +137,10 @@ async fn dollar_topics_skip_leading_wildcards_v311() {
 async fn dollar_topics_skip_leading_wildcards_v5() {
     let broker = TestBroker::start().await;
     let addr = broker.addr();
-    assert_eq!(
-        topics_received_v5(addr, "#", DOLLAR_TOPICS).await,
-        ["foo/x"]
-    );
-    assert_eq!(
-        topics_received_v5(addr, "+/x", DOLLAR_TOPICS).await,
-        ["foo/x"]
-    );
-    assert_eq!(
-        topics_received_v5(addr, "$foo/#", DOLLAR_TOPICS).await,
-        ["$foo/x"]
-    );
-    assert_eq!(
-        topics_received_v5(addr, "$foo/+", DOLLAR_TOPICS).await,
-        ["$foo/x"]
-    );
+    assert_eq!(topics_received_v5(addr, "#", DOLLAR_TOPICS).await, ["foo/x"]);
+    assert_eq!(topics_received_v5(addr, "+/x", DOLLAR_TOPICS).await, ["foo/x"]);
+    assert_eq!(topics_received_v5(addr, "$foo/#", DOLLAR_TOPICS).await, ["$foo/x"]);
+    assert_eq!(topics_received_v5(addr, "$foo/+", DOLLAR_TOPICS).await, ["$foo/x"]);
     broker.stop().await;
 }
 
@@ -203,12 +152,8 @@ async fn unsubscribe_stops_delivery_v311() {
     sub.subscribe("u/2", mqtt311::qos(1)).await;
     sub.unsubscribe("u/1").await;
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("u/1", mqtt311::qos(1), false, "gone")
-        .await;
-    publisher
-        .publish("u/2", mqtt311::qos(1), false, "kept")
-        .await;
+    publisher.publish("u/1", mqtt311::qos(1), false, "gone").await;
+    publisher.publish("u/2", mqtt311::qos(1), false, "kept").await;
 
     // u/1 was routed before u/2 by the same publisher, so had it been delivered it would
     // arrive first; the short quiet wait covers a broker that reorders across topics.

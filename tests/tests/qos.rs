@@ -21,9 +21,7 @@ async fn delivered_qos_is_min_of_publish_and_subscription_v311() {
     }
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
     for pub_qos in 0..=2u8 {
-        publisher
-            .publish(&format!("q/{pub_qos}"), mqtt311::qos(pub_qos), false, "m")
-            .await;
+        publisher.publish(&format!("q/{pub_qos}"), mqtt311::qos(pub_qos), false, "m").await;
     }
 
     for (sub_qos, sub) in &mut subs {
@@ -34,11 +32,7 @@ async fn delivered_qos_is_min_of_publish_and_subscription_v311() {
         }
         for pub_qos in 0..=2u8 {
             let topic = format!("q/{pub_qos}");
-            assert_eq!(
-                delivered.get(&topic),
-                Some(&pub_qos.min(*sub_qos)),
-                "sub QoS {sub_qos}, {topic}"
-            );
+            assert_eq!(delivered.get(&topic), Some(&pub_qos.min(*sub_qos)), "sub QoS {sub_qos}, {topic}");
         }
         sub.assert_no_publish(QUIET).await;
     }
@@ -56,9 +50,7 @@ async fn delivered_qos_is_min_of_publish_and_subscription_v5() {
     }
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
     for pub_qos in 0..=2u8 {
-        publisher
-            .publish(&format!("q/{pub_qos}"), mqtt5::qos(pub_qos), false, "m")
-            .await;
+        publisher.publish(&format!("q/{pub_qos}"), mqtt5::qos(pub_qos), false, "m").await;
     }
 
     for (sub_qos, sub) in &mut subs {
@@ -69,11 +61,7 @@ async fn delivered_qos_is_min_of_publish_and_subscription_v5() {
         }
         for pub_qos in 0..=2u8 {
             let topic = format!("q/{pub_qos}");
-            assert_eq!(
-                delivered.get(&topic),
-                Some(&pub_qos.min(*sub_qos)),
-                "sub QoS {sub_qos}, {topic}"
-            );
+            assert_eq!(delivered.get(&topic), Some(&pub_qos.min(*sub_qos)), "sub QoS {sub_qos}, {topic}");
         }
         sub.assert_no_publish(QUIET).await;
     }
@@ -92,32 +80,16 @@ async fn broker_acks_incoming_qos1_and_qos2_v311() {
     let mut p1 = v4::Publish::new("ack/1", mqtt311::qos(1), "one");
     p1.pkid = 10;
     publisher.send_v4(&v4::Packet::Publish(p1)).await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubAck(v4::PubAck::new(10))
-    );
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubAck(v4::PubAck::new(10)));
 
     let mut p2 = v4::Publish::new("ack/2", mqtt311::qos(2), "two");
     p2.pkid = 11;
     publisher.send_v4(&v4::Packet::Publish(p2)).await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubRec(v4::PubRec::new(11))
-    );
-    publisher
-        .send_v4(&v4::Packet::PubRel(v4::PubRel::new(11)))
-        .await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubComp(v4::PubComp::new(11))
-    );
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubRec(v4::PubRec::new(11)));
+    publisher.send_v4(&v4::Packet::PubRel(v4::PubRel::new(11))).await;
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubComp(v4::PubComp::new(11)));
 
-    let got: Vec<_> = sub
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .into_iter()
-        .map(|p| (p.topic, p.qos as u8))
-        .collect();
+    let got: Vec<_> = sub.collect_publishes(QUIET, WAIT).await.into_iter().map(|p| (p.topic, p.qos as u8)).collect();
     assert_eq!(got, [("ack/1".to_string(), 1), ("ack/2".to_string(), 2)]);
     broker.stop().await;
 }
@@ -127,8 +99,7 @@ async fn broker_acks_incoming_qos1_and_qos2_v5() {
     let broker = TestBroker::start().await;
     let mut sub = Client5::connect(broker.addr(), "sub").await;
     sub.subscribe("ack/#", mqtt5::qos(2)).await;
-    let (mut publisher, _) =
-        RawClient::connect_v5(broker.addr(), raw::connect_v5("pub"), None).await;
+    let (mut publisher, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("pub"), None).await;
 
     let mut p1 = v5::Publish::new("ack/1", mqtt5::qos(1), "one", None);
     p1.pkid = 10;
@@ -151,9 +122,7 @@ async fn broker_acks_incoming_qos1_and_qos2_v5() {
         }
         other => panic!("expected PUBREC, got {other:?}"),
     }
-    publisher
-        .send_v5(&v5::Packet::PubRel(v5::PubRel::new(11, None)))
-        .await;
+    publisher.send_v5(&v5::Packet::PubRel(v5::PubRel::new(11, None))).await;
     match publisher.recv_v5(WAIT).await {
         v5::Packet::PubComp(comp) => {
             assert_eq!(comp.pkid, 11);
@@ -162,12 +131,8 @@ async fn broker_acks_incoming_qos1_and_qos2_v5() {
         other => panic!("expected PUBCOMP, got {other:?}"),
     }
 
-    let got: Vec<_> = sub
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .into_iter()
-        .map(|p| (raw::topic_v5(&p), p.qos as u8))
-        .collect();
+    let got: Vec<_> =
+        sub.collect_publishes(QUIET, WAIT).await.into_iter().map(|p| (raw::topic_v5(&p), p.qos as u8)).collect();
     assert_eq!(got, [("ack/1".to_string(), 1), ("ack/2".to_string(), 2)]);
     broker.stop().await;
 }
@@ -178,39 +143,22 @@ async fn broker_acks_incoming_qos1_and_qos2_v5() {
 async fn broker_completes_outgoing_qos1_and_qos2_v311() {
     let broker = TestBroker::start().await;
     let (mut sub, _) = RawClient::connect_v4(broker.addr(), raw::connect_v4("sub")).await;
-    sub.send_v4(&raw::subscribe_v4(1, "out/#", mqtt311::qos(2)))
-        .await;
+    sub.send_v4(&raw::subscribe_v4(1, "out/#", mqtt311::qos(2))).await;
     assert!(matches!(sub.recv_v4(WAIT).await, v4::Packet::SubAck(ack) if ack.pkid == 1));
 
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("out/1", mqtt311::qos(1), false, "one")
-        .await;
+    publisher.publish("out/1", mqtt311::qos(1), false, "one").await;
     let p1 = sub.expect_publish_v4(WAIT).await;
-    assert_eq!(
-        (p1.topic.as_str(), p1.qos as u8, p1.dup),
-        ("out/1", 1, false)
-    );
+    assert_eq!((p1.topic.as_str(), p1.qos as u8, p1.dup), ("out/1", 1, false));
     assert_ne!(p1.pkid, 0);
-    sub.send_v4(&v4::Packet::PubAck(v4::PubAck::new(p1.pkid)))
-        .await;
+    sub.send_v4(&v4::Packet::PubAck(v4::PubAck::new(p1.pkid))).await;
 
-    publisher
-        .publish("out/2", mqtt311::qos(2), false, "two")
-        .await;
+    publisher.publish("out/2", mqtt311::qos(2), false, "two").await;
     let p2 = sub.expect_publish_v4(WAIT).await;
-    assert_eq!(
-        (p2.topic.as_str(), p2.qos as u8, p2.dup),
-        ("out/2", 2, false)
-    );
-    sub.send_v4(&v4::Packet::PubRec(v4::PubRec::new(p2.pkid)))
-        .await;
-    assert_eq!(
-        sub.recv_v4(WAIT).await,
-        v4::Packet::PubRel(v4::PubRel::new(p2.pkid))
-    );
-    sub.send_v4(&v4::Packet::PubComp(v4::PubComp::new(p2.pkid)))
-        .await;
+    assert_eq!((p2.topic.as_str(), p2.qos as u8, p2.dup), ("out/2", 2, false));
+    sub.send_v4(&v4::Packet::PubRec(v4::PubRec::new(p2.pkid))).await;
+    assert_eq!(sub.recv_v4(WAIT).await, v4::Packet::PubRel(v4::PubRel::new(p2.pkid)));
+    sub.send_v4(&v4::Packet::PubComp(v4::PubComp::new(p2.pkid))).await;
 
     sub.assert_silent(QUIET).await;
     broker.stop().await;
@@ -220,42 +168,24 @@ async fn broker_completes_outgoing_qos1_and_qos2_v311() {
 async fn broker_completes_outgoing_qos1_and_qos2_v5() {
     let broker = TestBroker::start().await;
     let (mut sub, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("sub"), None).await;
-    sub.send_v5(&raw::subscribe_v5(
-        1,
-        v5::Filter::new("out/#", mqtt5::qos(2)),
-        None,
-    ))
-    .await;
+    sub.send_v5(&raw::subscribe_v5(1, v5::Filter::new("out/#", mqtt5::qos(2)), None)).await;
     assert!(matches!(sub.recv_v5(WAIT).await, v5::Packet::SubAck(ack) if ack.pkid == 1));
 
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("out/1", mqtt5::qos(1), false, "one")
-        .await;
+    publisher.publish("out/1", mqtt5::qos(1), false, "one").await;
     let p1 = sub.expect_publish_v5(WAIT).await;
-    assert_eq!(
-        (raw::topic_v5(&p1).as_str(), p1.qos as u8, p1.dup),
-        ("out/1", 1, false)
-    );
-    sub.send_v5(&v5::Packet::PubAck(v5::PubAck::new(p1.pkid, None)))
-        .await;
+    assert_eq!((raw::topic_v5(&p1).as_str(), p1.qos as u8, p1.dup), ("out/1", 1, false));
+    sub.send_v5(&v5::Packet::PubAck(v5::PubAck::new(p1.pkid, None))).await;
 
-    publisher
-        .publish("out/2", mqtt5::qos(2), false, "two")
-        .await;
+    publisher.publish("out/2", mqtt5::qos(2), false, "two").await;
     let p2 = sub.expect_publish_v5(WAIT).await;
-    assert_eq!(
-        (raw::topic_v5(&p2).as_str(), p2.qos as u8, p2.dup),
-        ("out/2", 2, false)
-    );
-    sub.send_v5(&v5::Packet::PubRec(v5::PubRec::new(p2.pkid, None)))
-        .await;
+    assert_eq!((raw::topic_v5(&p2).as_str(), p2.qos as u8, p2.dup), ("out/2", 2, false));
+    sub.send_v5(&v5::Packet::PubRec(v5::PubRec::new(p2.pkid, None))).await;
     match sub.recv_v5(WAIT).await {
         v5::Packet::PubRel(rel) => assert_eq!(rel.pkid, p2.pkid),
         other => panic!("expected PUBREL, got {other:?}"),
     }
-    sub.send_v5(&v5::Packet::PubComp(v5::PubComp::new(p2.pkid, None)))
-        .await;
+    sub.send_v5(&v5::Packet::PubComp(v5::PubComp::new(p2.pkid, None))).await;
 
     sub.assert_silent(QUIET).await;
     broker.stop().await;
@@ -271,26 +201,13 @@ async fn qos2_resent_before_pubrel_is_delivered_once_v311() {
 
     let mut publish = v4::Publish::new("once", mqtt311::qos(2), "x");
     publish.pkid = 5;
-    publisher
-        .send_v4(&v4::Packet::Publish(publish.clone()))
-        .await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubRec(v4::PubRec::new(5))
-    );
+    publisher.send_v4(&v4::Packet::Publish(publish.clone())).await;
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubRec(v4::PubRec::new(5)));
     publish.dup = true;
     publisher.send_v4(&v4::Packet::Publish(publish)).await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubRec(v4::PubRec::new(5))
-    );
-    publisher
-        .send_v4(&v4::Packet::PubRel(v4::PubRel::new(5)))
-        .await;
-    assert_eq!(
-        publisher.recv_v4(WAIT).await,
-        v4::Packet::PubComp(v4::PubComp::new(5))
-    );
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubRec(v4::PubRec::new(5)));
+    publisher.send_v4(&v4::Packet::PubRel(v4::PubRel::new(5))).await;
+    assert_eq!(publisher.recv_v4(WAIT).await, v4::Packet::PubComp(v4::PubComp::new(5)));
 
     assert_eq!(sub.collect_publishes(QUIET, WAIT).await.len(), 1);
     broker.stop().await;
@@ -301,21 +218,16 @@ async fn qos2_resent_before_pubrel_is_delivered_once_v5() {
     let broker = TestBroker::start().await;
     let mut sub = Client5::connect(broker.addr(), "sub").await;
     sub.subscribe("once", mqtt5::qos(2)).await;
-    let (mut publisher, _) =
-        RawClient::connect_v5(broker.addr(), raw::connect_v5("pub"), None).await;
+    let (mut publisher, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("pub"), None).await;
 
     let mut publish = v5::Publish::new("once", mqtt5::qos(2), "x", None);
     publish.pkid = 5;
-    publisher
-        .send_v5(&v5::Packet::Publish(publish.clone()))
-        .await;
+    publisher.send_v5(&v5::Packet::Publish(publish.clone())).await;
     assert!(matches!(publisher.recv_v5(WAIT).await, v5::Packet::PubRec(r) if r.pkid == 5));
     publish.dup = true;
     publisher.send_v5(&v5::Packet::Publish(publish)).await;
     assert!(matches!(publisher.recv_v5(WAIT).await, v5::Packet::PubRec(r) if r.pkid == 5));
-    publisher
-        .send_v5(&v5::Packet::PubRel(v5::PubRel::new(5, None)))
-        .await;
+    publisher.send_v5(&v5::Packet::PubRel(v5::PubRel::new(5, None))).await;
     assert!(matches!(publisher.recv_v5(WAIT).await, v5::Packet::PubComp(c) if c.pkid == 5));
 
     assert_eq!(sub.collect_publishes(QUIET, WAIT).await.len(), 1);

@@ -11,17 +11,12 @@ use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule};
 async fn retained_message_sent_on_subscribe_v311() {
     let broker = TestBroker::start().await;
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("r/a", mqtt311::qos(1), true, "kept")
-        .await;
+    publisher.publish("r/a", mqtt311::qos(1), true, "kept").await;
 
     let mut sub = Client311::connect(broker.addr(), "sub").await;
     sub.subscribe("r/#", mqtt311::qos(1)).await;
     let got = sub.expect_publish(WAIT).await;
-    assert_eq!(
-        (got.topic.as_str(), &got.payload[..], got.retain),
-        ("r/a", &b"kept"[..], true)
-    );
+    assert_eq!((got.topic.as_str(), &got.payload[..], got.retain), ("r/a", &b"kept"[..], true));
     broker.stop().await;
 }
 
@@ -34,10 +29,7 @@ async fn retained_message_sent_on_subscribe_v5() {
     let mut sub = Client5::connect(broker.addr(), "sub").await;
     sub.subscribe("r/#", mqtt5::qos(1)).await;
     let got = sub.expect_publish(WAIT).await;
-    assert_eq!(
-        (&got.topic[..], &got.payload[..], got.retain),
-        (&b"r/a"[..], &b"kept"[..], true)
-    );
+    assert_eq!((&got.topic[..], &got.payload[..], got.retain), (&b"r/a"[..], &b"kept"[..], true));
     broker.stop().await;
 }
 
@@ -45,9 +37,7 @@ async fn retained_message_sent_on_subscribe_v5() {
 async fn empty_retained_publish_clears_retained_v311() {
     let broker = TestBroker::start().await;
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("r/a", mqtt311::qos(1), true, "kept")
-        .await;
+    publisher.publish("r/a", mqtt311::qos(1), true, "kept").await;
     publisher.publish("r/a", mqtt311::qos(1), true, "").await;
 
     let mut sub = Client311::connect(broker.addr(), "sub").await;
@@ -76,9 +66,7 @@ async fn live_forwarded_retained_message_has_retain_cleared_v311() {
     let mut sub = Client311::connect(broker.addr(), "sub").await;
     sub.subscribe("r/#", mqtt311::qos(1)).await;
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
-    publisher
-        .publish("r/a", mqtt311::qos(1), true, "live")
-        .await;
+    publisher.publish("r/a", mqtt311::qos(1), true, "live").await;
 
     let got = sub.expect_publish(WAIT).await;
     assert_eq!(&got.payload[..], b"live");
@@ -99,15 +87,10 @@ async fn retain_as_published_v5() {
 
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
     publisher.publish("r/a", mqtt5::qos(1), true, "live").await;
-    publisher
-        .publish("r/b", mqtt5::qos(1), false, "not retained")
-        .await;
+    publisher.publish("r/b", mqtt5::qos(1), false, "not retained").await;
 
     let got = plain.expect_publish(WAIT).await;
-    assert!(
-        !got.retain,
-        "without Retain As Published, live forwarding clears RETAIN"
-    );
+    assert!(!got.retain, "without Retain As Published, live forwarding clears RETAIN");
     let got = rap.expect_publish(WAIT).await;
     assert!(got.retain, "with Retain As Published, RETAIN is kept");
     let got = rap.expect_publish(WAIT).await;
@@ -129,11 +112,9 @@ async fn retain_handling_0_sends_on_every_subscribe_v5() {
     publisher.publish("r/a", mqtt5::qos(1), true, "kept").await;
 
     let mut sub = Client5::connect(broker.addr(), "sub").await;
-    sub.subscribe_with(retain_handling(RetainForwardRule::OnEverySubscribe), None)
-        .await;
+    sub.subscribe_with(retain_handling(RetainForwardRule::OnEverySubscribe), None).await;
     assert!(sub.expect_publish(WAIT).await.retain);
-    sub.subscribe_with(retain_handling(RetainForwardRule::OnEverySubscribe), None)
-        .await;
+    sub.subscribe_with(retain_handling(RetainForwardRule::OnEverySubscribe), None).await;
     assert!(sub.expect_publish(WAIT).await.retain);
     broker.stop().await;
 }
@@ -146,11 +127,9 @@ async fn retain_handling_1_sends_on_new_subscription_only_v5() {
     publisher.publish("r/a", mqtt5::qos(1), true, "kept").await;
 
     let mut sub = Client5::connect(broker.addr(), "sub").await;
-    sub.subscribe_with(retain_handling(RetainForwardRule::OnNewSubscribe), None)
-        .await;
+    sub.subscribe_with(retain_handling(RetainForwardRule::OnNewSubscribe), None).await;
     assert!(sub.expect_publish(WAIT).await.retain);
-    sub.subscribe_with(retain_handling(RetainForwardRule::OnNewSubscribe), None)
-        .await;
+    sub.subscribe_with(retain_handling(RetainForwardRule::OnNewSubscribe), None).await;
     sub.assert_no_publish(QUIET).await;
     broker.stop().await;
 }
@@ -163,8 +142,7 @@ async fn retain_handling_2_never_sends_retained_v5() {
     publisher.publish("r/a", mqtt5::qos(1), true, "kept").await;
 
     let mut sub = Client5::connect(broker.addr(), "sub").await;
-    sub.subscribe_with(retain_handling(RetainForwardRule::Never), None)
-        .await;
+    sub.subscribe_with(retain_handling(RetainForwardRule::Never), None).await;
     sub.assert_no_publish(QUIET).await;
     publisher.publish("r/a", mqtt5::qos(1), false, "live").await;
     assert_eq!(&sub.expect_publish(WAIT).await.payload[..], b"live");

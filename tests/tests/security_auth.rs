@@ -1,6 +1,6 @@
 //! Authentication and ACL (issue 10) through real clients: rumqttc (3.1.1 and 5, raw
 //! packets where the exact reason code matters), mosquitto_pub / mosquitto_sub, and the
-//! third-party MQTT-SN client. 
+//! third-party MQTT-SN client.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -91,7 +91,22 @@ async fn security_users_file_and_client_ids_through_mqtt_clients() {
     // mosquitto_pub with the right and a wrong password.
     let pub_run = |pass: &'static str| {
         tokio::process::Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string(), "-u", "alice", "-P", pass, "-t", "t", "-m", "m", "-V", "mqttv311"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+                "-u",
+                "alice",
+                "-P",
+                pass,
+                "-t",
+                "t",
+                "-m",
+                "m",
+                "-V",
+                "mqttv311",
+            ])
             .output()
     };
     let ok = tokio::time::timeout(WAIT * 4, pub_run("alice-pw")).await.unwrap().unwrap();

@@ -18,7 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One flood connection: CONNECT, and true if a CONNACK came back within a second.
 async fn flood_one(addr: std::net::SocketAddr, i: usize) -> bool {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await else { return false };
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await else {
+        return false;
+    };
     let bytes = raw::encode_v4(&v4::Packet::Connect(raw::connect_v4(&format!("flood-{i}"))));
     if s.write_all(&bytes).await.is_err() {
         return false;
@@ -30,7 +32,8 @@ async fn flood_one(addr: std::net::SocketAddr, i: usize) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_connect_flood_is_held_to_max_conn_rate_while_a_client_works() {
     const RATE: usize = 100;
-    let broker = TestBroker::start_with(&format!("[mqtt]\nmax_conn_rate = {RATE}\n[node]\nsys_interval = \"0s\"\n")).await;
+    let broker =
+        TestBroker::start_with(&format!("[mqtt]\nmax_conn_rate = {RATE}\n[node]\nsys_interval = \"0s\"\n")).await;
     let addr = broker.addr();
     let mut steady = Client311::connect(addr, "steady").await;
     steady.subscribe("steady/#", qos(1)).await;
@@ -72,8 +75,10 @@ async fn security_connect_flood_is_held_to_max_conn_rate_while_a_client_works() 
     let limited = broker.broker().metrics().snapshot().limited(Limited::ConnRate);
     // The bucket holds one second's worth and refills at RATE per second.
     let allowed = RATE + (elapsed.as_secs_f64() * RATE as f64).ceil() as usize;
-    println!("flood: 3000 connects in {elapsed:?} ({:.0}/s), {accepted} accepted (bound {allowed}), {limited} closed at accept, {round_trips} round trips meanwhile",
-        3000.0 / elapsed.as_secs_f64());
+    println!(
+        "flood: 3000 connects in {elapsed:?} ({:.0}/s), {accepted} accepted (bound {allowed}), {limited} closed at accept, {round_trips} round trips meanwhile",
+        3000.0 / elapsed.as_secs_f64()
+    );
     assert!(accepted <= allowed, "{accepted} connects accepted in {elapsed:?}, bound {allowed}");
     assert!(accepted >= RATE / 2, "the rate admits some: {accepted}");
     assert!(limited as usize >= 3000 - allowed, "closed at accept: {limited}");

@@ -38,7 +38,12 @@ fn ca(cn: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) 
     (cert, rcgen::Issuer::new(params, key))
 }
 
-fn leaf(cn: &str, sans: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose, expired: bool) -> (rcgen::CertificateParams, rcgen::KeyPair) {
+fn leaf(
+    cn: &str,
+    sans: Vec<String>,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+    expired: bool,
+) -> (rcgen::CertificateParams, rcgen::KeyPair) {
     let mut params = rcgen::CertificateParams::new(sans).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     params.extended_key_usages = vec![usage];
@@ -112,7 +117,24 @@ fn users(dir: &Path) -> PathBuf {
 /// A running `mosquitto_sub -d -v -C 1`, subscribed (SUBACK seen) when this returns.
 async fn sub(port: u16, topic: &str, tls: &[String]) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new("stdbuf")
-        .args(["-oL", "mosquitto_sub", "-h", "localhost", "-p", &port.to_string(), "-t", topic, "-q", "1", "-v", "-d", "-C", "1", "-W", "10"])
+        .args([
+            "-oL",
+            "mosquitto_sub",
+            "-h",
+            "localhost",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-q",
+            "1",
+            "-v",
+            "-d",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
         .args(tls)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -201,12 +223,20 @@ async fn security_tls_mtls_and_refused_certificates_with_mosquitto_clients() {
     assert!(!out.status.success());
     // An expired certificate and one from another CA: refused in the TLS handshake.
     for bad in ["expired", "rogue"] {
-        let tls = args(&["--cafile", &ca, "--cert", &pki.path(&format!("{bad}.pem")), "--key", &pki.path(&format!("{bad}.key"))]);
+        let tls = args(&[
+            "--cafile",
+            &ca,
+            "--cert",
+            &pki.path(&format!("{bad}.pem")),
+            "--key",
+            &pki.path(&format!("{bad}.key")),
+        ]);
         let out = publish(port, "t", "m", &tls).await;
         assert!(!out.status.success(), "{bad} certificate accepted");
     }
     // A client that does not trust the server's CA gives up too.
-    let out = publish(port, "t", "m", &args(&["--cafile", &pki.path("rogue.pem"), "-u", "alice", "-P", "alice-pw"])).await;
+    let out =
+        publish(port, "t", "m", &args(&["--cafile", &pki.path("rogue.pem"), "-u", "alice", "-P", "alice-pw"])).await;
     assert!(!out.status.success());
     broker.stop().await;
 
@@ -227,7 +257,10 @@ async fn ws_peer(port: u16, user: &str, pass: &str, payload: &str, cafile: Optio
     if let Some(ca) = cafile {
         cmd.arg(ca);
     }
-    let out = timeout(Duration::from_secs(20), cmd.output()).await.unwrap().expect("python3 runs (scripts/test installs paho-mqtt)");
+    let out = timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .unwrap()
+        .expect("python3 runs (scripts/test installs paho-mqtt)");
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(!stdout.is_empty(), "ws peer printed nothing: {}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -241,7 +274,10 @@ async fn security_websocket_and_secure_websocket_with_paho() {
     let ws = broker.mqtt_addr_of(Kind::Ws).port();
     let wss = broker.mqtt_addr_of(Kind::Wss).port();
     assert_eq!(ws_peer(ws, "alice", "alice-pw", "over-ws", None).await, "received ws/echo over-ws");
-    assert_eq!(ws_peer(wss, "alice", "alice-pw", "over-wss", Some(&pki.path("ca.pem"))).await, "received ws/echo over-wss");
+    assert_eq!(
+        ws_peer(wss, "alice", "alice-pw", "over-wss", Some(&pki.path("ca.pem"))).await,
+        "received ws/echo over-wss"
+    );
     // Auth applies on WebSocket as everywhere: a wrong password is refused (CONNACK 5,
     // which paho reports as its reason code 134, bad user name or password).
     assert_eq!(ws_peer(ws, "alice", "wrong", "x", None).await, "connect refused 134");

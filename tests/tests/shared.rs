@@ -15,27 +15,15 @@ const N: usize = 10;
 /// alternate: round robin over two members gives one all even and the other all odd indices.
 fn assert_round_robin(a: &[usize], b: &[usize]) {
     let all: BTreeSet<usize> = a.iter().chain(b).copied().collect();
-    assert_eq!(
-        a.len() + b.len(),
-        N,
-        "each message exactly once in the group: a={a:?} b={b:?}"
-    );
+    assert_eq!(a.len() + b.len(), N, "each message exactly once in the group: a={a:?} b={b:?}");
     assert_eq!(all, (0..N).collect(), "a={a:?} b={b:?}");
-    assert!(
-        !a.is_empty() && !b.is_empty(),
-        "both members get some: a={a:?} b={b:?}"
-    );
+    assert!(!a.is_empty() && !b.is_empty(), "both members get some: a={a:?} b={b:?}");
     let parity = |v: &[usize]| v.iter().map(|i| i % 2).collect::<BTreeSet<_>>();
-    assert!(
-        parity(a).len() == 1 && parity(b).len() == 1,
-        "members alternate: a={a:?} b={b:?}"
-    );
+    assert!(parity(a).len() == 1 && parity(b).len() == 1, "members alternate: a={a:?} b={b:?}");
 }
 
 fn index(payload: &[u8]) -> usize {
-    String::from_utf8_lossy(payload)
-        .parse()
-        .expect("payload is an index")
+    String::from_utf8_lossy(payload).parse().expect("payload is an index")
 }
 
 #[tokio::test]
@@ -50,35 +38,14 @@ async fn shared_subscription_round_robin_v5() {
 
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
     for i in 0..N {
-        publisher
-            .publish("s/x", mqtt5::qos(1), false, i.to_string())
-            .await;
+        publisher.publish("s/x", mqtt5::qos(1), false, i.to_string()).await;
     }
 
-    let got_a: Vec<usize> = a
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
-    let got_b: Vec<usize> = b
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got_a: Vec<usize> = a.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
+    let got_b: Vec<usize> = b.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_round_robin(&got_a, &got_b);
-    let got_plain: Vec<usize> = plain
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
-    assert_eq!(
-        got_plain,
-        (0..N).collect::<Vec<_>>(),
-        "a plain subscriber gets every message"
-    );
+    let got_plain: Vec<usize> = plain.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
+    assert_eq!(got_plain, (0..N).collect::<Vec<_>>(), "a plain subscriber gets every message");
     broker.stop().await;
 }
 
@@ -94,35 +61,14 @@ async fn shared_subscription_round_robin_v311() {
 
     let mut publisher = Client311::connect(broker.addr(), "pub").await;
     for i in 0..N {
-        publisher
-            .publish("s/x", mqtt311::qos(1), false, i.to_string())
-            .await;
+        publisher.publish("s/x", mqtt311::qos(1), false, i.to_string()).await;
     }
 
-    let got_a: Vec<usize> = a
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
-    let got_b: Vec<usize> = b
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got_a: Vec<usize> = a.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
+    let got_b: Vec<usize> = b.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_round_robin(&got_a, &got_b);
-    let got_plain: Vec<usize> = plain
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
-    assert_eq!(
-        got_plain,
-        (0..N).collect::<Vec<_>>(),
-        "a plain subscriber gets every message"
-    );
+    let got_plain: Vec<usize> = plain.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
+    assert_eq!(got_plain, (0..N).collect::<Vec<_>>(), "a plain subscriber gets every message");
     broker.stop().await;
 }
 
@@ -141,26 +87,15 @@ async fn groups_are_independent_and_members_can_leave_v5() {
 
     let mut publisher = Client5::connect(broker.addr(), "pub").await;
     for i in 0..4 {
-        publisher
-            .publish("s/x", mqtt5::qos(1), false, i.to_string())
-            .await;
+        publisher.publish("s/x", mqtt5::qos(1), false, i.to_string()).await;
     }
 
     let all: Vec<usize> = (0..4).collect();
-    let got_a: Vec<usize> = a
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got_a: Vec<usize> = a.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_eq!(got_a, all, "the only member left in g1 gets everything");
     b.assert_no_publish(QUIET).await;
-    let got_c: Vec<usize> = other_group
-        .collect_publishes(QUIET, WAIT)
-        .await
-        .iter()
-        .map(|p| index(&p.payload))
-        .collect();
+    let got_c: Vec<usize> =
+        other_group.collect_publishes(QUIET, WAIT).await.iter().map(|p| index(&p.payload)).collect();
     assert_eq!(got_c, all, "g2 gets its own copy of every message");
     broker.stop().await;
 }

@@ -24,12 +24,17 @@ async fn sys_topics_show_stats_and_client_events() {
         let body = String::from_utf8_lossy(&p.payload).into_owned();
         match topic.as_str() {
             "$SYS/brokers/edge-1/clients/dev-7/connected" | "$SYS/brokers/edge-1/clients/dev-7/disconnected" => {
-                assert!(body.contains("\"clientid\":\"dev-7\"") && body.contains("\"protocol\":\"mqtt\""), "{topic}: {body}");
+                assert!(
+                    body.contains("\"clientid\":\"dev-7\"") && body.contains("\"protocol\":\"mqtt\""),
+                    "{topic}: {body}"
+                );
                 seen.push(topic);
             }
             "$SYS/brokers/edge-1/version" => version = Some(body),
             // The retained value may predate the admin; a later tick counts it.
-            "$SYS/brokers/edge-1/stats/connections/count" if body.parse::<u64>().is_ok_and(|n| n >= 1) => connections = Some(body),
+            "$SYS/brokers/edge-1/stats/connections/count" if body.parse::<u64>().is_ok_and(|n| n >= 1) => {
+                connections = Some(body)
+            }
             _ => {}
         }
     }

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use roost::core::auth::{Action, Authorizer};
-use roost::core::ClientInfo;
 use coap_lite::{RequestType, ResponseType};
+use roost::core::ClientInfo;
+use roost::core::auth::{Action, Authorizer};
 use roost_e2e::coap::{Raw, code, resp};
 use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::raw::{self, RawClient};
-use rumqttc::v5::mqttbytes::v5::{self, Filter};
 use roost_e2e::{TestBroker, WAIT};
+use rumqttc::v5::mqttbytes::v5::{self, Filter};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
@@ -40,7 +40,12 @@ impl Watch {
     async fn until(&mut self, what: &str, done: impl Fn(&Watch) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !done(self) {
-            assert!(tokio::time::Instant::now() < deadline, "$SYS never showed {what}; values: {:?}; events: {:?}", self.values, self.events);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "$SYS never showed {what}; values: {:?}; events: {:?}",
+                self.values,
+                self.events
+            );
             let Some(p) = self.admin.recv_publish(WAIT).await else { continue };
             let topic = String::from_utf8_lossy(&p.topic).into_owned();
             let body = String::from_utf8_lossy(&p.payload).into_owned();
@@ -75,7 +80,10 @@ async fn mqttsn(gw: SocketAddr, id: &str) -> UdpSocket {
 
 #[tokio::test]
 async fn admin_sees_sys_stats_and_events_follow_mqtt_mqttsn_and_coap_clients() {
-    let broker = TestBroker::start_custom("[node]\nname = \"edge\"\nsys_interval = \"200ms\"\n", |b| b.authorizer(Box::new(AdminOnlySys))).await;
+    let broker = TestBroker::start_custom("[node]\nname = \"edge\"\nsys_interval = \"200ms\"\n", |b| {
+        b.authorizer(Box::new(AdminOnlySys))
+    })
+    .await;
 
     // Anyone else is refused (SUBACK 0x87).
     let (mut nosy, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("nosy"), None).await;
@@ -92,7 +100,8 @@ async fn admin_sees_sys_stats_and_events_follow_mqtt_mqttsn_and_coap_clients() {
     assert!(matches!(admin.subscribe("$SYS/#", mqtt5::qos(0)).await, v5::SubscribeReasonCode::Success(_)));
     let mut w = Watch { admin, values: HashMap::new(), events: Vec::new() };
     w.until("the admin alone connected", |w| {
-        w.value("stats/connections/count") == Some("1") && w.value("stats/protocols/mqtt-sn/connections/count") == Some("0")
+        w.value("stats/connections/count") == Some("1")
+            && w.value("stats/protocols/mqtt-sn/connections/count") == Some("0")
     })
     .await;
 
@@ -102,7 +111,8 @@ async fn admin_sees_sys_stats_and_events_follow_mqtt_mqttsn_and_coap_clients() {
     let m1 = Client5::connect_with(o).await;
     let sn = mqttsn(broker.mqttsn_addr(), "sn-1").await;
     let coap = Raw::new(broker.coap_addr()).await;
-    let r = coap.call(RequestType::Post, "mqtt/connection", &["clientid=co-1", "username=carol", "password=pw"], b"").await;
+    let r =
+        coap.call(RequestType::Post, "mqtt/connection", &["clientid=co-1", "username=carol", "password=pw"], b"").await;
     assert_eq!(code(&r), resp(ResponseType::Created));
     let coap_token = format!("token={}", String::from_utf8(r.payload.clone()).unwrap());
     w.until("the three clients connected", |w| {

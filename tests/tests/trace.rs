@@ -46,7 +46,11 @@ async fn a_client_trace_shows_packets_both_ways_and_stops_cleanly() {
     // The DISCONNECT is read by the broker's connection task: wait (bounded) for its line.
     let deadline = tokio::time::Instant::now() + WAIT;
     while !std::fs::read_to_string(&file).unwrap().contains("in packet Disconnect") {
-        assert!(tokio::time::Instant::now() < deadline, "no DISCONNECT line: {}", std::fs::read_to_string(&file).unwrap());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no DISCONNECT line: {}",
+            std::fs::read_to_string(&file).unwrap()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let out = ctl(broker.http_addr(), &["trace", "stop", "client", "tr-1"]).await.unwrap();
@@ -87,13 +91,21 @@ async fn topic_and_mqttsn_traces_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let topic_file = dir.path().join("topic.log");
     let sn_file = dir.path().join("sn.log");
-    let (status, r) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "topic", "target": "tt/#", "file": topic_file }))).await;
+    let (status, r) = api
+        .call("POST", "/api/v1/traces", Some(&json!({ "type": "topic", "target": "tt/#", "file": topic_file })))
+        .await;
     assert_eq!((status, r["name"].as_str()), (201, Some("topic:tt/#")));
-    let (status, _) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "sn-9", "file": sn_file }))).await;
+    let (status, _) =
+        api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "sn-9", "file": sn_file }))).await;
     assert_eq!(status, 201);
-    let (status, dup) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "sn-9", "file": sn_file }))).await;
+    let (status, dup) =
+        api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "sn-9", "file": sn_file }))).await;
     assert_eq!((status, dup["code"].as_str()), (409, Some("CONFLICT")));
-    for bad in [json!({ "type": "topic", "target": "a/#/b", "file": "x" }), json!({ "type": "nope", "target": "a", "file": "x" }), json!({ "type": "client", "target": "a", "file": "../x" })] {
+    for bad in [
+        json!({ "type": "topic", "target": "a/#/b", "file": "x" }),
+        json!({ "type": "nope", "target": "a", "file": "x" }),
+        json!({ "type": "client", "target": "a", "file": "../x" }),
+    ] {
         let (status, body) = api.call("POST", "/api/v1/traces", Some(&bad)).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{bad}: {body}");
     }
@@ -119,10 +131,21 @@ async fn topic_and_mqttsn_traces_through_the_api() {
     assert_eq!(api.get("/api/v1/traces").await.1["data"], json!([]));
 
     let topic = std::fs::read_to_string(&topic_file).unwrap();
-    assert!(topic.contains("mqtt client=pub") && topic.contains("in packet Publish(") && topic.contains("in message topic=tt/1"), "{topic}");
+    assert!(
+        topic.contains("mqtt client=pub")
+            && topic.contains("in packet Publish(")
+            && topic.contains("in message topic=tt/1"),
+        "{topic}"
+    );
     assert!(!topic.contains("other/1"), "{topic}");
     let sn = std::fs::read_to_string(&sn_file).unwrap();
-    for expected in ["mqtt-sn client=sn-9 peer=127.0.0.1:", " in packet Connect(", " out packet ConnAck", " in packet Disconnect", " out packet Disconnect"] {
+    for expected in [
+        "mqtt-sn client=sn-9 peer=127.0.0.1:",
+        " in packet Connect(",
+        " out packet ConnAck",
+        " in packet Disconnect",
+        " out packet Disconnect",
+    ] {
         assert!(sn.contains(expected), "missing {expected:?} in:\n{sn}");
     }
     broker.stop().await;
@@ -136,7 +159,8 @@ async fn a_coap_client_trace_shows_requests_responses_and_notifications() {
     let api = roost_e2e::api::Api::new(broker.http_addr(), KEY);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("coap.log");
-    let (status, _) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "co-1", "file": file }))).await;
+    let (status, _) =
+        api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "co-1", "file": file }))).await;
     assert_eq!(status, 201);
 
     let raw = Raw::new(broker.coap_addr()).await;
@@ -178,7 +202,8 @@ async fn an_lwm2m_device_trace_shows_its_registration_and_a_command_both_ways() 
     let api = roost_e2e::api::Api::new(broker.http_addr(), KEY);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lwm2m.log");
-    let (status, _) = api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "tr-1", "file": file }))).await;
+    let (status, _) =
+        api.call("POST", "/api/v1/traces", Some(&json!({ "type": "client", "target": "tr-1", "file": file }))).await;
     assert_eq!(status, 201);
     let mut dev = roost_e2e::lwm2m::Device::new(broker.lwm2m_addr()).await;
     dev.register("tr-1", 300, "U").await;

@@ -36,14 +36,18 @@ async fn chromium(profile: &Path, mode: &str, url: &str) -> String {
         .arg(url)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run).await.expect("chromium finished in time").expect("chromium runs");
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("chromium finished in time")
+        .expect("chromium runs");
     assert!(out.status.success(), "chromium failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]
 async fn the_page_shows_stats_and_a_connected_client_in_chromium() {
-    let broker = TestBroker::start_with(&format!("[node]\nname = \"web-node\"\n[http]\napi_keys = [\"{KEY}\"]\n")).await;
+    let broker =
+        TestBroker::start_with(&format!("[node]\nname = \"web-node\"\n[http]\napi_keys = [\"{KEY}\"]\n")).await;
     let _device = Client5::connect(broker.addr(), "visible-device").await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://{}/#key={KEY}", broker.http_addr());
@@ -55,7 +59,8 @@ async fn the_page_shows_stats_and_a_connected_client_in_chromium() {
     assert!(dom.contains("<td>mqtt</td>"), "{dom}");
 
     // Without the key the page says so instead of listing anything.
-    let dom = chromium(&dir.path().join("profile-nokey"), "--dump-dom", &format!("http://{}/", broker.http_addr())).await;
+    let dom =
+        chromium(&dir.path().join("profile-nokey"), "--dump-dom", &format!("http://{}/", broker.http_addr())).await;
     assert!(dom.contains("API: an API key is required") && !dom.contains("visible-device"), "{dom}");
 
     let shot = dir.path().join("page.png");

@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 
 /// An HTTP server taking webhook POSTs: every event of every batch goes to the channel.
 /// The first `fail_first` POSTs are answered 503.
-async fn receiver(bind: SocketAddr, fail_first: usize) -> (SocketAddr, mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<()>) {
+async fn receiver(
+    bind: SocketAddr,
+    fail_first: usize,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let failures = Arc::new(AtomicUsize::new(fail_first));
     let app = axum::Router::new().route(
@@ -135,7 +138,11 @@ async fn webhook_down_retries_then_drops_and_never_blocks_the_broker() {
     assert!(counters.dropped_queue_full.load(Relaxed) > 0, "the bounded queue overflowed: {counters:?}");
     let failed_batches = counters.dropped_failed.load(Relaxed);
     assert!(failed_batches > 0, "{counters:?}");
-    assert_eq!(counters.failed_posts.load(Relaxed), failed_batches * 3, "each failed event was tried 1 + 2 retries times");
+    assert_eq!(
+        counters.failed_posts.load(Relaxed),
+        failed_batches * 3,
+        "each failed event was tried 1 + 2 retries times"
+    );
 
     // The endpoint comes back but refuses its first POST: the retry delivers.
     let (_, mut rx, _server) = receiver(free, 1).await;

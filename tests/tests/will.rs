@@ -51,10 +51,7 @@ async fn will_published_on_abnormal_close_v311() {
     drop(client); // TCP closed without DISCONNECT
 
     let will = watcher.expect_publish(WAIT).await;
-    assert_eq!(
-        (will.topic.as_str(), &will.payload[..]),
-        ("will/t", &b"gone"[..])
-    );
+    assert_eq!((will.topic.as_str(), &will.payload[..]), ("will/t", &b"gone"[..]));
     broker.stop().await;
 }
 
@@ -63,8 +60,7 @@ async fn will_not_published_on_disconnect_v311() {
     let broker = TestBroker::start().await;
     let mut watcher = Client311::connect(broker.addr(), "watcher").await;
     watcher.subscribe("will/#", mqtt311::qos(1)).await;
-    let (mut client, _) =
-        RawClient::connect_v4(broker.addr(), connect_with_will_v4("leaves")).await;
+    let (mut client, _) = RawClient::connect_v4(broker.addr(), connect_with_will_v4("leaves")).await;
 
     client.send_v4(&v4::Packet::Disconnect).await;
     client.expect_close(WAIT).await;
@@ -77,16 +73,12 @@ async fn will_not_published_on_disconnect_v311() {
 async fn will_published_on_abnormal_close_v5() {
     let broker = TestBroker::start().await;
     let mut watcher = will_watcher_v5(&broker).await;
-    let (client, _) =
-        RawClient::connect_v5(broker.addr(), raw::connect_v5("dies"), Some(will_v5(None))).await;
+    let (client, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("dies"), Some(will_v5(None))).await;
 
     drop(client);
 
     let will = watcher.expect_publish(WAIT).await;
-    assert_eq!(
-        (raw::topic_v5(&will).as_str(), &will.payload[..]),
-        ("will/t", &b"gone"[..])
-    );
+    assert_eq!((raw::topic_v5(&will).as_str(), &will.payload[..]), ("will/t", &b"gone"[..]));
     broker.stop().await;
 }
 
@@ -94,12 +86,7 @@ async fn will_published_on_abnormal_close_v5() {
 async fn will_not_published_on_normal_disconnect_v5() {
     let broker = TestBroker::start().await;
     let mut watcher = will_watcher_v5(&broker).await;
-    let (mut client, _) = RawClient::connect_v5(
-        broker.addr(),
-        raw::connect_v5("leaves"),
-        Some(will_v5(None)),
-    )
-    .await;
+    let (mut client, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("leaves"), Some(will_v5(None))).await;
 
     let normal = v5::Disconnect::new(v5::DisconnectReasonCode::NormalDisconnection);
     client.send_v5(&v5::Packet::Disconnect(normal)).await;
@@ -113,8 +100,7 @@ async fn will_not_published_on_normal_disconnect_v5() {
 async fn disconnect_with_will_message_reason_publishes_will_v5() {
     let broker = TestBroker::start().await;
     let mut watcher = will_watcher_v5(&broker).await;
-    let (mut client, _) =
-        RawClient::connect_v5(broker.addr(), raw::connect_v5("asks"), Some(will_v5(None))).await;
+    let (mut client, _) = RawClient::connect_v5(broker.addr(), raw::connect_v5("asks"), Some(will_v5(None))).await;
 
     let with_will = v5::Disconnect::new(v5::DisconnectReasonCode::DisconnectWithWillMessage);
     client.send_v5(&v5::Packet::Disconnect(with_will)).await;
@@ -156,10 +142,7 @@ async fn will_delay_fires_after_interval_v5() {
     let will = watcher.expect_publish(WAIT).await;
     let after = closed_at.elapsed();
     assert_eq!(&will.payload[..], b"gone");
-    assert!(
-        after >= Duration::from_millis(900),
-        "will sent {after:?} after close, before its 1 s delay"
-    );
+    assert!(after >= Duration::from_millis(900), "will sent {after:?} after close, before its 1 s delay");
     broker.stop().await;
 }
 
@@ -177,9 +160,6 @@ async fn will_sent_when_session_ends_before_delay_v5() {
 
     let will = watcher.expect_publish(WAIT).await;
     assert_eq!(&will.payload[..], b"gone");
-    assert!(
-        closed_at.elapsed() >= Duration::from_millis(900),
-        "will sent before the session expired"
-    );
+    assert!(closed_at.elapsed() >= Duration::from_millis(900), "will sent before the session expired");
     broker.stop().await;
 }

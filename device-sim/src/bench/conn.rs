@@ -49,17 +49,9 @@ pub struct ConnReport {
 
 impl ConnReport {
     pub fn summary(&self) -> String {
-        let mem = match (
-            self.rss_before_bytes,
-            self.rss_after_bytes,
-            self.bytes_per_connection,
-        ) {
+        let mem = match (self.rss_before_bytes, self.rss_after_bytes, self.bytes_per_connection) {
             (Some(b), Some(a), Some(per)) => {
-                format!(
-                    ", broker RSS {:.1} MiB -> {:.1} MiB = {per:.0} bytes/connection",
-                    mib(b),
-                    mib(a)
-                )
+                format!(", broker RSS {:.1} MiB -> {:.1} MiB = {per:.0} bytes/connection", mib(b), mib(a))
             }
             _ => String::new(),
         };
@@ -84,9 +76,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// Runs the scenario on a fresh single-threaded runtime (blocks the calling thread).
 pub fn run(cfg: &ConnConfig) -> anyhow::Result<ConnReport> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(run_async(cfg.clone()))
 }
 
@@ -94,10 +84,7 @@ async fn run_async(cfg: ConnConfig) -> anyhow::Result<ConnReport> {
     let before = cfg.pid.and_then(rss_bytes);
     let failures = Arc::new(AtomicU64::new(0));
     let permits = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
-    let opts = ConnectOptions {
-        version: cfg.version,
-        ..ConnectOptions::default()
-    };
+    let opts = ConnectOptions { version: cfg.version, ..ConnectOptions::default() };
     let start = Instant::now();
     let period = Duration::from_secs_f64(1.0 / cfg.rate.max(0.001));
     let mut tick = tokio::time::interval(period);

@@ -62,20 +62,14 @@ fn topic_of(cfg: &FlowConfig, publisher: u32) -> String {
 /// (filter, publishers it expects) for subscriber `s`.
 fn subscription_of(cfg: &FlowConfig, s: u32) -> (String, Vec<u32>) {
     match cfg.shape {
-        Shape::FanIn => (
-            format!("bench/{}/in/+", cfg.run_id),
-            (0..cfg.publishers).collect(),
-        ),
+        Shape::FanIn => (format!("bench/{}/in/+", cfg.run_id), (0..cfg.publishers).collect()),
         Shape::FanOut => (topic_of(cfg, 0), vec![0]),
         Shape::Pairs => (topic_of(cfg, s), vec![s]),
     }
 }
 
 fn connect_options(cfg: &FlowConfig) -> ConnectOptions {
-    ConnectOptions {
-        version: cfg.version,
-        ..ConnectOptions::default()
-    }
+    ConnectOptions { version: cfg.version, ..ConnectOptions::default() }
 }
 
 /// Runs one flow scenario to its end. Blocks the calling thread (call it from
@@ -99,15 +93,11 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
     let (sub_ready_tx, sub_ready_rx) = std::sync::mpsc::channel();
     let sub_thread = {
         let (cfg, shared) = (cfg.clone(), shared.clone());
-        std::thread::Builder::new()
-            .name("bench-subscribers".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, subscribers(cfg, shared, sub_ready_tx, stop_rx))
-            })?
+        std::thread::Builder::new().name("bench-subscribers".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, subscribers(cfg, shared, sub_ready_tx, stop_rx))
+        })?
     };
     match sub_ready_rx.recv_timeout(SETUP_TIMEOUT) {
         Ok(Ok(())) => {}
@@ -124,14 +114,10 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
     let (pub_ready_tx, pub_ready_rx) = std::sync::mpsc::channel();
     let pub_thread = {
         let (cfg, shared) = (cfg.clone(), shared.clone());
-        std::thread::Builder::new()
-            .name("bench-publishers".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(publishers(cfg, shared, pub_ready_tx, start_rx))
-            })?
+        std::thread::Builder::new().name("bench-publishers".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(publishers(cfg, shared, pub_ready_tx, start_rx))
+        })?
     };
     let ready = pub_ready_rx.recv_timeout(SETUP_TIMEOUT);
     if !matches!(ready, Ok(Ok(()))) {
@@ -151,10 +137,7 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         if t0.elapsed() > cfg.duration + cfg.drain + SETUP_TIMEOUT {
             // Publishers bound their own writes; this is the last line of defence.
             let _ = stop_tx.send(true);
-            bail!(
-                "publishers did not stop within {:?} of the end of the run",
-                cfg.drain + SETUP_TIMEOUT
-            );
+            bail!("publishers did not stop within {:?} of the end of the run", cfg.drain + SETUP_TIMEOUT);
         }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = &progress {
@@ -164,9 +147,7 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
     }
     let window = t0.elapsed();
     let in_window = shared.delivered.load(Relaxed);
-    let pub_result = pub_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("publisher thread panicked"))?;
+    let pub_result = pub_thread.join().map_err(|_| anyhow::anyhow!("publisher thread panicked"))?;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -192,18 +173,12 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = stop_tx.send(true);
-    let totals = sub_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
+    let totals = sub_thread.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
     pub_result?;
 
     let h = &totals.hist;
     let ms = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
+        if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
     };
     Ok(FlowReport {
         scenario: cfg.shape.name(),
@@ -227,11 +202,7 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
-            max_ms: if h.is_empty() {
-                0.0
-            } else {
-                h.max() as f64 / 1000.0
-            },
+            max_ms: if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
         },
     })
 }
@@ -241,9 +212,7 @@ fn progress_bar(cfg: &FlowConfig) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let p = indicatif::ProgressBar::new(cfg.duration.as_millis() as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {elapsed}/{duration} {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {elapsed}/{duration} {msg}") {
         p.set_style(style);
     }
     Some(p)
@@ -291,8 +260,7 @@ async fn subscribers(
     for (c, expects) in clients {
         let (shared, totals, stop) = (shared.clone(), totals.clone(), stop.clone());
         tasks.push(tokio::task::spawn_local(async move {
-            let streams: HashMap<u32, Stream> =
-                expects.iter().map(|&p| (p, Stream::default())).collect();
+            let streams: HashMap<u32, Stream> = expects.iter().map(|&p| (p, Stream::default())).collect();
             let streams = subscriber(c, streams, &shared, &totals, stop).await;
             let mut t = totals.borrow_mut();
             for (p, s) in &streams {
@@ -303,8 +271,7 @@ async fn subscribers(
     for t in tasks {
         t.await?;
     }
-    let totals =
-        Rc::try_unwrap(totals).map_err(|_| anyhow::anyhow!("subscriber totals still shared"))?;
+    let totals = Rc::try_unwrap(totals).map_err(|_| anyhow::anyhow!("subscriber totals still shared"))?;
     Ok(totals.into_inner())
 }
 
@@ -330,15 +297,7 @@ async fn subscriber(
             }
         }
         let now = shared.now_ns();
-        if !take_frames(
-            &mut rbuf,
-            &mut wbuf,
-            version,
-            now,
-            &mut streams,
-            shared,
-            &mut totals.borrow_mut(),
-        ) {
+        if !take_frames(&mut rbuf, &mut wbuf, version, now, &mut streams, shared, &mut totals.borrow_mut()) {
             return streams;
         }
         if !wbuf.is_empty() {
@@ -367,10 +326,7 @@ fn take_frames(
         match wire::next(rbuf, version) {
             Ok(Some(Frame::Bench(m))) => {
                 if m.qos == 1 {
-                    let ack = Packet::PubAck(Ack {
-                        packet_id: m.packet_id,
-                        ..Ack::default()
-                    });
+                    let ack = Packet::PubAck(Ack { packet_id: m.packet_id, ..Ack::default() });
                     let _ = roost_mqtt::codec::encode(&ack, version, wbuf);
                 }
                 match streams.get_mut(&m.publisher).map(|s| s.record(m.seq)) {
@@ -442,13 +398,7 @@ async fn publishers(
     Ok(())
 }
 
-async fn publisher(
-    p: u32,
-    c: Client,
-    cfg: &FlowConfig,
-    shared: &Shared,
-    t0: Instant,
-) -> anyhow::Result<()> {
+async fn publisher(p: u32, c: Client, cfg: &FlowConfig, shared: &Shared, t0: Instant) -> anyhow::Result<()> {
     let (mut reader, mut writer) = c.split();
     let qos1 = cfg.qos == QoS::AtLeastOnce;
     let window = Arc::new(Semaphore::new(if qos1 { cfg.window } else { 0 }));
@@ -512,15 +462,12 @@ async fn publisher(
             tokio::task::yield_now().await;
         } else if seq < due {
             // The QoS 1 window is full: wait for a PUBACK (or the end).
-            if let Ok(Ok(permit)) = tokio::time::timeout_at(deadline.into(), window.acquire()).await
-            {
+            if let Ok(Ok(permit)) = tokio::time::timeout_at(deadline.into(), window.acquire()).await {
                 drop(permit);
             }
         } else if let Some(r) = cfg.rate {
             let next = t0 + Duration::from_secs_f64(seq as f64 / r);
-            let at = next
-                .max(Instant::now() + Duration::from_millis(1))
-                .min(deadline);
+            let at = next.max(Instant::now() + Duration::from_millis(1)).min(deadline);
             tokio::time::sleep_until(at.into()).await;
         }
     }

@@ -138,9 +138,7 @@ impl FlowReport {
             self.publishers,
             self.subscribers,
             self.payload_bytes,
-            self.offered_rate
-                .map(|r| format!(" @{r:.0}/s"))
-                .unwrap_or_default(),
+            self.offered_rate.map(|r| format!(" @{r:.0}/s")).unwrap_or_default(),
             self.sent,
             self.delivered,
             self.expected,
@@ -159,11 +157,7 @@ impl FlowReport {
 
 /// Steps the total offered rate up through `rates` until a step fails (see
 /// [`FlowReport::passes_step`]); `rate` in `cfg` is replaced per step.
-pub fn run_steps(
-    cfg: &FlowConfig,
-    rates: &[f64],
-    mut on_step: impl FnMut(&FlowReport),
-) -> anyhow::Result<StepReport> {
+pub fn run_steps(cfg: &FlowConfig, rates: &[f64], mut on_step: impl FnMut(&FlowReport)) -> anyhow::Result<StepReport> {
     let mut steps = Vec::new();
     let mut max = None;
     for (i, &total) in rates.iter().enumerate() {
@@ -190,9 +184,7 @@ pub fn run_steps(
 /// Parses "10s", "500ms", "2m" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
     let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,

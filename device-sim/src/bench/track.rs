@@ -70,10 +70,7 @@ mod tests {
         // Missing: 3 and 6; 2 arrived late (not lost, not a duplicate); 5 and 0 repeated.
         assert_eq!(s.lost(8), 2);
         let mut s = Stream::default();
-        let dups = [0, 1, 1, 2, 2, 2]
-            .iter()
-            .filter(|&&i| s.record(i) == Outcome::Duplicate)
-            .count();
+        let dups = [0, 1, 1, 2, 2, 2].iter().filter(|&&i| s.record(i) == Outcome::Duplicate).count();
         assert_eq!(dups, 3);
     }
 

@@ -109,10 +109,8 @@ pub fn next(buf: &mut BytesMut, version: ProtocolVersion) -> anyhow::Result<Opti
 
 fn parse_body(body: &[u8], qos: u8, version: ProtocolVersion) -> anyhow::Result<Option<Frame>> {
     let short = || anyhow::anyhow!("PUBLISH: truncated");
-    let topic_len = usize::from(u16::from_be_bytes([
-        *body.first().ok_or_else(short)?,
-        *body.get(1).ok_or_else(short)?,
-    ]));
+    let topic_len =
+        usize::from(u16::from_be_bytes([*body.first().ok_or_else(short)?, *body.get(1).ok_or_else(short)?]));
     let mut at = 2 + topic_len;
     let mut packet_id = 0;
     if qos > 0 {
@@ -178,13 +176,7 @@ mod tests {
                     Some(Frame::Bench(r)) => {
                         assert_eq!(
                             r,
-                            Received {
-                                qos: qos as u8,
-                                packet_id: pid,
-                                publisher: 7,
-                                seq: 99,
-                                sent_ns: 12345
-                            }
+                            Received { qos: qos as u8, packet_id: pid, publisher: 7, seq: 99, sent_ns: 12345 }
                         );
                     }
                     _ => panic!("not a bench frame"),
@@ -197,17 +189,7 @@ mod tests {
     #[test]
     fn waits_for_the_whole_packet() {
         let mut buf = BytesMut::new();
-        encode_publish(
-            &mut buf,
-            ProtocolVersion::V311,
-            QoS::AtMostOnce,
-            0,
-            "t",
-            64,
-            0,
-            0,
-            0,
-        );
+        encode_publish(&mut buf, ProtocolVersion::V311, QoS::AtMostOnce, 0, "t", 64, 0, 0, 0);
         let mut part = BytesMut::from(&buf[..10]);
         assert!(next(&mut part, ProtocolVersion::V311).unwrap().is_none());
         assert_eq!(part.len(), 10);

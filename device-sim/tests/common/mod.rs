@@ -18,9 +18,7 @@ pub async fn start_roost(config: &str) -> Gateway {
     settings.lwm2m.bind = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
     settings.coap.bind = Vec::new();
     settings.http_bind = Vec::new();
-    roost::gateway::start(settings)
-        .await
-        .expect("gateway starts")
+    roost::gateway::start(settings).await.expect("gateway starts")
 }
 
 /// Awaits `f`, failing the test with `what` if it takes longer than `secs`.

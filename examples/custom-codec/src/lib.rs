@@ -93,14 +93,23 @@ mod tests {
         let frames = t.feed(b"sure=1.9\n").unwrap();
         assert_eq!(frames.len(), 4, "{frames:?}");
         assert_eq!(frames[0], Uplink::Connect(ConnectFrame::new("kv-boiler-7", 60)));
-        assert!(matches!(&frames[3], Uplink::Publish { topic, payload, .. } if topic == "kv/boiler-7/pressure" && payload == "1.9"));
+        assert!(
+            matches!(&frames[3], Uplink::Publish { topic, payload, .. } if topic == "kv/boiler-7/pressure" && payload == "1.9")
+        );
         assert!(t.feed(b"boiler-7 temp\n").is_err());
     }
 
     #[test]
     fn commands_become_set_lines() {
         let mut t = CodecTester::new(KvCodec::default());
-        let cmd = Downlink::Publish { id: 0, topic: "x".into(), payload: "burner=off".into(), qos: QoS::AtMostOnce, retain: false, dup: false };
+        let cmd = Downlink::Publish {
+            id: 0,
+            topic: "x".into(),
+            payload: "burner=off".into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+        };
         assert_eq!(t.encode(cmd).unwrap(), "SET burner=off\n");
     }
 }

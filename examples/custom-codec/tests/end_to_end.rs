@@ -59,7 +59,10 @@ async fn kv_device_to_mqtt_and_back() {
             got.push((p.topic, String::from_utf8_lossy(&p.payload).into_owned()));
         }
     }
-    assert_eq!(got, [("plant/boiler-7/temp".to_string(), "61.5".to_string()), ("plant/boiler-7/pressure".into(), "1.9".into())]);
+    assert_eq!(
+        got,
+        [("plant/boiler-7/temp".to_string(), "61.5".to_string()), ("plant/boiler-7/pressure".into(), "1.9".into())]
+    );
 
     client.publish("plant/boiler-7/set", QoS::AtLeastOnce, false, "burner=off").await.expect("publish");
     let line = timeout(WAIT, async {

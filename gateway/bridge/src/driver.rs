@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, MessageProperties, Protocol, QoS, SubOptions};
+use roost_core::{
+    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, MessageProperties, Protocol,
+    QoS, SubOptions,
+};
 use roost_mqtt::codec::{
     Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, Subscribe,
     SubscribeFilter, SubscriptionOptions,
@@ -105,7 +108,12 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for 
 
 type Link = Framed<Box<dyn Stream>, MqttCodec>;
 
-async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatus>, shutdown: &CancellationToken) -> Result<(), Failure> {
+async fn attempt(
+    s: &BridgeSettings,
+    broker: &Broker,
+    status: &Mutex<BridgeStatus>,
+    shutdown: &CancellationToken,
+) -> Result<(), Failure> {
     let version = match s.version {
         MqttVersion::V311 => ProtocolVersion::V311,
         MqttVersion::V5 => ProtocolVersion::V5,
@@ -130,7 +138,9 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
         clean_start: s.clean_start,
         keep_alive: u16::try_from(s.keep_alive.as_secs()).unwrap_or(u16::MAX),
         properties: ConnectProperties {
-            session_expiry_interval: version.is_v5().then(|| s.session_expiry.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))),
+            session_expiry_interval: version
+                .is_v5()
+                .then(|| s.session_expiry.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))),
             receive_maximum: version.is_v5().then_some(s.max_inflight.max(1)),
             ..Default::default()
         },
@@ -142,7 +152,9 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
     link.send(Packet::Connect(Box::new(connect))).await.map_err(|e| fail(format!("send CONNECT: {e}"), false))?;
     let upstream_window = match timeout(s.connect_timeout, link.next()).await {
         Ok(Some(Ok(Packet::ConnAck(a)))) if a.code == 0 => a.properties.receive_maximum.unwrap_or(u16::MAX),
-        Ok(Some(Ok(Packet::ConnAck(a)))) => return Err(fail(format!("upstream refused the connection (code 0x{:02X})", a.code), false)),
+        Ok(Some(Ok(Packet::ConnAck(a)))) => {
+            return Err(fail(format!("upstream refused the connection (code 0x{:02X})", a.code), false));
+        }
         Ok(Some(Ok(p))) => return Err(fail(format!("expected CONNACK, got {}", p.name()), false)),
         Ok(Some(Err(e))) => return Err(fail(format!("reading CONNACK: {e}"), false)),
         Ok(None) => return Err(fail("upstream closed the connection before CONNACK", false)),
@@ -151,23 +163,32 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
 
     // The local side: a persistent session whose queue is the store-and-forward buffer.
     let conn = broker
-        .connect_as(ConnectRequest {
-            client_id: ClientId::new(s.local_client_id()),
-            protocol: Protocol::Mqtt,
-            peer: None,
-            username: None,
-            password: None,
-            clean_start: false,
-            keep_alive: 0,
-            will: None,
-            session_expiry: None,
-            receive_maximum: s.max_inflight.min(upstream_window).max(1),
-        }, "bridge".into())
+        .connect_as(
+            ConnectRequest {
+                client_id: ClientId::new(s.local_client_id()),
+                protocol: Protocol::Mqtt,
+                peer: None,
+                username: None,
+                password: None,
+                clean_start: false,
+                keep_alive: 0,
+                will: None,
+                session_expiry: None,
+                receive_maximum: s.max_inflight.min(upstream_window).max(1),
+            },
+            "bridge".into(),
+        )
         .await
         .map_err(|e| fail(format!("local session: {e}"), false))?;
     broker.set_queue_capacity(conn.client_id(), Some(s.max_queued));
     for (filter, rule) in mapping::local_filters(&s.topics) {
-        let options = SubOptions { qos: rule.qos, no_local: true, retain_as_published: true, retain_handling: 1, subscription_id: None };
+        let options = SubOptions {
+            qos: rule.qos,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: 1,
+            subscription_id: None,
+        };
         if let Err(e) = conn.subscribe(&filter, options).await {
             tracing::warn!(bridge = %s.name, filter, error = %e, "bridge: local subscription refused");
         }
@@ -175,7 +196,12 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
     let filters: Vec<SubscribeFilter> = mapping::remote_filters(&s.topics)
         .map(|(filter, rule)| SubscribeFilter {
             filter,
-            options: SubscriptionOptions { qos: rule.qos, no_local: version.is_v5(), retain_as_published: true, retain_handling: 0 },
+            options: SubscriptionOptions {
+                qos: rule.qos,
+                no_local: version.is_v5(),
+                retain_as_published: true,
+                retain_handling: 0,
+            },
         })
         .collect();
     if !filters.is_empty() {
@@ -199,7 +225,13 @@ async fn attempt(s: &BridgeSettings, broker: &Broker, status: &Mutex<BridgeStatu
 }
 
 /// Forwards until the link fails (Err) or shutdown (Ok).
-async fn forward(s: &BridgeSettings, link: &mut Link, conn: &Connection, status: &Mutex<BridgeStatus>, shutdown: &CancellationToken) -> Result<(), Failure> {
+async fn forward(
+    s: &BridgeSettings,
+    link: &mut Link,
+    conn: &Connection,
+    status: &Mutex<BridgeStatus>,
+    shutdown: &CancellationToken,
+) -> Result<(), Failure> {
     let v5 = link.codec().version.is_v5();
     let keep_alive = s.keep_alive.max(Duration::from_secs(1));
     let mut next_ping = Instant::now() + keep_alive;
@@ -266,7 +298,14 @@ async fn forward(s: &BridgeSettings, link: &mut Link, conn: &Connection, status:
     }
 }
 
-async fn handle_upstream(s: &BridgeSettings, link: &mut Link, conn: &Connection, status: &Mutex<BridgeStatus>, packet: Packet, v5: bool) -> Result<(), Failure> {
+async fn handle_upstream(
+    s: &BridgeSettings,
+    link: &mut Link,
+    conn: &Connection,
+    status: &Mutex<BridgeStatus>,
+    packet: Packet,
+    v5: bool,
+) -> Result<(), Failure> {
     let reply = match packet {
         Packet::PubAck(a) | Packet::PubComp(a) => {
             if conn.ack(a.packet_id) {
@@ -308,7 +347,13 @@ async fn handle_upstream(s: &BridgeSettings, link: &mut Link, conn: &Connection,
 
 /// An upstream message: published locally under its mapped topic, acknowledged upstream
 /// once that is done (and durable).
-async fn inbound(s: &BridgeSettings, conn: &Connection, status: &Mutex<BridgeStatus>, p: Publish, v5: bool) -> Result<Option<Packet>, Failure> {
+async fn inbound(
+    s: &BridgeSettings,
+    conn: &Connection,
+    status: &Mutex<BridgeStatus>,
+    p: Publish,
+    v5: bool,
+) -> Result<Option<Packet>, Failure> {
     let ack = |id: u16| Ack { packet_id: id, ..Default::default() };
     let Some(topic) = mapping::to_local(&s.topics, &p.topic) else {
         tracing::debug!(bridge = %s.name, topic = %p.topic, "bridge: upstream message matches no rule");

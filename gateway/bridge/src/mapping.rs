@@ -38,7 +38,13 @@ mod tests {
     use roost_core::QoS;
 
     fn rule(pattern: &str, direction: Direction, local: &str, remote: &str) -> TopicRule {
-        TopicRule { pattern: pattern.into(), direction, qos: QoS::AtLeastOnce, local_prefix: local.into(), remote_prefix: remote.into() }
+        TopicRule {
+            pattern: pattern.into(),
+            direction,
+            qos: QoS::AtLeastOnce,
+            local_prefix: local.into(),
+            remote_prefix: remote.into(),
+        }
     }
 
     #[test]

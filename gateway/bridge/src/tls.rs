@@ -22,7 +22,8 @@ pub struct TlsSettings {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
+    let certs: Result<Vec<_>, _> =
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
     let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate in it", path.display()));
@@ -57,7 +58,10 @@ pub fn connector(s: &TlsSettings) -> Result<TlsConnector, String> {
 /// The TLS handshake over an open TCP stream.
 pub async fn handshake(s: &TlsSettings, address: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
     let connector = connector(s)?;
-    let host = s.server_name.clone().unwrap_or_else(|| address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']).to_string());
+    let host = s
+        .server_name
+        .clone()
+        .unwrap_or_else(|| address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']).to_string());
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("tls server name {host:?}: {e}"))?;
     connector.connect(name, tcp).await.map_err(|e| format!("TLS handshake with {address}: {e}"))
 }

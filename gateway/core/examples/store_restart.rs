@@ -17,7 +17,8 @@ async fn main() {
     let sessions: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let dir = std::env::temp_dir().join(format!("roost-restart-{}", std::process::id()));
     let path = dir.join("roost.redb");
-    let open = || -> Arc<dyn Store> { Arc::new(DiskStore::open(&path, SyncMode::Batch(Duration::from_millis(2))).unwrap()) };
+    let open =
+        || -> Arc<dyn Store> { Arc::new(DiskStore::open(&path, SyncMode::Batch(Duration::from_millis(2))).unwrap()) };
 
     let t = Instant::now();
     {
@@ -41,7 +42,9 @@ async fn main() {
                 })
                 .await
                 .unwrap();
-            c.subscribe(&format!("devices/{i}/command"), SubOptions { qos: QoS::AtLeastOnce, ..Default::default() }).await.unwrap();
+            c.subscribe(&format!("devices/{i}/command"), SubOptions { qos: QoS::AtLeastOnce, ..Default::default() })
+                .await
+                .unwrap();
             c.disconnect(DisconnectReason::Normal).await;
         }
         b.close_store();
@@ -51,7 +54,12 @@ async fn main() {
 
     let t = Instant::now();
     let b = Broker::builder(BrokerSettings::default()).store(open()).build().unwrap();
-    println!("restart: ready in {:?} with {} sessions and {} retained", t.elapsed(), b.session_count(), b.retained_count());
+    println!(
+        "restart: ready in {:?} with {} sessions and {} retained",
+        t.elapsed(),
+        b.session_count(),
+        b.retained_count()
+    );
     b.close_store();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -104,7 +104,11 @@ impl Broker {
         for s in self.all_sessions() {
             let st = s.state.lock();
             for (filter, options) in &st.subscriptions {
-                out.push(SubscriptionView { client_id: s.client_id().clone(), filter: filter.clone(), options: *options });
+                out.push(SubscriptionView {
+                    client_id: s.client_id().clone(),
+                    filter: filter.clone(),
+                    options: *options,
+                });
             }
         }
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id).then_with(|| a.filter.cmp(&b.filter)));

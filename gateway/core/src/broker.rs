@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::auth::{AnonymousPolicy, AuthDecision, Authenticator, Authorizer, AllowAll, Credentials};
+use crate::auth::{AllowAll, AnonymousPolicy, AuthDecision, Authenticator, Authorizer, Credentials};
 use crate::connection::Connection;
 use crate::hooks::{Event, EventKind, Hook, Hooks};
 use crate::metrics::{DropReason, Metrics};
@@ -305,7 +305,13 @@ impl Broker {
             let (session, present, resend) = match resumed {
                 Some((s, resend)) => (s, true, resend),
                 None => {
-                    let s = Arc::new(Session::new(conn_id, req.client_id.clone(), req.protocol, expiry, inner.store.clone()));
+                    let s = Arc::new(Session::new(
+                        conn_id,
+                        req.client_id.clone(),
+                        req.protocol,
+                        expiry,
+                        inner.store.clone(),
+                    ));
                     sessions.insert(req.client_id.clone(), s.clone());
                     (s, false, Default::default())
                 }
@@ -429,7 +435,11 @@ impl Broker {
     /// Publishes for a device that has no connection (MQTT-SN QoS -1, §6.8): the topic is
     /// validated and `client` ACL-checked, hooked and counted as if it were connected, but no
     /// session is created and no authentication runs (there are no credentials to check).
-    pub fn publish_unconnected(&self, client: &ClientInfo, mut msg: Message) -> Result<crate::connection::Published, crate::connection::PublishError> {
+    pub fn publish_unconnected(
+        &self,
+        client: &ClientInfo,
+        mut msg: Message,
+    ) -> Result<crate::connection::Published, crate::connection::PublishError> {
         topic::validate_name(&msg.topic, &self.inner.settings)?;
         let inner = &self.inner;
         if !inner.authorizer.check(client, crate::auth::Action::Publish, &msg.topic) {
@@ -447,7 +457,11 @@ impl Broker {
     }
 
     /// Lets in-process hooks rewrite or reject a client's publish.
-    pub(crate) fn filter_publish(&self, client: Option<&ClientInfo>, msg: &mut Message) -> Result<(), crate::connection::PublishError> {
+    pub(crate) fn filter_publish(
+        &self,
+        client: Option<&ClientInfo>,
+        msg: &mut Message,
+    ) -> Result<(), crate::connection::PublishError> {
         let inner = &self.inner;
         if !inner.hooks.has_rewriters() {
             return Ok(());
@@ -455,7 +469,11 @@ impl Broker {
         if inner.hooks.on_publish(client, msg) == crate::hooks::PublishVerdict::Reject {
             inner.metrics.dropped(DropReason::Rejected);
             if inner.hooks.wants(EventKind::MessageDropped) {
-                self.hook(&Event::Dropped { client: client.map(|c| &c.client_id), message: msg, reason: DropReason::Rejected });
+                self.hook(&Event::Dropped {
+                    client: client.map(|c| &c.client_id),
+                    message: msg,
+                    reason: DropReason::Rejected,
+                });
             }
             return Err(crate::connection::PublishError::NotAuthorized);
         }
@@ -470,7 +488,12 @@ impl Broker {
     }
 
     /// Subscribes `session`; returns whether the subscription already existed.
-    pub(crate) fn add_subscription(&self, session: &Arc<Session>, raw: &str, options: SubOptions) -> Result<bool, topic::TopicError> {
+    pub(crate) fn add_subscription(
+        &self,
+        session: &Arc<Session>,
+        raw: &str,
+        options: SubOptions,
+    ) -> Result<bool, topic::TopicError> {
         let spec = topic::parse_filter(raw, &self.inner.settings)?;
         let existed = {
             let mut st = session.state.lock();
@@ -554,7 +577,13 @@ impl Broker {
         }
     }
 
-    pub(crate) fn schedule(&self, session: Arc<Session>, generation: u64, will_delay: Option<Duration>, expiry: Option<Duration>) {
+    pub(crate) fn schedule(
+        &self,
+        session: Arc<Session>,
+        generation: u64,
+        will_delay: Option<Duration>,
+        expiry: Option<Duration>,
+    ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let broker = self.clone();
         if let Some(delay) = will_delay {
@@ -593,7 +622,12 @@ impl Broker {
     }
 
     /// Ends a session: out of the table, the router and the store.
-    fn destroy_locked(&self, sessions: &mut HashMap<ClientId, Arc<Session>>, session: &Arc<Session>, why: &'static str) {
+    fn destroy_locked(
+        &self,
+        sessions: &mut HashMap<ClientId, Arc<Session>>,
+        session: &Arc<Session>,
+        why: &'static str,
+    ) {
         if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
             sessions.remove(session.client_id());
         }

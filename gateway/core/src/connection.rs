@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-
 use crate::auth::Action;
 use crate::broker::Broker;
 use crate::hooks::{Event, EventKind};
-use crate::trace::Direction;
 use crate::metrics::DropReason;
 use crate::router::SubOptions;
 use crate::session::{ConnSignal, Delivery, DisconnectReason, Session};
 use crate::topic::{self, TopicError};
+use crate::trace::Direction;
 use crate::types::{ClientId, ClientInfo, Message, QoS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -71,8 +71,14 @@ pub enum Limited {
 }
 
 impl Limited {
-    pub const ALL: [Limited; 6] =
-        [Limited::MaxConnections, Limited::ConnRate, Limited::BytesRate, Limited::MessageRate, Limited::PeerPacketRate, Limited::NewPeerRate];
+    pub const ALL: [Limited; 6] = [
+        Limited::MaxConnections,
+        Limited::ConnRate,
+        Limited::BytesRate,
+        Limited::MessageRate,
+        Limited::PeerPacketRate,
+        Limited::NewPeerRate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -189,7 +195,12 @@ impl Metrics {
                 .iter()
                 .map(|pr| {
                     let p = self.p(*pr);
-                    (pr.as_str(), p.connections.load(Relaxed), p.messages_in.load(Relaxed), p.messages_out.load(Relaxed))
+                    (
+                        pr.as_str(),
+                        p.connections.load(Relaxed),
+                        p.messages_in.load(Relaxed),
+                        p.messages_out.load(Relaxed),
+                    )
                 })
                 .collect(),
         }

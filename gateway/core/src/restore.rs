@@ -34,7 +34,13 @@ impl Broker {
                 },
                 None => None,
             };
-            let session = Arc::new(Session::new(self.next_id(), meta.client_id.clone(), meta.protocol, meta.expiry, inner.store.clone()));
+            let session = Arc::new(Session::new(
+                self.next_id(),
+                meta.client_id.clone(),
+                meta.protocol,
+                meta.expiry,
+                inner.store.clone(),
+            ));
             {
                 let mut st = session.state.lock();
                 st.persisted = true;
@@ -42,7 +48,11 @@ impl Broker {
                     st.next_seq = st.next_seq.max(seq + 1);
                     match m.packet_id {
                         Some(id) => {
-                            let state = if m.released { crate::session::FlightState::Released } else { crate::session::FlightState::Published };
+                            let state = if m.released {
+                                crate::session::FlightState::Released
+                            } else {
+                                crate::session::FlightState::Published
+                            };
                             st.inflight.push_back(crate::session::InFlight { seq, id, pending: m.pending, state });
                         }
                         None => st.queue.push_back(crate::session::Queued { seq, pending: m.pending }),
@@ -70,5 +80,4 @@ impl Broker {
         }
         Ok(())
     }
-
 }

@@ -80,7 +80,10 @@ fn walk(node: &Node, filter: &[&str], top: bool, now: Instant, out: &mut Vec<Arc
     match *level {
         "#" => {
             // `#` also matches the parent level itself (`a/#` matches `a`).
-            if !top && let Some(m) = &node.message && !m.is_expired(now) {
+            if !top
+                && let Some(m) = &node.message
+                && !m.is_expired(now)
+            {
                 out.push(m.clone());
             }
             all(node, top, now, out);

@@ -148,7 +148,8 @@ impl Router {
     /// Count of distinct filters with at least one subscriber (for `$SYS` and metrics).
     pub fn filter_count(&self) -> usize {
         fn count(n: &Node) -> usize {
-            usize::from(!n.subscribers.is_empty() || !n.groups.is_empty()) + n.children.values().map(count).sum::<usize>()
+            usize::from(!n.subscribers.is_empty() || !n.groups.is_empty())
+                + n.children.values().map(count).sum::<usize>()
         }
         count(&self.root.read())
     }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::metrics::{DropReason, Metrics};
-use crate::store::{Change, SessionMeta, Store};
 use crate::router::SubOptions;
 use crate::settings::{BrokerSettings, OverflowPolicy};
+use crate::store::{Change, SessionMeta, Store};
 use crate::types::{ClientId, Message, Protocol, QoS};
 
 /// Why a connection ended, as the adapter or the broker saw it.
@@ -193,7 +193,13 @@ pub enum Delivery {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, client_id: ClientId, protocol: Protocol, expiry: Option<Duration>, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        client_id: ClientId,
+        protocol: Protocol,
+        expiry: Option<Duration>,
+        store: Arc<dyn Store>,
+    ) -> Self {
         Session {
             id,
             client_id,
@@ -287,12 +293,7 @@ impl Session {
     }
 
     /// The next thing connection `conn_id` must send, if any is ready now.
-    pub(crate) fn poll_delivery(
-        &self,
-        conn_id: u64,
-        now: Instant,
-        metrics: &Metrics,
-    ) -> Option<Delivery> {
+    pub(crate) fn poll_delivery(&self, conn_id: u64, now: Instant, metrics: &Metrics) -> Option<Delivery> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let (window, resend) = match &mut st.attached {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use roost_core::metrics::DropReason;
 use roost_core::settings::{BrokerSettings, SharedStrategy};
 use roost_core::store::MemoryStore;
-use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
+use roost_core::{
+    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will,
+};
 
 mod common;
 use common::req;
@@ -41,8 +43,12 @@ fn next(c: &Connection) -> Option<(u16, bool, String, String)> {
 async fn wildcards_overlap_and_no_local() {
     let b = Broker::new(BrokerSettings::default());
     let sub = connect(&b, "sub").await;
-    sub.subscribe("a/+", SubOptions { qos: QoS::AtLeastOnce, subscription_id: Some(1), ..Default::default() }).await.unwrap();
-    sub.subscribe("a/#", SubOptions { qos: QoS::AtMostOnce, subscription_id: Some(2), ..Default::default() }).await.unwrap();
+    sub.subscribe("a/+", SubOptions { qos: QoS::AtLeastOnce, subscription_id: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    sub.subscribe("a/#", SubOptions { qos: QoS::AtMostOnce, subscription_id: Some(2), ..Default::default() })
+        .await
+        .unwrap();
     sub.subscribe("$SYS/#", qos(QoS::AtMostOnce)).await.unwrap();
     let publ = connect(&b, "pub").await;
     publ.subscribe("a/b", SubOptions { no_local: true, ..Default::default() }).await.unwrap();
@@ -252,7 +258,13 @@ async fn connect_as_names_the_protocol_for_hooks_and_acl() {
     let names = Arc::new(Names(parking_lot::Mutex::new(Vec::new())));
     let b = Broker::builder(BrokerSettings::default()).hook(names.clone()).build().unwrap();
     let mqtt = connect(&b, "m").await;
-    let codec = b.connect_as(ConnectRequest { protocol: Protocol::Codec, ..req("c", true, Some(Duration::ZERO)) }, "tlv-sensor".into()).await.unwrap();
+    let codec = b
+        .connect_as(
+            ConnectRequest { protocol: Protocol::Codec, ..req("c", true, Some(Duration::ZERO)) },
+            "tlv-sensor".into(),
+        )
+        .await
+        .unwrap();
     assert_eq!(mqtt.info().protocol_name(), "mqtt");
     assert_eq!(codec.info().protocol_name(), "tlv-sensor");
     assert_eq!(codec.info().protocol, Protocol::Codec);
@@ -298,7 +310,13 @@ async fn unconnected_publish_is_validated_routed_and_counted() {
     let b = Broker::new(BrokerSettings::default());
     let sub = connect(&b, "sub").await;
     sub.subscribe("p/#", qos(QoS::AtMostOnce)).await.unwrap();
-    let info = roost_core::ClientInfo { client_id: ClientId::new("udp:1.2.3.4"), protocol: Protocol::MqttSn, peer: None, username: None, protocol_detail: None };
+    let info = roost_core::ClientInfo {
+        client_id: ClientId::new("udp:1.2.3.4"),
+        protocol: Protocol::MqttSn,
+        peer: None,
+        username: None,
+        protocol_detail: None,
+    };
     let done = b.publish_unconnected(&info, msg("p/1", "hi", QoS::AtMostOnce)).unwrap();
     assert_eq!(done.matched, 1);
     assert_eq!(next(&sub).map(|m| m.3), Some("hi".to_string()));

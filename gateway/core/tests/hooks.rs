@@ -70,7 +70,10 @@ async fn an_in_process_hook_rewrites_and_rejects_publishes() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(publ.publish(Message::new("forbidden/x", "no", QoS::AtMostOnce, false)).await, Err(PublishError::NotAuthorized));
+    assert_eq!(
+        publ.publish(Message::new("forbidden/x", "no", QoS::AtMostOnce, false)).await,
+        Err(PublishError::NotAuthorized)
+    );
     assert_eq!(b.metrics().snapshot().dropped(DropReason::Rejected), 1);
     assert_eq!(*dropped.1.lock(), [(EventKind::MessageDropped, Some("pub".to_string()))]);
 }

@@ -36,7 +36,9 @@ async fn sessions_messages_and_retained_survive_a_rebuild() {
     {
         let b = broker(&path);
         let sub = b.connect(req("sub", false, None)).await.unwrap();
-        sub.subscribe("t/#", SubOptions { qos: QoS::ExactlyOnce, subscription_id: Some(7), ..Default::default() }).await.unwrap();
+        sub.subscribe("t/#", SubOptions { qos: QoS::ExactlyOnce, subscription_id: Some(7), ..Default::default() })
+            .await
+            .unwrap();
         let publ = b.connect(req("pub", true, Some(Duration::ZERO))).await.unwrap();
         for i in 0..4 {
             publ.publish(Message::new("t/a", format!("m{i}"), QoS::ExactlyOnce, false)).await.unwrap();
@@ -200,7 +202,10 @@ async fn adapter_blobs_survive_a_rebuild_per_space() {
     assert_eq!(b.load_blobs("lorawan").unwrap(), vec![("a".to_string(), bytes::Bytes::from_static(b"3"))]);
     assert_eq!(b.load_blobs("other").unwrap().len(), 1);
     assert!(b.load_blobs("lorawa").unwrap().is_empty());
-    let mem = Broker::builder(BrokerSettings::default()).store(Arc::new(roost_core::store::MemoryStore::new())).build().unwrap();
+    let mem = Broker::builder(BrokerSettings::default())
+        .store(Arc::new(roost_core::store::MemoryStore::new()))
+        .build()
+        .unwrap();
     mem.record_blob("s", "k".into(), Some(bytes::Bytes::from_static(b"v")));
     assert_eq!(mem.load_blobs("s").unwrap().len(), 1);
 }

@@ -75,7 +75,8 @@ impl HttpAuth {
             tracing::debug!(%status, "auth.http: answer is not 200/204; ignored");
             return Ok(Verdict::Ignore);
         }
-        let bytes = Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
+        let bytes =
+            Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Verdict::Allow);
         }

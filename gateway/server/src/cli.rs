@@ -156,17 +156,25 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::PrintDefault)));
 
         let cli = Cli::try_parse_from(["roost", "check-config", "b.toml"]).expect("check-config");
-        assert!(
-            matches!(cli.command, Some(Command::CheckConfig { file }) if file == Path::new("b.toml"))
-        );
+        assert!(matches!(cli.command, Some(Command::CheckConfig { file }) if file == Path::new("b.toml")));
 
         assert!(Cli::try_parse_from(["roost", "check-config"]).is_err());
 
-        let cli = Cli::try_parse_from(["roost", "ctl", "--key", "k", "trace", "start", "client", "dev-1", "t.log"]).expect("ctl trace start");
+        let cli = Cli::try_parse_from(["roost", "ctl", "--key", "k", "trace", "start", "client", "dev-1", "t.log"])
+            .expect("ctl trace start");
         let Some(Command::Ctl(ctl)) = cli.command else { panic!("ctl") };
-        assert!(matches!(ctl.command, CtlCommand::Trace { action: TraceAction::Start { kind: TraceKind::Client, .. } }));
+        assert!(matches!(
+            ctl.command,
+            CtlCommand::Trace { action: TraceAction::Start { kind: TraceKind::Client, .. } }
+        ));
         let cli = Cli::try_parse_from(["roost", "ctl", "trace", "stop", "topic", "a/#"]).expect("ctl trace stop");
-        assert!(matches!(cli.command, Some(Command::Ctl(CtlArgs { command: CtlCommand::Trace { action: TraceAction::Stop { kind: TraceKind::Topic, .. } }, .. }))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Ctl(CtlArgs {
+                command: CtlCommand::Trace { action: TraceAction::Stop { kind: TraceKind::Topic, .. } },
+                ..
+            }))
+        ));
         assert!(Cli::try_parse_from(["roost", "ctl", "trace", "start", "nope", "x", "f"]).is_err());
     }
 }

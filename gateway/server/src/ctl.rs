@@ -24,7 +24,11 @@ fn base(settings: &Settings, url: Option<&str>) -> anyhow::Result<Endpoint> {
         bail!("[http] bind is empty in the config and no --url was given");
     };
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     Ok(Endpoint { authority: addr.to_string(), path: String::new() })
 }
@@ -39,7 +43,9 @@ fn key(settings: &Settings, given: Option<String>) -> anyhow::Result<String> {
         return Ok(k.clone());
     }
     let file = settings.storage.data_dir.join(crate::api::keys::KEY_FILE);
-    let text = std::fs::read_to_string(&file).with_context(|| format!("no --key, no $ROOST_API_KEY, no [http] api_keys, and {} cannot be read", file.display()))?;
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!("no --key, no $ROOST_API_KEY, no [http] api_keys, and {} cannot be read", file.display())
+    })?;
     Ok(text.trim().to_string())
 }
 
@@ -65,12 +71,21 @@ pub async fn run(settings: &Settings, args: CtlArgs) -> anyhow::Result<String> {
         let auth = auth.clone();
         async move {
             let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-            let r = request(method, &to, &[("Authorization", &auth), ("Content-Type", "application/json")], &bytes, TIMEOUT)
-                .await
-                .with_context(|| format!("{method} http://{}{}", to.authority, to.path))?;
-            let json: Value = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
+            let r = request(
+                method,
+                &to,
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &bytes,
+                TIMEOUT,
+            )
+            .await
+            .with_context(|| format!("{method} http://{}{}", to.authority, to.path))?;
+            let json: Value =
+                if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
             if !(200..300).contains(&r.status) {
-                let message = json["message"].as_str().map_or_else(|| String::from_utf8_lossy(&r.body).into_owned(), str::to_string);
+                let message = json["message"]
+                    .as_str()
+                    .map_or_else(|| String::from_utf8_lossy(&r.body).into_owned(), str::to_string);
                 bail!("{} {}: {message}", r.status, json["code"].as_str().unwrap_or(""));
             }
             Ok::<Value, anyhow::Error>(json)
@@ -79,7 +94,12 @@ pub async fn run(settings: &Settings, args: CtlArgs) -> anyhow::Result<String> {
     match args.command {
         CtlCommand::Trace { action: TraceAction::Start { kind, target, file } } => {
             let file = std::path::absolute(&file).with_context(|| format!("{}", file.display()))?;
-            let r = call("POST", "/traces".into(), Some(json!({ "type": kind.as_str(), "target": target, "file": file.display().to_string() }))).await?;
+            let r = call(
+                "POST",
+                "/traces".into(),
+                Some(json!({ "type": kind.as_str(), "target": target, "file": file.display().to_string() })),
+            )
+            .await?;
             Ok(format!("trace {} started: {}\n", r["name"].as_str().unwrap_or(""), r["file"].as_str().unwrap_or("")))
         }
         CtlCommand::Trace { action: TraceAction::Stop { kind, target } } => {
@@ -90,7 +110,12 @@ pub async fn run(settings: &Settings, args: CtlArgs) -> anyhow::Result<String> {
             let r = call("GET", "/traces".into(), None).await?;
             let mut out = String::new();
             for t in r["data"].as_array().into_iter().flatten() {
-                out.push_str(&format!("{}\t{}\t{} lines\n", t["name"].as_str().unwrap_or(""), t["file"].as_str().unwrap_or(""), t["lines"]));
+                out.push_str(&format!(
+                    "{}\t{}\t{} lines\n",
+                    t["name"].as_str().unwrap_or(""),
+                    t["file"].as_str().unwrap_or(""),
+                    t["lines"]
+                ));
             }
             Ok(out)
         }

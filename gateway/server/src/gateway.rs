@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use roost_codec::Registry;
 use roost_core::Broker;
-use roost_core::store::{DiskStore, NullStore, Store};
 use roost_core::auth::{Authenticator, Authorizer};
 use roost_core::hooks::Hook;
+use roost_core::store::{DiskStore, NullStore, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -125,13 +125,20 @@ impl Builder {
         let authorizer = authorizer.or_else(|| settings.acl.clone().map(|a| Box::new(a) as Box<dyn Authorizer>));
         let listeners = roost_mqtt::driver::bind_all(&settings.mqtt).await.context("starting the MQTT listeners")?;
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
-        let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer).context("starting the MQTT-SN listener")?;
-        let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer).context("starting the CoAP listener")?;
-        let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer).context("starting the CoAP DTLS listener")?;
-        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer).context("starting the LwM2M listener")?;
-        let lwm2ms_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.dtls_bind, settings.lwm2m.recv_buffer).context("starting the LwM2M DTLS listener")?;
+        let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer)
+            .context("starting the MQTT-SN listener")?;
+        let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer)
+            .context("starting the CoAP listener")?;
+        let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer)
+            .context("starting the CoAP DTLS listener")?;
+        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer)
+            .context("starting the LwM2M listener")?;
+        let lwm2ms_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.dtls_bind, settings.lwm2m.recv_buffer)
+            .context("starting the LwM2M DTLS listener")?;
         // One DTLS backend (credentials from [coap]) for CoAP's and LwM2M's DTLS sockets.
-        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty() && lwm2ms_sockets.is_empty() {
+        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty()
+            && lwm2ms_sockets.is_empty()
+        {
             None
         } else {
             let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
@@ -139,7 +146,8 @@ impl Builder {
             })?;
             Some(Arc::new(b))
         };
-        let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer).context("starting the LoRaWAN packet-forwarder listener")?;
+        let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer)
+            .context("starting the LoRaWAN packet-forwarder listener")?;
         let store: Arc<dyn Store> = if settings.storage.disk {
             let path = settings.storage.file();
             let (sync, max) = (settings.storage.sync, settings.storage.max_size);
@@ -179,7 +187,8 @@ impl Builder {
         let api_keys = if settings.http_bind.is_empty() {
             Vec::new()
         } else {
-            crate::api::keys::load(&settings.api_keys, &settings.storage.data_dir, settings.storage.disk).context("http.api_keys")?
+            crate::api::keys::load(&settings.api_keys, &settings.storage.data_dir, settings.storage.disk)
+                .context("http.api_keys")?
         };
         let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
         if settings.storage.disk {
@@ -228,10 +237,13 @@ impl Builder {
         let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
         // Resource types from the object definitions: the built-in ones, plus `xml_dir`.
         let objects = match &settings.lwm2m.xml_dir {
-            Some(dir) => roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?,
+            Some(dir) => {
+                roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?
+            }
             None => roost_lwm2m::objects::Registry::builtin(),
         };
-        let kind_of: roost_lwm2m::server::engine::KindOf = Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
+        let kind_of: roost_lwm2m::server::engine::KindOf =
+            Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
         let lwm2m = roost_lwm2m::server::driver::Context::new(broker.clone(), settings.lwm2m.clone(), kind_of);
         let mut http_addrs = Vec::new();
         if !http_listeners.is_empty() {
@@ -243,7 +255,12 @@ impl Builder {
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
             };
-            let adapters = crate::http::AdapterCounters { coap: coap_ctx.clone(), dtls: dtls_counters.clone(), lorawan: lorawan.clone(), lwm2m: lwm2m.clone() };
+            let adapters = crate::http::AdapterCounters {
+                coap: coap_ctx.clone(),
+                dtls: dtls_counters.clone(),
+                lorawan: lorawan.clone(),
+                lwm2m: lwm2m.clone(),
+            };
             let mut api_routes = api_routes;
             api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
             api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));
@@ -293,7 +310,14 @@ impl Builder {
                 let addr = socket.local_addr()?;
                 tracing::info!(%addr, "CoAP listening (dtls)");
                 coaps_addrs.push(addr);
-                tracker.spawn(roost_coap::dtls::serve(socket, coap_ctx.clone(), backend.clone(), dtls_counters.clone(), shutdown.clone(), tracker.clone()));
+                tracker.spawn(roost_coap::dtls::serve(
+                    socket,
+                    coap_ctx.clone(),
+                    backend.clone(),
+                    dtls_counters.clone(),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
             }
         }
         let mut lorawan_addrs = Vec::new();
@@ -319,22 +343,70 @@ impl Builder {
                 let (app_tx, app_rx) = tokio::sync::mpsc::channel(1024);
                 let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
                 let dtls = settings.coap.dtls.clone();
-                tracker.spawn(roost_coap::dtls::serve_channels(socket, dtls, backend.clone(), dtls_counters.clone(), app_tx, out_rx, shutdown.clone(), tracker.clone()));
+                tracker.spawn(roost_coap::dtls::serve_channels(
+                    socket,
+                    dtls,
+                    backend.clone(),
+                    dtls_counters.clone(),
+                    app_tx,
+                    out_rx,
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
                 let transport = roost_lwm2m::server::driver::Transport::Dtls { rx: app_rx, tx: out_tx };
-                tracker.spawn(roost_lwm2m::server::driver::serve_transport(transport, lwm2m.clone(), shutdown.clone(), tracker.clone()));
+                tracker.spawn(roost_lwm2m::server::driver::serve_transport(
+                    transport,
+                    lwm2m.clone(),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
             }
         }
         if !lorawan_sockets.is_empty() {
-            tracker.spawn(roost_lorawan::driver::serve(lorawan_sockets, lorawan.clone(), shutdown.clone(), tracker.clone()));
+            tracker.spawn(roost_lorawan::driver::serve(
+                lorawan_sockets,
+                lorawan.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
         }
-        Ok(Gateway { broker, mqtt_addrs, mqtt_listeners, mqttsn_addrs, mqttsn: sn_ctx, coap_addrs, coaps_addrs, dtls_counters, coap: coap_ctx, lorawan_addrs, lorawan, lwm2m_addrs, lwm2ms_addrs, lwm2m, codec_addrs, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway {
+            broker,
+            mqtt_addrs,
+            mqtt_listeners,
+            mqttsn_addrs,
+            mqttsn: sn_ctx,
+            coap_addrs,
+            coaps_addrs,
+            dtls_counters,
+            coap: coap_ctx,
+            lorawan_addrs,
+            lorawan,
+            lwm2m_addrs,
+            lwm2ms_addrs,
+            lwm2m,
+            codec_addrs,
+            http_addrs,
+            bridges,
+            shutdown,
+            tracker,
+            api_keys,
+            webhooks,
+        })
     }
 }
 
 impl Gateway {
     /// A gateway to start with non-default parts; [`start`] is `Gateway::builder(s).start()`.
     pub fn builder(settings: Settings) -> Builder {
-        Builder { settings, codecs: Registry::default(), authenticator: None, authorizer: None, hooks: Vec::new(), api_routes: Vec::new() }
+        Builder {
+            settings,
+            codecs: Registry::default(),
+            authenticator: None,
+            authorizer: None,
+            hooks: Vec::new(),
+            api_routes: Vec::new(),
+        }
     }
 
     /// The bound address of the `[[codec]]` listener named `name` (with the real port where

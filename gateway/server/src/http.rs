@@ -39,7 +39,8 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
 pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>, adapters: AdapterCounters) -> Router {
     let mut registry = Registry::with_prefix("roost");
-    registry.register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
+    registry
+        .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
     registry.register_collector(Box::new(adapters));
     Router::new()
         .route("/metrics", get(metrics))
@@ -61,8 +62,14 @@ pub fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, tr
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed".to_string()),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed".to_string())
+        }
     }
 }
 
@@ -106,35 +113,56 @@ impl Collector for BrokerCollector {
         let m = b.metrics().snapshot();
         {
             let g = ConstGauge::new(0i64);
-            let mut family = encoder.encode_descriptor("connections", "Open connections, by protocol", None, g.metric_type())?;
+            let mut family =
+                encoder.encode_descriptor("connections", "Open connections, by protocol", None, g.metric_type())?;
             for (protocol, connections, _, _) in &m.by_protocol {
                 ConstGauge::new(*connections as i64).encode(family.encode_family(&[("protocol", *protocol)])?)?;
             }
         }
         {
             let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor("messages_received", "Messages published by clients, by protocol", None, c.metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                "messages_received",
+                "Messages published by clients, by protocol",
+                None,
+                c.metric_type(),
+            )?;
             for (protocol, _, received, _) in &m.by_protocol {
                 ConstCounter::new(*received).encode(family.encode_family(&[("protocol", *protocol)])?)?;
             }
         }
         {
             let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor("messages_sent", "Messages delivered to clients, by protocol", None, c.metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                "messages_sent",
+                "Messages delivered to clients, by protocol",
+                None,
+                c.metric_type(),
+            )?;
             for (protocol, _, _, sent) in &m.by_protocol {
                 ConstCounter::new(*sent).encode(family.encode_family(&[("protocol", *protocol)])?)?;
             }
         }
         {
             let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor("messages_dropped", "Messages not delivered, by reason", None, c.metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                "messages_dropped",
+                "Messages not delivered, by reason",
+                None,
+                c.metric_type(),
+            )?;
             for (reason, n) in &m.dropped_by_reason {
                 ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
             }
         }
         {
             let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor("limited", "Connections, reads and datagrams held back or refused by flood control", None, c.metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                "limited",
+                "Connections, reads and datagrams held back or refused by flood control",
+                None,
+                c.metric_type(),
+            )?;
             for (what, n) in &m.limited {
                 ConstCounter::new(*n).encode(family.encode_family(&[("what", *what)])?)?;
             }
@@ -144,33 +172,61 @@ impl Collector for BrokerCollector {
         counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;
         counter(&mut encoder, "auth_failures", "Refused logins", m.auth_failures)?;
         gauge(&mut encoder, "sessions", "Sessions held, online and offline", b.session_count() as i64)?;
-        gauge(&mut encoder, "subscription_filters", "Distinct subscribed filters", b.subscription_filter_count() as i64)?;
+        gauge(
+            &mut encoder,
+            "subscription_filters",
+            "Distinct subscribed filters",
+            b.subscription_filter_count() as i64,
+        )?;
         gauge(&mut encoder, "retained_messages", "Retained messages", b.retained_count() as i64)?;
         let (queued, inflight) = b.queue_totals();
         gauge(&mut encoder, "queued_messages", "Messages waiting in session queues", queued as i64)?;
-        gauge(&mut encoder, "inflight_messages", "Outgoing QoS 1/2 messages awaiting acknowledgement", inflight as i64)?;
+        gauge(
+            &mut encoder,
+            "inflight_messages",
+            "Outgoing QoS 1/2 messages awaiting acknowledgement",
+            inflight as i64,
+        )?;
         if !self.webhooks.is_empty() {
             let c = ConstCounter::new(0u64);
             {
-                let mut family = encoder.encode_descriptor("webhook_events_sent", "Events a webhook endpoint accepted", None, c.metric_type())?;
+                let mut family = encoder.encode_descriptor(
+                    "webhook_events_sent",
+                    "Events a webhook endpoint accepted",
+                    None,
+                    c.metric_type(),
+                )?;
                 for w in self.webhooks.iter() {
                     let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
-                    ConstCounter::new(w.counters.sent.load(Relaxed)).encode(family.encode_family(&[("url", url.as_str())])?)?;
+                    ConstCounter::new(w.counters.sent.load(Relaxed))
+                        .encode(family.encode_family(&[("url", url.as_str())])?)?;
                 }
             }
-            let mut family = encoder.encode_descriptor("webhook_events_dropped", "Events a webhook dropped: queue full, or every retry failed", None, c.metric_type())?;
+            let mut family = encoder.encode_descriptor(
+                "webhook_events_dropped",
+                "Events a webhook dropped: queue full, or every retry failed",
+                None,
+                c.metric_type(),
+            )?;
             for w in self.webhooks.iter() {
                 let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
                 let full = w.counters.dropped_queue_full.load(Relaxed);
                 let failed = w.counters.dropped_failed.load(Relaxed);
-                ConstCounter::new(full).encode(family.encode_family(&[("url", url.as_str()), ("reason", "queue_full")])?)?;
-                ConstCounter::new(failed).encode(family.encode_family(&[("url", url.as_str()), ("reason", "failed")])?)?;
+                ConstCounter::new(full)
+                    .encode(family.encode_family(&[("url", url.as_str()), ("reason", "queue_full")])?)?;
+                ConstCounter::new(failed)
+                    .encode(family.encode_family(&[("url", url.as_str()), ("reason", "failed")])?)?;
             }
         }
         if let Some((rss, cpu)) = process_stats() {
             gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory of the roost process", rss as i64)?;
             let c = ConstCounter::new(cpu);
-            c.encode(encoder.encode_descriptor("process_cpu_seconds", "CPU time of the roost process", None, c.metric_type())?)?;
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "CPU time of the roost process",
+                None,
+                c.metric_type(),
+            )?)?;
         }
         Ok(())
     }
@@ -235,7 +291,12 @@ impl Collector for AdapterCounters {
             "dtls_handshakes",
             "DTLS handshakes, by result",
             "result",
-            &[("ok", &d.handshakes_ok), ("failed", &d.handshakes_failed), ("timed_out", &d.handshakes_timed_out), ("refused", &d.refused)],
+            &[
+                ("ok", &d.handshakes_ok),
+                ("failed", &d.handshakes_failed),
+                ("timed_out", &d.handshakes_timed_out),
+                ("refused", &d.refused),
+            ],
         )?;
         counter_family(
             &mut encoder,
@@ -244,9 +305,19 @@ impl Collector for AdapterCounters {
             "outcome",
             &[("hello_verify_sent", &d.hello_verify_sent), ("bad_cookie", &d.bad_cookies)],
         )?;
-        counter(&mut encoder, "dtls_dropped_datagrams", "Datagrams on a DTLS socket that were not DTLS records, or for no peer", d.dropped.load(Relaxed))?;
+        counter(
+            &mut encoder,
+            "dtls_dropped_datagrams",
+            "Datagrams on a DTLS socket that were not DTLS records, or for no peer",
+            d.dropped.load(Relaxed),
+        )?;
         let l = &self.lorawan.counters;
-        gauge(&mut encoder, "lorawan_gateways", "LoRaWAN packet forwarders tracked now", l.gateways.load(Relaxed) as i64)?;
+        gauge(
+            &mut encoder,
+            "lorawan_gateways",
+            "LoRaWAN packet forwarders tracked now",
+            l.gateways.load(Relaxed) as i64,
+        )?;
         counter_family(
             &mut encoder,
             "lorawan_datagrams",
@@ -264,7 +335,12 @@ impl Collector for AdapterCounters {
         counter(&mut encoder, "lorawan_frames", "Radio frames (rxpk) received from gateways", l.frames.load(Relaxed))?;
         let ns = &l.ns;
         counter(&mut encoder, "lorawan_joins", "OTAA joins accepted", ns.joins.load(Relaxed))?;
-        counter(&mut encoder, "lorawan_uplinks", "Device uplinks accepted (after de-duplication)", ns.uplinks.load(Relaxed))?;
+        counter(
+            &mut encoder,
+            "lorawan_uplinks",
+            "Device uplinks accepted (after de-duplication)",
+            ns.uplinks.load(Relaxed),
+        )?;
         counter(&mut encoder, "lorawan_downlinks", "Downlinks sent to gateways", ns.downlinks.load(Relaxed))?;
         counter_family(
             &mut encoder,

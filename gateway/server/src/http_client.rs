@@ -28,7 +28,9 @@ impl Default for Endpoint {
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not an http:// URL (https is not supported)"))?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?} is not an http:// URL (https is not supported)"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -36,11 +38,12 @@ impl Endpoint {
         if authority.is_empty() || authority.contains(['@', ' ']) {
             return Err(format!("{url:?} has no host"));
         }
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+        let authority =
+            if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+                authority.to_string()
+            } else {
+                format!("{authority}:80")
+            };
         Ok(Endpoint { authority, path: path.to_string() })
     }
 
@@ -70,9 +73,19 @@ pub async fn request(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP request timed out"))?
 }
 
-async fn request_inner(method: &str, to: &Endpoint, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+async fn request_inner(
+    method: &str,
+    to: &Endpoint,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(&to.authority).await?;
-    let mut head = format!("{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", to.path, to.authority, body.len());
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        to.path,
+        to.authority,
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -134,7 +147,8 @@ fn dechunk(mut rest: &[u8]) -> std::io::Result<Vec<u8>> {
     loop {
         let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("bad chunk"))?;
         let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("bad chunk size"))?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| bad("bad chunk size"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad("bad chunk size"))?;
         rest = &rest[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -156,7 +170,9 @@ mod tests {
         assert!(Endpoint::parse("https://x/").is_err() && Endpoint::parse("http:///").is_err());
         let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hi"[..]));
-        let r = parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n")
+                .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (201, &b"hi!"[..]));
         assert!(parse_response(b"garbage").is_err());
     }

@@ -9,11 +9,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
-mod base64;
 pub mod auth_http;
+mod base64;
 pub mod cli;
-pub mod ctl;
 pub mod config;
+pub mod ctl;
 pub mod gateway;
 pub mod http;
 pub mod http_client;

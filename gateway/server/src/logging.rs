@@ -12,9 +12,7 @@ pub fn init(level: &str) {
         Ok(directives) if !directives.is_empty() => match EnvFilter::builder().parse(&directives) {
             Ok(filter) => filter,
             Err(e) => {
-                eprintln!(
-                    "roost: ignoring RUST_LOG={directives:?} ({e}); using [log] level {level:?}"
-                );
+                eprintln!("roost: ignoring RUST_LOG={directives:?} ({e}); using [log] level {level:?}");
                 from_config(level)
             }
         },
@@ -24,16 +22,10 @@ pub fn init(level: &str) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;
     // Fails only if a subscriber is already set, which leaves that one in place: fine.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).try_init();
 }
 
 fn from_config(level: &str) -> EnvFilter {
     // The config loader has validated `level`; the fallback only guards a caller that did not.
-    EnvFilter::builder()
-        .parse(level)
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::builder().parse(level).unwrap_or_else(|_| EnvFilter::new("info"))
 }

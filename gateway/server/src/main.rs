@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Store { action }) => store(cli.config, action),
         Some(Command::Ctl(args)) => ctl(cli.config, args),
-        Some(Command::Passwd { batch, client_id, file, user, password }) => passwd(batch, client_id, &file, &user, password),
+        Some(Command::Passwd { batch, client_id, file, user, password }) => {
+            passwd(batch, client_id, &file, &user, password)
+        }
         None => run(cli.config),
     }
 }
@@ -26,10 +28,7 @@ fn main() -> ExitCode {
 fn print_default() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`roost print-default | head`) is the reader's choice, not our failure.
-    match stdout
-        .write_all(DEFAULT_CONFIG.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(DEFAULT_CONFIG.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
@@ -194,16 +193,10 @@ fn run(config_file: Option<PathBuf>) -> ExitCode {
         Some(file) => {
             tracing::info!(config = %file.display(), version = env!("CARGO_PKG_VERSION"), "roost starting")
         }
-        None => tracing::info!(
-            version = env!("CARGO_PKG_VERSION"),
-            "roost starting with the default configuration"
-        ),
+        None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "roost starting with the default configuration"),
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("roost: cannot start the async runtime: {e}");
@@ -259,10 +252,7 @@ struct Signals {
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
+        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
     }
 
     async fn next(&mut self) -> &'static str {

@@ -117,7 +117,11 @@ pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &Tas
 }
 
 /// `bridges/{name}/connected|queue|forwarded/out|forwarded/in|last_error`, retained.
-fn publish_bridges(broker: &Broker, prefix: &str, bridges: &[(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)]) {
+fn publish_bridges(
+    broker: &Broker,
+    prefix: &str,
+    bridges: &[(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)],
+) {
     for (name, status) in bridges {
         let s = status.lock().clone();
         let queue = broker.queue_len(&roost_core::ClientId::new(format!("$bridge/{name}"))).unwrap_or(0);

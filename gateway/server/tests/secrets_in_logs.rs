@@ -101,7 +101,11 @@ direction = "out"
             panic!("roost did not log its listeners: {}", log.join("\n"));
         };
         if line.contains("MQTT listening") {
-            let port = line.split("addr=127.0.0.1:").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse::<u16>().ok());
+            let port = line
+                .split("addr=127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.parse::<u16>().ok());
             if line.contains("transport=\"tls\"") {
                 tls = port;
             } else if line.contains("transport=\"tcp\"") {
@@ -131,7 +135,8 @@ direction = "out"
     let hash = hash.trim().split(':').nth(1).unwrap().to_string();
     let salt_and_digest = hash.rsplit('$').next().unwrap().to_string();
     let key_body: Vec<&str> = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let mut secrets = vec![PASSWORD.to_string(), WRONG.to_string(), BRIDGE_PASSWORD.to_string(), hash.clone(), salt_and_digest];
+    let mut secrets =
+        vec![PASSWORD.to_string(), WRONG.to_string(), BRIDGE_PASSWORD.to_string(), hash.clone(), salt_and_digest];
     secrets.extend(key_body.iter().map(|l| l.to_string()));
     for s in &secrets {
         assert!(!text.contains(s.as_str()), "a secret appears in the log: {s:?}");

@@ -36,10 +36,7 @@ pub fn raw_header(buf: &[u8]) -> Option<RawHeader> {
     if buf.len() < 4 || buf[0] >> 6 != 1 {
         return None;
     }
-    Some(RawHeader {
-        confirmable: (buf[0] >> 4) & 0x3 == 0,
-        message_id: u16::from_be_bytes([buf[2], buf[3]]),
-    })
+    Some(RawHeader { confirmable: (buf[0] >> 4) & 0x3 == 0, message_id: u16::from_be_bytes([buf[2], buf[3]]) })
 }
 
 pub fn decode(buf: &[u8]) -> Result<Packet, DecodeError> {
@@ -104,9 +101,7 @@ pub enum EncodeError {
 }
 
 pub fn encode(packet: &Packet) -> Result<Vec<u8>, EncodeError> {
-    packet
-        .to_bytes_with_limit(MAX_DATAGRAM)
-        .map_err(|_| EncodeError::TooLarge(packet.payload.len()))
+    packet.to_bytes_with_limit(MAX_DATAGRAM).map_err(|_| EncodeError::TooLarge(packet.payload.len()))
 }
 
 /// An empty message (ACK or RST) for `message_id`.
@@ -124,10 +119,7 @@ pub fn uri_path(p: &Packet) -> Option<Vec<String>> {
     let Some(segments) = p.get_option(CoapOption::UriPath) else {
         return Some(Vec::new());
     };
-    segments
-        .iter()
-        .map(|s| String::from_utf8(s.clone()).ok())
-        .collect()
+    segments.iter().map(|s| String::from_utf8(s.clone()).ok()).collect()
 }
 
 /// The Uri-Query options as `key=value` pairs (a bare `key` has an empty value).
@@ -189,11 +181,7 @@ impl Block {
         if szx == 7 || v >> 24 != 0 {
             return Err(BadValue);
         }
-        Ok(Block {
-            num: v >> 4,
-            more: v & 0x8 != 0,
-            szx,
-        })
+        Ok(Block { num: v >> 4, more: v & 0x8 != 0, szx })
     }
 
     pub fn encode(self) -> u32 {
@@ -209,9 +197,7 @@ impl Block {
 /// The first critical option (odd number, §5.4.1) outside `known`, which we must reject
 /// with 4.02 Bad Option.
 pub fn unknown_critical(p: &Packet, known: &[CoapOption]) -> Option<u16> {
-    p.options()
-        .map(|(n, _)| *n)
-        .find(|n| n % 2 == 1 && !known.iter().any(|k| u16::from(*k) == *n))
+    p.options().map(|(n, _)| *n).find(|n| n % 2 == 1 && !known.iter().any(|k| u16::from(*k) == *n))
 }
 
 #[cfg(test)]

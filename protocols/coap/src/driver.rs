@@ -355,7 +355,14 @@ impl fmt::Debug for Summary<'_> {
             MessageType::Acknowledgement => "ACK",
             MessageType::Reset => "RST",
         };
-        write!(f, "{kind} {} ({:?}) mid={} token={}", p.header.code, p.header.code, p.header.message_id, hex(p.get_token()))?;
+        write!(
+            f,
+            "{kind} {} ({:?}) mid={} token={}",
+            p.header.code,
+            p.header.code,
+            p.header.message_id,
+            hex(p.get_token())
+        )?;
         for (number, values) in p.options() {
             let name = coap_lite::CoapOption::from(*number);
             for v in values {

@@ -29,20 +29,14 @@ pub struct Transmission {
 
 impl Default for Transmission {
     fn default() -> Self {
-        Transmission {
-            ack_timeout: Duration::from_secs(2),
-            ack_random_factor_pct: 150,
-            max_retransmit: 4,
-            nstart: 1,
-        }
+        Transmission { ack_timeout: Duration::from_secs(2), ack_random_factor_pct: 150, max_retransmit: 4, nstart: 1 }
     }
 }
 
 impl Transmission {
     /// MAX_TRANSMIT_SPAN (§4.8.2).
     pub fn max_transmit_span(&self) -> Duration {
-        self.ack_timeout
-            .mul_f64(((1u64 << self.max_retransmit) - 1) as f64 * self.ack_random_factor())
+        self.ack_timeout.mul_f64(((1u64 << self.max_retransmit) - 1) as f64 * self.ack_random_factor())
     }
 
     pub fn ack_random_factor(&self) -> f64 {

@@ -121,7 +121,13 @@ fn us(d: Duration) -> u64 {
 }
 
 /// The DTLS client handshake on `socket` (connected to the gateway), bounded by 10 s.
-async fn handshake(socket: UdpSocket, psk: &SimPsk, n: usize, stats: &SimStats, launch: Instant) -> std::io::Result<Transport> {
+async fn handshake(
+    socket: UdpSocket,
+    psk: &SimPsk,
+    n: usize,
+    stats: &SimStats,
+    launch: Instant,
+) -> std::io::Result<Transport> {
     let key = psk.key.clone();
     let config = Config {
         psk: Some(Arc::new(move |_hint: &[u8]| {
@@ -190,7 +196,14 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn device(n: usize, cfg: &SimConfig, stats: &SimStats, launch: Instant, start: Instant, end: Instant) -> std::io::Result<()> {
+async fn device(
+    n: usize,
+    cfg: &SimConfig,
+    stats: &SimStats,
+    launch: Instant,
+    start: Instant,
+    end: Instant,
+) -> std::io::Result<()> {
     let local = match cfg.source_ip {
         // Explicit ports: the kernel's ephemeral range (~28,000) is shared by every address.
         Some(ip) => SocketAddr::new(ip, u16::try_from(10_000 + n).unwrap_or(0)),

@@ -21,7 +21,9 @@ pub fn topic(prefix: &str, gateway: GatewayEui, rest: &str) -> String {
 }
 
 pub fn conn_state(gateway: GatewayEui, online: bool) -> Vec<u8> {
-    json!({ "gatewayId": gateway.to_string(), "state": if online { "ONLINE" } else { "OFFLINE" } }).to_string().into_bytes()
+    json!({ "gatewayId": gateway.to_string(), "state": if online { "ONLINE" } else { "OFFLINE" } })
+        .to_string()
+        .into_bytes()
 }
 
 fn code_rate(codr: Option<&str>) -> String {
@@ -83,7 +85,8 @@ pub fn gateway_stats(gateway: GatewayEui, stat: &Stat, now: SystemTime) -> Vec<u
         "txPacketsEmitted": stat.txnb,
     });
     if let (Some(lat), Some(lon)) = (stat.lati, stat.long) {
-        v["location"] = json!({ "latitude": lat, "longitude": lon, "altitude": stat.alti.unwrap_or(0.0), "source": "GPS" });
+        v["location"] =
+            json!({ "latitude": lat, "longitude": lon, "altitude": stat.alti.unwrap_or(0.0), "source": "GPS" });
     }
     v.to_string().into_bytes()
 }
@@ -254,9 +257,12 @@ pub(crate) fn item_txpk(i: usize, item: Item) -> Result<Txpk, DownlinkError> {
     let (imme, tmst, tmms) = match item.timing {
         ItemTiming::Immediately => (true, None, None),
         ItemTiming::Delay(delay) => {
-            let Some(ctx) = item.context.filter(|c| c.len() == 4) else { return Err(DownlinkError::Item(i, "context is not the 4-byte tmst of the uplink")) };
+            let Some(ctx) = item.context.filter(|c| c.len() == 4) else {
+                return Err(DownlinkError::Item(i, "context is not the 4-byte tmst of the uplink"));
+            };
             let base = u32::from_be_bytes([ctx[0], ctx[1], ctx[2], ctx[3]]);
-            let delay_us = u32::try_from(delay.as_micros()).map_err(|_| DownlinkError::Item(i, "timing.delay is too long"))?;
+            let delay_us =
+                u32::try_from(delay.as_micros()).map_err(|_| DownlinkError::Item(i, "timing.delay is too long"))?;
             (false, Some(base.wrapping_add(delay_us)), None)
         }
         ItemTiming::GpsEpoch(d) => (false, None, Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
@@ -285,19 +291,37 @@ pub fn downlink_frame(payload: &[u8]) -> Result<DownlinkFrame, DownlinkError> {
     let f: DownlinkFrameJson = serde_json::from_slice(payload).map_err(|e| DownlinkError::Json(e.to_string()))?;
     let mut items = Vec::with_capacity(f.items.len().min(4));
     for (i, item) in f.items.into_iter().enumerate() {
-        let phy = base64::engine::general_purpose::STANDARD.decode(item.phy_payload.as_bytes()).map_err(|_| DownlinkError::Item(i, "phyPayload is not base64"))?;
+        let phy = base64::engine::general_purpose::STANDARD
+            .decode(item.phy_payload.as_bytes())
+            .map_err(|_| DownlinkError::Item(i, "phyPayload is not base64"))?;
         let t = item.tx_info;
-        let lora = t.modulation.lora.map(|l| (l.bandwidth, l.spreading_factor, l.code_rate.as_deref().unwrap_or("CR_4_5").trim_start_matches("CR_").replace('_', "/"), l.polarization_inversion));
+        let lora = t.modulation.lora.map(|l| {
+            (
+                l.bandwidth,
+                l.spreading_factor,
+                l.code_rate.as_deref().unwrap_or("CR_4_5").trim_start_matches("CR_").replace('_', "/"),
+                l.polarization_inversion,
+            )
+        });
         let fsk = t.modulation.fsk.map(|f| (f.frequency_deviation, f.datarate));
         let timing = match t.timing {
             None | Some(TimingJson { immediately: Some(_), .. }) => ItemTiming::Immediately,
-            Some(TimingJson { delay: Some(d), .. }) => ItemTiming::Delay(parse_duration(&d.delay).ok_or(DownlinkError::Item(i, "timing.delay.delay is not a duration"))?),
-            Some(TimingJson { gps_epoch: Some(g), .. }) => ItemTiming::GpsEpoch(parse_duration(&g.time_since_gps_epoch).ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?),
+            Some(TimingJson { delay: Some(d), .. }) => ItemTiming::Delay(
+                parse_duration(&d.delay).ok_or(DownlinkError::Item(i, "timing.delay.delay is not a duration"))?,
+            ),
+            Some(TimingJson { gps_epoch: Some(g), .. }) => ItemTiming::GpsEpoch(
+                parse_duration(&g.time_since_gps_epoch)
+                    .ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?,
+            ),
             Some(_) => return Err(DownlinkError::Item(i, "timing has no immediately, delay or gpsEpoch")),
         };
-        let context = t.context.as_deref().and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.as_bytes()).ok());
+        let context =
+            t.context.as_deref().and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.as_bytes()).ok());
         let _ = t.board;
-        items.push(item_txpk(i, Item { phy, frequency: t.frequency, power: t.power, antenna: t.antenna, lora, fsk, timing, context })?);
+        items.push(item_txpk(
+            i,
+            Item { phy, frequency: t.frequency, power: t.power, antenna: t.antenna, lora, fsk, timing, context },
+        )?);
     }
     Ok(DownlinkFrame { downlink_id: f.downlink_id, items })
 }

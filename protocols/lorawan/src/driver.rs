@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use roost_core::trace::Direction;
-use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will};
+use roost_core::{
+    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -193,7 +195,13 @@ pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, shutdown: Cancell
     d.close().await;
 }
 
-async fn receive(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Event>, ctx: Arc<Context>, shutdown: CancellationToken) {
+async fn receive(
+    index: usize,
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<Event>,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let r = tokio::select! {
@@ -234,7 +242,9 @@ impl Driver {
                                 tracing::warn!(dev_eui = %key, "LoRaWAN device created through the API not registered again: {e} (the config file's wins)");
                             }
                         }
-                        Ok(_) => tracing::warn!(key = %key, "stored LoRaWAN device settings under another DevEUI, ignored"),
+                        Ok(_) => {
+                            tracing::warn!(key = %key, "stored LoRaWAN device settings under another DevEUI, ignored")
+                        }
                         Err(e) => tracing::warn!(key = %key, "stored LoRaWAN device settings unreadable, ignored: {e}"),
                     }
                 }
@@ -247,7 +257,11 @@ impl Driver {
                 tracing::warn!(dev_eui = %dev.dev_eui, "{e}");
             }
         }
-        tracing::info!(devices = self.devices.len(), region = ns.settings.region.as_str(), "LoRaWAN network server started");
+        tracing::info!(
+            devices = self.devices.len(),
+            region = ns.settings.region.as_str(),
+            "LoRaWAN network server started"
+        );
         self.ns = Some(ns);
     }
 
@@ -263,7 +277,12 @@ impl Driver {
             tracing::warn!(dev_eui = %dev.dev_eui, %topic, "LoRaWAN device could not subscribe to its commands: {e}");
         }
         let (events, stop, eui) = (self.events.clone(), self.shutdown.child_token(), dev.dev_eui);
-        self.tracker.spawn(forward(conn.clone(), stop.clone(), move |_, payload| Event::DeviceCommand { dev_eui: eui, payload }, events));
+        self.tracker.spawn(forward(
+            conn.clone(),
+            stop.clone(),
+            move |_, payload| Event::DeviceCommand { dev_eui: eui, payload },
+            events,
+        ));
         self.devices.insert(dev.dev_eui, DeviceLink { conn, stop });
         Ok(())
     }
@@ -304,7 +323,9 @@ impl Driver {
                 return;
             }
         };
-        if let Packet::PushData { gateway, .. } | Packet::PullData { gateway, .. } | Packet::TxAck { gateway, .. } = &packet {
+        if let Packet::PushData { gateway, .. } | Packet::PullData { gateway, .. } | Packet::TxAck { gateway, .. } =
+            &packet
+        {
             self.trace_gateway(*gateway, from, Direction::In, &packet);
         }
         match packet {
@@ -384,7 +405,12 @@ impl Driver {
         let bridge = self.ctx.settings.mode == Mode::Bridge;
         let prefix = &self.ctx.settings.bridge.topic_prefix;
         let will = bridge.then(|| Will {
-            message: Message::new(bridge::topic(prefix, eui, "state/conn"), self.conn_state(eui, false), QoS::AtMostOnce, true),
+            message: Message::new(
+                bridge::topic(prefix, eui, "state/conn"),
+                self.conn_state(eui, false),
+                QoS::AtMostOnce,
+                true,
+            ),
             delay: Duration::ZERO,
         });
         let conn = match self.ctx.broker.connect(connect_request(format!("lorawan-gw-{eui}"), Some(from), will)).await {
@@ -405,11 +431,27 @@ impl Driver {
                 }
             }
             let events = self.events.clone();
-            self.tracker.spawn(forward(conn.clone(), stop.clone(), move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload }, events));
+            self.tracker.spawn(forward(
+                conn.clone(),
+                stop.clone(),
+                move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload },
+                events,
+            ));
             let topic = bridge::topic(prefix, eui, "state/conn");
             publish(&conn, topic, self.conn_state(eui, true), true).await;
         }
-        let g = Gateway { conn: Some(conn), stop, pull: None, address: from, version, last_seen: now, rx_frames: 0, tx_frames: 0, tx_errors: 0, stat: None };
+        let g = Gateway {
+            conn: Some(conn),
+            stop,
+            pull: None,
+            address: from,
+            version,
+            last_seen: now,
+            rx_frames: 0,
+            tx_frames: 0,
+            tx_errors: 0,
+            stat: None,
+        };
         self.gateways.insert(eui, g);
         self.ctx.counters.gateways.fetch_add(1, Relaxed);
         true
@@ -448,7 +490,9 @@ impl Driver {
                 let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/up");
                 let body = match self.marshaler() {
                     Marshaler::Json => bridge::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
-                    Marshaler::Protobuf => crate::gwpb::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now()),
+                    Marshaler::Protobuf => {
+                        crate::gwpb::uplink_frame(gateway, rxpk, &phy, rand::random(), SystemTime::now())
+                    }
                 };
                 self.gateway_publish(gateway, topic, body, false).await;
             }
@@ -476,7 +520,14 @@ impl Driver {
                 Output::Transmit(t) => self.transmit(t).await,
                 Output::Trace { dev_eui, gateway, text } => {
                     let peer = gateway.and_then(|g| self.gateways.get(&g)).map(|g| g.address);
-                    self.ctx.broker.tracer().packet("lorawan", &format!("lorawan-{dev_eui}"), peer, Direction::In, None, &format_args!("{text}"));
+                    self.ctx.broker.tracer().packet(
+                        "lorawan",
+                        &format!("lorawan-{dev_eui}"),
+                        peer,
+                        Direction::In,
+                        None,
+                        &format_args!("{text}"),
+                    );
                 }
             }
         }
@@ -489,7 +540,9 @@ impl Driver {
 
     /// Sends a network-server downlink through the best candidate gateway with a downlink path.
     async fn transmit(&mut self, t: Transmit) {
-        let Some((gateway, tmst)) = t.candidates.iter().copied().find(|(g, _)| self.gateways.get(g).is_some_and(|g| g.pull.is_some())) else {
+        let Some((gateway, tmst)) =
+            t.candidates.iter().copied().find(|(g, _)| self.gateways.get(g).is_some_and(|g| g.pull.is_some()))
+        else {
             bump(&self.ctx.counters.tx_no_path);
             tracing::info!(dev_eui = %t.tag.dev_eui, "no gateway that heard the device has sent PULL_DATA: downlink dropped");
             if let Some(ns) = &mut self.ns {
@@ -662,7 +715,8 @@ impl Driver {
     async fn expire(&mut self) {
         let now = Instant::now();
         let timeout = self.ctx.settings.gateway_timeout;
-        let stale: Vec<GatewayEui> = self.gateways.iter().filter(|(_, g)| now.duration_since(g.last_seen) >= timeout).map(|(e, _)| *e).collect();
+        let stale: Vec<GatewayEui> =
+            self.gateways.iter().filter(|(_, g)| now.duration_since(g.last_seen) >= timeout).map(|(e, _)| *e).collect();
         for eui in stale {
             tracing::info!(gateway = %eui, "LoRaWAN gateway silent past lorawan.gateway_timeout: offline");
             self.drop_gateway(eui).await;
@@ -733,7 +787,12 @@ async fn publish(conn: &Connection, topic: String, payload: Vec<u8>, retain: boo
 }
 
 /// Hands a connection's deliveries to the driver until the broker closes it or shutdown.
-async fn forward(conn: Arc<Connection>, shutdown: CancellationToken, make: impl Fn(Arc<str>, Bytes) -> Event + Send + 'static, events: mpsc::Sender<Event>) {
+async fn forward(
+    conn: Arc<Connection>,
+    shutdown: CancellationToken,
+    make: impl Fn(Arc<str>, Bytes) -> Event + Send + 'static,
+    events: mpsc::Sender<Event>,
+) {
     loop {
         let d = tokio::select! {
             _ = shutdown.cancelled() => break,

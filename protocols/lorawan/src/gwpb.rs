@@ -284,10 +284,17 @@ fn code_rate_text(c: i32) -> String {
 
 fn modulation(modu: Modu, datr: &DataRate, codr: Option<&str>) -> Modulation {
     let p = match (modu, datr) {
-        (Modu::Fsk, DataRate::Fsk(bps)) => ModulationParameters::Fsk(FskModulationInfo { frequency_deviation: 0, datarate: *bps }),
+        (Modu::Fsk, DataRate::Fsk(bps)) => {
+            ModulationParameters::Fsk(FskModulationInfo { frequency_deviation: 0, datarate: *bps })
+        }
         _ => {
             let (sf, bw) = datr.sf_bw().unwrap_or((0, 0));
-            ModulationParameters::Lora(LoraModulationInfo { bandwidth: bw * 1000, spreading_factor: u32::from(sf), code_rate: code_rate(codr) as i32, polarization_inversion: false })
+            ModulationParameters::Lora(LoraModulationInfo {
+                bandwidth: bw * 1000,
+                spreading_factor: u32::from(sf),
+                code_rate: code_rate(codr) as i32,
+                polarization_inversion: false,
+            })
         }
     };
     Modulation { parameters: Some(p) }
@@ -297,12 +304,18 @@ pub fn uplink_frame(gateway: GatewayEui, rxpk: &Rxpk, phy: &[u8], uplink_id: u32
     let antenna = rxpk.rsig.iter().max_by_key(|r| r.rssic.unwrap_or(i32::MIN)).map_or(0, |r| u32::from(r.ant));
     UplinkFrame {
         phy_payload: phy.to_vec(),
-        tx_info: Some(UplinkTxInfo { frequency: mhz_to_hz(rxpk.freq), modulation: Some(modulation(rxpk.modu, &rxpk.datr, rxpk.codr.as_deref())) }),
+        tx_info: Some(UplinkTxInfo {
+            frequency: mhz_to_hz(rxpk.freq),
+            modulation: Some(modulation(rxpk.modu, &rxpk.datr, rxpk.codr.as_deref())),
+        }),
         rx_info: Some(UplinkRxInfo {
             gateway_id: gateway.to_string(),
             uplink_id,
             ns_time: Some(timestamp(ns_time)),
-            time_since_gps_epoch: rxpk.tmms.map(|ms| PbDuration { seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX), nanos: ((ms % 1000) * 1_000_000) as i32 }),
+            time_since_gps_epoch: rxpk.tmms.map(|ms| PbDuration {
+                seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+                nanos: ((ms % 1000) * 1_000_000) as i32,
+            }),
             rssi: rxpk.best_rssi(),
             snr: rxpk.best_snr() as f32,
             channel: u32::from(rxpk.chan),
@@ -366,17 +379,43 @@ pub fn downlink_frame(payload: &[u8]) -> Result<DownlinkFrame, DownlinkError> {
     for (i, item) in f.items.into_iter().enumerate() {
         let t = item.tx_info.ok_or(DownlinkError::Item(i, "txInfo is missing"))?;
         let (lora, fsk) = match t.modulation.and_then(|m| m.parameters) {
-            Some(ModulationParameters::Lora(l)) => (Some((l.bandwidth, u8::try_from(l.spreading_factor).unwrap_or(0), code_rate_text(l.code_rate), l.polarization_inversion)), None),
+            Some(ModulationParameters::Lora(l)) => (
+                Some((
+                    l.bandwidth,
+                    u8::try_from(l.spreading_factor).unwrap_or(0),
+                    code_rate_text(l.code_rate),
+                    l.polarization_inversion,
+                )),
+                None,
+            ),
             Some(ModulationParameters::Fsk(f)) => (None, Some((f.frequency_deviation, f.datarate))),
             None => (None, None),
         };
         let timing = match t.timing.and_then(|t| t.parameters) {
             None | Some(TimingParameters::Immediately(_)) => ItemTiming::Immediately,
-            Some(TimingParameters::Delay(d)) => ItemTiming::Delay(d.delay.and_then(|d| d.to_std()).ok_or(DownlinkError::Item(i, "timing.delay is not a duration"))?),
-            Some(TimingParameters::GpsEpoch(g)) => ItemTiming::GpsEpoch(g.time_since_gps_epoch.and_then(|d| d.to_std()).ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?),
+            Some(TimingParameters::Delay(d)) => ItemTiming::Delay(
+                d.delay.and_then(|d| d.to_std()).ok_or(DownlinkError::Item(i, "timing.delay is not a duration"))?,
+            ),
+            Some(TimingParameters::GpsEpoch(g)) => ItemTiming::GpsEpoch(
+                g.time_since_gps_epoch
+                    .and_then(|d| d.to_std())
+                    .ok_or(DownlinkError::Item(i, "timing.gpsEpoch is not a duration"))?,
+            ),
         };
         let context = (!t.context.is_empty()).then_some(t.context);
-        items.push(item_txpk(i, Item { phy: item.phy_payload, frequency: t.frequency, power: t.power, antenna: t.antenna, lora, fsk, timing, context })?);
+        items.push(item_txpk(
+            i,
+            Item {
+                phy: item.phy_payload,
+                frequency: t.frequency,
+                power: t.power,
+                antenna: t.antenna,
+                lora,
+                fsk,
+                timing,
+                context,
+            },
+        )?);
     }
     Ok(DownlinkFrame { downlink_id: f.downlink_id, items })
 }
@@ -392,14 +431,29 @@ mod tests {
             tx_info: Some(DownlinkTxInfo {
                 frequency: freq,
                 power: 14,
-                modulation: Some(Modulation { parameters: Some(ModulationParameters::Lora(LoraModulationInfo { bandwidth: 125_000, spreading_factor: sf, code_rate: CodeRate::Cr45 as i32, polarization_inversion: true })) }),
+                modulation: Some(Modulation {
+                    parameters: Some(ModulationParameters::Lora(LoraModulationInfo {
+                        bandwidth: 125_000,
+                        spreading_factor: sf,
+                        code_rate: CodeRate::Cr45 as i32,
+                        polarization_inversion: true,
+                    })),
+                }),
                 board: 0,
                 antenna: 0,
-                timing: Some(Timing { parameters: Some(TimingParameters::Delay(DelayTimingInfo { delay: Some(PbDuration { seconds: secs, nanos: 0 }) })) }),
+                timing: Some(Timing {
+                    parameters: Some(TimingParameters::Delay(DelayTimingInfo {
+                        delay: Some(PbDuration { seconds: secs, nanos: 0 }),
+                    })),
+                }),
                 context: 0xffff_ff00u32.to_be_bytes().to_vec(),
             }),
         };
-        let f = DownlinkFramePb { downlink_id: 9, items: vec![item(868_100_000, 7, 1), item(869_525_000, 12, 2)], gateway_id: "0102030405060708".into() };
+        let f = DownlinkFramePb {
+            downlink_id: 9,
+            items: vec![item(868_100_000, 7, 1), item(869_525_000, 12, 2)],
+            gateway_id: "0102030405060708".into(),
+        };
         let d = downlink_frame(&f.encode_to_vec()).unwrap();
         assert_eq!(d.downlink_id, 9);
         assert_eq!(d.items[0].tmst, Some(999_744));

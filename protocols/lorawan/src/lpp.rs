@@ -42,7 +42,9 @@ pub fn decode(mut b: &[u8]) -> Option<Value> {
             113 => json!({"x": i16_at(&v[0..]) / 1000.0, "y": i16_at(&v[2..]) / 1000.0, "z": i16_at(&v[4..]) / 1000.0}),
             115 => json!(f64::from(u16::from_be_bytes([v[0], v[1]])) / 10.0),
             134 => json!({"x": i16_at(&v[0..]) / 100.0, "y": i16_at(&v[2..]) / 100.0, "z": i16_at(&v[4..]) / 100.0}),
-            _ => json!({"latitude": i24_at(&v[0..]) / 10_000.0, "longitude": i24_at(&v[3..]) / 10_000.0, "altitude": i24_at(&v[6..]) / 100.0}),
+            _ => {
+                json!({"latitude": i24_at(&v[0..]) / 10_000.0, "longitude": i24_at(&v[3..]) / 10_000.0, "altitude": i24_at(&v[6..]) / 100.0})
+            }
         };
         let entry = out.entry(name).or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = entry {

@@ -221,7 +221,9 @@ pub fn join_accept(app_key: &AesKey, f: &JoinAcceptFields) -> Vec<u8> {
     plain.push(f.dl_settings);
     plain.push(f.rx_delay);
     plain.extend_from_slice(&[0; 4]);
-    let Ok(mut creator) = lorawan::creator::JoinAcceptCreator::with_options(plain, DefaultFactory) else { return Vec::new() };
+    let Ok(mut creator) = lorawan::creator::JoinAcceptCreator::with_options(plain, DefaultFactory) else {
+        return Vec::new();
+    };
     match creator.build(&AES128(app_key.0)) {
         Ok(b) => b.to_vec(),
         Err(_) => Vec::new(),

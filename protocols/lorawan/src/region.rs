@@ -134,7 +134,10 @@ impl Region {
         match self.name {
             RegionName::Eu868 => up_freq_hz,
             RegionName::Us915 => {
-                let ch = if up_freq_hz >= 903_000_000 && (up_freq_hz - 903_000_000).is_multiple_of(1_600_000) && up_freq_hz <= 914_200_000 {
+                let ch = if up_freq_hz >= 903_000_000
+                    && (up_freq_hz - 903_000_000).is_multiple_of(1_600_000)
+                    && up_freq_hz <= 914_200_000
+                {
                     // 500 kHz channels 64..71.
                     64 + (up_freq_hz - 903_000_000) / 1_600_000
                 } else {

@@ -191,7 +191,12 @@ const MAX_NAME: usize = 256;
 
 impl DeviceFields {
     pub fn validate(self) -> Result<DeviceSettings, FieldError> {
-        fn hex<T>(field: &'static str, value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, FieldError> {
+        fn hex<T>(
+            field: &'static str,
+            value: &str,
+            parse: impl Fn(&str) -> Option<T>,
+            what: &str,
+        ) -> Result<T, FieldError> {
             parse(value).ok_or_else(|| FieldError { field, problem: format!("{value:?} is not {what}") })
         }
         let k128 = |field: &'static str, v: &str| hex(field, v, AesKey::parse, "an AES-128 key of 32 hex digits");
@@ -203,7 +208,11 @@ impl DeviceFields {
                 app_s_key: k128("app_s_key", app)?,
             },
             (None, None, None, Some(app_key)) => Activation::Otaa {
-                join_eui: self.join_eui.as_deref().map(|j| hex("join_eui", j, JoinEui::parse, "an EUI-64 of 16 hex digits")).transpose()?,
+                join_eui: self
+                    .join_eui
+                    .as_deref()
+                    .map(|j| hex("join_eui", j, JoinEui::parse, "an EUI-64 of 16 hex digits"))
+                    .transpose()?,
                 app_key: k128("app_key", app_key)?,
             },
             _ => {
@@ -213,14 +222,24 @@ impl DeviceFields {
                 });
             }
         };
-        if self.application_id.is_empty() || self.application_id.len() > MAX_NAME || self.application_id.contains(['/', '+', '#', '\0']) {
-            return Err(FieldError { field: "application_id", problem: format!("missing, over {MAX_NAME} bytes, or contains '/', '+', '#' or NUL (it is a topic level)") });
+        if self.application_id.is_empty()
+            || self.application_id.len() > MAX_NAME
+            || self.application_id.contains(['/', '+', '#', '\0'])
+        {
+            return Err(FieldError {
+                field: "application_id",
+                problem: format!(
+                    "missing, over {MAX_NAME} bytes, or contains '/', '+', '#' or NUL (it is a topic level)"
+                ),
+            });
         }
         if self.name.len() > MAX_NAME {
             return Err(FieldError { field: "name", problem: format!("over {MAX_NAME} bytes") });
         }
-        let payload_codec = PayloadCodec::parse(&self.payload_codec)
-            .ok_or_else(|| FieldError { field: "payload_codec", problem: format!("{:?} is not \"none\", \"json\" or \"cayenne_lpp\"", self.payload_codec) })?;
+        let payload_codec = PayloadCodec::parse(&self.payload_codec).ok_or_else(|| FieldError {
+            field: "payload_codec",
+            problem: format!("{:?} is not \"none\", \"json\" or \"cayenne_lpp\"", self.payload_codec),
+        })?;
         Ok(DeviceSettings {
             dev_eui,
             name: if self.name.is_empty() { dev_eui.to_string() } else { self.name },

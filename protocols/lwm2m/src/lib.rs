@@ -14,7 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod content;
-pub mod sim;
 pub mod objects;
 pub mod server;
+pub mod sim;
 pub mod types;

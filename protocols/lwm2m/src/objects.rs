@@ -105,7 +105,10 @@ impl Registry {
     /// from `dir` is added.
     pub fn load_dir(&mut self, dir: impl AsRef<std::path::Path>) -> Result<usize, ObjectsError> {
         let dir = dir.as_ref();
-        let io = |file: &std::path::Path, e: std::io::Error| ObjectsError::Io { file: file.display().to_string(), reason: e.to_string() };
+        let io = |file: &std::path::Path, e: std::io::Error| ObjectsError::Io {
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let path = entry.map_err(|e| io(dir, e))?.path();
@@ -118,7 +121,10 @@ impl Registry {
         for file in &files {
             let len = std::fs::metadata(file).map_err(|e| io(file, e))?.len();
             if len > MAX_FILE {
-                return Err(ObjectsError::Io { file: file.display().to_string(), reason: format!("{len} bytes, over the {MAX_FILE}-byte limit") });
+                return Err(ObjectsError::Io {
+                    file: file.display().to_string(),
+                    reason: format!("{len} bytes, over the {MAX_FILE}-byte limit"),
+                });
             }
             let text = std::fs::read_to_string(file).map_err(|e| io(file, e))?;
             staged.load_xml(&file.display().to_string(), &text)?;
@@ -193,9 +199,17 @@ fn child_text<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> &'a str {
 
 fn object(node: roxmltree::Node<'_, '_>) -> Result<ObjectDef, String> {
     let id_text = child_text(node, "ObjectID");
-    let id: u16 = id_text.parse().ok().filter(|id| *id != u16::MAX).ok_or_else(|| format!("<ObjectID> {id_text:?} is not an object id"))?;
+    let id: u16 = id_text
+        .parse()
+        .ok()
+        .filter(|id| *id != u16::MAX)
+        .ok_or_else(|| format!("<ObjectID> {id_text:?} is not an object id"))?;
     let mut resources = BTreeMap::new();
-    let items = node.children().filter(|n| n.has_tag_name("Resources")).flat_map(|r| r.children()).filter(|n| n.has_tag_name("Item"));
+    let items = node
+        .children()
+        .filter(|n| n.has_tag_name("Resources"))
+        .flat_map(|r| r.children())
+        .filter(|n| n.has_tag_name("Item"));
     for item in items {
         let res = resource(item).map_err(|e| format!("object {id}: {e}"))?;
         resources.insert(res.id, res);
@@ -213,7 +227,11 @@ fn object(node: roxmltree::Node<'_, '_>) -> Result<ObjectDef, String> {
 
 fn resource(item: roxmltree::Node<'_, '_>) -> Result<ResourceDef, String> {
     let id_text = item.attribute("ID").unwrap_or("").trim();
-    let id: u16 = id_text.parse().ok().filter(|id| *id != u16::MAX).ok_or_else(|| format!("<Item ID={id_text:?}> is not a resource id"))?;
+    let id: u16 = id_text
+        .parse()
+        .ok()
+        .filter(|id| *id != u16::MAX)
+        .ok_or_else(|| format!("<Item ID={id_text:?}> is not a resource id"))?;
     let ops = child_text(item, "Operations").to_ascii_uppercase();
     let ty = child_text(item, "Type");
     let kind = kind_of_type(ty).ok_or_else(|| format!("resource {id}: unknown <Type> {ty:?}"))?;

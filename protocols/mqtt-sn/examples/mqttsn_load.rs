@@ -22,9 +22,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn rss_kib(pid: &str) -> Option<u64> {
@@ -44,25 +42,16 @@ async fn main() {
         Some("-1") => SnQos::MinusOne,
         _ => SnQos::AtLeastOnce,
     };
-    let gateway =
-        arg("--gateway").map_or("127.0.0.1:1884".parse().unwrap(), |v| v.parse().unwrap());
-    let mqtt: std::net::SocketAddr =
-        arg("--mqtt").map_or("127.0.0.1:1883".parse().unwrap(), |v| v.parse().unwrap());
+    let gateway = arg("--gateway").map_or("127.0.0.1:1884".parse().unwrap(), |v| v.parse().unwrap());
+    let mqtt: std::net::SocketAddr = arg("--mqtt").map_or("127.0.0.1:1883".parse().unwrap(), |v| v.parse().unwrap());
     let pid = arg("--roost-pid");
     let sleep = arg("--sleep").map(|s| Duration::from_secs(s.parse().unwrap()));
 
     // The subscriber counts distinct payloads ("{prefix}-{n} {seq}").
-    let mut options = MqttOptions::new(
-        format!("{prefix}-collector"),
-        mqtt.ip().to_string(),
-        mqtt.port(),
-    );
+    let mut options = MqttOptions::new(format!("{prefix}-collector"), mqtt.ip().to_string(), mqtt.port());
     options.set_keep_alive(Duration::from_secs(60));
     let (client, mut eventloop) = AsyncClient::new(options, 100_000);
-    client
-        .subscribe(format!("{prefix}/#"), QoS::AtMostOnce)
-        .await
-        .unwrap();
+    client.subscribe(format!("{prefix}/#"), QoS::AtMostOnce).await.unwrap();
     let seen = Arc::new(parking_lot_free::Counter::default());
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let (seen2, lat2) = (seen.clone(), latencies.clone());
@@ -72,9 +61,7 @@ async fn main() {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Some(sent) = sent_micros(&p.payload) {
-                        lat2.lock()
-                            .unwrap()
-                            .push(unix_micros().saturating_sub(sent));
+                        lat2.lock().unwrap().push(unix_micros().saturating_sub(sent));
                     }
                     if distinct.insert(p.payload) {
                         seen2.0.fetch_add(1, Relaxed);
@@ -95,15 +82,7 @@ async fn main() {
     // Devices publish for `publishes` periods of 1 s after the connect ramp.
     let publish_window = Duration::from_secs(publishes.max(1));
     let stats = Arc::new(SimStats::default());
-    let cfg = SimConfig {
-        gateway,
-        devices,
-        publishes,
-        qos,
-        sleep,
-        prefix: prefix.clone(),
-        ..SimConfig::default()
-    };
+    let cfg = SimConfig { gateway, devices, publishes, qos, sleep, prefix: prefix.clone(), ..SimConfig::default() };
     let run = tokio::spawn(run_with(cfg, stats.clone()));
     // Memory once every device is connected and registered (before the first publish ends).
     let mut rss_connected = None;
@@ -139,25 +118,14 @@ async fn main() {
     lat.sort_unstable();
     if !lat.is_empty() {
         let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
-        println!(
-            "latency_to_mqtt_us p50 {} p99 {} max {}",
-            pct(0.5),
-            pct(0.99),
-            pct(1.0)
-        );
+        println!("latency_to_mqtt_us p50 {} p99 {} max {}", pct(0.5), pct(0.99), pct(1.0));
     }
     println!("run_seconds        {:.1}", started.elapsed().as_secs_f64());
-    println!(
-        "publishes_per_s    {:.0}",
-        expected as f64 / publish_window.as_secs_f64()
-    );
+    println!("publishes_per_s    {:.0}", expected as f64 / publish_window.as_secs_f64());
     if let (Some(b), Some(a)) = (rss_before, rss_connected) {
         println!("roost_rss_before_kib     {b}");
         println!("roost_rss_connected_kib  {a}");
-        println!(
-            "bytes_per_client         {}",
-            (a.saturating_sub(b)) * 1024 / devices.max(1) as u64
-        );
+        println!("bytes_per_client         {}", (a.saturating_sub(b)) * 1024 / devices.max(1) as u64);
     }
 }
 

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use roost_core::trace::Direction;
 use roost_core::limit::{Bucket, PeerBuckets};
 use roost_core::metrics::Limited;
+use roost_core::trace::Direction;
 use roost_core::{ClientId, ClientInfo, Delivery, DisconnectReason, Protocol};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -59,21 +59,14 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
             }
         },
     };
-    ctx.broker
-        .metrics()
-        .bytes_out(Protocol::MqttSn, bytes.len());
+    ctx.broker.metrics().bytes_out(Protocol::MqttSn, bytes.len());
     if let Err(e) = socket.send_to(&bytes, key.addr).await {
         tracing::debug!(peer = %key.addr, "MQTT-SN send failed: {e}");
     }
 }
 
 /// Serves one socket until `shutdown`.
-pub async fn serve(
-    socket: UdpSocket,
-    ctx: Arc<Context>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
     let socket = Arc::new(socket);
     let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
@@ -86,9 +79,11 @@ pub async fn serve(
     // Flood control: datagrams per peer address, and datagrams from addresses that are not
     // (yet) clients — every new peer starts with one.
     let start = std::time::Instant::now();
-    let mut peer_rate = (ctx.settings.peer_packet_rate > 0)
-        .then(|| PeerBuckets::new(u64::from(ctx.settings.peer_packet_rate), ctx.settings.max_clients.saturating_mul(2), start));
-    let mut new_peers = (ctx.settings.new_peers_rate > 0).then(|| Bucket::new(u64::from(ctx.settings.new_peers_rate), start));
+    let mut peer_rate = (ctx.settings.peer_packet_rate > 0).then(|| {
+        PeerBuckets::new(u64::from(ctx.settings.peer_packet_rate), ctx.settings.max_clients.saturating_mul(2), start)
+    });
+    let mut new_peers =
+        (ctx.settings.new_peers_rate > 0).then(|| Bucket::new(u64::from(ctx.settings.new_peers_rate), start));
     loop {
         let (n, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -128,13 +123,7 @@ pub async fn serve(
         let datagram = Bytes::copy_from_slice(&buf[..n]);
         let (key, inner) = match codec::decode_encapsulated(&datagram) {
             Ok(None) => (PeerKey { addr, node: None }, datagram),
-            Ok(Some(e)) => (
-                PeerKey {
-                    addr,
-                    node: Some(e.node_id),
-                },
-                e.inner,
-            ),
+            Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
             Err(e) => {
                 malformed(&ctx, addr, &e);
                 continue;
@@ -176,45 +165,20 @@ pub async fn serve(
                 if ctx.counters.clients.load(Relaxed) >= ctx.settings.max_clients as u64 {
                     Counters::bump(&ctx.counters.rejected_clients);
                     tracing::warn!(peer = %addr, "MQTT-SN CONNECT refused: mqttsn.max_clients reached");
-                    send(
-                        &socket,
-                        &ctx,
-                        &key,
-                        &Message::ConnAck {
-                            rc: ReturnCode::Congestion,
-                        },
-                    )
-                    .await;
+                    send(&socket, &ctx, &key, &Message::ConnAck { rc: ReturnCode::Congestion }).await;
                     continue;
                 }
                 let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
                 let _ = tx.try_send(msg);
                 clients.insert(key.clone(), tx);
                 ctx.counters.clients.fetch_add(1, Relaxed);
-                tracker.spawn(client(
-                    key,
-                    socket.clone(),
-                    ctx.clone(),
-                    rx,
-                    ended_tx.clone(),
-                    shutdown.clone(),
-                ));
+                tracker.spawn(client(key, socket.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()));
             }
             Message::SearchGw { .. } => {
-                send(
-                    &socket,
-                    &ctx,
-                    &key,
-                    &Message::GwInfo {
-                        gw_id: ctx.settings.gateway_id,
-                        gw_addr: Bytes::new(),
-                    },
-                )
-                .await;
+                send(&socket, &ctx, &key, &Message::GwInfo { gw_id: ctx.settings.gateway_id, gw_addr: Bytes::new() })
+                    .await;
             }
-            Message::Publish(p) if p.flags.qos == SnQos::MinusOne => {
-                publish_minus_one(&ctx, addr, p)
-            }
+            Message::Publish(p) if p.flags.qos == SnQos::MinusOne => publish_minus_one(&ctx, addr, p),
             other => {
                 Counters::bump(&ctx.counters.unexpected);
                 tracing::debug!(peer = %addr, msg = other.name(), "MQTT-SN message from an unconnected peer dropped");
@@ -237,11 +201,7 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         return;
     }
     let name = match p.flags.topic_id_type {
-        TopicIdType::Predefined => ctx
-            .topics
-            .predefined
-            .name(p.topic_id)
-            .map(|n| n.to_string()),
+        TopicIdType::Predefined => ctx.topics.predefined.name(p.topic_id).map(|n| n.to_string()),
         TopicIdType::Short => short_name(p.topic_id.to_be_bytes()),
         TopicIdType::Normal => None,
     };
@@ -298,11 +258,7 @@ async fn client(
     let mut out = Vec::new();
     loop {
         let deadline = session.poll_timeout();
-        let conn = if session.wants_deliveries() {
-            session.connection().cloned()
-        } else {
-            None
-        };
+        let conn = if session.wants_deliveries() { session.connection().cloned() } else { None };
         let event = tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => Event::Message(m),

@@ -25,12 +25,7 @@ pub fn unix_micros() -> u64 {
 
 /// The send time a simulated device put in its payload.
 pub fn sent_micros(payload: &[u8]) -> Option<u64> {
-    std::str::from_utf8(payload)
-        .ok()?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
+    std::str::from_utf8(payload).ok()?.rsplit(' ').next()?.parse().ok()
 }
 
 /// What the simulated fleet does.
@@ -146,11 +141,8 @@ impl Device {
             self.send(&m).await?;
             let deadline = Instant::now() + self.cfg.retry;
             loop {
-                let Ok(r) = timeout(
-                    deadline.saturating_duration_since(Instant::now()),
-                    self.sock.recv(&mut self.buf),
-                )
-                .await
+                let Ok(r) =
+                    timeout(deadline.saturating_duration_since(Instant::now()), self.sock.recv(&mut self.buf)).await
                 else {
                     break;
                 };
@@ -174,20 +166,12 @@ impl Device {
     async fn connect(&mut self, clean: bool) -> Result<(), SimError> {
         let keep_alive = u16::try_from((self.cfg.period * 3).as_secs().max(60)).unwrap_or(u16::MAX);
         let m = Message::Connect(Connect {
-            flags: Flags {
-                clean_session: clean,
-                ..Flags::default()
-            },
+            flags: Flags { clean_session: clean, ..Flags::default() },
             duration: keep_alive,
             client_id: self.client_id.clone(),
         });
-        match self
-            .request(m, "CONNACK", |r| matches!(r, Message::ConnAck { .. }))
-            .await?
-        {
-            Message::ConnAck {
-                rc: ReturnCode::Accepted,
-            } => Ok(()),
+        match self.request(m, "CONNACK", |r| matches!(r, Message::ConnAck { .. })).await? {
+            Message::ConnAck { rc: ReturnCode::Accepted } => Ok(()),
             Message::ConnAck { rc } => Err(SimError::Refused("CONNECT", rc)),
             _ => Err(SimError::NoReply("CONNACK")),
         }
@@ -195,24 +179,12 @@ impl Device {
 
     async fn register(&mut self) -> Result<u16, SimError> {
         let msg_id = self.next_id();
-        let m = Message::Register {
-            topic_id: 0,
-            msg_id,
-            topic_name: self.topic.clone(),
-        };
+        let m = Message::Register { topic_id: 0, msg_id, topic_name: self.topic.clone() };
         match self
-            .request(
-                m,
-                "REGACK",
-                move |r| matches!(r, Message::RegAck { msg_id: id, .. } if *id == msg_id),
-            )
+            .request(m, "REGACK", move |r| matches!(r, Message::RegAck { msg_id: id, .. } if *id == msg_id))
             .await?
         {
-            Message::RegAck {
-                topic_id,
-                rc: ReturnCode::Accepted,
-                ..
-            } => Ok(topic_id),
+            Message::RegAck { topic_id, rc: ReturnCode::Accepted, .. } => Ok(topic_id),
             Message::RegAck { rc, .. } => Err(SimError::Refused("REGISTER", rc)),
             _ => Err(SimError::NoReply("REGACK")),
         }
@@ -220,20 +192,12 @@ impl Device {
 
     async fn publish(&mut self, topic_id: u16, tt: TopicIdType, seq: u64) -> Result<(), SimError> {
         let qos = self.cfg.qos;
-        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) {
-            self.next_id()
-        } else {
-            0
-        };
+        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) { self.next_id() } else { 0 };
         // "{client id} {seq} {sent at, µs since the Unix epoch}": distinct per publish, and a
         // subscriber on the same machine can compute the end-to-end latency.
         let data = Bytes::from(format!("{} {seq} {}", self.client_id, unix_micros()));
         let m = Message::Publish(Publish {
-            flags: Flags {
-                qos,
-                topic_id_type: tt,
-                ..Flags::default()
-            },
+            flags: Flags { qos, topic_id_type: tt, ..Flags::default() },
             topic_id,
             msg_id,
             data,
@@ -244,19 +208,9 @@ impl Device {
             SnQos::AtMostOnce | SnQos::MinusOne => return self.send(&m).await,
             SnQos::AtLeastOnce => {
                 let r = self
-                    .request(
-                        m,
-                        "PUBACK",
-                        move |r| matches!(r, Message::PubAck { msg_id: id, .. } if *id == msg_id),
-                    )
+                    .request(m, "PUBACK", move |r| matches!(r, Message::PubAck { msg_id: id, .. } if *id == msg_id))
                     .await;
-                matches!(
-                    r,
-                    Ok(Message::PubAck {
-                        rc: ReturnCode::Accepted,
-                        ..
-                    })
-                ) || {
+                matches!(r, Ok(Message::PubAck { rc: ReturnCode::Accepted, .. })) || {
                     if r.is_err() {
                         self.stats.timed_out.fetch_add(1, Relaxed);
                     } else {
@@ -269,7 +223,13 @@ impl Device {
                 let r = self.request(m, "PUBREC", move |r| matches!(r, Message::PubRec { msg_id: id } | Message::PubAck { msg_id: id, .. } if *id == msg_id)).await;
                 match r {
                     Ok(Message::PubRec { .. }) => {
-                        let done = self.request(Message::PubRel { msg_id }, "PUBCOMP", move |r| matches!(r, Message::PubComp { msg_id: id } if *id == msg_id)).await;
+                        let done = self
+                            .request(
+                                Message::PubRel { msg_id },
+                                "PUBCOMP",
+                                move |r| matches!(r, Message::PubComp { msg_id: id } if *id == msg_id),
+                            )
+                            .await;
                         if done.is_err() {
                             self.stats.timed_out.fetch_add(1, Relaxed);
                         }
@@ -296,15 +256,10 @@ impl Device {
     /// Wakes from sleep with PINGREQ(client id) (§6.14), acknowledging whatever the gateway
     /// buffered, until PINGRESP.
     async fn wake(&mut self) -> Result<(), SimError> {
-        let ping = Message::PingReq {
-            client_id: Some(self.client_id.clone()),
-        };
+        let ping = Message::PingReq { client_id: Some(self.client_id.clone()) };
         let reply = self
             .request(ping, "PINGRESP", |r| {
-                matches!(
-                    r,
-                    Message::PingResp | Message::Publish(_) | Message::Register { .. }
-                )
+                matches!(r, Message::PingResp | Message::Publish(_) | Message::Register { .. })
             })
             .await?;
         let mut next = Some(reply);
@@ -312,22 +267,11 @@ impl Device {
             match next.take() {
                 Some(Message::PingResp) => return Ok(()),
                 Some(Message::Publish(p)) if p.flags.qos == SnQos::AtLeastOnce => {
-                    let ack = Message::PubAck {
-                        topic_id: p.topic_id,
-                        msg_id: p.msg_id,
-                        rc: ReturnCode::Accepted,
-                    };
+                    let ack = Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc: ReturnCode::Accepted };
                     self.send(&ack).await?;
                 }
-                Some(Message::Register {
-                    topic_id, msg_id, ..
-                }) => {
-                    self.send(&Message::RegAck {
-                        topic_id,
-                        msg_id,
-                        rc: ReturnCode::Accepted,
-                    })
-                    .await?;
+                Some(Message::Register { topic_id, msg_id, .. }) => {
+                    self.send(&Message::RegAck { topic_id, msg_id, rc: ReturnCode::Accepted }).await?;
                 }
                 _ => {}
             }
@@ -340,22 +284,16 @@ impl Device {
 
     async fn sleep(&mut self, d: Duration) -> Result<(), SimError> {
         let secs = u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX);
-        self.request(
-            Message::Disconnect {
-                duration: Some(secs),
-            },
-            "DISCONNECT",
-            |r| matches!(r, Message::Disconnect { .. }),
-        )
+        self.request(Message::Disconnect { duration: Some(secs) }, "DISCONNECT", |r| {
+            matches!(r, Message::Disconnect { .. })
+        })
         .await?;
         Ok(())
     }
 
     async fn disconnect(&mut self) -> Result<(), SimError> {
-        self.request(Message::Disconnect { duration: None }, "DISCONNECT", |r| {
-            matches!(r, Message::Disconnect { .. })
-        })
-        .await?;
+        self.request(Message::Disconnect { duration: None }, "DISCONNECT", |r| matches!(r, Message::Disconnect { .. }))
+            .await?;
         Ok(())
     }
 }
@@ -369,11 +307,8 @@ async fn device(
     stats: Arc<SimStats>,
     start: Instant,
 ) -> Result<(), SimError> {
-    let bind: SocketAddr = if cfg.gateway.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
+    let bind: SocketAddr =
+        if cfg.gateway.is_ipv4() { SocketAddr::from(([0, 0, 0, 0], 0)) } else { SocketAddr::from(([0u16; 8], 0)) };
     let sock = UdpSocket::bind(bind).await?;
     sock.connect(cfg.gateway).await?;
     let mut d = Device {

@@ -46,11 +46,7 @@ impl Mountpoint {
     }
     /// The broker topic for a client topic name or filter.
     pub fn mount(&self, topic: &str) -> String {
-        if self.0.is_empty() {
-            topic.to_string()
-        } else {
-            format!("{}{topic}", self.0)
-        }
+        if self.0.is_empty() { topic.to_string() } else { format!("{}{topic}", self.0) }
     }
     /// The client topic for a broker topic (`None` if outside the mountpoint).
     pub fn unmount<'a>(&self, topic: &'a str) -> Option<&'a str> {
@@ -76,12 +72,7 @@ pub struct TopicTable {
 
 impl TopicTable {
     pub fn new(limit: usize) -> Self {
-        TopicTable {
-            by_id: HashMap::new(),
-            by_name: HashMap::new(),
-            last: 0,
-            limit,
-        }
+        TopicTable { by_id: HashMap::new(), by_name: HashMap::new(), last: 0, limit }
     }
 
     pub fn name(&self, id: u16) -> Option<&Arc<str>> {
@@ -141,10 +132,7 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     pub fn new(s: &MqttSnSettings) -> Self {
-        TopicConfig {
-            predefined: Predefined::new(&s.predefined),
-            mountpoint: Mountpoint::new(&s.mountpoint),
-        }
+        TopicConfig { predefined: Predefined::new(&s.predefined), mountpoint: Mountpoint::new(&s.mountpoint) }
     }
 }
 

@@ -17,17 +17,10 @@ use tokio_util::task::TaskTracker;
 
 fn start(settings: MqttSnSettings, bind: &str) -> (SocketAddr, CancellationToken, TaskTracker) {
     let ctx = Context::new(Broker::new(BrokerSettings::default()), settings);
-    let socket = roost_mqttsn::driver::bind(&[bind.parse().unwrap()], 0)
-        .unwrap()
-        .remove(0);
+    let socket = roost_mqttsn::driver::bind(&[bind.parse().unwrap()], 0).unwrap().remove(0);
     let addr = socket.local_addr().unwrap();
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    tracker.spawn(roost_mqttsn::driver::serve(
-        socket,
-        ctx,
-        shutdown.clone(),
-        tracker.clone(),
-    ));
+    tracker.spawn(roost_mqttsn::driver::serve(socket, ctx, shutdown.clone(), tracker.clone()));
     (addr, shutdown, tracker)
 }
 
@@ -58,16 +51,10 @@ async fn advertise_goes_to_the_configured_address() {
     };
     let (_addr, shutdown, _t) = start(settings, "127.0.0.1:0");
     let mut buf = [0u8; 64];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), listener.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), listener.recv_from(&mut buf)).await.unwrap().unwrap();
     assert_eq!(
         codec::decode(&Bytes::copy_from_slice(&buf[..n])).unwrap(),
-        Message::Advertise {
-            gw_id: 9,
-            duration: 900
-        }
+        Message::Advertise { gw_id: 9, duration: 900 }
     );
     shutdown.cancel();
 }

@@ -17,24 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 async fn fleet(devices: usize, publishes: u64, qos: SnQos, sleep: Option<Duration>) {
-    let broker = Broker::new(BrokerSettings {
-        max_queued_messages: 100_000,
-        ..BrokerSettings::default()
-    });
-    let settings = MqttSnSettings {
-        predefined: vec![(1, "sim/predefined".into())],
-        ..MqttSnSettings::default()
-    };
+    let broker = Broker::new(BrokerSettings { max_queued_messages: 100_000, ..BrokerSettings::default() });
+    let settings = MqttSnSettings { predefined: vec![(1, "sim/predefined".into())], ..MqttSnSettings::default() };
     let ctx = Context::new(broker.clone(), settings);
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let gateway = socket.local_addr().unwrap();
     let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
-    tracker.spawn(roost_mqttsn::driver::serve(
-        socket,
-        ctx.clone(),
-        shutdown.clone(),
-        tracker.clone(),
-    ));
+    tracker.spawn(roost_mqttsn::driver::serve(socket, ctx.clone(), shutdown.clone(), tracker.clone()));
 
     let sub = broker
         .connect(ConnectRequest {
@@ -51,15 +40,7 @@ async fn fleet(devices: usize, publishes: u64, qos: SnQos, sleep: Option<Duratio
         })
         .await
         .unwrap();
-    sub.subscribe(
-        "sim/#",
-        SubOptions {
-            qos: QoS::AtMostOnce,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    sub.subscribe("sim/#", SubOptions { qos: QoS::AtMostOnce, ..Default::default() }).await.unwrap();
     let expected = devices as u64 * publishes;
     let collector = tokio::spawn(async move {
         let mut seen = HashSet::new();
@@ -88,17 +69,11 @@ async fn fleet(devices: usize, publishes: u64, qos: SnQos, sleep: Option<Duratio
     let received = collector.await.unwrap();
     assert_eq!(stats.published.load(Relaxed), expected);
     assert_eq!(stats.finished.load(Relaxed), devices as u64);
-    assert_eq!(
-        stats.timed_out.load(Relaxed) + stats.rejected.load(Relaxed),
-        0
-    );
+    assert_eq!(stats.timed_out.load(Relaxed) + stats.rejected.load(Relaxed), 0);
     if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) {
         assert_eq!(stats.acknowledged.load(Relaxed), expected);
     }
-    assert_eq!(
-        received, expected,
-        "every publish reached the MQTT subscriber once"
-    );
+    assert_eq!(received, expected, "every publish reached the MQTT subscriber once");
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use roost_core::{ClientId, ConnectRequest, Message, MessageProperties, Protocol, Will};
 
-use crate::codec::{reason, Connect, ProtocolVersion};
+use crate::codec::{Connect, ProtocolVersion, reason};
 use crate::settings::MqttSettings;
 
 /// A CONNECT that passed validation, with what the CONNACK must tell the client.

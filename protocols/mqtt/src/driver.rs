@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{self, reason, ConnAck, ConnAckProperties, DecodeError, Packet, ProtocolVersion};
+use crate::codec::{self, ConnAck, ConnAckProperties, DecodeError, Packet, ProtocolVersion, reason};
 use crate::connect::{self, Accepted};
 use crate::session::{Close, Limits, MqttSession};
 use crate::settings::MqttSettings;
@@ -54,7 +54,9 @@ pub struct Context {
 /// (`ws_bind`), secure WebSocket (`wss_bind`).
 pub async fn bind_all(settings: &MqttSettings) -> std::io::Result<Vec<(Kind, TcpListener)>> {
     let mut out: Vec<(Kind, TcpListener)> = bind(settings).await?.into_iter().map(|l| (Kind::Tcp, l)).collect();
-    for (kind, addrs) in [(Kind::Tls, &settings.tls_bind), (Kind::Ws, &settings.ws_bind), (Kind::Wss, &settings.wss_bind)] {
+    for (kind, addrs) in
+        [(Kind::Tls, &settings.tls_bind), (Kind::Ws, &settings.ws_bind), (Kind::Wss, &settings.wss_bind)]
+    {
         for addr in addrs {
             let l = TcpListener::bind(addr)
                 .await
@@ -116,11 +118,18 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellat
 }
 
 /// [`serve`] for a listener of any [`Kind`].
-pub async fn serve_kind(listener: TcpListener, kind: Kind, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve_kind(
+    listener: TcpListener,
+    kind: Kind,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let limits = ctx.settings.limits;
     let state = Arc::new(ListenerState {
         open: 0.into(),
-        rate: (limits.max_conn_rate > 0).then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
+        rate: (limits.max_conn_rate > 0)
+            .then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
         permits: ctx.permits.clone(),
     });
     loop {
@@ -357,7 +366,10 @@ async fn handshake(
         Ok(Read::Error(DecodeError::UnsupportedProtocolVersion(level))) => {
             tracing::info!(%peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
             // 3.1.1-format CONNACK, return code 0x01: the only format such a client may know.
-            io.queue(&Packet::ConnAck(Box::new(ConnAck { code: reason::UNSUPPORTED_PROTOCOL_VERSION, ..Default::default() })));
+            io.queue(&Packet::ConnAck(Box::new(ConnAck {
+                code: reason::UNSUPPORTED_PROTOCOL_VERSION,
+                ..Default::default()
+            })));
             let _ = io.flush().await;
             return None;
         }
@@ -379,7 +391,11 @@ async fn handshake(
         Err(refused) => {
             tracing::info!(%peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
             let props = ConnAckProperties { reason_string: Some(refused.why), ..Default::default() };
-            io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code: refused.code, properties: props })));
+            io.queue(&Packet::ConnAck(Box::new(ConnAck {
+                session_present: false,
+                code: refused.code,
+                properties: props,
+            })));
             let _ = io.flush().await;
             return None;
         }
@@ -401,7 +417,11 @@ async fn handshake(
                 ConnectError::ServerBusy => reason::SERVER_BUSY,
                 ConnectError::ShuttingDown => reason::SERVER_UNAVAILABLE,
             };
-            io.queue(&Packet::ConnAck(Box::new(ConnAck { session_present: false, code, properties: Default::default() })));
+            io.queue(&Packet::ConnAck(Box::new(ConnAck {
+                session_present: false,
+                code,
+                properties: Default::default(),
+            })));
             let _ = io.flush().await;
             return None;
         }
@@ -418,10 +438,12 @@ async fn handshake(
         props.server_keep_alive = server_keep_alive;
         let granted = conn.session_expiry();
         if granted != asked_expiry {
-            props.session_expiry_interval = Some(granted.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)));
+            props.session_expiry_interval =
+                Some(granted.map_or(u32::MAX, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)));
         }
     }
-    let connack = Packet::ConnAck(Box::new(ConnAck { session_present: conn.session_present(), code: 0, properties: props }));
+    let connack =
+        Packet::ConnAck(Box::new(ConnAck { session_present: conn.session_present(), code: 0, properties: props }));
     if conn.broker().tracer().is_active() {
         trace(&conn, Direction::In, &Packet::Connect(connect.clone()));
         trace(&conn, Direction::Out, &connack);
@@ -574,7 +596,11 @@ impl Link {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(None),
             Err(e) => {
-                return Err(Close { reason: roost_core::DisconnectReason::Abnormal, send: Some(e.reason_code()), why: e.to_string() });
+                return Err(Close {
+                    reason: roost_core::DisconnectReason::Abnormal,
+                    send: Some(e.reason_code()),
+                    why: e.to_string(),
+                });
             }
         };
         trace(&self.conn, Direction::In, &p);
@@ -686,7 +712,9 @@ fn trace(conn: &Connection, direction: Direction, p: &Packet) {
             );
             tracer.packet("mqtt", id, peer, direction, None, &format_args!("{shown}"));
         }
-        Packet::Publish(publish) if !publish.topic.is_empty() => tracer.packet("mqtt", id, peer, direction, Some(&publish.topic), p),
+        Packet::Publish(publish) if !publish.topic.is_empty() => {
+            tracer.packet("mqtt", id, peer, direction, Some(&publish.topic), p)
+        }
         _ => tracer.packet("mqtt", id, peer, direction, None, p),
     }
 }
@@ -721,4 +749,3 @@ fn packet_name(p: &Packet) -> &'static str {
         Packet::Auth(_) => "AUTH",
     }
 }
-

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use roost_core::metrics::DropReason;
-use roost_core::{Connection, Delivery, DisconnectReason, Message, MessageProperties, PublishError, SubOptions, SubscribeError};
+use roost_core::{
+    Connection, Delivery, DisconnectReason, Message, MessageProperties, PublishError, SubOptions, SubscribeError,
+};
 
 use crate::codec::{
-    self, reason, Ack, AckProperties, Disconnect, DisconnectProperties, Packet, ProtocolVersion, Publish,
-    PublishProperties, SubAck, UnsubAck,
+    self, Ack, AckProperties, Disconnect, DisconnectProperties, Packet, ProtocolVersion, Publish, PublishProperties,
+    SubAck, UnsubAck, reason,
 };
 
 /// Why the session wants the connection closed.
@@ -120,7 +122,9 @@ impl MqttSession {
                     conn.ack(a.packet_id);
                 } else {
                     let known = conn.received(a.packet_id);
-                    out.push(Packet::PubRel(self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND })));
+                    out.push(Packet::PubRel(
+                        self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND }),
+                    ));
                 }
                 Ok(())
             }
@@ -130,7 +134,9 @@ impl MqttSession {
                 if let Err(e) = conn.sync().await {
                     return Err(Close::protocol(reason::UNSPECIFIED_ERROR, e.to_string()));
                 }
-                out.push(Packet::PubComp(self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND })));
+                out.push(Packet::PubComp(
+                    self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND }),
+                ));
                 Ok(())
             }
             Packet::PubComp(a) => {
@@ -148,7 +154,11 @@ impl MqttSession {
                         Err(_) => reason::UNSPECIFIED_ERROR,
                     });
                 }
-                out.push(Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, properties: AckProperties::default(), reasons }));
+                out.push(Packet::UnsubAck(UnsubAck {
+                    packet_id: u.packet_id,
+                    properties: AckProperties::default(),
+                    reasons,
+                }));
                 Ok(())
             }
             Packet::PingReq => {
@@ -190,13 +200,18 @@ impl MqttSession {
 
     async fn handle_publish(&mut self, p: Publish, conn: &Connection, out: &mut Vec<Packet>) -> Result<(), Close> {
         if !p.properties.subscription_identifiers.is_empty() {
-            return Err(Close::protocol(reason::PROTOCOL_ERROR, "PUBLISH from a client carries a Subscription Identifier"));
+            return Err(Close::protocol(
+                reason::PROTOCOL_ERROR,
+                "PUBLISH from a client carries a Subscription Identifier",
+            ));
         }
         let topic = self.resolve_alias_in(&p)?;
         if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
             // §3.3.2.3.2: the receiver may refuse a payload that is not the UTF-8 it claims.
             return match p.qos {
-                codec::QoS::AtMostOnce => Err(Close::protocol(reason::PAYLOAD_FORMAT_INVALID, "PUBLISH: payload is not UTF-8")),
+                codec::QoS::AtMostOnce => {
+                    Err(Close::protocol(reason::PAYLOAD_FORMAT_INVALID, "PUBLISH: payload is not UTF-8"))
+                }
                 codec::QoS::AtLeastOnce => {
                     out.push(Packet::PubAck(self.ack(p.packet_id, reason::PAYLOAD_FORMAT_INVALID)));
                     Ok(())
@@ -246,7 +261,10 @@ impl MqttSession {
                     // A resent PUBLISH whose first copy we already routed: acknowledge only.
                     Ok(false) => out.push(Packet::PubRec(self.ack(p.packet_id, 0))),
                     Err(_) => {
-                        return Err(Close::protocol(reason::RECEIVE_MAXIMUM_EXCEEDED, "too many QoS 2 messages awaiting PUBREL"));
+                        return Err(Close::protocol(
+                            reason::RECEIVE_MAXIMUM_EXCEEDED,
+                            "too many QoS 2 messages awaiting PUBREL",
+                        ));
                     }
                 }
                 Ok(())
@@ -288,18 +306,21 @@ impl MqttSession {
             ));
         }
         if p.topic.is_empty() {
-            self.alias_in
-                .as_ref()
-                .and_then(|m| m.get(&alias))
-                .cloned()
-                .ok_or_else(|| Close::protocol(reason::PROTOCOL_ERROR, format!("PUBLISH: topic alias {alias} was never set")))
+            self.alias_in.as_ref().and_then(|m| m.get(&alias)).cloned().ok_or_else(|| {
+                Close::protocol(reason::PROTOCOL_ERROR, format!("PUBLISH: topic alias {alias} was never set"))
+            })
         } else {
             self.alias_in.get_or_insert_default().insert(alias, p.topic.clone());
             Ok(p.topic.clone())
         }
     }
 
-    async fn handle_subscribe(&mut self, s: codec::Subscribe, conn: &Connection, out: &mut Vec<Packet>) -> Result<(), Close> {
+    async fn handle_subscribe(
+        &mut self,
+        s: codec::Subscribe,
+        conn: &Connection,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), Close> {
         let mut reasons = Vec::with_capacity(s.filters.len());
         for f in &s.filters {
             let o = f.options;
@@ -316,7 +337,10 @@ impl MqttSession {
                 Err(SubscribeError::NotAuthorized) => reason::NOT_AUTHORIZED,
                 Err(SubscribeError::QuotaExceeded(_)) => reason::QUOTA_EXCEEDED,
                 Err(SubscribeError::NoLocalOnShared) => {
-                    return Err(Close::protocol(reason::PROTOCOL_ERROR, "SUBSCRIBE: No Local on a shared subscription"));
+                    return Err(Close::protocol(
+                        reason::PROTOCOL_ERROR,
+                        "SUBSCRIBE: No Local on a shared subscription",
+                    ));
                 }
             });
         }
@@ -409,7 +433,13 @@ mod tests {
     async fn payload_format_and_subscription_id_checks() {
         let (_b, conn, mut s, t0) = setup(&v5(0)).await;
         let mut out = Vec::new();
-        let mut p = Publish { qos: codec::QoS::AtLeastOnce, topic: "t".into(), packet_id: 3, payload: vec![0xFF].into(), ..Default::default() };
+        let mut p = Publish {
+            qos: codec::QoS::AtLeastOnce,
+            topic: "t".into(),
+            packet_id: 3,
+            payload: vec![0xFF].into(),
+            ..Default::default()
+        };
         p.properties.payload_format_indicator = Some(1);
         s.handle_packet(t0, Packet::Publish(p.clone()), &conn, &mut out).await.unwrap();
         assert!(matches!(&out[..], [Packet::PubAck(a)] if a.reason == reason::PAYLOAD_FORMAT_INVALID));

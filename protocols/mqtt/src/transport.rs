@@ -85,7 +85,8 @@ pub fn acceptor(s: &TlsSettings) -> Result<TlsAcceptor, String> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
+    let certs: Result<Vec<_>, _> =
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
     let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate in it", path.display()));
@@ -95,7 +96,10 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The TLS handshake; with it, the common name of the client certificate when one was
 /// presented (and so verified against the CA: rustls refuses the handshake otherwise).
-pub async fn tls_accept<S: AsyncStream + 'static>(acceptor: &TlsAcceptor, io: S) -> io::Result<(tokio_rustls::server::TlsStream<S>, Option<String>)> {
+pub async fn tls_accept<S: AsyncStream + 'static>(
+    acceptor: &TlsAcceptor,
+    io: S,
+) -> io::Result<(tokio_rustls::server::TlsStream<S>, Option<String>)> {
     let tls = acceptor.accept(io).await?;
     let cn = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c));
     Ok((tls, cn))
@@ -153,7 +157,10 @@ impl<S: AsyncStream> AsyncRead for WsStream<S> {
                 Some(Ok(WsMessage::Binary(b))) => self.pending = b,
                 // Ping is answered by tungstenite itself; MQTT never travels in text frames.
                 Some(Ok(WsMessage::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "WebSocket text frame (MQTT needs binary)")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "WebSocket text frame (MQTT needs binary)",
+                    )));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
@@ -270,5 +277,4 @@ mod tests {
             let _ = common_name(&der[..cut.min(der.len())]);
         }
     }
-
 }

@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use roost::core::ClientInfo;
 use roost::core::auth::{Action, AuthDecision, Authenticator, Authorizer, BoxFuture, Credentials};
 use roost::core::hooks::{Event, Hook};
-use roost::core::ClientInfo;
-use tokio::sync::mpsc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// A device on a TCP codec listener that speaks in lines.
@@ -112,7 +112,11 @@ impl Authenticator for Passwords {
         } else if creds.client.username.is_none() {
             // Anonymous devices are allowed only for protocols without credentials
             // (the tlv-sensor codec): the authenticator sees the codec's name.
-            if creds.client.protocol_name() == "tlv-sensor" { AuthDecision::Allow } else { AuthDecision::BadCredentials }
+            if creds.client.protocol_name() == "tlv-sensor" {
+                AuthDecision::Allow
+            } else {
+                AuthDecision::BadCredentials
+            }
         } else if creds.password.map(|p| &p[..]) == Some(b"s3cret") {
             AuthDecision::Allow
         } else {

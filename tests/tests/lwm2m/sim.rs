@@ -51,14 +51,20 @@ async fn a_firmware_package_goes_in_blocks_and_reads_back() {
     let mut dev = spawn_device(broker.lwm2m_addr(), cfg).await.unwrap();
     until(&mut dev, |e| matches!(e, Event::Registered(_))).await;
     let (_, reg) = next(&mut app).await;
-    assert_eq!((reg["msgType"].clone(), reg["data"]["objectList"].clone()), (json!("register"), json!(["/1/0", "/3/0", "/5/0", "/3303/0"])));
+    assert_eq!(
+        (reg["msgType"].clone(), reg["data"]["objectList"].clone()),
+        (json!("register"), json!(["/1/0", "/3/0", "/5/0", "/3303/0"]))
+    );
 
     let package: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 256) as u8).collect();
     let write = json!({"reqID": 1, "msgType": "write", "encoding": "hex", "data": {"path": "/5/0/0", "type": "Opaque", "value": hex(&package)}});
     command(&mut app, "fw-1", write).await;
     let (topic, r) = next(&mut app).await;
     assert_eq!(topic, "lwm2m/fw-1/up/resp");
-    assert_eq!(r, json!({"reqID": 1, "msgType": "write", "data": {"reqPath": "/5/0/0", "code": "2.04", "codeMsg": "changed"}}));
+    assert_eq!(
+        r,
+        json!({"reqID": 1, "msgType": "write", "data": {"reqPath": "/5/0/0", "code": "2.04", "codeMsg": "changed"}})
+    );
     // One 1024-byte block, then 14 of 512: 14 answered 2.31 Continue before the 2.04.
     let before = until(&mut dev, |e| *e == Event::Answered("2.04".into())).await;
     assert_eq!(before.iter().filter(|e| **e == Event::Answered("2.31".into())).count(), 14, "{before:?}");
@@ -104,6 +110,12 @@ async fn send_reports_reach_the_notify_topic_and_malformed_ones_do_not() {
     let r = raw.send_report(110, br#"[{"bn":"/3303/0/","n":"5700","v":22.5}]"#).await;
     assert_eq!(r.header.code, MessageClass::Response(ResponseType::Changed));
     let (topic, n) = next(&mut app).await;
-    assert_eq!((topic.as_str(), n), ("lwm2m/raw-1/up/notify", json!({"msgType": "send", "data": {"reqPath": "/dp", "content": [{"path": "/3303/0/5700", "value": 22.5}]}})));
+    assert_eq!(
+        (topic.as_str(), n),
+        (
+            "lwm2m/raw-1/up/notify",
+            json!({"msgType": "send", "data": {"reqPath": "/dp", "content": [{"path": "/3303/0/5700", "value": 22.5}]}})
+        )
+    );
     assert_eq!(broker.lwm2m_counters().bad_sends.load(std::sync::atomic::Ordering::Relaxed), 2);
 }

@@ -130,7 +130,9 @@ impl Authorizer for Acl {
         for rule in &self.rules {
             let action_ok = matches!(
                 (rule.action, action),
-                (RuleAction::All, _) | (RuleAction::Publish, Action::Publish) | (RuleAction::Subscribe, Action::Subscribe)
+                (RuleAction::All, _)
+                    | (RuleAction::Publish, Action::Publish)
+                    | (RuleAction::Subscribe, Action::Subscribe)
             );
             if !action_ok || !rule.who.matches(client) {
                 continue;
@@ -256,12 +258,27 @@ mod tests {
     fn first_match_wins_with_placeholders() {
         let acl = Acl {
             rules: vec![
-                rule(Permission::Allow, Who { user: Some("admin".into()), ..Default::default() }, RuleAction::All, &["$SYS/#"]),
+                rule(
+                    Permission::Allow,
+                    Who { user: Some("admin".into()), ..Default::default() },
+                    RuleAction::All,
+                    &["$SYS/#"],
+                ),
                 rule(Permission::Deny, Who::default(), RuleAction::All, &["$SYS/#"]),
                 rule(Permission::Allow, Who::default(), RuleAction::Publish, &["devices/%c/up"]),
                 rule(Permission::Allow, Who::default(), RuleAction::Subscribe, &["users/%u/#", "eq all/#"]),
-                rule(Permission::Deny, Who { ip: IpRange::parse("10.0.0.0/8"), ..Default::default() }, RuleAction::All, &["#"]),
-                rule(Permission::Allow, Who { protocol: Some("mqtt-sn".into()), ..Default::default() }, RuleAction::All, &["sn/#"]),
+                rule(
+                    Permission::Deny,
+                    Who { ip: IpRange::parse("10.0.0.0/8"), ..Default::default() },
+                    RuleAction::All,
+                    &["#"],
+                ),
+                rule(
+                    Permission::Allow,
+                    Who { protocol: Some("mqtt-sn".into()), ..Default::default() },
+                    RuleAction::All,
+                    &["sn/#"],
+                ),
             ],
             no_match: Permission::Allow,
         };

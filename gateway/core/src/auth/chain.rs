@@ -118,7 +118,13 @@ mod tests {
     use crate::types::{ClientId, ClientInfo, Protocol};
 
     fn info(id: &str, user: Option<&str>) -> ClientInfo {
-        ClientInfo { client_id: ClientId::from(id), protocol: Protocol::MqttSn, protocol_detail: None, peer: None, username: user.map(String::from) }
+        ClientInfo {
+            client_id: ClientId::from(id),
+            protocol: Protocol::MqttSn,
+            protocol_detail: None,
+            peer: None,
+            username: user.map(String::from),
+        }
     }
 
     async fn run(chain: &AuthChain, c: &ClientInfo) -> AuthDecision {
@@ -127,7 +133,10 @@ mod tests {
 
     #[tokio::test]
     async fn client_ids_then_anonymous_rule() {
-        let chain = AuthChain { sources: vec![Box::new(ClientIdList::new(["sensor-1".into(), "fleet-*".into()]))], allow_anonymous: false };
+        let chain = AuthChain {
+            sources: vec![Box::new(ClientIdList::new(["sensor-1".into(), "fleet-*".into()]))],
+            allow_anonymous: false,
+        };
         assert_eq!(run(&chain, &info("sensor-1", None)).await, AuthDecision::Allow);
         assert_eq!(run(&chain, &info("fleet-42", None)).await, AuthDecision::Allow);
         assert_eq!(run(&chain, &info("other", None)).await, AuthDecision::BadCredentials);

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use parking_lot::Mutex;
 
 use super::chain::{AuthSource, Verdict};
@@ -44,7 +44,10 @@ pub struct UserEntry {
 
 impl std::fmt::Debug for UserEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserEntry").field("username", &self.username).field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("UserEntry")
+            .field("username", &self.username)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +131,9 @@ pub fn set_user(path: &Path, username: &str, password: &[u8], client_id: Option<
                 e.client_id = Some(c.to_string());
             }
         }
-        None => entries.push(UserEntry { username: username.to_string(), hash, client_id: client_id.map(String::from) }),
+        None => {
+            entries.push(UserEntry { username: username.to_string(), hash, client_id: client_id.map(String::from) })
+        }
     }
     // Write a sibling file and rename it over, so a reader never sees half a file; the file
     // holds password hashes, so only its owner may read it.

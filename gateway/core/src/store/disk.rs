@@ -332,7 +332,11 @@ fn writer(
                 let over = used > *max;
                 if over != full.swap(over, std::sync::atomic::Ordering::Relaxed) {
                     if over {
-                        tracing::warn!(used, max, "store past storage.max_size: new messages for persistent sessions stay in memory only");
+                        tracing::warn!(
+                            used,
+                            max,
+                            "store past storage.max_size: new messages for persistent sessions stay in memory only"
+                        );
                     } else {
                         tracing::info!(used, max, "store back under storage.max_size");
                     }
@@ -358,15 +362,24 @@ fn commit(db: &Database, batch: Vec<(u64, Change)>, durable: bool) -> Result<(),
 fn apply(txn: &WriteTransaction, change: Change) -> Result<(), StoreError> {
     match change {
         Change::Session(meta) => {
-            txn.open_table(SESSIONS).map_err(write_err)?.insert(meta.client_id.as_str(), wire::encode_session(&meta).as_slice()).map_err(write_err)?;
+            txn.open_table(SESSIONS)
+                .map_err(write_err)?
+                .insert(meta.client_id.as_str(), wire::encode_session(&meta).as_slice())
+                .map_err(write_err)?;
         }
         Change::SessionGone(client) => remove_session(txn, &client)?,
         Change::Enqueue { client, seq, pending } => {
             let rec = wire::encode_stored(&super::StoredMessage { pending, packet_id: None, released: false });
-            txn.open_table(MESSAGES).map_err(write_err)?.insert((client.as_str(), seq), rec.as_slice()).map_err(write_err)?;
+            txn.open_table(MESSAGES)
+                .map_err(write_err)?
+                .insert((client.as_str(), seq), rec.as_slice())
+                .map_err(write_err)?;
         }
         Change::Sent { client, seq, packet_id } => {
-            txn.open_table(FLIGHT).map_err(write_err)?.insert((client.as_str(), seq), u32::from(packet_id)).map_err(write_err)?;
+            txn.open_table(FLIGHT)
+                .map_err(write_err)?
+                .insert((client.as_str(), seq), u32::from(packet_id))
+                .map_err(write_err)?;
         }
         Change::Released { client, seq } => {
             let mut t = txn.open_table(FLIGHT).map_err(write_err)?;
@@ -433,7 +446,9 @@ fn load(db: &Database) -> Result<Snapshot, StoreError> {
         let meta = wire::decode_session(v.value()).map_err(|e| corrupt("session", k.value(), e))?;
         let c = k.value();
         let mut messages = Vec::new();
-        for row in messages_t.range::<(&str, u64)>((Bound::Included((c, 0)), Bound::Included((c, u64::MAX)))).map_err(rd)? {
+        for row in
+            messages_t.range::<(&str, u64)>((Bound::Included((c, 0)), Bound::Included((c, u64::MAX)))).map_err(rd)?
+        {
             let (k, v) = row.map_err(rd)?;
             let (_, seq) = k.value();
             let mut m = wire::decode_stored(v.value()).map_err(|e| corrupt("message", format!("{c}/{seq}"), e))?;
@@ -444,7 +459,9 @@ fn load(db: &Database) -> Result<Snapshot, StoreError> {
             messages.push((seq, m));
         }
         let mut awaiting_rel = Vec::new();
-        for row in awaiting_t.range::<(&str, u16)>((Bound::Included((c, 0)), Bound::Included((c, u16::MAX)))).map_err(rd)? {
+        for row in
+            awaiting_t.range::<(&str, u16)>((Bound::Included((c, 0)), Bound::Included((c, u16::MAX)))).map_err(rd)?
+        {
             awaiting_rel.push(row.map_err(rd)?.0.value().1);
         }
         snapshot.sessions.push(StoredSession { meta, messages, awaiting_rel });

@@ -296,7 +296,12 @@ mod tests {
     #[test]
     fn stored_message_round_trip() {
         let s = StoredMessage {
-            pending: Pending { message: Arc::new(message()), qos: QoS::AtLeastOnce, retain: false, subscription_ids: vec![3, 9] },
+            pending: Pending {
+                message: Arc::new(message()),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: vec![3, 9],
+            },
             packet_id: Some(42),
             released: true,
         };
@@ -305,7 +310,10 @@ mod tests {
         assert!(d.released);
         assert_eq!(d.pending.subscription_ids, [3, 9]);
         let (a, b) = (&d.pending.message, &s.pending.message);
-        assert_eq!((&a.topic, &a.payload, a.qos, a.retain, &a.properties, &a.publisher), (&b.topic, &b.payload, b.qos, b.retain, &b.properties, &b.publisher));
+        assert_eq!(
+            (&a.topic, &a.payload, a.qos, a.retain, &a.properties, &a.publisher),
+            (&b.topic, &b.payload, b.qos, b.retain, &b.properties, &b.publisher)
+        );
         let left = a.expiry.unwrap();
         assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(58));
     }
@@ -317,7 +325,10 @@ mod tests {
             protocol: Protocol::MqttSn,
             expiry: Some(Duration::from_secs(30)),
             expires_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
-            subscriptions: vec![("$share/g/a/#".into(), SubOptions { qos: QoS::AtLeastOnce, subscription_id: Some(5), ..Default::default() })],
+            subscriptions: vec![(
+                "$share/g/a/#".into(),
+                SubOptions { qos: QoS::AtLeastOnce, subscription_id: Some(5), ..Default::default() },
+            )],
         };
         assert_eq!(decode_session(&encode_session(&m)).unwrap(), m);
     }
@@ -325,7 +336,12 @@ mod tests {
     #[test]
     fn bad_records_are_errors() {
         let good = encode_stored(&StoredMessage {
-            pending: Pending { message: Arc::new(message()), qos: QoS::AtMostOnce, retain: false, subscription_ids: vec![] },
+            pending: Pending {
+                message: Arc::new(message()),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                subscription_ids: vec![],
+            },
             packet_id: None,
             released: false,
         });

@@ -106,7 +106,10 @@ fn subscription_json(v: &SubscriptionView) -> Value {
     })
 }
 
-pub async fn list_subscriptions(State(s): State<ApiState>, q: Result<Query<SubscriptionQuery>, QueryRejection>) -> ApiResult {
+pub async fn list_subscriptions(
+    State(s): State<ApiState>,
+    q: Result<Query<SubscriptionQuery>, QueryRejection>,
+) -> ApiResult {
     let q = query(q)?;
     let subs: Vec<SubscriptionView> = s
         .broker
@@ -135,11 +138,14 @@ pub struct PublishBody {
 
 pub async fn publish(State(s): State<ApiState>, body: Result<Json<PublishBody>, JsonRejection>) -> ApiResult {
     let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
-    roost_core::topic::validate_name(&b.topic, s.broker.settings()).map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
+    roost_core::topic::validate_name(&b.topic, s.broker.settings())
+        .map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
     let qos = QoS::from_u8(b.qos).ok_or_else(|| ApiError::bad_request("qos: must be 0, 1 or 2"))?;
     let payload = match b.encoding.as_deref() {
         None | Some("plain") => Bytes::from(b.payload.into_bytes()),
-        Some("base64") => Bytes::from(crate::base64::decode(&b.payload).ok_or_else(|| ApiError::bad_request("payload: not base64"))?),
+        Some("base64") => {
+            Bytes::from(crate::base64::decode(&b.payload).ok_or_else(|| ApiError::bad_request("payload: not base64"))?)
+        }
         Some(other) => return Err(ApiError::bad_request(format!("encoding: {other:?} is not plain or base64"))),
     };
     let matched = s.broker.publish(Message::new(b.topic, payload, qos, b.retain));
@@ -171,7 +177,8 @@ fn retained_json(m: &std::sync::Arc<Message>) -> Value {
 pub async fn list_retained(State(s): State<ApiState>, q: Result<Query<RetainedQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
     let filter = q.topic.as_deref().unwrap_or("#");
-    let spec = roost_core::topic::parse_filter(filter, s.broker.settings()).map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
+    let spec = roost_core::topic::parse_filter(filter, s.broker.settings())
+        .map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
     if spec.share_group.is_some() {
         return Err(ApiError::bad_request("topic: a shared subscription filter matches no retained message"));
     }
@@ -180,7 +187,8 @@ pub async fn list_retained(State(s): State<ApiState>, q: Result<Query<RetainedQu
 }
 
 fn checked_topic(s: &ApiState, topic: &str) -> Result<(), ApiError> {
-    roost_core::topic::validate_name(topic, s.broker.settings()).map_err(|e| ApiError::bad_request(format!("topic: {e}")))
+    roost_core::topic::validate_name(topic, s.broker.settings())
+        .map_err(|e| ApiError::bad_request(format!("topic: {e}")))
 }
 
 pub async fn show_retained(State(s): State<ApiState>, Path(topic): Path<String>) -> ApiResult {
@@ -223,11 +231,14 @@ pub async fn stats(State(s): State<ApiState>) -> ApiResult {
 
 pub async fn metrics(State(s): State<ApiState>) -> ApiResult {
     let m = s.broker.metrics().snapshot();
-    let dropped: serde_json::Map<String, Value> = m.dropped_by_reason.iter().map(|(r, n)| (r.to_string(), Value::from(*n))).collect();
+    let dropped: serde_json::Map<String, Value> =
+        m.dropped_by_reason.iter().map(|(r, n)| (r.to_string(), Value::from(*n))).collect();
     let by_protocol: serde_json::Map<String, Value> = m
         .by_protocol
         .iter()
-        .map(|(p, conns, rin, rout)| (p.to_string(), json!({ "connections": conns, "messages_received": rin, "messages_sent": rout })))
+        .map(|(p, conns, rin, rout)| {
+            (p.to_string(), json!({ "connections": conns, "messages_received": rin, "messages_sent": rout }))
+        })
         .collect();
     let webhooks: Vec<Value> = s
         .webhooks

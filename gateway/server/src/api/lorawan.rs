@@ -39,8 +39,12 @@ fn error(e: ManageError) -> ApiError {
     let message = e.to_string();
     match e {
         ManageError::NotRunning => ApiError::not_found(message),
-        ManageError::Device(DeviceError::Unknown(_)) | ManageError::Command(CommandError::UnknownDevice(_)) => ApiError::not_found(message),
-        ManageError::Command(CommandError::Port(_) | CommandError::Data | CommandError::Json(_) | CommandError::WrongDevice(_)) => ApiError::bad_request(message),
+        ManageError::Device(DeviceError::Unknown(_)) | ManageError::Command(CommandError::UnknownDevice(_)) => {
+            ApiError::not_found(message)
+        }
+        ManageError::Command(
+            CommandError::Port(_) | CommandError::Data | CommandError::Json(_) | CommandError::WrongDevice(_),
+        ) => ApiError::bad_request(message),
         ManageError::BridgeMode
         | ManageError::TooManyDevices
         | ManageError::Device(DeviceError::Exists(_) | DeviceError::FromConfig(_))
@@ -150,7 +154,11 @@ struct QueueBody {
     data_hex: Option<String>,
 }
 
-async fn enqueue(State(l): State<Lorawan>, p: Result<Path<String>, PathRejection>, b: Result<Json<QueueBody>, JsonRejection>) -> ApiResult {
+async fn enqueue(
+    State(l): State<Lorawan>,
+    p: Result<Path<String>, PathRejection>,
+    b: Result<Json<QueueBody>, JsonRejection>,
+) -> ApiResult {
     let eui = dev_eui(p)?;
     let b = body(b)?;
     let max = roost_lorawan::phy::MAX_DOWNLINK_PAYLOAD;
@@ -163,9 +171,14 @@ async fn enqueue(State(l): State<Lorawan>, p: Result<Path<String>, PathRejection
             }
             crate::base64::decode(d).ok_or_else(|| ApiError::bad_request("data: not base64"))?
         }
-        (None, Some(h)) => roost_lorawan::hex::decode(h, max).ok_or_else(|| ApiError::bad_request(format!("data_hex: not hex of at most {max} bytes")))?,
+        (None, Some(h)) => roost_lorawan::hex::decode(h, max)
+            .ok_or_else(|| ApiError::bad_request(format!("data_hex: not hex of at most {max} bytes")))?,
         (None, None) => Vec::new(),
     };
-    let id = l.manage.enqueue(eui, DownlinkRequest { confirmed: b.confirmed, fport: b.f_port, data }).await.map_err(error)?;
+    let id = l
+        .manage
+        .enqueue(eui, DownlinkRequest { confirmed: b.confirmed, fport: b.f_port, data })
+        .await
+        .map_err(error)?;
     Ok(Json(json!({ "id": id })).into_response())
 }

@@ -56,7 +56,11 @@ async fn show_device(State(l): State<Lwm2m>, p: Result<Path<String>, PathRejecti
     Ok(Json(device_json(&d)).into_response())
 }
 
-async fn command(State(l): State<Lwm2m>, p: Result<Path<String>, PathRejection>, b: Result<Json<Value>, JsonRejection>) -> ApiResult {
+async fn command(
+    State(l): State<Lwm2m>,
+    p: Result<Path<String>, PathRejection>,
+    b: Result<Json<Value>, JsonRejection>,
+) -> ApiResult {
     let ep = endpoint(p)?;
     let Json(body) = b.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
     if !body.get("msgType").is_some_and(Value::is_string) || !body.get("data").is_some_and(Value::is_object) {

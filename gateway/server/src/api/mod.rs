@@ -89,7 +89,11 @@ pub const DEFAULT_LIMIT: u32 = 100;
 
 impl Page {
     /// The page of `items` asked for, as `{"data": [...], "meta": {...}}`.
-    pub fn of<T>(&self, items: Vec<T>, to_json: impl Fn(&T) -> serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    pub fn of<T>(
+        &self,
+        items: Vec<T>,
+        to_json: impl Fn(&T) -> serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if page == 0 {
@@ -126,7 +130,11 @@ pub fn router(state: ApiState, extra: Vec<Router>) -> Router {
     let protected = protected
         .route_layer(middleware::from_fn_with_state(state, require_key))
         .method_not_allowed_fallback(|| async {
-            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "METHOD_NOT_ALLOWED", message: "method not allowed here".into() }
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "METHOD_NOT_ALLOWED",
+                message: "method not allowed here".into(),
+            }
         });
     Router::new()
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -140,8 +148,12 @@ async fn require_key(State(state): State<ApiState>, request: Request, next: Next
     if given.is_some_and(|k| keys::matches(&state.keys, &k)) {
         return next.run(request).await;
     }
-    let mut r = ApiError { status: StatusCode::UNAUTHORIZED, code: "UNAUTHORIZED", message: "an API key is required: Authorization: Bearer KEY".into() }
-        .into_response();
+    let mut r = ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "UNAUTHORIZED",
+        message: "an API key is required: Authorization: Bearer KEY".into(),
+    }
+    .into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"roost\""));
     r
 }

@@ -41,7 +41,8 @@ fn target(kind: &str, target: &str, s: &ApiState) -> Result<(String, TraceTarget
     match kind {
         "client" => Ok((format!("client:{target}"), TraceTarget::Client(target.to_string()))),
         "topic" => {
-            roost_core::topic::validate_filter(target, s.broker.settings()).map_err(|e| ApiError::bad_request(format!("target: {e}")))?;
+            roost_core::topic::validate_filter(target, s.broker.settings())
+                .map_err(|e| ApiError::bad_request(format!("target: {e}")))?;
             Ok((format!("topic:{target}"), TraceTarget::Topic(target.to_string())))
         }
         other => Err(ApiError::bad_request(format!("type: {other:?} is not client or topic"))),
@@ -50,28 +51,38 @@ fn target(kind: &str, target: &str, s: &ApiState) -> Result<(String, TraceTarget
 
 fn file_path(s: &ApiState, file: &str) -> Result<PathBuf, ApiError> {
     let p = PathBuf::from(file);
-    if file.is_empty() || file.len() > 4096 || file.contains('\0') || p.components().any(|c| c == Component::ParentDir) {
+    if file.is_empty() || file.len() > 4096 || file.contains('\0') || p.components().any(|c| c == Component::ParentDir)
+    {
         return Err(ApiError::bad_request("file: a path without '..'"));
     }
     if p.is_absolute() {
         return Ok(p);
     }
-    std::fs::create_dir_all(&s.trace_dir).map_err(|e| ApiError::bad_request(format!("file: cannot create {}: {e}", s.trace_dir.display())))?;
+    std::fs::create_dir_all(&s.trace_dir)
+        .map_err(|e| ApiError::bad_request(format!("file: cannot create {}: {e}", s.trace_dir.display())))?;
     Ok(s.trace_dir.join(p))
 }
 
-pub async fn start(State(s): State<ApiState>, body: Result<Json<StartBody>, JsonRejection>) -> Result<Response, ApiError> {
+pub async fn start(
+    State(s): State<ApiState>,
+    body: Result<Json<StartBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
     let (name, t) = target(&b.kind, &b.target, &s)?;
     let path = file_path(&s, &b.file)?;
     match s.broker.tracer().start(&name, t, &path) {
-        Ok(()) => Ok((StatusCode::CREATED, Json(json!({ "name": name, "file": path.display().to_string() }))).into_response()),
+        Ok(()) => {
+            Ok((StatusCode::CREATED, Json(json!({ "name": name, "file": path.display().to_string() }))).into_response())
+        }
         Err(e @ TraceError::Exists(_)) => Err(ApiError::conflict(e.to_string())),
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }
 
-pub async fn stop(State(s): State<ApiState>, q: Result<Query<StopQuery>, QueryRejection>) -> Result<Response, ApiError> {
+pub async fn stop(
+    State(s): State<ApiState>,
+    q: Result<Query<StopQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let (name, _) = target(&q.kind, &q.target, &s)?;
     if s.broker.tracer().stop(&name) {

@@ -77,7 +77,13 @@ pub(super) struct TopicSection {
 
 impl Default for TopicSection {
     fn default() -> Self {
-        TopicSection { pattern: String::new(), direction: "out".into(), qos: Int(1), local_prefix: String::new(), remote_prefix: String::new() }
+        TopicSection {
+            pattern: String::new(),
+            direction: "out".into(),
+            qos: Int(1),
+            local_prefix: String::new(),
+            remote_prefix: String::new(),
+        }
     }
 }
 
@@ -111,7 +117,8 @@ pub(super) fn bridges(sections: Vec<BridgeSection>) -> Result<Vec<BridgeSettings
             .ok()
             .filter(|n| *n >= 1)
             .ok_or_else(|| invalid(key("max_queued"), format!("{} is out of range (at least 1)", b.max_queued.0)))?;
-        let rate = u32::try_from(b.rate.0).map_err(|_| invalid(key("rate"), format!("{} is out of range (0..)", b.rate.0)))?;
+        let rate =
+            u32::try_from(b.rate.0).map_err(|_| invalid(key("rate"), format!("{} is out of range (0..)", b.rate.0)))?;
         if b.reconnect_min.0.is_zero() || b.reconnect_max.0 < b.reconnect_min.0 {
             return Err(invalid(key("reconnect_max"), "reconnect_min must be > 0 and <= reconnect_max"));
         }
@@ -131,19 +138,31 @@ pub(super) fn bridges(sections: Vec<BridgeSection>) -> Result<Vec<BridgeSettings
                 "both" => Direction::Both,
                 d => return Err(invalid(tkey("direction"), format!("{d:?} is not \"out\", \"in\" or \"both\""))),
             };
-            let qos = u8::try_from(t.qos.0).ok().and_then(QoS::from_u8).ok_or_else(|| invalid(tkey("qos"), format!("{} is not 0, 1 or 2", t.qos.0)))?;
+            let qos = u8::try_from(t.qos.0)
+                .ok()
+                .and_then(QoS::from_u8)
+                .ok_or_else(|| invalid(tkey("qos"), format!("{} is not 0, 1 or 2", t.qos.0)))?;
             for (k, p) in [("local_prefix", &t.local_prefix), ("remote_prefix", &t.remote_prefix)] {
                 if p.contains(['+', '#']) {
                     return Err(invalid(tkey(k), "contains a wildcard"));
                 }
             }
-            topics.push(TopicRule { pattern: t.pattern, direction, qos, local_prefix: t.local_prefix, remote_prefix: t.remote_prefix });
+            topics.push(TopicRule {
+                pattern: t.pattern,
+                direction,
+                qos,
+                local_prefix: t.local_prefix,
+                remote_prefix: t.remote_prefix,
+            });
         }
         let tls = match b.tls {
             None => None,
             Some(t) => {
                 if t.ca_file.is_empty() {
-                    return Err(invalid(key("tls.ca_file"), "missing: the CA file the upstream's certificate must chain to"));
+                    return Err(invalid(
+                        key("tls.ca_file"),
+                        "missing: the CA file the upstream's certificate must chain to",
+                    ));
                 }
                 if t.cert_file.is_some() != t.key_file.is_some() {
                     return Err(invalid(key("tls.key_file"), "cert_file and key_file go together"));

@@ -9,13 +9,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The units understood, smallest first, with their length in milliseconds.
-const UNITS: [(&str, u64); 5] = [
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-    ("d", 86_400_000),
-];
+const UNITS: [(&str, u64); 5] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
 
 const HINT: &str = r#"write a whole number and a unit: ms, s, m, h or d, e.g. "10s""#;
 
@@ -41,9 +35,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
         return Err(DurationError::Empty);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err(DurationError::NoNumber);
@@ -61,9 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .ok_or_else(|| DurationError::UnknownUnit(unit.to_string()))?;
     // Digits only, so the one way to fail is overflow.
     let count: u64 = digits.parse().map_err(|_| DurationError::TooLarge)?;
-    let millis = count
-        .checked_mul(millis_per_unit)
-        .ok_or(DurationError::TooLarge)?;
+    let millis = count.checked_mul(millis_per_unit).ok_or(DurationError::TooLarge)?;
     Ok(Duration::from_millis(millis))
 }
 
@@ -89,9 +79,7 @@ pub struct ConfigDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_str(DurationVisitor)
-            .map(ConfigDuration)
+        deserializer.deserialize_str(DurationVisitor).map(ConfigDuration)
     }
 }
 
@@ -109,9 +97,7 @@ const NEVER: &str = "never";
 
 impl<'de> Deserialize<'de> for DurationOrNever {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_str(DurationOrNeverVisitor)
-            .map(DurationOrNever)
+        deserializer.deserialize_str(DurationOrNeverVisitor).map(DurationOrNever)
     }
 }
 
@@ -151,11 +137,9 @@ impl Visitor<'_> for DurationOrNeverVisitor {
         if text == NEVER {
             return Ok(None);
         }
-        parse_duration(text).map(Some).map_err(|e| {
-            E::custom(format!(
-                "\"{text}\" is neither \"never\" nor a duration: {e}"
-            ))
-        })
+        parse_duration(text)
+            .map(Some)
+            .map_err(|e| E::custom(format!("\"{text}\" is neither \"never\" nor a duration: {e}")))
     }
 }
 
@@ -209,9 +193,7 @@ mod tests {
 
     #[test]
     fn format_then_parse_round_trips() {
-        for millis in [
-            1, 999, 1000, 59_000, 60_000, 3_600_000, 86_400_000, 90_061_001,
-        ] {
+        for millis in [1, 999, 1000, 59_000, 60_000, 3_600_000, 86_400_000, 90_061_001] {
             let duration = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
         }

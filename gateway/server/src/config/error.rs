@@ -49,10 +49,7 @@ impl ConfigError {
     pub(super) fn from_toml(text: &str, error: &toml::de::Error) -> ConfigError {
         let message = tidy(error.message());
         let Some(span) = error.span() else {
-            return ConfigError::Syntax {
-                position: None,
-                message,
-            };
+            return ConfigError::Syntax { position: None, message };
         };
         // A document with a syntax error has no keys to find; the first parse already failed
         // the same way, so this parse only succeeds for errors found while deserializing.
@@ -61,10 +58,7 @@ impl ConfigError {
         {
             return ConfigError::Invalid { key, message };
         }
-        ConfigError::Syntax {
-            position: Some(line_column(text, span.start)),
-            message,
-        }
+        ConfigError::Syntax { position: Some(line_column(text, span.start)), message }
     }
 }
 
@@ -76,11 +70,7 @@ struct SyntaxDisplay<'a> {
 impl fmt::Display for SyntaxDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, column)) => write!(
-                f,
-                "TOML syntax error at line {line}, column {column}: {}",
-                self.message
-            ),
+            Some((line, column)) => write!(f, "TOML syntax error at line {line}, column {column}: {}", self.message),
             None => write!(f, "TOML syntax error: {}", self.message),
         }
     }
@@ -131,20 +121,9 @@ fn covers(span: std::ops::Range<usize>, pos: usize) -> bool {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let key = if bare {
-        key.to_string()
-    } else {
-        format!("{key:?}")
-    };
-    if prefix.is_empty() {
-        key
-    } else {
-        format!("{prefix}.{key}")
-    }
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare { key.to_string() } else { format!("{key:?}") };
+    if prefix.is_empty() { key } else { format!("{prefix}.{key}") }
 }
 
 /// 1-based line and column (in characters) of byte `pos`.

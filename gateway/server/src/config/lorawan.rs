@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 
 use roost_lorawan::region::Region;
-use roost_lorawan::settings::{BridgeSettings, DeviceFields, DeviceSettings, LorawanSettings, Marshaler, Mode, NetworkServerSettings};
+use roost_lorawan::settings::{
+    BridgeSettings, DeviceFields, DeviceSettings, LorawanSettings, Marshaler, Mode, NetworkServerSettings,
+};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -78,8 +80,10 @@ pub(super) fn lorawan_settings(l: LorawanSection) -> Result<LorawanSettings, Con
     if l.topic_prefix.is_empty() || l.topic_prefix.contains(['+', '#']) {
         return Err(invalid("lorawan.topic_prefix", "must be non-empty without '+' or '#'"));
     }
-    let region = Region::parse(&l.region).ok_or_else(|| invalid("lorawan.region", format!("{:?} is not \"EU868\" or \"US915\"", l.region)))?;
-    let net_id = parse_net_id(&l.net_id).ok_or_else(|| invalid("lorawan.net_id", format!("{:?} is not a NetID of 6 hex digits", l.net_id)))?;
+    let region = Region::parse(&l.region)
+        .ok_or_else(|| invalid("lorawan.region", format!("{:?} is not \"EU868\" or \"US915\"", l.region)))?;
+    let net_id = parse_net_id(&l.net_id)
+        .ok_or_else(|| invalid("lorawan.net_id", format!("{:?} is not a NetID of 6 hex digits", l.net_id)))?;
     let mut devices = Vec::with_capacity(l.device.len());
     let mut seen = HashSet::new();
     for (i, d) in l.device.into_iter().enumerate() {
@@ -157,8 +161,14 @@ mod tests {
         assert_eq!(l.network_server.net_id, 0x1a);
         assert_eq!(l.network_server.devices.len(), 2);
         assert_eq!(l.network_server.devices[0].name, "0101010101010101");
-        assert!(matches!(l.network_server.devices[0].activation, Activation::Abp { dev_addr: DevAddr(0x2601_1234), .. }));
-        assert!(matches!(l.network_server.devices[1].activation, Activation::Otaa { join_eui: Some(JoinEui(0x70b3_d57e_d000_0001)), .. }));
+        assert!(matches!(
+            l.network_server.devices[0].activation,
+            Activation::Abp { dev_addr: DevAddr(0x2601_1234), .. }
+        ));
+        assert!(matches!(
+            l.network_server.devices[1].activation,
+            Activation::Otaa { join_eui: Some(JoinEui(0x70b3_d57e_d000_0001)), .. }
+        ));
         assert_eq!(l.network_server.devices[1].payload_codec, PayloadCodec::CayenneLpp);
     }
 
@@ -170,9 +180,15 @@ mod tests {
             ("[lorawan]\nnet_id = \"1\"", "lorawan.net_id"),
             ("[lorawan]\nrx1_dr_offset = 6", "lorawan.rx1_dr_offset"),
             ("[lorawan]\nmarshaler = \"xml\"", "lorawan.marshaler"),
-            ("[[lorawan.device]]\ndev_eui = \"01\"\napplication_id = \"a\"\napp_key = \"00\"", "lorawan.device[0].dev_eui"),
+            (
+                "[[lorawan.device]]\ndev_eui = \"01\"\napplication_id = \"a\"\napp_key = \"00\"",
+                "lorawan.device[0].dev_eui",
+            ),
             ("[[lorawan.device]]\ndev_eui = \"0101010101010101\"\napplication_id = \"a\"", "lorawan.device[0].app_key"),
-            ("[[lorawan.device]]\ndev_eui = \"0101010101010101\"\napplication_id = \"a/b\"\napp_key = \"03030303030303030303030303030303\"", "lorawan.device[0].application_id"),
+            (
+                "[[lorawan.device]]\ndev_eui = \"0101010101010101\"\napplication_id = \"a/b\"\napp_key = \"03030303030303030303030303030303\"",
+                "lorawan.device[0].application_id",
+            ),
             ("[lorawan]\nbind = [\"0.0.0.0:1700\"]", "auth.allow_anonymous"),
         ];
         for (text, key) in cases {

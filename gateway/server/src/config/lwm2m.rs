@@ -2,7 +2,9 @@
 
 use roost_coap::dtls::PskEntry;
 use roost_coap::settings::Transmission;
-use roost_lwm2m::server::settings::{AutoObserve, BootstrapDevice, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish};
+use roost_lwm2m::server::settings::{
+    AutoObserve, BootstrapDevice, BootstrapSettings, Lwm2mSettings, Translators, UpdatePublish,
+};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -84,7 +86,13 @@ pub(super) struct TranslatorsSection {
 impl Default for TranslatorsSection {
     fn default() -> Self {
         let t = Translators::default();
-        TranslatorsSection { command: t.command, response: t.response, notify: t.notify, register: t.register, update: t.update }
+        TranslatorsSection {
+            command: t.command,
+            response: t.response,
+            notify: t.notify,
+            register: t.register,
+            update: t.update,
+        }
     }
 }
 
@@ -167,13 +175,20 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
             if d.endpoint.is_empty() || devices.iter().any(|o| o.endpoint == d.endpoint) {
                 return Err(invalid(&key("endpoint"), "empty or listed twice"));
             }
-            if d.psk_identity.is_empty() || devices.iter().any(|o| o.psk_identity == d.psk_identity) || d.psk_identity == b.psk_identity {
+            if d.psk_identity.is_empty()
+                || devices.iter().any(|o| o.psk_identity == d.psk_identity)
+                || d.psk_identity == b.psk_identity
+            {
                 return Err(invalid(&key("psk_identity"), "empty or used twice"));
             }
             if d.psk_key.is_empty() {
                 return Err(invalid(&key("psk_key"), "must not be empty"));
             }
-            devices.push(BootstrapDevice { endpoint: d.endpoint, psk_identity: d.psk_identity, psk_key: d.psk_key.into_bytes() });
+            devices.push(BootstrapDevice {
+                endpoint: d.endpoint,
+                psk_identity: d.psk_identity,
+                psk_key: d.psk_key.into_bytes(),
+            });
         }
         Some(BootstrapSettings {
             server_uri: b.server_uri,

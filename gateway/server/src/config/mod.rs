@@ -22,8 +22,8 @@ mod webhook;
 use std::path::Path;
 use std::time::Duration;
 
-use roost_core::settings::BrokerSettings;
 use roost_codec::CodecListenerSettings;
+use roost_core::settings::BrokerSettings;
 use roost_mqtt::settings::MqttSettings;
 use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
@@ -139,19 +139,15 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     let Some(path) = path else {
         return Ok(Settings::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     parse(&text)
 }
 
 /// Parses and validates config text. An empty text gives the defaults.
 pub fn parse(text: &str) -> Result<Settings, ConfigError> {
-    let deserializer =
-        toml::de::Deserializer::parse(text).map_err(|e| ConfigError::from_toml(text, &e))?;
-    let file = schema::ConfigFile::deserialize(deserializer)
-        .map_err(|e| ConfigError::from_toml(text, &e))?;
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+    let file = schema::ConfigFile::deserialize(deserializer).map_err(|e| ConfigError::from_toml(text, &e))?;
     validate::settings(file)
 }
 

@@ -73,9 +73,7 @@ pub(super) struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection {
-            level: DEFAULT_LOG_LEVEL.to_string(),
-        }
+        LogSection { level: DEFAULT_LOG_LEVEL.to_string() }
     }
 }
 
@@ -336,7 +334,10 @@ pub(super) struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { bind: AddrList(super::default_http_bind().iter().map(|a| a.to_string()).collect()), api_keys: Vec::new() }
+        HttpSection {
+            bind: AddrList(super::default_http_bind().iter().map(|a| a.to_string()).collect()),
+            api_keys: Vec::new(),
+        }
     }
 }
 
@@ -499,22 +500,16 @@ impl Visitor<'_> for IntVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Int, E> {
-        i64::try_from(value)
-            .map(Int)
-            .map_err(|_| E::custom(format!("{value} is out of range")))
+        i64::try_from(value).map(Int).map_err(|_| E::custom(format!("{value} is out of range")))
     }
 
     // toml hands integers beyond i64 over as 128-bit ones.
     fn visit_i128<E: de::Error>(self, value: i128) -> Result<Int, E> {
-        i64::try_from(value)
-            .map(Int)
-            .map_err(|_| E::custom(format!("{value} is out of range")))
+        i64::try_from(value).map(Int).map_err(|_| E::custom(format!("{value} is out of range")))
     }
 
     fn visit_u128<E: de::Error>(self, value: u128) -> Result<Int, E> {
-        i64::try_from(value)
-            .map(Int)
-            .map_err(|_| E::custom(format!("{value} is out of range")))
+        i64::try_from(value).map(Int).map_err(|_| E::custom(format!("{value} is out of range")))
     }
 }
 

@@ -50,7 +50,11 @@ pub(super) struct AuthHttpSection {
 
 impl Default for AuthHttpSection {
     fn default() -> Self {
-        AuthHttpSection { url: String::new(), timeout: ConfigDuration(Duration::from_secs(5)), cache_ttl: ConfigDuration(Duration::from_secs(60)) }
+        AuthHttpSection {
+            url: String::new(),
+            timeout: ConfigDuration(Duration::from_secs(5)),
+            cache_ttl: ConfigDuration(Duration::from_secs(60)),
+        }
     }
 }
 
@@ -117,7 +121,12 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
-pub(super) fn auth(chain: &[String], password_file: &str, client_ids: Vec<String>, http: AuthHttpSection) -> Result<AuthSettings, ConfigError> {
+pub(super) fn auth(
+    chain: &[String],
+    password_file: &str,
+    client_ids: Vec<String>,
+    http: AuthHttpSection,
+) -> Result<AuthSettings, ConfigError> {
     let mut kinds = Vec::new();
     for (i, name) in chain.iter().enumerate() {
         let kind = match name.as_str() {
@@ -128,7 +137,9 @@ pub(super) fn auth(chain: &[String], password_file: &str, client_ids: Vec<String
             other => {
                 return Err(invalid(
                     &format!("auth.chain[{i}]"),
-                    format!("{other:?} is not a source: \"password_file\", \"client_ids\", \"http\" or \"certificate\""),
+                    format!(
+                        "{other:?} is not a source: \"password_file\", \"client_ids\", \"http\" or \"certificate\""
+                    ),
                 ));
             }
         };
@@ -138,11 +149,17 @@ pub(super) fn auth(chain: &[String], password_file: &str, client_ids: Vec<String
         kinds.push(kind);
     }
     if kinds.contains(&AuthSourceKind::PasswordFile) && password_file.is_empty() {
-        return Err(invalid("auth.password_file", "missing: the chain names \"password_file\" (create one with `roost passwd FILE USER`)"));
+        return Err(invalid(
+            "auth.password_file",
+            "missing: the chain names \"password_file\" (create one with `roost passwd FILE USER`)",
+        ));
     }
     let http = if kinds.contains(&AuthSourceKind::Http) {
         if !http.url.starts_with("http://") {
-            return Err(invalid("auth.http.url", format!("{:?} must be an http:// URL (the chain names \"http\")", http.url)));
+            return Err(invalid(
+                "auth.http.url",
+                format!("{:?} must be an http:// URL (the chain names \"http\")", http.url),
+            ));
         }
         if http.timeout.0.is_zero() {
             return Err(invalid("auth.http.timeout", "must be longer than 0"));
@@ -176,7 +193,8 @@ pub(super) fn acl(section: AclSection) -> Result<(Option<Acl>, bool), ConfigErro
         rules.push(rule(&format!("acl.rule[{i}]"), r)?);
     }
     if !section.file.is_empty() {
-        let text = std::fs::read_to_string(&section.file).map_err(|e| invalid("acl.file", format!("{}: {e}", section.file)))?;
+        let text = std::fs::read_to_string(&section.file)
+            .map_err(|e| invalid("acl.file", format!("{}: {e}", section.file)))?;
         let file: AclFile = toml::from_str(&text).map_err(|e| invalid("acl.file", format!("{}: {e}", section.file)))?;
         for (i, r) in file.rule.into_iter().enumerate() {
             rules.push(rule(&format!("acl.file {} rule[{i}]", section.file), r)?);
@@ -198,10 +216,18 @@ fn rule(key: &str, r: AclRuleSection) -> Result<AclRule, ConfigError> {
         "publish" => RuleAction::Publish,
         "subscribe" => RuleAction::Subscribe,
         "all" => RuleAction::All,
-        other => return Err(invalid(&format!("{key}.action"), format!("{other:?} is not \"publish\", \"subscribe\" or \"all\""))),
+        other => {
+            return Err(invalid(
+                &format!("{key}.action"),
+                format!("{other:?} is not \"publish\", \"subscribe\" or \"all\""),
+            ));
+        }
     };
     let ip = match &r.ip {
-        Some(s) => Some(IpRange::parse(s).ok_or_else(|| invalid(&format!("{key}.ip"), format!("{s:?} is not an address or CIDR range")))?),
+        Some(s) => Some(
+            IpRange::parse(s)
+                .ok_or_else(|| invalid(&format!("{key}.ip"), format!("{s:?} is not an address or CIDR range")))?,
+        ),
         None => None,
     };
     if r.topics.is_empty() {
@@ -218,13 +244,24 @@ fn rule(key: &str, r: AclRuleSection) -> Result<AclRule, ConfigError> {
         }
         topics.push(p);
     }
-    Ok(AclRule { permission, who: Who { user: r.user, client_id: r.client_id, ip, protocol: r.protocol }, action, topics })
+    Ok(AclRule {
+        permission,
+        who: Who { user: r.user, client_id: r.client_id, ip, protocol: r.protocol },
+        action,
+        topics,
+    })
 }
 
-pub(super) fn mqtt_tls(t: MqttTlsSection, needed: bool) -> Result<Option<roost_mqtt::settings::TlsSettings>, ConfigError> {
+pub(super) fn mqtt_tls(
+    t: MqttTlsSection,
+    needed: bool,
+) -> Result<Option<roost_mqtt::settings::TlsSettings>, ConfigError> {
     if t.cert_file.is_empty() && t.key_file.is_empty() {
         if needed {
-            return Err(invalid("mqtt.tls.cert_file", "missing: mqtt.tls_bind or mqtt.wss_bind needs a server certificate and key"));
+            return Err(invalid(
+                "mqtt.tls.cert_file",
+                "missing: mqtt.tls_bind or mqtt.wss_bind needs a server certificate and key",
+            ));
         }
         return Ok(None);
     }

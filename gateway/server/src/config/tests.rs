@@ -16,19 +16,13 @@ fn error_of(text: &str) -> ConfigError {
 
 #[test]
 fn default_file_is_the_code_defaults() {
-    assert_eq!(
-        parse(DEFAULT_CONFIG).expect("default config parses"),
-        Settings::default()
-    );
+    assert_eq!(parse(DEFAULT_CONFIG).expect("default config parses"), Settings::default());
 }
 
 #[test]
 fn empty_file_is_the_code_defaults() {
     assert_eq!(parse("").expect("empty config parses"), Settings::default());
-    assert_eq!(
-        parse("[mqtt]\n[limits]\n").expect("empty sections parse"),
-        Settings::default()
-    );
+    assert_eq!(parse("[mqtt]\n[limits]\n").expect("empty sections parse"), Settings::default());
 }
 
 #[test]
@@ -40,15 +34,7 @@ fn no_file_is_the_code_defaults() {
 fn defaults_bind_loopback_only() {
     let settings = Settings::default();
     assert!(!settings.mqtt.bind.is_empty());
-    assert!(
-        settings
-            .mqtt
-            .bind
-            .iter()
-            .all(|addr| addr.ip().is_loopback()),
-        "{:?}",
-        settings.mqtt.bind
-    );
+    assert!(settings.mqtt.bind.iter().all(|addr| addr.ip().is_loopback()), "{:?}", settings.mqtt.bind);
 }
 
 /// Every key of the schema, as `section.key`.
@@ -56,10 +42,7 @@ fn keys(table: &toml::Table) -> BTreeSet<String> {
     table
         .iter()
         .flat_map(|(section, value)| {
-            let inner = value
-                .as_table()
-                .map(|t| t.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default();
+            let inner = value.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
             inner.into_iter().map(move |key| format!("{section}.{key}"))
         })
         .collect()
@@ -111,10 +94,7 @@ fn every_key_maps_to_its_setting() {
     assert_eq!(s.broker.node_name, "edge-7");
     assert_eq!(s.shutdown_grace, Duration::from_millis(500));
     assert_eq!(s.log_level, "info,roost_mqtt=debug");
-    let bind: Vec<SocketAddr> = vec![
-        "0.0.0.0:1883".parse().expect("v4"),
-        "[::]:11883".parse().expect("v6"),
-    ];
+    let bind: Vec<SocketAddr> = vec!["0.0.0.0:1883".parse().expect("v4"), "[::]:11883".parse().expect("v6")];
     assert_eq!(s.mqtt.bind, bind);
     assert_eq!(s.mqtt.max_packet_size, 16);
     assert_eq!(s.mqtt.connect_timeout, Duration::from_secs(60));
@@ -140,16 +120,13 @@ fn every_key_maps_to_its_setting() {
 
 #[test]
 fn other_spellings_are_accepted() {
-    let s = parse(
-        "mqtt.bind = []\nmqtt.shared_subscription_strategy = \"random\"\nlog.level = \"DEBUG\"",
-    )
-    .expect("dotted keys at the top level");
+    let s = parse("mqtt.bind = []\nmqtt.shared_subscription_strategy = \"random\"\nlog.level = \"DEBUG\"")
+        .expect("dotted keys at the top level");
     assert!(s.mqtt.bind.is_empty());
     assert_eq!(s.broker.shared_strategy, SharedStrategy::Random);
     assert_eq!(s.log_level, "DEBUG");
 
-    let s = parse("[mqtt]\nbind = []\n[limits]\nmax_session_expiry = \"0s\"")
-        .expect("zero expiry bound");
+    let s = parse("[mqtt]\nbind = []\n[limits]\nmax_session_expiry = \"0s\"").expect("zero expiry bound");
     assert_eq!(s.broker.max_session_expiry, Some(Duration::ZERO));
 
     let s = parse("[node]\nshutdown_grace = \"0s\"").expect("zero grace");
@@ -159,199 +136,55 @@ fn other_spellings_are_accepted() {
 /// (config text, key the error must name, words the message must contain)
 const BAD: &[(&str, &str, &str)] = &[
     // ranges
-    (
-        "[mqtt]\nmax_packet_size = 0",
-        "mqtt.max_packet_size",
-        "0 is out of range (16..=268435455)",
-    ),
-    (
-        "[mqtt]\nmax_packet_size = 268435456",
-        "mqtt.max_packet_size",
-        "out of range",
-    ),
-    (
-        "[mqtt]\ntopic_alias_maximum = 65536",
-        "mqtt.topic_alias_maximum",
-        "65536 is out of range (0..=65535)",
-    ),
-    (
-        "[mqtt]\ntopic_alias_maximum = -1",
-        "mqtt.topic_alias_maximum",
-        "-1 is out of range",
-    ),
-    (
-        "[mqtt]\nreceive_maximum = 0",
-        "mqtt.receive_maximum",
-        "out of range (1..=65535)",
-    ),
-    (
-        "[mqtt]\nmax_keep_alive = 65536",
-        "mqtt.max_keep_alive",
-        "out of range (0..=65535)",
-    ),
-    (
-        "[mqtt]\nconnect_timeout = \"0s\"",
-        "mqtt.connect_timeout",
-        "longer than 0",
-    ),
-    (
-        "[limits]\nmax_connections = 0",
-        "limits.max_connections",
-        "0 is out of range (at least 1)",
-    ),
-    (
-        "[limits]\nmax_inflight = 0",
-        "limits.max_inflight",
-        "out of range (1..=65535)",
-    ),
-    (
-        "[limits]\nmax_inflight = 70000",
-        "limits.max_inflight",
-        "out of range (1..=65535)",
-    ),
-    (
-        "[limits]\nmax_queued_messages = 0",
-        "limits.max_queued_messages",
-        "at least 1",
-    ),
-    (
-        "[limits]\nmax_awaiting_rel = 0",
-        "limits.max_awaiting_rel",
-        "out of range",
-    ),
-    (
-        "[limits]\nmax_topic_length = 65536",
-        "limits.max_topic_length",
-        "out of range (1..=65535)",
-    ),
-    (
-        "[limits]\nmax_topic_levels = 0",
-        "limits.max_topic_levels",
-        "at least 1",
-    ),
-    (
-        "[limits]\nmax_subscriptions_per_client = -3",
-        "limits.max_subscriptions_per_client",
-        "at least 1",
-    ),
-    (
-        "[limits]\nmax_connections = 99999999999999999999",
-        "limits.max_connections",
-        "is out of range",
-    ),
-    (
-        "[limits]\nmax_retained_messages = -1",
-        "limits.max_retained_messages",
-        "at least 0",
-    ),
+    ("[mqtt]\nmax_packet_size = 0", "mqtt.max_packet_size", "0 is out of range (16..=268435455)"),
+    ("[mqtt]\nmax_packet_size = 268435456", "mqtt.max_packet_size", "out of range"),
+    ("[mqtt]\ntopic_alias_maximum = 65536", "mqtt.topic_alias_maximum", "65536 is out of range (0..=65535)"),
+    ("[mqtt]\ntopic_alias_maximum = -1", "mqtt.topic_alias_maximum", "-1 is out of range"),
+    ("[mqtt]\nreceive_maximum = 0", "mqtt.receive_maximum", "out of range (1..=65535)"),
+    ("[mqtt]\nmax_keep_alive = 65536", "mqtt.max_keep_alive", "out of range (0..=65535)"),
+    ("[mqtt]\nconnect_timeout = \"0s\"", "mqtt.connect_timeout", "longer than 0"),
+    ("[limits]\nmax_connections = 0", "limits.max_connections", "0 is out of range (at least 1)"),
+    ("[limits]\nmax_inflight = 0", "limits.max_inflight", "out of range (1..=65535)"),
+    ("[limits]\nmax_inflight = 70000", "limits.max_inflight", "out of range (1..=65535)"),
+    ("[limits]\nmax_queued_messages = 0", "limits.max_queued_messages", "at least 1"),
+    ("[limits]\nmax_awaiting_rel = 0", "limits.max_awaiting_rel", "out of range"),
+    ("[limits]\nmax_topic_length = 65536", "limits.max_topic_length", "out of range (1..=65535)"),
+    ("[limits]\nmax_topic_levels = 0", "limits.max_topic_levels", "at least 1"),
+    ("[limits]\nmax_subscriptions_per_client = -3", "limits.max_subscriptions_per_client", "at least 1"),
+    ("[limits]\nmax_connections = 99999999999999999999", "limits.max_connections", "is out of range"),
+    ("[limits]\nmax_retained_messages = -1", "limits.max_retained_messages", "at least 0"),
     // types
-    (
-        "[mqtt]\nmax_packet_size = \"1MB\"",
-        "mqtt.max_packet_size",
-        "expected an integer",
-    ),
-    (
-        "[mqtt]\nmax_packet_size = 1.5",
-        "mqtt.max_packet_size",
-        "expected an integer",
-    ),
-    (
-        "[mqtt]\nallow_empty_client_id = \"yes\"",
-        "mqtt.allow_empty_client_id",
-        "invalid type",
-    ),
-    (
-        "[mqtt]\nbind = \"0.0.0.0:1883\"",
-        "mqtt.bind",
-        "expected an array of \"ip:port\" strings",
-    ),
-    (
-        "[mqtt]\nbind = [\"127.0.0.1:1883\", 1883]",
-        "mqtt.bind[1]",
-        "invalid type",
-    ),
+    ("[mqtt]\nmax_packet_size = \"1MB\"", "mqtt.max_packet_size", "expected an integer"),
+    ("[mqtt]\nmax_packet_size = 1.5", "mqtt.max_packet_size", "expected an integer"),
+    ("[mqtt]\nallow_empty_client_id = \"yes\"", "mqtt.allow_empty_client_id", "invalid type"),
+    ("[mqtt]\nbind = \"0.0.0.0:1883\"", "mqtt.bind", "expected an array of \"ip:port\" strings"),
+    ("[mqtt]\nbind = [\"127.0.0.1:1883\", 1883]", "mqtt.bind[1]", "invalid type"),
     ("[node]\nname = 7", "node.name", "invalid type"),
-    (
-        "[node]\nshutdown_grace = 10",
-        "node.shutdown_grace",
-        "expected a duration",
-    ),
-    (
-        "[auth]\nallow_anonymous = 1",
-        "auth.allow_anonymous",
-        "true, false or \"loopback\"",
-    ),
+    ("[node]\nshutdown_grace = 10", "node.shutdown_grace", "expected a duration"),
+    ("[auth]\nallow_anonymous = 1", "auth.allow_anonymous", "true, false or \"loopback\""),
     ("mqtt = 5", "mqtt", "expected a table"),
-    (
-        "[limits]\nmax_connections = 10\n[mqtt]\nreceive_maximum = true",
-        "mqtt.receive_maximum",
-        "invalid type",
-    ),
-    (
-        "mqtt = { max_keep_alive = \"60s\" }",
-        "mqtt.max_keep_alive",
-        "expected an integer",
-    ),
+    ("[limits]\nmax_connections = 10\n[mqtt]\nreceive_maximum = true", "mqtt.receive_maximum", "invalid type"),
+    ("mqtt = { max_keep_alive = \"60s\" }", "mqtt.max_keep_alive", "expected an integer"),
     // unknown keys
-    (
-        "[mqtt]\nmax_packet_sise = 10",
-        "mqtt.max_packet_sise",
-        "unknown key",
-    ),
+    ("[mqtt]\nmax_packet_sise = 10", "mqtt.max_packet_sise", "unknown key"),
     ("[mqqt]\nbind = []", "mqqt", "unknown key"),
-    (
-        "[auth]\nallow_anonymous = true\nchain = [\"password_file\"]",
-        "auth.password_file",
-        "missing",
-    ),
+    ("[auth]\nallow_anonymous = true\nchain = [\"password_file\"]", "auth.password_file", "missing"),
     ("[node.extra]\nx = 1", "node.extra", "unknown key"),
     // formats
-    (
-        "[node]\nshutdown_grace = \"10x\"",
-        "node.shutdown_grace",
-        "unknown unit",
-    ),
-    (
-        "[node]\nshutdown_grace = \"10\"",
-        "node.shutdown_grace",
-        "no unit",
-    ),
-    (
-        "[mqtt]\nconnect_timeout = \"1.5s\"",
-        "mqtt.connect_timeout",
-        "fractions",
-    ),
-    (
-        "[limits]\nmax_session_expiry = \"forever\"",
-        "limits.max_session_expiry",
-        "neither \"never\" nor a duration",
-    ),
-    (
-        "[mqtt]\nbind = [\"localhost:1883\"]",
-        "mqtt.bind[0]",
-        "not an \"ip:port\" address",
-    ),
-    (
-        "[mqtt]\nbind = [\"127.0.0.1:1883\", \"0.0.0.0\"]",
-        "mqtt.bind[1]",
-        "not an \"ip:port\" address",
-    ),
+    ("[node]\nshutdown_grace = \"10x\"", "node.shutdown_grace", "unknown unit"),
+    ("[node]\nshutdown_grace = \"10\"", "node.shutdown_grace", "no unit"),
+    ("[mqtt]\nconnect_timeout = \"1.5s\"", "mqtt.connect_timeout", "fractions"),
+    ("[limits]\nmax_session_expiry = \"forever\"", "limits.max_session_expiry", "neither \"never\" nor a duration"),
+    ("[mqtt]\nbind = [\"localhost:1883\"]", "mqtt.bind[0]", "not an \"ip:port\" address"),
+    ("[mqtt]\nbind = [\"127.0.0.1:1883\", \"0.0.0.0\"]", "mqtt.bind[1]", "not an \"ip:port\" address"),
     (
         "[mqtt]\nshared_subscription_strategy = \"sticky\"",
         "mqtt.shared_subscription_strategy",
         "unknown value `sticky`, expected one of `round_robin`",
     ),
-    (
-        "[limits]\noverflow_policy = \"drop_old\"",
-        "limits.overflow_policy",
-        "unknown value `drop_old`",
-    ),
+    ("[limits]\noverflow_policy = \"drop_old\"", "limits.overflow_policy", "unknown value `drop_old`"),
     ("[log]\nlevel = \"loud\"", "log.level", "not a log level"),
-    (
-        "[log]\nlevel = \"roost=loud\"",
-        "log.level",
-        "not a valid filter directive",
-    ),
+    ("[log]\nlevel = \"roost=loud\"", "log.level", "not a valid filter directive"),
     ("[node]\nname = \"\"", "node.name", "must not be empty"),
     ("[node]\nname = \"a/b\"", "node.name", "'/'"),
 ];
@@ -364,10 +197,7 @@ fn bad_values_name_their_key() {
         let shown = error.to_string();
         assert!(shown.starts_with(&format!("{key}: ")), "{text:?}: {shown}");
         assert!(shown.contains(words), "{text:?}: {shown:?} lacks {words:?}");
-        assert!(
-            !shown.contains('\n'),
-            "{text:?}: one line please: {shown:?}"
-        );
+        assert!(!shown.contains('\n'), "{text:?}: one line please: {shown:?}");
     }
 }
 
@@ -382,46 +212,14 @@ fn the_first_example_reads_exactly() {
 #[test]
 fn syntax_errors_give_line_and_column() {
     let error = error_of("[mqtt]\nmax_packet_size = \n");
-    assert!(
-        matches!(
-            error,
-            ConfigError::Syntax {
-                position: Some((2, _)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .starts_with("TOML syntax error at line 2, column "),
-        "{error}"
-    );
+    assert!(matches!(error, ConfigError::Syntax { position: Some((2, _)), .. }), "{error:?}");
+    assert!(error.to_string().starts_with("TOML syntax error at line 2, column "), "{error}");
 
     let error = error_of("[mqtt\n");
-    assert!(
-        matches!(
-            error,
-            ConfigError::Syntax {
-                position: Some((1, _)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, ConfigError::Syntax { position: Some((1, _)), .. }), "{error:?}");
 
     let error = error_of("[mqtt]\nbind = []\nbind = []\n");
-    assert!(
-        matches!(
-            error,
-            ConfigError::Syntax {
-                position: Some((3, _)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, ConfigError::Syntax { position: Some((3, _)), .. }), "{error:?}");
 }
 
 #[test]
@@ -429,10 +227,7 @@ fn missing_file_is_a_read_error() {
     let path = std::path::Path::new("/nonexistent/roost.toml");
     let error = load(Some(path)).expect_err("no such file");
     assert!(matches!(error, ConfigError::Read { .. }), "{error:?}");
-    assert!(
-        error.to_string().starts_with("/nonexistent/roost.toml: "),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("/nonexistent/roost.toml: "), "{error}");
 }
 
 #[test]
@@ -480,10 +275,22 @@ fn bad_codec_listeners_name_their_key() {
         ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\ntransport = \"sctp\"", "codec[0].transport"),
         ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nmountpoint = \"a/#\"", "codec[0].mountpoint"),
         ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nport = 1", "codec[0].port"),
-        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.max_connections = 0", "codec[0].limits.max_connections"),
-        ("[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.idle_timeout = \"0s\"", "codec[0].limits.idle_timeout"),
-        ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\ntransport = \"udp\"\nlimits.max_frame_size = 70000", "codec[0].limits.max_frame_size"),
-        ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\n[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:2\"", "codec[1].name"),
+        (
+            "[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.max_connections = 0",
+            "codec[0].limits.max_connections",
+        ),
+        (
+            "[[codec]]\ncodec = \"line\"\nbind = \"127.0.0.1:1\"\nlimits.idle_timeout = \"0s\"",
+            "codec[0].limits.idle_timeout",
+        ),
+        (
+            "[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\ntransport = \"udp\"\nlimits.max_frame_size = 70000",
+            "codec[0].limits.max_frame_size",
+        ),
+        (
+            "[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\n[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:2\"",
+            "codec[1].name",
+        ),
         ("[[codec]]\ncodec = \"x\"\nbind = \"127.0.0.1:1\"\noptions = 3", "codec[0].options"),
     ] {
         let error = error_of(text);
@@ -549,8 +356,14 @@ fn bad_mqttsn_values_name_their_key() {
         ("[mqttsn]\nsubs_resume = 1", "mqttsn.subs_resume"),
         ("[[mqttsn.predefined]]\nid = 0\ntopic = \"a\"", "mqttsn.predefined[0].id"),
         ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a/+\"", "mqttsn.predefined[0].topic"),
-        ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 1\ntopic = \"b\"", "mqttsn.predefined[1].id"),
-        ("[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 2\ntopic = \"a\"", "mqttsn.predefined[1].topic"),
+        (
+            "[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 1\ntopic = \"b\"",
+            "mqttsn.predefined[1].id",
+        ),
+        (
+            "[[mqttsn.predefined]]\nid = 1\ntopic = \"a\"\n[[mqttsn.predefined]]\nid = 2\ntopic = \"a\"",
+            "mqttsn.predefined[1].topic",
+        ),
     ];
     for (text, key) in bad {
         let error = error_of(text);
@@ -585,8 +398,14 @@ fn bridges_parse_and_bad_values_name_their_key() {
         ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n", "bridge[0].topic"),
         (&format!("{base}direction = \"sideways\"\n"), "bridge[0].topic[0].direction"),
         (&format!("{base}qos = 3\n"), "bridge[0].topic[0].qos"),
-        ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\nversion = \"4.0\"\n[[bridge.topic]]\npattern = \"a\"\n", "bridge[0].version"),
-        ("[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n[[bridge.topic]]\npattern = \"a/#/b\"\n", "bridge[0].topic[0].pattern"),
+        (
+            "[[bridge]]\nname = \"b\"\naddress = \"h:1\"\nversion = \"4.0\"\n[[bridge.topic]]\npattern = \"a\"\n",
+            "bridge[0].version",
+        ),
+        (
+            "[[bridge]]\nname = \"b\"\naddress = \"h:1\"\n[[bridge.topic]]\npattern = \"a/#/b\"\n",
+            "bridge[0].topic[0].pattern",
+        ),
     ] {
         let error = error_of(text);
         assert_eq!(error.key(), Some(key), "{text:?}: {error}");
@@ -615,7 +434,8 @@ fn edge_example_is_locked_down() {
     use roost_core::auth::{Action, Authorizer};
     use roost_core::types::{ClientId, ClientInfo, Protocol};
     let s = parse(include_str!("../../../../config/edge.toml")).expect("edge.toml is valid");
-    let binds = s.mqtt.bind.iter().chain(&s.mqtt.tls_bind).chain(&s.mqtt.ws_bind).chain(&s.mqtt.wss_bind).chain(&s.mqttsn.bind);
+    let binds =
+        s.mqtt.bind.iter().chain(&s.mqtt.tls_bind).chain(&s.mqtt.ws_bind).chain(&s.mqtt.wss_bind).chain(&s.mqttsn.bind);
     assert!(binds.clone().all(|a| a.ip().is_unspecified()), "{:?}", binds.collect::<Vec<_>>());
     assert!(!s.broker.allow_anonymous);
     assert_eq!(s.mqtt.tls_bind, vec!["0.0.0.0:8883".parse::<SocketAddr>().expect("address")]);
@@ -670,17 +490,26 @@ fn bootstrap_psks_are_accepted_by_the_dtls_listeners() {
     let b = s.lwm2m.bootstrap.as_ref().expect("bootstrap enabled");
     assert!(b.only_listed);
     assert_eq!(b.devices.len(), 1);
-    let psk: Vec<(&str, &[u8], &str)> = s.coap.dtls.psk.iter().map(|p| (p.identity.as_str(), p.key.as_slice(), p.username.as_str())).collect();
+    let psk: Vec<(&str, &[u8], &str)> =
+        s.coap.dtls.psk.iter().map(|p| (p.identity.as_str(), p.key.as_slice(), p.username.as_str())).collect();
     assert_eq!(psk, [("shared", &b"shared-key"[..], "shared"), ("id-1", &b"key-1"[..], "meter-1")]);
 
-    let device = |ep: &str, id: &str, key: &str| format!("[[lwm2m.bootstrap.device]]\nendpoint = \"{ep}\"\npsk_identity = \"{id}\"\npsk_key = \"{key}\"\n");
+    let device = |ep: &str, id: &str, key: &str| {
+        format!("[[lwm2m.bootstrap.device]]\nendpoint = \"{ep}\"\npsk_identity = \"{id}\"\npsk_key = \"{key}\"\n")
+    };
     let enabled = "[lwm2m.bootstrap]\nenable = true\n";
     for (text, key) in [
         (format!("{enabled}{}{}", device("a", "x", "k"), device("a", "y", "k")), "lwm2m.bootstrap.device[1].endpoint"),
-        (format!("{enabled}{}{}", device("a", "x", "k"), device("b", "x", "k")), "lwm2m.bootstrap.device[1].psk_identity"),
+        (
+            format!("{enabled}{}{}", device("a", "x", "k"), device("b", "x", "k")),
+            "lwm2m.bootstrap.device[1].psk_identity",
+        ),
         (format!("{enabled}{}", device("a", "x", "")), "lwm2m.bootstrap.device[0].psk_key"),
         // The same identity in [[coap.psk]] with another key.
-        (format!("[[coap.psk]]\nidentity = \"x\"\nkey = \"other\"\n{enabled}{}", device("a", "x", "k")), "lwm2m.bootstrap.device[0].psk_identity"),
+        (
+            format!("[[coap.psk]]\nidentity = \"x\"\nkey = \"other\"\n{enabled}{}", device("a", "x", "k")),
+            "lwm2m.bootstrap.device[0].psk_identity",
+        ),
     ] {
         assert_eq!(error_of(&text).key(), Some(key), "{text}");
     }

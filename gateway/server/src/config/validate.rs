@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 use roost_codec::{CodecLimits, CodecListenerSettings, Options, Transport};
 
-use super::schema::{CodecSection, ConfigFile, Int};
 use super::schema::MqttSnSection;
+use super::schema::{CodecSection, ConfigFile, Int};
 use super::{ConfigError, Settings};
 
 /// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
@@ -49,12 +49,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             MAX_PACKET_SIZE_LIMIT,
         )?,
         connect_timeout: positive("mqtt.connect_timeout", mqtt.connect_timeout.0)?,
-        topic_alias_maximum: in_range(
-            "mqtt.topic_alias_maximum",
-            mqtt.topic_alias_maximum,
-            0,
-            65_535,
-        )?,
+        topic_alias_maximum: in_range("mqtt.topic_alias_maximum", mqtt.topic_alias_maximum, 0, 65_535)?,
         receive_maximum: in_range("mqtt.receive_maximum", mqtt.receive_maximum, 1, 65_535)?,
         max_keep_alive: in_range("mqtt.max_keep_alive", mqtt.max_keep_alive, 0, 65_535)?,
         allow_empty_client_id: mqtt.allow_empty_client_id,
@@ -77,7 +72,12 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             disconnect_over_rate: match mqtt.rate_limit_action.as_str() {
                 "throttle" => false,
                 "disconnect" => true,
-                other => return Err(invalid("mqtt.rate_limit_action", format!("{other:?} is not \"throttle\" or \"disconnect\""))),
+                other => {
+                    return Err(invalid(
+                        "mqtt.rate_limit_action",
+                        format!("{other:?} is not \"throttle\" or \"disconnect\""),
+                    ));
+                }
             },
         },
         acl_deny_disconnect: false,
@@ -96,18 +96,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         max_queued_messages: at_least("limits.max_queued_messages", limits.max_queued_messages, 1)?,
         overflow_policy: limits.overflow_policy.into(),
         queue_qos0_offline: limits.queue_qos0_offline,
-        max_awaiting_rel: in_range(
-            "limits.max_awaiting_rel",
-            limits.max_awaiting_rel,
-            1,
-            65_535,
-        )?,
-        max_topic_length: in_range(
-            "limits.max_topic_length",
-            limits.max_topic_length,
-            1,
-            65_535,
-        )?,
+        max_awaiting_rel: in_range("limits.max_awaiting_rel", limits.max_awaiting_rel, 1, 65_535)?,
+        max_topic_length: in_range("limits.max_topic_length", limits.max_topic_length, 1, 65_535)?,
         max_topic_levels: at_least("limits.max_topic_levels", limits.max_topic_levels, 1)?,
         max_subscriptions_per_client: at_least(
             "limits.max_subscriptions_per_client",
@@ -116,32 +106,18 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         )?,
         max_session_expiry: limits.max_session_expiry.0,
         retain_available: mqtt.retain_available,
-        max_retained_messages: at_least(
-            "limits.max_retained_messages",
-            limits.max_retained_messages,
-            0,
-        )?,
+        max_retained_messages: at_least("limits.max_retained_messages", limits.max_retained_messages, 0)?,
         shared_strategy: mqtt.shared_subscription_strategy.into(),
         allow_anonymous: !matches!(auth.allow_anonymous, super::schema::AnonymousName::Bool(false)),
         auth_failures_free: super::security::non_negative("auth.slow_after_failures", auth.slow_after_failures)?,
     };
 
-    let codecs = codec
-        .into_iter()
-        .enumerate()
-        .map(|(i, section)| codec_listener(i, section))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some((i, dup)) = codecs
-        .iter()
-        .enumerate()
-        .find(|(i, c)| codecs[..*i].iter().any(|o| o.name == c.name))
-    {
+    let codecs =
+        codec.into_iter().enumerate().map(|(i, section)| codec_listener(i, section)).collect::<Result<Vec<_>, _>>()?;
+    if let Some((i, dup)) = codecs.iter().enumerate().find(|(i, c)| codecs[..*i].iter().any(|o| o.name == c.name)) {
         return Err(invalid(
             &format!("codec[{i}].name"),
-            format!(
-                "{:?} names two [[codec]] listeners; give each its own name",
-                dup.name
-            ),
+            format!("{:?} names two [[codec]] listeners; give each its own name", dup.name),
         ));
     }
 
@@ -236,7 +212,10 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
 fn api_keys(keys: Vec<String>) -> Result<Vec<String>, ConfigError> {
     for (i, k) in keys.iter().enumerate() {
         if k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid(&format!("http.api_keys[{i}]"), "must be at least 16 printable ASCII characters, no spaces"));
+            return Err(invalid(
+                &format!("http.api_keys[{i}]"),
+                "must be at least 16 printable ASCII characters, no spaces",
+            ));
         }
     }
     Ok(keys)
@@ -250,31 +229,16 @@ const MAX_STREAM_FRAME: i64 = 16 * 1024 * 1024;
 fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
     let key = |k: &str| format!("codec[{i}].{k}");
     if c.codec.is_empty() {
-        return Err(invalid(
-            &key("codec"),
-            "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\"",
-        ));
+        return Err(invalid(&key("codec"), "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\""));
     }
     if c.bind.is_empty() {
-        return Err(invalid(
-            &key("bind"),
-            "missing: the \"ip:port\" address to listen on, e.g. \"0.0.0.0:5800\"",
-        ));
+        return Err(invalid(&key("bind"), "missing: the \"ip:port\" address to listen on, e.g. \"0.0.0.0:5800\""));
     }
     let bind = c.bind.parse().map_err(|_| {
-        invalid(
-            &key("bind"),
-            format!(
-                "\"{}\" is not an \"ip:port\" address (host names are not resolved)",
-                c.bind
-            ),
-        )
+        invalid(&key("bind"), format!("\"{}\" is not an \"ip:port\" address (host names are not resolved)", c.bind))
     })?;
     if c.mountpoint.contains(['+', '#']) {
-        return Err(invalid(
-            &key("mountpoint"),
-            format!("{:?} must not contain '+' or '#'", c.mountpoint),
-        ));
+        return Err(invalid(&key("mountpoint"), format!("{:?} must not contain '+' or '#'", c.mountpoint)));
     }
     let transport = Transport::from(c.transport);
     let max_frame = match transport {
@@ -284,26 +248,13 @@ fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, Co
     let l = c.limits;
     let limits = CodecLimits {
         max_connections: at_least(&key("limits.max_connections"), l.max_connections, 1)?,
-        max_frame_size: in_range(
-            &key("limits.max_frame_size"),
-            l.max_frame_size,
-            1,
-            max_frame,
-        )?,
+        max_frame_size: in_range(&key("limits.max_frame_size"), l.max_frame_size, 1, max_frame)?,
         connect_timeout: positive(&key("limits.connect_timeout"), l.connect_timeout.0)?,
         idle_timeout: positive(&key("limits.idle_timeout"), l.idle_timeout.0)?,
-        max_pending_datagrams: at_least(
-            &key("limits.max_pending_datagrams"),
-            l.max_pending_datagrams,
-            1,
-        )?,
+        max_pending_datagrams: at_least(&key("limits.max_pending_datagrams"), l.max_pending_datagrams, 1)?,
     };
     Ok(CodecListenerSettings {
-        name: if c.name.is_empty() {
-            c.codec.clone()
-        } else {
-            c.name
-        },
+        name: if c.name.is_empty() { c.codec.clone() } else { c.name },
         codec: c.codec,
         transport,
         bind,
@@ -322,10 +273,7 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
         ));
     }
     let advertise_address = sn.advertise_address.parse::<SocketAddr>().map_err(|_| {
-        invalid(
-            "mqttsn.advertise_address",
-            format!("\"{}\" is not an \"ip:port\" address", sn.advertise_address),
-        )
+        invalid("mqttsn.advertise_address", format!("\"{}\" is not an \"ip:port\" address", sn.advertise_address))
     })?;
     if sn.mountpoint.contains(['+', '#']) {
         return Err(invalid("mqttsn.mountpoint", "must not contain '+' or '#'"));
@@ -343,7 +291,10 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
             ));
         }
         if predefined.iter().any(|(_, other)| *other == entry.topic) {
-            return Err(invalid(&format!("mqttsn.predefined[{i}].topic"), format!("{:?} is listed twice", entry.topic)));
+            return Err(invalid(
+                &format!("mqttsn.predefined[{i}].topic"),
+                format!("{:?} is listed twice", entry.topic),
+            ));
         }
         predefined.push((id, entry.topic));
     }
@@ -369,20 +320,14 @@ fn mqttsn_settings(sn: MqttSnSection) -> Result<MqttSnSettings, ConfigError> {
 }
 
 pub(super) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
 /// `lo..=hi`, converted to the target integer type (which must hold the whole range).
 pub(super) fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64) -> Result<T, ConfigError> {
     let Int(value) = value;
     if !(lo..=hi).contains(&value) {
-        return Err(invalid(
-            key,
-            format!("{value} is out of range ({lo}..={hi})"),
-        ));
+        return Err(invalid(key, format!("{value} is out of range ({lo}..={hi})")));
     }
     T::try_from(value).map_err(|_| invalid(key, format!("{value} is out of range ({lo}..={hi})")))
 }
@@ -391,20 +336,10 @@ pub(super) fn in_range<T: TryFrom<i64>>(key: &str, value: Int, lo: i64, hi: i64)
 pub(super) fn at_least(key: &str, value: Int, lo: i64) -> Result<usize, ConfigError> {
     let Int(value) = value;
     if value < lo {
-        return Err(invalid(
-            key,
-            format!("{value} is out of range (at least {lo})"),
-        ));
+        return Err(invalid(key, format!("{value} is out of range (at least {lo})")));
     }
-    usize::try_from(value).map_err(|_| {
-        invalid(
-            key,
-            format!(
-                "{value} is out of range (at most {} on this platform)",
-                usize::MAX
-            ),
-        )
-    })
+    usize::try_from(value)
+        .map_err(|_| invalid(key, format!("{value} is out of range (at most {} on this platform)", usize::MAX)))
 }
 
 pub(super) fn positive(key: &str, value: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
@@ -437,10 +372,7 @@ fn node_name(key: &str, name: String) -> Result<String, ConfigError> {
     if name.is_empty() {
         return Err(invalid(key, "must not be empty"));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| matches!(c, '/' | '+' | '#') || c.is_control())
-    {
+    if let Some(bad) = name.chars().find(|c| matches!(c, '/' | '+' | '#') || c.is_control()) {
         return Err(invalid(
             key,
             format!(
@@ -469,11 +401,8 @@ fn log_level(key: &str, level: String) -> Result<String, ConfigError> {
             ),
         ));
     }
-    EnvFilter::builder().parse(&level).map_err(|e| {
-        invalid(
-            key,
-            format!("{level:?} is not a valid filter directive: {e}"),
-        )
-    })?;
+    EnvFilter::builder()
+        .parse(&level)
+        .map_err(|e| invalid(key, format!("{level:?} is not a valid filter directive: {e}")))?;
     Ok(level)
 }

@@ -58,7 +58,11 @@ pub(super) fn webhooks(sections: Vec<WebhookSection>) -> Result<Vec<WebhookSetti
             events = events.union(EventMask::of(&[kind]));
         }
         let count = |k: &str, v: Int, max: i64| -> Result<usize, ConfigError> {
-            if (1..=max).contains(&v.0) { Ok(v.0 as usize) } else { Err(invalid(key(k), format!("{} is out of range (1..={max})", v.0))) }
+            if (1..=max).contains(&v.0) {
+                Ok(v.0 as usize)
+            } else {
+                Err(invalid(key(k), format!("{} is out of range (1..={max})", v.0)))
+            }
         };
         let retries = match w.retries.0 {
             n @ 0..=100 => n as u32,

@@ -305,12 +305,7 @@ struct PeerShared {
     shutdown: CancellationToken,
 }
 
-async fn peer_task(
-    channel: PeerChannel,
-    hello: records::ClientHello,
-    generation: u64,
-    s: PeerShared,
-) {
+async fn peer_task(channel: PeerChannel, hello: records::ClientHello, generation: u64, s: PeerShared) {
     let addr = channel.peer;
     let result = tokio::time::timeout(s.settings.handshake_timeout, s.backend.accept(channel, &hello)).await;
     s.handshaking.fetch_sub(1, Relaxed);

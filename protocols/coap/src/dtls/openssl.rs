@@ -168,7 +168,9 @@ async fn send_all(socket: &UdpSocket, peer: SocketAddr, out: Vec<Bytes>) -> bool
 
 fn describe(e: &openssl::ssl::Error) -> String {
     match e.ssl_error() {
-        Some(stack) => stack.errors().iter().map(|e| e.reason().unwrap_or("unknown").to_string()).collect::<Vec<_>>().join(", "),
+        Some(stack) => {
+            stack.errors().iter().map(|e| e.reason().unwrap_or("unknown").to_string()).collect::<Vec<_>>().join(", ")
+        }
         None => e.to_string(),
     }
 }
@@ -202,8 +204,11 @@ impl Backend for OpensslBackend {
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
                     if finished_seen >= 2 {
                         let _ = channel.socket.send_to(&super::records::fatal_alert(DECRYPT_ERROR), peer).await;
-                        let who = stream.ssl().psk_identity().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
-                        return Err(format!("the client's Finished does not decrypt: wrong key for PSK identity {who:?}"));
+                        let who =
+                            stream.ssl().psk_identity().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+                        return Err(format!(
+                            "the client's Finished does not decrypt: wrong key for PSK identity {who:?}"
+                        ));
                     }
                     match tokio::time::timeout(TIMER_TICK, channel.rx.recv()).await {
                         Ok(Some(d)) => {
@@ -272,7 +277,8 @@ impl Secured for OpensslSecured {
         loop {
             // Decrypted into one scratch buffer per thread and copied out at its size: an
             // idle peer holds no 64 KiB read buffer.
-            let read = self.with(|s| SCRATCH.with_borrow_mut(|buf| s.ssl_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))));
+            let read = self
+                .with(|s| SCRATCH.with_borrow_mut(|buf| s.ssl_read(buf).map(|n| Bytes::copy_from_slice(&buf[..n]))));
             match read.await? {
                 Ok(d) => return Some(d),
                 Err(e) if e.code() == ErrorCode::WANT_READ => {

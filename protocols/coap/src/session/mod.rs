@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
-use roost_core::{
-    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason,
-    Protocol,
-};
+use roost_core::{Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Protocol};
 
 use crate::block::Assemblies;
 use crate::codec;

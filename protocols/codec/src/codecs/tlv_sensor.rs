@@ -278,9 +278,7 @@ impl Codec for SensorCodec {
                 };
                 self.frame(0, kind::BYE_DOWN, Bytes::copy_from_slice(&[code]), out);
             }
-            Downlink::ConnAck { .. }
-            | Downlink::SubAck { .. }
-            | Downlink::UnsubAck { .. } => {}
+            Downlink::ConnAck { .. } | Downlink::SubAck { .. } | Downlink::UnsubAck { .. } => {}
         }
         Ok(())
     }

@@ -52,7 +52,9 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::Device(eui, reply) => {
-                let r = self.registry().and_then(|ns| ns.device(eui).map(device_view).ok_or(ManageError::Device(crate::ns::DeviceError::Unknown(eui))));
+                let r = self.registry().and_then(|ns| {
+                    ns.device(eui).map(device_view).ok_or(ManageError::Device(crate::ns::DeviceError::Unknown(eui)))
+                });
                 let _ = reply.send(r);
             }
             Command::Create(settings, reply) => {
@@ -108,7 +110,8 @@ impl Driver {
 
     async fn create_device(&mut self, settings: DeviceSettings) -> Result<(DeviceView, u64), ManageError> {
         let eui = settings.dev_eui;
-        let stored = serde_json::to_vec(&settings).map_err(|e| ManageError::Refused(eui, format!("settings not serializable: {e}")))?;
+        let stored = serde_json::to_vec(&settings)
+            .map_err(|e| ManageError::Refused(eui, format!("settings not serializable: {e}")))?;
         let missing = self.no_registry();
         let ns = self.ns.as_mut().ok_or(missing)?;
         if ns.device(eui).is_some() {

@@ -35,7 +35,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(dev_addr: DevAddr, nwk_s_key: AesKey, app_s_key: AesKey, s: &NetworkServerSettings, rx1_delay: u8) -> Self {
+    pub fn new(
+        dev_addr: DevAddr,
+        nwk_s_key: AesKey,
+        app_s_key: AesKey,
+        s: &NetworkServerSettings,
+        rx1_delay: u8,
+    ) -> Self {
         Session {
             dev_addr,
             nwk_s_key,

@@ -13,13 +13,25 @@ use crate::settings::Activation;
 use crate::types::DevAddr;
 
 impl NetworkServer {
-    pub(super) fn join(&mut self, wall: SystemTime, bytes: &[u8], jr: JoinRequest, rx: &[(GatewayEui, Rxpk)], out: &mut Vec<Output>) {
+    pub(super) fn join(
+        &mut self,
+        wall: SystemTime,
+        bytes: &[u8],
+        jr: JoinRequest,
+        rx: &[(GatewayEui, Rxpk)],
+        out: &mut Vec<Output>,
+    ) {
         if !self.devices.contains_key(&jr.dev_eui) {
             bump(&self.counters.unknown_devices);
             tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
             return;
         }
-        self.trace(jr.dev_eui, format_args!("JoinRequest join_eui={} dev_eui={} dev_nonce={:04x}", jr.join_eui, jr.dev_eui, jr.dev_nonce), rx, out);
+        self.trace(
+            jr.dev_eui,
+            format_args!("JoinRequest join_eui={} dev_eui={} dev_nonce={:04x}", jr.join_eui, jr.dev_eui, jr.dev_nonce),
+            rx,
+            out,
+        );
         let Some(dev) = self.devices.get(&jr.dev_eui) else { return };
         let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
             bump(&self.counters.unknown_devices);
@@ -50,7 +62,8 @@ impl NetworkServer {
         let dev_addr = self.allocate_dev_addr();
         let net_id = self.settings.net_id;
         let rx1_delay = self.settings.rx1_delay;
-        let (rx1_dr_offset, rx2_dr, rx2_freq_hz) = (self.settings.rx1_dr_offset, self.settings.rx2_dr, self.settings.rx2_freq_hz);
+        let (rx1_dr_offset, rx2_dr, rx2_freq_hz) =
+            (self.settings.rx1_dr_offset, self.settings.rx2_dr, self.settings.rx2_freq_hz);
         let max_nonces = self.settings.max_dev_nonces;
         let Some(dev) = self.devices.get_mut(&jr.dev_eui) else { return };
         dev.last_seen = Some(wall);
@@ -77,7 +90,13 @@ impl NetworkServer {
         dev.awaiting_ack = None;
         let accept = phy::join_accept(
             &app_key,
-            &JoinAcceptFields { join_nonce, net_id, dev_addr, dl_settings: (rx1_dr_offset & 0x07) << 4 | (rx2_dr & 0x0f), rx_delay: rx1_delay & 0x0f },
+            &JoinAcceptFields {
+                join_nonce,
+                net_id,
+                dev_addr,
+                dl_settings: (rx1_dr_offset & 0x07) << 4 | (rx2_dr & 0x0f),
+                rx_delay: rx1_delay & 0x0f,
+            },
         );
         let device_info = events::device_info(&dev.settings);
         let topic = events::event_topic(&dev.settings, "join");
@@ -87,10 +106,20 @@ impl NetworkServer {
         // The join windows use the region's defaults (RX1DROffset 0, default RX2).
         let mut windows = Vec::new();
         if let Some(datr) = region.datr(region.rx1_dr(up_dr.dr, 0)) {
-            windows.push(TxWindow { delay: JOIN_ACCEPT_DELAY1, freq_hz: region.rx1_freq_hz(up_freq), datr, power: region.tx_power });
+            windows.push(TxWindow {
+                delay: JOIN_ACCEPT_DELAY1,
+                freq_hz: region.rx1_freq_hz(up_freq),
+                datr,
+                power: region.tx_power,
+            });
         }
         if let Some(datr) = region.datr(region.rx2_dr) {
-            windows.push(TxWindow { delay: JOIN_ACCEPT_DELAY2, freq_hz: region.rx2_freq_hz, datr, power: region.tx_power });
+            windows.push(TxWindow {
+                delay: JOIN_ACCEPT_DELAY2,
+                freq_hz: region.rx2_freq_hz,
+                datr,
+                power: region.tx_power,
+            });
         }
         out.push(Output::Transmit(Transmit {
             candidates: rx.iter().map(|(g, r)| (*g, r.tmst)).collect(),

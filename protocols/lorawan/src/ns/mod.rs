@@ -90,13 +90,24 @@ pub struct Transmit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// An application message from device `dev_eui`.
-    Publish { dev_eui: DevEui, topic: String, payload: Vec<u8> },
+    Publish {
+        dev_eui: DevEui,
+        topic: String,
+        payload: Vec<u8>,
+    },
     Transmit(Transmit),
     /// The device's durable state changed (a serialized [`DeviceState`]).
-    Persist { dev_eui: DevEui, value: Vec<u8> },
+    Persist {
+        dev_eui: DevEui,
+        value: Vec<u8>,
+    },
     /// A frame of the device (uplink or join request) for the running traces, heard best by
     /// `gateway`; only while [`NetworkServer::trace`] is set.
-    Trace { dev_eui: DevEui, gateway: Option<GatewayEui>, text: String },
+    Trace {
+        dev_eui: DevEui,
+        gateway: Option<GatewayEui>,
+        text: String,
+    },
 }
 
 /// Copies of one frame gathered until its window closes (the deadline is in `order`).
@@ -195,7 +206,10 @@ impl NetworkServer {
     fn insert_device(&mut self, d: DeviceSettings, origin: Origin) {
         let mut state = self.unclaimed.remove(&d.dev_eui).unwrap_or_default();
         if let Activation::Abp { dev_addr, nwk_s_key, app_s_key } = &d.activation {
-            let same = state.session.as_ref().is_some_and(|s| s.dev_addr == *dev_addr && s.nwk_s_key == *nwk_s_key && s.app_s_key == *app_s_key);
+            let same = state
+                .session
+                .as_ref()
+                .is_some_and(|s| s.dev_addr == *dev_addr && s.nwk_s_key == *nwk_s_key && s.app_s_key == *app_s_key);
             if !same {
                 state.session = Some(Session::new(*dev_addr, *nwk_s_key, *app_s_key, &self.settings, 1));
             }
@@ -203,7 +217,10 @@ impl NetworkServer {
         if let Some(s) = &state.session {
             self.by_addr.entry(s.dev_addr).or_default().push(d.dev_eui);
         }
-        self.devices.insert(d.dev_eui, Device { settings: d, origin, last_seen: None, state, queue: VecDeque::new(), awaiting_ack: None });
+        self.devices.insert(
+            d.dev_eui,
+            Device { settings: d, origin, last_seen: None, state, queue: VecDeque::new(), awaiting_ack: None },
+        );
     }
 
     /// Registers a device the management API created (now, or before a restart: its
@@ -335,13 +352,21 @@ impl NetworkServer {
         if !(1..=223).contains(&cmd.f_port) {
             return Err(CommandError::Port(cmd.f_port));
         }
-        let data = base64::engine::general_purpose::STANDARD.decode(cmd.data.as_bytes()).map_err(|_| CommandError::Data)?;
+        let data =
+            base64::engine::general_purpose::STANDARD.decode(cmd.data.as_bytes()).map_err(|_| CommandError::Data)?;
         self.enqueue_checked(dev_eui, cmd.id, cmd.confirmed, cmd.f_port, data)
     }
 
     /// Queues an application payload for `dev_eui` (from MQTT `command/down` or the
     /// management API). Returns the queue item id (`id`, or a new UUID).
-    pub fn enqueue_item(&mut self, dev_eui: DevEui, id: Option<String>, confirmed: bool, fport: u8, data: Vec<u8>) -> Result<String, CommandError> {
+    pub fn enqueue_item(
+        &mut self,
+        dev_eui: DevEui,
+        id: Option<String>,
+        confirmed: bool,
+        fport: u8,
+        data: Vec<u8>,
+    ) -> Result<String, CommandError> {
         let r = self.enqueue_checked(dev_eui, id, confirmed, fport, data);
         if let Err(CommandError::QueueFull(_)) = &r {
             bump(&self.counters.queue_full);
@@ -349,7 +374,14 @@ impl NetworkServer {
         r
     }
 
-    fn enqueue_checked(&mut self, dev_eui: DevEui, id: Option<String>, confirmed: bool, fport: u8, data: Vec<u8>) -> Result<String, CommandError> {
+    fn enqueue_checked(
+        &mut self,
+        dev_eui: DevEui,
+        id: Option<String>,
+        confirmed: bool,
+        fport: u8,
+        data: Vec<u8>,
+    ) -> Result<String, CommandError> {
         if !(1..=223).contains(&fport) {
             return Err(CommandError::Port(fport));
         }
@@ -368,7 +400,14 @@ impl NetworkServer {
 
     /// The gateway sent the frame of `tag` in `window`: `event/txack` (and, for a confirmed
     /// downlink, wait for the device's ACK).
-    pub fn tx_sent(&mut self, wall: SystemTime, tag: TxTag, gateway: GatewayEui, window: &TxWindow, out: &mut Vec<Output>) {
+    pub fn tx_sent(
+        &mut self,
+        wall: SystemTime,
+        tag: TxTag,
+        gateway: GatewayEui,
+        window: &TxWindow,
+        out: &mut Vec<Output>,
+    ) {
         bump(&self.counters.downlinks);
         let Some(dev) = self.devices.get_mut(&tag.dev_eui) else { return };
         let (sf, bw) = window.datr.sf_bw().unwrap_or((0, 0));
@@ -386,7 +425,11 @@ impl NetworkServer {
                     "modulation": { "lora": { "bandwidth": bw * 1000, "spreadingFactor": sf, "codeRate": "CR_4_5", "polarizationInversion": true } },
                 },
             });
-            out.push(Output::Publish { dev_eui: tag.dev_eui, topic: events::event_topic(&dev.settings, "txack"), payload: body.to_string().into_bytes() });
+            out.push(Output::Publish {
+                dev_eui: tag.dev_eui,
+                topic: events::event_topic(&dev.settings, "txack"),
+                payload: body.to_string().into_bytes(),
+            });
             if item.confirmed {
                 dev.awaiting_ack = Some((item.clone(), tag.fcnt_down.unwrap_or(0)));
             }
@@ -410,7 +453,15 @@ impl NetworkServer {
         use std::fmt::Write as _;
         let mut text = what.to_string();
         for (g, r) in rx {
-            let _ = write!(text, " [gateway={g} tmst={} freq={} datr={:?} rssi={} snr={}]", r.tmst, r.freq, r.datr, r.best_rssi(), r.best_snr());
+            let _ = write!(
+                text,
+                " [gateway={g} tmst={} freq={} datr={:?} rssi={} snr={}]",
+                r.tmst,
+                r.freq,
+                r.datr,
+                r.best_rssi(),
+                r.best_snr()
+            );
         }
         out.push(Output::Trace { dev_eui, gateway: rx.first().map(|(g, _)| *g), text });
     }

@@ -40,7 +40,15 @@ fn settings() -> NetworkServerSettings {
     }
 }
 
-fn uplink(addr: DevAddr, nwk: [u8; 16], app: [u8; 16], fcnt: u32, confirmed: bool, fopts: &[MacCommand], data: &[u8]) -> Vec<u8> {
+fn uplink(
+    addr: DevAddr,
+    nwk: [u8; 16],
+    app: [u8; 16],
+    fcnt: u32,
+    confirmed: bool,
+    fopts: &[MacCommand],
+    data: &[u8],
+) -> Vec<u8> {
     let mut c = lorawan::creator::DataPayloadCreator::new();
     c.set_uplink(true).set_confirmed(confirmed).set_dev_addr(&addr.to_le()).set_fcnt(fcnt).set_f_port(1);
     let cmds: Vec<&dyn lorawan::maccommands::SerializableMacCommand> = fopts.iter().map(|m| m as _).collect();
@@ -92,7 +100,9 @@ impl Harness {
 fn published(out: &[Output], suffix: &str) -> Vec<serde_json::Value> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Publish { topic, payload, .. } if topic.ends_with(suffix) => Some(serde_json::from_slice(payload).unwrap()),
+            Output::Publish { topic, payload, .. } if topic.ends_with(suffix) => {
+                Some(serde_json::from_slice(payload).unwrap())
+            }
             _ => None,
         })
         .collect()
@@ -198,7 +208,11 @@ fn confirmed_uplink_gets_ack_and_queued_downlink_in_rx1_via_best_gateway() {
     assert_eq!(txack[0]["gatewayId"], "0000000000000002");
     // The next uplink acknowledges it.
     let mut c = lorawan::creator::DataPayloadCreator::new();
-    c.set_uplink(true).set_dev_addr(&ADDR.to_le()).set_fcnt(2).set_f_port(1).set_fctrl(&lorawan::parser::FCtrl::new(0x20, true));
+    c.set_uplink(true)
+        .set_dev_addr(&ADDR.to_le())
+        .set_fcnt(2)
+        .set_f_port(1)
+        .set_fctrl(&lorawan::parser::FCtrl::new(0x20, true));
     let f2 = c.build(b"y", &[], &NewSKey::from(NWK), &AppSKey::from(APP)).unwrap().to_vec();
     h.hear(1, &f2, 0.0);
     let out = h.flush();
@@ -224,7 +238,10 @@ fn bad_commands_are_refused() {
     let mut h = Harness::new();
     assert!(matches!(h.ns.enqueue(ABP, b"nope"), Err(CommandError::Json(_))));
     assert!(matches!(h.ns.enqueue(ABP, br#"{"fPort":0,"data":""}"#), Err(CommandError::Port(0))));
-    assert!(matches!(h.ns.enqueue(ABP, br#"{"devEui":"0202020202020202","fPort":1,"data":""}"#), Err(CommandError::WrongDevice(_))));
+    assert!(matches!(
+        h.ns.enqueue(ABP, br#"{"devEui":"0202020202020202","fPort":1,"data":""}"#),
+        Err(CommandError::WrongDevice(_))
+    ));
     assert!(matches!(h.ns.enqueue(ABP, br#"{"fPort":1,"data":"!!"}"#), Err(CommandError::Data)));
     assert!(matches!(h.ns.enqueue(DevEui(5), br#"{"fPort":1,"data":""}"#), Err(CommandError::UnknownDevice(_))));
     for _ in 0..32 {
@@ -236,7 +253,9 @@ fn bad_commands_are_refused() {
 
 fn join_request(nonce: u16, key: [u8; 16]) -> Vec<u8> {
     let mut c = lorawan::creator::JoinRequestCreator::new();
-    c.set_app_eui(&JoinEui(0x70b3_d57e_d000_0001).0.to_le_bytes()).set_dev_eui(&OTAA.to_le()).set_dev_nonce(&nonce.to_le_bytes());
+    c.set_app_eui(&JoinEui(0x70b3_d57e_d000_0001).0.to_le_bytes())
+        .set_dev_eui(&OTAA.to_le())
+        .set_dev_nonce(&nonce.to_le_bytes());
     c.build(&AppKey::from(key)).to_vec()
 }
 
@@ -278,7 +297,9 @@ fn restored_state_keeps_counters() {
     let mut h = Harness::new();
     h.hear(1, &uplink(ADDR, NWK, APP, 41, false, &[], b"a"), 0.0);
     let out = h.flush();
-    let Some(Output::Persist { value, .. }) = out.iter().find(|o| matches!(o, Output::Persist { .. })) else { panic!() };
+    let Some(Output::Persist { value, .. }) = out.iter().find(|o| matches!(o, Output::Persist { .. })) else {
+        panic!()
+    };
     let mut ns = NetworkServer::new(settings(), vec![(ABP.to_string(), bytes::Bytes::from(value.clone()))]);
     assert_eq!(ns.device(ABP).unwrap().state.session.as_ref().unwrap().fcnt_up, Some(41));
     let now = Instant::now();
@@ -292,7 +313,15 @@ fn restored_state_keeps_counters() {
 #[test]
 fn device_time_and_status() {
     let mut h = Harness::new();
-    let f = uplink(ADDR, NWK, APP, 1, false, &[MacCommand { cid: 0x0d, payload: vec![] }, MacCommand { cid: 0x06, payload: vec![254, 5] }], b"x");
+    let f = uplink(
+        ADDR,
+        NWK,
+        APP,
+        1,
+        false,
+        &[MacCommand { cid: 0x0d, payload: vec![] }, MacCommand { cid: 0x06, payload: vec![254, 5] }],
+        b"x",
+    );
     h.hear(1, &f, 0.0);
     let out = h.flush();
     let status = published(&out, "event/status");
@@ -352,7 +381,10 @@ fn an_api_device_takes_up_its_stored_state_at_start() {
     h.ns.add_device(api_device(), &mut Vec::new()).unwrap();
     h.hear(1, &uplink(API_ADDR, [4; 16], [5; 16], 9, false, &[], b"a"), 0.0);
     let out = h.flush();
-    let Some(Output::Persist { value, .. }) = out.iter().find(|o| matches!(o, Output::Persist { dev_eui: API, .. })) else { panic!() };
+    let Some(Output::Persist { value, .. }) = out.iter().find(|o| matches!(o, Output::Persist { dev_eui: API, .. }))
+    else {
+        panic!()
+    };
     let mut ns = NetworkServer::new(settings(), vec![(API.to_string(), bytes::Bytes::from(value.clone()))]);
     assert!(ns.device(API).is_none(), "not registered until its settings are added");
     ns.add_device(api_device(), &mut Vec::new()).unwrap();
@@ -367,8 +399,13 @@ fn frames_come_out_for_traces_only_while_one_runs() {
     h.ns.trace = true;
     h.hear(7, &uplink(ADDR, NWK, APP, 2, false, &[], b"abc"), 2.5);
     let out = h.flush();
-    let Some(Output::Trace { dev_eui, gateway, text }) = out.iter().find(|o| matches!(o, Output::Trace { .. })) else { panic!("{out:?}") };
+    let Some(Output::Trace { dev_eui, gateway, text }) = out.iter().find(|o| matches!(o, Output::Trace { .. })) else {
+        panic!("{out:?}")
+    };
     assert_eq!((*dev_eui, *gateway), (ABP, Some(GatewayEui::from_u64(7))));
     assert!(text.starts_with("UnconfirmedUp dev_addr=26011234 fcnt=2 fport=Some(1)"), "{text}");
-    assert!(text.contains("frm_payload=3B") && text.contains("[gateway=0000000000000007 tmst=1000000 freq=868.1"), "{text}");
+    assert!(
+        text.contains("frm_payload=3B") && text.contains("[gateway=0000000000000007 tmst=1000000 freq=868.1"),
+        "{text}"
+    );
 }

@@ -47,7 +47,14 @@ fn identify(ns: &NetworkServer, bytes: &[u8], f: &DataFrame<'_>) -> Result<(DevE
 }
 
 impl NetworkServer {
-    pub(super) fn data_uplink(&mut self, wall: SystemTime, bytes: &[u8], f: &DataFrame<'_>, rx: &[(GatewayEui, Rxpk)], out: &mut Vec<Output>) {
+    pub(super) fn data_uplink(
+        &mut self,
+        wall: SystemTime,
+        bytes: &[u8],
+        f: &DataFrame<'_>,
+        rx: &[(GatewayEui, Rxpk)],
+        out: &mut Vec<Output>,
+    ) {
         let (dev_eui, fcnt) = match identify(self, bytes, f) {
             Ok(found) => found,
             Err(true) => {
@@ -117,7 +124,11 @@ impl NetworkServer {
                 "acknowledged": f.ack(),
                 "fCntDown": fcnt_down,
             });
-            out.push(Output::Publish { dev_eui, topic: events::event_topic(&dev.settings, "ack"), payload: body.to_string().into_bytes() });
+            out.push(Output::Publish {
+                dev_eui,
+                topic: events::event_topic(&dev.settings, "ack"),
+                payload: body.to_string().into_bytes(),
+            });
         }
 
         // MAC commands: FOpts, or the FRMPayload on FPort 0.
@@ -144,7 +155,11 @@ impl NetworkServer {
                         "batteryLevelUnavailable": battery == 255,
                         "batteryLevel": if battery == 0 || battery == 255 { 0.0 } else { f64::from(battery) * 100.0 / 254.0 },
                     });
-                    out.push(Output::Publish { dev_eui, topic: events::event_topic(&dev.settings, "status"), payload: body.to_string().into_bytes() });
+                    out.push(Output::Publish {
+                        dev_eui,
+                        topic: events::event_topic(&dev.settings, "status"),
+                        payload: body.to_string().into_bytes(),
+                    });
                 }
                 _ => {}
             }
@@ -171,7 +186,11 @@ impl NetworkServer {
                 body["object"] = obj;
             }
         }
-        out.push(Output::Publish { dev_eui, topic: events::event_topic(&dev.settings, "up"), payload: body.to_string().into_bytes() });
+        out.push(Output::Publish {
+            dev_eui,
+            topic: events::event_topic(&dev.settings, "up"),
+            payload: body.to_string().into_bytes(),
+        });
 
         // The class A answer.
         let item = dev.queue.front().cloned();
@@ -196,12 +215,22 @@ impl NetworkServer {
         if fits(rx1_dr, len)
             && let Some(datr) = region.datr(rx1_dr)
         {
-            windows.push(TxWindow { delay: rx1_delay, freq_hz: region.rx1_freq_hz(up_freq), datr, power: region.tx_power });
+            windows.push(TxWindow {
+                delay: rx1_delay,
+                freq_hz: region.rx1_freq_hz(up_freq),
+                datr,
+                power: region.tx_power,
+            });
         }
         if fits(session.rx2_dr, len)
             && let Some(datr) = region.datr(session.rx2_dr)
         {
-            windows.push(TxWindow { delay: rx1_delay + Duration::from_secs(1), freq_hz: session.rx2_freq_hz, datr, power: region.tx_power });
+            windows.push(TxWindow {
+                delay: rx1_delay + Duration::from_secs(1),
+                freq_hz: session.rx2_freq_hz,
+                datr,
+                power: region.tx_power,
+            });
         }
         let item = if send_item { dev.queue.pop_front() } else { None };
         let Some(s) = dev.state.session.as_mut() else { return };

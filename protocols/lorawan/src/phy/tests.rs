@@ -43,7 +43,13 @@ fn join_request_vector() {
 
 #[test]
 fn join_accept_and_session_keys_match_lora_packet() {
-    let f = JoinAcceptFields { join_nonce: 0x010203, net_id: 0x000013, dev_addr: DevAddr(0x26011234), dl_settings: 0, rx_delay: 1 };
+    let f = JoinAcceptFields {
+        join_nonce: 0x010203,
+        net_id: 0x000013,
+        dev_addr: DevAddr(0x26011234),
+        dl_settings: 0,
+        rx_delay: 1,
+    };
     assert_eq!(join_accept(&key(APP_KEY), &f), h("2037157a5b29fd9e8f79b933d790553277"));
     let (nwk, app) = derive_session_keys(&key(APP_KEY), 0x010203, 0x000013, 0x1234);
     assert_eq!(nwk, key("3a85c7a9c4f565c9620fc636dc4b2945"));
@@ -54,7 +60,16 @@ fn join_accept_and_session_keys_match_lora_packet() {
 fn downlink_matches_lora_packet() {
     let nwk = key("3a85c7a9c4f565c9620fc636dc4b2945");
     let app = key("1f69d719dc65bbd9e559581ce4a203ee");
-    let d = Downlink { dev_addr: DevAddr(0x26011234), confirmed: true, ack: true, fpending: false, adr: false, fcnt: 5, mac: &[], data: Some((10, b"hi")) };
+    let d = Downlink {
+        dev_addr: DevAddr(0x26011234),
+        confirmed: true,
+        ack: true,
+        fpending: false,
+        adr: false,
+        fcnt: 5,
+        mac: &[],
+        data: Some((10, b"hi")),
+    };
     let b = build_downlink(&d, &nwk, &app).unwrap();
     assert_eq!(b, h("a0341201262005000a48128b547900"));
     let Frame::Data(f) = decode(&b).unwrap() else { panic!() };
@@ -66,7 +81,16 @@ fn downlink_with_fopts_round_trips() {
     let nwk = key("3a85c7a9c4f565c9620fc636dc4b2945");
     let app = key("1f69d719dc65bbd9e559581ce4a203ee");
     let mac = [link_check_ans(20, 3), device_time_ans(std::time::Duration::from_millis(1_500))];
-    let d = Downlink { dev_addr: DevAddr(1), confirmed: false, ack: false, fpending: true, adr: false, fcnt: 70_000, mac: &mac, data: Some((2, b"abc")) };
+    let d = Downlink {
+        dev_addr: DevAddr(1),
+        confirmed: false,
+        ack: false,
+        fpending: true,
+        adr: false,
+        fcnt: 70_000,
+        mac: &mac,
+        data: Some((2, b"abc")),
+    };
     let b = build_downlink(&d, &nwk, &app).unwrap();
     let Frame::Data(f) = decode(&b).unwrap() else { panic!() };
     assert_eq!(f.fopts, &[0x02, 20, 3, 0x0d, 1, 0, 0, 0, 128]);
@@ -93,7 +117,12 @@ fn uplink_mac_commands() {
     let cmds = parse_uplink_mac(&[0x02, 0x03, 0x07, 0x06, 200, 0x3f, 0x0d, 0x99, 0x02]);
     assert_eq!(
         cmds,
-        vec![UplinkMac::LinkCheckReq, UplinkMac::LinkAdrAns { status: 7 }, UplinkMac::DevStatusAns { battery: 200, margin: -1 }, UplinkMac::DeviceTimeReq]
+        vec![
+            UplinkMac::LinkCheckReq,
+            UplinkMac::LinkAdrAns { status: 7 },
+            UplinkMac::DevStatusAns { battery: 200, margin: -1 },
+            UplinkMac::DeviceTimeReq
+        ]
     );
     // Truncated payloads stop the parse.
     assert_eq!(parse_uplink_mac(&[0x03]), vec![]);

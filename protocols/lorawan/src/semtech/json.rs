@@ -120,9 +120,7 @@ impl Rxpk {
 
     /// SNR: the top-level value, else the best antenna's.
     pub fn best_snr(&self) -> f64 {
-        self.lsnr
-            .or_else(|| self.rsig.iter().filter_map(|r| r.lsnr).max_by(|a, b| a.total_cmp(b)))
-            .unwrap_or(-50.0)
+        self.lsnr.or_else(|| self.rsig.iter().filter_map(|r| r.lsnr).max_by(|a, b| a.total_cmp(b))).unwrap_or(-50.0)
     }
 }
 

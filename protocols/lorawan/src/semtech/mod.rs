@@ -12,7 +12,7 @@ mod json;
 #[cfg(test)]
 mod tests;
 
-pub use json::{DataRate, Modulation, PushPayload, Rsig, Rxpk, Stat, Txpk, TxAckError};
+pub use json::{DataRate, Modulation, PushPayload, Rsig, Rxpk, Stat, TxAckError, Txpk};
 
 /// The gateway's 64-bit identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,13 +43,37 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// One datagram of the protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
-    PushData { version: u8, token: u16, gateway: GatewayEui, payload: PushPayload },
-    PushAck { version: u8, token: u16 },
-    PullData { version: u8, token: u16, gateway: GatewayEui },
-    PullAck { version: u8, token: u16 },
-    PullResp { version: u8, token: u16, txpk: Txpk },
+    PushData {
+        version: u8,
+        token: u16,
+        gateway: GatewayEui,
+        payload: PushPayload,
+    },
+    PushAck {
+        version: u8,
+        token: u16,
+    },
+    PullData {
+        version: u8,
+        token: u16,
+        gateway: GatewayEui,
+    },
+    PullAck {
+        version: u8,
+        token: u16,
+    },
+    PullResp {
+        version: u8,
+        token: u16,
+        txpk: Txpk,
+    },
     /// `error: None` is `NONE` (sent), also what an empty TX_ACK means.
-    TxAck { version: u8, token: u16, gateway: GatewayEui, error: Option<TxAckError> },
+    TxAck {
+        version: u8,
+        token: u16,
+        gateway: GatewayEui,
+        error: Option<TxAckError>,
+    },
 }
 
 impl Packet {
@@ -119,7 +143,9 @@ pub fn decode(b: &[u8]) -> Result<Packet, DecodeError> {
     }
     let token = u16::from_be_bytes([b[1], b[2]]);
     let with_eui = || if b.len() < 12 { Err(DecodeError::Short(b.len())) } else { Ok(eui(b)) };
-    let bare = |name: &'static str| if b.len() > 4 { Err(DecodeError::Trailing { packet: name, len: b.len() - 4 }) } else { Ok(()) };
+    let bare = |name: &'static str| {
+        if b.len() > 4 { Err(DecodeError::Trailing { packet: name, len: b.len() - 4 }) } else { Ok(()) }
+    };
     match b[3] {
         PUSH_DATA => {
             let gateway = with_eui()?;
@@ -186,7 +212,9 @@ pub fn encode(p: &Packet) -> Vec<u8> {
         Packet::TxAck { version, token, gateway, error } => {
             let mut b = head(*version, *token, TX_ACK);
             b.extend_from_slice(&gateway.0);
-            let ack = json::TxAckPayload { txpk_ack: Some(json::TxAckInner { error: Some(error.unwrap_or(TxAckError::None)) }) };
+            let ack = json::TxAckPayload {
+                txpk_ack: Some(json::TxAckInner { error: Some(error.unwrap_or(TxAckError::None)) }),
+            };
             b.extend_from_slice(&to_json(&ack));
             b
         }

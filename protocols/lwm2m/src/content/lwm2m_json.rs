@@ -12,7 +12,11 @@ use crate::types::{Kind, Path, Record};
 
 const NAME: &str = "LwM2M JSON";
 
-pub fn decode(path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result<Vec<Record>, ContentError> {
+pub fn decode(
+    path: Path,
+    payload: &[u8],
+    kind_of: &dyn Fn(&Path) -> Option<Kind>,
+) -> Result<Vec<Record>, ContentError> {
     let json: Json = serde_json::from_slice(payload).map_err(|e| malformed(NAME, e.to_string()))?;
     let Json::Object(top) = json else {
         return Err(malformed(NAME, "not an object"));
@@ -73,7 +77,11 @@ pub fn encode(path: Path, records: &[Record]) -> Result<Vec<u8>, ContentError> {
             // 1.0 has no opaque field: base64 in a string, typed back by the definitions.
             Raw::Data(d) => ("sv", Json::String(B64STD.encode(d))),
             Raw::Link(l) => ("ov", Json::String(l)),
-            number => ("v", senml::json_number(&number).ok_or_else(|| malformed(NAME, format!("{}: {:?} has no JSON form", r.path, r.value)))?),
+            number => (
+                "v",
+                senml::json_number(&number)
+                    .ok_or_else(|| malformed(NAME, format!("{}: {:?} has no JSON form", r.path, r.value)))?,
+            ),
         };
         map.insert(key.into(), value);
         entries.push(Json::Object(map));

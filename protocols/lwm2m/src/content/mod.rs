@@ -73,7 +73,12 @@ pub fn encode_text(value: &Value) -> Option<String> {
 /// Decodes `payload` of content `format` for a request on `path`. `kind_of` gives the type
 /// of a resource from the object definitions, where known. The records come in payload
 /// order; a format that names its paths (JSON, SenML) may name paths outside `path`.
-pub fn decode(format: u16, path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result<Vec<Record>, ContentError> {
+pub fn decode(
+    format: u16,
+    path: Path,
+    payload: &[u8],
+    kind_of: &dyn Fn(&Path) -> Option<Kind>,
+) -> Result<Vec<Record>, ContentError> {
     match format {
         format::TEXT => decode_text(path, payload, kind_of(&path)),
         format::OPAQUE => {
@@ -105,8 +110,12 @@ pub fn encode(format: u16, path: Path, records: &[Record]) -> Result<Vec<u8>, Co
             }
             match (format, value) {
                 (format::OPAQUE, Value::Opaque(bytes)) => Ok(bytes.clone()),
-                (format::OPAQUE, _) => Err(malformed("opaque", format!("{path}: a {:?} value is not opaque", value.kind()))),
-                _ => encode_text(value).map(String::into_bytes).ok_or_else(|| malformed("text", format!("{path}: an opaque value has no text form"))),
+                (format::OPAQUE, _) => {
+                    Err(malformed("opaque", format!("{path}: a {:?} value is not opaque", value.kind())))
+                }
+                _ => encode_text(value)
+                    .map(String::into_bytes)
+                    .ok_or_else(|| malformed("text", format!("{path}: an opaque value has no text form"))),
             }
         }
         format::TLV | format::TLV_OLD => tlv::encode(path, records),

@@ -26,7 +26,8 @@ pub enum Raw {
     Link(String),
 }
 
-const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const LENIENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent);
 /// base64url without padding (RFC 4648 §5), as SenML JSON's `vd` is written; read with or
 /// without padding.
 pub const B64URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
@@ -94,7 +95,9 @@ pub fn typed(format: &'static str, path: &Path, raw: Raw, kind: Option<Kind>) ->
             match kind {
                 Some(Kind::Integer) if integral => Value::Integer(f as i64),
                 Some(Kind::Time) if integral => Value::Time(f as i64),
-                Some(Kind::UnsignedInteger) if f.fract() == 0.0 && (0.0..2.0 * TWO_63).contains(&f) => Value::UnsignedInteger(f as u64),
+                Some(Kind::UnsignedInteger) if f.fract() == 0.0 && (0.0..2.0 * TWO_63).contains(&f) => {
+                    Value::UnsignedInteger(f as u64)
+                }
                 _ => Value::Float(f),
             }
         }
@@ -110,7 +113,8 @@ pub fn typed(format: &'static str, path: &Path, raw: Raw, kind: Option<Kind>) ->
         Raw::Bool(b) => Value::Boolean(b),
         Raw::Data(d) => Value::Opaque(d),
         Raw::Link(s) => {
-            let (o, i) = objlnk(&s).ok_or_else(|| malformed(format, format!("{path}: {s:?} is not an object link (o:i)")))?;
+            let (o, i) =
+                objlnk(&s).ok_or_else(|| malformed(format, format!("{path}: {s:?} is not an object link (o:i)")))?;
             Value::Objlnk(o, i)
         }
     })

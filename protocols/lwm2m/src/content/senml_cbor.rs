@@ -64,7 +64,11 @@ pub fn decode(payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result
 }
 
 /// Reads one record's map: its name and value; a base name updates `bn`.
-fn record<'a>(r: &mut Reader<'a>, pairs: Option<u64>, bn: &mut String) -> Result<(Option<&'a str>, Option<Raw>), ContentError> {
+fn record<'a>(
+    r: &mut Reader<'a>,
+    pairs: Option<u64>,
+    bn: &mut String,
+) -> Result<(Option<&'a str>, Option<Raw>), ContentError> {
     let (mut n, mut raw) = (None, None);
     let mut seen = 0u64;
     loop {

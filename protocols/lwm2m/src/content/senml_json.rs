@@ -80,7 +80,11 @@ pub fn encode(path: Path, records: &[Record]) -> Result<Vec<u8>, ContentError> {
             Raw::Bool(b) => ("vb", Json::Bool(b)),
             Raw::Data(d) => ("vd", Json::String(B64URL.encode(d))),
             Raw::Link(l) => ("vlo", Json::String(l)),
-            number => ("v", senml::json_number(&number).ok_or_else(|| malformed(NAME, format!("{}: {:?} has no JSON form", r.path, r.value)))?),
+            number => (
+                "v",
+                senml::json_number(&number)
+                    .ok_or_else(|| malformed(NAME, format!("{}: {:?} has no JSON form", r.path, r.value)))?,
+            ),
         };
         map.insert(key.into(), value);
         items.push(Json::Object(map));

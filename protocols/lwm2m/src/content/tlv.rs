@@ -113,7 +113,11 @@ fn entry_path(parent: Path, ident: Ident, id: u16) -> Result<Path, ContentError>
 }
 
 /// Decodes a TLV payload for a request on `path`.
-pub fn decode(path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>) -> Result<Vec<Record>, ContentError> {
+pub fn decode(
+    path: Path,
+    payload: &[u8],
+    kind_of: &dyn Fn(&Path) -> Option<Kind>,
+) -> Result<Vec<Record>, ContentError> {
     if path.is_empty() {
         return Err(root());
     }
@@ -122,7 +126,13 @@ pub fn decode(path: Path, payload: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind
     Ok(out)
 }
 
-fn decode_level(parent: Path, buf: &[u8], kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Vec<Record>, nesting: u8) -> Result<(), ContentError> {
+fn decode_level(
+    parent: Path,
+    buf: &[u8],
+    kind_of: &dyn Fn(&Path) -> Option<Kind>,
+    out: &mut Vec<Record>,
+    nesting: u8,
+) -> Result<(), ContentError> {
     for entry in (Entries { rest: buf }) {
         let entry = entry?;
         let path = entry_path(parent, entry.ident, entry.id)?;

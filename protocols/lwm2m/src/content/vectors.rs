@@ -128,9 +128,15 @@ fn device_example_encodes_to_the_spec_bytes() {
     let mut wrapped = hex("08 00 79");
     wrapped.extend_from_slice(&tlv);
     assert_eq!(encode(format::TLV, p("/3"), &device()), Ok(wrapped));
-    assert_eq!(encode(format::SENML_JSON, p("/3/0"), &device()).map(String::from_utf8), Ok(Ok(DEVICE_SENML_JSON.to_string())));
+    assert_eq!(
+        encode(format::SENML_JSON, p("/3/0"), &device()).map(String::from_utf8),
+        Ok(Ok(DEVICE_SENML_JSON.to_string()))
+    );
     assert_eq!(encode(format::SENML_CBOR, p("/3/0"), &device()), Ok(hex(DEVICE_SENML_CBOR)));
-    assert_eq!(encode(format::LWM2M_JSON, p("/3/0"), &device()).map(String::from_utf8), Ok(Ok(DEVICE_LWM2M_JSON.to_string())));
+    assert_eq!(
+        encode(format::LWM2M_JSON, p("/3/0"), &device()).map(String::from_utf8),
+        Ok(Ok(DEVICE_LWM2M_JSON.to_string()))
+    );
 }
 
 #[test]
@@ -158,7 +164,10 @@ fn tlv_shapes_by_path_depth() {
     let tenth = hex("E8 16 44 08 3F B9 99 99 99 99 99 9A");
     assert_eq!(reg_decode(format::TLV, "/3303/0", &tenth), Ok(vec![rec("/3303/0/5700", Value::Float(0.1))]));
     assert_eq!(encode(format::TLV, p("/3303/0"), &[rec("/3303/0/5700", Value::Float(0.1))]), Ok(tenth));
-    assert_eq!(reg_decode(format::TLV, "/3/0/22/0", &hex("44 00 00 03 00 00")), Ok(vec![rec("/3/0/22/0", Value::Objlnk(3, 0))]));
+    assert_eq!(
+        reg_decode(format::TLV, "/3/0/22/0", &hex("44 00 00 03 00 00")),
+        Ok(vec![rec("/3/0/22/0", Value::Objlnk(3, 0))])
+    );
     let long = "x".repeat(300);
     let mut long_tlv = hex("D0 0E 01 2C");
     long_tlv.extend_from_slice(long.as_bytes());
@@ -200,10 +209,10 @@ fn malformed_payloads_are_errors() {
         (format::TLV, "/3/0", &[0xE8, 0x16]),
         (format::TLV, "/3/0", &[0xC1, 0x09]),
         (format::TLV, "/3/0", &[0xC3, 0x09, 0x01, 0x02, 0x03]), // a 3-byte integer
-        (format::TLV, "/3/0", &[0xC2, 0x00, 0xC3, 0x28]),      // a string that is not UTF-8
-        (format::TLV, "/3/0", &[0xC1, 0x0D, 0x00, 0x00]),      // trailing half entry
-        (format::TLV, "/3/0/1", &[0x08, 0x01, 0x00]),          // another instance under a resource
-        (format::TLV, "/3/0", &[0x41, 0x00, 0x01]),            // a resource instance under an instance
+        (format::TLV, "/3/0", &[0xC2, 0x00, 0xC3, 0x28]),       // a string that is not UTF-8
+        (format::TLV, "/3/0", &[0xC1, 0x0D, 0x00, 0x00]),       // trailing half entry
+        (format::TLV, "/3/0/1", &[0x08, 0x01, 0x00]),           // another instance under a resource
+        (format::TLV, "/3/0", &[0x41, 0x00, 0x01]),             // a resource instance under an instance
         (format::TLV, "/", &[0x08, 0x00, 0x00]),
         (format::TLV, "/", &[]),
         (format::TLV, "/3303/0/5700", &[0xE3, 0x16, 0x44, 0x00, 0x00, 0x00]), // a 3-byte float
@@ -238,7 +247,10 @@ fn malformed_payloads_are_errors() {
     ];
     for (format, path, payload) in bad {
         let r = reg_decode(*format, path, payload);
-        assert!(matches!(r, Err(ContentError::Malformed { .. } | ContentError::NotSingle(_))), "{format} {path} {payload:02x?}: {r:?}");
+        assert!(
+            matches!(r, Err(ContentError::Malformed { .. } | ContentError::NotSingle(_))),
+            "{format} {path} {payload:02x?}: {r:?}"
+        );
     }
     assert_eq!(reg_decode(60, "/3/0", b""), Err(ContentError::Unsupported(60)));
     assert_eq!(encode(40, p("/3/0"), &[]), Err(ContentError::Unsupported(40)));
@@ -270,26 +282,50 @@ fn senml_names_types_and_lenient_spellings() {
     let json = br#"[{"bn":"/3/0/","n":"9","v":100.0},{"n":"0","vs":"x"},{"bn":"/0/0/","n":"3","vd":"-_8"}]"#;
     assert_eq!(
         reg_decode(format::SENML_JSON, "/", json),
-        Ok(vec![rec("/3/0/9", Value::Integer(100)), rec("/3/0/0", s("x")), rec("/0/0/3", Value::Opaque(vec![0xfb, 0xff]))])
+        Ok(vec![
+            rec("/3/0/9", Value::Integer(100)),
+            rec("/3/0/0", s("x")),
+            rec("/0/0/3", Value::Opaque(vec![0xfb, 0xff]))
+        ])
     );
-    let out = String::from_utf8(encode(format::SENML_JSON, p("/0/0/3"), &[rec("/0/0/3", Value::Opaque(vec![0xfb, 0xff]))]).unwrap()).unwrap();
+    let out = String::from_utf8(
+        encode(format::SENML_JSON, p("/0/0/3"), &[rec("/0/0/3", Value::Opaque(vec![0xfb, 0xff]))]).unwrap(),
+    )
+    .unwrap();
     assert_eq!(out, r#"[{"bn":"/0/0/3","vd":"-_8"}]"#);
     // JSON has no NaN.
     assert!(encode(format::SENML_JSON, p("/3303/0/5700"), &[rec("/3303/0/5700", Value::Float(f64::NAN))]).is_err());
-    assert!(encode(format::LWM2M_JSON, p("/3303/0/5700"), &[rec("/3303/0/5700", Value::Float(f64::INFINITY))]).is_err());
+    assert!(
+        encode(format::LWM2M_JSON, p("/3303/0/5700"), &[rec("/3303/0/5700", Value::Float(f64::INFINITY))]).is_err()
+    );
     let nan = encode(format::SENML_CBOR, p("/3303/0/5700"), &[rec("/3303/0/5700", Value::Float(f64::NAN))]).unwrap();
-    assert!(matches!(reg_decode(format::SENML_CBOR, "/", &nan).unwrap()[..], [Record { value: Value::Float(f), .. }] if f.is_nan()));
+    assert!(
+        matches!(reg_decode(format::SENML_CBOR, "/", &nan).unwrap()[..], [Record { value: Value::Float(f), .. }] if f.is_nan())
+    );
 }
 
 #[test]
 fn lwm2m_json_opaque_objlnk_and_relative_names() {
-    let records = vec![rec("/0/1/3", Value::Opaque(vec![0, 1, 254])), rec("/0/1/17", Value::Objlnk(21, 0)), rec("/0/1/1", Value::Boolean(false))];
+    let records = vec![
+        rec("/0/1/3", Value::Opaque(vec![0, 1, 254])),
+        rec("/0/1/17", Value::Objlnk(21, 0)),
+        rec("/0/1/1", Value::Boolean(false)),
+    ];
     let bytes = encode(format::LWM2M_JSON, p("/0/1"), &records).unwrap();
-    assert_eq!(String::from_utf8(bytes.clone()).unwrap(), r#"{"bn":"/0/1/","e":[{"n":"3","sv":"AAH+"},{"n":"17","ov":"21:0"},{"bv":false,"n":"1"}]}"#);
+    assert_eq!(
+        String::from_utf8(bytes.clone()).unwrap(),
+        r#"{"bn":"/0/1/","e":[{"n":"3","sv":"AAH+"},{"n":"17","ov":"21:0"},{"bv":false,"n":"1"}]}"#
+    );
     assert_eq!(reg_decode(format::LWM2M_JSON, "/0/1", &bytes), Ok(records));
     // Without bn the names are below the request path.
-    assert_eq!(reg_decode(format::LWM2M_JSON, "/3/0", br#"{"e":[{"n":"9","v":50}]}"#), Ok(vec![rec("/3/0/9", Value::Integer(50))]));
-    assert_eq!(reg_decode(format::LWM2M_JSON, "/3/0/9", br#"{"e":[{"v":50}]}"#), Ok(vec![rec("/3/0/9", Value::Integer(50))]));
+    assert_eq!(
+        reg_decode(format::LWM2M_JSON, "/3/0", br#"{"e":[{"n":"9","v":50}]}"#),
+        Ok(vec![rec("/3/0/9", Value::Integer(50))])
+    );
+    assert_eq!(
+        reg_decode(format::LWM2M_JSON, "/3/0/9", br#"{"e":[{"v":50}]}"#),
+        Ok(vec![rec("/3/0/9", Value::Integer(50))])
+    );
 }
 
 #[test]
@@ -299,7 +335,10 @@ fn text_and_opaque_encode_one_value() {
     assert!(encode(format::OPAQUE, p("/5/0/0"), &[rec("/5/0/0", Value::Integer(1))]).is_err());
     assert!(encode(format::TEXT, p("/5/0/0"), &[rec("/5/0/0", Value::Opaque(vec![1]))]).is_err());
     assert_eq!(encode(format::TEXT, p("/3/0"), &device()), Err(ContentError::NotSingle(p("/3/0"))));
-    assert_eq!(encode(format::TEXT, p("/3/0/9"), &[rec("/3/0/8", Value::Integer(1))]), Err(ContentError::NotSingle(p("/3/0/9"))));
+    assert_eq!(
+        encode(format::TEXT, p("/3/0/9"), &[rec("/3/0/8", Value::Integer(1))]),
+        Err(ContentError::NotSingle(p("/3/0/9")))
+    );
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -319,7 +358,8 @@ fn value() -> impl Strategy<Value = Value> {
 
 /// Records of one object in instances 0..3, unique paths, with a resource instance or not.
 fn records() -> impl Strategy<Value = (u16, Vec<Record>)> {
-    let one = (0u16..3, prop_oneof![0u16..20, 256u16..65535], prop::option::of(prop_oneof![0u16..5, 300u16..65535]), value());
+    let one =
+        (0u16..3, prop_oneof![0u16..20, 256u16..65535], prop::option::of(prop_oneof![0u16..5, 300u16..65535]), value());
     (0u16..65535, prop::collection::vec(one, 0..12)).prop_map(|(o, items)| {
         let mut map = BTreeMap::new();
         for (i, r, ri, v) in items {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roost_coap::codec;
-use roost_core::{
-    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message,
-    Protocol, QoS, SubOptions,
-};
 use roost_core::trace::Direction;
+use roost_core::{
+    Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS,
+    SubOptions,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,11 @@ enum Query {
     Devices(tokio::sync::oneshot::Sender<Vec<DeviceView>>),
     /// An EMQX-style JSON command, as if published on the device's command topic; answers
     /// whether the endpoint is registered on this socket.
-    Command { ep: String, payload: Vec<u8>, done: tokio::sync::oneshot::Sender<bool> },
+    Command {
+        ep: String,
+        payload: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
 }
 
 /// A driver that does not answer within this is skipped.
@@ -181,7 +185,12 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
     serve_transport(Transport::Udp(socket), ctx, shutdown, tracker).await;
 }
 
-pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve_transport(
+    mut transport: Transport,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
     // Core connects (auth may be an HTTP round trip) run in their own tasks: the socket loop
@@ -291,7 +300,9 @@ pub async fn serve_transport(mut transport: Transport, ctx: Arc<Context>, shutdo
                     let (ctx, done) = (ctx.clone(), connected_tx.clone());
                     tracker.spawn(async move {
                         let result = connect(&ctx.broker, &ep, peer, user, &commands).await;
-                        if let Err(tokio::sync::mpsc::error::SendError((_, _, _, Ok(conn)))) = done.send((ticket, ep, g, result)).await {
+                        if let Err(tokio::sync::mpsc::error::SendError((_, _, _, Ok(conn)))) =
+                            done.send((ticket, ep, g, result)).await
+                        {
                             // The driver stopped meanwhile (shutdown).
                             conn.disconnect(DisconnectReason::Shutdown).await;
                         }
@@ -329,7 +340,13 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Connects endpoint `ep` to the core and subscribes its command topic.
 /// `user`: the username of the device's DTLS identity, for auth and ACL (`%u`).
-async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, user: Option<String>, commands: &str) -> Result<Connection, Refusal> {
+async fn connect(
+    broker: &Broker,
+    ep: &str,
+    peer: SocketAddr,
+    user: Option<String>,
+    commands: &str,
+) -> Result<Connection, Refusal> {
     let req = ConnectRequest {
         client_id: ClientId::new(ep),
         protocol: Protocol::Lwm2m,
@@ -350,7 +367,13 @@ async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, user: Option<Strin
         }
     })?;
     // No Local: what the device itself publishes (results, events) never comes back as a command.
-    let options = SubOptions { qos: QoS::AtLeastOnce, no_local: true, retain_as_published: false, retain_handling: 2, subscription_id: None };
+    let options = SubOptions {
+        qos: QoS::AtLeastOnce,
+        no_local: true,
+        retain_as_published: false,
+        retain_handling: 2,
+        subscription_id: None,
+    };
     if let Err(e) = conn.subscribe(commands, options).await {
         tracing::info!(%ep, "LwM2M command topic {commands} refused: {e}");
         conn.disconnect(DisconnectReason::Normal).await;
@@ -360,7 +383,13 @@ async fn connect(broker: &Broker, ep: &str, peer: SocketAddr, user: Option<Strin
 }
 
 /// Carries one connection's deliveries to the driver until it closes or is replaced.
-async fn forward(ep: String, generation: u64, conn: Arc<Connection>, feed: mpsc::Sender<Feed>, stop: CancellationToken) {
+async fn forward(
+    ep: String,
+    generation: u64,
+    conn: Arc<Connection>,
+    feed: mpsc::Sender<Feed>,
+    stop: CancellationToken,
+) {
     loop {
         let d = tokio::select! {
             _ = stop.cancelled() => return,

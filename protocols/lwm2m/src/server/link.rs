@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn discover_bodies() {
         let body = "</3/0>;pmin=10;pmax=60,</3/0/1>,</3/0/7>;dim=2,</x>;title=\"a,b;c\"";
-        assert_eq!(link_strings(body), ["</3/0>;pmin=10;pmax=60", "</3/0/1>", "</3/0/7>;dim=2", "</x>;title=\"a,b;c\""]);
+        assert_eq!(
+            link_strings(body),
+            ["</3/0>;pmin=10;pmax=60", "</3/0/1>", "</3/0/7>;dim=2", "</x>;title=\"a,b;c\""]
+        );
         let l = parse(body);
         assert_eq!(l[0].attr("pmax"), Some("60"));
         assert_eq!(l[3].attr("title"), Some("a,b;c"));

@@ -72,13 +72,14 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
     let req_id = v.get("reqID").cloned().unwrap_or(Json::Null);
     let msg_type = v.get("msgType").and_then(Json::as_str).unwrap_or_default().to_string();
     let data = v.get("data").cloned().unwrap_or(Json::Null);
-    let path_str = data
-        .get("path")
-        .or_else(|| data.get("basePath"))
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let bad = |reason: String| BadCommand { req_id: req_id.clone(), msg_type: msg_type.clone(), path: path_str.clone(), reason };
+    let path_str =
+        data.get("path").or_else(|| data.get("basePath")).and_then(Json::as_str).unwrap_or_default().to_string();
+    let bad = |reason: String| BadCommand {
+        req_id: req_id.clone(),
+        msg_type: msg_type.clone(),
+        path: path_str.clone(),
+        reason,
+    };
     let path: Path = path_str.parse().map_err(|e: crate::types::BadPath| bad(e.to_string()))?;
     let hex = v.get("encoding").and_then(Json::as_str) == Some("hex");
     let build = || -> Result<(Packet, CommandKind), String> {
@@ -153,7 +154,8 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
                         let records = records
                             .into_iter()
                             .map(|r| {
-                                let path = Path::new(&[object, 0, r.path.instance().unwrap_or_default()]).map_err(|e| e.to_string())?;
+                                let path = Path::new(&[object, 0, r.path.instance().unwrap_or_default()])
+                                    .map_err(|e| e.to_string())?;
                                 Ok(Record { path, value: r.value })
                             })
                             .collect::<Result<Vec<_>, String>>()?;
@@ -197,11 +199,12 @@ fn content_records(base: &Path, content: &Json, hex: bool) -> Result<Vec<Record>
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let rel = item.get("path").and_then(Json::as_str).ok_or("each content entry needs a path")?;
-        let full = if rel.starts_with('/') && rel.parse::<Path>().is_ok_and(|p| base.contains(&p) && p.len() > base.len()) {
-            rel.to_string()
-        } else {
-            format!("{}/{}", base.to_string().trim_end_matches('/'), rel.trim_start_matches('/'))
-        };
+        let full =
+            if rel.starts_with('/') && rel.parse::<Path>().is_ok_and(|p| base.contains(&p) && p.len() > base.len()) {
+                rel.to_string()
+            } else {
+                format!("{}/{}", base.to_string().trim_end_matches('/'), rel.trim_start_matches('/'))
+            };
         let p: Path = full.parse().map_err(|e: crate::types::BadPath| e.to_string())?;
         out.push(record(&p, item, hex)?);
     }

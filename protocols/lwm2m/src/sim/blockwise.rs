@@ -138,7 +138,10 @@ mod tests {
         // A 128-byte block 0 to a 32-byte device: taken, and 32-byte blocks asked for; the
         // server goes on with 4/1/32 (RFC 7959 figure 6).
         let Received::Reply(r) = receive(&mut inc, &put(0, true, 3, &body[..128]), 32) else { panic!() };
-        assert_eq!((r.header.code, block1(&r)), (MessageClass::Response(ResponseType::Continue), Block { num: 0, more: true, szx: 1 }));
+        assert_eq!(
+            (r.header.code, block1(&r)),
+            (MessageClass::Response(ResponseType::Continue), Block { num: 0, more: true, szx: 1 })
+        );
         let Received::Reply(r) = receive(&mut inc, &put(4, true, 1, &body[128..160]), 32) else { panic!() };
         assert_eq!(block1(&r), Block { num: 4, more: true, szx: 1 });
         let Received::Whole(w, Some(last)) = receive(&mut inc, &put(5, false, 1, &body[160..]), 32) else { panic!() };
@@ -156,10 +159,22 @@ mod tests {
         let mut whole = put(0, false, 6, &[0; 1025]);
         whole.clear_option(CoapOption::Block1);
         let Received::Reply(r) = receive(&mut inc, &whole, 1024) else { panic!() };
-        assert_eq!((r.header.code, codec::uint_option(&r, CoapOption::Size1)), (MessageClass::Response(ResponseType::RequestEntityTooLarge), Some(Ok(1024))));
-        assert_eq!(code(receive(&mut inc, &put(1, true, 0, &[0; 16]), 1024)), MessageClass::Response(ResponseType::RequestEntityIncomplete));
-        assert_eq!(code(receive(&mut inc, &put(0, true, 0, &[0; 15]), 1024)), MessageClass::Response(ResponseType::RequestEntityIncomplete));
-        assert_eq!(code(receive(&mut inc, &put(0, false, 6, &[0; 1500]), 512)), MessageClass::Response(ResponseType::RequestEntityTooLarge));
+        assert_eq!(
+            (r.header.code, codec::uint_option(&r, CoapOption::Size1)),
+            (MessageClass::Response(ResponseType::RequestEntityTooLarge), Some(Ok(1024)))
+        );
+        assert_eq!(
+            code(receive(&mut inc, &put(1, true, 0, &[0; 16]), 1024)),
+            MessageClass::Response(ResponseType::RequestEntityIncomplete)
+        );
+        assert_eq!(
+            code(receive(&mut inc, &put(0, true, 0, &[0; 15]), 1024)),
+            MessageClass::Response(ResponseType::RequestEntityIncomplete)
+        );
+        assert_eq!(
+            code(receive(&mut inc, &put(0, false, 6, &[0; 1500]), 512)),
+            MessageClass::Response(ResponseType::RequestEntityTooLarge)
+        );
     }
 
     #[test]
@@ -168,11 +183,17 @@ mod tests {
         resp.payload = vec![1; 100];
         let get = Packet::new();
         let b0 = respond_in_blocks(&get, resp.clone(), 64);
-        assert_eq!((b0.payload.len(), Block::of(&b0, CoapOption::Block2)), (64, Some(Ok(Block { num: 0, more: true, szx: 2 }))));
+        assert_eq!(
+            (b0.payload.len(), Block::of(&b0, CoapOption::Block2)),
+            (64, Some(Ok(Block { num: 0, more: true, szx: 2 })))
+        );
         let mut next = Packet::new();
         next.add_option(CoapOption::Block2, codec::encode_uint(Block { num: 1, more: false, szx: 2 }.encode()));
         let b1 = respond_in_blocks(&next, resp.clone(), 64);
-        assert_eq!((b1.payload.len(), Block::of(&b1, CoapOption::Block2)), (36, Some(Ok(Block { num: 1, more: false, szx: 2 }))));
+        assert_eq!(
+            (b1.payload.len(), Block::of(&b1, CoapOption::Block2)),
+            (36, Some(Ok(Block { num: 1, more: false, szx: 2 })))
+        );
         assert_eq!(respond_in_blocks(&get, resp, 1024).payload.len(), 100);
     }
 }

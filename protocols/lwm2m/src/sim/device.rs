@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use roost_coap::codec;
 
-pub use super::observe::{Attrs, Observation};
 use super::blockwise::{self, Incoming, Received};
+pub use super::observe::{Attrs, Observation};
 use super::serve::{self, Answer};
 use super::store::{Exec, Store};
 use crate::types::Path;
@@ -195,9 +195,10 @@ impl Device {
         let mut next = self.outstanding.as_ref().map(|o| o.retry_at);
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.outstanding.is_none()
-            && let Some(t) = self.next_update {
-                at(t);
-            }
+            && let Some(t) = self.next_update
+        {
+            at(t);
+        }
         if self.is_registered() {
             for o in &self.observations {
                 at(o.last_sent + self.period_of(&o.path));
@@ -211,17 +212,18 @@ impl Device {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(o) = self.outstanding.as_mut()
-            && now >= o.retry_at {
-                if o.retries < MAX_RETRANSMIT {
-                    o.retries += 1;
-                    o.retry_at = now + ACK_TIMEOUT * 2u32.pow(o.retries);
-                    self.transmit.push_back(o.bytes.clone());
-                } else {
-                    let ask = o.ask;
-                    self.outstanding = None;
-                    self.failed(ask, None, now);
-                }
+            && now >= o.retry_at
+        {
+            if o.retries < MAX_RETRANSMIT {
+                o.retries += 1;
+                o.retry_at = now + ACK_TIMEOUT * 2u32.pow(o.retries);
+                self.transmit.push_back(o.bytes.clone());
+            } else {
+                let ask = o.ask;
+                self.outstanding = None;
+                self.failed(ask, None, now);
             }
+        }
         if self.outstanding.is_none() && self.next_update.is_some_and(|t| now >= t) {
             self.next_update = None;
             self.ask(Ask::Update, now);
@@ -330,7 +332,8 @@ impl Device {
                 self.objects_changed = false;
             }
             Ask::Update | Ask::Deregister => {
-                p.header.code = MessageClass::Request(if ask == Ask::Update { RequestType::Post } else { RequestType::Delete });
+                p.header.code =
+                    MessageClass::Request(if ask == Ask::Update { RequestType::Post } else { RequestType::Delete });
                 for seg in self.location.iter().flatten() {
                     p.add_option(CoapOption::UriPath, seg.clone().into_bytes());
                 }
@@ -343,12 +346,22 @@ impl Device {
             Ask::Send => {
                 p.header.code = MessageClass::Request(RequestType::Post);
                 p.add_option(CoapOption::UriPath, b"dp".to_vec());
-                p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(crate::types::format::SENML_CBOR)));
+                p.add_option(
+                    CoapOption::ContentFormat,
+                    codec::encode_uint(u32::from(crate::types::format::SENML_CBOR)),
+                );
                 p.payload = self.report(now);
             }
         }
         let Ok(bytes) = codec::encode(&p) else { return };
-        self.outstanding = Some(Outstanding { ask, message_id: p.header.message_id, token, bytes, retry_at: now + ACK_TIMEOUT, retries: 0 });
+        self.outstanding = Some(Outstanding {
+            ask,
+            message_id: p.header.message_id,
+            token,
+            bytes,
+            retry_at: now + ACK_TIMEOUT,
+            retries: 0,
+        });
         self.send(&p, now);
     }
 
@@ -427,11 +440,10 @@ impl Device {
     /// A server request: answered (or its cached answer resent, for a duplicate CON).
     fn serve(&mut self, p: &Packet, now: Instant) {
         let confirmable = p.header.get_type() == MessageType::Confirmable;
-        if confirmable
-            && let Some((_, bytes)) = self.recent.iter().find(|(mid, _)| *mid == p.header.message_id) {
-                self.transmit.push_back(bytes.clone());
-                return;
-            }
+        if confirmable && let Some((_, bytes)) = self.recent.iter().find(|(mid, _)| *mid == p.header.message_id) {
+            self.transmit.push_back(bytes.clone());
+            return;
+        }
         self.sample(now);
         let (mut response, exec) = match blockwise::receive(&mut self.incoming, p, self.cfg.block_size) {
             Received::Reply(r) => (r, None),
@@ -454,13 +466,12 @@ impl Device {
         }
         self.events.push_back(Event::Answered(serve::code_string(response.header.code)));
         self.send(&response, now);
-        if confirmable
-            && let Some(bytes) = self.transmit.back() {
-                self.recent.push_back((p.header.message_id, bytes.clone()));
-                if self.recent.len() > RECENT {
-                    self.recent.pop_front();
-                }
+        if confirmable && let Some(bytes) = self.transmit.back() {
+            self.recent.push_back((p.header.message_id, bytes.clone()));
+            if self.recent.len() > RECENT {
+                self.recent.pop_front();
             }
+        }
         match exec {
             Some(Exec::Reboot) => {
                 self.observations.clear();

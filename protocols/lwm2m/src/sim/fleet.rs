@@ -169,7 +169,13 @@ pub async fn spawn_device(server: SocketAddr, cfg: DeviceConfig) -> std::io::Res
 
 /// The socket loop of one device: registers, answers, notifies, updates; when `stop` is
 /// cancelled it de-registers (waiting at most 10 s for the answer) and returns.
-pub async fn run_device(server: SocketAddr, local: SocketAddr, cfg: DeviceConfig, stop: CancellationToken, on_event: impl FnMut(Event)) -> std::io::Result<()> {
+pub async fn run_device(
+    server: SocketAddr,
+    local: SocketAddr,
+    cfg: DeviceConfig,
+    stop: CancellationToken,
+    on_event: impl FnMut(Event),
+) -> std::io::Result<()> {
     let (_keep, control) = mpsc::unbounded_channel();
     run_controlled(server, local, cfg, stop, control, on_event).await
 }
@@ -272,11 +278,17 @@ mod tests {
         assert_eq!((resp.header.message_id, resp.payload.as_slice()), (4242, b"Roost".as_slice()));
         h.control.send(Control::Update).unwrap();
         let (upd, _) = next(&server).await;
-        assert_eq!((upd.header.code, codec::uri_path(&upd).unwrap()), (MessageClass::Request(RequestType::Post), vec!["rd".to_string(), "7".to_string()]));
+        assert_eq!(
+            (upd.header.code, codec::uri_path(&upd).unwrap()),
+            (MessageClass::Request(RequestType::Post), vec!["rd".to_string(), "7".to_string()])
+        );
         ack(&server, from, &upd, ResponseType::Changed, &[]).await;
         h.stop.cancel();
         let (del, _) = next(&server).await;
-        assert_eq!((del.header.code, codec::uri_path(&del).unwrap()), (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "7".to_string()]));
+        assert_eq!(
+            (del.header.code, codec::uri_path(&del).unwrap()),
+            (MessageClass::Request(RequestType::Delete), vec!["rd".to_string(), "7".to_string()])
+        );
         ack(&server, from, &del, ResponseType::Deleted, &[]).await;
         tokio::time::timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
         let mut rest = Vec::new();
@@ -289,7 +301,13 @@ mod tests {
     #[tokio::test]
     async fn a_fleet_registers_every_device_and_stops_on_cancel() {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let cfg = SimConfig { server: server.local_addr().unwrap(), devices: 5, prefix: "f".into(), duration: Duration::from_secs(60), ..SimConfig::default() };
+        let cfg = SimConfig {
+            server: server.local_addr().unwrap(),
+            devices: 5,
+            prefix: "f".into(),
+            duration: Duration::from_secs(60),
+            ..SimConfig::default()
+        };
         let (stats, stop) = (Arc::new(SimStats::default()), CancellationToken::new());
         let fleet = tokio::spawn(run_until(cfg, stats.clone(), stop.clone()));
         let mut eps = Vec::new();
@@ -322,6 +340,9 @@ mod tests {
         tokio::time::timeout(WAIT, fleet).await.unwrap().unwrap();
         eps.sort();
         assert_eq!(eps, ["f-0", "f-1", "f-2", "f-3", "f-4"]);
-        assert_eq!((stats.registered.load(Relaxed), stats.deregistered.load(Relaxed), stats.register_failed.load(Relaxed)), (5, 5, 0));
+        assert_eq!(
+            (stats.registered.load(Relaxed), stats.deregistered.load(Relaxed), stats.register_failed.load(Relaxed)),
+            (5, 5, 0)
+        );
     }
 }

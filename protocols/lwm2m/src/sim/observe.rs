@@ -63,7 +63,13 @@ impl Device {
     pub(super) fn report(&mut self, now: Instant) -> Vec<u8> {
         self.sample(now);
         let object = Path::new(&[TEMPERATURE_OBJECT]).unwrap_or_default();
-        let readings: Vec<Record> = self.store.read(&object).unwrap_or_default().into_iter().filter(|r| r.path.resource() == Some(5700)).collect();
+        let readings: Vec<Record> = self
+            .store
+            .read(&object)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.path.resource() == Some(5700))
+            .collect();
         crate::content::encode(format::SENML_CBOR, object, &readings).unwrap_or_default()
     }
 

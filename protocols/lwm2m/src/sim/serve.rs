@@ -58,9 +58,8 @@ pub fn read_response(store: &Store, path: &Path, accept: Option<u16>) -> Result<
     };
     let fmt = accept.unwrap_or(default);
     // A format asked for that cannot carry these records (or is unknown): 4.06.
-    let payload = crate::content::encode(fmt, *path, &records).map_err(|_| {
-        if accept.is_some() { ResponseType::NotAcceptable } else { ResponseType::InternalServerError }
-    })?;
+    let payload = crate::content::encode(fmt, *path, &records)
+        .map_err(|_| if accept.is_some() { ResponseType::NotAcceptable } else { ResponseType::InternalServerError })?;
     let mut p = with_code(ResponseType::Content);
     p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
     p.payload = payload;
@@ -106,7 +105,14 @@ fn answer_inner(dev: &mut Device, p: &Packet, now: Instant) -> Result<Answer, Re
             match observe {
                 Some(0) => {
                     dev.observations.retain(|o| o.token != token);
-                    dev.observations.push(Observation { token, path, format: accept, seq: 0, last_sent: now, last_message_id: 0 });
+                    dev.observations.push(Observation {
+                        token,
+                        path,
+                        format: accept,
+                        seq: 0,
+                        last_sent: now,
+                        last_message_id: 0,
+                    });
                     r.add_option(CoapOption::Observe, codec::encode_uint(0));
                 }
                 Some(1) => dev.observations.retain(|o| o.token != token && o.path != path),
@@ -170,7 +176,8 @@ fn write_attributes(dev: &mut Device, path: &Path, p: &Packet) -> Result<(), Res
     dev.store.read(path).map_err(refused)?;
     let mut a = dev.attrs(path);
     for (k, v) in codec::uri_query(p) {
-        let secs = || if v.is_empty() { Ok(None) } else { v.parse::<u32>().map(Some).map_err(|_| ResponseType::BadRequest) };
+        let secs =
+            || if v.is_empty() { Ok(None) } else { v.parse::<u32>().map(Some).map_err(|_| ResponseType::BadRequest) };
         match k.as_str() {
             "pmin" => a.pmin = secs()?,
             "pmax" => a.pmax = secs()?,
@@ -186,9 +193,10 @@ fn write_attributes(dev: &mut Device, path: &Path, p: &Packet) -> Result<(), Res
         }
     }
     if let (Some(min), Some(max)) = (a.pmin, a.pmax)
-        && max < min {
-            return Err(ResponseType::BadRequest);
-        }
+        && max < min
+    {
+        return Err(ResponseType::BadRequest);
+    }
     dev.attrs.insert(*path, a);
     Ok(())
 }

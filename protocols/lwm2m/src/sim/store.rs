@@ -301,10 +301,11 @@ impl Store {
             (Some(1), Some(8)) => Exec::UpdateTrigger,
             (Some(TEMPERATURE_OBJECT), Some(5605)) => {
                 if let Some(res) = self.instance_mut(path)
-                    && let Some(v) = res.get(&5700).cloned() {
-                        res.insert(5601, v.clone());
-                        res.insert(5602, v);
-                    }
+                    && let Some(v) = res.get(&5700).cloned()
+                {
+                    res.insert(5601, v.clone());
+                    res.insert(5602, v);
+                }
                 Exec::Done
             }
             _ => Exec::Done,
@@ -380,7 +381,10 @@ mod tests {
         s.set_temperature(25.5);
         s.set_temperature(19.0);
         let v = |s: &Store, x| s.get(&p(x)).cloned();
-        assert_eq!((v(&s, "/3303/0/5700"), v(&s, "/3303/0/5601"), v(&s, "/3303/0/5602")), (Some(Value::Float(19.0)), Some(Value::Float(19.0)), Some(Value::Float(25.5))));
+        assert_eq!(
+            (v(&s, "/3303/0/5700"), v(&s, "/3303/0/5601"), v(&s, "/3303/0/5602")),
+            (Some(Value::Float(19.0)), Some(Value::Float(19.0)), Some(Value::Float(25.5)))
+        );
         let w = Record { path: p("/1/0/1"), value: Value::Integer(300) };
         s.write(&p("/1/0/1"), &[w]).unwrap();
         assert_eq!(v(&s, "/1/0/1"), Some(Value::Integer(300)));
@@ -402,7 +406,10 @@ mod tests {
     fn discover_lists_resources_with_attributes() {
         let s = Store::new("ep1", 60, "U");
         let attrs = |x: &Path| if x.to_string() == "/3303/0/5700" { ";pmin=5".to_string() } else { String::new() };
-        assert_eq!(s.discover(&p("/3303"), &attrs).unwrap(), "</3303>,</3303/0>,</3303/0/5601>,</3303/0/5602>,</3303/0/5605>,</3303/0/5700>;pmin=5,</3303/0/5701>");
+        assert_eq!(
+            s.discover(&p("/3303"), &attrs).unwrap(),
+            "</3303>,</3303/0>,</3303/0/5601>,</3303/0/5602>,</3303/0/5605>,</3303/0/5700>;pmin=5,</3303/0/5701>"
+        );
         assert_eq!(s.discover(&p("/3/0/4"), &attrs).unwrap(), "</3/0/4>");
     }
 }

@@ -73,7 +73,14 @@ impl Rig {
     }
 
     /// A CON request from the server; returns the device's response.
-    fn request(&mut self, method: RequestType, path: &str, opts: &[(CoapOption, Vec<u8>)], payload: &[u8], at: Instant) -> Packet {
+    fn request(
+        &mut self,
+        method: RequestType,
+        path: &str,
+        opts: &[(CoapOption, Vec<u8>)],
+        payload: &[u8],
+        at: Instant,
+    ) -> Packet {
         self.mid += 1;
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
@@ -187,13 +194,19 @@ fn reads_in_text_and_the_default_format_for_instances() {
     let accept_tlv = [(CoapOption::Accept, codec::encode_uint(u32::from(format::TLV)))];
     let r = rig.request(RequestType::Get, "/3/0/2", &accept_tlv, b"", rig.at(1));
     assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
-    let one = crate::content::decode(format::TLV, "/3/0/2".parse().unwrap(), &r.payload, &|_| Some(crate::types::Kind::String)).unwrap();
+    let one = crate::content::decode(format::TLV, "/3/0/2".parse().unwrap(), &r.payload, &|_| {
+        Some(crate::types::Kind::String)
+    })
+    .unwrap();
     assert_eq!(one[0].value, Value::String("ep-1".into()));
     let r = rig.get("/3/0", rig.at(1));
     assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
     let registry = crate::objects::Registry::builtin();
     let all = crate::content::decode(format::TLV, "/3/0".parse().unwrap(), &r.payload, &|p| registry.kind(p)).unwrap();
-    assert!(all.iter().any(|rec| rec.path.to_string() == "/3/0/2" && rec.value == Value::String("ep-1".into())), "{all:?}");
+    assert!(
+        all.iter().any(|rec| rec.path.to_string() == "/3/0/2" && rec.value == Value::String("ep-1".into())),
+        "{all:?}"
+    );
     assert_eq!(code(&rig.get("/3/7", rig.at(1))), "4.04");
     assert_eq!(code(&rig.get("/42", rig.at(1))), "4.04");
     assert_eq!(code(&rig.get("/3/0/4", rig.at(1))), "4.05");
@@ -246,7 +259,10 @@ fn create_and_delete_sensors_update_the_object_list() {
     let loc: Vec<_> = r.get_option(CoapOption::LocationPath).unwrap().iter().cloned().collect();
     assert_eq!(loc, [b"3303".to_vec(), b"1".to_vec()]);
     let upd = rig.sent();
-    assert_eq!((path_of(&upd), upd.payload.as_slice()), ("rd/5a3f".into(), b"</1/0>,</3/0>,</5/0>,</3303/0>,</3303/1>".as_slice()));
+    assert_eq!(
+        (path_of(&upd), upd.payload.as_slice()),
+        ("rd/5a3f".into(), b"</1/0>,</3/0>,</5/0>,</3303/0>,</3303/1>".as_slice())
+    );
     rig.ack(&upd, ResponseType::Changed, &[], rig.at(1));
     assert_eq!(rig.get("/3303/1/5701", rig.at(1)).payload, b"Cel");
     assert_eq!(code(&rig.request(RequestType::Delete, "/3303/1", &[], b"", rig.at(2))), "2.02");
@@ -362,7 +378,10 @@ fn a_separate_response_to_the_register_is_waited_for() {
     r.add_option(CoapOption::LocationPath, b"s".to_vec());
     rig.dev.handle(&codec::encode(&r).unwrap(), rig.at(21));
     let ack = rig.sent();
-    assert_eq!((ack.header.get_type(), ack.header.message_id, ack.header.code), (MessageType::Acknowledgement, 999, MessageClass::Empty));
+    assert_eq!(
+        (ack.header.get_type(), ack.header.message_id, ack.header.code),
+        (MessageType::Acknowledgement, 999, MessageClass::Empty)
+    );
     assert_eq!(rig.events(), vec![Event::Registered(vec!["rd".into(), "s".into()])]);
     // An Update on request (the queue-mode wake-up).
     rig.dev.update(rig.at(22));

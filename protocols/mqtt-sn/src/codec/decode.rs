@@ -15,11 +15,7 @@ struct Reader {
 impl Reader {
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.body.len() - self.pos < n {
-            return Err(DecodeError::Truncated {
-                msg: self.msg,
-                len: self.body.len(),
-                need: self.pos + n,
-            });
+            return Err(DecodeError::Truncated { msg: self.msg, len: self.body.len(), need: self.pos + n });
         }
         Ok(())
     }
@@ -31,10 +27,7 @@ impl Reader {
     fn u16(&mut self) -> Result<u16, DecodeError> {
         self.need(2)?;
         self.pos += 2;
-        Ok(u16::from_be_bytes([
-            self.body[self.pos - 2],
-            self.body[self.pos - 1],
-        ]))
+        Ok(u16::from_be_bytes([self.body[self.pos - 2], self.body[self.pos - 1]]))
     }
     fn flags(&mut self) -> Result<Flags, DecodeError> {
         let b = self.u8()?;
@@ -56,11 +49,7 @@ impl Reader {
         self.pos == self.body.len()
     }
     fn end(self) -> Result<(), DecodeError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes(self.msg))
-        }
+        if self.is_empty() { Ok(()) } else { Err(DecodeError::TrailingBytes(self.msg)) }
     }
 }
 
@@ -132,15 +121,9 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
     let msg = type_name(ty).ok_or(DecodeError::UnknownType(ty))?;
     let mut r = Reader { msg, body, pos: 0 };
     let m = match ty {
-        0x00 => Message::Advertise {
-            gw_id: r.u8()?,
-            duration: r.u16()?,
-        },
+        0x00 => Message::Advertise { gw_id: r.u8()?, duration: r.u16()? },
         0x01 => Message::SearchGw { radius: r.u8()? },
-        0x02 => Message::GwInfo {
-            gw_id: r.u8()?,
-            gw_addr: r.rest(),
-        },
+        0x02 => Message::GwInfo { gw_id: r.u8()?, gw_addr: r.rest() },
         0x04 => {
             let flags = r.flags()?;
             let protocol = r.u8()?;
@@ -149,11 +132,7 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             }
             let duration = r.u16()?;
             let client_id = r.rest_text()?;
-            Message::Connect(Connect {
-                flags,
-                duration,
-                client_id,
-            })
+            Message::Connect(Connect { flags, duration, client_id })
         }
         0x05 => Message::ConnAck { rc: r.rc()? },
         0x06 => Message::WillTopicReq,
@@ -167,33 +146,16 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             if topic_name.is_empty() {
                 return Err(DecodeError::Empty(msg, "topic name"));
             }
-            Message::Register {
-                topic_id,
-                msg_id,
-                topic_name,
-            }
+            Message::Register { topic_id, msg_id, topic_name }
         }
-        0x0B => Message::RegAck {
-            topic_id: r.u16()?,
-            msg_id: r.u16()?,
-            rc: r.rc()?,
-        },
+        0x0B => Message::RegAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
         0x0C => {
             let flags = r.flags()?;
             let topic_id = r.u16()?;
             let msg_id = r.u16()?;
-            Message::Publish(Publish {
-                flags,
-                topic_id,
-                msg_id,
-                data: r.rest(),
-            })
+            Message::Publish(Publish { flags, topic_id, msg_id, data: r.rest() })
         }
-        0x0D => Message::PubAck {
-            topic_id: r.u16()?,
-            msg_id: r.u16()?,
-            rc: r.rc()?,
-        },
+        0x0D => Message::PubAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
         0x0E => Message::PubComp { msg_id: r.u16()? },
         0x0F => Message::PubRec { msg_id: r.u16()? },
         0x10 => Message::PubRel { msg_id: r.u16()? },
@@ -202,36 +164,19 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
             let msg_id = r.u16()?;
             let topic = topic_ref(&mut r, flags)?;
             if ty == 0x12 {
-                Message::Subscribe {
-                    flags,
-                    msg_id,
-                    topic,
-                }
+                Message::Subscribe { flags, msg_id, topic }
             } else {
-                Message::Unsubscribe {
-                    flags,
-                    msg_id,
-                    topic,
-                }
+                Message::Unsubscribe { flags, msg_id, topic }
             }
         }
-        0x13 => Message::SubAck {
-            flags: r.flags()?,
-            topic_id: r.u16()?,
-            msg_id: r.u16()?,
-            rc: r.rc()?,
-        },
+        0x13 => Message::SubAck { flags: r.flags()?, topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
         0x15 => Message::UnsubAck { msg_id: r.u16()? },
         0x16 => {
             let id = r.rest_text()?;
-            Message::PingReq {
-                client_id: (!id.is_empty()).then_some(id),
-            }
+            Message::PingReq { client_id: (!id.is_empty()).then_some(id) }
         }
         0x17 => Message::PingResp,
-        0x18 => Message::Disconnect {
-            duration: if r.is_empty() { None } else { Some(r.u16()?) },
-        },
+        0x18 => Message::Disconnect { duration: if r.is_empty() { None } else { Some(r.u16()?) } },
         0x1A => Message::WillTopicUpd(will_topic(&mut r)?),
         0x1B => Message::WillTopicResp { rc: r.rc()? },
         0x1C => Message::WillMsgUpd(r.rest()),

@@ -57,21 +57,13 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_slice(m);
             MsgType::WillMsg
         }
-        Message::Register {
-            topic_id,
-            msg_id,
-            topic_name,
-        } => {
+        Message::Register { topic_id, msg_id, topic_name } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_slice(topic_name.as_bytes());
             MsgType::Register
         }
-        Message::RegAck {
-            topic_id,
-            msg_id,
-            rc,
-        } => {
+        Message::RegAck { topic_id, msg_id, rc } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
@@ -84,11 +76,7 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_slice(&p.data);
             MsgType::Publish
         }
-        Message::PubAck {
-            topic_id,
-            msg_id,
-            rc,
-        } => {
+        Message::PubAck { topic_id, msg_id, rc } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
@@ -106,31 +94,13 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
             out.put_u16(*msg_id);
             MsgType::PubRel
         }
-        Message::Subscribe {
-            flags,
-            msg_id,
-            topic,
-        }
-        | Message::Unsubscribe {
-            flags,
-            msg_id,
-            topic,
-        } => {
+        Message::Subscribe { flags, msg_id, topic } | Message::Unsubscribe { flags, msg_id, topic } => {
             out.put_u8(flags.encode());
             out.put_u16(*msg_id);
             put_topic_ref(out, topic);
-            if matches!(msg, Message::Subscribe { .. }) {
-                MsgType::Subscribe
-            } else {
-                MsgType::Unsubscribe
-            }
+            if matches!(msg, Message::Subscribe { .. }) { MsgType::Subscribe } else { MsgType::Unsubscribe }
         }
-        Message::SubAck {
-            flags,
-            topic_id,
-            msg_id,
-            rc,
-        } => {
+        Message::SubAck { flags, topic_id, msg_id, rc } => {
             out.put_u8(flags.encode());
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);

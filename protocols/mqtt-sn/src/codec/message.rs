@@ -108,84 +108,33 @@ pub enum TopicRef {
 /// One MQTT-SN message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message {
-    Advertise {
-        gw_id: u8,
-        duration: u16,
-    },
-    SearchGw {
-        radius: u8,
-    },
-    GwInfo {
-        gw_id: u8,
-        gw_addr: Bytes,
-    },
+    Advertise { gw_id: u8, duration: u16 },
+    SearchGw { radius: u8 },
+    GwInfo { gw_id: u8, gw_addr: Bytes },
     Connect(Connect),
-    ConnAck {
-        rc: ReturnCode,
-    },
+    ConnAck { rc: ReturnCode },
     WillTopicReq,
     WillTopic(Option<WillTopic>),
     WillMsgReq,
     WillMsg(Bytes),
-    Register {
-        topic_id: u16,
-        msg_id: u16,
-        topic_name: String,
-    },
-    RegAck {
-        topic_id: u16,
-        msg_id: u16,
-        rc: ReturnCode,
-    },
+    Register { topic_id: u16, msg_id: u16, topic_name: String },
+    RegAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
     Publish(Publish),
-    PubAck {
-        topic_id: u16,
-        msg_id: u16,
-        rc: ReturnCode,
-    },
-    PubComp {
-        msg_id: u16,
-    },
-    PubRec {
-        msg_id: u16,
-    },
-    PubRel {
-        msg_id: u16,
-    },
-    Subscribe {
-        flags: Flags,
-        msg_id: u16,
-        topic: TopicRef,
-    },
-    SubAck {
-        flags: Flags,
-        topic_id: u16,
-        msg_id: u16,
-        rc: ReturnCode,
-    },
-    Unsubscribe {
-        flags: Flags,
-        msg_id: u16,
-        topic: TopicRef,
-    },
-    UnsubAck {
-        msg_id: u16,
-    },
-    PingReq {
-        client_id: Option<String>,
-    },
+    PubAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
+    PubComp { msg_id: u16 },
+    PubRec { msg_id: u16 },
+    PubRel { msg_id: u16 },
+    Subscribe { flags: Flags, msg_id: u16, topic: TopicRef },
+    SubAck { flags: Flags, topic_id: u16, msg_id: u16, rc: ReturnCode },
+    Unsubscribe { flags: Flags, msg_id: u16, topic: TopicRef },
+    UnsubAck { msg_id: u16 },
+    PingReq { client_id: Option<String> },
     PingResp,
-    Disconnect {
-        duration: Option<u16>,
-    },
+    Disconnect { duration: Option<u16> },
     WillTopicUpd(Option<WillTopic>),
-    WillTopicResp {
-        rc: ReturnCode,
-    },
+    WillTopicResp { rc: ReturnCode },
     WillMsgUpd(Bytes),
-    WillMsgResp {
-        rc: ReturnCode,
-    },
+    WillMsgResp { rc: ReturnCode },
 }
 
 impl Message {

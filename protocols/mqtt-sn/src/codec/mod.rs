@@ -32,11 +32,7 @@ pub enum DecodeError {
     #[error("MQTT-SN: unknown message type 0x{0:02x}")]
     UnknownType(u8),
     #[error("MQTT-SN {msg}: {len}-byte body, at least {need} needed")]
-    Truncated {
-        msg: &'static str,
-        len: usize,
-        need: usize,
-    },
+    Truncated { msg: &'static str, len: usize, need: usize },
     #[error("MQTT-SN {0}: unexpected bytes after the body")]
     TrailingBytes(&'static str),
     #[error("MQTT-SN {0}: topic id type 0b11 is reserved")]
@@ -72,10 +68,7 @@ fn header(buf: &[u8]) -> Result<(usize, usize), DecodeError> {
 pub fn decode(datagram: &Bytes) -> Result<Message, DecodeError> {
     let (hlen, declared) = header(datagram)?;
     if declared != datagram.len() {
-        return Err(DecodeError::BadLength {
-            declared,
-            actual: datagram.len(),
-        });
+        return Err(DecodeError::BadLength { declared, actual: datagram.len() });
     }
     // The type byte follows the length; a declared length must cover it.
     if declared <= hlen {
@@ -97,10 +90,7 @@ pub fn encode(msg: &Message, out: &mut BytesMut) -> Result<(), EncodeError> {
     } else {
         let long = body.len() + 4;
         if long > MAX_MESSAGE_LEN {
-            return Err(EncodeError::TooLong {
-                msg: msg.name(),
-                len: long,
-            });
+            return Err(EncodeError::TooLong { msg: msg.name(), len: long });
         }
         out.reserve(long);
         out.put_u8(0x01);
@@ -155,10 +145,7 @@ pub fn decode_encapsulated(datagram: &Bytes) -> Result<Option<Encapsulated>, Dec
 pub fn encode_encapsulated(radius: u8, node_id: &[u8], inner: &[u8]) -> Result<Bytes, EncodeError> {
     let hlen = 3 + node_id.len();
     if hlen > 255 {
-        return Err(EncodeError::TooLong {
-            msg: "encapsulation header",
-            len: hlen,
-        });
+        return Err(EncodeError::TooLong { msg: "encapsulation header", len: hlen });
     }
     let mut out = BytesMut::with_capacity(hlen + inner.len());
     out.put_u8(hlen as u8);

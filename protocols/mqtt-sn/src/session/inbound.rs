@@ -42,19 +42,13 @@ impl Session {
         out: &mut Vec<Message>,
     ) -> Result<(), End> {
         match msg {
-            Message::Register {
-                msg_id, topic_name, ..
-            } => {
+            Message::Register { msg_id, topic_name, .. } => {
                 let rc_id = self.register_from_client(&topic_name);
                 let (topic_id, rc) = match rc_id {
                     Ok(id) => (id, ReturnCode::Accepted),
                     Err(rc) => (0, rc),
                 };
-                out.push(Message::RegAck {
-                    topic_id,
-                    msg_id,
-                    rc,
-                });
+                out.push(Message::RegAck { topic_id, msg_id, rc });
             }
             Message::Publish(p) => self.handle_publish(p, out).await,
             Message::PubRel { msg_id } => {
@@ -64,18 +58,10 @@ impl Session {
                 out.push(Message::PubComp { msg_id });
             }
             Message::RegAck { msg_id, rc, .. } => self.handle_regack(now, msg_id, rc, out),
-            Message::PubAck {
-                topic_id,
-                msg_id,
-                rc,
-            } => self.handle_puback(topic_id, msg_id, rc),
+            Message::PubAck { topic_id, msg_id, rc } => self.handle_puback(topic_id, msg_id, rc),
             Message::PubRec { msg_id } => self.handle_pubrec(now, msg_id, out),
             Message::PubComp { msg_id } => self.finish(msg_id),
-            Message::Subscribe {
-                flags,
-                msg_id,
-                topic,
-            } => self.handle_subscribe(flags, msg_id, topic, out).await,
+            Message::Subscribe { flags, msg_id, topic } => self.handle_subscribe(flags, msg_id, topic, out).await,
             Message::Unsubscribe { msg_id, topic, .. } => {
                 if let Some(filter) = self.filter_of(&topic) {
                     self.subscriptions.remove(&filter);
@@ -113,22 +99,14 @@ impl Session {
         if roost_core::topic::validate_name(&mounted, self.ctx.broker.settings()).is_err() {
             return Err(ReturnCode::NotSupported);
         }
-        self.topics
-            .register(name)
-            .map(|t| t.0)
-            .map_err(|_| ReturnCode::Congestion)
+        self.topics.register(name).map(|t| t.0).map_err(|_| ReturnCode::Congestion)
     }
 
     /// The client-side topic name a PUBLISH refers to.
     fn topic_of(&self, flags: Flags, topic_id: u16) -> Option<String> {
         match flags.topic_id_type {
             TopicIdType::Normal => self.topics.name(topic_id).map(|n| n.to_string()),
-            TopicIdType::Predefined => self
-                .ctx
-                .topics
-                .predefined
-                .name(topic_id)
-                .map(|n| n.to_string()),
+            TopicIdType::Predefined => self.ctx.topics.predefined.name(topic_id).map(|n| n.to_string()),
             TopicIdType::Short => short_name(topic_id.to_be_bytes()),
         }
     }
@@ -137,11 +115,7 @@ impl Session {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        let reject = |rc| Message::PubAck {
-            topic_id: p.topic_id,
-            msg_id: p.msg_id,
-            rc,
-        };
+        let reject = |rc| Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc };
         let Some(name) = self.topic_of(p.flags, p.topic_id) else {
             tracing::debug!(client_id = ?self.client_id, topic_id = p.topic_id, "MQTT-SN PUBLISH: unknown topic id");
             out.push(reject(ReturnCode::InvalidTopicId));
@@ -158,11 +132,7 @@ impl Session {
             }
             SnQos::AtLeastOnce => {
                 if p.flags.dup && self.recent_qos1.contains(&p.msg_id) {
-                    out.push(Message::PubAck {
-                        topic_id: p.topic_id,
-                        msg_id: p.msg_id,
-                        rc: ReturnCode::Accepted,
-                    });
+                    out.push(Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc: ReturnCode::Accepted });
                     return;
                 }
                 let rc = match conn.publish(msg).await {
@@ -175,11 +145,7 @@ impl Session {
                     }
                     Err(e) => publish_rc(&e),
                 };
-                out.push(Message::PubAck {
-                    topic_id: p.topic_id,
-                    msg_id: p.msg_id,
-                    rc,
-                });
+                out.push(Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc });
             }
             SnQos::ExactlyOnce => match conn.begin_exactly_once(p.msg_id) {
                 Ok(true) => match conn.publish(msg).await {
@@ -197,10 +163,8 @@ impl Session {
     }
 
     fn handle_regack(&mut self, now: Instant, msg_id: u16, rc: ReturnCode, out: &mut Vec<Message>) {
-        let Some(i) = self
-            .outstanding
-            .iter()
-            .position(|o| matches!(o.kind, Kind::Register { msg_id: m, .. } if m == msg_id))
+        let Some(i) =
+            self.outstanding.iter().position(|o| matches!(o.kind, Kind::Register { msg_id: m, .. } if m == msg_id))
         else {
             return;
         };
@@ -252,9 +216,7 @@ impl Session {
 
     /// PUBACK / PUBCOMP: our QoS 1/2 delivery is done.
     pub(super) fn finish(&mut self, msg_id: u16) {
-        self.outstanding.retain(
-            |o| !matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id),
-        );
+        self.outstanding.retain(|o| !matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id));
         if let Some(conn) = &self.conn {
             conn.ack(msg_id);
         }
@@ -270,26 +232,12 @@ impl Session {
         Some(self.ctx.topics.mountpoint.mount(&name))
     }
 
-    async fn handle_subscribe(
-        &mut self,
-        flags: Flags,
-        msg_id: u16,
-        topic: TopicRef,
-        out: &mut Vec<Message>,
-    ) {
+    async fn handle_subscribe(&mut self, flags: Flags, msg_id: u16, topic: TopicRef, out: &mut Vec<Message>) {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        let granted = Flags {
-            qos: flags.qos,
-            ..Flags::default()
-        };
-        let suback = |topic_id, rc| Message::SubAck {
-            flags: granted,
-            topic_id,
-            msg_id,
-            rc,
-        };
+        let granted = Flags { qos: flags.qos, ..Flags::default() };
+        let suback = |topic_id, rc| Message::SubAck { flags: granted, topic_id, msg_id, rc };
         if flags.qos == SnQos::MinusOne {
             out.push(suback(0, ReturnCode::NotSupported));
             return;
@@ -298,10 +246,7 @@ impl Session {
             out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         };
-        let options = SubOptions {
-            qos: core_qos(flags.qos),
-            ..Default::default()
-        };
+        let options = SubOptions { qos: core_qos(flags.qos), ..Default::default() };
         match conn.subscribe(&filter, options).await {
             Ok(_) => {
                 self.subscriptions.insert(filter);
@@ -309,9 +254,7 @@ impl Session {
                     TopicRef::Predefined(id) => *id,
                     TopicRef::Short(_) => 0,
                     // §6.9: a name without wildcards gets its topic id in SUBACK.
-                    TopicRef::Name(n) if !n.contains(['+', '#']) => {
-                        self.topics.register(n).map_or(0, |t| t.0)
-                    }
+                    TopicRef::Name(n) if !n.contains(['+', '#']) => self.topics.register(n).map_or(0, |t| t.0),
                     TopicRef::Name(_) => 0,
                 };
                 out.push(suback(topic_id, ReturnCode::Accepted));
@@ -328,10 +271,7 @@ impl Session {
             None => conn.set_will(None),
             Some(w) if !self.will_topic_ok(&w.topic) => return ReturnCode::NotSupported,
             Some(w) => {
-                let payload = conn
-                    .will()
-                    .map(|old| old.message.payload)
-                    .unwrap_or_default();
+                let payload = conn.will().map(|old| old.message.payload).unwrap_or_default();
                 let Will { message, delay } = self.will(&w, payload);
                 conn.set_will(Some(Will { message, delay }));
             }

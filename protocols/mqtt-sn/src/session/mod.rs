@@ -22,10 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use roost_core::{
-    Broker, ClientId, ConnectError, ConnectRequest, Connection, DisconnectReason, Protocol, QoS,
-    Will,
-};
+use roost_core::{Broker, ClientId, ConnectError, ConnectRequest, Connection, DisconnectReason, Protocol, QoS, Will};
 
 use crate::codec::{Connect, Message, ReturnCode, SnQos, WillTopic};
 use crate::settings::MqttSnSettings;
@@ -41,12 +38,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(broker: Broker, settings: MqttSnSettings) -> Arc<Context> {
-        Arc::new(Context {
-            topics: TopicConfig::new(&settings),
-            broker,
-            settings,
-            counters: Counters::default(),
-        })
+        Arc::new(Context { topics: TopicConfig::new(&settings), broker, settings, counters: Counters::default() })
     }
 }
 
@@ -120,11 +112,7 @@ pub(crate) struct Outstanding {
 #[derive(Debug)]
 pub(crate) enum Kind {
     /// REGISTER for a delivery held until REGACK (or, with subs_resume, for none).
-    Register {
-        msg_id: u16,
-        topic_id: u16,
-        held: Option<roost_core::Delivery>,
-    },
+    Register { msg_id: u16, topic_id: u16, held: Option<roost_core::Delivery> },
     /// PUBLISH QoS 1/2 with the core's packet id as message id.
     Publish { id: u16 },
     /// PUBREL after PUBREC.
@@ -193,10 +181,7 @@ impl Session {
     pub fn wants_deliveries(&self) -> bool {
         self.conn.is_some()
             && matches!(self.state, State::Active | State::Awake)
-            && !self
-                .outstanding
-                .iter()
-                .any(|o| matches!(o.kind, Kind::Register { held: Some(_), .. }))
+            && !self.outstanding.iter().any(|o| matches!(o.kind, Kind::Register { held: Some(_), .. }))
     }
 
     fn next_msg_id(&mut self) -> u16 {
@@ -240,24 +225,14 @@ impl Session {
     }
 
     /// Timers: keep alive, sleep supervision, will handshake, retransmission.
-    pub async fn handle_timeout(
-        &mut self,
-        now: Instant,
-        out: &mut Vec<Message>,
-    ) -> Result<(), End> {
+    pub async fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Message>) -> Result<(), End> {
         match self.state {
             State::WaitWillTopic | State::WaitWillMsg
-                if self
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| now >= p.since + self.handshake_timeout()) =>
+                if self.pending.as_ref().is_some_and(|p| now >= p.since + self.handshake_timeout()) =>
             {
                 return Err(End::new("will handshake timed out"));
             }
-            State::Active
-                if !self.keep_alive.is_zero()
-                    && now >= self.last_heard + self.keep_alive * 3 / 2 =>
-            {
+            State::Active if !self.keep_alive.is_zero() && now >= self.last_heard + self.keep_alive * 3 / 2 => {
                 return Err(self.lost("keep alive timeout").await);
             }
             State::Asleep if self.sleep_deadline.is_some_and(|d| now >= d) => {
@@ -282,12 +257,7 @@ impl Session {
     }
 
     /// Handles one message from the client.
-    pub async fn handle_message(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        out: &mut Vec<Message>,
-    ) -> Result<(), End> {
+    pub async fn handle_message(&mut self, now: Instant, msg: Message, out: &mut Vec<Message>) -> Result<(), End> {
         self.last_heard = now;
         match msg {
             Message::Connect(c) => self.handle_connect(now, c, out).await,
@@ -295,9 +265,7 @@ impl Session {
                 match w {
                     None => return self.finish_connect(now, out).await,
                     Some(w) if !self.will_topic_ok(&w.topic) => {
-                        out.push(Message::ConnAck {
-                            rc: ReturnCode::NotSupported,
-                        });
+                        out.push(Message::ConnAck { rc: ReturnCode::NotSupported });
                         return Err(End::new("WILLTOPIC is not a valid topic name"));
                     }
                     Some(w) => {
@@ -327,16 +295,9 @@ impl Session {
         }
     }
 
-    async fn handle_connect(
-        &mut self,
-        now: Instant,
-        c: Connect,
-        out: &mut Vec<Message>,
-    ) -> Result<(), End> {
+    async fn handle_connect(&mut self, now: Instant, c: Connect, out: &mut Vec<Message>) -> Result<(), End> {
         if c.client_id.is_empty() {
-            out.push(Message::ConnAck {
-                rc: ReturnCode::NotSupported,
-            });
+            out.push(Message::ConnAck { rc: ReturnCode::NotSupported });
             return Err(End::new("CONNECT with an empty client id"));
         }
         // A CONNECT while asleep or awake with clean session off resumes the same
@@ -351,9 +312,7 @@ impl Session {
             self.keep_alive = Duration::from_secs(u64::from(c.duration));
             self.state = State::Active;
             self.sleep_deadline = None;
-            out.push(Message::ConnAck {
-                rc: ReturnCode::Accepted,
-            });
+            out.push(Message::ConnAck { rc: ReturnCode::Accepted });
             self.resend_outstanding(now, out);
             return Ok(());
         }
@@ -363,11 +322,7 @@ impl Session {
         }
         self.outstanding.clear();
         let will = c.flags.will;
-        self.pending = Some(PendingConnect {
-            connect: c,
-            will_topic: None,
-            since: now,
-        });
+        self.pending = Some(PendingConnect { connect: c, will_topic: None, since: now });
         if will {
             self.state = State::WaitWillTopic;
             out.push(Message::WillTopicReq);
@@ -419,9 +374,7 @@ impl Session {
                     self.topics.clear();
                     self.subscriptions.clear();
                 }
-                out.push(Message::ConnAck {
-                    rc: ReturnCode::Accepted,
-                });
+                out.push(Message::ConnAck { rc: ReturnCode::Accepted });
                 if resumed && self.ctx.settings.subs_resume {
                     self.reregister_subscriptions(now, out);
                 }
@@ -430,9 +383,7 @@ impl Session {
             Err(e) => {
                 let rc = match e {
                     ConnectError::ServerBusy | ConnectError::ShuttingDown => ReturnCode::Congestion,
-                    ConnectError::BadCredentials | ConnectError::NotAuthorized => {
-                        ReturnCode::NotSupported
-                    }
+                    ConnectError::BadCredentials | ConnectError::NotAuthorized => ReturnCode::NotSupported,
                 };
                 Counters::bump(&self.ctx.counters.rejected_clients);
                 out.push(Message::ConnAck { rc });
@@ -454,10 +405,7 @@ impl Session {
             _ => QoS::AtMostOnce,
         };
         let topic = self.ctx.topics.mountpoint.mount(&w.topic);
-        Will {
-            message: roost_core::Message::new(topic, payload, qos, w.flags.retain),
-            delay: Duration::ZERO,
-        }
+        Will { message: roost_core::Message::new(topic, payload, qos, w.flags.retain), delay: Duration::ZERO }
     }
 
     async fn handle_disconnect(
@@ -489,16 +437,9 @@ impl Session {
         }
     }
 
-    async fn handle_ping(
-        &mut self,
-        now: Instant,
-        client_id: Option<String>,
-        out: &mut Vec<Message>,
-    ) {
+    async fn handle_ping(&mut self, now: Instant, client_id: Option<String>, out: &mut Vec<Message>) {
         match (self.state, client_id) {
-            (State::Asleep, Some(id))
-                if self.client_id.as_ref().is_some_and(|c| c.as_str() == id) =>
-            {
+            (State::Asleep, Some(id)) if self.client_id.as_ref().is_some_and(|c| c.as_str() == id) => {
                 // §6.14: awake; what was buffered goes out, then PINGRESP.
                 self.state = State::Awake;
                 self.resend_outstanding(now, out);

@@ -23,11 +23,7 @@ impl Session {
     /// Pulls and sends what the core has for the client while it may take it; a woken
     /// sleeper whose buffer is empty and acknowledged gets PINGRESP and sleeps again.
     /// Returns a [`Delivery::Close`] reason if the core closed the connection.
-    pub fn pump(
-        &mut self,
-        now: Instant,
-        out: &mut Vec<Message>,
-    ) -> Option<roost_core::DisconnectReason> {
+    pub fn pump(&mut self, now: Instant, out: &mut Vec<Message>) -> Option<roost_core::DisconnectReason> {
         while self.wants_deliveries() {
             let Some(conn) = self.conn_arc() else { break };
             match conn.try_next_delivery() {
@@ -64,13 +60,7 @@ impl Session {
     pub fn handle_delivery(&mut self, now: Instant, d: Delivery, out: &mut Vec<Message>) {
         match d {
             Delivery::Publish { id, dup, pending } => {
-                let Some(name) = self
-                    .ctx
-                    .topics
-                    .mountpoint
-                    .unmount(&pending.message.topic)
-                    .map(str::to_string)
-                else {
+                let Some(name) = self.ctx.topics.mountpoint.unmount(&pending.message.topic).map(str::to_string) else {
                     self.discard(Delivery::Publish { id, dup, pending });
                     return;
                 };
@@ -80,9 +70,7 @@ impl Session {
                     }
                     return;
                 }
-                let (topic_id_type, topic_id) = if let Some(pid) =
-                    self.ctx.topics.predefined.id(&name)
-                {
+                let (topic_id_type, topic_id) = if let Some(pid) = self.ctx.topics.predefined.id(&name) {
                     (TopicIdType::Predefined, pid)
                 } else if name.len() == 2 {
                     let b = name.as_bytes();
@@ -94,11 +82,7 @@ impl Session {
                     match self.topics.register(&name) {
                         Ok(t) => {
                             let msg_id = self.next_msg_id();
-                            let msg = Message::Register {
-                                topic_id: t.0,
-                                msg_id,
-                                topic_name: name,
-                            };
+                            let msg = Message::Register { topic_id: t.0, msg_id, topic_name: name };
                             out.push(msg.clone());
                             self.outstanding.push_back(Outstanding {
                                 msg,
@@ -118,19 +102,10 @@ impl Session {
                     }
                     return;
                 };
-                let flags = Flags {
-                    dup,
-                    qos: sn_qos(pending.qos),
-                    retain: pending.retain,
-                    topic_id_type,
-                    ..Flags::default()
-                };
-                let msg = Message::Publish(Publish {
-                    flags,
-                    topic_id,
-                    msg_id: id,
-                    data: pending.message.payload.clone(),
-                });
+                let flags =
+                    Flags { dup, qos: sn_qos(pending.qos), retain: pending.retain, topic_id_type, ..Flags::default() };
+                let msg =
+                    Message::Publish(Publish { flags, topic_id, msg_id: id, data: pending.message.payload.clone() });
                 out.push(msg.clone());
                 if pending.qos != QoS::AtMostOnce {
                     self.outstanding.push_back(Outstanding {
@@ -167,11 +142,7 @@ impl Session {
     }
 
     /// Tretry / Nretry: resends what is overdue; past Nretry the client is lost.
-    pub(super) async fn retransmit(
-        &mut self,
-        now: Instant,
-        out: &mut Vec<Message>,
-    ) -> Result<(), End> {
+    pub(super) async fn retransmit(&mut self, now: Instant, out: &mut Vec<Message>) -> Result<(), End> {
         let retry = self.ctx.settings.retry_interval;
         let max = self.ctx.settings.max_retries;
         let mut lost = false;
@@ -213,30 +184,18 @@ impl Session {
             .subscriptions
             .iter()
             .filter_map(|f| self.ctx.topics.mountpoint.unmount(f).map(str::to_string))
-            .filter(|n| {
-                !n.contains(['+', '#'])
-                    && n.len() != 2
-                    && self.ctx.topics.predefined.id(n).is_none()
-            })
+            .filter(|n| !n.contains(['+', '#']) && n.len() != 2 && self.ctx.topics.predefined.id(n).is_none())
             .collect();
         for name in names {
             let Ok(t) = self.topics.register(&name) else {
                 break;
             };
             let msg_id = self.next_msg_id();
-            let msg = Message::Register {
-                topic_id: t.0,
-                msg_id,
-                topic_name: name,
-            };
+            let msg = Message::Register { topic_id: t.0, msg_id, topic_name: name };
             out.push(msg.clone());
             self.outstanding.push_back(Outstanding {
                 msg,
-                kind: Kind::Register {
-                    msg_id,
-                    topic_id: t.0,
-                    held: None,
-                },
+                kind: Kind::Register { msg_id, topic_id: t.0, held: None },
                 deadline: now + self.ctx.settings.retry_interval,
                 tries: 0,
             });

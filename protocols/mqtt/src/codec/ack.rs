@@ -15,15 +15,8 @@ pub(crate) const PUBACK_REASONS: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0
 /// Reason codes of PUBREL and PUBCOMP (5.0 §3.6.2.1, §3.7.2.1).
 pub(crate) const PUBREL_REASONS: &[u8] = &[0x00, 0x92];
 
-pub(crate) fn decode(
-    mut r: Reader,
-    v: ProtocolVersion,
-    reasons: &[u8],
-) -> Result<Ack, DecodeError> {
-    let mut ack = Ack {
-        packet_id: read_packet_id(&mut r)?,
-        ..Ack::default()
-    };
+pub(crate) fn decode(mut r: Reader, v: ProtocolVersion, reasons: &[u8]) -> Result<Ack, DecodeError> {
+    let mut ack = Ack { packet_id: read_packet_id(&mut r)?, ..Ack::default() };
     if v.is_v5() && !r.is_empty() {
         ack.reason = r.reason(reasons)?;
         if !r.is_empty() {
@@ -57,47 +50,24 @@ mod tests {
     use proptest::prelude::*;
 
     fn ack(packet_id: u16, reason: u8) -> Ack {
-        Ack {
-            packet_id,
-            reason,
-            properties: AckProperties::default(),
-        }
+        Ack { packet_id, reason, properties: AckProperties::default() }
     }
 
     #[test]
     fn v3_vectors() {
         assert_vector(&[0x40, 0x02, 0x00, 0x0A], V3, &Packet::PubAck(ack(10, 0)));
-        assert_vector(
-            &[0x50, 0x02, 0x12, 0x34],
-            V3,
-            &Packet::PubRec(ack(0x1234, 0)),
-        );
-        assert_vector(
-            &[0x62, 0x02, 0xFF, 0xFF],
-            V3,
-            &Packet::PubRel(ack(0xFFFF, 0)),
-        );
+        assert_vector(&[0x50, 0x02, 0x12, 0x34], V3, &Packet::PubRec(ack(0x1234, 0)));
+        assert_vector(&[0x62, 0x02, 0xFF, 0xFF], V3, &Packet::PubRel(ack(0xFFFF, 0)));
         assert_vector(&[0x70, 0x02, 0x00, 0x01], V3, &Packet::PubComp(ack(1, 0)));
         // 3.1.1 has no reason codes: they are dropped when encoding.
-        assert_eq!(
-            enc(&Packet::PubAck(ack(10, 0x80)), V3),
-            [0x40, 0x02, 0x00, 0x0A]
-        );
+        assert_eq!(enc(&Packet::PubAck(ack(10, 0x80)), V3), [0x40, 0x02, 0x00, 0x0A]);
     }
 
     #[test]
     fn v5_vectors() {
         assert_vector(&[0x40, 0x02, 0x00, 0x0A], V5, &Packet::PubAck(ack(10, 0)));
-        assert_vector(
-            &[0x50, 0x03, 0x00, 0x0A, 0x10],
-            V5,
-            &Packet::PubRec(ack(10, 0x10)),
-        );
-        assert_vector(
-            &[0x62, 0x03, 0x00, 0x0A, 0x92],
-            V5,
-            &Packet::PubRel(ack(10, 0x92)),
-        );
+        assert_vector(&[0x50, 0x03, 0x00, 0x0A, 0x10], V5, &Packet::PubRec(ack(10, 0x10)));
+        assert_vector(&[0x62, 0x03, 0x00, 0x0A, 0x92], V5, &Packet::PubRel(ack(10, 0x92)));
         let with_props = Ack {
             packet_id: 10,
             reason: 0x80,
@@ -107,8 +77,8 @@ mod tests {
             },
         };
         let bytes = [
-            0x70, 0x11, 0x00, 0x0A, 0x80, 0x0D, 0x1F, 0x00, 0x03, b'b', b'a', b'd', 0x26, 0x00,
-            0x01, b'k', 0x00, 0x01, b'v',
+            0x70, 0x11, 0x00, 0x0A, 0x80, 0x0D, 0x1F, 0x00, 0x03, b'b', b'a', b'd', 0x26, 0x00, 0x01, b'k', 0x00, 0x01,
+            b'v',
         ];
         let err = dec_err(&bytes, V5);
         assert_eq!(err.to_string(), "PUBCOMP: reason code 0x80 is invalid");
@@ -129,65 +99,23 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_err(
-            &[0x60, 0x02, 0x00, 0x01],
-            V3,
-            "PUBREL: fixed header flags are 0b0000, must be 0b0010",
-            0x81,
-        );
-        assert_err(
-            &[0x42, 0x02, 0x00, 0x01],
-            V5,
-            "PUBACK: fixed header flags are 0b0010, must be 0b0000",
-            0x81,
-        );
-        assert_err(
-            &[0x40, 0x02, 0x00, 0x00],
-            V5,
-            "PUBACK: packet identifier is 0",
-            0x82,
-        );
-        assert_err(
-            &[0x40, 0x01, 0x00],
-            V3,
-            "PUBACK: packet identifier is truncated",
-            0x81,
-        );
-        assert_err(
-            &[0x40, 0x03, 0x00, 0x01, 0x00],
-            V3,
-            "PUBACK: 1 unexpected bytes at the end of the packet",
-            0x81,
-        );
-        assert_err(
-            &[0x62, 0x03, 0x00, 0x01, 0x10],
-            V5,
-            "PUBREL: reason code 0x10 is invalid",
-            0x82,
-        );
-        assert_err(
-            &[0x50, 0x05, 0x00, 0x01, 0x00, 0x02, 0x1F],
-            V5,
-            "PUBREC: property block is truncated",
-            0x81,
-        );
+        assert_err(&[0x60, 0x02, 0x00, 0x01], V3, "PUBREL: fixed header flags are 0b0000, must be 0b0010", 0x81);
+        assert_err(&[0x42, 0x02, 0x00, 0x01], V5, "PUBACK: fixed header flags are 0b0010, must be 0b0000", 0x81);
+        assert_err(&[0x40, 0x02, 0x00, 0x00], V5, "PUBACK: packet identifier is 0", 0x82);
+        assert_err(&[0x40, 0x01, 0x00], V3, "PUBACK: packet identifier is truncated", 0x81);
+        assert_err(&[0x40, 0x03, 0x00, 0x01, 0x00], V3, "PUBACK: 1 unexpected bytes at the end of the packet", 0x81);
+        assert_err(&[0x62, 0x03, 0x00, 0x01, 0x10], V5, "PUBREL: reason code 0x10 is invalid", 0x82);
+        assert_err(&[0x50, 0x05, 0x00, 0x01, 0x00, 0x02, 0x1F], V5, "PUBREC: property block is truncated", 0x81);
     }
 
     fn v5_ack(reasons: &'static [u8]) -> impl Strategy<Value = Ack> {
-        (
-            packet_id(),
-            reason_of(reasons),
-            proptest::option::of(text()),
-            users(),
-        )
-            .prop_map(|(packet_id, reason, reason_string, user_properties)| Ack {
+        (packet_id(), reason_of(reasons), proptest::option::of(text()), users()).prop_map(
+            |(packet_id, reason, reason_string, user_properties)| Ack {
                 packet_id,
                 reason,
-                properties: AckProperties {
-                    reason_string,
-                    user_properties,
-                },
-            })
+                properties: AckProperties { reason_string, user_properties },
+            },
+        )
     }
 
     proptest! {

@@ -30,9 +30,7 @@ fn read_properties(r: &mut Reader) -> Result<AuthProperties, DecodeError> {
     props::read_properties(r, |prop| {
         let id = prop.id();
         match prop {
-            Property::AuthenticationMethod(v) => {
-                set_once(packet, &mut p.authentication_method, id, v)
-            }
+            Property::AuthenticationMethod(v) => set_once(packet, &mut p.authentication_method, id, v),
             Property::AuthenticationData(v) => set_once(packet, &mut p.authentication_data, id, v),
             Property::ReasonString(v) => set_once(packet, &mut p.reason_string, id, v),
             Property::User(k, v) => {
@@ -58,16 +56,8 @@ pub(crate) fn write<S: Sink>(a: &Auth, v: ProtocolVersion, s: &mut S) {
 
 impl WriteProperties for AuthProperties {
     fn write_properties<S: Sink>(&self, s: &mut S) {
-        props::put_string(
-            s,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
-        props::put_binary(
-            s,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
+        props::put_string(s, id::AUTHENTICATION_METHOD, self.authentication_method.as_deref());
+        props::put_binary(s, id::AUTHENTICATION_DATA, self.authentication_data.as_deref());
         props::put_string(s, id::REASON_STRING, self.reason_string.as_deref());
         props::put_user_properties(s, &self.user_properties);
     }
@@ -84,10 +74,7 @@ mod tests {
     #[test]
     fn vectors() {
         assert_vector(b"\xF0\x00", V5, &Packet::Auth(Auth::default()));
-        let cont = Auth {
-            reason: 0x18,
-            properties: AuthProperties::default(),
-        };
+        let cont = Auth { reason: 0x18, properties: AuthProperties::default() };
         assert_vector(b"\xF0\x02\x18\x00", V5, &Packet::Auth(cont.clone()));
         assert_eq!(dec(b"\xF0\x01\x18", V5).ok(), Some(Packet::Auth(cont)));
         let full = Auth {
@@ -105,18 +92,8 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_err(
-            b"\xF0\x00",
-            V3,
-            "AUTH: packet exists only in MQTT 5.0",
-            0x81,
-        );
-        assert_err(
-            b"\xF0\x01\x01",
-            V5,
-            "AUTH: reason code 0x01 is invalid",
-            0x82,
-        );
+        assert_err(b"\xF0\x00", V3, "AUTH: packet exists only in MQTT 5.0", 0x81);
+        assert_err(b"\xF0\x01\x01", V5, "AUTH: reason code 0x01 is invalid", 0x82);
         let flags = "AUTH: fixed header flags are 0b0010, must be 0b0000";
         assert_err(b"\xF2\x00", V5, flags, 0x81);
         let prop = "AUTH: property Session Expiry Interval (0x11) is not allowed";

@@ -11,34 +11,19 @@ use super::{ConnAck, ConnAckProperties, ProtocolVersion, connack_code_v3, reason
 
 /// Reason codes of CONNACK (5.0 §3.2.2.2).
 pub(crate) const CONNACK_REASONS: &[u8] = &[
-    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
-    0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B,
+    0x9C, 0x9D, 0x9F,
 ];
 
 pub(crate) fn decode(mut r: Reader, v: ProtocolVersion) -> Result<ConnAck, DecodeError> {
     let flags = r.u8("acknowledge flags")?;
     if flags & 0xFE != 0 {
-        return Err(DecodeError::malformed(
-            "CONNACK",
-            "reserved acknowledge flags are set",
-        ));
+        return Err(DecodeError::malformed("CONNACK", "reserved acknowledge flags are set"));
     }
-    let code = if v.is_v5() {
-        r.reason(CONNACK_REASONS)?
-    } else {
-        v3_code(&mut r)?
-    };
-    let properties = if v.is_v5() {
-        read_properties(&mut r)?
-    } else {
-        Default::default()
-    };
+    let code = if v.is_v5() { r.reason(CONNACK_REASONS)? } else { v3_code(&mut r)? };
+    let properties = if v.is_v5() { read_properties(&mut r)? } else { Default::default() };
     r.finish()?;
-    Ok(ConnAck {
-        session_present: flags & 0x01 != 0,
-        code,
-        properties,
-    })
+    Ok(ConnAck { session_present: flags & 0x01 != 0, code, properties })
 }
 
 fn v3_code(r: &mut Reader) -> Result<u8, DecodeError> {
@@ -62,16 +47,12 @@ fn read_properties(r: &mut Reader) -> Result<ConnAckProperties, DecodeError> {
     props::read_properties(r, |prop| {
         let id = prop.id();
         match prop {
-            Property::SessionExpiryInterval(v) => {
-                set_once(packet, &mut p.session_expiry_interval, id, v)
-            }
+            Property::SessionExpiryInterval(v) => set_once(packet, &mut p.session_expiry_interval, id, v),
             Property::ReceiveMaximum(v) => set_once(packet, &mut p.receive_maximum, id, v),
             Property::MaximumQos(v) => set_once(packet, &mut p.maximum_qos, id, v),
             Property::RetainAvailable(v) => set_once(packet, &mut p.retain_available, id, v),
             Property::MaximumPacketSize(v) => set_once(packet, &mut p.maximum_packet_size, id, v),
-            Property::AssignedClientIdentifier(v) => {
-                set_once(packet, &mut p.assigned_client_identifier, id, v)
-            }
+            Property::AssignedClientIdentifier(v) => set_once(packet, &mut p.assigned_client_identifier, id, v),
             Property::TopicAliasMaximum(v) => set_once(packet, &mut p.topic_alias_maximum, id, v),
             Property::ReasonString(v) => set_once(packet, &mut p.reason_string, id, v),
             Property::User(k, v) => {
@@ -84,17 +65,11 @@ fn read_properties(r: &mut Reader) -> Result<ConnAckProperties, DecodeError> {
             Property::SubscriptionIdentifierAvailable(v) => {
                 set_once(packet, &mut p.subscription_identifiers_available, id, v)
             }
-            Property::SharedSubscriptionAvailable(v) => {
-                set_once(packet, &mut p.shared_subscription_available, id, v)
-            }
+            Property::SharedSubscriptionAvailable(v) => set_once(packet, &mut p.shared_subscription_available, id, v),
             Property::ServerKeepAlive(v) => set_once(packet, &mut p.server_keep_alive, id, v),
-            Property::ResponseInformation(v) => {
-                set_once(packet, &mut p.response_information, id, v)
-            }
+            Property::ResponseInformation(v) => set_once(packet, &mut p.response_information, id, v),
             Property::ServerReference(v) => set_once(packet, &mut p.server_reference, id, v),
-            Property::AuthenticationMethod(v) => {
-                set_once(packet, &mut p.authentication_method, id, v)
-            }
+            Property::AuthenticationMethod(v) => set_once(packet, &mut p.authentication_method, id, v),
             Property::AuthenticationData(v) => set_once(packet, &mut p.authentication_data, id, v),
             other => Err(not_allowed(packet, &other)),
         }
@@ -128,28 +103,12 @@ impl WriteProperties for ConnAckProperties {
         props::put_u8(s, id::WILDCARD_SUBSCRIPTION_AVAILABLE, wildcard);
         let sub_ids = self.subscription_identifiers_available;
         props::put_u8(s, id::SUBSCRIPTION_IDENTIFIER_AVAILABLE, sub_ids);
-        props::put_u8(
-            s,
-            id::SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
+        props::put_u8(s, id::SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
         props::put_u16(s, id::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        props::put_string(
-            s,
-            id::RESPONSE_INFORMATION,
-            self.response_information.as_deref(),
-        );
+        props::put_string(s, id::RESPONSE_INFORMATION, self.response_information.as_deref());
         props::put_string(s, id::SERVER_REFERENCE, self.server_reference.as_deref());
-        props::put_string(
-            s,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
-        props::put_binary(
-            s,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
+        props::put_string(s, id::AUTHENTICATION_METHOD, self.authentication_method.as_deref());
+        props::put_binary(s, id::AUTHENTICATION_DATA, self.authentication_data.as_deref());
     }
 }
 
@@ -162,11 +121,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn connack(session_present: bool, code: u8) -> Packet {
-        Packet::ConnAck(Box::new(ConnAck {
-            session_present,
-            code,
-            ..ConnAck::default()
-        }))
+        Packet::ConnAck(Box::new(ConnAck { session_present, code, ..ConnAck::default() }))
     }
 
     #[test]
@@ -177,14 +132,8 @@ mod tests {
             assert_vector(&[0x20, 0x02, 0x00, v3], V3, &connack(false, v5));
         }
         // v5 codes without a 3.1.1 twin become "server unavailable".
-        assert_eq!(
-            enc(&connack(false, reason::SERVER_BUSY), V3),
-            [0x20, 0x02, 0x00, 0x03]
-        );
-        assert_eq!(
-            enc(&connack(false, reason::QUOTA_EXCEEDED), V3),
-            [0x20, 0x02, 0x00, 0x03]
-        );
+        assert_eq!(enc(&connack(false, reason::SERVER_BUSY), V3), [0x20, 0x02, 0x00, 0x03]);
+        assert_eq!(enc(&connack(false, reason::QUOTA_EXCEEDED), V3), [0x20, 0x02, 0x00, 0x03]);
     }
 
     #[test]
@@ -226,37 +175,12 @@ mod tests {
     fn errors() {
         let flags = "CONNACK: reserved acknowledge flags are set";
         assert_err(&[0x20, 0x02, 0x02, 0x00], V3, flags, 0x81);
-        assert_err(
-            &[0x20, 0x02, 0x00, 0x06],
-            V3,
-            "CONNACK: return code 6 is reserved",
-            0x81,
-        );
-        assert_err(
-            &[0x20, 0x03, 0x00, 0x00, 0x00],
-            V3,
-            "CONNACK: 1 unexpected bytes at the end of the packet",
-            0x81,
-        );
-        assert_err(
-            &[0x20, 0x03, 0x00, 0x01, 0x00],
-            V5,
-            "CONNACK: reason code 0x01 is invalid",
-            0x82,
-        );
-        assert_err(
-            &[0x20, 0x02, 0x00, 0x00],
-            V5,
-            "CONNACK: property length is truncated",
-            0x81,
-        );
+        assert_err(&[0x20, 0x02, 0x00, 0x06], V3, "CONNACK: return code 6 is reserved", 0x81);
+        assert_err(&[0x20, 0x03, 0x00, 0x00, 0x00], V3, "CONNACK: 1 unexpected bytes at the end of the packet", 0x81);
+        assert_err(&[0x20, 0x03, 0x00, 0x01, 0x00], V5, "CONNACK: reason code 0x01 is invalid", 0x82);
+        assert_err(&[0x20, 0x02, 0x00, 0x00], V5, "CONNACK: property length is truncated", 0x81);
         let alias = "CONNACK: property Topic Alias (0x23) is not allowed";
-        assert_err(
-            &[0x20, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01],
-            V5,
-            alias,
-            0x81,
-        );
+        assert_err(&[0x20, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01], V5, alias, 0x81);
         let qos = "CONNACK: Maximum QoS must be 0 or 1, not 2";
         assert_err(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02], V5, qos, 0x82);
     }
@@ -271,14 +195,7 @@ mod tests {
                 proptest::option::of(1u32..),
                 proptest::option::of(text()),
             ),
-            (
-                any::<Option<u16>>(),
-                proptest::option::of(text()),
-                users(),
-                flag(),
-                flag(),
-                flag(),
-            ),
+            (any::<Option<u16>>(), proptest::option::of(text()), users(), flag(), flag(), flag()),
             (
                 any::<Option<u16>>(),
                 proptest::option::of(text()),

@@ -22,10 +22,7 @@ pub(crate) fn decode(mut r: Reader) -> Result<Connect, DecodeError> {
     let v5 = protocol.is_v5();
     let flags = r.u8("connect flags")?;
     if flags & RESERVED != 0 {
-        return Err(DecodeError::malformed(
-            "CONNECT",
-            "reserved connect flag is set",
-        ));
+        return Err(DecodeError::malformed("CONNECT", "reserved connect flag is set"));
     }
     let Some(will_qos) = QoS::from_u8((flags >> 3) & 0b11) else {
         return Err(DecodeError::malformed("CONNECT", "Will QoS 3 is invalid"));
@@ -40,40 +37,18 @@ pub(crate) fn decode(mut r: Reader) -> Result<Connect, DecodeError> {
         return Err(DecodeError::malformed("CONNECT", what));
     }
     let keep_alive = r.u16("keep alive")?;
-    let properties = if v5 {
-        read_connect_properties(&mut r)?
-    } else {
-        Default::default()
-    };
+    let properties = if v5 { read_connect_properties(&mut r)? } else { Default::default() };
     let client_id = r.string("client identifier")?;
     let will = if flags & WILL != 0 {
-        let properties = if v5 {
-            read_will_properties(&mut r)?
-        } else {
-            Default::default()
-        };
+        let properties = if v5 { read_will_properties(&mut r)? } else { Default::default() };
         let topic = check_topic_name("CONNECT", r.string("Will Topic")?)?;
         let payload = r.binary("Will Payload")?;
-        Some(LastWill {
-            topic,
-            payload,
-            qos: will_qos,
-            retain: will_retain,
-            properties,
-        })
+        Some(LastWill { topic, payload, qos: will_qos, retain: will_retain, properties })
     } else {
         None
     };
-    let username = if flags & USERNAME != 0 {
-        Some(r.string("user name")?)
-    } else {
-        None
-    };
-    let password = if flags & PASSWORD != 0 {
-        Some(r.binary("password")?)
-    } else {
-        None
-    };
+    let username = if flags & USERNAME != 0 { Some(r.string("user name")?) } else { None };
+    let password = if flags & PASSWORD != 0 { Some(r.binary("password")?) } else { None };
     r.finish()?;
     Ok(Connect {
         protocol,
@@ -96,9 +71,7 @@ fn read_protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
         (b"MQTT", 4) => Ok(ProtocolVersion::V311),
         (b"MQTT", 5) => Ok(ProtocolVersion::V5),
         (b"MQIsdp" | b"MQTT", level) => Err(DecodeError::UnsupportedProtocolVersion(level)),
-        _ => Err(DecodeError::UnknownProtocolName(
-            String::from_utf8_lossy(&name).into_owned(),
-        )),
+        _ => Err(DecodeError::UnknownProtocolName(String::from_utf8_lossy(&name).into_owned())),
     }
 }
 
@@ -108,25 +81,17 @@ fn read_connect_properties(r: &mut Reader) -> Result<ConnectProperties, DecodeEr
     props::read_properties(r, |prop| {
         let id = prop.id();
         match prop {
-            Property::SessionExpiryInterval(v) => {
-                set_once(packet, &mut p.session_expiry_interval, id, v)
-            }
+            Property::SessionExpiryInterval(v) => set_once(packet, &mut p.session_expiry_interval, id, v),
             Property::ReceiveMaximum(v) => set_once(packet, &mut p.receive_maximum, id, v),
             Property::MaximumPacketSize(v) => set_once(packet, &mut p.maximum_packet_size, id, v),
             Property::TopicAliasMaximum(v) => set_once(packet, &mut p.topic_alias_maximum, id, v),
-            Property::RequestResponseInformation(v) => {
-                set_once(packet, &mut p.request_response_information, id, v)
-            }
-            Property::RequestProblemInformation(v) => {
-                set_once(packet, &mut p.request_problem_information, id, v)
-            }
+            Property::RequestResponseInformation(v) => set_once(packet, &mut p.request_response_information, id, v),
+            Property::RequestProblemInformation(v) => set_once(packet, &mut p.request_problem_information, id, v),
             Property::User(k, v) => {
                 p.user_properties.push((k, v));
                 Ok(())
             }
-            Property::AuthenticationMethod(v) => {
-                set_once(packet, &mut p.authentication_method, id, v)
-            }
+            Property::AuthenticationMethod(v) => set_once(packet, &mut p.authentication_method, id, v),
             Property::AuthenticationData(v) => set_once(packet, &mut p.authentication_data, id, v),
             other => Err(not_allowed(packet, &other)),
         }
@@ -145,19 +110,10 @@ fn read_will_properties(r: &mut Reader) -> Result<WillProperties, DecodeError> {
         let id = prop.id();
         match prop {
             Property::WillDelayInterval(v) => set_once(packet, &mut p.delay_interval, id, v),
-            Property::PayloadFormatIndicator(v) => {
-                set_once(packet, &mut p.payload_format_indicator, id, v)
-            }
-            Property::MessageExpiryInterval(v) => {
-                set_once(packet, &mut p.message_expiry_interval, id, v)
-            }
+            Property::PayloadFormatIndicator(v) => set_once(packet, &mut p.payload_format_indicator, id, v),
+            Property::MessageExpiryInterval(v) => set_once(packet, &mut p.message_expiry_interval, id, v),
             Property::ContentType(v) => set_once(packet, &mut p.content_type, id, v),
-            Property::ResponseTopic(v) => set_once(
-                packet,
-                &mut p.response_topic,
-                id,
-                check_topic_name(packet, v)?,
-            ),
+            Property::ResponseTopic(v) => set_once(packet, &mut p.response_topic, id, check_topic_name(packet, v)?),
             Property::CorrelationData(v) => set_once(packet, &mut p.correlation_data, id, v),
             Property::User(k, v) => {
                 p.user_properties.push((k, v));
@@ -171,11 +127,7 @@ fn read_will_properties(r: &mut Reader) -> Result<WillProperties, DecodeError> {
 
 pub(crate) fn write<S: Sink>(c: &Connect, s: &mut S) {
     let v5 = c.protocol.is_v5();
-    let name = if c.protocol == ProtocolVersion::V31 {
-        "MQIsdp"
-    } else {
-        "MQTT"
-    };
+    let name = if c.protocol == ProtocolVersion::V31 { "MQIsdp" } else { "MQTT" };
     s.string("protocol name", name);
     s.u8(c.protocol.level());
     let mut flags = if c.clean_start { CLEAN_START } else { 0 };
@@ -218,38 +170,18 @@ impl WriteProperties for ConnectProperties {
         props::put_u16(s, id::RECEIVE_MAXIMUM, self.receive_maximum);
         props::put_u32(s, id::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
         props::put_u16(s, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        props::put_u8(
-            s,
-            id::REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
-        props::put_u8(
-            s,
-            id::REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
+        props::put_u8(s, id::REQUEST_RESPONSE_INFORMATION, self.request_response_information);
+        props::put_u8(s, id::REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
         props::put_user_properties(s, &self.user_properties);
-        props::put_string(
-            s,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
-        props::put_binary(
-            s,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_deref(),
-        );
+        props::put_string(s, id::AUTHENTICATION_METHOD, self.authentication_method.as_deref());
+        props::put_binary(s, id::AUTHENTICATION_DATA, self.authentication_data.as_deref());
     }
 }
 
 impl WriteProperties for WillProperties {
     fn write_properties<S: Sink>(&self, s: &mut S) {
         props::put_u32(s, id::WILL_DELAY_INTERVAL, self.delay_interval);
-        props::put_u8(
-            s,
-            id::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
+        props::put_u8(s, id::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
         props::put_u32(s, id::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         props::put_string(s, id::CONTENT_TYPE, self.content_type.as_deref());
         if let Some(topic) = &self.response_topic {

@@ -7,21 +7,13 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 fn connect(protocol: ProtocolVersion, client_id: &str) -> Connect {
-    Connect {
-        protocol,
-        client_id: client_id.into(),
-        ..Connect::default()
-    }
+    Connect { protocol, client_id: client_id.into(), ..Connect::default() }
 }
 
 #[test]
 fn v311_minimal() {
     let bytes = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3C\x00\x04test";
-    let c = Connect {
-        clean_start: true,
-        keep_alive: 60,
-        ..connect(V3, "test")
-    };
+    let c = Connect { clean_start: true, keep_alive: 60, ..connect(V3, "test") };
     assert_vector(bytes, V3, &Packet::Connect(Box::new(c.clone())));
     // CONNECT carries its own version: the connection's version does not matter.
     assert_eq!(dec(bytes, V5).ok(), Some(Packet::Connect(Box::new(c))));
@@ -96,39 +88,21 @@ fn v5_with_all_properties() {
 #[test]
 fn v5_password_without_username_is_allowed() {
     let bytes = b"\x10\x11\x00\x04MQTT\x05\x40\x00\x00\x00\x00\x00\x00\x02pw";
-    let c = Connect {
-        password: Some(Bytes::from_static(b"pw")),
-        ..connect(V5, "")
-    };
+    let c = Connect { password: Some(Bytes::from_static(b"pw")), ..connect(V5, "") };
     assert_vector(bytes, V5, &Packet::Connect(Box::new(c)));
-    let err = dec_err(
-        b"\x10\x10\x00\x04MQTT\x04\x40\x00\x00\x00\x00\x00\x02pw",
-        V3,
-    );
-    assert_eq!(
-        err.to_string(),
-        "CONNECT: password flag is set without the user name flag"
-    );
+    let err = dec_err(b"\x10\x10\x00\x04MQTT\x04\x40\x00\x00\x00\x00\x00\x02pw", V3);
+    assert_eq!(err.to_string(), "CONNECT: password flag is set without the user name flag");
     assert_eq!(err.reason_code(), 0x81);
     let mut buf = bytes::BytesMut::new();
-    let v3 = Connect {
-        password: Some(Bytes::from_static(b"pw")),
-        ..connect(V3, "")
-    };
+    let v3 = Connect { password: Some(Bytes::from_static(b"pw")), ..connect(V3, "") };
     let err = crate::codec::encode(&Packet::Connect(Box::new(v3)), V3, &mut buf).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "CONNECT: a password without a user name needs MQTT 5.0"
-    );
+    assert_eq!(err.to_string(), "CONNECT: a password without a user name needs MQTT 5.0");
 }
 
 #[test]
 fn protocol_name_and_level() {
     let err = dec_err(b"\x10\x0C\x00\x04MQTX\x04\x02\x00\x3C\x00\x00", V3);
-    assert_eq!(
-        err.to_string(),
-        "CONNECT: protocol name \"MQTX\" is unknown"
-    );
+    assert_eq!(err.to_string(), "CONNECT: protocol name \"MQTX\" is unknown");
     assert_eq!(err.reason_code(), 0x84);
     for (bytes, level) in [
         (&b"\x10\x0C\x00\x04MQTT\x06\x02\x00\x3C\x00\x00"[..], 6),
@@ -136,31 +110,15 @@ fn protocol_name_and_level() {
         (&b"\x10\x0E\x00\x06MQIsdp\x04\x02\x00\x3C\x00\x00"[..], 4),
     ] {
         let err = dec_err(bytes, V5);
-        assert!(
-            matches!(err, crate::codec::DecodeError::UnsupportedProtocolVersion(l) if l == level)
-        );
+        assert!(matches!(err, crate::codec::DecodeError::UnsupportedProtocolVersion(l) if l == level));
         assert_eq!(err.reason_code(), 0x84);
-        assert_eq!(
-            err.to_string(),
-            format!("CONNECT: protocol level {level} is not supported")
-        );
+        assert_eq!(err.to_string(), format!("CONNECT: protocol level {level} is not supported"));
     }
 }
 
 /// A v3.1.1 CONNECT with client id "" and the given flags, plus `tail` after the client id.
 fn v3_with_flags(flags: u8, tail: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![
-        0x10,
-        12 + tail.len() as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        flags,
-    ];
+    let mut bytes = vec![0x10, 12 + tail.len() as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, flags];
     bytes.extend_from_slice(&[0, 60, 0, 0]);
     bytes.extend_from_slice(tail);
     bytes
@@ -171,53 +129,20 @@ fn flag_errors() {
     let cases: [(u8, &str, u8); 5] = [
         (0x03, "reserved connect flag is set", 0x81),
         (0x1E, "Will QoS 3 is invalid", 0x81),
-        (
-            0x0A,
-            "Will QoS or Will Retain is set without the Will Flag",
-            0x82,
-        ),
-        (
-            0x22,
-            "Will QoS or Will Retain is set without the Will Flag",
-            0x82,
-        ),
+        (0x0A, "Will QoS or Will Retain is set without the Will Flag", 0x82),
+        (0x22, "Will QoS or Will Retain is set without the Will Flag", 0x82),
         (0x82, "user name is truncated", 0x81),
     ];
     for (flags, msg, code) in cases {
-        assert_err(
-            &v3_with_flags(flags, b""),
-            V3,
-            &format!("CONNECT: {msg}"),
-            code,
-        );
+        assert_err(&v3_with_flags(flags, b""), V3, &format!("CONNECT: {msg}"), code);
     }
     let trailing = v3_with_flags(0x02, b"x");
-    assert_err(
-        &trailing,
-        V3,
-        "CONNECT: 1 unexpected bytes at the end of the packet",
-        0x81,
-    );
+    assert_err(&trailing, V3, "CONNECT: 1 unexpected bytes at the end of the packet", 0x81);
     let wildcard = v3_with_flags(0x06, b"\x00\x03a/#\x00\x00");
-    assert_err(
-        &wildcard,
-        V3,
-        "CONNECT: topic name \"a/#\" contains a wildcard",
-        0x90,
-    );
-    assert_err(
-        &v3_with_flags(0x06, b"\x00\x01a"),
-        V3,
-        "CONNECT: Will Payload is truncated",
-        0x81,
-    );
+    assert_err(&wildcard, V3, "CONNECT: topic name \"a/#\" contains a wildcard", 0x90);
+    assert_err(&v3_with_flags(0x06, b"\x00\x01a"), V3, "CONNECT: Will Payload is truncated", 0x81);
     let header = b"\x11\x0C\x00\x04MQTT\x04\x02\x00\x3C\x00\x00";
-    assert_err(
-        header,
-        V3,
-        "CONNECT: fixed header flags are 0b0001, must be 0b0000",
-        0x81,
-    );
+    assert_err(header, V3, "CONNECT: fixed header flags are 0b0001, must be 0b0000", 0x81);
 }
 
 /// A v5 CONNECT with client id "", no flags, the given property block and `tail`.
@@ -234,35 +159,14 @@ fn v5_with_props(block: &[u8], tail: &[u8]) -> Vec<u8> {
 #[test]
 fn property_errors() {
     let cases: [(&[u8], &str, u8); 5] = [
-        (
-            b"\x23\x00\x01",
-            "property Topic Alias (0x23) is not allowed",
-            0x81,
-        ),
-        (
-            b"\x11\x00\x00\x00\x01\x11\x00\x00\x00\x02",
-            "property Session Expiry Interval appears more than once",
-            0x82,
-        ),
-        (
-            b"\x16\x00\x01x",
-            "Authentication Data without Authentication Method",
-            0x82,
-        ),
+        (b"\x23\x00\x01", "property Topic Alias (0x23) is not allowed", 0x81),
+        (b"\x11\x00\x00\x00\x01\x11\x00\x00\x00\x02", "property Session Expiry Interval appears more than once", 0x82),
+        (b"\x16\x00\x01x", "Authentication Data without Authentication Method", 0x82),
         (b"\x21\x00\x00", "Receive Maximum must not be 0", 0x82),
-        (
-            b"\x17\x02",
-            "Request Problem Information must be 0 or 1, not 2",
-            0x82,
-        ),
+        (b"\x17\x02", "Request Problem Information must be 0 or 1, not 2", 0x82),
     ];
     for (block, msg, code) in cases {
-        assert_err(
-            &v5_with_props(block, b""),
-            V5,
-            &format!("CONNECT: {msg}"),
-            code,
-        );
+        assert_err(&v5_with_props(block, b""), V5, &format!("CONNECT: {msg}"), code);
     }
     // Will properties: Session Expiry belongs to CONNECT, not the Will.
     let mut will = v5_with_props(b"", b"\x05\x11\x00\x00\x00\x01\x00\x01w\x00\x00");
@@ -277,86 +181,62 @@ fn will(v5: bool) -> impl Strategy<Value = LastWill> {
         (proptest::option::of(text()), proptest::option::of(topic())),
         (proptest::option::of(bytes()), users()),
     )
-        .prop_map(
-            |((delay, pfi, expiry), (content, response), (corr, users))| WillProperties {
-                delay_interval: delay,
-                payload_format_indicator: pfi,
-                message_expiry_interval: expiry,
-                content_type: content,
-                response_topic: response,
-                correlation_data: corr,
-                user_properties: users,
-            },
-        );
-    (topic(), bytes(), qos(), any::<bool>(), props).prop_map(
-        move |(topic, payload, qos, retain, props)| LastWill {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties: if v5 { props } else { WillProperties::default() },
-        },
-    )
+        .prop_map(|((delay, pfi, expiry), (content, response), (corr, users))| WillProperties {
+            delay_interval: delay,
+            payload_format_indicator: pfi,
+            message_expiry_interval: expiry,
+            content_type: content,
+            response_topic: response,
+            correlation_data: corr,
+            user_properties: users,
+        });
+    (topic(), bytes(), qos(), any::<bool>(), props).prop_map(move |(topic, payload, qos, retain, props)| LastWill {
+        topic,
+        payload,
+        qos,
+        retain,
+        properties: if v5 { props } else { WillProperties::default() },
+    })
 }
 
 fn connect_properties() -> impl Strategy<Value = ConnectProperties> {
     (
-        (
-            any::<Option<u32>>(),
-            proptest::option::of(1u16..),
-            proptest::option::of(1u32..),
-        ),
+        (any::<Option<u32>>(), proptest::option::of(1u16..), proptest::option::of(1u32..)),
         (any::<Option<u16>>(), flag(), flag(), users()),
         proptest::option::of((text(), proptest::option::of(bytes()))),
     )
-        .prop_map(
-            |((expiry, recv, max), (alias, rri, rpi, users), auth)| ConnectProperties {
-                session_expiry_interval: expiry,
-                receive_maximum: recv,
-                maximum_packet_size: max,
-                topic_alias_maximum: alias,
-                request_response_information: rri,
-                request_problem_information: rpi,
-                user_properties: users,
-                authentication_method: auth.as_ref().map(|(m, _)| m.clone()),
-                authentication_data: auth.and_then(|(_, d)| d),
-            },
-        )
+        .prop_map(|((expiry, recv, max), (alias, rri, rpi, users), auth)| ConnectProperties {
+            session_expiry_interval: expiry,
+            receive_maximum: recv,
+            maximum_packet_size: max,
+            topic_alias_maximum: alias,
+            request_response_information: rri,
+            request_problem_information: rpi,
+            user_properties: users,
+            authentication_method: auth.as_ref().map(|(m, _)| m.clone()),
+            authentication_data: auth.and_then(|(_, d)| d),
+        })
 }
 
 fn any_connect(protocol: ProtocolVersion) -> impl Strategy<Value = Connect> {
     let v5 = protocol.is_v5();
     (
         (any::<bool>(), any::<u16>(), connect_properties(), text()),
-        (
-            proptest::option::of(will(v5)),
-            proptest::option::of(text()),
-            proptest::option::of(bytes()),
-        ),
+        (proptest::option::of(will(v5)), proptest::option::of(text()), proptest::option::of(bytes())),
     )
-        .prop_map(
-            move |((clean_start, keep_alive, props, client_id), (will, username, password))| {
-                let password = if v5 || username.is_some() {
-                    password
-                } else {
-                    None
-                };
-                Connect {
-                    protocol,
-                    clean_start,
-                    keep_alive,
-                    properties: if v5 {
-                        props
-                    } else {
-                        ConnectProperties::default()
-                    },
-                    client_id,
-                    will,
-                    username,
-                    password,
-                }
-            },
-        )
+        .prop_map(move |((clean_start, keep_alive, props, client_id), (will, username, password))| {
+            let password = if v5 || username.is_some() { password } else { None };
+            Connect {
+                protocol,
+                clean_start,
+                keep_alive,
+                properties: if v5 { props } else { ConnectProperties::default() },
+                client_id,
+                will,
+                username,
+                password,
+            }
+        })
 }
 
 proptest! {

@@ -11,8 +11,8 @@ use super::{Disconnect, DisconnectProperties, ProtocolVersion};
 
 /// Reason codes of DISCONNECT (5.0 §3.14.2.1).
 pub(crate) const DISCONNECT_REASONS: &[u8] = &[
-    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
-    0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98,
+    0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
 ];
 
 pub(crate) fn decode(mut r: Reader, v: ProtocolVersion) -> Result<Disconnect, DecodeError> {
@@ -33,9 +33,7 @@ fn read_properties(r: &mut Reader) -> Result<DisconnectProperties, DecodeError> 
     props::read_properties(r, |prop| {
         let id = prop.id();
         match prop {
-            Property::SessionExpiryInterval(v) => {
-                set_once(packet, &mut p.session_expiry_interval, id, v)
-            }
+            Property::SessionExpiryInterval(v) => set_once(packet, &mut p.session_expiry_interval, id, v),
             Property::ReasonString(v) => set_once(packet, &mut p.reason_string, id, v),
             Property::User(k, v) => {
                 p.user_properties.push((k, v));
@@ -79,10 +77,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn disconnect(reason: u8) -> Packet {
-        Packet::Disconnect(Disconnect {
-            reason,
-            ..Disconnect::default()
-        })
+        Packet::Disconnect(Disconnect { reason, ..Disconnect::default() })
     }
 
     #[test]
@@ -113,12 +108,7 @@ mod tests {
         assert_err(b"\xE0\x01\x00", V3, trailing, 0x81);
         let flags = "DISCONNECT: fixed header flags are 0b0001, must be 0b0000";
         assert_err(b"\xE1\x00", V5, flags, 0x81);
-        assert_err(
-            b"\xE0\x01\x01",
-            V5,
-            "DISCONNECT: reason code 0x01 is invalid",
-            0x82,
-        );
+        assert_err(b"\xE0\x01\x01", V5, "DISCONNECT: reason code 0x01 is invalid", 0x82);
         let prop = "DISCONNECT: property Receive Maximum (0x21) is not allowed";
         assert_err(b"\xE0\x05\x00\x03\x21\x00\x01", V5, prop, 0x81);
     }
@@ -131,17 +121,15 @@ mod tests {
             users(),
             proptest::option::of(text()),
         )
-            .prop_map(
-                |(reason, expiry, reason_string, users, server)| Disconnect {
-                    reason,
-                    properties: DisconnectProperties {
-                        session_expiry_interval: expiry,
-                        reason_string,
-                        user_properties: users,
-                        server_reference: server,
-                    },
+            .prop_map(|(reason, expiry, reason_string, users, server)| Disconnect {
+                reason,
+                properties: DisconnectProperties {
+                    session_expiry_interval: expiry,
+                    reason_string,
+                    user_properties: users,
+                    server_reference: server,
                 },
-            )
+            })
     }
 
     proptest! {

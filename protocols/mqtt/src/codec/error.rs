@@ -18,23 +18,13 @@ pub enum DecodeError {
     /// The packet (fixed header included) is larger than the configured maximum. Reported as
     /// soon as the Remaining Length is known, before the body is buffered.
     #[error("{packet}: packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
-    PacketTooLarge {
-        packet: &'static str,
-        size: usize,
-        max: usize,
-    },
+    PacketTooLarge { packet: &'static str, size: usize, max: usize },
     /// The bytes cannot be parsed by the rules of the packet type (reason 0x81).
     #[error("{packet}: {what}")]
-    Malformed {
-        packet: &'static str,
-        what: Cow<'static, str>,
-    },
+    Malformed { packet: &'static str, what: Cow<'static, str> },
     /// The packet parses but breaks a rule of the protocol (reason 0x82).
     #[error("{packet}: {what}")]
-    Protocol {
-        packet: &'static str,
-        what: Cow<'static, str>,
-    },
+    Protocol { packet: &'static str, what: Cow<'static, str> },
     /// A topic name (PUBLISH, Will Topic, Response Topic) contains `+` or `#` (reason 0x90).
     #[error("{packet}: topic name {topic:?} contains a wildcard")]
     WildcardInTopicName { packet: &'static str, topic: String },
@@ -74,38 +64,22 @@ impl DecodeError {
             | DecodeError::Malformed { packet, .. }
             | DecodeError::Protocol { packet, .. }
             | DecodeError::WildcardInTopicName { packet, .. } => Some(packet),
-            DecodeError::UnknownProtocolName(_) | DecodeError::UnsupportedProtocolVersion(_) => {
-                Some("CONNECT")
-            }
+            DecodeError::UnknownProtocolName(_) | DecodeError::UnsupportedProtocolVersion(_) => Some("CONNECT"),
             DecodeError::Io(_) => None,
         }
     }
 
     pub(crate) fn malformed(packet: &'static str, what: impl Into<Cow<'static, str>>) -> Self {
-        DecodeError::Malformed {
-            packet,
-            what: what.into(),
-        }
+        DecodeError::Malformed { packet, what: what.into() }
     }
 
     pub(crate) fn protocol(packet: &'static str, what: impl Into<Cow<'static, str>>) -> Self {
-        DecodeError::Protocol {
-            packet,
-            what: what.into(),
-        }
+        DecodeError::Protocol { packet, what: what.into() }
     }
 
     /// A rule the v5 spec calls a Protocol Error but 3.1.1 treats as malformed input.
-    pub(crate) fn protocol_v5(
-        packet: &'static str,
-        v5: bool,
-        what: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        if v5 {
-            Self::protocol(packet, what)
-        } else {
-            Self::malformed(packet, what)
-        }
+    pub(crate) fn protocol_v5(packet: &'static str, v5: bool, what: impl Into<Cow<'static, str>>) -> Self {
+        if v5 { Self::protocol(packet, what) } else { Self::malformed(packet, what) }
     }
 }
 
@@ -114,10 +88,7 @@ impl DecodeError {
 pub enum EncodeError {
     /// A field cannot be represented on the wire (string over 65,535 bytes, packet id 0, ...).
     #[error("{packet}: {what}")]
-    Invalid {
-        packet: &'static str,
-        what: Cow<'static, str>,
-    },
+    Invalid { packet: &'static str, what: Cow<'static, str> },
     /// The Remaining Length would exceed 268,435,455 bytes, the most MQTT can express.
     #[error("{packet}: remaining length of {len} bytes exceeds the MQTT maximum of 268435455")]
     TooLarge { packet: &'static str, len: usize },
@@ -132,30 +103,14 @@ mod tests {
 
     #[test]
     fn reason_codes_follow_the_error_kind() {
-        let too_large = DecodeError::PacketTooLarge {
-            packet: "PUBLISH",
-            size: 10,
-            max: 5,
-        };
+        let too_large = DecodeError::PacketTooLarge { packet: "PUBLISH", size: 10, max: 5 };
         assert_eq!(too_large.reason_code(), 0x95);
         assert_eq!(DecodeError::malformed("PUBLISH", "x").reason_code(), 0x81);
         assert_eq!(DecodeError::protocol("PUBLISH", "x").reason_code(), 0x82);
-        assert_eq!(
-            DecodeError::protocol_v5("PUBLISH", false, "x").reason_code(),
-            0x81
-        );
-        assert_eq!(
-            DecodeError::protocol_v5("PUBLISH", true, "x").reason_code(),
-            0x82
-        );
-        assert_eq!(
-            DecodeError::UnsupportedProtocolVersion(6).reason_code(),
-            0x84
-        );
-        assert_eq!(
-            DecodeError::UnknownProtocolName("MQTX".into()).reason_code(),
-            0x84
-        );
+        assert_eq!(DecodeError::protocol_v5("PUBLISH", false, "x").reason_code(), 0x81);
+        assert_eq!(DecodeError::protocol_v5("PUBLISH", true, "x").reason_code(), 0x82);
+        assert_eq!(DecodeError::UnsupportedProtocolVersion(6).reason_code(), 0x84);
+        assert_eq!(DecodeError::UnknownProtocolName("MQTX".into()).reason_code(), 0x84);
         let io = DecodeError::from(std::io::Error::other("reset"));
         assert_eq!(io.reason_code(), 0x80);
         assert_eq!(io.packet(), None);
@@ -163,17 +118,11 @@ mod tests {
 
     #[test]
     fn messages_name_the_packet() {
-        assert_eq!(
-            DecodeError::protocol("SUBSCRIBE", "no topic filters").to_string(),
-            "SUBSCRIBE: no topic filters"
-        );
+        assert_eq!(DecodeError::protocol("SUBSCRIBE", "no topic filters").to_string(), "SUBSCRIBE: no topic filters");
         assert_eq!(
             DecodeError::UnknownProtocolName("MQTX".into()).to_string(),
             "CONNECT: protocol name \"MQTX\" is unknown"
         );
-        assert_eq!(
-            DecodeError::UnsupportedProtocolVersion(6).packet(),
-            Some("CONNECT")
-        );
+        assert_eq!(DecodeError::UnsupportedProtocolVersion(6).packet(), Some("CONNECT"));
     }
 }

@@ -69,16 +69,10 @@ impl Kind {
             14 => Kind::Disconnect,
             15 if version.is_v5() => Kind::Auth,
             15 => {
-                return Err(DecodeError::malformed(
-                    "AUTH",
-                    "packet exists only in MQTT 5.0",
-                ));
+                return Err(DecodeError::malformed("AUTH", "packet exists only in MQTT 5.0"));
             }
             _ => {
-                return Err(DecodeError::malformed(
-                    "fixed header",
-                    "packet type 0 is reserved",
-                ));
+                return Err(DecodeError::malformed("fixed header", "packet type 0 is reserved"));
             }
         })
     }
@@ -148,18 +142,10 @@ fn parse_header(buf: &[u8], version: ProtocolVersion) -> Result<Option<FixedHead
                 let what = "remaining length is not minimally encoded";
                 return Err(DecodeError::malformed(kind.name(), what));
             }
-            return Ok(Some(FixedHeader {
-                kind,
-                flags,
-                header_len: 2 + i,
-                remaining_len,
-            }));
+            return Ok(Some(FixedHeader { kind, flags, header_len: 2 + i, remaining_len }));
         }
     }
-    Err(DecodeError::malformed(
-        kind.name(),
-        "remaining length is longer than 4 bytes",
-    ))
+    Err(DecodeError::malformed(kind.name(), "remaining length is longer than 4 bytes"))
 }
 
 fn check_flags(kind: Kind, flags: u8, version: ProtocolVersion) -> Result<(), DecodeError> {
@@ -173,10 +159,7 @@ fn check_flags(kind: Kind, flags: u8, version: ProtocolVersion) -> Result<(), De
             return Err(DecodeError::protocol_v5("PUBLISH", version.is_v5(), what));
         }
     } else if flags != kind.fixed_flags() {
-        let what = format!(
-            "fixed header flags are 0b{flags:04b}, must be 0b{:04b}",
-            kind.fixed_flags()
-        );
+        let what = format!("fixed header flags are 0b{flags:04b}, must be 0b{:04b}", kind.fixed_flags());
         return Err(DecodeError::malformed(kind.name(), what));
     }
     Ok(())
@@ -200,11 +183,7 @@ pub fn decode(
     let total = header.header_len + header.remaining_len;
     if total > max_packet_size {
         let packet = header.kind.name();
-        return Err(DecodeError::PacketTooLarge {
-            packet,
-            size: total,
-            max: max_packet_size,
-        });
+        return Err(DecodeError::PacketTooLarge { packet, size: total, max: max_packet_size });
     }
     if buf.len() < total {
         // No reserve(total) here: a peer announcing a large packet and then trickling it
@@ -240,11 +219,7 @@ fn decode_body(h: FixedHeader, r: Reader, v: ProtocolVersion) -> Result<Packet, 
 /// level it names. Fields that exist only in MQTT 5.0 (properties, ack reason codes) are
 /// left out when encoding for 3.1.1; an AUTH packet cannot be encoded for 3.1.1 at all.
 /// On error `buf` is left as it was.
-pub fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    buf: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) -> Result<(), EncodeError> {
     let version = effective_version(packet, version);
     let mut counter = Counter::new(packet.name());
     write_body(packet, version, &mut counter);
@@ -253,10 +228,7 @@ pub fn encode(
     }
     let remaining = counter.len;
     if remaining > MAX_VARINT as usize {
-        return Err(EncodeError::TooLarge {
-            packet: packet.name(),
-            len: remaining,
-        });
+        return Err(EncodeError::TooLarge { packet: packet.name(), len: remaining });
     }
     buf.reserve(1 + varint_len(remaining) + remaining);
     buf.u8(first_byte(packet));
@@ -294,9 +266,7 @@ fn write_body<S: Sink>(packet: &Packet, v: ProtocolVersion, s: &mut S) {
         Packet::Connect(c) => connect::write(c, s),
         Packet::ConnAck(c) => connack::write(c, v, s),
         Packet::Publish(p) => publish::write(p, v, s),
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
-            ack::write(a, v, s)
-        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => ack::write(a, v, s),
         Packet::Subscribe(p) => subscribe::write(p, v, s),
         Packet::SubAck(p) => suback::write(p, v, s),
         Packet::Unsubscribe(p) => unsubscribe::write(p, v, s),

@@ -19,12 +19,7 @@ fn ping_vectors() {
 
 #[test]
 fn reserved_packet_type() {
-    assert_err(
-        b"\x00\x00",
-        V5,
-        "fixed header: packet type 0 is reserved",
-        0x81,
-    );
+    assert_err(b"\x00\x00", V5, "fixed header: packet type 0 is reserved", 0x81);
 }
 
 #[test]
@@ -32,10 +27,7 @@ fn waits_for_more_bytes_without_consuming() {
     let full = b"\x32\x0A\x00\x03a/b\x00\x01xyz";
     for cut in 0..full.len() {
         let mut buf = BytesMut::from(&full[..cut]);
-        assert!(
-            matches!(decode(&mut buf, V3, MAX), Ok(None)),
-            "cut at {cut}"
-        );
+        assert!(matches!(decode(&mut buf, V3, MAX), Ok(None)), "cut at {cut}");
         assert_eq!(&buf[..], &full[..cut]);
     }
 }
@@ -44,13 +36,7 @@ fn waits_for_more_bytes_without_consuming() {
 fn consumes_exactly_one_packet() {
     let mut buf = BytesMut::from(&b"\x40\x02\x00\x01\xC0\x00\xD0"[..]);
     let first = decode(&mut buf, V3, MAX).unwrap();
-    assert_eq!(
-        first,
-        Some(Packet::PubAck(Ack {
-            packet_id: 1,
-            ..Ack::default()
-        }))
-    );
+    assert_eq!(first, Some(Packet::PubAck(Ack { packet_id: 1, ..Ack::default() })));
     assert_eq!(decode(&mut buf, V3, MAX).unwrap(), Some(Packet::PingReq));
     assert_eq!(decode(&mut buf, V3, MAX).unwrap(), None);
     assert_eq!(&buf[..], b"\xD0");
@@ -62,19 +48,13 @@ fn oversize_fails_before_the_body_arrives() {
     let mut buf = BytesMut::from(&b"\x30\xFF\xFF\xFF\x7F"[..]);
     let err = decode(&mut buf, V5, MAX).unwrap_err();
     assert_eq!(err.reason_code(), 0x95);
-    assert_eq!(
-        err.to_string(),
-        "PUBLISH: packet of 268435460 bytes exceeds the maximum packet size of 1048576 bytes"
-    );
+    assert_eq!(err.to_string(), "PUBLISH: packet of 268435460 bytes exceeds the maximum packet size of 1048576 bytes");
     assert!(buf.capacity() < 1024, "buffered for the claimed size");
     // The limit counts the fixed header: 2 + 8 = 10 bytes.
     let mut buf = BytesMut::from(&b"\x30\x08"[..]);
     assert!(decode(&mut buf, V3, 10).unwrap().is_none());
     let mut buf = BytesMut::from(&b"\x30\x09"[..]);
-    assert!(matches!(
-        decode(&mut buf, V3, 10),
-        Err(DecodeError::PacketTooLarge { .. })
-    ));
+    assert!(matches!(decode(&mut buf, V3, 10), Err(DecodeError::PacketTooLarge { .. })));
 }
 
 #[test]
@@ -102,20 +82,13 @@ fn header_errors_do_not_wait_for_the_body() {
     assert!(decode(&mut buf, V3, MAX).unwrap().is_none());
     let mut buf = BytesMut::from(&b"\x83"[..]);
     let err = decode(&mut buf, V3, MAX).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "SUBSCRIBE: fixed header flags are 0b0011, must be 0b0010"
-    );
+    assert_eq!(err.to_string(), "SUBSCRIBE: fixed header flags are 0b0011, must be 0b0010");
 }
 
 #[test]
 fn long_remaining_length_round_trips() {
     let payload = Bytes::from(vec![7u8; 20_000]);
-    let p = Packet::Publish(Publish {
-        topic: "t".into(),
-        payload,
-        ..Publish::default()
-    });
+    let p = Packet::Publish(Publish { topic: "t".into(), payload, ..Publish::default() });
     let bytes = enc(&p, V5);
     assert_eq!(&bytes[..4], b"\x30\xA4\x9C\x01");
     assert_eq!(dec(&bytes, V5).ok(), Some(p));
@@ -124,17 +97,10 @@ fn long_remaining_length_round_trips() {
 #[test]
 fn encode_refuses_more_than_mqtt_can_frame() {
     let payload = Bytes::from(vec![0u8; MAX_VARINT as usize]);
-    let p = Packet::Publish(Publish {
-        topic: "t".into(),
-        payload,
-        ..Publish::default()
-    });
+    let p = Packet::Publish(Publish { topic: "t".into(), payload, ..Publish::default() });
     let mut buf = BytesMut::new();
     let err = encode(&p, V3, &mut buf).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "PUBLISH: remaining length of 268435458 bytes exceeds the MQTT maximum of 268435455"
-    );
+    assert_eq!(err.to_string(), "PUBLISH: remaining length of 268435458 bytes exceeds the MQTT maximum of 268435455");
     assert!(buf.is_empty());
     assert_eq!(encoded_len(&p, V3), 1 + 4 + 268_435_458);
 }

@@ -19,10 +19,7 @@ pub struct MqttCodec {
 
 impl MqttCodec {
     pub fn new(max_incoming: usize) -> Self {
-        MqttCodec {
-            version: ProtocolVersion::default(),
-            max_incoming,
-        }
+        MqttCodec { version: ProtocolVersion::default(), max_incoming }
     }
 }
 
@@ -64,30 +61,16 @@ mod tests {
     fn switches_to_the_connect_version() {
         let mut codec = MqttCodec::new(1024);
         let mut buf = BytesMut::new();
-        let connect = Connect {
-            protocol: ProtocolVersion::V5,
-            ..Connect::default()
-        };
-        let disconnect = Packet::Disconnect(Disconnect {
-            reason: 0x04,
-            ..Disconnect::default()
-        });
-        codec
-            .encode(Packet::Connect(Box::new(connect.clone())), &mut buf)
-            .unwrap();
+        let connect = Connect { protocol: ProtocolVersion::V5, ..Connect::default() };
+        let disconnect = Packet::Disconnect(Disconnect { reason: 0x04, ..Disconnect::default() });
+        codec.encode(Packet::Connect(Box::new(connect.clone())), &mut buf).unwrap();
         // Still 3.1.1 on the encoding side until told otherwise: the reason code is dropped.
         codec.encode(&disconnect, &mut buf).unwrap();
         assert_eq!(&buf[buf.len() - 2..], b"\xE0\x00");
-        assert_eq!(
-            codec.decode(&mut buf).unwrap(),
-            Some(Packet::Connect(Box::new(connect)))
-        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Packet::Connect(Box::new(connect))));
         assert_eq!(codec.version, ProtocolVersion::V5);
         codec.encode(&disconnect, &mut buf).unwrap();
-        assert_eq!(
-            codec.decode(&mut buf).unwrap(),
-            Some(Packet::Disconnect(Disconnect::default()))
-        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Packet::Disconnect(Disconnect::default())));
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(disconnect));
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
     }
@@ -99,18 +82,12 @@ mod tests {
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
         assert_eq!(buf.len(), 3);
         buf.extend_from_slice(b"\x07");
-        let ack = Ack {
-            packet_id: 7,
-            ..Ack::default()
-        };
+        let ack = Ack { packet_id: 7, ..Ack::default() };
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(Packet::PubAck(ack)));
         let mut big = BytesMut::from(&b"\x30\x0F"[..]);
         let err = codec.decode(&mut big).unwrap_err();
         assert_eq!(err.reason_code(), 0x95);
-        assert_eq!(
-            err.to_string(),
-            "PUBLISH: packet of 17 bytes exceeds the maximum packet size of 16 bytes"
-        );
+        assert_eq!(err.to_string(), "PUBLISH: packet of 17 bytes exceeds the maximum packet size of 16 bytes");
     }
 
     #[test]

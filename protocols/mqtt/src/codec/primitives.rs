@@ -59,10 +59,7 @@ impl Reader {
 
     fn need(&self, n: usize, field: &str) -> Result<(), DecodeError> {
         if self.buf.len() < n {
-            Err(DecodeError::malformed(
-                self.packet,
-                format!("{field} is truncated"),
-            ))
+            Err(DecodeError::malformed(self.packet, format!("{field} is truncated")))
         } else {
             Ok(())
         }
@@ -97,10 +94,7 @@ impl Reader {
                 return Ok(value);
             }
         }
-        Err(DecodeError::malformed(
-            self.packet,
-            format!("{field} is longer than 4 bytes"),
-        ))
+        Err(DecodeError::malformed(self.packet, format!("{field} is longer than 4 bytes")))
     }
 
     /// The next `n` bytes, shared with the packet buffer (no copy).
@@ -124,16 +118,10 @@ impl Reader {
     pub(crate) fn string(&mut self, field: &str) -> Result<String, DecodeError> {
         let raw = self.binary(field)?;
         let Ok(text) = std::str::from_utf8(&raw) else {
-            return Err(DecodeError::malformed(
-                self.packet,
-                format!("{field} is not valid UTF-8"),
-            ));
+            return Err(DecodeError::malformed(self.packet, format!("{field} is not valid UTF-8")));
         };
         if text.contains('\0') {
-            return Err(DecodeError::malformed(
-                self.packet,
-                format!("{field} contains U+0000"),
-            ));
+            return Err(DecodeError::malformed(self.packet, format!("{field} contains U+0000")));
         }
         Ok(text.to_owned())
     }
@@ -158,10 +146,7 @@ impl Reader {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            let what = format!(
-                "{} unexpected bytes at the end of the packet",
-                self.buf.len()
-            );
+            let what = format!("{} unexpected bytes at the end of the packet", self.buf.len());
             Err(DecodeError::malformed(self.packet, what))
         }
     }
@@ -244,11 +229,7 @@ pub(crate) struct Counter {
 
 impl Counter {
     pub(crate) fn new(packet: &'static str) -> Self {
-        Counter {
-            packet,
-            len: 0,
-            error: None,
-        }
+        Counter { packet, len: 0, error: None }
     }
 }
 
@@ -259,10 +240,7 @@ impl Sink for Counter {
 
     fn fail(&mut self, what: Cow<'static, str>) {
         if self.error.is_none() {
-            self.error = Some(EncodeError::Invalid {
-                packet: self.packet,
-                what,
-            });
+            self.error = Some(EncodeError::Invalid { packet: self.packet, what });
         }
     }
 }
@@ -299,9 +277,7 @@ mod tests {
 
     #[test]
     fn varint_rejects_five_bytes_and_padding() {
-        let err = reader(&[0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
-            .varint("v")
-            .unwrap_err();
+        let err = reader(&[0xFF, 0xFF, 0xFF, 0xFF, 0x7F]).varint("v").unwrap_err();
         assert_eq!(err.to_string(), "TEST: v is longer than 4 bytes");
         assert_eq!(err.reason_code(), 0x81);
         let err = reader(&[0x80, 0x00]).varint("v").unwrap_err();
@@ -312,10 +288,7 @@ mod tests {
 
     #[test]
     fn strings_must_be_utf8_without_nul() {
-        assert_eq!(
-            reader(b"\x00\x03a\xC3\xA9").string("s").ok().as_deref(),
-            Some("aé")
-        );
+        assert_eq!(reader(b"\x00\x03a\xC3\xA9").string("s").ok().as_deref(), Some("aé"));
         let err = reader(b"\x00\x02\xC3\x28").string("s").unwrap_err();
         assert_eq!(err.to_string(), "TEST: s is not valid UTF-8");
         assert_eq!(err.reason_code(), 0x81);
@@ -333,10 +306,7 @@ mod tests {
         let mut r = reader(&[1, 2, 3]);
         assert_eq!(r.u8("a").ok(), Some(1));
         let err = r.finish().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "TEST: 2 unexpected bytes at the end of the packet"
-        );
+        assert_eq!(err.to_string(), "TEST: 2 unexpected bytes at the end of the packet");
     }
 
     #[test]
@@ -346,10 +316,7 @@ mod tests {
         c.string("t", "a\0");
         assert_eq!(c.len, 2 + 70_000 + 2 + 2);
         let msg = c.error.map(|e| e.to_string());
-        assert_eq!(
-            msg.as_deref(),
-            Some("TEST: s is 70000 bytes, more than 65535")
-        );
+        assert_eq!(msg.as_deref(), Some("TEST: s is 70000 bytes, more than 65535"));
     }
 
     proptest! {

@@ -232,12 +232,7 @@ fn non_zero<T: PartialEq + Default>(r: &Reader, id: u8, value: T) -> Result<T, D
 }
 
 /// Stores a non-repeatable property; a second occurrence is a Protocol Error (§2.2.2.2).
-pub(crate) fn set_once<T>(
-    packet: &'static str,
-    slot: &mut Option<T>,
-    id: u8,
-    value: T,
-) -> Result<(), DecodeError> {
+pub(crate) fn set_once<T>(packet: &'static str, slot: &mut Option<T>, id: u8, value: T) -> Result<(), DecodeError> {
     if slot.is_some() {
         let what = format!("property {} appears more than once", name(id));
         return Err(DecodeError::protocol(packet, what));
@@ -249,10 +244,7 @@ pub(crate) fn set_once<T>(
 /// A property identifier not valid for the packet type makes it malformed (§2.2.2.2).
 pub(crate) fn not_allowed(packet: &'static str, property: &Property) -> DecodeError {
     let id = property.id();
-    DecodeError::malformed(
-        packet,
-        format!("property {} (0x{id:02X}) is not allowed", name(id)),
-    )
+    DecodeError::malformed(packet, format!("property {} (0x{id:02X}) is not allowed", name(id)))
 }
 
 /// A packet's properties struct, written as the properties it holds (in a fixed order, user
@@ -265,10 +257,7 @@ pub(crate) trait WriteProperties {
 pub(crate) fn put_properties<S: Sink, P: WriteProperties>(s: &mut S, props: &P) {
     let mut counter = Counter::new("");
     props.write_properties(&mut counter);
-    s.varint(
-        "property length",
-        u32::try_from(counter.len).unwrap_or(u32::MAX),
-    );
+    s.varint("property length", u32::try_from(counter.len).unwrap_or(u32::MAX));
     props.write_properties(s);
 }
 

@@ -15,16 +15,8 @@ pub(crate) fn decode(mut r: Reader, flags: u8, v: ProtocolVersion) -> Result<Pub
         return Err(DecodeError::malformed("PUBLISH", "QoS 3 is invalid"));
     };
     let topic = check_topic_name("PUBLISH", r.string("topic name")?)?;
-    let packet_id = if qos == QoS::AtMostOnce {
-        0
-    } else {
-        read_packet_id(&mut r)?
-    };
-    let properties = if v.is_v5() {
-        read_properties(&mut r)?
-    } else {
-        Default::default()
-    };
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { read_packet_id(&mut r)? };
+    let properties = if v.is_v5() { read_properties(&mut r)? } else { Default::default() };
     Ok(Publish {
         dup: flags & 0b1000 != 0,
         qos,
@@ -42,19 +34,10 @@ fn read_properties(r: &mut Reader) -> Result<PublishProperties, DecodeError> {
     props::read_properties(r, |prop| {
         let id = prop.id();
         match prop {
-            Property::PayloadFormatIndicator(v) => {
-                set_once(packet, &mut p.payload_format_indicator, id, v)
-            }
-            Property::MessageExpiryInterval(v) => {
-                set_once(packet, &mut p.message_expiry_interval, id, v)
-            }
+            Property::PayloadFormatIndicator(v) => set_once(packet, &mut p.payload_format_indicator, id, v),
+            Property::MessageExpiryInterval(v) => set_once(packet, &mut p.message_expiry_interval, id, v),
             Property::TopicAlias(v) => set_once(packet, &mut p.topic_alias, id, v),
-            Property::ResponseTopic(v) => set_once(
-                packet,
-                &mut p.response_topic,
-                id,
-                check_topic_name(packet, v)?,
-            ),
+            Property::ResponseTopic(v) => set_once(packet, &mut p.response_topic, id, check_topic_name(packet, v)?),
             Property::CorrelationData(v) => set_once(packet, &mut p.correlation_data, id, v),
             Property::User(k, v) => {
                 p.user_properties.push((k, v));
@@ -87,11 +70,7 @@ pub(crate) fn write<S: Sink>(p: &Publish, v: ProtocolVersion, s: &mut S) {
 
 impl WriteProperties for PublishProperties {
     fn write_properties<S: Sink>(&self, s: &mut S) {
-        props::put_u8(
-            s,
-            id::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
+        props::put_u8(s, id::PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
         props::put_u32(s, id::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
         props::put_u16(s, id::TOPIC_ALIAS, self.topic_alias);
         if let Some(topic) = &self.response_topic {
@@ -116,13 +95,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn publish(topic: &str, qos: QoS, packet_id: u16, payload: &'static [u8]) -> Publish {
-        Publish {
-            topic: topic.into(),
-            qos,
-            packet_id,
-            payload: Bytes::from_static(payload),
-            ..Publish::default()
-        }
+        Publish { topic: topic.into(), qos, packet_id, payload: Bytes::from_static(payload), ..Publish::default() }
     }
 
     #[test]
@@ -130,11 +103,7 @@ mod tests {
         let qos0 = publish("a/b", QoS::AtMostOnce, 0, b"hello");
         let bytes = b"\x30\x0A\x00\x03a/bhello";
         assert_vector(bytes, V3, &Packet::Publish(qos0));
-        let qos1 = Publish {
-            dup: true,
-            retain: true,
-            ..publish("a/b", QoS::AtLeastOnce, 10, b"")
-        };
+        let qos1 = Publish { dup: true, retain: true, ..publish("a/b", QoS::AtLeastOnce, 10, b"") };
         assert_vector(b"\x3B\x07\x00\x03a/b\x00\x0A", V3, &Packet::Publish(qos1));
         // v5 properties are dropped when encoding for 3.1.1.
         let mut with_props = publish("a/b", QoS::AtMostOnce, 0, b"hello");
@@ -162,11 +131,7 @@ mod tests {
         // Empty topic name standing in for a topic alias.
         let mut aliased = publish("", QoS::AtMostOnce, 0, b"x");
         aliased.properties.topic_alias = Some(1);
-        assert_vector(
-            b"\x30\x07\x00\x00\x03\x23\x00\x01x",
-            V5,
-            &Packet::Publish(aliased),
-        );
+        assert_vector(b"\x30\x07\x00\x00\x03\x23\x00\x01x", V5, &Packet::Publish(aliased));
     }
 
     #[test]
@@ -175,60 +140,20 @@ mod tests {
             assert_err(b"\x36\x02\x00\x00", v, "PUBLISH: QoS 3 is invalid", 0x81);
         }
         let dup0 = b"\x38\x04\x00\x01a\x00";
-        assert_err(
-            dup0,
-            V5,
-            "PUBLISH: DUP flag is set on a QoS 0 message",
-            0x82,
-        );
-        assert_err(
-            dup0,
-            V3,
-            "PUBLISH: DUP flag is set on a QoS 0 message",
-            0x81,
-        );
+        assert_err(dup0, V5, "PUBLISH: DUP flag is set on a QoS 0 message", 0x82);
+        assert_err(dup0, V3, "PUBLISH: DUP flag is set on a QoS 0 message", 0x81);
     }
 
     #[test]
     fn body_errors() {
         let wildcard = "PUBLISH: topic name \"a/#\" contains a wildcard";
         assert_err(b"\x30\x05\x00\x03a/#", V3, wildcard, 0x90);
-        assert_err(
-            b"\x30\x04\x00\x02+/",
-            V3,
-            "PUBLISH: topic name \"+/\" contains a wildcard",
-            0x90,
-        );
-        assert_err(
-            b"\x32\x05\x00\x01a\x00\x00",
-            V3,
-            "PUBLISH: packet identifier is 0",
-            0x82,
-        );
-        assert_err(
-            b"\x32\x04\x00\x01a\x00",
-            V3,
-            "PUBLISH: packet identifier is truncated",
-            0x81,
-        );
-        assert_err(
-            b"\x30\x04\x00\x02\xC3\x28",
-            V3,
-            "PUBLISH: topic name is not valid UTF-8",
-            0x81,
-        );
-        assert_err(
-            b"\x30\x04\x00\x02a\x00",
-            V3,
-            "PUBLISH: topic name contains U+0000",
-            0x81,
-        );
-        assert_err(
-            b"\x30\x03\x00\x05a",
-            V3,
-            "PUBLISH: topic name is truncated",
-            0x81,
-        );
+        assert_err(b"\x30\x04\x00\x02+/", V3, "PUBLISH: topic name \"+/\" contains a wildcard", 0x90);
+        assert_err(b"\x32\x05\x00\x01a\x00\x00", V3, "PUBLISH: packet identifier is 0", 0x82);
+        assert_err(b"\x32\x04\x00\x01a\x00", V3, "PUBLISH: packet identifier is truncated", 0x81);
+        assert_err(b"\x30\x04\x00\x02\xC3\x28", V3, "PUBLISH: topic name is not valid UTF-8", 0x81);
+        assert_err(b"\x30\x04\x00\x02a\x00", V3, "PUBLISH: topic name contains U+0000", 0x81);
+        assert_err(b"\x30\x03\x00\x05a", V3, "PUBLISH: topic name is truncated", 0x81);
     }
 
     #[test]
@@ -239,31 +164,11 @@ mod tests {
                 "property Session Expiry Interval (0x11) is not allowed",
                 0x81,
             ),
-            (
-                b"\x30\x0A\x00\x01a\x06\x23\x00\x01\x23\x00\x02",
-                "property Topic Alias appears more than once",
-                0x82,
-            ),
-            (
-                b"\x30\x06\x00\x01a\x02\x0B\x00",
-                "Subscription Identifier must not be 0",
-                0x82,
-            ),
-            (
-                b"\x30\x07\x00\x01a\x03\x23\x00\x00",
-                "Topic Alias must not be 0",
-                0x82,
-            ),
-            (
-                b"\x30\x06\x00\x01a\x02\x01\x02",
-                "Payload Format Indicator must be 0 or 1, not 2",
-                0x82,
-            ),
-            (
-                b"\x30\x04\x00\x01a\x05",
-                "property block is truncated",
-                0x81,
-            ),
+            (b"\x30\x0A\x00\x01a\x06\x23\x00\x01\x23\x00\x02", "property Topic Alias appears more than once", 0x82),
+            (b"\x30\x06\x00\x01a\x02\x0B\x00", "Subscription Identifier must not be 0", 0x82),
+            (b"\x30\x07\x00\x01a\x03\x23\x00\x00", "Topic Alias must not be 0", 0x82),
+            (b"\x30\x06\x00\x01a\x02\x01\x02", "Payload Format Indicator must be 0 or 1, not 2", 0x82),
+            (b"\x30\x04\x00\x01a\x05", "property block is truncated", 0x81),
         ];
         for (bytes, msg, code) in cases {
             assert_err(bytes, V5, &format!("PUBLISH: {msg}"), code);
@@ -276,19 +181,10 @@ mod tests {
     fn encoder_refuses_what_the_decoder_would_reject() {
         let mut buf = bytes::BytesMut::new();
         let cases = [
+            (publish("a/+", QoS::AtMostOnce, 0, b""), "PUBLISH: topic name \"a/+\" contains a wildcard"),
+            (publish("a", QoS::AtLeastOnce, 0, b""), "PUBLISH: packet identifier is 0"),
             (
-                publish("a/+", QoS::AtMostOnce, 0, b""),
-                "PUBLISH: topic name \"a/+\" contains a wildcard",
-            ),
-            (
-                publish("a", QoS::AtLeastOnce, 0, b""),
-                "PUBLISH: packet identifier is 0",
-            ),
-            (
-                Publish {
-                    dup: true,
-                    ..publish("a", QoS::AtMostOnce, 0, b"")
-                },
+                Publish { dup: true, ..publish("a", QoS::AtMostOnce, 0, b"") },
                 "PUBLISH: DUP flag is set on a QoS 0 message",
             ),
         ];
@@ -302,59 +198,38 @@ mod tests {
     fn v5_properties() -> impl Strategy<Value = PublishProperties> {
         (
             (flag(), any::<Option<u32>>(), proptest::option::of(1u16..)),
-            (
-                proptest::option::of(topic()),
-                proptest::option::of(bytes()),
-                users(),
-            ),
-            (
-                proptest::collection::vec(1u32..=268_435_455, 0..3),
-                proptest::option::of(text()),
-            ),
+            (proptest::option::of(topic()), proptest::option::of(bytes()), users()),
+            (proptest::collection::vec(1u32..=268_435_455, 0..3), proptest::option::of(text())),
         )
-            .prop_map(
-                |((pfi, expiry, alias), (response, corr, users), (sub_ids, content))| {
-                    PublishProperties {
-                        payload_format_indicator: pfi,
-                        message_expiry_interval: expiry,
-                        topic_alias: alias,
-                        response_topic: response,
-                        correlation_data: corr,
-                        user_properties: users,
-                        subscription_identifiers: sub_ids,
-                        content_type: content,
-                    }
-                },
-            )
+            .prop_map(|((pfi, expiry, alias), (response, corr, users), (sub_ids, content))| {
+                PublishProperties {
+                    payload_format_indicator: pfi,
+                    message_expiry_interval: expiry,
+                    topic_alias: alias,
+                    response_topic: response,
+                    correlation_data: corr,
+                    user_properties: users,
+                    subscription_identifiers: sub_ids,
+                    content_type: content,
+                }
+            })
     }
 
     fn any_publish(v5: bool) -> impl Strategy<Value = Publish> {
-        (
-            qos(),
-            any::<(bool, bool)>(),
-            topic(),
-            packet_id(),
-            bytes(),
-            v5_properties(),
+        (qos(), any::<(bool, bool)>(), topic(), packet_id(), bytes(), v5_properties()).prop_map(
+            move |(qos, (dup, retain), topic, id, payload, properties)| {
+                let qos0 = qos == QoS::AtMostOnce;
+                Publish {
+                    dup: dup && !qos0,
+                    qos,
+                    retain,
+                    topic,
+                    packet_id: if qos0 { 0 } else { id },
+                    properties: if v5 { properties } else { PublishProperties::default() },
+                    payload,
+                }
+            },
         )
-            .prop_map(
-                move |(qos, (dup, retain), topic, id, payload, properties)| {
-                    let qos0 = qos == QoS::AtMostOnce;
-                    Publish {
-                        dup: dup && !qos0,
-                        qos,
-                        retain,
-                        topic,
-                        packet_id: if qos0 { 0 } else { id },
-                        properties: if v5 {
-                            properties
-                        } else {
-                            PublishProperties::default()
-                        },
-                        payload,
-                    }
-                },
-            )
     }
 
     proptest! {

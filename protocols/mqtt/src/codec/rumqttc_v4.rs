@@ -52,12 +52,7 @@ fn cases() -> Vec<(r::Packet, Packet)> {
         keep_alive: 30,
         client_id: "dev-1".into(),
         clean_session: true,
-        last_will: Some(r::LastWill::new(
-            "status/dev-1",
-            "offline",
-            RQoS::AtLeastOnce,
-            true,
-        )),
+        last_will: Some(r::LastWill::new("status/dev-1", "offline", RQoS::AtLeastOnce, true)),
         login: Some(r::Login::new("user", "pass")),
     };
     let publish = Publish {
@@ -71,55 +66,30 @@ fn cases() -> Vec<(r::Packet, Packet)> {
     let mut r_publish = r::Publish::new("a/b", RQoS::ExactlyOnce, &b"\x00\x01payload"[..]);
     r_publish.retain = true;
     r_publish.pkid = 7;
-    let ack = |packet_id| Ack {
-        packet_id,
-        ..Ack::default()
-    };
+    let ack = |packet_id| Ack { packet_id, ..Ack::default() };
     let filter = |f: &str, qos| SubscribeFilter {
         filter: f.into(),
-        options: SubscriptionOptions {
-            qos,
-            ..SubscriptionOptions::default()
-        },
+        options: SubscriptionOptions { qos, ..SubscriptionOptions::default() },
     };
     vec![
+        (r::Packet::Connect(r_connect), Packet::Connect(Box::new(connect))),
         (
-            r::Packet::Connect(r_connect),
-            Packet::Connect(Box::new(connect)),
-        ),
-        (
-            r::Packet::ConnAck(r::ConnAck::new(
-                r::ConnectReturnCode::BadUserNamePassword,
-                false,
-            )),
-            Packet::ConnAck(Box::new(ConnAck {
-                code: 0x86,
-                ..ConnAck::default()
-            })),
+            r::Packet::ConnAck(r::ConnAck::new(r::ConnectReturnCode::BadUserNamePassword, false)),
+            Packet::ConnAck(Box::new(ConnAck { code: 0x86, ..ConnAck::default() })),
         ),
         (
             r::Packet::ConnAck(r::ConnAck::new(r::ConnectReturnCode::Success, true)),
-            Packet::ConnAck(Box::new(ConnAck {
-                session_present: true,
-                ..ConnAck::default()
-            })),
+            Packet::ConnAck(Box::new(ConnAck { session_present: true, ..ConnAck::default() })),
         ),
         (r::Packet::Publish(r_publish), Packet::Publish(publish)),
         (
             r::Packet::Publish(r::Publish::new("t", RQoS::AtMostOnce, "x")),
-            Packet::Publish(Publish {
-                topic: "t".into(),
-                payload: Bytes::from_static(b"x"),
-                ..Publish::default()
-            }),
+            Packet::Publish(Publish { topic: "t".into(), payload: Bytes::from_static(b"x"), ..Publish::default() }),
         ),
         (r::Packet::PubAck(r::PubAck::new(1)), Packet::PubAck(ack(1))),
         (r::Packet::PubRec(r::PubRec::new(2)), Packet::PubRec(ack(2))),
         (r::Packet::PubRel(r::PubRel::new(3)), Packet::PubRel(ack(3))),
-        (
-            r::Packet::PubComp(r::PubComp::new(4)),
-            Packet::PubComp(ack(4)),
-        ),
+        (r::Packet::PubComp(r::PubComp::new(4)), Packet::PubComp(ack(4))),
         (
             r::Packet::Subscribe(r::Subscribe {
                 pkid: 5,
@@ -130,51 +100,29 @@ fn cases() -> Vec<(r::Packet, Packet)> {
             }),
             Packet::Subscribe(Subscribe {
                 packet_id: 5,
-                filters: vec![
-                    filter("a/+", QoS::AtLeastOnce),
-                    filter("#", QoS::ExactlyOnce),
-                ],
+                filters: vec![filter("a/+", QoS::AtLeastOnce), filter("#", QoS::ExactlyOnce)],
                 ..Subscribe::default()
             }),
         ),
         (
             r::Packet::SubAck(r::SubAck::new(
                 5,
-                vec![
-                    r::SubscribeReasonCode::Success(RQoS::AtLeastOnce),
-                    r::SubscribeReasonCode::Failure,
-                ],
+                vec![r::SubscribeReasonCode::Success(RQoS::AtLeastOnce), r::SubscribeReasonCode::Failure],
             )),
-            Packet::SubAck(SubAck {
-                packet_id: 5,
-                reasons: vec![1, 0x80],
-                ..SubAck::default()
-            }),
+            Packet::SubAck(SubAck { packet_id: 5, reasons: vec![1, 0x80], ..SubAck::default() }),
         ),
         (
-            r::Packet::Unsubscribe(r::Unsubscribe {
-                pkid: 6,
-                topics: vec!["a/b".into(), "c".into()],
-            }),
+            r::Packet::Unsubscribe(r::Unsubscribe { pkid: 6, topics: vec!["a/b".into(), "c".into()] }),
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: 6,
                 filters: vec!["a/b".into(), "c".into()],
                 ..Unsubscribe::default()
             }),
         ),
-        (
-            r::Packet::UnsubAck(r::UnsubAck::new(6)),
-            Packet::UnsubAck(UnsubAck {
-                packet_id: 6,
-                ..UnsubAck::default()
-            }),
-        ),
+        (r::Packet::UnsubAck(r::UnsubAck::new(6)), Packet::UnsubAck(UnsubAck { packet_id: 6, ..UnsubAck::default() })),
         (r::Packet::PingReq, Packet::PingReq),
         (r::Packet::PingResp, Packet::PingResp),
-        (
-            r::Packet::Disconnect,
-            Packet::Disconnect(Disconnect::default()),
-        ),
+        (r::Packet::Disconnect, Packet::Disconnect(Disconnect::default())),
     ]
 }
 

@@ -176,14 +176,8 @@ fn publish_case() -> (r::Packet, Packet) {
 }
 
 fn ack_cases() -> Vec<(r::Packet, Packet)> {
-    let props = AckProperties {
-        reason_string: Some("none".into()),
-        user_properties: vec![user("x", "y")],
-    };
-    let r_props = || r::PubAckProperties {
-        reason_string: Some("none".into()),
-        user_properties: vec![user("x", "y")],
-    };
+    let props = AckProperties { reason_string: Some("none".into()), user_properties: vec![user("x", "y")] };
+    let r_props = || r::PubAckProperties { reason_string: Some("none".into()), user_properties: vec![user("x", "y")] };
     vec![
         (
             r::Packet::PubAck(r::PubAck {
@@ -191,34 +185,15 @@ fn ack_cases() -> Vec<(r::Packet, Packet)> {
                 reason: r::PubAckReason::NoMatchingSubscribers,
                 properties: Some(r_props()),
             }),
-            Packet::PubAck(Ack {
-                packet_id: 1,
-                reason: 0x10,
-                properties: props,
-            }),
+            Packet::PubAck(Ack { packet_id: 1, reason: 0x10, properties: props }),
         ),
         (
-            r::Packet::PubAck(r::PubAck {
-                pkid: 2,
-                reason: r::PubAckReason::Success,
-                properties: None,
-            }),
-            Packet::PubAck(Ack {
-                packet_id: 2,
-                ..Ack::default()
-            }),
+            r::Packet::PubAck(r::PubAck { pkid: 2, reason: r::PubAckReason::Success, properties: None }),
+            Packet::PubAck(Ack { packet_id: 2, ..Ack::default() }),
         ),
         (
-            r::Packet::PubRec(r::PubRec {
-                pkid: 3,
-                reason: r::PubRecReason::QuotaExceeded,
-                properties: None,
-            }),
-            Packet::PubRec(Ack {
-                packet_id: 3,
-                reason: 0x97,
-                ..Ack::default()
-            }),
+            r::Packet::PubRec(r::PubRec { pkid: 3, reason: r::PubRecReason::QuotaExceeded, properties: None }),
+            Packet::PubRec(Ack { packet_id: 3, reason: 0x97, ..Ack::default() }),
         ),
         (
             r::Packet::PubRel(r::PubRel {
@@ -226,22 +201,11 @@ fn ack_cases() -> Vec<(r::Packet, Packet)> {
                 reason: r::PubRelReason::PacketIdentifierNotFound,
                 properties: None,
             }),
-            Packet::PubRel(Ack {
-                packet_id: 4,
-                reason: 0x92,
-                ..Ack::default()
-            }),
+            Packet::PubRel(Ack { packet_id: 4, reason: 0x92, ..Ack::default() }),
         ),
         (
-            r::Packet::PubComp(r::PubComp {
-                pkid: 5,
-                reason: r::PubCompReason::Success,
-                properties: None,
-            }),
-            Packet::PubComp(Ack {
-                packet_id: 5,
-                ..Ack::default()
-            }),
+            r::Packet::PubComp(r::PubComp { pkid: 5, reason: r::PubCompReason::Success, properties: None }),
+            Packet::PubComp(Ack { packet_id: 5, ..Ack::default() }),
         ),
     ]
 }
@@ -254,17 +218,9 @@ fn subscription_cases() -> Vec<(r::Packet, Packet)> {
         preserve_retain: true,
         retain_forward_rule: r::RetainForwardRule::OnNewSubscribe,
     };
-    let options = SubscriptionOptions {
-        qos: QoS::AtLeastOnce,
-        no_local: false,
-        retain_as_published: true,
-        retain_handling: 1,
-    };
-    let no_local = SubscriptionOptions {
-        no_local: true,
-        retain_handling: 2,
-        ..SubscriptionOptions::default()
-    };
+    let options =
+        SubscriptionOptions { qos: QoS::AtLeastOnce, no_local: false, retain_as_published: true, retain_handling: 1 };
+    let no_local = SubscriptionOptions { no_local: true, retain_handling: 2, ..SubscriptionOptions::default() };
     let r_no_local = r::Filter {
         nolocal: true,
         retain_forward_rule: r::RetainForwardRule::Never,
@@ -275,24 +231,15 @@ fn subscription_cases() -> Vec<(r::Packet, Packet)> {
             r::Packet::Subscribe(r::Subscribe {
                 pkid: 10,
                 filters: vec![r_filter, r_no_local],
-                properties: Some(r::SubscribeProperties {
-                    id: Some(77),
-                    user_properties: vec![user("k", "v")],
-                }),
+                properties: Some(r::SubscribeProperties { id: Some(77), user_properties: vec![user("k", "v")] }),
             }),
             Packet::Subscribe(Subscribe {
                 packet_id: 10,
                 subscription_identifier: Some(77),
                 user_properties: vec![user("k", "v")],
                 filters: vec![
-                    SubscribeFilter {
-                        filter: "$share/g/a/#".into(),
-                        options,
-                    },
-                    SubscribeFilter {
-                        filter: "b".into(),
-                        options: no_local,
-                    },
+                    SubscribeFilter { filter: "$share/g/a/#".into(), options },
+                    SubscribeFilter { filter: "b".into(), options: no_local },
                 ],
             }),
         ),
@@ -306,19 +253,13 @@ fn subscription_cases() -> Vec<(r::Packet, Packet)> {
                 ],
                 properties: None,
             }),
-            Packet::SubAck(SubAck {
-                packet_id: 10,
-                reasons: vec![2, 0x87, 0x9E],
-                ..SubAck::default()
-            }),
+            Packet::SubAck(SubAck { packet_id: 10, reasons: vec![2, 0x87, 0x9E], ..SubAck::default() }),
         ),
         (
             r::Packet::Unsubscribe(r::Unsubscribe {
                 pkid: 11,
                 filters: vec!["a/#".into()],
-                properties: Some(r::UnsubscribeProperties {
-                    user_properties: vec![user("k", "v")],
-                }),
+                properties: Some(r::UnsubscribeProperties { user_properties: vec![user("k", "v")] }),
             }),
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: 11,
@@ -329,17 +270,10 @@ fn subscription_cases() -> Vec<(r::Packet, Packet)> {
         (
             r::Packet::UnsubAck(r::UnsubAck {
                 pkid: 11,
-                reasons: vec![
-                    r::UnsubAckReason::Success,
-                    r::UnsubAckReason::NoSubscriptionExisted,
-                ],
+                reasons: vec![r::UnsubAckReason::Success, r::UnsubAckReason::NoSubscriptionExisted],
                 properties: None,
             }),
-            Packet::UnsubAck(UnsubAck {
-                packet_id: 11,
-                reasons: vec![0, 0x11],
-                ..UnsubAck::default()
-            }),
+            Packet::UnsubAck(UnsubAck { packet_id: 11, reasons: vec![0, 0x11], ..UnsubAck::default() }),
         ),
     ]
 }
@@ -357,10 +291,7 @@ fn cases() -> Vec<(r::Packet, Packet)> {
 fn rumqttc_bytes_decode_here() {
     for (theirs, ours) in cases() {
         let mut buf = BytesMut::new();
-        assert!(
-            theirs.write(&mut buf).is_ok(),
-            "rumqttc cannot write {theirs:?}"
-        );
+        assert!(theirs.write(&mut buf).is_ok(), "rumqttc cannot write {theirs:?}");
         assert_eq!(dec(&buf, V5).ok().as_ref(), Some(&ours), "{theirs:?}");
     }
 }
@@ -373,10 +304,7 @@ fn rumqttc_disconnect_decodes_here() {
     let theirs = r::Disconnect::new(r::DisconnectReasonCode::NormalDisconnection);
     let mut buf = BytesMut::new();
     assert!(theirs.write(&mut buf).is_ok());
-    assert_eq!(
-        dec(&buf, V5).ok(),
-        Some(Packet::Disconnect(Disconnect::default()))
-    );
+    assert_eq!(dec(&buf, V5).ok(), Some(Packet::Disconnect(Disconnect::default())));
 }
 
 #[test]

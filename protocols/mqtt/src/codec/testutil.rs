@@ -14,9 +14,7 @@ pub(crate) const MAX: usize = 1 << 20;
 pub(crate) fn dec(bytes: &[u8], v: ProtocolVersion) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
     let packet = decode(&mut buf, v, MAX)?;
-    let Some(packet) = packet else {
-        panic!("incomplete packet: {bytes:02X?}")
-    };
+    let Some(packet) = packet else { panic!("incomplete packet: {bytes:02X?}") };
     assert!(buf.is_empty(), "{} bytes left after {packet:?}", buf.len());
     Ok(packet)
 }
@@ -42,11 +40,7 @@ pub(crate) fn enc(packet: &Packet, v: ProtocolVersion) -> Vec<u8> {
     if let Err(e) = encode(packet, v, &mut buf) {
         panic!("cannot encode {packet:?}: {e}");
     }
-    assert_eq!(
-        buf.len(),
-        encoded_len(packet, v),
-        "encoded_len of {packet:?}"
-    );
+    assert_eq!(buf.len(), encoded_len(packet, v), "encoded_len of {packet:?}");
     buf.to_vec()
 }
 
@@ -87,11 +81,7 @@ pub(crate) fn users() -> impl Strategy<Value = Vec<UserProperty>> {
 }
 
 pub(crate) fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 pub(crate) fn flag() -> impl Strategy<Value = Option<u8>> {

@@ -11,10 +11,7 @@ use super::{ProtocolVersion, UnsubAck};
 pub(crate) const UNSUBACK_REASONS: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
 
 pub(crate) fn decode(mut r: Reader, v: ProtocolVersion) -> Result<UnsubAck, DecodeError> {
-    let mut ack = UnsubAck {
-        packet_id: read_packet_id(&mut r)?,
-        ..UnsubAck::default()
-    };
+    let mut ack = UnsubAck { packet_id: read_packet_id(&mut r)?, ..UnsubAck::default() };
     if v.is_v5() {
         ack.properties = read_ack_properties(&mut r)?;
         ack.reasons.reserve(r.remaining());
@@ -50,21 +47,10 @@ mod tests {
 
     #[test]
     fn vectors() {
-        let v3 = UnsubAck {
-            packet_id: 3,
-            ..UnsubAck::default()
-        };
+        let v3 = UnsubAck { packet_id: 3, ..UnsubAck::default() };
         assert_vector(b"\xB0\x02\x00\x03", V3, &Packet::UnsubAck(v3));
-        let v5 = UnsubAck {
-            packet_id: 3,
-            reasons: vec![0x00, 0x11],
-            ..UnsubAck::default()
-        };
-        assert_vector(
-            b"\xB0\x05\x00\x03\x00\x00\x11",
-            V5,
-            &Packet::UnsubAck(v5.clone()),
-        );
+        let v5 = UnsubAck { packet_id: 3, reasons: vec![0x00, 0x11], ..UnsubAck::default() };
+        assert_vector(b"\xB0\x05\x00\x03\x00\x00\x11", V5, &Packet::UnsubAck(v5.clone()));
         // Reason codes do not exist in 3.1.1.
         assert_eq!(enc(&Packet::UnsubAck(v5), V3), b"\xB0\x02\x00\x03");
     }
@@ -73,30 +59,10 @@ mod tests {
     fn errors() {
         let trailing = "UNSUBACK: 1 unexpected bytes at the end of the packet";
         assert_err(b"\xB0\x03\x00\x03\x00", V3, trailing, 0x81);
-        assert_err(
-            b"\xB0\x03\x00\x03\x00",
-            V5,
-            "UNSUBACK: no reason codes",
-            0x82,
-        );
-        assert_err(
-            b"\xB0\x02\x00\x03",
-            V5,
-            "UNSUBACK: property length is truncated",
-            0x81,
-        );
-        assert_err(
-            b"\xB0\x04\x00\x03\x00\x02",
-            V5,
-            "UNSUBACK: reason code 0x02 is invalid",
-            0x82,
-        );
-        assert_err(
-            b"\xB0\x02\x00\x00",
-            V3,
-            "UNSUBACK: packet identifier is 0",
-            0x82,
-        );
+        assert_err(b"\xB0\x03\x00\x03\x00", V5, "UNSUBACK: no reason codes", 0x82);
+        assert_err(b"\xB0\x02\x00\x03", V5, "UNSUBACK: property length is truncated", 0x81);
+        assert_err(b"\xB0\x04\x00\x03\x00\x02", V5, "UNSUBACK: reason code 0x02 is invalid", 0x82);
+        assert_err(b"\xB0\x02\x00\x00", V3, "UNSUBACK: packet identifier is 0", 0x82);
     }
 
     fn any_unsuback() -> impl Strategy<Value = UnsubAck> {
@@ -104,10 +70,7 @@ mod tests {
         (packet_id(), proptest::option::of(text()), users(), reasons).prop_map(
             |(packet_id, reason_string, user_properties, reasons)| UnsubAck {
                 packet_id,
-                properties: AckProperties {
-                    reason_string,
-                    user_properties,
-                },
+                properties: AckProperties { reason_string, user_properties },
                 reasons,
             },
         )

@@ -49,7 +49,8 @@ impl Upload {
     /// so a device short of memory can refuse with 4.13 at once.
     pub(super) fn request(&self, base: &Packet) -> Packet {
         let mut p = base.clone();
-        let (chunk, block) = slice(&self.body, self.num, self.szx).unwrap_or((&[], Block { num: self.num, more: false, szx: self.szx }));
+        let (chunk, block) =
+            slice(&self.body, self.num, self.szx).unwrap_or((&[], Block { num: self.num, more: false, szx: self.szx }));
         p.clear_option(CoapOption::Block1);
         p.clear_option(CoapOption::Size1);
         p.add_option(CoapOption::Block1, codec::encode_uint(block.encode()));

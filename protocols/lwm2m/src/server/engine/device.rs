@@ -128,7 +128,8 @@ impl Device {
                 fail(out, e, "coap_timeout");
             }
         }
-        let late: Vec<Tag> = self.exchanges.iter().filter(|(_, e)| e.deadline.is_some_and(|d| d <= now)).map(|(t, _)| *t).collect();
+        let late: Vec<Tag> =
+            self.exchanges.iter().filter(|(_, e)| e.deadline.is_some_and(|d| d <= now)).map(|(t, _)| *t).collect();
         for t in late {
             if let Some(e) = self.exchanges.remove(&t) {
                 Counters::bump(&c.timeouts);
@@ -210,7 +211,15 @@ impl Device {
         }
     }
 
-    pub(super) fn handle_command(&mut self, now: Instant, payload: &[u8], reply: ReplyTo, s: &Lwm2mSettings, c: &Counters, out: &mut Sink) {
+    pub(super) fn handle_command(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        reply: ReplyTo,
+        s: &Lwm2mSettings,
+        c: &Counters,
+        out: &mut Sink,
+    ) {
         match mqtt::parse_command(payload, &self.info.root) {
             Ok(cmd) => self.submit(now, cmd, reply, s, c, out),
             Err(bad) => {
@@ -314,7 +323,11 @@ impl Device {
                         if let Some(e) = self.exchanges.get_mut(&tag) {
                             e.deadline = Some(now + self.separate_timeout);
                             let data = json!({"reqPath": e.cmd.path});
-                            out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": "ack", "data": data}), None));
+                            out.publish.push((
+                                s.translators.response.clone(),
+                                json!({"reqID": e.cmd.req_id, "msgType": "ack", "data": data}),
+                                None,
+                            ));
                         }
                     }
                     Received::Reset(tag) => {
@@ -355,7 +368,15 @@ impl Device {
     }
 
     /// A response to one of our requests: published on the response topic.
-    fn complete(&mut self, now: Instant, mut e: Exchange, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, out: &mut Sink) {
+    fn complete(
+        &mut self,
+        now: Instant,
+        mut e: Exchange,
+        resp: &Packet,
+        s: &Lwm2mSettings,
+        kind_of: &dyn Fn(&Path) -> Option<Kind>,
+        out: &mut Sink,
+    ) {
         if let Some(up) = e.upload.as_mut() {
             if resp.header.code == MessageClass::Response(ResponseType::Continue) {
                 // The device took the block: the next one goes, under the same token.
@@ -382,11 +403,16 @@ impl Device {
         let mut resp = resp;
         match codec::Block::of(resp, CoapOption::Block2) {
             None => {}
-            Some(Ok(b)) if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY => {
+            Some(Ok(b))
+                if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY =>
+            {
                 e.body.extend_from_slice(&resp.payload);
                 if b.more {
                     // Ask for the next block, with a new token; the body so far stays.
-                    let mut next = blockwise::block2_request(&e.cmd.request, codec::Block { num: b.num + 1, more: false, szx: b.szx });
+                    let mut next = blockwise::block2_request(
+                        &e.cmd.request,
+                        codec::Block { num: b.num + 1, more: false, szx: b.szx },
+                    );
                     self.next_tag = self.next_tag.wrapping_add(1);
                     let tag = self.next_tag;
                     e.token = tag.to_be_bytes().to_vec();
@@ -410,7 +436,11 @@ impl Device {
         if e.cmd.kind == CommandKind::Observe {
             self.observe_answered(now, &e.token, &e.cmd, resp);
         }
-        out.publish.push((s.translators.response.clone(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
+        out.publish.push((
+            s.translators.response.clone(),
+            json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}),
+            e.reply,
+        ));
     }
 }
 
@@ -422,7 +452,11 @@ fn fail(out: &mut Sink, e: Exchange, code: &str) {
     let data = mqtt::failure_data(&e.cmd.path, code);
     // Published on the response topic by the caller's settings: the topic is filled in
     // by `Server::flush` through this marker.
-    out.publish.push((RESPONSE.to_string(), json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}), e.reply));
+    out.publish.push((
+        RESPONSE.to_string(),
+        json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}),
+        e.reply,
+    ));
 }
 
 /// Stands for the configured response topic in a [`Sink`] (replaced when flushed).

@@ -300,7 +300,12 @@ impl Server {
             }
             let payload = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
             if let Some((rt, corr)) = reply {
-                self.outputs.push_back(Output::Publish { ep: ep.clone(), topic: rt, payload: payload.clone(), correlation: corr });
+                self.outputs.push_back(Output::Publish {
+                    ep: ep.clone(),
+                    topic: rt,
+                    payload: payload.clone(),
+                    correlation: corr,
+                });
             }
             let topic = format!("{}{}", self.settings.mount(&ep), topic);
             self.outputs.push_back(Output::Publish { ep: ep.clone(), topic, payload, correlation: None });

@@ -126,7 +126,8 @@ impl Server {
             return Err(diag(ResponseType::BadRequest, "ep missing or not usable as a client id"));
         }
         info.queue = q_param || info.binding.contains('Q');
-        let body = std::str::from_utf8(&req.payload).map_err(|_| diag(ResponseType::BadRequest, "body is not UTF-8"))?;
+        let body =
+            std::str::from_utf8(&req.payload).map_err(|_| diag(ResponseType::BadRequest, "body is not UTF-8"))?;
         (info.root, info.objects) = link::object_list(body);
         if !self.by_ep.contains_key(&info.ep) && self.devices.len() >= self.settings.max_devices {
             Counters::bump(&self.counters.refused);

@@ -62,7 +62,9 @@ impl Server {
                     return with_block1(answer(ResponseType::Continue, ""), b);
                 }
                 Block1Outcome::Complete(body, b) => (body, Some(b)),
-                Block1Outcome::Incomplete => return answer(ResponseType::RequestEntityIncomplete, "block out of order"),
+                Block1Outcome::Incomplete => {
+                    return answer(ResponseType::RequestEntityIncomplete, "block out of order");
+                }
                 Block1Outcome::TooLarge => {
                     let mut p = answer(ResponseType::RequestEntityTooLarge, "");
                     p.add_option(CoapOption::Size1, codec::encode_uint(MAX_BODY as u32));
@@ -75,7 +77,11 @@ impl Server {
             Ok(records) => {
                 Counters::bump(&self.counters.sends);
                 let data = json!({"reqPath": "/dp", "content": mqtt::records_json(&records)});
-                out.publish.push((self.settings.translators.notify.clone(), json!({"msgType": "send", "data": data}), None));
+                out.publish.push((
+                    self.settings.translators.notify.clone(),
+                    json!({"msgType": "send", "data": data}),
+                    None,
+                ));
                 answer(ResponseType::Changed, "")
             }
             Err(e) => {

@@ -89,7 +89,12 @@ impl H {
         let resp = sent.remove(0);
         self.stash = sent;
         assert_eq!(resp.header.code, MessageClass::Response(ResponseType::Created));
-        let loc: Vec<String> = resp.get_option(CoapOption::LocationPath).unwrap().iter().map(|s| String::from_utf8(s.clone()).unwrap()).collect();
+        let loc: Vec<String> = resp
+            .get_option(CoapOption::LocationPath)
+            .unwrap()
+            .iter()
+            .map(|s| String::from_utf8(s.clone()).unwrap())
+            .collect();
         assert_eq!(loc[0], "rd");
         loc[1].clone()
     }
@@ -128,13 +133,19 @@ fn register_read_update_deregister() {
     assert_eq!(r.header.get_type(), MessageType::Confirmable);
     h.answer(&r, ResponseType::Content, "Roost", None);
     let p = h.published();
-    assert_eq!(p[0].1, json!({"reqID": 7, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost"}]}}));
+    assert_eq!(
+        p[0].1,
+        json!({"reqID": 7, "msgType": "read", "data": {"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost"}]}})
+    );
 
     // Update with a new object list, then without one (not published by default).
     h.send(req(MessageType::Confirmable, RequestType::Post, &["rd", &id], &["lt=120"], "</1/0>,</3/0>"));
     assert_eq!(h.sent()[0].header.code, MessageClass::Response(ResponseType::Changed));
     let p = h.published();
-    assert_eq!((p[0].0.as_str(), &p[0].1["msgType"], &p[0].1["data"]["lt"]), ("lwm2m/dev1/up/update", &json!("update"), &json!(120)));
+    assert_eq!(
+        (p[0].0.as_str(), &p[0].1["msgType"], &p[0].1["data"]["lt"]),
+        ("lwm2m/dev1/up/update", &json!("update"), &json!(120))
+    );
     h.send(req(MessageType::Confirmable, RequestType::Post, &["rd", &id], &[], ""));
     assert!(h.published().is_empty());
     h.sent();
@@ -144,7 +155,9 @@ fn register_read_update_deregister() {
     h.send(req(MessageType::Confirmable, RequestType::Delete, &["rd", &id], &[], ""));
     assert_eq!(h.sent()[0].header.code, MessageClass::Response(ResponseType::Deleted));
     let o = h.outputs();
-    assert!(matches!(&o[0], Output::Publish { payload, .. } if payload.starts_with(br#"{"data":{"ep":"dev1","reason":"deregister"}"#)));
+    assert!(
+        matches!(&o[0], Output::Publish { payload, .. } if payload.starts_with(br#"{"data":{"ep":"dev1","reason":"deregister"}"#))
+    );
     assert!(matches!(&o[1], Output::Close { ep, reason: DisconnectReason::Normal } if ep == "dev1"));
     assert_eq!(h.s.device_count(), 0);
 }
@@ -222,7 +235,10 @@ fn observe_notify_and_cancel() {
     notify(&mut h, 2, "21");
     let p = h.published();
     assert_eq!(p[0].0, "lwm2m/d/up/notify");
-    assert_eq!(p[0].1, json!({"reqID": 5, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": "21"}]}}));
+    assert_eq!(
+        p[0].1,
+        json!({"reqID": 5, "msgType": "notify", "seqNum": 2, "data": {"reqPath": "/3303/0/5700", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3303/0/5700", "value": "21"}]}})
+    );
     notify(&mut h, 1, "19");
     assert!(h.published().is_empty(), "stale");
     h.command("d", json!({"reqID": 6, "msgType": "cancel-observe", "data": {"path": "/3303/0/5700"}}));
@@ -259,7 +275,10 @@ fn queue_mode_holds_commands_until_heard() {
 
 #[test]
 fn lifetime_expiry_and_auto_observe() {
-    let settings = Lwm2mSettings { auto_observe: AutoObserve::List(vec!["/3303/0/5700".into(), "/9/0".into()]), ..Default::default() };
+    let settings = Lwm2mSettings {
+        auto_observe: AutoObserve::List(vec!["/3303/0/5700".into(), "/9/0".into()]),
+        ..Default::default()
+    };
     let mut h = H::new(settings);
     h.register("e", "U");
     let obs = h.sent();
@@ -270,7 +289,9 @@ fn lifetime_expiry_and_auto_observe() {
     h.now += Duration::from_secs(301);
     h.s.handle_timeout(h.now);
     let o = h.outputs();
-    assert!(matches!(&o[0], Output::Publish { payload, .. } if payload.starts_with(br#"{"data":{"ep":"e","reason":"expired"}"#)));
+    assert!(
+        matches!(&o[0], Output::Publish { payload, .. } if payload.starts_with(br#"{"data":{"ep":"e","reason":"expired"}"#))
+    );
     assert!(matches!(&o[1], Output::Close { reason: DisconnectReason::Abnormal, .. }));
     assert_eq!(h.s.counters().expired.load(Relaxed), 1);
 }
@@ -327,7 +348,11 @@ fn bootstrap_provisions_security_and_server_objects() {
         seen.push(format!("{m:?} /{path}"));
         if path == "0/1" {
             let registry = crate::objects::Registry::builtin();
-            let records = crate::content::decode(crate::types::format::TLV, "/0/1".parse().unwrap(), &next.payload, &|p| registry.kind(p)).unwrap();
+            let records =
+                crate::content::decode(crate::types::format::TLV, "/0/1".parse().unwrap(), &next.payload, &|p| {
+                    registry.kind(p)
+                })
+                .unwrap();
             let value = |p: &str| records.iter().find(|r| r.path.to_string() == p).map(|r| r.value.clone());
             assert_eq!(value("/0/1/0"), Some(crate::types::Value::String("coap://127.0.0.1:5783".into())));
             assert_eq!(value("/0/1/3"), Some(crate::types::Value::Opaque(b"dev-psk".to_vec())));
@@ -352,7 +377,11 @@ fn bootstrap_writes_a_listed_endpoints_own_psk_and_refuses_others_when_only_list
         lifetime: Duration::from_secs(300),
         psk_identity: None,
         psk_key: None,
-        devices: vec![BootstrapDevice { endpoint: "meter-1".into(), psk_identity: "id-meter-1".into(), psk_key: b"k1".to_vec() }],
+        devices: vec![BootstrapDevice {
+            endpoint: "meter-1".into(),
+            psk_identity: "id-meter-1".into(),
+            psk_key: b"k1".to_vec(),
+        }],
         only_listed: true,
     };
     let mut h = H::new(Lwm2mSettings { bootstrap: Some(bs), ..Default::default() });
@@ -364,7 +393,12 @@ fn bootstrap_writes_a_listed_endpoints_own_psk_and_refuses_others_when_only_list
     while security.is_none() {
         if codec::uri_path(&next).unwrap() == ["0", "1"] {
             let registry = crate::objects::Registry::builtin();
-            security = Some(crate::content::decode(crate::types::format::TLV, "/0/1".parse().unwrap(), &next.payload, &|p| registry.kind(p)).unwrap());
+            security = Some(
+                crate::content::decode(crate::types::format::TLV, "/0/1".parse().unwrap(), &next.payload, &|p| {
+                    registry.kind(p)
+                })
+                .unwrap(),
+            );
         }
         h.answer(&next, ResponseType::Deleted, "", None);
         next = h.sent().pop().unwrap();

@@ -11,7 +11,11 @@ fn commands_become_requests() {
     assert_eq!(opts(&c.request, CoapOption::UriPath), ["3", "0", "0"]);
     assert_eq!(c.req_id, json!(1));
 
-    let c = parse_command(br#"{"reqID":2,"msgType":"write","data":{"path":"/3/0/13","type":"Time","value":1700000000}}"#, "/").unwrap();
+    let c = parse_command(
+        br#"{"reqID":2,"msgType":"write","data":{"path":"/3/0/13","type":"Time","value":1700000000}}"#,
+        "/",
+    )
+    .unwrap();
     assert_eq!(c.request.header.code, MessageClass::Request(RequestType::Put));
     assert_eq!(c.request.payload, b"1700000000");
 
@@ -21,19 +25,42 @@ fn commands_become_requests() {
     )
     .unwrap();
     assert_eq!(c.request.header.code, MessageClass::Request(RequestType::Post));
-    assert_eq!(c.request.get_option(CoapOption::ContentFormat).and_then(|v| v.front().cloned()), Some(vec![0x2d, 0x16]), "TLV (11542)");
-    let records = crate::content::decode(crate::types::format::TLV, "/3/0".parse().unwrap(), &c.request.payload, &|_| Some(crate::types::Kind::String)).unwrap();
+    assert_eq!(
+        c.request.get_option(CoapOption::ContentFormat).and_then(|v| v.front().cloned()),
+        Some(vec![0x2d, 0x16]),
+        "TLV (11542)"
+    );
+    let records =
+        crate::content::decode(crate::types::format::TLV, "/3/0".parse().unwrap(), &c.request.payload, &|_| {
+            Some(crate::types::Kind::String)
+        })
+        .unwrap();
     let got: Vec<(String, crate::types::Value)> = records.into_iter().map(|r| (r.path.to_string(), r.value)).collect();
-    assert_eq!(got, [("/3/0/14".into(), crate::types::Value::String("+02".into())), ("/3/0/15".into(), crate::types::Value::String("UTC".into()))]);
+    assert_eq!(
+        got,
+        [
+            ("/3/0/14".into(), crate::types::Value::String("+02".into())),
+            ("/3/0/15".into(), crate::types::Value::String("UTC".into()))
+        ]
+    );
 
-    let c = parse_command(br#"{"reqID":4,"msgType":"write-attr","data":{"path":"/3303/0/5700","pmin":"5","pmax":60,"gt":""}}"#, "/").unwrap();
+    let c = parse_command(
+        br#"{"reqID":4,"msgType":"write-attr","data":{"path":"/3303/0/5700","pmin":"5","pmax":60,"gt":""}}"#,
+        "/",
+    )
+    .unwrap();
     assert_eq!(opts(&c.request, CoapOption::UriQuery), ["pmin=5", "pmax=60"]);
 
-    let c = parse_command(br#"{"reqID":5,"msgType":"execute","data":{"path":"/3/0/4","args":"0='x'"}}"#, "/lwm2m").unwrap();
+    let c =
+        parse_command(br#"{"reqID":5,"msgType":"execute","data":{"path":"/3/0/4","args":"0='x'"}}"#, "/lwm2m").unwrap();
     assert_eq!(opts(&c.request, CoapOption::UriPath), ["lwm2m", "3", "0", "4"]);
     assert_eq!(c.request.payload, b"0='x'");
 
-    let c = parse_command(br#"{"reqID":6,"msgType":"write","encoding":"hex","data":{"path":"/5/0/0","type":"Opaque","value":"0aFF"}}"#, "/").unwrap();
+    let c = parse_command(
+        br#"{"reqID":6,"msgType":"write","encoding":"hex","data":{"path":"/5/0/0","type":"Opaque","value":"0aFF"}}"#,
+        "/",
+    )
+    .unwrap();
     assert_eq!(c.request.payload, [0x0a, 0xff]);
     assert_eq!(c.kind, CommandKind::Plain);
 
@@ -65,7 +92,10 @@ fn responses_become_json() {
     r.header.code = MessageClass::Response(ResponseType::Content);
     r.payload = b"Roost".to_vec();
     let d = response_data("/3/0/0", CommandKind::Plain, &r, &|_| None);
-    assert_eq!(d, json!({"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost"}]}));
+    assert_eq!(
+        d,
+        json!({"reqPath": "/3/0/0", "code": "2.05", "codeMsg": "content", "content": [{"path": "/3/0/0", "value": "Roost"}]})
+    );
     let d = response_data("/3/0/9", CommandKind::Plain, &r, &|_| Some(Kind::Integer));
     assert_eq!(d["code"], "decode_error");
     r.payload = b"</3/0>;pmin=10,</3/0/1>".to_vec();

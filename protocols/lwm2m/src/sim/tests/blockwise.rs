@@ -19,15 +19,36 @@ fn a_package_in_blocks_is_written_whole_and_read_back_in_blocks() {
     let r = rig.request(RequestType::Put, "/5/0/0", &[opaque()], &package, rig.at(1));
     assert_eq!((code(&r), codec::uint_option(&r, CoapOption::Size1)), ("4.13".into(), Some(Ok(1024))));
 
-    let r = rig.request(RequestType::Put, "/5/0/0", &[opaque(), block(CoapOption::Block1, 0, true, 6)], &package[..1024], rig.at(2));
-    assert_eq!((code(&r), Block::of(&r, CoapOption::Block1)), ("2.31".into(), Some(Ok(Block { num: 0, more: true, szx: 6 }))));
+    let r = rig.request(
+        RequestType::Put,
+        "/5/0/0",
+        &[opaque(), block(CoapOption::Block1, 0, true, 6)],
+        &package[..1024],
+        rig.at(2),
+    );
+    assert_eq!(
+        (code(&r), Block::of(&r, CoapOption::Block1)),
+        ("2.31".into(), Some(Ok(Block { num: 0, more: true, szx: 6 })))
+    );
     assert_eq!(rig.get("/5/0/3", rig.at(2)).payload, b"0", "nothing written before the last block");
-    let r = rig.request(RequestType::Put, "/5/0/0", &[opaque(), block(CoapOption::Block1, 1, false, 6)], &package[1024..], rig.at(2));
-    assert_eq!((code(&r), Block::of(&r, CoapOption::Block1)), ("2.04".into(), Some(Ok(Block { num: 1, more: false, szx: 6 }))));
+    let r = rig.request(
+        RequestType::Put,
+        "/5/0/0",
+        &[opaque(), block(CoapOption::Block1, 1, false, 6)],
+        &package[1024..],
+        rig.at(2),
+    );
+    assert_eq!(
+        (code(&r), Block::of(&r, CoapOption::Block1)),
+        ("2.04".into(), Some(Ok(Block { num: 1, more: false, szx: 6 })))
+    );
     assert_eq!(rig.get("/5/0/3", rig.at(2)).payload, b"2", "state: downloaded");
 
     let r0 = rig.get("/5/0/0", rig.at(3));
-    assert_eq!((code(&r0), Block::of(&r0, CoapOption::Block2)), ("2.05".into(), Some(Ok(Block { num: 0, more: true, szx: 6 }))));
+    assert_eq!(
+        (code(&r0), Block::of(&r0, CoapOption::Block2)),
+        ("2.05".into(), Some(Ok(Block { num: 0, more: true, szx: 6 })))
+    );
     let r1 = rig.request(RequestType::Get, "/5/0/0", &[block(CoapOption::Block2, 1, false, 6)], b"", rig.at(3));
     assert_eq!(Block::of(&r1, CoapOption::Block2), Some(Ok(Block { num: 1, more: false, szx: 6 })));
     assert_eq!([r0.payload, r1.payload].concat(), package);

@@ -17,7 +17,10 @@ fn send_reports_go_every_period_while_registered() {
     assert_eq!(rig.dev.poll_timeout(), Some(rig.at(10)));
     rig.dev.handle_timeout(rig.at(10));
     let dp = rig.sent();
-    assert_eq!((dp.header.code, path_of(&dp), cf(&dp)), (MessageClass::Request(RequestType::Post), "dp".to_string(), Some(112)));
+    assert_eq!(
+        (dp.header.code, path_of(&dp), cf(&dp)),
+        (MessageClass::Request(RequestType::Post), "dp".to_string(), Some(112))
+    );
     let records = crate::content::decode(format::SENML_CBOR, Path::ROOT, &dp.payload, &|_: &Path| None).unwrap();
     assert_eq!((records.len(), records[0].path.to_string()), (1, "/3303/0/5700".to_string()));
     assert!(matches!(records[0].value, Value::Float(_)), "{records:?}");
@@ -36,5 +39,8 @@ fn send_reports_go_every_period_while_registered() {
 fn no_send_reports_unless_asked() {
     let mut rig = Rig::registered(false);
     rig.dev.handle_timeout(rig.at(30));
-    assert!(std::iter::from_fn(|| rig.dev.poll_transmit()).all(|b| codec::uri_path(&codec::decode(&b).unwrap()).unwrap() != ["dp"]));
+    assert!(
+        std::iter::from_fn(|| rig.dev.poll_transmit())
+            .all(|b| codec::uri_path(&codec::decode(&b).unwrap()).unwrap() != ["dp"])
+    );
 }

@@ -51,7 +51,16 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn notify(&mut self, now: Instant, i: usize, resp: &Packet, s: &Lwm2mSettings, kind_of: &dyn Fn(&Path) -> Option<Kind>, c: &Counters, out: &mut Sink) {
+    pub(super) fn notify(
+        &mut self,
+        now: Instant,
+        i: usize,
+        resp: &Packet,
+        s: &Lwm2mSettings,
+        kind_of: &dyn Fn(&Path) -> Option<Kind>,
+        c: &Counters,
+        out: &mut Sink,
+    ) {
         let seq = match codec::uint_option(resp, CoapOption::Observe) {
             Some(Ok(n)) => Some(n),
             _ => None,

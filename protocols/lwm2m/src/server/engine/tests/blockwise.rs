@@ -76,10 +76,16 @@ fn large_writes_go_in_blocks_of_the_size_the_device_asks_for() {
     assert_eq!(nums, [2, 3, 4, 5]);
     assert_eq!(got, body);
     let p = h.published();
-    assert_eq!(p[0].1, json!({"reqID": 1, "msgType": "write", "data": {"reqPath": "/5/0/0", "code": "2.04", "codeMsg": "changed"}}));
+    assert_eq!(
+        p[0].1,
+        json!({"reqID": 1, "msgType": "write", "data": {"reqPath": "/5/0/0", "code": "2.04", "codeMsg": "changed"}})
+    );
     // Now the held read goes out.
     let read = h.sent().pop().unwrap();
-    assert_eq!((read.header.code, codec::uri_path(&read).unwrap()), (MessageClass::Request(RequestType::Get), vec!["3".to_string(), "0".into(), "0".into()]));
+    assert_eq!(
+        (read.header.code, codec::uri_path(&read).unwrap()),
+        (MessageClass::Request(RequestType::Get), vec!["3".to_string(), "0".into(), "0".into()])
+    );
     assert!(codec::Block::of(&read, CoapOption::Block1).is_none());
 }
 
@@ -113,7 +119,10 @@ fn errors_and_timeouts_mid_transfer_answer_the_command() {
     assert_eq!(block1(&r1).num, 1);
     answer_block(&mut h, &r1, ResponseType::RequestEntityTooLarge, None);
     let p = h.published();
-    assert_eq!((p[0].1["reqID"].clone(), p[0].1["data"]["code"].clone(), p[0].1["data"]["codeMsg"].clone()), (json!(1), json!("4.13"), json!("request_entity_too_large")));
+    assert_eq!(
+        (p[0].1["reqID"].clone(), p[0].1["data"]["code"].clone(), p[0].1["data"]["codeMsg"].clone()),
+        (json!(1), json!("4.13"), json!("request_entity_too_large"))
+    );
     let read = h.sent().pop().unwrap();
     answer_block(&mut h, &read, ResponseType::Content, None);
     assert_eq!(h.published()[0].1["reqID"], 2);

@@ -69,7 +69,10 @@ fn bad_sends_are_refused_and_not_published() {
     p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(format::SENML_JSON)));
     h.s.handle_datagram(h.now, stranger, &codec::encode(&p).unwrap());
     let (to, bytes) = h.s.poll_transmit().unwrap();
-    assert_eq!((to, codec::decode(&bytes).unwrap().header.code), (stranger, MessageClass::Response(ResponseType::NotFound)));
+    assert_eq!(
+        (to, codec::decode(&bytes).unwrap().header.code),
+        (stranger, MessageClass::Response(ResponseType::NotFound))
+    );
     assert!(h.published().is_empty());
 }
 
