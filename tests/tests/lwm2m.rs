@@ -386,6 +386,22 @@ async fn a_listed_endpoint_is_bootstrapped_with_its_own_psk_and_registers_over_d
     assert_eq!((topic.as_str(), ev["msgType"].as_str()), ("lwm2m/meter-1/up/resp", Some("register")), "{ev}\n{out}");
     let (status, client) = broker.api().get("/api/v1/clients/meter-1").await;
     assert_eq!((status, client["username"].as_str()), (200, Some("meter-1")), "{client}");
+
+    // Its endpoint name and its PSK go together: not over plain UDP, not under another name.
+    let mut impostor = Device::new(broker.lwm2m_addr()).await;
+    assert_eq!(
+        impostor.register("meter-1", 300, "U").await.header.code,
+        MessageClass::Response(ResponseType::Forbidden)
+    );
+    let url = format!("coaps://{}/rd?ep=meter-2&lt=60&lwm2m=1.1&b=U", broker.lwm2ms_addr());
+    coap_client_openssl(
+        ["-m", "post", "-t", "40", "-e", "</3/0>", "-u", &id, "-k", &key, &url].map(String::from).to_vec(),
+    )
+    .await;
+    app.assert_no_publish(QUIET).await;
+    assert_eq!(broker.lwm2m_counters().refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let (status, _) = broker.api().get("/api/v1/clients/meter-2").await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

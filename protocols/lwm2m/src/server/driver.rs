@@ -297,6 +297,13 @@ pub async fn serve_transport(
                     generation += 1;
                     let g = generation;
                     let user = last_user.as_ref().filter(|(p, _)| *p == peer).map(|(_, u)| u.clone());
+                    if let Some(b) = &ctx.settings.bootstrap
+                        && !b.identity_allows(&ep, user.as_deref())
+                    {
+                        tracing::warn!(%ep, %peer, user = user.as_deref(), "LwM2M registration refused: the endpoint has bootstrap credentials of its own ([[lwm2m.bootstrap.device]]) and must register over DTLS with them");
+                        server.connected(Instant::now(), ticket, Err(Refusal::Forbidden));
+                        continue;
+                    }
                     let (ctx, done) = (ctx.clone(), connected_tx.clone());
                     tracker.spawn(async move {
                         let result = connect(&ctx.broker, &ep, peer, user, &commands).await;

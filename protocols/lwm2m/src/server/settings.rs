@@ -78,6 +78,17 @@ pub struct BootstrapDevice {
 pub struct NotListed;
 
 impl BootstrapSettings {
+    /// Whether endpoint `ep` may register as DTLS user `user` (`None`: plain UDP). An
+    /// endpoint listed in `devices` was given a PSK whose username is the endpoint name: it
+    /// registers over DTLS with it, and that identity registers no other endpoint.
+    pub fn identity_allows(&self, ep: &str, user: Option<&str>) -> bool {
+        let listed = |name: &str| self.devices.iter().any(|d| d.endpoint == name);
+        if listed(ep) || user.is_some_and(listed) {
+            return user == Some(ep);
+        }
+        true
+    }
+
     /// The PSK to provision endpoint `ep` with: its own, else the shared one; `Err` when the
     /// endpoint is not listed and only listed ones are served.
     pub fn psk_for(&self, ep: &str) -> Result<Option<(&str, &[u8])>, NotListed> {

@@ -117,6 +117,9 @@ pub struct Server {
     next_ticket: u64,
     next_id: u64,
     seed: u64,
+    /// Draws registration ids: unguessable, since an Update or De-register names its
+    /// registration by id alone (over plain UDP nothing else identifies the device).
+    ids: rand::rngs::StdRng,
     transmit: VecDeque<(SocketAddr, Bytes)>,
     outputs: VecDeque<Output>,
     counters: Arc<Counters>,
@@ -139,6 +142,8 @@ impl Server {
             next_ticket: 1,
             next_id: seed & 0xffff,
             seed,
+            // From the OS, not from `seed`: message ids and tokens on the wire derive from that.
+            ids: rand::SeedableRng::from_os_rng(),
             transmit: VecDeque::new(),
             outputs: VecDeque::new(),
             counters,

@@ -172,7 +172,12 @@ impl Server {
             }
         }
         self.next_id = self.next_id.wrapping_add(1);
-        let id = format!("{:x}", self.next_id);
+        let id = loop {
+            let id = format!("{:016x}", rand::Rng::random::<u64>(&mut self.ids));
+            if !self.devices.contains_key(&id) {
+                break id;
+            }
+        };
         let seed = self.seed ^ self.next_id.rotate_left(17);
         let mut dev = Device::new(id.clone(), info, peer, now, self.settings.transmission, seed);
         dev.queue = queued;

@@ -119,6 +119,17 @@ impl H {
 }
 
 #[test]
+fn registration_ids_are_unguessable() {
+    // An Update or De-register names its registration by id alone: 64 random bits, not a counter.
+    let ids: Vec<String> = (0..3).map(|i| H::new(Lwm2mSettings::default()).register(&format!("dev{i}"), "U")).collect();
+    for id in &ids {
+        assert!(id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
+    let n: Vec<u64> = ids.iter().map(|id| u64::from_str_radix(id, 16).unwrap()).collect();
+    assert!(n[1].abs_diff(n[0]) > 1_000_000 && n[2].abs_diff(n[1]) > 1_000_000, "{ids:?}");
+}
+
+#[test]
 fn register_read_update_deregister() {
     let mut h = H::new(Lwm2mSettings::default());
     let id = h.register("dev1", "U");
