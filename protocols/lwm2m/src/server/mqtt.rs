@@ -180,17 +180,30 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
         })
     };
     let (mut request, kind) = build().map_err(bad)?;
+    under_root(&mut request, &path, root);
+    Ok(Command { req_id, msg_type, path: path.to_string(), request, kind })
+}
+
+/// Puts `request`'s Uri-Path below the device's alternate path `root` (`/` mostly).
+fn under_root(request: &mut Packet, path: &Path, root: &str) {
     if root != "/" && !root.is_empty() {
-        // The device serves its objects below an alternate path.
         let mut segs: Vec<Vec<u8>> =
             root.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
-        segs.extend(path_segments(&path));
+        segs.extend(path_segments(path));
         request.clear_option(CoapOption::UriPath);
         for s in segs {
             request.add_option(CoapOption::UriPath, s);
         }
     }
-    Ok(Command { req_id, msg_type, path: path.to_string(), request, kind })
+}
+
+/// A GET of the observed `path` for the rest of a notification that came in Block2 blocks;
+/// its result is published as a notification (`msgType` notify).
+pub(crate) fn notification_fetch(req_id: Json, path: &str, root: &str) -> Option<Command> {
+    let p: Path = path.parse().ok()?;
+    let mut request = request(RequestType::Get, &p);
+    under_root(&mut request, &p, root);
+    Some(Command { req_id, msg_type: "notify".into(), path: path.to_string(), request, kind: CommandKind::Observe })
 }
 
 /// `[{path, type, value}]` below `base` (a relative `path` is appended to it).

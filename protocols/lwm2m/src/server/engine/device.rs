@@ -34,12 +34,35 @@ struct Exchange {
     body: Vec<u8>,
     /// The request body going out in Block1 blocks (RFC 7959 §2.5).
     upload: Option<Upload>,
+    /// The first block of a Block2 response: its options (Observe, Content-Format) are the
+    /// whole response's; later blocks answer plain GETs.
+    first: Option<Box<Packet>>,
+    /// The token the request went out with, when Block2 requests moved on to new ones: an
+    /// observation lives under it.
+    first_token: Option<Vec<u8>>,
+    /// Fetching the rest of a notification (RFC 7959 §3.4): its sequence number; the result
+    /// is published as that notification.
+    notify_seq: Option<u32>,
 }
 
 impl Exchange {
     /// One that never went out (answered at once, or failed while waiting).
     fn unsent(cmd: Command, reply: ReplyTo) -> Exchange {
-        Exchange { token: Vec::new(), cmd, reply, deadline: None, body: Vec::new(), upload: None }
+        Exchange::new(Vec::new(), cmd, reply, None)
+    }
+
+    fn new(token: Vec<u8>, cmd: Command, reply: ReplyTo, upload: Option<Upload>) -> Exchange {
+        Exchange {
+            token,
+            cmd,
+            reply,
+            deadline: None,
+            body: Vec::new(),
+            upload,
+            first: None,
+            first_token: None,
+            notify_seq: None,
+        }
     }
 }
 
@@ -293,7 +316,7 @@ impl Device {
             None => cmd.request.clone(),
         };
         self.layer.send_confirmable(now, tag, self.peer, first);
-        self.exchanges.insert(tag, Exchange { token, cmd, reply, deadline: None, body: Vec::new(), upload });
+        self.exchanges.insert(tag, Exchange::new(token, cmd, reply, upload));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -407,21 +430,14 @@ impl Device {
                 if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY =>
             {
                 e.body.extend_from_slice(&resp.payload);
+                if b.num == 0 {
+                    e.first = Some(Box::new(resp.clone()));
+                }
                 if b.more {
-                    // Ask for the next block, with a new token; the body so far stays.
-                    let mut next = blockwise::block2_request(
-                        &e.cmd.request,
-                        codec::Block { num: b.num + 1, more: false, szx: b.szx },
-                    );
-                    self.next_tag = self.next_tag.wrapping_add(1);
-                    let tag = self.next_tag;
-                    e.token = tag.to_be_bytes().to_vec();
-                    next.set_token(e.token.clone());
-                    self.layer.send_confirmable(now, tag, self.peer, next);
-                    self.exchanges.insert(tag, e);
+                    self.next_block(now, e, b);
                     return;
                 }
-                whole = resp.clone();
+                whole = e.first.take().map_or_else(|| resp.clone(), |f| *f);
                 whole.clear_option(CoapOption::Block2);
                 whole.payload = std::mem::take(&mut e.body);
                 resp = &whole;
@@ -433,14 +449,37 @@ impl Device {
         }
         self.done_tokens.push_back(e.token.clone());
         let data = mqtt::response_data(&e.cmd.path, e.cmd.kind, resp, kind_of);
+        if let Some(seq) = e.notify_seq {
+            let msg = json!({"reqID": e.cmd.req_id, "msgType": "notify", "seqNum": seq, "data": data});
+            out.publish.push((s.translators.notify.clone(), msg, None));
+            return;
+        }
         if e.cmd.kind == CommandKind::Observe {
-            self.observe_answered(now, &e.token, &e.cmd, resp);
+            let token = e.first_token.take().unwrap_or_else(|| e.token.clone());
+            self.observe_answered(now, &token, &e.cmd, resp);
         }
         out.publish.push((
             s.translators.response.clone(),
             json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}),
             e.reply,
         ));
+    }
+}
+
+impl Device {
+    /// Asks for the block after `got` of exchange `e`'s response, with a new token (the
+    /// first one stays recorded: an observation lives under it); the body so far stays.
+    fn next_block(&mut self, now: Instant, mut e: Exchange, got: codec::Block) {
+        let mut next =
+            blockwise::block2_request(&e.cmd.request, codec::Block { num: got.num + 1, more: false, szx: got.szx });
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = self.next_tag;
+        let token = tag.to_be_bytes().to_vec();
+        let old = std::mem::replace(&mut e.token, token.clone());
+        e.first_token.get_or_insert(old);
+        next.set_token(token);
+        self.layer.send_confirmable(now, tag, self.peer, next);
+        self.exchanges.insert(tag, e);
     }
 }
 

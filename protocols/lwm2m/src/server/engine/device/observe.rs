@@ -9,7 +9,7 @@ use coap_lite::{CoapOption, Packet};
 use roost_coap::codec;
 use serde_json::{Value as Json, json};
 
-use super::{Device, success};
+use super::{Device, Exchange, success};
 use crate::server::engine::{Counters, Sink};
 use crate::server::mqtt::{self, Command, CommandKind};
 use crate::server::settings::Lwm2mSettings;
@@ -75,6 +75,21 @@ impl Device {
         Counters::bump(&c.notifications);
         o.last_seq = seq.or(o.last_seq);
         o.last_at = now;
+        // The first block of a large notification: the rest is fetched with GETs (RFC 7959
+        // §3.4) and published as this notification once whole.
+        if let Some(Ok(b)) = codec::Block::of(resp, CoapOption::Block2)
+            && b.num == 0
+            && b.more
+            && seq.is_some()
+            && let Some(cmd) = mqtt::notification_fetch(o.req_id.clone(), &o.path, &self.info.root)
+        {
+            let mut e = Exchange::new(Vec::new(), cmd, None, None);
+            e.notify_seq = seq;
+            e.body = resp.payload.clone();
+            e.first = Some(Box::new(resp.clone()));
+            self.next_block(now, e, b);
+            return;
+        }
         let data = mqtt::response_data(&o.path, CommandKind::Observe, resp, kind_of);
         let msg = json!({"reqID": o.req_id, "msgType": "notify", "seqNum": seq.unwrap_or(0), "data": data});
         // Without Observe, or an error: the observation is over (RFC 7641 §3.2, §4.2).

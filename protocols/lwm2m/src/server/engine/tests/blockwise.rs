@@ -167,3 +167,63 @@ fn a_write_beyond_the_bound_is_refused_at_once() {
     assert!(h.sent().is_empty());
     assert_eq!(h.published()[0].1["data"]["code"], "payload_too_large");
 }
+
+/// A response to `r` from the device: block `num` of `body` in blocks of 16 bytes, with an
+/// Observe number if given.
+fn block2_answer(r: &Packet, kind: MessageType, body: &[u8], num: usize, observe: Option<u32>) -> Packet {
+    let mut p = Packet::new();
+    p.header.set_type(kind);
+    p.header.message_id = if kind == MessageType::Acknowledgement { r.header.message_id } else { 900 + num as u16 };
+    p.header.code = MessageClass::Response(ResponseType::Content);
+    p.set_token(r.get_token().to_vec());
+    if let Some(o) = observe {
+        p.add_option(CoapOption::Observe, codec::encode_uint(o));
+    }
+    let chunks: Vec<&[u8]> = body.chunks(16).collect();
+    let block = codec::Block { num: num as u32, more: num + 1 < chunks.len(), szx: 0 };
+    p.add_option(CoapOption::Block2, codec::encode_uint(block.encode()));
+    p.payload = chunks[num].to_vec();
+    p
+}
+
+#[test]
+fn an_observe_answered_in_blocks_and_a_notification_in_blocks_are_reassembled() {
+    let mut h = H::new(Lwm2mSettings::default());
+    h.register("obs", "U");
+    h.published();
+    h.command("obs", json!({"reqID": 3, "msgType": "observe", "data": {"path": "/3/0/0"}}));
+    let observe = h.sent().pop().unwrap();
+    // The Observe is answered in three blocks: the later two are plain GETs (RFC 7959 §3.4).
+    let first = "0123456789abcdef".repeat(3);
+    h.send(block2_answer(&observe, MessageType::Acknowledgement, first.as_bytes(), 0, Some(7)));
+    for num in 1..3 {
+        let get = h.sent().pop().unwrap();
+        assert_eq!(codec::Block::of(&get, CoapOption::Block2).unwrap().unwrap().num as usize, num);
+        assert!(get.get_option(CoapOption::Observe).is_none());
+        assert_ne!(get.get_token(), observe.get_token());
+        h.send(block2_answer(&get, MessageType::Acknowledgement, first.as_bytes(), num, None));
+    }
+    let p = h.published();
+    assert_eq!(
+        (p.len(), &p[0].1["msgType"], &p[0].1["data"]["content"][0]["value"]),
+        (1, &json!("observe"), &json!(first))
+    );
+
+    // A notification under the Observe's token, in blocks: fetched and published whole.
+    let second = "fedcba9876543210".repeat(2) + "xyz";
+    h.send(block2_answer(&observe, MessageType::NonConfirmable, second.as_bytes(), 0, Some(8)));
+    assert!(h.published().is_empty(), "not before the last block");
+    let get = h.sent().pop().unwrap();
+    assert_eq!(codec::uri_path(&get).unwrap(), ["3", "0", "0"]);
+    h.send(block2_answer(&get, MessageType::Acknowledgement, second.as_bytes(), 1, None));
+    let get = h.sent().pop().unwrap();
+    h.send(block2_answer(&get, MessageType::Acknowledgement, second.as_bytes(), 2, None));
+    let p = h.published();
+    assert_eq!(p.len(), 1);
+    assert_eq!(
+        (p[0].0.as_str(), &p[0].1["msgType"], &p[0].1["seqNum"]),
+        ("lwm2m/obs/up/notify", &json!("notify"), &json!(8))
+    );
+    assert_eq!(p[0].1["data"]["content"][0]["value"], json!(second));
+    assert_eq!(p[0].1["reqID"], 3);
+}
