@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod connection;
+pub mod datagram;
 pub mod hooks;
 pub mod limit;
 pub mod metrics;

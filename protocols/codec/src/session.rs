@@ -34,17 +34,11 @@ pub struct Listener {
     pub protocol_name: Arc<str>,
 }
 
-/// Why a device's connection ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Close {
-    pub reason: DisconnectReason,
-    pub why: String,
-}
+/// Why a device's connection ends: the one `End` of every datagram session.
+pub type Close = roost_core::datagram::End;
 
-impl Close {
-    fn abnormal(why: impl Into<String>) -> Close {
-        Close { reason: DisconnectReason::Abnormal, why: why.into() }
-    }
+fn abnormal(why: impl Into<String>) -> Close {
+    Close::new(DisconnectReason::Abnormal, why)
 }
 
 /// One device's connection.
@@ -120,7 +114,7 @@ impl Device {
         r?;
         let max = self.listener.settings.limits.max_frame_size;
         if buf.len() > max {
-            return Err(Close::abnormal(format!(
+            return Err(abnormal(format!(
                 "{} bytes buffered without a whole frame, over limits.max_frame_size ({max})",
                 buf.len()
             )));
@@ -199,10 +193,10 @@ impl Device {
     pub async fn on_timeout(&mut self, now: Instant) -> Result<(), Close> {
         if now >= self.last_input + self.timeout {
             return match self.conn {
-                None => Err(Close::abnormal("no connect within limits.connect_timeout")),
+                None => Err(abnormal("no connect within limits.connect_timeout")),
                 Some(_) => {
                     self.send(Downlink::Disconnect { reason: CloseReason::KeepAliveTimeout })?;
-                    Err(Close::abnormal("keep alive timeout"))
+                    Err(abnormal("keep alive timeout"))
                 }
             };
         }
@@ -236,7 +230,7 @@ impl Device {
             Uplink::SetTimer { id, after } => {
                 self.timers.retain(|(t, _)| *t != id);
                 if self.timers.len() >= MAX_TIMERS {
-                    return Err(Close::abnormal(format!("codec asked for more than {MAX_TIMERS} timers")));
+                    return Err(abnormal(format!("codec asked for more than {MAX_TIMERS} timers")));
                 }
                 self.timers.push((id, now + after));
                 return Ok(());
@@ -248,7 +242,7 @@ impl Device {
             _ => {}
         }
         let Some(conn) = &self.conn else {
-            return Err(Close::abnormal(format!("{} before connect", uplink_name(&frame))));
+            return Err(abnormal(format!("{} before connect", uplink_name(&frame))));
         };
         match frame {
             Uplink::Publish { id, topic, payload, qos, retain } => {
@@ -292,10 +286,10 @@ impl Device {
 
     async fn connect(&mut self, c: ConnectFrame, now: Instant) -> Result<(), Close> {
         if self.conn.is_some() {
-            return Err(Close::abnormal("a second connect on one connection"));
+            return Err(abnormal("a second connect on one connection"));
         }
         if c.client_id.is_empty() {
-            return Err(Close::abnormal("connect with an empty client id"));
+            return Err(abnormal("connect with an empty client id"));
         }
         let mountpoint = self
             .listener
@@ -386,7 +380,7 @@ impl Device {
         f: impl FnOnce(&mut dyn Codec) -> Result<(), CodecError>,
     ) -> Result<Result<(), CodecError>, Close> {
         let Some(codec) = self.codec.as_deref_mut() else {
-            return Err(Close::abnormal("codec unusable after a panic"));
+            return Err(abnormal("codec unusable after a panic"));
         };
         match contain(|| f(codec)) {
             Ok(r) => Ok(r),
@@ -399,7 +393,7 @@ impl Device {
                     panic = %panic,
                     "codec panicked; closing this connection only"
                 );
-                Err(Close::abnormal(format!("codec panicked: {panic}")))
+                Err(abnormal(format!("codec panicked: {panic}")))
             }
         }
     }
@@ -407,7 +401,7 @@ impl Device {
 
 /// A decoding error closes the connection as a protocol violation (the will is published).
 fn decoded(r: Result<(), CodecError>) -> Result<(), Close> {
-    r.map_err(|e| Close::abnormal(format!("codec error: {e}")))
+    r.map_err(|e| abnormal(format!("codec error: {e}")))
 }
 
 fn subscribe_refused(e: SubscribeError) -> Refused {

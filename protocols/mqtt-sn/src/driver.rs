@@ -1,24 +1,22 @@
 //! Driver layer: one UDP socket per bound address, demultiplexing every MQTT-SN client on
 //! it (§5.5 forwarder encapsulation included: a relayed node is keyed by forwarder address
-//! and wireless node id). Each client's sans-IO [`Session`] runs in a small task fed by a
-//! bounded channel; the receive loop answers SEARCHGW, takes QoS -1 publishes (§6.8), sends
+//! and wireless node id). Each client's sans-IO [`Session`] runs on the shared datagram
+//! engine ([`roost_core::datagram`]), fed by a bounded queue; the receive loop answers SEARCHGW, takes QoS -1 publishes (§6.8), sends
 //! ADVERTISE when configured, and drops malformed datagrams with a log line and a count, so
 //! one bad peer never affects another.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use roost_core::datagram::{DatagramSession, Demux, Dispatch, End};
 use roost_core::limit::{Bucket, PeerBuckets};
 use roost_core::metrics::Limited;
 use roost_core::trace::Direction;
-use roost_core::{ClientId, ClientInfo, Delivery, DisconnectReason, Protocol};
+use roost_core::{ClientId, ClientInfo, Connection, Delivery, DisconnectReason, Protocol};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,13 +38,13 @@ pub struct PeerKey {
 /// Binds every configured address (shared by the UDP adapters).
 pub use roost_core::udp::bind;
 
-/// Sends `msg` to `key`, encapsulated when it came through a forwarder.
-async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
+/// `msg` as the datagram for `key`: encapsulated when it came through a forwarder.
+fn encode(ctx: &Context, key: &PeerKey, msg: &Message) -> Option<Bytes> {
     let bytes = match codec::to_bytes(msg) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(peer = %key.addr, "{e}");
-            return;
+            return None;
         }
     };
     let bytes = match &key.node {
@@ -55,12 +53,19 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(peer = %key.addr, "{e}");
-                return;
+                return None;
             }
         },
     };
     ctx.broker.metrics().bytes_out(Protocol::MqttSn, bytes.len());
-    if let Err(e) = socket.send_to(&bytes, key.addr).await {
+    Some(bytes)
+}
+
+/// Sends `msg` to `key` from the receive loop (answers to peers without a session).
+async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
+    if let Some(bytes) = encode(ctx, key, msg)
+        && let Err(e) = socket.send_to(&bytes, key.addr).await
+    {
         tracing::debug!(peer = %key.addr, "MQTT-SN send failed: {e}");
     }
 }
@@ -68,8 +73,7 @@ async fn send(socket: &UdpSocket, ctx: &Context, key: &PeerKey, msg: &Message) {
 /// Serves one socket until `shutdown`.
 pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
     let socket = Arc::new(socket);
-    let mut clients: HashMap<PeerKey, mpsc::Sender<Message>> = HashMap::new();
-    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<PeerKey>();
+    let clients: Demux<PeerKey, Message> = Demux::new(CLIENT_QUEUE);
     let mut buf = vec![0u8; 65_536];
     let advertise = ctx.settings.advertise_interval;
     if advertise.is_some() && ctx.settings.advertise_address.is_ipv4() {
@@ -87,13 +91,6 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
     loop {
         let (n, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(key) = ended_rx.recv() => {
-                if clients.get(&key).is_some_and(|tx| tx.is_closed()) {
-                    clients.remove(&key);
-                    ctx.counters.clients.fetch_sub(1, Relaxed);
-                }
-                continue;
-            }
             _ = advertise_tick.tick(), if advertise.is_some() => {
                 let duration = advertise.map_or(0, |d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
                 let key = PeerKey { addr: ctx.settings.advertise_address, node: None };
@@ -137,28 +134,21 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
             }
         };
         if let Some(bucket) = &mut new_peers
-            && !clients.contains_key(&key)
+            && !clients.contains(&key)
             && !bucket.try_take(std::time::Instant::now())
         {
             ctx.broker.metrics().limited(Limited::NewPeerRate);
             tracing::trace!(peer = %addr, "MQTT-SN: over new_peers_rate; datagram from a new peer dropped");
             continue;
         }
-        let msg = match clients.get(&key) {
-            Some(tx) => match tx.try_send(msg) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(m)) => {
-                    Counters::bump(&ctx.counters.busy_drops);
-                    tracing::debug!(peer = %addr, msg = m.name(), "MQTT-SN client busy: datagram dropped");
-                    continue;
-                }
-                Err(mpsc::error::TrySendError::Closed(m)) => {
-                    clients.remove(&key);
-                    ctx.counters.clients.fetch_sub(1, Relaxed);
-                    m
-                }
-            },
-            None => msg,
+        let msg = match clients.dispatch(&key, msg) {
+            Dispatch::Queued => continue,
+            Dispatch::Busy(m) => {
+                Counters::bump(&ctx.counters.busy_drops);
+                tracing::debug!(peer = %addr, msg = m.name(), "MQTT-SN client busy: datagram dropped");
+                continue;
+            }
+            Dispatch::Unknown(m) => m,
         };
         match msg {
             Message::Connect(_) => {
@@ -168,11 +158,8 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                     send(&socket, &ctx, &key, &Message::ConnAck { rc: ReturnCode::Congestion }).await;
                     continue;
                 }
-                let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-                let _ = tx.try_send(msg);
-                clients.insert(key.clone(), tx);
-                ctx.counters.clients.fetch_add(1, Relaxed);
-                tracker.spawn(client(key, socket.clone(), ctx.clone(), rx, ended_tx.clone(), shutdown.clone()));
+                let device = SnDevice::new(key.clone(), ctx.clone());
+                clients.spawn(key, msg, device, socket.clone(), shutdown.clone(), &tracker);
             }
             Message::SearchGw { .. } => {
                 send(&socket, &ctx, &key, &Message::GwInfo { gw_id: ctx.settings.gateway_id, gw_addr: Bytes::new() })
@@ -239,72 +226,81 @@ fn trace(ctx: &Context, key: &PeerKey, client_id: Option<&str>, direction: Direc
     }
 }
 
-enum Event {
-    Message(Message),
-    Delivery(Delivery),
-    Timeout,
-    Shutdown,
+/// One client's [`Session`] as a datagram session of the shared engine: decoded messages in,
+/// traced and encoded datagrams out (to the forwarder, encapsulated, for a relayed node).
+struct SnDevice {
+    key: PeerKey,
+    ctx: Arc<Context>,
+    session: Session,
+    out: Vec<Message>,
 }
 
-async fn client(
-    key: PeerKey,
-    socket: Arc<UdpSocket>,
-    ctx: Arc<Context>,
-    mut rx: mpsc::Receiver<Message>,
-    ended: mpsc::UnboundedSender<PeerKey>,
-    shutdown: CancellationToken,
-) {
-    let mut session = Session::new(ctx.clone(), key.addr, Instant::now().into_std());
-    let mut out = Vec::new();
-    loop {
-        let deadline = session.poll_timeout();
-        let conn = if session.wants_deliveries() { session.connection().cloned() } else { None };
-        let event = tokio::select! {
-            m = rx.recv() => match m {
-                Some(m) => Event::Message(m),
-                None => break,
-            },
-            d = async { match &conn { Some(c) => c.next_delivery().await, None => std::future::pending().await } } => Event::Delivery(d),
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await, None => std::future::pending().await } } => Event::Timeout,
-            _ = shutdown.cancelled() => Event::Shutdown,
-        };
-        drop(conn);
-        let now = Instant::now().into_std();
-        if let Event::Message(m) = &event {
-            let named = match m {
-                Message::Connect(c) => Some(c.client_id.as_str()),
-                _ => session.client_id().map(ClientId::as_str),
-            };
-            trace(&ctx, &key, named, Direction::In, m);
-        }
-        let result = match event {
-            Event::Message(m) => match session.handle_message(now, m, &mut out).await {
-                Ok(()) => match session.pump(now, &mut out) {
-                    Some(reason) => Err(session.close(reason, &mut out).await),
-                    None => Ok(()),
-                },
-                Err(end) => Err(end),
-            },
-            Event::Delivery(Delivery::Close(reason)) => Err(session.close(reason, &mut out).await),
-            Event::Delivery(d) => {
-                session.handle_delivery(now, d, &mut out);
-                match session.pump(now, &mut out) {
-                    Some(reason) => Err(session.close(reason, &mut out).await),
-                    None => Ok(()),
-                }
-            }
-            Event::Timeout => session.handle_timeout(now, &mut out).await,
-            Event::Shutdown => Err(session.close(DisconnectReason::Shutdown, &mut out).await),
-        };
-        for m in out.drain(..) {
-            trace(&ctx, &key, session.client_id().map(ClientId::as_str), Direction::Out, &m);
-            send(&socket, &ctx, &key, &m).await;
-        }
-        if let Err(end) = result {
-            tracing::debug!(peer = %key.addr, client_id = ?session.client_id(), why = %end.why, "MQTT-SN session ended");
-            break;
+impl SnDevice {
+    fn new(key: PeerKey, ctx: Arc<Context>) -> SnDevice {
+        ctx.counters.clients.fetch_add(1, Relaxed);
+        let session = Session::new(ctx.clone(), key.addr, Instant::now());
+        SnDevice { key, ctx, session, out: Vec::new() }
+    }
+
+    /// After a message or delivery: send what the queue allows, or close as the core asks.
+    async fn pump(&mut self, now: Instant) -> Result<(), End> {
+        match self.session.pump(now, &mut self.out) {
+            Some(reason) => Err(self.session.close(reason, &mut self.out).await),
+            None => Ok(()),
         }
     }
-    rx.close();
-    let _ = ended.send(key);
+}
+
+impl DatagramSession for SnDevice {
+    type Input = Message;
+
+    fn connection(&self) -> Option<&Connection> {
+        self.session.connection().filter(|_| self.session.wants_deliveries()).map(|c| &**c)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+
+    async fn handle_datagram(&mut self, now: Instant, m: Message) -> Result<(), End> {
+        let named = match &m {
+            Message::Connect(c) => Some(c.client_id.as_str()),
+            _ => self.session.client_id().map(ClientId::as_str),
+        };
+        trace(&self.ctx, &self.key, named, Direction::In, &m);
+        self.session.handle_message(now, m, &mut self.out).await?;
+        self.pump(now).await
+    }
+
+    async fn handle_delivery(&mut self, now: Instant, d: Delivery) -> Result<(), End> {
+        if let Delivery::Close(reason) = d {
+            return Err(self.session.close(reason, &mut self.out).await);
+        }
+        self.session.handle_delivery(now, d, &mut self.out);
+        self.pump(now).await
+    }
+
+    async fn handle_timeout(&mut self, now: Instant) -> Result<(), End> {
+        self.session.handle_timeout(now, &mut self.out).await
+    }
+
+    async fn handle_shutdown(&mut self) -> End {
+        self.session.close(DisconnectReason::Shutdown, &mut self.out).await
+    }
+
+    fn poll_transmit(&mut self) -> Option<(Bytes, SocketAddr)> {
+        while !self.out.is_empty() {
+            let m = self.out.remove(0);
+            trace(&self.ctx, &self.key, self.session.client_id().map(ClientId::as_str), Direction::Out, &m);
+            if let Some(bytes) = encode(&self.ctx, &self.key, &m) {
+                return Some((bytes, self.key.addr));
+            }
+        }
+        None
+    }
+
+    async fn finish(self, end: End) {
+        tracing::debug!(peer = %self.key.addr, client_id = ?self.session.client_id(), why = %end.why, "MQTT-SN session ended");
+        self.ctx.counters.clients.fetch_sub(1, Relaxed);
+    }
 }

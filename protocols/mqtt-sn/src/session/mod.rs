@@ -82,16 +82,13 @@ pub enum State {
     Awake,
 }
 
-/// The session is over; the driver forgets the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct End {
-    pub why: String,
-}
+/// The session is over; the driver forgets the client (the one `End` of every datagram
+/// session).
+pub use roost_core::datagram::End;
 
-impl End {
-    fn new(why: impl Into<String>) -> End {
-        End { why: why.into() }
-    }
+/// An end the client caused or suffered (its will is published).
+fn end(why: impl Into<String>) -> End {
+    End::new(DisconnectReason::Abnormal, why)
 }
 
 struct PendingConnect {
@@ -230,7 +227,7 @@ impl Session {
             State::WaitWillTopic | State::WaitWillMsg
                 if self.pending.as_ref().is_some_and(|p| now >= p.since + self.handshake_timeout()) =>
             {
-                return Err(End::new("will handshake timed out"));
+                return Err(end("will handshake timed out"));
             }
             State::Active if !self.keep_alive.is_zero() && now >= self.last_heard + self.keep_alive * 3 / 2 => {
                 return Err(self.lost("keep alive timeout").await);
@@ -253,7 +250,7 @@ impl Session {
         if let Some(conn) = self.conn.take() {
             conn.disconnect(DisconnectReason::Abnormal).await;
         }
-        End::new(why)
+        end(why)
     }
 
     /// Handles one message from the client.
@@ -266,7 +263,7 @@ impl Session {
                     None => return self.finish_connect(now, out).await,
                     Some(w) if !self.will_topic_ok(&w.topic) => {
                         out.push(Message::ConnAck { rc: ReturnCode::NotSupported });
-                        return Err(End::new("WILLTOPIC is not a valid topic name"));
+                        return Err(end("WILLTOPIC is not a valid topic name"));
                     }
                     Some(w) => {
                         if let Some(p) = &mut self.pending {
@@ -298,7 +295,7 @@ impl Session {
     async fn handle_connect(&mut self, now: Instant, c: Connect, out: &mut Vec<Message>) -> Result<(), End> {
         if c.client_id.is_empty() {
             out.push(Message::ConnAck { rc: ReturnCode::NotSupported });
-            return Err(End::new("CONNECT with an empty client id"));
+            return Err(end("CONNECT with an empty client id"));
         }
         // A CONNECT while asleep or awake with clean session off resumes the same
         // connection (§6.14: the client is active again).
@@ -387,7 +384,7 @@ impl Session {
                 };
                 Counters::bump(&self.ctx.counters.rejected_clients);
                 out.push(Message::ConnAck { rc });
-                Err(End::new(format!("connect refused: {e}")))
+                Err(end(format!("connect refused: {e}")))
             }
         }
     }
@@ -416,7 +413,7 @@ impl Session {
     ) -> Result<(), End> {
         let Some(conn) = self.conn.clone() else {
             out.push(Message::Disconnect { duration: None });
-            return Err(End::new("DISCONNECT without a connection"));
+            return Err(end("DISCONNECT without a connection"));
         };
         match duration {
             Some(d) if d > 0 => {
@@ -432,7 +429,7 @@ impl Session {
                 out.push(Message::Disconnect { duration: None });
                 self.conn = None;
                 conn.disconnect(DisconnectReason::Normal).await;
-                Err(End::new("DISCONNECT"))
+                Err(End::new(DisconnectReason::Normal, "DISCONNECT"))
             }
         }
     }
@@ -463,6 +460,6 @@ impl Session {
             out.push(Message::Disconnect { duration: None });
             conn.disconnect(reason).await;
         }
-        End::new(format!("closed by the broker: {reason:?}"))
+        End::new(reason, format!("closed by the broker: {reason:?}"))
     }
 }
