@@ -142,6 +142,16 @@ impl BrokerBuilder {
     }
 }
 
+/// What [`Broker::route`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Sessions the message was queued for.
+    pub matched: usize,
+    /// The ticket of the last store record the routing made (retained change, queued
+    /// message); `None`: nothing to wait for.
+    pub ticket: Option<u64>,
+}
+
 impl Broker {
     pub fn builder(settings: BrokerSettings) -> BrokerBuilder {
         BrokerBuilder {
@@ -356,17 +366,20 @@ impl Broker {
         self.inner.hooks.emit(event);
     }
 
-    /// Routes a message to every matching session; returns how many sessions it reached.
-    pub(crate) fn route(&self, msg: Arc<Message>) -> usize {
+    /// Routes a message to every matching session: how many sessions it reached, and the
+    /// ticket of the last store record it made (what an acknowledgement must wait for).
+    pub(crate) fn route(&self, msg: Arc<Message>) -> Routed {
         let inner = &self.inner;
+        let mut ticket = None;
         if msg.retain && inner.settings.retain_available {
             let keep = inner.store.keeps();
             match inner.retained.set(&msg, inner.settings.max_retained_messages) {
                 RetainOutcome::Stored if keep => {
-                    inner.store.record(Change::Retain { topic: msg.topic.clone(), message: Some(msg.clone()) });
+                    let change = Change::Retain { topic: msg.topic.clone(), message: Some(msg.clone()) };
+                    ticket = Some(inner.store.record(change));
                 }
                 RetainOutcome::Cleared if keep => {
-                    inner.store.record(Change::Retain { topic: msg.topic.clone(), message: None });
+                    ticket = Some(inner.store.record(Change::Retain { topic: msg.topic.clone(), message: None }));
                 }
                 RetainOutcome::Stored | RetainOutcome::Cleared => {}
                 RetainOutcome::Full => {
@@ -393,7 +406,7 @@ impl Broker {
                     self.hook(&Event::Dropped { client: None, message: &msg, reason: DropReason::NoSubscribers });
                 }
             }
-            return 0;
+            return Routed { matched: 0, ticket };
         }
         // One copy per session: highest QoS of its matching subscriptions, all their ids.
         targets.sort_by_key(|t| t.session.id());
@@ -417,19 +430,21 @@ impl Broker {
                 retain: msg.retain && retain_as_published,
                 subscription_ids: ids,
             };
-            if let Some(reason) = session.enqueue(pending, &inner.settings, &inner.metrics)
+            let enqueued = session.enqueue(pending, &inner.settings, &inner.metrics);
+            ticket = enqueued.ticket.max(ticket);
+            if let Some(reason) = enqueued.dropped
                 && inner.hooks.wants(EventKind::MessageDropped)
             {
                 self.hook(&Event::Dropped { client: Some(session.client_id()), message: &msg, reason });
             }
             reached += 1;
         }
-        reached
+        Routed { matched: reached, ticket }
     }
 
     /// Publishes a message on behalf of the broker itself (`$SYS`, HTTP API, bridges).
     pub fn publish(&self, msg: Message) -> usize {
-        self.route(Arc::new(msg))
+        self.route(Arc::new(msg)).matched
     }
 
     /// Publishes for a device that has no connection (MQTT-SN QoS -1, §6.8): the topic is
@@ -438,7 +453,7 @@ impl Broker {
     pub fn publish_unconnected(
         &self,
         client: &ClientInfo,
-        mut msg: Message,
+        msg: Message,
     ) -> Result<crate::connection::Published, crate::connection::PublishError> {
         topic::validate_name(&msg.topic, &self.inner.settings)?;
         let inner = &self.inner;
@@ -447,13 +462,25 @@ impl Broker {
             tracing::info!(client_id = %client.client_id, topic = %msg.topic, "unconnected publish denied by ACL");
             return Err(crate::connection::PublishError::NotAuthorized);
         }
+        let routed = self.publish_as(client, msg)?;
+        Ok(crate::connection::Published { matched: routed.matched })
+    }
+
+    /// The publish pipeline every client publish goes through (connected or not), after the
+    /// ACL check: the publisher set, hooks may rewrite or reject, counted, traced, hooked,
+    /// routed. The caller waits for `ticket` to be durable before acknowledging.
+    pub(crate) fn publish_as(
+        &self,
+        client: &ClientInfo,
+        mut msg: Message,
+    ) -> Result<Routed, crate::connection::PublishError> {
+        let inner = &self.inner;
         msg.publisher = Some(client.client_id.clone());
         self.filter_publish(Some(client), &mut msg)?;
         inner.metrics.message_in(client.protocol);
         inner.tracer.message(client, crate::trace::Direction::In, &msg);
         self.hook(&Event::Published { client: Some(client), message: &msg });
-        let matched = self.route(Arc::new(msg));
-        Ok(crate::connection::Published { matched })
+        Ok(self.route(Arc::new(msg)))
     }
 
     /// Lets in-process hooks rewrite or reject a client's publish.

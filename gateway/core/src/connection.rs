@@ -94,7 +94,7 @@ impl Connection {
 
     /// Publishes a message from this device: topic checked, ACL-checked, routed, retained,
     /// hooked. The message's `publisher` is set to this client.
-    pub async fn publish(&self, mut msg: Message) -> Result<Published, PublishError> {
+    pub async fn publish(&self, msg: Message) -> Result<Published, PublishError> {
         topic::validate_name(&msg.topic, self.settings())?;
         let inner = &self.broker.inner;
         if !inner.authorizer.check(&self.info, Action::Publish, &msg.topic) {
@@ -102,22 +102,14 @@ impl Connection {
             tracing::info!(client_id = %self.info.client_id, topic = %msg.topic, "publish denied by ACL");
             return Err(PublishError::NotAuthorized);
         }
-        msg.publisher = Some(self.info.client_id.clone());
-        self.broker.filter_publish(Some(&self.info), &mut msg)?;
-        inner.metrics.message_in(self.info.protocol);
-        inner.tracer.message(&self.info, Direction::In, &msg);
-        self.broker.hook(&Event::Published { client: Some(&self.info), message: &msg });
         let durable = msg.qos != QoS::AtMostOnce;
-        let store = &inner.store;
-        let before = store.last_ticket();
-        let matched = self.broker.route(Arc::new(msg));
+        let routed = self.broker.publish_as(&self.info, msg)?;
         // What is acknowledged must be on disk: wait for the store to commit what this publish
-        // (and, in the same group commit, anyone else's) recorded.
-        let after = store.last_ticket();
-        if durable && after != before {
-            store.durable(after).await.map_err(|e| PublishError::Store(e.to_string()))?;
+        // recorded (and, in the same group commit, anyone else's).
+        if durable && let Some(ticket) = routed.ticket {
+            inner.store.durable(ticket).await.map_err(|e| PublishError::Store(e.to_string()))?;
         }
-        Ok(Published { matched })
+        Ok(Published { matched: routed.matched })
     }
 
     /// Records an incoming QoS 2 packet id before routing its message (MQTT 5.0 §4.3.3,

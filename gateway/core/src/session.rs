@@ -192,6 +192,15 @@ pub enum Delivery {
     Close(DisconnectReason),
 }
 
+/// What [`Session::enqueue`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Enqueued {
+    /// Why a message (this one or an older one) was dropped, if one was.
+    pub dropped: Option<DropReason>,
+    /// The ticket of the last store record made (none: nothing recorded).
+    pub ticket: Option<u64>,
+}
+
 impl Session {
     pub(crate) fn new(
         id: u64,
@@ -243,16 +252,18 @@ impl Session {
     }
 
     /// Queues a message for the client, applying the queue bound and overflow policy.
-    /// Returns why a message (this one or an older one) was dropped, if one was.
-    pub(crate) fn enqueue(&self, pending: Pending, settings: &BrokerSettings, metrics: &Metrics) -> Option<DropReason> {
+    /// Returns why a message (this one or an older one) was dropped, if one was, and the
+    /// ticket of the last store record it made.
+    pub(crate) fn enqueue(&self, pending: Pending, settings: &BrokerSettings, metrics: &Metrics) -> Enqueued {
         let mut st = self.state.lock();
         if st.destroyed {
-            return None;
+            return Enqueued::default();
         }
         if st.attached.is_none() && pending.qos == QoS::AtMostOnce && !settings.queue_qos0_offline {
             metrics.dropped(DropReason::Qos0Offline);
-            return Some(DropReason::Qos0Offline);
+            return Enqueued { dropped: Some(DropReason::Qos0Offline), ticket: None };
         }
+        let mut ticket = None;
         let mut dropped_one = None;
         let base = st.queue_capacity.map_or(settings.max_queued_messages, |c| c as usize);
         let limit = st.queue_limit.map_or(base, |l| (l as usize).min(base));
@@ -260,15 +271,17 @@ impl Session {
             metrics.dropped(DropReason::QueueFull);
             dropped_one = Some(DropReason::QueueFull);
             match settings.overflow_policy {
-                OverflowPolicy::DropNew => return dropped_one,
-                OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => return dropped_one,
+                OverflowPolicy::DropNew => return Enqueued { dropped: dropped_one, ticket },
+                OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => {
+                    return Enqueued { dropped: dropped_one, ticket };
+                }
                 OverflowPolicy::DropOldestQos0First => {
                     let dropped = match st.queue.iter().position(|q| q.pending.qos == QoS::AtMostOnce) {
                         Some(i) => st.queue.remove(i),
                         None => st.queue.pop_front(),
                     };
                     if let Some(d) = dropped {
-                        self.log_remove(&st, d.seq);
+                        ticket = self.log_remove(&st, d.seq);
                     }
                 }
             }
@@ -280,7 +293,11 @@ impl Session {
         let seq = if st.persisted && !full {
             let seq = st.next_seq;
             st.next_seq += 1;
-            self.store.record(Change::Enqueue { client: self.client_id.clone(), seq, pending: pending.clone() });
+            ticket = Some(self.store.record(Change::Enqueue {
+                client: self.client_id.clone(),
+                seq,
+                pending: pending.clone(),
+            }));
             seq
         } else {
             0
@@ -289,7 +306,7 @@ impl Session {
         if let Some(a) = &st.attached {
             a.signal.wake();
         }
-        dropped_one
+        Enqueued { dropped: dropped_one, ticket }
     }
 
     /// The next thing connection `conn_id` must send, if any is ready now.
@@ -341,10 +358,9 @@ impl Session {
 }
 
 impl Session {
-    fn log_remove(&self, st: &SessionState, seq: u64) {
-        if seq != 0 && st.persisted {
-            self.store.record(Change::Remove { client: self.client_id.clone(), seq });
-        }
+    /// Records that queued message `seq` is gone; its ticket, if it was persisted.
+    fn log_remove(&self, st: &SessionState, seq: u64) -> Option<u64> {
+        (seq != 0 && st.persisted).then(|| self.store.record(Change::Remove { client: self.client_id.clone(), seq }))
     }
 
     /// PUBACK, PUBCOMP (or a failing PUBREC): the flow of `id` is over; returns its message
