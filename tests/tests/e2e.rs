@@ -24,6 +24,7 @@ mod metrics;
 mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
+mod proxy_protocol;
 mod pubsub;
 mod qos;
 mod retained;

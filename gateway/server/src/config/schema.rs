@@ -93,6 +93,9 @@ pub(super) struct MqttSection {
     pub ws_bind: AddrList,
     pub wss_bind: AddrList,
     pub ws_path: String,
+    /// PROXY protocol v1/v2 headers from `proxy_trusted` balancers (addresses or CIDRs).
+    pub proxy_protocol: bool,
+    pub proxy_trusted: Vec<String>,
     pub max_connections: Int,
     pub max_conn_rate: Int,
     pub rate_limit: String,
@@ -119,6 +122,8 @@ impl Default for MqttSection {
             ws_bind: AddrList(Vec::new()),
             wss_bind: AddrList(Vec::new()),
             ws_path: mqtt.ws_path,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
             max_connections: Int(0),
             max_conn_rate: Int(0),
             rate_limit: String::new(),
