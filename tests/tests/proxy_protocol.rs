@@ -18,6 +18,7 @@ const CONFIG: &str = r#"
 [node]
 name = "edge-1"
 [mqtt]
+ws_bind = ["127.0.0.1:0"]
 proxy_protocol = true
 proxy_trusted = ["127.0.0.9"]
 [acl]
@@ -163,4 +164,29 @@ async fn behind_haproxy_the_client_address_is_the_clients_own_and_forged_headers
     assert_eq!(client["peer"], direct.local_addr().unwrap().to_string());
     let (status, _) = broker.api().get("/api/v1/clients/forged-1").await;
     assert_eq!(status, 404);
+
+    // The WebSocket listener behind its own HAProxy: paho-mqtt from 127.0.0.2, its address seen.
+    let ws_lb = haproxy(broker.mqtt_addr_of(roost_mqtt::transport::Kind::Ws)).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_client.py");
+    let port = ws_lb.addr.port().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("python3")
+            .args([script, "127.0.0.1", &port, "/mqtt", "", "", "ws/echo", "hi"])
+            .env("WS_BIND_ADDRESS", "127.0.0.2")
+            .output(),
+    )
+    .await
+    .expect("the WebSocket peer finished within 20 s")
+    .expect("python3 runs (scripts/test installs paho-mqtt)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "received ws/echo hi", "{}", String::from_utf8_lossy(&out.stderr));
+    let ev = loop {
+        let p = admin.expect_publish(WAIT).await;
+        if p.topic.ends_with(b"/ws-peer/connected") {
+            break serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap();
+        }
+    };
+    let peer: SocketAddr = ev["peer"].as_str().unwrap().parse().unwrap();
+    assert_eq!((peer.ip().to_string(), ev["protocol"].as_str()), ("127.0.0.2".to_string(), Some("mqtt")), "{ev}");
 }
