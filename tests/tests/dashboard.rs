@@ -72,7 +72,7 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    screenshots(&mut b, shots.as_deref().unwrap_or(tmp.path())).await;
+    screenshots(&mut b, &broker, &mut sensor, shots.as_deref().unwrap_or(tmp.path())).await;
     broker.stop().await;
 }
 
@@ -218,16 +218,38 @@ async fn sessions_and_operations(b: &mut Browser) {
     b.wait_for("the trace listed", "document.getElementById('main').innerText.includes('client:sensor-1')").await;
 }
 
-/// Every page at a desktop and a phone size: nothing wider than the screen, a PNG each.
-async fn screenshots(b: &mut Browser, dir: &Path) {
+/// Every page at a desktop and a phone size, each with something to show: nothing wider
+/// than the screen, a PNG each.
+async fn screenshots(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
+    let mut fcnt = 3;
     for (name, w, h, mobile) in [("desktop", 1280, 800, false), ("phone", 390, 844, true)] {
         b.viewport(w, h, mobile).await;
         for page in PAGES {
             open(b, page).await;
-            if page == "lwm2m" {
-                b.click("tr.device[data-endpoint=\"lwm2m-dev-1\"]").await;
-                b.wait_for("the object tree", "document.querySelector('.tree')").await;
+            match page {
+                "topics" => {
+                    b.wait_for("the watch running", "document.body.dataset.watching === '#'").await;
+                    sensor.publish("greenhouse/vent/state", qos(1), true, "half-open").await;
+                    for (t, v) in [("greenhouse/temp/1", "21.4"), ("greenhouse/humidity/1", "{\"rh\": 64}")] {
+                        sensor.publish(t, qos(0), false, v).await;
+                    }
+                    b.wait_for("messages in the live view", "document.querySelectorAll('tr.message').length >= 3").await;
+                    b.click("#main .card:last-child button.secondary").await;
+                    b.wait_for("a retained message", "document.querySelector('tr.retained')").await;
+                }
+                "lwm2m" => {
+                    b.click("tr.device[data-endpoint=\"lwm2m-dev-1\"]").await;
+                    b.wait_for("the object tree", "document.querySelector('button[data-op=read][data-path=\"/3/0\"]')").await;
+                    b.click("button[data-op=read][data-path=\"/3/0\"]").await;
+                    b.wait_for("the device object read", "document.querySelector('.val[data-path=\"/3/0/1\"]').dataset.value").await;
+                }
+                "lorawan" => {
+                    let _fwd = devices::lorawan(broker, fcnt).await;
+                    fcnt += 1;
+                    b.wait_for("a frame", "document.querySelector('tr.frame') && document.querySelector('tr.gateway')").await;
+                }
+                _ => {}
             }
             let over = b.overflow_x().await;
             assert_eq!(over, 0, "{page} at {w}x{h} is {over} px wider than the screen");

@@ -205,6 +205,9 @@ mod tests {
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",
             "/lorawan/devices/{dev_eui}/queue",
+            "/dashboard/history",
+            "/dashboard/watch",
+            "/lwm2m/objects",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }

@@ -73,11 +73,12 @@ function h(spec, attrs, ...children) {
   return el;
 }
 
-/// A table inside a horizontally scrolling box; `cols` are [title, row => text or Node].
+/// A table inside a horizontally scrolling box; `cols` are [title, row => text or Node,
+/// "wide"?]: a "wide" column is left out on a phone's narrow screen.
 function table(cols, rows, rowAttrs) {
-  const head = h("thead", {}, h("tr", {}, cols.map(([t]) => h("th", { text: t }))));
+  const head = h("thead", {}, h("tr", {}, cols.map(([t, , w]) => h(w ? "th.wide" : "th", { text: t }))));
   const body = h("tbody", {}, rows.map((r) => h("tr", rowAttrs ? rowAttrs(r) : {},
-    cols.map(([, f]) => { const v = f(r); return h("td", {}, v === null || v === undefined ? "" : v); }))));
+    cols.map(([, f, w]) => { const v = f(r); return h(w ? "td.wide" : "td", {}, v === null || v === undefined ? "" : v); }))));
   return h("div.scroll", {}, h("table", {}, head, body));
 }
 
@@ -93,7 +94,11 @@ function duration(s) {
   const d = Math.floor(s / 86400), hr = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
   return d ? `${d}d ${hr}h` : hr ? `${hr}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
 }
-function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
 function num(v, digits = 1) { return Number.isInteger(v) ? String(v) : v.toFixed(digits); }
 function q(params) {
   const p = new URLSearchParams();
@@ -103,7 +108,8 @@ function q(params) {
 function message(el, text, ok) { el.textContent = text; el.className = ok ? "ok" : "bad"; }
 
 /// Draws series over time on a canvas: times (unix s), series [{name, color, values}].
-function lineChart(canvas, times, series, fmt = (v) => num(v)) {
+/// `integer`: the values are counts, so the axis steps are whole numbers.
+function lineChart(canvas, times, series, fmt = (v) => num(v), integer = false) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || 300, hgt = canvas.clientHeight || 180;
   canvas.width = w * dpr; canvas.height = hgt * dpr;
@@ -114,7 +120,8 @@ function lineChart(canvas, times, series, fmt = (v) => num(v)) {
   const pw = w - left - right, ph = hgt - top - bottom;
   let max = 0;
   for (const s of series) for (const v of s.values) if (v > max) max = v;
-  max = niceCeil(max);
+  const step = niceStep(max / 4, integer);
+  max = step * 4;
   c.font = "11px system-ui, sans-serif"; c.fillStyle = "#637381"; c.strokeStyle = "#e5e7eb"; c.lineWidth = 1;
   for (let i = 0; i <= 4; i++) {
     const y = top + ph - (ph * i) / 4;
@@ -124,11 +131,14 @@ function lineChart(canvas, times, series, fmt = (v) => num(v)) {
   const t0 = times[0], t1 = times[times.length - 1];
   const span = Math.max(t1 - t0, 1);
   const x = (t) => left + (times.length < 2 ? pw : ((t - t0) / span) * pw);
-  c.textAlign = "center"; c.textBaseline = "top";
+  c.textBaseline = "top";
   if (times.length) {
+    // Seconds matter while the history is young; minutes once it spans a while.
+    const style = span < 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
     for (let i = 0; i <= 3; i++) {
       const t = t0 + (span * i) / 3;
-      c.fillText(new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }), left + (pw * i) / 3, top + ph + 5);
+      c.textAlign = i === 0 ? "left" : i === 3 ? "right" : "center";
+      c.fillText(new Date(t * 1000).toLocaleTimeString([], style), left + (pw * i) / 3, top + ph + 5);
     }
   } else {
     c.fillText("collecting samples…", left + pw / 2, top + ph / 2);
@@ -140,11 +150,13 @@ function lineChart(canvas, times, series, fmt = (v) => num(v)) {
     c.stroke();
   }
 }
-function niceCeil(v) {
-  if (v <= 1) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+/// The smallest round step (1, 2, 2.5 or 5 times a power of ten) at least `raw`.
+function niceStep(raw, integer) {
+  if (!(raw > 0)) return integer ? 1 : 0.25;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = 10 * p;
+  for (const m of [1, 2, 2.5, 5]) if (m * p >= raw) { step = m * p; break; }
+  return integer ? Math.max(1, Math.ceil(step)) : step;
 }
 function legend(series) {
   return h("div.legend", {}, series.map((s) => h("span", {}, h("i", { style: "background:" + s.color }), s.name)));

@@ -18,9 +18,9 @@ VIEWS.lwm2m = {
     const load = async () => {
       const r = await api("/lwm2m/devices?limit=1000");
       list.replaceChildren(r.data.length ? table([
-        ["Endpoint", (d) => h("span.mono", { text: d.ep })], ["Peer", (d) => d.peer], ["Binding", (d) => d.b],
+        ["Endpoint", (d) => h("span.mono", { text: d.ep })], ["Peer", (d) => d.peer, "wide"], ["Binding", (d) => d.b, "wide"],
         ["Lifetime", (d) => d.lt + " s"], ["Last update", (d) => duration(d.secondsSinceUpdate) + " ago"],
-        ["Queue mode", (d) => d.queueMode ? "yes" : ""], ["Observations", (d) => d.observations],
+        ["Queue mode", (d) => d.queueMode ? "yes" : "", "wide"], ["Observations", (d) => d.observations],
       ], r.data, (d) => ({ class: "pick device" + (d.ep === selected ? " selected" : ""), "data-endpoint": d.ep, onclick: () => open(d) }))
         : h("p.muted", { text: "No LwM2M device is registered." }));
       ctx.loaded();
@@ -48,7 +48,7 @@ VIEWS.lwm2m = {
         log.prepend(h("tr.result", { "data-path": data.reqPath || "" }, h("td", { text: new Date(m.time).toLocaleTimeString() }),
           h("td", { text: v.msgType || "" }), h("td.mono", { text: data.reqPath || "" }),
           h("td", { text: (data.code || "") + " " + (data.codeMsg || "") }),
-          h("td.mono", { text: Array.isArray(data.content) ? data.content.map((c) => `${c.path}=${c.value}`).join(", ") : "" })));
+          h("td.mono.wrap", { text: Array.isArray(data.content) ? data.content.map((c) => `${c.path}=${c.value}`).join(", ") : "" })));
         while (log.children.length > 100) log.lastChild.remove();
       }, abort.signal);
       const send = async (msgType, data, status) => {
@@ -66,7 +66,8 @@ VIEWS.lwm2m = {
         const def = defs.get(o);
         const insts = instances.size ? [...instances] : [0];
         return h("details", { open: o === 3 || o === 3303 }, h("summary", {}, h("b", { text: `/${o}` }), " " + (def ? def.name : "unknown object")),
-          insts.map((i) => h("details", { open: true }, h("summary", { text: `/${o}/${i}` }),
+          insts.map((i) => h("details", { open: true }, h("summary", {}, `/${o}/${i} `,
+            h("button.small.secondary", { "data-op": "read", "data-path": `/${o}/${i}`, onclick: (e) => { e.preventDefault(); send("read", { path: `/${o}/${i}` }, e.target.nextSibling); } }, "Read all"), h("span.muted")),
             (def ? def.resources : []).map((r) => {
               const path = `/${o}/${i}/${r.id}`;
               const val = h("span.val", { "data-path": path });
@@ -122,14 +123,14 @@ VIEWS.lorawan = {
       let g, d;
       try { [g, d] = await Promise.all([api("/lorawan/gateways?limit=1000"), api("/lorawan/devices?limit=1000")]); }
       catch (e) { if (e.status === 404) { gws.replaceChildren(h("p.muted", { text: e.message })); ctx.loaded(); return; } throw e; }
-      gws.replaceChildren(g.data.length ? table([["Gateway", (x) => h("span.mono", { text: x.gateway_id })], ["Address", (x) => x.address],
-        ["Last seen", (x) => when(x.last_seen)], ["Rx / Tx frames", (x) => `${x.rx_frames} / ${x.tx_frames}`], ["Tx errors", (x) => x.tx_errors],
-        ["Location", (x) => x.stat && x.stat.lati !== undefined ? `${x.stat.lati}, ${x.stat.long}` : ""]], g.data, (x) => ({ class: "gateway" }))
+      gws.replaceChildren(g.data.length ? table([["Gateway", (x) => h("span.mono", { text: x.gateway_id })], ["Address", (x) => x.address, "wide"],
+        ["Last seen", (x) => when(x.last_seen)], ["Rx / Tx frames", (x) => `${x.rx_frames} / ${x.tx_frames}`], ["Tx errors", (x) => x.tx_errors, "wide"],
+        ["Location", (x) => x.stat && x.stat.lati !== undefined ? `${x.stat.lati}, ${x.stat.long}` : "", "wide"]], g.data, (x) => ({ class: "gateway" }))
         : h("p.muted", { text: "No gateway heard yet." }));
-      devs.replaceChildren(d.data.length ? table([["DevEUI", (x) => h("span.mono", { text: x.dev_eui })], ["Name", (x) => x.name],
-        ["Activation", (x) => x.activation], ["DevAddr", (x) => x.dev_addr], ["fCnt up / down", (x) => `${x.f_cnt_up ?? ""} / ${x.f_cnt_down ?? ""}`],
-        ["Last uplink", (x) => when(x.last_seen)], ["RSSI / SNR", (x) => (last.get(x.dev_eui) || {}).radio || ""],
-        ["DR", (x) => (last.get(x.dev_eui) || {}).dr ?? ""], ["Queued", (x) => x.queued]], d.data, (x) => ({ class: "lora-device", "data-deveui": x.dev_eui }))
+      devs.replaceChildren(d.data.length ? table([["DevEUI", (x) => h("span.mono", { text: x.dev_eui })], ["Name", (x) => x.name, "wide"],
+        ["Activation", (x) => x.activation, "wide"], ["DevAddr", (x) => x.dev_addr, "wide"], ["fCnt up / down", (x) => `${x.f_cnt_up ?? ""} / ${x.f_cnt_down ?? ""}`],
+        ["Last uplink", (x) => when(x.last_seen), "wide"], ["RSSI / SNR", (x) => (last.get(x.dev_eui) || {}).radio || ""],
+        ["DR", (x) => (last.get(x.dev_eui) || {}).dr ?? "", "wide"], ["Queued", (x) => x.queued]], d.data, (x) => ({ class: "lora-device", "data-deveui": x.dev_eui }))
         : h("p.muted", { text: "No device." }));
       const chosen = eui.value;
       eui.replaceChildren(...d.data.map((x) => h("option", { value: x.dev_eui, text: `${x.dev_eui} ${x.name || ""}` })));
@@ -146,7 +147,7 @@ VIEWS.lorawan = {
       if (m.topic.endsWith("/up")) last.set(dev, { radio, dr: v.dr });
       frames.prepend(h("tr.frame", { "data-deveui": dev }, h("td", { text: new Date(m.time).toLocaleTimeString() }), h("td.mono", { text: dev }),
         h("td", { text: m.topic.split("/").pop() }), h("td", { text: v.fCnt ?? "" }), h("td", { text: v.fPort ?? "" }), h("td", { text: radio }),
-        h("td", { text: v.dr ?? "" }), h("td.mono", { text: v.object ? JSON.stringify(v.object) : (v.data || "") })));
+        h("td", { text: v.dr ?? "" }), h("td.mono.wrap", { text: v.object ? JSON.stringify(v.object) : (v.data || "") })));
       while (frames.children.length > 200) frames.lastChild.remove();
     }, abort.signal).catch(() => {});
     await load();
@@ -161,10 +162,10 @@ VIEWS.sessions = {
     const load = async () => {
       for (const [p, box] of Object.entries(boxes)) {
         const r = await api("/clients?" + q({ protocol: p, limit: 200 }));
-        box.replaceChildren(r.data.length ? table([["Client id", (c) => h("span.mono", { text: c.clientid })], ["Address", (c) => c.peer],
+        box.replaceChildren(r.data.length ? table([["Client id", (c) => h("span.mono", { text: c.clientid })], ["Address", (c) => c.peer, "wide"],
           ["State", (c) => h(c.connected ? "span.pill.on" : "span.pill", { text: c.connected ? "awake" : "asleep / offline" })],
-          ["Since", (c) => when(c.connected_at)], ["Subscriptions / observations", (c) => c.subscriptions],
-          ["Buffered", (c) => c.queued], ["In flight", (c) => c.inflight]], r.data, (c) => ({ class: "session", "data-clientid": c.clientid }))
+          ["Since", (c) => when(c.connected_at), "wide"], ["Subscriptions / observations", (c) => c.subscriptions],
+          ["Buffered", (c) => c.queued], ["In flight", (c) => c.inflight, "wide"]], r.data, (c) => ({ class: "session", "data-clientid": c.clientid }))
           : h("p.muted", { text: `No ${p} session.` }), r.meta.count > r.data.length ? h("p.muted", { text: `${r.meta.count} in all: see Clients for the rest.` }) : null);
       }
       ctx.loaded();
@@ -201,7 +202,7 @@ VIEWS.operations = {
       bridges.replaceChildren(by.size ? table([["Bridge", (b) => b.name], ["Connected", (b) => b.connected], ["Queue", (b) => b.queue],
         ["Forwarded out / in", (b) => `${b["forwarded/out"] ?? ""} / ${b["forwarded/in"] ?? ""}`], ["Last error", (b) => b.last_error]], [...by.values()])
         : h("p.muted", { text: "No bridge reported in $SYS (none configured, or [node] sys_interval is off)." }));
-      traces.replaceChildren(t.data.length ? table([["Name", (x) => x.name], ["File", (x) => h("span.mono", { text: x.file })], ["Started", (x) => when(x.started)],
+      traces.replaceChildren(t.data.length ? table([["Name", (x) => x.name], ["File", (x) => h("span.mono", { text: x.file }), "wide"], ["Started", (x) => when(x.started), "wide"],
         ["Lines", (x) => x.lines], ["", (x) => h("button.danger.small", { onclick: async () => {
           try { await api("/traces?" + q({ type: x.type, target: x.target }), { method: "DELETE" }); load(); } catch (e) { message(status, e.message); }
         } }, "Stop")]], t.data) : h("p.muted", { text: "No trace running." }));

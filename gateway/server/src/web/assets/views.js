@@ -7,10 +7,10 @@ VIEWS.overview = {
   async render(main, ctx, stats) {
     const statBox = h("div.stats");
     const charts = [
-      ["Connections by protocol", "connections", (v) => num(v, 0)],
-      ["Messages in per second, by protocol", "messages_in_per_second", (v) => num(v)],
-      ["Messages out per second, by protocol", "messages_out_per_second", (v) => num(v)],
-    ].map(([title, field, fmt]) => ({ field, fmt, canvas: h("canvas.chart"), legend: h("div"), title }));
+      ["Connections by protocol", "connections", true],
+      ["Messages in per second, by protocol", "messages_in_per_second", false],
+      ["Messages out per second, by protocol", "messages_out_per_second", false],
+    ].map(([title, field, integer]) => ({ field, integer, canvas: h("canvas.chart"), legend: h("div"), title }));
     const sys = { drops: h("canvas.chart"), mem: h("canvas.chart"), cpu: h("canvas.chart") };
     const dropTable = h("div");
     main.append(statBox, h("div.grid", {}, charts.map((c) => card(c.title, c.canvas, c.legend)),
@@ -25,7 +25,7 @@ VIEWS.overview = {
         stat("memory", bytes(last(hist.resident_memory_bytes))), stat("CPU", num(last(hist.cpu_percent)) + " %"));
       for (const c of charts) {
         const series = Object.entries(hist.protocols).map(([p, v]) => ({ name: p, color: COLORS[p] || "#555", values: v[c.field] }));
-        lineChart(c.canvas, hist.time, series, c.fmt);
+        lineChart(c.canvas, hist.time, series, (v) => num(v), c.integer);
         c.legend.replaceChildren(legend(series));
       }
       lineChart(sys.drops, hist.time, [{ name: "dropped", color: "#b42318", values: hist.dropped_per_second }]);
@@ -59,10 +59,10 @@ VIEWS.clients = {
       list.replaceChildren(table([
         ["Client id", (c) => h("span.mono", { text: c.clientid })],
         ["Protocol", (c) => h("span.pill", { text: c.protocol, style: "border-left:3px solid " + (COLORS[c.protocol] || "#999") })],
-        ["Address", (c) => c.peer],
-        ["Connected since", (c) => when(c.connected_at)],
+        ["Address", (c) => c.peer, "wide"],
+        ["Connected since", (c) => when(c.connected_at), "wide"],
         ["State", (c) => h(c.connected ? "span.pill.on" : "span.pill", { text: c.connected ? "online" : "offline" })],
-        ["Subs", (c) => c.subscriptions],
+        ["Subs", (c) => c.subscriptions, "wide"],
         ["Queued", (c) => c.queued],
       ], r.data, (c) => ({ class: "pick client", "data-clientid": c.clientid, onclick: () => show(c.clientid) })));
       const pages = Math.max(1, Math.ceil(r.meta.count / state.limit));
@@ -88,7 +88,7 @@ VIEWS.clients = {
           .flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v === null || v === undefined ? "" : v })])),
         h("h2", { text: "Subscriptions" }),
         subs.data.length ? table([["Filter", (s) => h("span.mono", { text: s.topic })], ["QoS", (s) => s.qos],
-          ["No local", (s) => s.no_local ? "yes" : ""], ["Retain handling", (s) => s.retain_handling]], subs.data)
+          ["No local", (s) => s.no_local ? "yes" : "", "wide"], ["Retain handling", (s) => s.retain_handling, "wide"]], subs.data)
           : h("p.muted", { text: "No subscription." }),
         h("div.row", {}, c.connected ? kick : null, status)));
       detail.scrollIntoView({ block: "nearest" });
@@ -120,7 +120,7 @@ VIEWS.topics = {
           messages.unshift(m);
           if (messages.length > 200) messages.pop();
           rows.prepend(h("tr.message", { "data-topic": m.topic }, h("td", { text: new Date(m.time).toLocaleTimeString() }),
-            h("td.mono", { text: m.topic }), h("td.mono", { text: m.payload }), h("td", { text: m.qos + (m.retain ? " R" : "") })));
+            h("td.mono", { text: m.topic }), h("td.mono.wrap", { text: m.payload }), h("td", { text: m.qos + (m.retain ? " R" : "") })));
           while (rows.children.length > 200) rows.lastChild.remove();
         }, abort.signal);
         message(watchStatus, "Watching " + filter.value, true);
