@@ -12,6 +12,7 @@
 
 mod cdp;
 mod devices;
+mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +63,7 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
     lwm2m_read_and_write(&mut b).await;
     lorawan_downlink(&mut b, &broker).await;
     sessions_and_operations(&mut b).await;
+    behind_a_reverse_proxy(&mut b, &broker, &mut sensor).await;
 
     let shots = std::env::var_os("ROOST_DASHBOARD_SHOTS").map(PathBuf::from);
     if shots.is_some() {
@@ -216,6 +218,20 @@ async fn sessions_and_operations(b: &mut Browser) {
     b.fill("#trace [name=file]", "dashboard-test.trace").await;
     b.click("#trace button[type=submit]").await;
     b.wait_for("the trace listed", "document.getElementById('main').innerText.includes('client:sensor-1')").await;
+}
+
+/// The same page under `/roost/` of a reverse proxy: it logs in, lists, and streams.
+async fn behind_a_reverse_proxy(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5) {
+    let proxy = proxy::start("/roost", broker.http_addr()).await;
+    b.goto(&format!("http://{proxy}/roost/#/clients?key={KEY}")).await;
+    b.wait_for("the client list through the proxy", "document.body.dataset.page === 'clients' && document.querySelector('tr.client[data-clientid=\"sensor-1\"]')").await;
+    assert_eq!(b.eval("location.pathname").await, json!("/roost/"), "the key left the address bar, the prefix stayed");
+    open(b, "topics").await;
+    b.wait_for("the watch through the proxy", "document.body.dataset.watching === '#'").await;
+    sensor.publish("greenhouse/proxy", qos(0), false, "via-proxy").await;
+    b.wait_for("a message streamed through the proxy", "document.querySelector('tr.message[data-topic=\"greenhouse/proxy\"]')").await;
+    b.goto(&format!("http://{}/", broker.http_addr())).await;
+    b.wait_for("the overview again", "document.body.dataset.page === 'overview' && document.body.dataset.loaded").await;
 }
 
 /// Every page at a desktop and a phone size, each with something to show: nothing wider

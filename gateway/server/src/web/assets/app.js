@@ -22,7 +22,6 @@ async function api(path, opts = {}) {
     init.body = JSON.stringify(opts.body);
   }
   const r = await fetch("api/v1" + path, init);
-  if (r.status === 401) { showLogin("API: " + await errorText(r)); throw new ApiError(401, "not logged in"); }
   if (!r.ok) throw new ApiError(r.status, await errorText(r));
   if (r.status === 204) return null;
   return r.json();
@@ -35,7 +34,6 @@ async function errorText(r) {
 /// A server-sent event stream read with fetch (EventSource cannot send the key header).
 async function stream(path, onMessage, signal) {
   const r = await fetch("api/v1" + path, { headers: { "Authorization": "Bearer " + key() }, signal });
-  if (r.status === 401) { showLogin("API: " + await errorText(r)); throw new ApiError(401, "not logged in"); }
   if (!r.ok) throw new ApiError(r.status, await errorText(r));
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
@@ -165,6 +163,7 @@ function legend(series) {
 // --- the router and the login ---------------------------------------------------------
 
 let leave = [];
+let generation = 0;
 function route() {
   const name = (location.hash.match(/^#\/([a-z0-9-]+)/) || [])[1] || "overview";
   return VIEWS[name] ? name : "overview";
@@ -184,6 +183,8 @@ function showLogin(text) {
 async function render() {
   for (const f of leave) f();
   leave = [];
+  // A slower earlier render (say, a refused key's) must not undo this one.
+  const gen = ++generation;
   const name = route();
   const main = document.getElementById("main");
   main.replaceChildren();
@@ -191,19 +192,26 @@ async function render() {
   document.body.dataset.page = name;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
   const ctx = {
-    every(ms, f) { const id = setInterval(f, ms); leave.push(() => clearInterval(id)); },
+    // A periodic refresh; a 401 (the key revoked meanwhile) brings the login back.
+    every(ms, f) {
+      const id = setInterval(() => f().catch((e) => { if (e.status === 401 && gen === generation) showLogin("API: " + e.message); }), ms);
+      leave.push(() => clearInterval(id));
+    },
     onLeave(f) { leave.push(f); },
     loaded() { document.body.dataset.loaded = "true"; },
   };
   try {
     const stats = await api("/stats");
+    if (gen !== generation) return;
     document.getElementById("login").hidden = true;
     document.getElementById("nav").hidden = false;
     document.getElementById("logout").hidden = false;
     document.getElementById("node").textContent = stats.node + " · " + stats.version;
     await VIEWS[name].render(main, ctx, stats);
   } catch (e) {
-    if (e.status !== 401) main.replaceChildren(card("Error", h("p.bad", { text: "API: " + e.message })));
+    if (gen !== generation) return;
+    if (e.status === 401) showLogin("API: " + e.message);
+    else main.replaceChildren(card("Error", h("p.bad", { text: "API: " + e.message })));
   }
 }
 
@@ -218,9 +226,10 @@ function start() {
     e.preventDefault();
     localStorage.setItem(KEY, document.getElementById("key").value.trim());
     document.getElementById("key").value = "";
+    document.getElementById("status").textContent = "Checking the key…";
     render();
   });
-  document.getElementById("logout").addEventListener("click", () => { localStorage.removeItem(KEY); showLogin("Logged out."); });
+  document.getElementById("logout").addEventListener("click", () => { generation++; localStorage.removeItem(KEY); showLogin("Logged out."); });
   window.addEventListener("hashchange", render);
   render();
 }

@@ -90,7 +90,7 @@ VIEWS.lwm2m = {
       load();
     };
     await load();
-    ctx.every(5000, () => load().catch(() => {}));
+    ctx.every(5000, load);
   },
 };
 
@@ -151,7 +151,7 @@ VIEWS.lorawan = {
       while (frames.children.length > 200) frames.lastChild.remove();
     }, abort.signal).catch(() => {});
     await load();
-    ctx.every(5000, () => load().catch(() => {}));
+    ctx.every(5000, load);
   },
 };
 
@@ -171,7 +171,7 @@ VIEWS.sessions = {
       ctx.loaded();
     };
     await load();
-    ctx.every(5000, () => load().catch(() => {}));
+    ctx.every(5000, load);
   },
 };
 
@@ -209,6 +209,6 @@ VIEWS.operations = {
       ctx.loaded();
     };
     await load();
-    ctx.every(5000, () => load().catch(() => {}));
+    ctx.every(5000, load);
   },
 };

@@ -37,7 +37,7 @@ VIEWS.overview = {
       ctx.loaded();
     };
     await draw();
-    ctx.every(5000, () => draw().catch(() => {}));
+    ctx.every(5000, draw);
   },
 };
 
@@ -98,7 +98,7 @@ VIEWS.clients = {
     proto.addEventListener("change", () => { state.protocol = proto.value; state.page = 1; load(); });
     conn.addEventListener("change", () => { state.connected = conn.value; state.page = 1; load(); });
     await load();
-    ctx.every(5000, () => load().catch(() => {}));
+    ctx.every(5000, load);
   },
 };
 
