@@ -80,7 +80,8 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
 
 async fn without_a_key_nothing_is_shown(b: &mut Browser, base: &str) {
     b.goto(base).await;
-    b.wait_for("the login form", "document.body.dataset.page === 'login' && !document.getElementById('login').hidden").await;
+    b.wait_for("the login form", "document.body.dataset.page === 'login' && !document.getElementById('login').hidden")
+        .await;
     let status = b.wait_for("why login is asked", "document.getElementById('status').textContent").await;
     assert!(status.as_str().unwrap().contains("API key is required"), "{status}");
     assert_eq!(b.eval("document.getElementById('main').textContent").await, json!(""));
@@ -101,7 +102,8 @@ async fn log_in(b: &mut Browser, base: &str) {
     b.wait_for("a refused key", "document.getElementById('status').textContent.includes('API key is required')").await;
     b.fill("#key", KEY).await;
     b.click("#keyform button").await;
-    b.wait_for("the overview after login", "document.body.dataset.page === 'overview' && document.body.dataset.loaded").await;
+    b.wait_for("the overview after login", "document.body.dataset.page === 'overview' && document.body.dataset.loaded")
+        .await;
     assert!(b.eval("document.getElementById('login').hidden").await.as_bool().unwrap());
     // The page uses relative URLs only, so a reverse proxy may serve it under any prefix.
     let absolute = b
@@ -114,7 +116,15 @@ async fn log_in(b: &mut Browser, base: &str) {
 async fn overview(b: &mut Browser) {
     let text = b.eval("document.getElementById('main').innerText").await;
     let text = text.as_str().unwrap();
-    for want in ["version", "uptime", "connections", "Connections by protocol", "Messages in per second", "Resident memory", "CPU"] {
+    for want in [
+        "version",
+        "uptime",
+        "connections",
+        "Connections by protocol",
+        "Messages in per second",
+        "Resident memory",
+        "CPU",
+    ] {
         assert!(text.contains(want), "overview lacks {want:?}:\n{text}");
     }
     assert!(b.eval("document.getElementById('node').textContent").await.as_str().unwrap().contains("edge-1"));
@@ -126,7 +136,11 @@ async fn overview(b: &mut Browser) {
 
 async fn open(b: &mut Browser, page: &str) {
     b.eval(&format!("location.hash = '#/{page}'")).await;
-    b.wait_for(&format!("the {page} page"), &format!("document.body.dataset.page === '{page}' && document.body.dataset.loaded")).await;
+    b.wait_for(
+        &format!("the {page} page"),
+        &format!("document.body.dataset.page === '{page}' && document.body.dataset.loaded"),
+    )
+    .await;
 }
 
 async fn clients_and_kick(b: &mut Browser, broker: &TestBroker) {
@@ -151,14 +165,22 @@ async fn clients_and_kick(b: &mut Browser, broker: &TestBroker) {
     b.fill("input[type=search]", "sensor").await;
     b.wait_for("the search result", "document.querySelectorAll('tr.client').length === 1 && document.querySelector('tr.client[data-clientid=\"sensor-1\"]')").await;
     b.click("tr.client[data-clientid=\"sensor-1\"]").await;
-    b.wait_for("sensor-1's subscription in its detail", "document.getElementById('main').innerText.includes('greenhouse/#')").await;
+    b.wait_for(
+        "sensor-1's subscription in its detail",
+        "document.getElementById('main').innerText.includes('greenhouse/#')",
+    )
+    .await;
     b.fill("input[type=search]", "").await;
 }
 
 async fn topics_publish_and_watch(b: &mut Browser, sensor: &mut Client5) {
     open(b, "topics").await;
     b.wait_for("the watch running", "document.body.dataset.watching === '#'").await;
-    b.wait_for("the CoAP retained value listed", "document.querySelector('tr.retained[data-topic=\"greenhouse/vent\"]')").await;
+    b.wait_for(
+        "the CoAP retained value listed",
+        "document.querySelector('tr.retained[data-topic=\"greenhouse/vent\"]')",
+    )
+    .await;
     b.fill("#publish [name=topic]", "greenhouse/lamp/set").await;
     b.fill("#publish [name=payload]", "on-from-dashboard").await;
     b.click("#publish button[type=submit]").await;
@@ -173,10 +195,15 @@ async fn topics_publish_and_watch(b: &mut Browser, sensor: &mut Client5) {
     }
     // A device's publish shows up too.
     sensor.publish("greenhouse/temp/1", qos(0), false, "21.5").await;
-    b.wait_for("a device's message in the live view", "document.querySelector('tr.message[data-topic=\"greenhouse/temp/1\"]')").await;
+    b.wait_for(
+        "a device's message in the live view",
+        "document.querySelector('tr.message[data-topic=\"greenhouse/temp/1\"]')",
+    )
+    .await;
     // Delete a retained message from the list.
     b.click("button[data-delete=\"greenhouse/vent\"]").await;
-    b.wait_for("the retained message gone", "!document.querySelector('tr.retained[data-topic=\"greenhouse/vent\"]')").await;
+    b.wait_for("the retained message gone", "!document.querySelector('tr.retained[data-topic=\"greenhouse/vent\"]')")
+        .await;
 }
 
 async fn lwm2m_read_and_write(b: &mut Browser) {
@@ -186,13 +213,22 @@ async fn lwm2m_read_and_write(b: &mut Browser) {
     let names = b.eval("document.querySelector('.tree').innerText").await;
     assert!(names.as_str().unwrap().contains("Device") && names.as_str().unwrap().contains("Manufacturer"), "{names}");
     b.click("button[data-op=read][data-path=\"/3/0/0\"]").await;
-    let v = b.wait_for("the manufacturer read", "document.querySelector('.val[data-path=\"/3/0/0\"]').dataset.value").await;
+    let v =
+        b.wait_for("the manufacturer read", "document.querySelector('.val[data-path=\"/3/0/0\"]').dataset.value").await;
     assert_eq!(v, json!("Roost"));
     b.fill("input[aria-label=\"value for /3/0/14\"]", "+02:00").await;
     b.click("button[data-op=write][data-path=\"/3/0/14\"]").await;
-    b.wait_for("the write's 2.04", "[...document.querySelectorAll('tr.result[data-path=\"/3/0/14\"]')].some(r => r.textContent.includes('2.04'))").await;
+    b.wait_for(
+        "the write's 2.04",
+        "[...document.querySelectorAll('tr.result[data-path=\"/3/0/14\"]')].some(r => r.textContent.includes('2.04'))",
+    )
+    .await;
     b.click("button[data-op=read][data-path=\"/3/0/14\"]").await;
-    b.wait_for("the written value read back", "document.querySelector('.val[data-path=\"/3/0/14\"]').dataset.value === '+02:00'").await;
+    b.wait_for(
+        "the written value read back",
+        "document.querySelector('.val[data-path=\"/3/0/14\"]').dataset.value === '+02:00'",
+    )
+    .await;
 }
 
 async fn lorawan_downlink(b: &mut Browser, broker: &TestBroker) {
@@ -201,12 +237,20 @@ async fn lorawan_downlink(b: &mut Browser, broker: &TestBroker) {
     b.wait_for("the device", "document.querySelector('tr.lora-device[data-deveui=\"0101010101010101\"]')").await;
     // An uplink while the page watches: it enters the frame log with its radio figures.
     let _fwd = devices::lorawan(broker, 2).await;
-    b.wait_for("the uplink in the frame log", "[...document.querySelectorAll('tr.frame')].some(r => r.textContent.includes('-57'))").await;
+    b.wait_for(
+        "the uplink in the frame log",
+        "[...document.querySelectorAll('tr.frame')].some(r => r.textContent.includes('-57'))",
+    )
+    .await;
     b.fill("#downlink [name=data_hex]", "01ff").await;
     b.fill("#downlink [name=f_port]", "10").await;
     b.click("#downlink button[type=submit]").await;
     b.wait_for("the downlink queued", "document.getElementById('downlink').innerText.includes('Queued (id')").await;
-    b.wait_for("the queue depth in the device list", "document.querySelector('tr.lora-device[data-deveui=\"0101010101010101\"] td:last-child').textContent === '1'").await;
+    b.wait_for(
+        "the queue depth in the device list",
+        "document.querySelector('tr.lora-device[data-deveui=\"0101010101010101\"] td:last-child').textContent === '1'",
+    )
+    .await;
 }
 
 async fn sessions_and_operations(b: &mut Browser) {
@@ -224,12 +268,20 @@ async fn sessions_and_operations(b: &mut Browser) {
 async fn behind_a_reverse_proxy(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5) {
     let proxy = proxy::start("/roost", broker.http_addr()).await;
     b.goto(&format!("http://{proxy}/roost/#/clients?key={KEY}")).await;
-    b.wait_for("the client list through the proxy", "document.body.dataset.page === 'clients' && document.querySelector('tr.client[data-clientid=\"sensor-1\"]')").await;
+    b.wait_for(
+        "the client list through the proxy",
+        "document.body.dataset.page === 'clients' && document.querySelector('tr.client[data-clientid=\"sensor-1\"]')",
+    )
+    .await;
     assert_eq!(b.eval("location.pathname").await, json!("/roost/"), "the key left the address bar, the prefix stayed");
     open(b, "topics").await;
     b.wait_for("the watch through the proxy", "document.body.dataset.watching === '#'").await;
     sensor.publish("greenhouse/proxy", qos(0), false, "via-proxy").await;
-    b.wait_for("a message streamed through the proxy", "document.querySelector('tr.message[data-topic=\"greenhouse/proxy\"]')").await;
+    b.wait_for(
+        "a message streamed through the proxy",
+        "document.querySelector('tr.message[data-topic=\"greenhouse/proxy\"]')",
+    )
+    .await;
     b.goto(&format!("http://{}/", broker.http_addr())).await;
     b.wait_for("the overview again", "document.body.dataset.page === 'overview' && document.body.dataset.loaded").await;
 }
@@ -250,20 +302,27 @@ async fn screenshots(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5,
                     for (t, v) in [("greenhouse/temp/1", "21.4"), ("greenhouse/humidity/1", "{\"rh\": 64}")] {
                         sensor.publish(t, qos(0), false, v).await;
                     }
-                    b.wait_for("messages in the live view", "document.querySelectorAll('tr.message').length >= 3").await;
+                    b.wait_for("messages in the live view", "document.querySelectorAll('tr.message').length >= 3")
+                        .await;
                     b.click("#main .card:last-child button.secondary").await;
                     b.wait_for("a retained message", "document.querySelector('tr.retained')").await;
                 }
                 "lwm2m" => {
                     b.click("tr.device[data-endpoint=\"lwm2m-dev-1\"]").await;
-                    b.wait_for("the object tree", "document.querySelector('button[data-op=read][data-path=\"/3/0\"]')").await;
+                    b.wait_for("the object tree", "document.querySelector('button[data-op=read][data-path=\"/3/0\"]')")
+                        .await;
                     b.click("button[data-op=read][data-path=\"/3/0\"]").await;
-                    b.wait_for("the device object read", "document.querySelector('.val[data-path=\"/3/0/1\"]').dataset.value").await;
+                    b.wait_for(
+                        "the device object read",
+                        "document.querySelector('.val[data-path=\"/3/0/1\"]').dataset.value",
+                    )
+                    .await;
                 }
                 "lorawan" => {
                     let _fwd = devices::lorawan(broker, fcnt).await;
                     fcnt += 1;
-                    b.wait_for("a frame", "document.querySelector('tr.frame') && document.querySelector('tr.gateway')").await;
+                    b.wait_for("a frame", "document.querySelector('tr.frame') && document.querySelector('tr.gateway')")
+                        .await;
                 }
                 _ => {}
             }

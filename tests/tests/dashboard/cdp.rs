@@ -63,9 +63,8 @@ impl Browser {
         let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await.expect("DevTools WebSocket");
         let mut b = Browser { _child: child, ws, next_id: 1, session: String::new(), _profile: profile };
         let target = b.send(None, "Target.createTarget", json!({ "url": "about:blank" })).await;
-        let attached = b
-            .send(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))
-            .await;
+        let attached =
+            b.send(None, "Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true })).await;
         b.session = attached["sessionId"].as_str().unwrap().to_string();
         b.call("Page.enable", json!({})).await;
         b
@@ -137,7 +136,9 @@ impl Browser {
     /// Clicks the first element matching `selector` (which must exist).
     pub async fn click(&mut self, selector: &str) {
         let sel = serde_json::to_string(selector).unwrap();
-        let found = self.eval(&format!("(() => {{ const e = document.querySelector({sel}); if (e) e.click(); return !!e; }})()")).await;
+        let found = self
+            .eval(&format!("(() => {{ const e = document.querySelector({sel}); if (e) e.click(); return !!e; }})()"))
+            .await;
         assert_eq!(found, json!(true), "nothing to click at {selector}");
     }
 

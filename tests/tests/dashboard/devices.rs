@@ -32,11 +32,18 @@ pub fn lorawan_config() -> String {
 /// An MQTT-SN client connected as `id` (the socket keeps its session's address).
 pub async fn mqttsn(gw: SocketAddr, id: &str) -> UdpSocket {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let connect = Message::Connect(Connect { flags: Flags { clean_session: true, ..Flags::default() }, duration: 600, client_id: id.into() });
+    let connect = Message::Connect(Connect {
+        flags: Flags { clean_session: true, ..Flags::default() },
+        duration: 600,
+        client_id: id.into(),
+    });
     sock.send_to(&codec::to_bytes(&connect).unwrap(), gw).await.unwrap();
     let mut buf = vec![0u8; 1500];
     let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf)).await.expect("MQTT-SN CONNACK in time").unwrap();
-    assert_eq!(codec::decode(&Bytes::copy_from_slice(&buf[..n])).unwrap(), Message::ConnAck { rc: ReturnCode::Accepted });
+    assert_eq!(
+        codec::decode(&Bytes::copy_from_slice(&buf[..n])).unwrap(),
+        Message::ConnAck { rc: ReturnCode::Accepted }
+    );
     sock
 }
 
@@ -85,7 +92,8 @@ pub async fn lorawan(broker: &TestBroker, fcnt: u32) -> UdpSocket {
         data: base64::engine::general_purpose::STANDARD.encode(&phy),
         rsig: Vec::new(),
     };
-    let push = Packet::PushData { version: 2, token: 2, gateway, payload: PushPayload { rxpk: vec![rxpk], stat: None } };
+    let push =
+        Packet::PushData { version: 2, token: 2, gateway, payload: PushPayload { rxpk: vec![rxpk], stat: None } };
     sock.send_to(&semtech::encode(&push), target).await.unwrap();
     sock
 }

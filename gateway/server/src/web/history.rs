@@ -51,8 +51,11 @@ pub struct History {
 impl History {
     /// A history of `broker`, with its sampler task started (the first sample now).
     pub fn start(broker: Broker) -> Arc<History> {
-        let h =
-            Arc::new(History { broker, samples: Mutex::new(VecDeque::with_capacity(CAPACITY)), previous: Mutex::new(None) });
+        let h = Arc::new(History {
+            broker,
+            samples: Mutex::new(VecDeque::with_capacity(CAPACITY)),
+            previous: Mutex::new(None),
+        });
         let weak: Weak<History> = Arc::downgrade(&h);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(INTERVAL);
@@ -113,11 +116,14 @@ impl History {
     /// The history as columns (one array per series), the shape a chart draws from.
     pub fn to_json(&self) -> Value {
         let samples = self.samples.lock();
-        let names: Vec<&'static str> = samples.back().map(|s| s.protocols.iter().map(|p| p.0).collect()).unwrap_or_default();
+        let names: Vec<&'static str> =
+            samples.back().map(|s| s.protocols.iter().map(|p| p.0).collect()).unwrap_or_default();
         let column = |f: &dyn Fn(&Sample) -> Value| -> Vec<Value> { samples.iter().map(f).collect() };
         let mut protocols = serde_json::Map::new();
         for (i, name) in names.iter().enumerate() {
-            let pick = |s: &Sample, k: usize| s.protocols.get(i).map_or(Value::Null, |p| [json!(p.1), json!(p.2), json!(p.3)][k].clone());
+            let pick = |s: &Sample, k: usize| {
+                s.protocols.get(i).map_or(Value::Null, |p| [json!(p.1), json!(p.2), json!(p.3)][k].clone())
+            };
             protocols.insert(
                 name.to_string(),
                 json!({

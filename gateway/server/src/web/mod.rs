@@ -50,7 +50,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 pub fn api_routes(broker: &Broker) -> Router {
     let history = History::start(broker.clone());
     let objects = Arc::new(objects_json(&roost_lwm2m::objects::Registry::builtin()));
-    let watch_state = watch::WatchState { broker: broker.clone(), permits: Arc::new(Semaphore::new(watch::MAX_WATCHES)) };
+    let watch_state =
+        watch::WatchState { broker: broker.clone(), permits: Arc::new(Semaphore::new(watch::MAX_WATCHES)) };
     Router::new()
         .route("/dashboard/history", get(|State(h): State<Arc<History>>| async move { Json(h.to_json()) }))
         .with_state(history)
