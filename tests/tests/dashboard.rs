@@ -62,7 +62,8 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
     topics_publish_and_watch(&mut b, &mut sensor).await;
     lwm2m_read_and_write(&mut b).await;
     lorawan_downlink(&mut b, &broker).await;
-    sessions_and_operations(&mut b).await;
+    let tmp = tempfile::tempdir().unwrap();
+    sessions_and_operations(&mut b, tmp.path()).await;
     behind_a_reverse_proxy(&mut b, &broker, &mut sensor).await;
 
     let shots = std::env::var_os("ROOST_DASHBOARD_SHOTS").map(PathBuf::from);
@@ -73,7 +74,6 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    let tmp = tempfile::tempdir().unwrap();
     screenshots(&mut b, &broker, &mut sensor, shots.as_deref().unwrap_or(tmp.path())).await;
     broker.stop().await;
 }
@@ -253,13 +253,13 @@ async fn lorawan_downlink(b: &mut Browser, broker: &TestBroker) {
     .await;
 }
 
-async fn sessions_and_operations(b: &mut Browser) {
+async fn sessions_and_operations(b: &mut Browser, trace_dir: &Path) {
     open(b, "sessions").await;
     b.wait_for("the MQTT-SN session", "document.querySelector('tr.session[data-clientid=\"sn-node-1\"]')").await;
     b.wait_for("a CoAP session", "document.querySelectorAll('tr.session').length >= 2").await;
     open(b, "operations").await;
     b.fill("#trace [name=target]", "sensor-1").await;
-    b.fill("#trace [name=file]", "dashboard-test.trace").await;
+    b.fill("#trace [name=file]", &trace_dir.join("dashboard.trace").display().to_string()).await;
     b.click("#trace button[type=submit]").await;
     b.wait_for("the trace listed", "document.getElementById('main').innerText.includes('client:sensor-1')").await;
 }
