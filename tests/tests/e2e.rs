@@ -17,6 +17,7 @@ mod codec_limits;
 mod codec_line;
 mod codec_sensor;
 mod crash;
+mod dashboard;
 mod limits;
 mod lorawan;
 mod lwm2m;

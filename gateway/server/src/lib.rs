@@ -21,6 +21,7 @@ pub mod http_client;
 pub mod logging;
 pub mod security;
 pub mod sys;
+pub mod web;
 pub mod webhook;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a
