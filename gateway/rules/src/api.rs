@@ -90,7 +90,8 @@ async fn list(State(e): State<Arc<Engine>>) -> Json<Value> {
 
 /// The body as a rule, or a 400 naming what is wrong.
 fn body_rule(body: Value) -> Result<RuleConfig, Box<Response>> {
-    serde_json::from_value(body).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string(), None)))
+    serde_json::from_value(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string(), None)))
 }
 
 async fn create(State(e): State<Arc<Engine>>, Json(body): Json<Value>) -> Response {

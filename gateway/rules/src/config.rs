@@ -10,7 +10,7 @@ use crate::sql::{ParseError, Statement};
 use crate::template::Template;
 
 /// One rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Unique; `[A-Za-z0-9_-]`, 1 to 64 characters.
@@ -30,7 +30,7 @@ fn yes() -> bool {
 }
 
 /// One action of a rule: where its output goes, and how hard to try.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionConfig {
     #[serde(flatten)]
     pub kind: ActionKind,
@@ -63,7 +63,7 @@ fn default_backoff() -> u64 {
 
 /// The kinds of action. Kafka, MongoDB, Redis, MySQL, RabbitMQ and InfluxDB would be more
 /// variants here and more [`crate::action::Sink`]s; they are not built yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionKind {
     /// Publishes the output to the broker.

@@ -184,6 +184,8 @@ impl Builder {
             webhook_queues.push(rx);
         }
         let webhooks = Arc::new(webhooks);
+        let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
+        builder = builder.hook(rules.hook());
         let api_keys = if settings.http_bind.is_empty() {
             Vec::new()
         } else {
@@ -196,6 +198,11 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        rules.start(roost_rules::action::Env {
+            broker: broker.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
 
         let ctx = Arc::new(roost_mqtt::driver::Context {
             broker: broker.clone(),
@@ -254,6 +261,7 @@ impl Builder {
                 started: std::time::Instant::now(),
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
+                rules: rules.clone(),
             };
             let adapters = crate::http::AdapterCounters {
                 coap: coap_ctx.clone(),
@@ -264,6 +272,7 @@ impl Builder {
             let mut api_routes = api_routes;
             api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
             api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));
+            api_routes.push(roost_rules::api::routes(rules.clone()));
             let app = crate::http::app(api, api_routes, adapters);
             for l in http_listeners {
                 let addr = l.local_addr()?;

@@ -42,6 +42,7 @@ pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>, adapters: AdapterC
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
     registry.register_collector(Box::new(adapters));
+    registry.register_collector(Box::new(roost_rules::metrics::RulesCollector(api.rules.clone())));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))

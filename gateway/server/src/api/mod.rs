@@ -48,6 +48,8 @@ pub struct ApiState {
     /// Where relative trace file names are created.
     pub trace_dir: PathBuf,
     pub webhooks: Arc<Vec<Webhook>>,
+    /// The rule engine (its routes are merged by `gateway`; here for `/metrics`).
+    pub rules: Arc<roost_rules::Engine>,
 }
 
 /// An error as the API returns it.
@@ -205,6 +207,9 @@ mod tests {
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",
             "/lorawan/devices/{dev_eui}/queue",
+            "/rules",
+            "/rules/test",
+            "/rules/{id}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }
