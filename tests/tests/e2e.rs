@@ -27,6 +27,7 @@ mod peer_lwm2m_client;
 mod pubsub;
 mod qos;
 mod retained;
+mod rules;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;
