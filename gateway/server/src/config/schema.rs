@@ -48,6 +48,10 @@ pub(super) struct ConfigFile {
     /// `[[rule]]`: SQL rules and their actions (roost-rules). None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<roost_rules::RuleConfig>,
+    /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
+    /// under that name (`gateway::Builder::adapter`). None by default.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub adapter: std::collections::BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
