@@ -30,6 +30,7 @@ mod proxy_protocol;
 mod pubsub;
 mod qos;
 mod retained;
+mod rules;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;

@@ -45,6 +45,9 @@ pub(super) struct ConfigFile {
     /// `[[webhook]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhook: Vec<super::webhook::WebhookSection>,
+    /// `[[rule]]`: SQL rules and their actions (roost-rules). None by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<roost_rules::RuleConfig>,
     /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
     /// under that name (`gateway::Builder::adapter`). None by default.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]

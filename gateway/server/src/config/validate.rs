@@ -38,6 +38,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         bridge,
         http,
         webhook,
+        rule,
         adapter,
     } = file;
 
@@ -193,6 +194,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         http_bind: bind_addrs("http.bind", &http.bind.0)?,
         api_keys: api_keys(http.api_keys)?,
         webhooks: super::webhook::webhooks(webhook)?,
+        rules: super::rules::rules(rule)?,
         bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,
