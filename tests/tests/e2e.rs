@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec_support;
+#[path = "../../gateway/plugins/tests/support/mod.rs"]
+mod plugin_guests;
 
 mod api;
 mod bridge;
@@ -24,6 +26,7 @@ mod metrics;
 mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
+mod plugins_wasm;
 mod pubsub;
 mod qos;
 mod retained;

@@ -42,6 +42,7 @@ pub struct Gateway {
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    plugins: Arc<roost_plugins::Plugins>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -100,7 +101,8 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, authenticator, authorizer, hooks, api_routes } = self;
+        let Builder { settings, mut codecs, authenticator, authorizer, hooks, api_routes } = self;
+        let plugins = crate::plugins::setup(&mut codecs)?;
         // Codecs first: a misnamed codec or bad options is a config error, found before
         // any port is bound.
         let mut codec_listeners = Vec::new();
@@ -392,6 +394,7 @@ impl Builder {
             tracker,
             api_keys,
             webhooks,
+            plugins,
         })
     }
 }
@@ -413,6 +416,11 @@ impl Gateway {
     /// the config said 0).
     pub fn codec_addr(&self, name: &str) -> Option<SocketAddr> {
         self.codec_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The loaded plugins (WebAssembly codecs), for the API, `/metrics` and reload.
+    pub fn plugins(&self) -> &Arc<roost_plugins::Plugins> {
+        &self.plugins
     }
 
     /// Every `[[codec]]` listener's name and bound address, in config order.

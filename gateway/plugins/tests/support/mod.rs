@@ -3,18 +3,42 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-/// The AssemblyScript `line` guest, compiled once per source version.
-pub fn line_wasm() -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build_line_wasm).clone()
+/// `gateway/plugins/guests`, found from the crate using this module (roost-plugins or the
+/// end-to-end tests).
+fn guests_dir() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let guests = dir.join("gateway/plugins/guests");
+        if guests.is_dir() {
+            return guests;
+        }
+        if dir.join("guests/line.ts").exists() {
+            return dir.join("guests");
+        }
+        assert!(dir.pop(), "gateway/plugins/guests not found above {}", env!("CARGO_MANIFEST_DIR"));
+    }
 }
 
-fn build_line_wasm() -> Vec<u8> {
-    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests");
-    let source = std::fs::read(guests.join("line.ts")).expect("guests/line.ts");
+/// The AssemblyScript `line` guest (`guests/line.ts`), compiled once per source version.
+pub fn line_wasm() -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| asc("line")).clone()
+}
+
+/// `line` with faults on purpose (`guests/hostile.ts`: LOOP, GROW, JUNK lines).
+pub fn hostile_wasm() -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| asc("hostile")).clone()
+}
+
+/// Compiles `guests/{name}.ts` with `asc` (cached under the target dir by source hash).
+fn asc(name: &str) -> Vec<u8> {
+    let guests = guests_dir();
+    let mut source = std::fs::read(guests.join(format!("{name}.ts"))).expect("guest source");
+    source.extend(std::fs::read(guests.join("line.ts")).expect("guests/line.ts"));
     let asc = guests.join("node_modules/.bin/asc");
     assert!(
         asc.exists(),
@@ -23,19 +47,20 @@ fn build_line_wasm() -> Vec<u8> {
     );
     let hash: String =
         ring::digest::digest(&ring::digest::SHA256, &source).as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("line-{hash}.wasm"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{hash}.wasm"));
     if let Ok(bytes) = std::fs::read(&out) {
         return bytes;
     }
     // Compile beside, then rename: tests running at once never read a half-written file.
-    let tmp = out.with_file_name(format!("line-{hash}-{}.tmp.wasm", std::process::id()));
+    let tmp = out.with_file_name(format!("{name}-{hash}-{}.tmp.wasm", std::process::id()));
     let status = Command::new(&asc)
         .current_dir(&guests)
-        .args(["line.ts", "--runtime", "stub", "-O3", "--use", "abort=line/abort", "-o"])
+        .arg(format!("{name}.ts"))
+        .args(["--runtime", "stub", "-O3", "--use", "abort=line/abort", "-o"])
         .arg(&tmp)
         .status()
         .expect("run asc");
-    assert!(status.success(), "asc failed to compile guests/line.ts");
+    assert!(status.success(), "asc failed to compile guests/{name}.ts");
     std::fs::rename(&tmp, &out).expect("rename the compiled guest");
     std::fs::read(&out).expect("read the compiled guest")
 }

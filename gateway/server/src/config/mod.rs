@@ -14,6 +14,7 @@ mod duration;
 mod error;
 mod lorawan;
 mod lwm2m;
+mod plugins;
 mod schema;
 mod security;
 mod validate;
