@@ -46,18 +46,31 @@ pub struct Plugin<D: Loader> {
     pub stats: Arc<PluginStats>,
     loader: D,
     current: RwLock<Arc<Version<D::Loaded>>>,
-    /// (mtime, size) last looked at, so an unchanged file is not re-read every poll.
-    seen: Mutex<Option<(SystemTime, u64)>>,
+    /// The stamp last looked at, so an unchanged file is not re-read every poll.
+    seen: Mutex<Option<Stamp>>,
+    polls: std::sync::atomic::AtomicU64,
 }
 
 fn sha256(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells a changed file cheaply: mtime, size and (on Unix) the inode, which a
+/// replace-by-rename changes even within one mtime tick.
+type Stamp = (SystemTime, u64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((m.modified().ok()?, m.len(), inode))
 }
+
+/// Every this many polls the file is hashed even if its stamp looks the same (an in-place
+/// write of the same size within one mtime tick).
+const FULL_CHECK_EVERY: u64 = 20;
 
 /// The result of a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +96,7 @@ impl<D: Loader> Plugin<D> {
             loader,
             current: RwLock::new(current),
             seen: Mutex::new(seen),
+            polls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -112,10 +126,12 @@ impl<D: Loader> Plugin<D> {
         Ok(Reloaded::Loaded { generation, sha256: hash })
     }
 
-    /// Reloads if the file's mtime or size changed since last looked at.
+    /// Reloads if the file's stamp changed since last looked at (or, now and then, anyway:
+    /// the hash decides).
     pub fn poll(&self) {
         let now = stamp(&self.path);
-        if now.is_some() && now != *self.seen.lock() {
+        let full = self.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % FULL_CHECK_EVERY == 0;
+        if now.is_some() && (full || now != *self.seen.lock()) {
             let _ = self.reload();
         }
     }

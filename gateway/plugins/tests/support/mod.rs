@@ -68,7 +68,11 @@ fn asc(name: &str) -> Vec<u8> {
 /// A WAT guest with ABI v1 plumbing around the given `roost_decode` body (`$len` is its
 /// parameter; the input is at offset 1024) and extra module fields.
 pub fn wat_guest(decode_body: &str, extra: &str) -> Vec<u8> {
-    let text = format!(
+    wat::parse_str(wat_text(decode_body, extra)).expect("valid WAT")
+}
+
+fn wat_text(decode_body: &str, extra: &str) -> String {
+    format!(
         r#"(module
           (import "roost" "publish" (func $publish (param i32 i32 i32 i32 i32 i32 i32)))
           (import "roost" "connect" (func $connect (param i32 i32 i32 i32 i32 i32 i32)))
@@ -81,14 +85,18 @@ pub fn wat_guest(decode_body: &str, extra: &str) -> Vec<u8> {
           (func (export "roost_decode") (param $len i32) (result i32) {decode_body})
           (func (export "roost_encode") (param i32 i32 i32 i32 i32 i32) (result i32)
             (call $write (i32.const 0) (i32.const 3)) i32.const 0))"#
-    );
-    wat::parse_str(text).expect("valid WAT")
+    )
 }
 
 /// A well-behaved WAT codec: the first input connects as `dev`, every input is published
 /// whole on topic `dev`.
 pub fn echo_guest() -> Vec<u8> {
-    wat_guest(
+    wat::parse_str(String::from_utf8(echo_guest_wat()).expect("UTF-8")).expect("valid WAT")
+}
+
+/// [`echo_guest`] as WAT text, for tests that vary it.
+pub fn echo_guest_wat() -> Vec<u8> {
+    wat_text(
         r#"(if (i32.eqz (global.get $connected)) (then
              (call $connect (i32.const 0) (i32.const 3) (i32.const 0) (i32.const -1) (i32.const 0) (i32.const -1) (i32.const 60))
              (global.set $connected (i32.const 1))))
@@ -96,4 +104,5 @@ pub fn echo_guest() -> Vec<u8> {
            local.get $len"#,
         "(global $connected (mut i32) (i32.const 0))",
     )
+    .into_bytes()
 }
