@@ -5,6 +5,7 @@
 //! - [`mqtt311`], [`mqtt5`]: rumqttc clients that wait (bounded) for acks and collect PUBLISHes.
 //! - [`raw`]: a byte-level client for flows a well-behaved library will not produce.
 //! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
+//! - [`metrics`]: `/metrics` scraped and parsed.
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod coap;
 pub mod lwm2m;
 pub mod lwm2m_peer;
+pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt311;
 pub mod mqtt5;

@@ -8,6 +8,7 @@ mod codec_support;
 #[path = "../../gateway/plugins/tests/support/mod.rs"]
 mod plugin_guests;
 
+mod adapter;
 mod api;
 mod bridge;
 mod cli_clients;

@@ -37,11 +37,11 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>, adapters: AdapterCounters) -> Router {
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
-    registry.register_collector(Box::new(adapters));
+    registry.register_collector(Box::new(AdapterFamilies(api.adapters.clone())));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
@@ -232,174 +232,43 @@ impl Collector for BrokerCollector {
     }
 }
 
-/// Wire-level counters of the UDP adapters that the core cannot see (CoAP message layer,
-/// DTLS handshakes, LoRaWAN frames and joins, LwM2M registrations), read at each scrape.
-pub struct AdapterCounters {
-    pub coap: Arc<roost_coap::session::Context>,
-    pub dtls: Arc<roost_coap::dtls::DtlsCounters>,
-    pub lorawan: Arc<roost_lorawan::driver::Context>,
-    pub lwm2m: Arc<roost_lwm2m::server::driver::Context>,
-}
+/// Every family the adapters declared, read at each scrape: a counter declared once by an
+/// adapter is here without any code in this file.
+struct AdapterFamilies(Arc<roost_adapter::AdapterRegistry>);
 
-impl std::fmt::Debug for AdapterCounters {
+impl std::fmt::Debug for AdapterFamilies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdapterCounters")
+        f.write_str("AdapterFamilies")
     }
 }
 
-/// One counter family `name{label="..."}` from (label value, counter) pairs.
-fn counter_family(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, &std::sync::atomic::AtomicU64)],
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(0u64);
-    let mut family = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-    for (value, n) in values {
-        ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&[(label, *value)])?)?;
-    }
-    Ok(())
-}
-
-impl Collector for AdapterCounters {
+impl Collector for AdapterFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let c = &self.coap.counters;
-        gauge(&mut encoder, "coap_sessions", "CoAP devices known now", c.sessions.load(Relaxed) as i64)?;
-        gauge(&mut encoder, "coap_observers", "CoAP observations now", c.observers.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "coap_events",
-            "CoAP message-layer events, by kind",
-            "event",
-            &[
-                ("malformed", &c.malformed),
-                ("duplicate", &c.duplicates),
-                ("retransmit", &c.retransmits),
-                ("notification_dropped", &c.notify_dropped),
-                ("observer_lost", &c.observers_lost),
-                ("session_refused", &c.rejected_sessions),
-                ("busy_drop", &c.busy_drops),
-                ("unauthorized", &c.unauthorized),
-            ],
-        )?;
-        let d = &self.dtls;
-        gauge(&mut encoder, "dtls_peers", "DTLS peers now", d.peers.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "dtls_handshakes",
-            "DTLS handshakes, by result",
-            "result",
-            &[
-                ("ok", &d.handshakes_ok),
-                ("failed", &d.handshakes_failed),
-                ("timed_out", &d.handshakes_timed_out),
-                ("refused", &d.refused),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "dtls_client_hellos",
-            "ClientHellos answered statelessly with a cookie, or dropped for a bad or expired one",
-            "outcome",
-            &[("hello_verify_sent", &d.hello_verify_sent), ("bad_cookie", &d.bad_cookies)],
-        )?;
-        counter(
-            &mut encoder,
-            "dtls_dropped_datagrams",
-            "Datagrams on a DTLS socket that were not DTLS records, or for no peer",
-            d.dropped.load(Relaxed),
-        )?;
-        let l = &self.lorawan.counters;
-        gauge(
-            &mut encoder,
-            "lorawan_gateways",
-            "LoRaWAN packet forwarders tracked now",
-            l.gateways.load(Relaxed) as i64,
-        )?;
-        counter_family(
-            &mut encoder,
-            "lorawan_datagrams",
-            "Semtech UDP datagrams from packet forwarders, by outcome",
-            "outcome",
-            &[
-                ("received", &l.datagrams),
-                ("malformed", &l.malformed),
-                ("unknown_version", &l.unknown_version),
-                ("unexpected", &l.unexpected),
-                ("inbox_full", &l.inbox_full),
-                ("gateway_refused", &l.gateways_refused),
-            ],
-        )?;
-        counter(&mut encoder, "lorawan_frames", "Radio frames (rxpk) received from gateways", l.frames.load(Relaxed))?;
-        let ns = &l.ns;
-        counter(&mut encoder, "lorawan_joins", "OTAA joins accepted", ns.joins.load(Relaxed))?;
-        counter(
-            &mut encoder,
-            "lorawan_uplinks",
-            "Device uplinks accepted (after de-duplication)",
-            ns.uplinks.load(Relaxed),
-        )?;
-        counter(&mut encoder, "lorawan_downlinks", "Downlinks sent to gateways", ns.downlinks.load(Relaxed))?;
-        counter_family(
-            &mut encoder,
-            "lorawan_rejected_frames",
-            "Frames the network server rejected, by reason",
-            "reason",
-            &[
-                ("mic", &ns.mic_failures),
-                ("replay", &ns.replays),
-                ("fcnt_gap", &ns.fcnt_gaps),
-                ("dev_nonce_replay", &ns.dev_nonce_replays),
-                ("unknown_device", &ns.unknown_devices),
-                ("bad_phy_payload", &ns.bad_phy),
-                ("crc_error", &ns.crc_errors),
-            ],
-        )?;
-        let w = &self.lwm2m.counters;
-        gauge(&mut encoder, "lwm2m_devices", "LwM2M devices registered now", w.devices.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_registration_events",
-            "LwM2M registration interface events, by kind",
-            "event",
-            &[
-                ("register", &w.registrations),
-                ("update", &w.updates),
-                ("deregister", &w.deregistrations),
-                ("expired", &w.expired),
-                ("refused", &w.refused),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_commands",
-            "Commands to LwM2M devices (from MQTT or the API), by outcome",
-            "outcome",
-            &[
-                ("sent", &w.commands),
-                ("bad", &w.bad_commands),
-                ("timeout", &w.timeouts),
-                ("reset", &w.resets),
-                ("queued", &w.queued),
-                ("queue_full", &w.queue_full),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_datagrams",
-            "LwM2M datagrams and notifications, by kind",
-            "kind",
-            &[
-                ("notification", &w.notifications),
-                ("stale_notification", &w.stale_notifications),
-                ("send", &w.sends),
-                ("bad_send", &w.bad_sends),
-                ("duplicate", &w.duplicates),
-                ("malformed", &w.malformed),
-            ],
-        )?;
+        for (_, family) in self.0.families() {
+            let samples = family.samples();
+            let metric = |value: u64| -> Box<dyn EncodeMetric> {
+                match family.kind {
+                    roost_adapter::Kind::Counter => Box::new(ConstCounter::new(value)),
+                    roost_adapter::Kind::Gauge => Box::new(ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))),
+                }
+            };
+            let kind = metric(0).metric_type();
+            let mut enc = encoder.encode_descriptor(family.name, family.help, None, kind)?;
+            if family.labels.is_empty() {
+                // One unlabelled value: encoded on the descriptor itself.
+                if let Some(s) = samples.first() {
+                    metric(s.value).encode(enc)?;
+                }
+                continue;
+            }
+            for s in samples {
+                metric(s.value).encode(enc.encode_family(&labels(&family.labels, &s.labels))?)?;
+            }
+        }
         Ok(())
     }
+}
+
+fn labels<'a>(names: &'a [&'static str], values: &'a [&'static str]) -> Vec<(&'static str, &'static str)> {
+    names.iter().copied().zip(values.iter().copied()).collect()
 }
