@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec_support;
+#[path = "../../gateway/plugins/tests/support/mod.rs"]
+mod plugin_guests;
 
 mod adapter;
 mod api;
@@ -27,6 +29,7 @@ mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
 mod proxy_protocol;
+mod plugins_wasm;
 mod pubsub;
 mod qos;
 mod retained;

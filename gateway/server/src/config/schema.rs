@@ -275,6 +275,9 @@ pub(super) struct CodecSection {
     /// The listener's name; defaults to the codec's name.
     pub name: String,
     pub codec: String,
+    /// A WebAssembly codec file (`docs/plugins.md`) instead of a registered `codec`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
     pub transport: TransportName,
     pub bind: String,
     pub mountpoint: String,
@@ -287,6 +290,7 @@ impl Default for CodecSection {
         CodecSection {
             name: String::new(),
             codec: String::new(),
+            plugin: String::new(),
             transport: TransportName::Tcp,
             bind: String::new(),
             mountpoint: String::new(),

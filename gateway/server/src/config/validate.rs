@@ -231,8 +231,9 @@ const MAX_DATAGRAM: i64 = 65_507;
 /// The most a TCP codec listener buffers without a whole frame.
 const MAX_STREAM_FRAME: i64 = 16 * 1024 * 1024;
 
-fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
+fn codec_listener(i: usize, mut c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
     let key = |k: &str| format!("codec[{i}].{k}");
+    super::plugins::codec_plugin(&key, &mut c.codec, &mut c.name, &c.plugin, &mut c.options)?;
     if c.codec.is_empty() {
         return Err(invalid(&key("codec"), "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\""));
     }
