@@ -127,11 +127,8 @@ impl Builder {
         for h in hooks {
             builder = builder.hook(h);
         }
-        let sys = settings.sys_interval.map(|interval| {
-            let (hook, events) = crate::sys::hook();
-            (interval, hook, events)
-        });
-        if let Some((_, hook, _)) = &sys {
+        let sys = settings.sys_interval.map(|interval| (interval, crate::sys::hook()));
+        if let Some((_, (hook, _))) = &sys {
             builder = builder.hook(hook.clone());
         }
         let mut webhooks = Vec::new();
@@ -145,12 +142,7 @@ impl Builder {
         let webhooks = Arc::new(webhooks);
         let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
         builder = builder.hook(rules.hook());
-        let api_keys = if settings.http_bind.is_empty() {
-            Vec::new()
-        } else {
-            crate::api::keys::load(&settings.api_keys, &settings.storage.data_dir, settings.storage.disk)
-                .context("http.api_keys")?
-        };
+        let api_keys = api_keys(&settings)?;
         let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
         if settings.storage.disk {
             tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
@@ -190,13 +182,8 @@ impl Builder {
                 crate::http::serve(l, app.clone(), shutdown.clone(), &tracker);
             }
         }
-        let mut bridges = Vec::new();
-        for b in &settings.bridges {
-            tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
-            let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), &tracker);
-            bridges.push((b.name.clone(), status));
-        }
-        if let Some((interval, hook, events)) = sys {
+        let bridges = spawn_bridges(&settings, &broker, &shutdown, &tracker);
+        if let Some((interval, (hook, events))) = sys {
             let publisher = crate::sys::SysPublisher {
                 broker: broker.clone(),
                 node: settings.broker.node_name.clone(),
@@ -210,6 +197,33 @@ impl Builder {
         }
         Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks, plugins })
     }
+}
+
+/// The keys the management API accepts (none without an HTTP listener).
+fn api_keys(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    if settings.http_bind.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::api::keys::load(&settings.api_keys, &settings.storage.data_dir, settings.storage.disk)
+        .context("http.api_keys")
+}
+
+type BridgeStatuses = Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>;
+
+/// Starts every `[[bridge]]`; their statuses, by name.
+fn spawn_bridges(
+    settings: &Settings,
+    broker: &Broker,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> BridgeStatuses {
+    let mut bridges = Vec::new();
+    for b in &settings.bridges {
+        tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
+        let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), tracker);
+        bridges.push((b.name.clone(), status));
+    }
+    bridges
 }
 
 /// The adapters of the `[adapter.NAME]` sections, each built by the factory of that name.
