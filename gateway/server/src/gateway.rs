@@ -42,6 +42,7 @@ pub struct Gateway {
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    cluster: Option<roost_cluster::Cluster>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -196,6 +197,21 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Joined before any listener accepts: routes and client ids are cluster-wide from
+        // the first client on.
+        let cluster = match &settings.cluster {
+            Some(c) => {
+                let mut c = c.clone();
+                c.addresses = listeners
+                    .iter()
+                    .filter_map(|(k, l)| l.local_addr().ok().map(|a| format!("{}://{a}", k.as_str())))
+                    .chain(http_listeners.iter().filter_map(|l| l.local_addr().ok().map(|a| format!("http://{a}"))))
+                    .collect();
+                let joined = roost_cluster::Cluster::start(c, broker.clone(), shutdown.clone(), &tracker).await;
+                Some(joined.context("joining the cluster ([cluster])")?)
+            }
+            None => None,
+        };
 
         let ctx = Arc::new(roost_mqtt::driver::Context {
             broker: broker.clone(),
@@ -260,10 +276,12 @@ impl Builder {
                 dtls: dtls_counters.clone(),
                 lorawan: lorawan.clone(),
                 lwm2m: lwm2m.clone(),
+                cluster: cluster.clone(),
             };
             let mut api_routes = api_routes;
             api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
             api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));
+            api_routes.push(crate::api::cluster::routes(cluster.clone()));
             let app = crate::http::app(api, api_routes, adapters);
             for l in http_listeners {
                 let addr = l.local_addr()?;
@@ -286,6 +304,7 @@ impl Builder {
                 hook,
                 events,
                 bridges: bridges.clone(),
+                cluster: cluster.clone(),
             };
             crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
@@ -392,6 +411,7 @@ impl Builder {
             tracker,
             api_keys,
             webhooks,
+            cluster,
         })
     }
 }
@@ -504,6 +524,11 @@ impl Gateway {
     /// The LoRaWAN adapter's counters (malformed datagrams, MIC failures, replays, ...).
     pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
         &self.lorawan.counters
+    }
+
+    /// This node's cluster, if `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&roost_cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     pub fn broker(&self) -> &Broker {

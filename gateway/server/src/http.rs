@@ -239,6 +239,7 @@ pub struct AdapterCounters {
     pub dtls: Arc<roost_coap::dtls::DtlsCounters>,
     pub lorawan: Arc<roost_lorawan::driver::Context>,
     pub lwm2m: Arc<roost_lwm2m::server::driver::Context>,
+    pub cluster: Option<roost_cluster::Cluster>,
 }
 
 impl std::fmt::Debug for AdapterCounters {
@@ -265,6 +266,9 @@ fn counter_family(
 
 impl Collector for AdapterCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if let Some(cluster) = &self.cluster {
+            encode_cluster(&mut encoder, &cluster.status())?;
+        }
         let c = &self.coap.counters;
         gauge(&mut encoder, "coap_sessions", "CoAP devices known now", c.sessions.load(Relaxed) as i64)?;
         gauge(&mut encoder, "coap_observers", "CoAP observations now", c.observers.load(Relaxed) as i64)?;
@@ -402,4 +406,26 @@ impl Collector for AdapterCounters {
         )?;
         Ok(())
     }
+}
+
+/// `roost_cluster_*`: present only on a node of a cluster.
+fn encode_cluster(
+    encoder: &mut DescriptorEncoder<'_>,
+    s: &roost_cluster::ClusterStatus,
+) -> Result<(), std::fmt::Error> {
+    counter(encoder, "cluster_messages_out", "Publishes forwarded to other nodes", s.messages_out)?;
+    counter(encoder, "cluster_messages_in", "Publishes received from other nodes", s.messages_in)?;
+    counter(encoder, "cluster_dropped", "Messages for other nodes dropped (buffer full or NATS error)", s.dropped)?;
+    counter(encoder, "cluster_bad_frames", "Frames from other nodes refused as malformed", s.bad_frames)?;
+    counter(encoder, "cluster_takeovers", "Client ids taken over from another node", s.takeovers)?;
+    counter(encoder, "cluster_handoffs", "Sessions handed to another node", s.handoffs)?;
+    counter(encoder, "cluster_reconnects", "Reconnections to NATS", s.reconnects)?;
+    gauge(encoder, "cluster_buffer_depth", "Messages waiting to be sent to other nodes", s.buffered as i64)?;
+    gauge(encoder, "cluster_degraded", "1 while NATS is unreachable (local routing only)", i64::from(s.degraded))?;
+    let up = s.nodes.iter().filter(|n| n.alive).count();
+    gauge(encoder, "cluster_nodes_up", "Nodes heard from within node_timeout (this one included)", up as i64)?;
+    gauge(encoder, "cluster_routes_local", "Filters of this node in the route table", s.local_routes as i64)?;
+    gauge(encoder, "cluster_routes_remote", "Filters of other nodes known here", s.remote_routes as i64)?;
+    gauge(encoder, "cluster_nats_rtt_microseconds", "Round trip of the last heartbeat KV write", s.rtt_micros as i64)?;
+    Ok(())
 }

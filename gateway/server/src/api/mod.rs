@@ -13,6 +13,7 @@
 //! `gateway::Builder::api_routes`: an `axum::Router` merged under `/api/v1`, behind the same
 //! key check.
 
+pub mod cluster;
 mod handlers;
 pub mod keys;
 pub mod lorawan;
@@ -205,6 +206,7 @@ mod tests {
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",
             "/lorawan/devices/{dev_eui}/queue",
+            "/cluster",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }

@@ -9,6 +9,7 @@
 //! the code defaults.
 
 mod bridge;
+mod cluster;
 mod coap;
 mod duration;
 mod error;
@@ -79,6 +80,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::webhook::WebhookSettings>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
+    /// `[cluster]`: this node in a cluster over NATS JetStream; `None`: a single node.
+    pub cluster: Option<roost_cluster::ClusterSettings>,
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
     /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
@@ -117,6 +120,7 @@ impl Default for Settings {
             api_keys: Vec::new(),
             webhooks: Vec::new(),
             bridges: Vec::new(),
+            cluster: None,
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),

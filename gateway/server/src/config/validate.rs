@@ -38,6 +38,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         bridge,
         http,
         webhook,
+        cluster,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -192,6 +193,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         api_keys: api_keys(http.api_keys)?,
         webhooks: super::webhook::webhooks(webhook)?,
         bridges: super::bridge::bridges(bridge)?,
+        cluster: super::cluster::cluster(cluster, &broker.node_name)?,
         storage,
         broker,
         mqtt: mqtt_settings,
