@@ -9,6 +9,7 @@ mod codec_support;
 mod api;
 mod bridge;
 mod cli_clients;
+mod cluster;
 mod coap;
 mod coap_dtls;
 mod codec_faults;
