@@ -180,3 +180,44 @@ async fn takeover_across_nodes_closes_with_0x8e_and_the_session_moves_with_its_q
     let want: Vec<String> = (0..100).map(|i| format!("q{i}")).collect();
     assert_eq!(payloads, want, "every queued message delivered on the new node, in order");
 }
+
+#[tokio::test]
+async fn nats_outage_keeps_local_delivery_and_sends_the_buffered_messages_after() {
+    let mut c = TestCluster::start(&["a", "b"]).await;
+    let (a_mqtt, a_http, b_mqtt) = (c.node("a").mqtt, c.node("a").http, c.node("b").mqtt);
+    let mut far = Client5::connect_persistent(b_mqtt, "far", true, 600).await;
+    far.subscribe("o/#", qos(1)).await;
+    let mut near = Client5::connect(a_mqtt, "near").await;
+    near.subscribe("o/#", qos(1)).await;
+    c.await_remote_routes("a", 1).await;
+    let mut before = Client5::connect(a_mqtt, "pub-before").await;
+    before.publish("o/x", qos(1), false, "before").await;
+    assert_eq!(far.expect_publish(WAIT).await.payload.as_ref(), b"before");
+    assert_eq!(near.expect_publish(WAIT).await.payload.as_ref(), b"before");
+
+    c.nats.stop().await;
+    let started = tokio::time::Instant::now();
+    c.await_view(c.node("a"), |v| v["degraded"] == true && v["state"] == "degraded", "degraded").await;
+    let (status, metrics) = roost_e2e::api::Api::anonymous(a_http).call_raw("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    assert!(metrics.contains("roost_cluster_degraded 1"), "degraded in /metrics:\n{metrics}");
+
+    // Local delivery goes on: a new client connects and publishes, its neighbour gets it all.
+    let mut publisher = Client5::connect(a_mqtt, "pub-outage").await;
+    for i in 0..20 {
+        publisher.publish("o/x", qos(1), false, format!("o{i}")).await;
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("o{i}")).collect();
+    let got: Vec<String> = receive(&mut near, 20, WAIT).await.into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(got, want, "local delivery during the outage");
+
+    // A short outage (the 10 s shortened for CI), then NATS comes back on the same
+    // port and store.
+    let outage = Duration::from_secs(3);
+    tokio::time::sleep(outage.saturating_sub(started.elapsed())).await;
+    c.nats.restart().await;
+    c.await_view(c.node("a"), |v| v["degraded"] == false, "up again").await;
+    let got: Vec<String> = receive(&mut far, 20, WAIT * 3).await.into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(got, want, "the messages for B sent during the outage arrive after it, in order");
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use roost_core::cluster::{BoxFuture, ClusterLink, Forwarded, GroupKey, LocalShare, SessionHandoff};
 use roost_core::{ClientId, Message};
@@ -25,7 +25,10 @@ impl ClusterLink for Link {
             s.kv_op(KvOp::Retain(msg.topic.to_string(), value));
         }
         let now = Instant::now();
-        let matched = s.table.read().matches(&msg.topic, now, s.settings.node_timeout);
+        // While NATS is away no heartbeat arrives from anyone: the routes last known stay in
+        // force, so that messages wait in the buffer instead of being judged undeliverable.
+        let timeout = if s.degraded.load(Ordering::Relaxed) { Duration::MAX } else { s.settings.node_timeout };
+        let matched = s.table.read().matches(&msg.topic, now, timeout);
         if matched.nodes.is_empty() && matched.groups.is_empty() {
             return Forwarded::default();
         }
@@ -42,7 +45,8 @@ impl ClusterLink for Link {
         let mut sent = 0;
         for (node, groups) in &dest {
             let payload = wire::encode_publish(msg, groups);
-            if s.send(Outgoing { subject: format!("roost.node.{node}"), payload: payload.into() }) {
+            let subject = format!("roost.node.{node}");
+            if s.send(Outgoing { node: node.clone(), subject, payload: payload.into() }) {
                 sent += 1;
             }
         }

@@ -32,6 +32,8 @@ use crate::wire;
 
 /// A publish on its way to another node.
 pub(crate) struct Outgoing {
+    /// The destination node.
+    pub node: String,
     pub subject: String,
     pub payload: Bytes,
 }
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     /// NATS is away: routing is local only, messages for other nodes wait.
     pub degraded: Arc<AtomicBool>,
     pub reconnects: Arc<AtomicU64>,
+    /// When the connection to NATS last came back.
+    pub back_at: Arc<Mutex<Option<Instant>>>,
     pub metrics: ClusterMetrics,
     pub started: std::time::SystemTime,
 }
@@ -121,7 +125,8 @@ pub(crate) async fn start(
 ) -> Result<Arc<Shared>, crate::ClusterError> {
     let degraded = Arc::new(AtomicBool::new(false));
     let reconnects = Arc::new(AtomicU64::new(0));
-    let client = connect(&settings, degraded.clone(), reconnects.clone()).await?;
+    let back_at = Arc::new(Mutex::new(None));
+    let client = connect(&settings, degraded.clone(), reconnects.clone(), back_at.clone()).await?;
     // Created once and kept: the node's own record must survive its reconnects.
     let js = async_nats::jetstream::new(client.clone());
     let buckets = Buckets {
@@ -144,6 +149,7 @@ pub(crate) async fn start(
         kv: kv_tx,
         degraded,
         reconnects,
+        back_at,
         metrics: ClusterMetrics::default(),
         started: std::time::SystemTime::now(),
     });
@@ -191,6 +197,7 @@ async fn connect(
     s: &ClusterSettings,
     degraded: Arc<AtomicBool>,
     reconnects: Arc<AtomicU64>,
+    back_at: Arc<Mutex<Option<Instant>>>,
 ) -> Result<async_nats::Client, crate::ClusterError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("roost-{}", s.node))
@@ -200,7 +207,7 @@ async fn connect(
         .max_reconnects(None)
         .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(1000)))
         .event_callback(move |event| {
-            let (degraded, reconnects) = (degraded.clone(), reconnects.clone());
+            let (degraded, reconnects, back_at) = (degraded.clone(), reconnects.clone(), back_at.clone());
             async move {
                 match event {
                     async_nats::Event::Disconnected => {
@@ -208,7 +215,9 @@ async fn connect(
                         tracing::warn!("cluster: NATS connection lost; routing locally, buffering for other nodes");
                     }
                     async_nats::Event::Connected => {
-                        if degraded.swap(false, Ordering::Relaxed) {
+                        if degraded.load(Ordering::Relaxed) {
+                            *back_at.lock() = Some(Instant::now());
+                            degraded.store(false, Ordering::Relaxed);
                             reconnects.fetch_add(1, Ordering::Relaxed);
                             tracing::info!("cluster: NATS connection back");
                         }

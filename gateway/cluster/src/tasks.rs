@@ -16,10 +16,13 @@ use crate::node::{KvOp, Outgoing, Shared, hand_off, heartbeat_once, parse_route_
 use crate::wire;
 
 /// Sends queued publishes in order on the one NATS connection (so per-publisher order is
-/// kept). While NATS is away `publish` waits once the client's own buffer is full, and the
-/// queue in front of it fills up to `buffer`; then new messages are dropped and counted.
+/// kept). While NATS is away they wait here, in the bounded queue (a full queue drops and
+/// counts); when it is back, each waits until its destination has been heard from since
+/// (its subscriptions are then back too: NATS core drops a message nobody is subscribed
+/// to), or `node_timeout` has passed.
 pub(crate) async fn forwarder(shared: Arc<Shared>, mut rx: mpsc::Receiver<Outgoing>) {
     while let Some(o) = rx.recv().await {
+        wait_until_deliverable(&shared, &o.node).await;
         match shared.client.publish(o.subject, o.payload).await {
             Ok(()) => {
                 shared.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
@@ -32,38 +35,70 @@ pub(crate) async fn forwarder(shared: Arc<Shared>, mut rx: mpsc::Receiver<Outgoi
     }
 }
 
+async fn wait_until_deliverable(shared: &Shared, node: &str) {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+    while shared.degraded.load(Ordering::Relaxed) {
+        tokio::time::sleep(POLL).await;
+    }
+    let Some(back) = *shared.back_at.lock() else { return };
+    let limit = shared.settings.node_timeout;
+    while back.elapsed() < limit {
+        let heard = shared.table.read().peers().any(|(n, p)| n == node && p.last_seen > back);
+        if heard || shared.degraded.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Writes routes, retained messages and client id releases to KV, in the order asked.
 pub(crate) async fn kv_writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<KvOp>) {
     let Some(b) = shared.buckets.get() else { return };
     while let Some(op) = rx.recv().await {
-        let result = match op {
-            KvOp::Route((group, filter)) => {
-                let key = route_key(&shared.settings.node, group.as_deref(), &filter);
-                let count = shared.local.lock().get(&(group, filter)).copied().unwrap_or(0);
-                if count == 0 {
-                    b.routes.delete(&key).await.map_err(|e| e.to_string())
-                } else {
-                    b.routes.put(&key, Bytes::from(count.to_string())).await.map(drop).map_err(|e| e.to_string())
-                }
+        // Held while NATS is away, and tried again a few times if a write fails on the way
+        // (a route lost here would leave other nodes blind to a subscription).
+        let mut result = Ok(());
+        for attempt in 0..5u32 {
+            while shared.degraded.load(Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            KvOp::Retain(topic, Some(v)) => {
-                b.retained.put(escape(&topic), v.into()).await.map(drop).map_err(|e| e.to_string())
+            result = kv_write(&shared, b, &op).await;
+            if result.is_ok() {
+                break;
             }
-            KvOp::Retain(topic, None) => b.retained.delete(escape(&topic)).await.map_err(|e| e.to_string()),
-            KvOp::SessionEnded(cid) => {
-                // Released only if this node still owns it and holds no new session of it.
-                let key = escape(cid.as_str());
-                match b.clients.get(key.clone()).await {
-                    Ok(Some(v)) if v == shared.settings.node.as_bytes() && !shared.broker.has_session(&cid) => {
-                        b.clients.delete(&key).await.map_err(|e| e.to_string())
-                    }
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, "cluster: KV write failed");
+        }
+    }
+}
+
+async fn kv_write(shared: &Shared, b: &crate::node::Buckets, op: &KvOp) -> Result<(), String> {
+    match op {
+        KvOp::Route(route) => {
+            let key = route_key(&shared.settings.node, route.0.as_deref(), &route.1);
+            let count = shared.local.lock().get(route).copied().unwrap_or(0);
+            if count == 0 {
+                b.routes.delete(&key).await.map_err(|e| e.to_string())
+            } else {
+                b.routes.put(&key, Bytes::from(count.to_string())).await.map(drop).map_err(|e| e.to_string())
+            }
+        }
+        KvOp::Retain(topic, Some(v)) => {
+            b.retained.put(escape(topic), Bytes::from(v.clone())).await.map(drop).map_err(|e| e.to_string())
+        }
+        KvOp::Retain(topic, None) => b.retained.delete(escape(topic)).await.map_err(|e| e.to_string()),
+        KvOp::SessionEnded(cid) => {
+            // Released only if this node still owns it and holds no new session of it.
+            let key = escape(cid.as_str());
+            match b.clients.get(key.clone()).await {
+                Ok(Some(v)) if v == shared.settings.node.as_bytes() && !shared.broker.has_session(cid) => {
+                    b.clients.delete(&key).await.map_err(|e| e.to_string())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         }
     }
 }
