@@ -200,6 +200,11 @@ impl TestBroker {
         }
     }
 
+    /// The gateway: its adapter registry, addresses and state.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// The broker itself, for assertions on its state and metrics.
     pub fn broker(&self) -> &roost_core::Broker {
         self.gateway.broker()

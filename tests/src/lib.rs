@@ -6,6 +6,7 @@
 //! - [`raw`]: a byte-level client for flows a well-behaved library will not produce.
 //! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
 //! - [`cluster`]: a NATS JetStream server and `roost` processes joined as a cluster
+//! - [`metrics`]: `/metrics` scraped and parsed.
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod coap;
 pub mod lwm2m;
 pub mod lwm2m_peer;
+pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt311;
 pub mod mqtt5;

@@ -6,6 +6,7 @@
 
 mod codec_support;
 
+mod adapter;
 mod api;
 mod bridge;
 mod cli_clients;

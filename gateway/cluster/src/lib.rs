@@ -45,6 +45,12 @@ pub struct Cluster {
     shared: Arc<node::Shared>,
 }
 
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.shared.settings.node).finish()
+    }
+}
+
 /// Another node as this one sees it.
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -91,6 +97,12 @@ impl Cluster {
         let shared = node::start(settings, broker, shutdown, tracker).await?;
         tracing::info!(node = %shared.settings.node, nats = ?shared.settings.nats, "cluster joined");
         Ok(Cluster { shared })
+    }
+
+    /// The addresses this node serves, shown to the other nodes (known once the listeners
+    /// are bound, after the node joined).
+    pub fn set_addresses(&self, addresses: Vec<String>) {
+        *self.shared.addresses.lock() = addresses;
     }
 
     pub fn node(&self) -> &str {

@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub reconnects: Arc<AtomicU64>,
     /// When the connection to NATS last came back.
     pub back_at: Arc<Mutex<Option<Instant>>>,
+    /// The addresses this node serves (heartbeat record).
+    pub addresses: Mutex<Vec<String>>,
     pub metrics: ClusterMetrics,
     pub started: std::time::SystemTime,
 }
@@ -136,6 +138,7 @@ pub(crate) async fn start(
         retained: bucket(&js, "roost_retained", 1).await?,
     };
     let (out_tx, out_rx) = mpsc::channel(settings.buffer.max(1));
+    let settings_addresses = settings.addresses.clone();
     let (kv_tx, kv_rx) = mpsc::channel(settings.buffer.max(1));
     let shared = Arc::new(Shared {
         settings,
@@ -150,6 +153,7 @@ pub(crate) async fn start(
         degraded,
         reconnects,
         back_at,
+        addresses: Mutex::new(settings_addresses),
         metrics: ClusterMetrics::default(),
         started: std::time::SystemTime::now(),
     });
@@ -317,7 +321,7 @@ pub(crate) fn parse_route_key(key: &str) -> Option<(String, Option<String>, Stri
 /// This node's heartbeat value.
 pub(crate) fn node_info(shared: &Shared) -> String {
     let started = shared.started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let addresses: Vec<String> = shared.settings.addresses.iter().map(|a| format!("{a:?}")).collect();
+    let addresses: Vec<String> = shared.addresses.lock().iter().map(|a| format!("{a:?}")).collect();
     format!(
         "{{\"started\":{started},\"addresses\":[{}],\"sessions\":{},\"connections\":{},\"routes\":{}}}",
         addresses.join(","),

@@ -1,18 +1,25 @@
-//! The running gateway: the broker, every protocol listener, and graceful shutdown
-//! (a `CancellationToken` stops the listeners, the broker asks every connection to close,
-//! a `TaskTracker` waits for them within the grace period).
+//! The running gateway: the broker, every adapter (protocol listeners), the HTTP listener,
+//! bridges and `$SYS`, and graceful shutdown (a `CancellationToken` stops the listeners, the
+//! broker asks every connection to close, a `TaskTracker` waits for them within the grace
+//! period).
+//!
+//! Start order: every adapter binds (a taken port fails fast, before the store file is
+//! locked), the store opens and the broker restores, then every adapter starts and is
+//! entered in the [`AdapterRegistry`] that `/metrics`, `$SYS` and the API read.
+
+mod accessors;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use roost_adapter::{Adapter, AdapterRegistry, Factory};
 use roost_codec::Registry;
 use roost_core::Broker;
 use roost_core::auth::{Authenticator, Authorizer};
 use roost_core::hooks::Hook;
 use roost_core::store::{DiskStore, NullStore, Store};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,23 +27,8 @@ use crate::config::Settings;
 
 pub struct Gateway {
     broker: Broker,
-    mqtt_addrs: Vec<SocketAddr>,
-    /// Every MQTT listener (TCP, TLS, WebSocket, secure WebSocket) and its bound address.
-    mqtt_listeners: Vec<(roost_mqtt::transport::Kind, SocketAddr)>,
-    /// `[[codec]]` listener name -> bound address, in config order.
-    codec_addrs: Vec<(String, SocketAddr)>,
-    mqttsn_addrs: Vec<SocketAddr>,
+    adapters: Arc<AdapterRegistry>,
     http_addrs: Vec<SocketAddr>,
-    mqttsn: Arc<roost_mqttsn::session::Context>,
-    coap_addrs: Vec<SocketAddr>,
-    coaps_addrs: Vec<SocketAddr>,
-    dtls_counters: Arc<roost_coap::dtls::DtlsCounters>,
-    coap: Arc<roost_coap::session::Context>,
-    lorawan_addrs: Vec<SocketAddr>,
-    lorawan: Arc<roost_lorawan::driver::Context>,
-    lwm2m_addrs: Vec<SocketAddr>,
-    lwm2ms_addrs: Vec<SocketAddr>,
-    lwm2m: Arc<roost_lwm2m::server::driver::Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
@@ -57,10 +49,11 @@ pub async fn start_with(settings: Settings, codecs: Registry) -> anyhow::Result<
     Gateway::builder(settings).codecs(codecs).start().await
 }
 
-/// A gateway with non-default parts: custom codecs, authentication or ACL.
+/// A gateway with non-default parts: custom codecs, adapters, authentication or ACL.
 pub struct Builder {
     settings: Settings,
     codecs: Registry,
+    factories: Vec<Box<dyn Factory>>,
     authenticator: Option<Box<dyn Authenticator>>,
     authorizer: Option<Box<dyn Authorizer>>,
     hooks: Vec<Arc<dyn Hook>>,
@@ -69,8 +62,6 @@ pub struct Builder {
 
 impl Builder {
     /// Adds routes to the management API: merged under `/api/v1`, behind its key check.
-    /// This is how a protocol crate publishes its own endpoints (LwM2M devices, LoRaWAN
-    /// devices and gateways): it builds an `axum::Router` with its state already applied.
     pub fn api_routes(mut self, routes: axum::Router) -> Self {
         self.api_routes.push(routes);
         self
@@ -79,6 +70,13 @@ impl Builder {
     /// The codecs `[[codec]]` listeners may name (default: those that ship with Roost).
     pub fn codecs(mut self, codecs: Registry) -> Self {
         self.codecs = codecs;
+        self
+    }
+
+    /// Registers a third-party protocol adapter: built from `[adapter.NAME]` when the config
+    /// has that section (see [`roost_adapter::factory`] and `docs/adding-a-protocol.md`).
+    pub fn adapter(mut self, factory: Box<dyn Factory>) -> Self {
+        self.factories.push(factory);
         self
     }
 
@@ -101,63 +99,22 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, authenticator, authorizer, hooks, api_routes } = self;
-        // Codecs first: a misnamed codec or bad options is a config error, found before
-        // any port is bound.
-        let mut codec_listeners = Vec::new();
-        for (i, c) in settings.codecs.iter().enumerate() {
-            let factory = codecs.build(&c.codec, &c.options).map_err(|e| match e {
-                roost_codec::registry::RegistryError::Unknown { .. } => anyhow::anyhow!("codec[{i}].codec: {e}"),
-                roost_codec::registry::RegistryError::Options(e) => anyhow::anyhow!("codec[{i}].options: {e}"),
-            })?;
-            codec_listeners.push((c.clone(), factory));
-        }
-
-        // Bind first: a taken port fails fast, before the store file is locked.
-        // TLS files and the auth sources are read before any port is bound, too.
-        let tls = match &settings.mqtt.tls {
-            Some(t) => Some(roost_mqtt::transport::acceptor(t).map_err(|e| anyhow::anyhow!("mqtt.tls: {e}"))?),
-            None => None,
-        };
+        let Builder { settings, codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
+        // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
+        // `[adapter.*]` section is a config error, found before any port is bound.
+        let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
+        adapters.extend(third_party(&settings, &factories)?);
         let authenticator = match authenticator {
             Some(a) => Some(a),
             None => crate::security::authenticator(&settings)?,
         };
         let authorizer = authorizer.or_else(|| settings.acl.clone().map(|a| Box::new(a) as Box<dyn Authorizer>));
-        let listeners = roost_mqtt::driver::bind_all(&settings.mqtt).await.context("starting the MQTT listeners")?;
+        for a in &mut adapters {
+            let name = a.name().to_string();
+            a.bind().await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
+        }
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
-        let sockets = roost_mqttsn::driver::bind(&settings.mqttsn.bind, settings.mqttsn.recv_buffer)
-            .context("starting the MQTT-SN listener")?;
-        let coap_sockets = roost_coap::driver::bind(&settings.coap.bind, settings.coap.recv_buffer)
-            .context("starting the CoAP listener")?;
-        let coaps_sockets = roost_coap::driver::bind(&settings.coap.dtls.bind, settings.coap.recv_buffer)
-            .context("starting the CoAP DTLS listener")?;
-        let lwm2m_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.bind, settings.lwm2m.recv_buffer)
-            .context("starting the LwM2M listener")?;
-        let lwm2ms_sockets = roost_lwm2m::server::driver::bind(&settings.lwm2m.dtls_bind, settings.lwm2m.recv_buffer)
-            .context("starting the LwM2M DTLS listener")?;
-        // One DTLS backend (credentials from [coap]) for CoAP's and LwM2M's DTLS sockets.
-        let dtls_backend: Option<Arc<dyn roost_coap::dtls::Backend>> = if coaps_sockets.is_empty()
-            && lwm2ms_sockets.is_empty()
-        {
-            None
-        } else {
-            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
-                anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
-            })?;
-            Some(Arc::new(b))
-        };
-        let lorawan_sockets = roost_lorawan::driver::bind(&settings.lorawan.bind, settings.lorawan.recv_buffer)
-            .context("starting the LoRaWAN packet-forwarder listener")?;
-        let store: Arc<dyn Store> = if settings.storage.disk {
-            let path = settings.storage.file();
-            let (sync, max) = (settings.storage.sync, settings.storage.max_size);
-            let store = tokio::task::spawn_blocking(move || DiskStore::open_limited(&path, sync, max)).await??;
-            tracing::info!(file = %store.path().display(), ?sync, "store opened");
-            Arc::new(store)
-        } else {
-            Arc::new(NullStore)
-        };
+        let store = open_store(&settings).await?;
         let started = std::time::Instant::now();
         let mut builder = Broker::builder(settings.broker.clone()).store(store);
         if let Some(a) = authenticator {
@@ -197,70 +154,23 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        // Joined before any listener accepts: routes and client ids are cluster-wide from
-        // the first client on.
+        // Joined before any adapter accepts: routes and client ids are cluster-wide from the
+        // first client on.
         let cluster = match &settings.cluster {
             Some(c) => {
-                let mut c = c.clone();
-                c.addresses = listeners
-                    .iter()
-                    .filter_map(|(k, l)| l.local_addr().ok().map(|a| format!("{}://{a}", k.as_str())))
-                    .chain(http_listeners.iter().filter_map(|l| l.local_addr().ok().map(|a| format!("http://{a}"))))
-                    .collect();
-                let joined = roost_cluster::Cluster::start(c, broker.clone(), shutdown.clone(), &tracker).await;
+                let joined = roost_cluster::Cluster::start(c.clone(), broker.clone(), shutdown.clone(), &tracker).await;
                 Some(joined.context("joining the cluster ([cluster])")?)
             }
             None => None,
         };
-
-        let ctx = Arc::new(roost_mqtt::driver::Context {
-            broker: broker.clone(),
-            settings: settings.mqtt.clone(),
-            permits: Arc::new(Semaphore::new(settings.broker.max_connections)),
-            tls,
-        });
-        let mut mqtt_addrs = Vec::new();
-        let mut mqtt_listeners = Vec::new();
-        for (kind, l) in listeners {
-            let addr = l.local_addr()?;
-            tracing::info!(%addr, transport = kind.as_str(), "MQTT listening");
-            if kind == roost_mqtt::transport::Kind::Tcp {
-                mqtt_addrs.push(addr);
-            }
-            mqtt_listeners.push((kind, addr));
-            tracker.spawn(roost_mqtt::driver::serve_kind(l, kind, ctx.clone(), shutdown.clone(), tracker.clone()));
-        }
-
-        let mut codec_addrs = Vec::new();
-        for (settings, factory) in codec_listeners {
-            let name = settings.name.clone();
-            let (codec, transport) = (settings.codec.clone(), settings.transport);
-            let listener = Arc::new(roost_codec::session::Listener {
-                broker: broker.clone(),
-                protocol_name: settings.codec.as_str().into(),
-                settings,
-                factory,
-            });
-            let addr = roost_codec::driver::start(listener, shutdown.clone(), tracker.clone()).await?;
-            tracing::info!(listener = %name, %codec, %transport, %addr, "codec listening");
-            codec_addrs.push((name, addr));
-        }
+        let ctx =
+            roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
+        let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        let registry = Arc::new(registry);
+        api_routes.push(crate::api::cluster::routes(cluster.clone()));
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }
-        let coap_ctx = roost_coap::session::Context::new(broker.clone(), settings.coap.clone());
-        let dtls_counters = Arc::new(roost_coap::dtls::DtlsCounters::default());
-        let lorawan = roost_lorawan::driver::Context::new(broker.clone(), settings.lorawan.clone());
-        // Resource types from the object definitions: the built-in ones, plus `xml_dir`.
-        let objects = match &settings.lwm2m.xml_dir {
-            Some(dir) => {
-                roost_lwm2m::objects::Registry::with_dir(dir).map_err(|e| anyhow::anyhow!("lwm2m.xml_dir: {e}"))?
-            }
-            None => roost_lwm2m::objects::Registry::builtin(),
-        };
-        let kind_of: roost_lwm2m::server::engine::KindOf =
-            Arc::new(move |p: &roost_lwm2m::types::Path| objects.kind(p));
-        let lwm2m = roost_lwm2m::server::driver::Context::new(broker.clone(), settings.lwm2m.clone(), kind_of);
         let mut http_addrs = Vec::new();
         if !http_listeners.is_empty() {
             let api = crate::api::ApiState {
@@ -270,19 +180,10 @@ impl Builder {
                 started: std::time::Instant::now(),
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
-            };
-            let adapters = crate::http::AdapterCounters {
-                coap: coap_ctx.clone(),
-                dtls: dtls_counters.clone(),
-                lorawan: lorawan.clone(),
-                lwm2m: lwm2m.clone(),
+                adapters: registry.clone(),
                 cluster: cluster.clone(),
             };
-            let mut api_routes = api_routes;
-            api_routes.push(crate::api::lorawan::routes(lorawan.clone()));
-            api_routes.push(crate::api::lwm2m::routes(lwm2m.clone()));
-            api_routes.push(crate::api::cluster::routes(cluster.clone()));
-            let app = crate::http::app(api, api_routes, adapters);
+            let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
                 let addr = l.local_addr()?;
                 tracing::info!(%addr, "HTTP listening (/metrics, /api/v1, /)");
@@ -304,116 +205,63 @@ impl Builder {
                 hook,
                 events,
                 bridges: bridges.clone(),
+                adapters: registry.clone(),
                 cluster: cluster.clone(),
             };
             crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
-        let sn_ctx = roost_mqttsn::session::Context::new(broker.clone(), settings.mqttsn.clone());
-        let mut mqttsn_addrs = Vec::new();
-        for socket in sockets {
-            let addr = socket.local_addr()?;
-            tracing::info!(%addr, "MQTT-SN listening (udp)");
-            mqttsn_addrs.push(addr);
-            tracker.spawn(roost_mqttsn::driver::serve(socket, sn_ctx.clone(), shutdown.clone(), tracker.clone()));
+        if let Some(c) = &cluster {
+            let mut addresses: Vec<String> = registry
+                .entries()
+                .iter()
+                .flat_map(|e| e.listeners.iter().map(move |l| format!("{}/{}://{}", e.name, l.transport, l.addr)))
+                .collect();
+            addresses.extend(http_addrs.iter().map(|a| format!("http://{a}")));
+            c.set_addresses(addresses);
         }
-        let mut coap_addrs = Vec::new();
-        for socket in coap_sockets {
-            let addr = socket.local_addr()?;
-            tracing::info!(%addr, "CoAP listening (udp)");
-            coap_addrs.push(addr);
-            tracker.spawn(roost_coap::driver::serve(socket, coap_ctx.clone(), shutdown.clone(), tracker.clone()));
-        }
-        let mut coaps_addrs = Vec::new();
-        if let Some(backend) = &dtls_backend {
-            for socket in coaps_sockets {
-                let addr = socket.local_addr()?;
-                tracing::info!(%addr, "CoAP listening (dtls)");
-                coaps_addrs.push(addr);
-                tracker.spawn(roost_coap::dtls::serve(
-                    socket,
-                    coap_ctx.clone(),
-                    backend.clone(),
-                    dtls_counters.clone(),
-                    shutdown.clone(),
-                    tracker.clone(),
-                ));
-            }
-        }
-        let mut lorawan_addrs = Vec::new();
-        for socket in &lorawan_sockets {
-            let addr = socket.local_addr()?;
-            tracing::info!(%addr, mode = ?settings.lorawan.mode, "LoRaWAN packet forwarders listening (udp)");
-            lorawan_addrs.push(addr);
-        }
-        let mut lwm2m_addrs = Vec::new();
-        for socket in lwm2m_sockets {
-            let addr = socket.local_addr()?;
-            tracing::info!(%addr, "LwM2M listening (udp)");
-            lwm2m_addrs.push(addr);
-            tracker.spawn(roost_lwm2m::server::driver::serve(socket, lwm2m.clone(), shutdown.clone(), tracker.clone()));
-        }
-        let mut lwm2ms_addrs = Vec::new();
-        if let Some(backend) = &dtls_backend {
-            for socket in lwm2ms_sockets {
-                let addr = socket.local_addr()?;
-                tracing::info!(%addr, "LwM2M listening (dtls)");
-                lwm2ms_addrs.push(addr);
-                // The DTLS dispatcher decrypts; the LwM2M driver sees plain datagrams.
-                let (app_tx, app_rx) = tokio::sync::mpsc::channel(1024);
-                let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
-                let dtls = settings.coap.dtls.clone();
-                tracker.spawn(roost_coap::dtls::serve_channels(
-                    socket,
-                    dtls,
-                    backend.clone(),
-                    dtls_counters.clone(),
-                    app_tx,
-                    out_rx,
-                    shutdown.clone(),
-                    tracker.clone(),
-                ));
-                let transport = roost_lwm2m::server::driver::Transport::Dtls { rx: app_rx, tx: out_tx };
-                tracker.spawn(roost_lwm2m::server::driver::serve_transport(
-                    transport,
-                    lwm2m.clone(),
-                    shutdown.clone(),
-                    tracker.clone(),
-                ));
-            }
-        }
-        if !lorawan_sockets.is_empty() {
-            tracker.spawn(roost_lorawan::driver::serve(
-                lorawan_sockets,
-                lorawan.clone(),
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
-        Ok(Gateway {
-            broker,
-            mqtt_addrs,
-            mqtt_listeners,
-            mqttsn_addrs,
-            mqttsn: sn_ctx,
-            coap_addrs,
-            coaps_addrs,
-            dtls_counters,
-            coap: coap_ctx,
-            lorawan_addrs,
-            lorawan,
-            lwm2m_addrs,
-            lwm2ms_addrs,
-            lwm2m,
-            codec_addrs,
-            http_addrs,
-            bridges,
-            shutdown,
-            tracker,
-            api_keys,
-            webhooks,
-            cluster,
-        })
+        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks, cluster })
     }
+}
+
+/// The adapters of the `[adapter.NAME]` sections, each built by the factory of that name.
+fn third_party(settings: &Settings, factories: &[Box<dyn Factory>]) -> anyhow::Result<Vec<Box<dyn Adapter>>> {
+    let mut out = Vec::new();
+    for (name, section) in &settings.adapters {
+        let Some(f) = factories.iter().find(|f| f.name() == name) else {
+            let known: Vec<&str> = factories.iter().map(|f| f.name()).collect();
+            anyhow::bail!("adapter.{name}: no adapter of that name is registered (registered: {known:?})");
+        };
+        out.push(f.build(section.0.clone()).map_err(|e| anyhow::anyhow!("adapter.{name}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// Starts every bound adapter, in order, and enters it in the registry; returns the
+/// registry and the API routes (the builder's and the adapters').
+async fn start_adapters(
+    adapters: Vec<Box<dyn Adapter>>,
+    ctx: roost_adapter::Context,
+    mut routes: Vec<axum::Router>,
+) -> anyhow::Result<(AdapterRegistry, Vec<axum::Router>)> {
+    let mut registry = AdapterRegistry::default();
+    for a in adapters {
+        let name = a.name().to_string();
+        let running = a.start(ctx.clone()).await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
+        routes.extend(registry.add(&name, running)?);
+    }
+    Ok((registry, routes))
+}
+
+/// The durable store (`[storage] backend = "disk"`), or none.
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if !settings.storage.disk {
+        return Ok(Arc::new(NullStore));
+    }
+    let path = settings.storage.file();
+    let (sync, max) = (settings.storage.sync, settings.storage.max_size);
+    let store = tokio::task::spawn_blocking(move || DiskStore::open_limited(&path, sync, max)).await??;
+    tracing::info!(file = %store.path().display(), ?sync, "store opened");
+    Ok(Arc::new(store))
 }
 
 impl Gateway {
@@ -422,6 +270,7 @@ impl Gateway {
         Builder {
             settings,
             codecs: Registry::default(),
+            factories: Vec::new(),
             authenticator: None,
             authorizer: None,
             hooks: Vec::new(),
@@ -429,15 +278,20 @@ impl Gateway {
         }
     }
 
-    /// The bound address of the `[[codec]]` listener named `name` (with the real port where
-    /// the config said 0).
-    pub fn codec_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.codec_addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    /// Every started adapter: listeners, declared metric families, state.
+    pub fn adapters(&self) -> &AdapterRegistry {
+        &self.adapters
     }
 
-    /// Every `[[codec]]` listener's name and bound address, in config order.
-    pub fn codec_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.codec_addrs
+    /// The bound addresses of adapter `adapter`'s listeners over `transport` (`"udp"`,
+    /// `"dtls"`, `"tcp"`, ...).
+    pub fn addrs(&self, adapter: &str, transport: &str) -> Vec<SocketAddr> {
+        self.adapters.listeners(adapter).iter().filter(|l| l.transport == transport).map(|l| l.addr).collect()
+    }
+
+    /// The typed state adapter `adapter` exposes (its counters, its device table ...).
+    pub fn adapter_state<T: std::any::Any + Send + Sync>(&self, adapter: &str) -> Option<&T> {
+        self.adapters.get(adapter)?.state.as_deref()?.downcast_ref::<T>()
     }
 
     /// The state of the bridge named `name`.
@@ -459,71 +313,6 @@ impl Gateway {
     /// The bound HTTP (`/metrics`) addresses.
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
-    }
-
-    /// The bound MQTT addresses (with the real port where the config said 0).
-    pub fn mqtt_addrs(&self) -> &[SocketAddr] {
-        &self.mqtt_addrs
-    }
-
-    /// The bound addresses of the MQTT listeners of one transport (`Kind::Tls`, `Kind::Ws`, ...).
-    pub fn mqtt_addrs_of(&self, kind: roost_mqtt::transport::Kind) -> Vec<SocketAddr> {
-        self.mqtt_listeners.iter().filter(|(k, _)| *k == kind).map(|(_, a)| *a).collect()
-    }
-
-    /// The bound MQTT-SN (UDP) addresses.
-    pub fn mqttsn_addrs(&self) -> &[SocketAddr] {
-        &self.mqttsn_addrs
-    }
-
-    /// The MQTT-SN adapter's wire-level counters (malformed datagrams, retransmissions, ...).
-    pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
-        &self.mqttsn.counters
-    }
-
-    /// The bound CoAP (UDP) addresses.
-    pub fn coap_addrs(&self) -> &[SocketAddr] {
-        &self.coap_addrs
-    }
-
-    /// The CoAP adapter's wire-level counters (malformed datagrams, duplicates, observers, ...).
-    pub fn coap_counters(&self) -> &roost_coap::session::Counters {
-        &self.coap.counters
-    }
-
-    /// The bound CoAP-over-DTLS addresses.
-    pub fn coaps_addrs(&self) -> &[SocketAddr] {
-        &self.coaps_addrs
-    }
-
-    /// DTLS handshake and peer counters.
-    pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
-        &self.dtls_counters
-    }
-
-    /// The bound LwM2M registration-interface (UDP) addresses.
-    pub fn lwm2m_addrs(&self) -> &[SocketAddr] {
-        &self.lwm2m_addrs
-    }
-
-    /// The bound LwM2M-over-DTLS addresses.
-    pub fn lwm2ms_addrs(&self) -> &[SocketAddr] {
-        &self.lwm2ms_addrs
-    }
-
-    /// The LwM2M adapter's counters (registrations, commands, timeouts, ...).
-    pub fn lwm2m_counters(&self) -> &roost_lwm2m::server::Counters {
-        &self.lwm2m.counters
-    }
-
-    /// The bound LoRaWAN packet-forwarder (UDP) addresses.
-    pub fn lorawan_addrs(&self) -> &[SocketAddr] {
-        &self.lorawan_addrs
-    }
-
-    /// The LoRaWAN adapter's counters (malformed datagrams, MIC failures, replays, ...).
-    pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
-        &self.lorawan.counters
     }
 
     /// This node's cluster, if `[cluster]` is configured.

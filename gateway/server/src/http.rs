@@ -37,11 +37,14 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>, adapters: AdapterCounters) -> Router {
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
-    registry.register_collector(Box::new(adapters));
+    registry.register_collector(Box::new(AdapterFamilies(api.adapters.clone())));
+    if let Some(cluster) = &api.cluster {
+        registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
+    }
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
@@ -232,200 +235,69 @@ impl Collector for BrokerCollector {
     }
 }
 
-/// Wire-level counters of the UDP adapters that the core cannot see (CoAP message layer,
-/// DTLS handshakes, LoRaWAN frames and joins, LwM2M registrations), read at each scrape.
-pub struct AdapterCounters {
-    pub coap: Arc<roost_coap::session::Context>,
-    pub dtls: Arc<roost_coap::dtls::DtlsCounters>,
-    pub lorawan: Arc<roost_lorawan::driver::Context>,
-    pub lwm2m: Arc<roost_lwm2m::server::driver::Context>,
-    pub cluster: Option<roost_cluster::Cluster>,
-}
+/// Every family the adapters declared, read at each scrape: a counter declared once by an
+/// adapter is here without any code in this file.
+struct AdapterFamilies(Arc<roost_adapter::AdapterRegistry>);
 
-impl std::fmt::Debug for AdapterCounters {
+impl std::fmt::Debug for AdapterFamilies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdapterCounters")
+        f.write_str("AdapterFamilies")
     }
 }
 
-/// One counter family `name{label="..."}` from (label value, counter) pairs.
-fn counter_family(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, &std::sync::atomic::AtomicU64)],
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(0u64);
-    let mut family = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-    for (value, n) in values {
-        ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&[(label, *value)])?)?;
-    }
-    Ok(())
-}
-
-impl Collector for AdapterCounters {
+impl Collector for AdapterFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        if let Some(cluster) = &self.cluster {
-            encode_cluster(&mut encoder, &cluster.status())?;
+        for (_, family) in self.0.families() {
+            let samples = family.samples();
+            let metric = |value: u64| -> Box<dyn EncodeMetric> {
+                match family.kind {
+                    roost_adapter::Kind::Counter => Box::new(ConstCounter::new(value)),
+                    roost_adapter::Kind::Gauge => Box::new(ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))),
+                }
+            };
+            let kind = metric(0).metric_type();
+            let mut enc = encoder.encode_descriptor(family.name, family.help, None, kind)?;
+            if family.labels.is_empty() {
+                // One unlabelled value: encoded on the descriptor itself.
+                if let Some(s) = samples.first() {
+                    metric(s.value).encode(enc)?;
+                }
+                continue;
+            }
+            for s in samples {
+                metric(s.value).encode(enc.encode_family(&labels(&family.labels, &s.labels))?)?;
+            }
         }
-        let c = &self.coap.counters;
-        gauge(&mut encoder, "coap_sessions", "CoAP devices known now", c.sessions.load(Relaxed) as i64)?;
-        gauge(&mut encoder, "coap_observers", "CoAP observations now", c.observers.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "coap_events",
-            "CoAP message-layer events, by kind",
-            "event",
-            &[
-                ("malformed", &c.malformed),
-                ("duplicate", &c.duplicates),
-                ("retransmit", &c.retransmits),
-                ("notification_dropped", &c.notify_dropped),
-                ("observer_lost", &c.observers_lost),
-                ("session_refused", &c.rejected_sessions),
-                ("busy_drop", &c.busy_drops),
-                ("unauthorized", &c.unauthorized),
-            ],
-        )?;
-        let d = &self.dtls;
-        gauge(&mut encoder, "dtls_peers", "DTLS peers now", d.peers.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "dtls_handshakes",
-            "DTLS handshakes, by result",
-            "result",
-            &[
-                ("ok", &d.handshakes_ok),
-                ("failed", &d.handshakes_failed),
-                ("timed_out", &d.handshakes_timed_out),
-                ("refused", &d.refused),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "dtls_client_hellos",
-            "ClientHellos answered statelessly with a cookie, or dropped for a bad or expired one",
-            "outcome",
-            &[("hello_verify_sent", &d.hello_verify_sent), ("bad_cookie", &d.bad_cookies)],
-        )?;
-        counter(
-            &mut encoder,
-            "dtls_dropped_datagrams",
-            "Datagrams on a DTLS socket that were not DTLS records, or for no peer",
-            d.dropped.load(Relaxed),
-        )?;
-        let l = &self.lorawan.counters;
-        gauge(
-            &mut encoder,
-            "lorawan_gateways",
-            "LoRaWAN packet forwarders tracked now",
-            l.gateways.load(Relaxed) as i64,
-        )?;
-        counter_family(
-            &mut encoder,
-            "lorawan_datagrams",
-            "Semtech UDP datagrams from packet forwarders, by outcome",
-            "outcome",
-            &[
-                ("received", &l.datagrams),
-                ("malformed", &l.malformed),
-                ("unknown_version", &l.unknown_version),
-                ("unexpected", &l.unexpected),
-                ("inbox_full", &l.inbox_full),
-                ("gateway_refused", &l.gateways_refused),
-            ],
-        )?;
-        counter(&mut encoder, "lorawan_frames", "Radio frames (rxpk) received from gateways", l.frames.load(Relaxed))?;
-        let ns = &l.ns;
-        counter(&mut encoder, "lorawan_joins", "OTAA joins accepted", ns.joins.load(Relaxed))?;
-        counter(
-            &mut encoder,
-            "lorawan_uplinks",
-            "Device uplinks accepted (after de-duplication)",
-            ns.uplinks.load(Relaxed),
-        )?;
-        counter(&mut encoder, "lorawan_downlinks", "Downlinks sent to gateways", ns.downlinks.load(Relaxed))?;
-        counter_family(
-            &mut encoder,
-            "lorawan_rejected_frames",
-            "Frames the network server rejected, by reason",
-            "reason",
-            &[
-                ("mic", &ns.mic_failures),
-                ("replay", &ns.replays),
-                ("fcnt_gap", &ns.fcnt_gaps),
-                ("dev_nonce_replay", &ns.dev_nonce_replays),
-                ("unknown_device", &ns.unknown_devices),
-                ("bad_phy_payload", &ns.bad_phy),
-                ("crc_error", &ns.crc_errors),
-            ],
-        )?;
-        let w = &self.lwm2m.counters;
-        gauge(&mut encoder, "lwm2m_devices", "LwM2M devices registered now", w.devices.load(Relaxed) as i64)?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_registration_events",
-            "LwM2M registration interface events, by kind",
-            "event",
-            &[
-                ("register", &w.registrations),
-                ("update", &w.updates),
-                ("deregister", &w.deregistrations),
-                ("expired", &w.expired),
-                ("refused", &w.refused),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_commands",
-            "Commands to LwM2M devices (from MQTT or the API), by outcome",
-            "outcome",
-            &[
-                ("sent", &w.commands),
-                ("bad", &w.bad_commands),
-                ("timeout", &w.timeouts),
-                ("reset", &w.resets),
-                ("queued", &w.queued),
-                ("queue_full", &w.queue_full),
-            ],
-        )?;
-        counter_family(
-            &mut encoder,
-            "lwm2m_datagrams",
-            "LwM2M datagrams and notifications, by kind",
-            "kind",
-            &[
-                ("notification", &w.notifications),
-                ("stale_notification", &w.stale_notifications),
-                ("send", &w.sends),
-                ("bad_send", &w.bad_sends),
-                ("duplicate", &w.duplicates),
-                ("malformed", &w.malformed),
-            ],
-        )?;
         Ok(())
     }
 }
 
+fn labels<'a>(names: &'a [&'static str], values: &'a [&'static str]) -> Vec<(&'static str, &'static str)> {
+    names.iter().copied().zip(values.iter().copied()).collect()
+}
+
 /// `roost_cluster_*`: present only on a node of a cluster.
-fn encode_cluster(
-    encoder: &mut DescriptorEncoder<'_>,
-    s: &roost_cluster::ClusterStatus,
-) -> Result<(), std::fmt::Error> {
-    counter(encoder, "cluster_messages_out", "Publishes forwarded to other nodes", s.messages_out)?;
-    counter(encoder, "cluster_messages_in", "Publishes received from other nodes", s.messages_in)?;
-    counter(encoder, "cluster_dropped", "Messages for other nodes dropped (buffer full or NATS error)", s.dropped)?;
-    counter(encoder, "cluster_bad_frames", "Frames from other nodes refused as malformed", s.bad_frames)?;
-    counter(encoder, "cluster_takeovers", "Client ids taken over from another node", s.takeovers)?;
-    counter(encoder, "cluster_handoffs", "Sessions handed to another node", s.handoffs)?;
-    counter(encoder, "cluster_reconnects", "Reconnections to NATS", s.reconnects)?;
-    gauge(encoder, "cluster_buffer_depth", "Messages waiting to be sent to other nodes", s.buffered as i64)?;
-    gauge(encoder, "cluster_degraded", "1 while NATS is unreachable (local routing only)", i64::from(s.degraded))?;
-    let up = s.nodes.iter().filter(|n| n.alive).count();
-    gauge(encoder, "cluster_nodes_up", "Nodes heard from within node_timeout (this one included)", up as i64)?;
-    gauge(encoder, "cluster_routes_local", "Filters of this node in the route table", s.local_routes as i64)?;
-    gauge(encoder, "cluster_routes_remote", "Filters of other nodes known here", s.remote_routes as i64)?;
-    gauge(encoder, "cluster_nats_rtt_microseconds", "Round trip of the last heartbeat KV write", s.rtt_micros as i64)?;
-    Ok(())
+#[derive(Debug)]
+struct ClusterCollector(roost_cluster::Cluster);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.status();
+        let e = &mut encoder;
+        counter(e, "cluster_messages_out", "Publishes forwarded to other nodes", s.messages_out)?;
+        counter(e, "cluster_messages_in", "Publishes received from other nodes", s.messages_in)?;
+        counter(e, "cluster_dropped", "Messages for other nodes dropped (buffer full or NATS error)", s.dropped)?;
+        counter(e, "cluster_bad_frames", "Frames from other nodes refused as malformed", s.bad_frames)?;
+        counter(e, "cluster_takeovers", "Client ids taken over from another node", s.takeovers)?;
+        counter(e, "cluster_handoffs", "Sessions handed to another node", s.handoffs)?;
+        counter(e, "cluster_reconnects", "Reconnections to NATS", s.reconnects)?;
+        gauge(e, "cluster_buffer_depth", "Messages waiting to be sent to other nodes", s.buffered as i64)?;
+        gauge(e, "cluster_degraded", "1 while NATS is unreachable (local routing only)", i64::from(s.degraded))?;
+        let up = s.nodes.iter().filter(|n| n.alive).count();
+        gauge(e, "cluster_nodes_up", "Nodes heard from within node_timeout (this one included)", up as i64)?;
+        gauge(e, "cluster_routes_local", "Filters of this node in the route table", s.local_routes as i64)?;
+        gauge(e, "cluster_routes_remote", "Filters of other nodes known here", s.remote_routes as i64)?;
+        gauge(e, "cluster_nats_rtt_microseconds", "Round trip of the last heartbeat KV write", s.rtt_micros as i64)?;
+        Ok(())
+    }
 }

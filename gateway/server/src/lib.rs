@@ -8,6 +8,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod adapters;
 pub mod api;
 pub mod auth_http;
 mod base64;

@@ -2,6 +2,9 @@
 //! (retained, as Mosquitto does, so a new subscriber sees the latest at once), and client
 //! connected/disconnected events (JSON, not retained) for every protocol.
 //!
+//! Every adapter's declared metric families are published too, under
+//! `adapters/{adapter}/{family}[/{label value}...]` (see [`publish_adapters`]).
+//!
 //! Events come from a core hook through a bounded channel: the hook never blocks the
 //! broker; if the publisher falls behind, events are dropped and counted in a log line.
 
@@ -83,13 +86,15 @@ pub struct SysPublisher {
     pub hook: Arc<SysHook>,
     pub events: mpsc::Receiver<(String, String)>,
     pub bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
+    /// Every adapter's declared metric families, published under `adapters/{name}/`.
+    pub adapters: Arc<roost_adapter::AdapterRegistry>,
     /// This node's cluster, whose state goes to `cluster/state` and `cluster` (JSON).
     pub cluster: Option<roost_cluster::Cluster>,
 }
 
 /// Publishes statistics every `interval` and events as they come, until shutdown.
 pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &TaskTracker) {
-    let SysPublisher { broker, node, interval, hook, mut events, bridges, cluster } = publisher;
+    let SysPublisher { broker, node, interval, hook, mut events, bridges, adapters, cluster } = publisher;
     tracker.spawn(async move {
         let prefix = format!("$SYS/brokers/{node}");
         let started = Instant::now();
@@ -102,6 +107,7 @@ pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &Tas
                     max_connections = max_connections.max(broker.connection_count());
                     publish_stats(&broker, &prefix, started, max_connections);
                     publish_bridges(&broker, &prefix, &bridges);
+                    publish_adapters(&broker, &prefix, &adapters);
                     if let Some(c) = &cluster {
                         publish_cluster(&broker, &prefix, c);
                     }
@@ -149,6 +155,27 @@ fn publish_bridges(
         ];
         for (topic, value) in items {
             broker.publish(Message::new(format!("{prefix}/bridges/{name}/{topic}"), value, QoS::AtMostOnce, true));
+        }
+    }
+}
+
+/// `adapters/{adapter}/{family}[/{label value}...]`, retained: every family each adapter
+/// declared, e.g. `adapters/mqttsn/mqttsn_events/malformed`; and
+/// `adapters/{adapter}/listeners` (`udp 127.0.0.1:1884, ...`).
+fn publish_adapters(broker: &Broker, prefix: &str, adapters: &roost_adapter::AdapterRegistry) {
+    for entry in adapters.entries() {
+        let base = format!("{prefix}/adapters/{}", entry.name);
+        let listeners: Vec<String> = entry.listeners.iter().map(|l| format!("{} {}", l.transport, l.addr)).collect();
+        broker.publish(Message::new(format!("{base}/listeners"), listeners.join(", "), QoS::AtMostOnce, true));
+        for family in &entry.metrics {
+            for sample in family.samples() {
+                let mut topic = format!("{base}/{}", family.name);
+                for value in &sample.labels {
+                    topic.push('/');
+                    topic.push_str(value);
+                }
+                broker.publish(Message::new(topic, sample.value.to_string(), QoS::AtMostOnce, true));
+            }
         }
     }
 }

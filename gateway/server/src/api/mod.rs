@@ -1,5 +1,6 @@
 //! The HTTP management API, `/api/v1` (JSON): clients (list, search, show, kick),
-//! subscriptions, publish, retained messages (list, show, delete), stats, metrics and traces.
+//! subscriptions, publish, retained messages (list, show, delete), stats, metrics, traces and
+//! the running protocol adapters (`/adapters`: listeners and declared metrics).
 //! Its OpenAPI 3 description is served at `/api/v1/openapi.json` (hand-written:
 //! `openapi.json` next to this file; a test checks every route is in it).
 //!
@@ -13,6 +14,7 @@
 //! `gateway::Builder::api_routes`: an `axum::Router` merged under `/api/v1`, behind the same
 //! key check.
 
+mod adapters;
 pub mod cluster;
 mod handlers;
 pub mod keys;
@@ -49,6 +51,10 @@ pub struct ApiState {
     /// Where relative trace file names are created.
     pub trace_dir: PathBuf,
     pub webhooks: Arc<Vec<Webhook>>,
+    /// Every running adapter: listed by `/adapters`.
+    pub adapters: Arc<roost_adapter::AdapterRegistry>,
+    /// This node's cluster (`[cluster]`), for `/metrics`.
+    pub cluster: Option<roost_cluster::Cluster>,
 }
 
 /// An error as the API returns it.
@@ -123,6 +129,8 @@ pub fn router(state: ApiState, extra: Vec<Router>) -> Router {
         .route("/retained/{*topic}", get(handlers::show_retained).delete(handlers::delete_retained))
         .route("/stats", get(handlers::stats))
         .route("/metrics", get(handlers::metrics))
+        .route("/adapters", get(adapters::list))
+        .route("/adapters/{name}", get(adapters::show))
         .route("/traces", get(trace::list).post(trace::start).delete(trace::stop))
         .with_state(state.clone());
     for r in extra {
@@ -202,6 +210,8 @@ mod tests {
             "/stats",
             "/metrics",
             "/traces",
+            "/adapters",
+            "/adapters/{name}",
             "/lorawan/gateways",
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",

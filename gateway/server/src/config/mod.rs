@@ -103,7 +103,18 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How often `$SYS/brokers/{node}/...` statistics are published; `None`: never.
     pub sys_interval: Option<Duration>,
+    /// `[adapter.NAME]` sections, as written: each is handed to the adapter registered under
+    /// `NAME`, which checks it (a section no adapter claims is an error at start).
+    pub adapters: std::collections::BTreeMap<String, AdapterSection>,
 }
+
+/// One `[adapter.NAME]` table, unchecked until its adapter reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdapterSection(pub toml::Table);
+
+// TOML tables hold floats, so `PartialEq` is derived but not `Eq`; a NaN in a third-party
+// section only makes two `Settings` compare unequal, which is harmless.
+impl Eq for AdapterSection {}
 
 /// Loopback only, like every default listener.
 pub(crate) fn default_http_bind() -> Vec<std::net::SocketAddr> {
@@ -133,6 +144,7 @@ impl Default for Settings {
             log_level: schema::DEFAULT_LOG_LEVEL.to_string(),
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
+            adapters: Default::default(),
         }
     }
 }

@@ -48,6 +48,10 @@ pub(super) struct ConfigFile {
     /// `[cluster]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::cluster::ClusterSection>,
+    /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
+    /// under that name (`gateway::Builder::adapter`). None by default.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub adapter: std::collections::BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

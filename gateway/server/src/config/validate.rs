@@ -39,6 +39,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         http,
         webhook,
         cluster,
+        adapter,
     } = file;
 
     let mqtt_settings = MqttSettings {
@@ -207,6 +208,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         log_level: log_level("log.level", log.level)?,
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
+        adapters: adapter.into_iter().map(|(name, t)| (name, super::AdapterSection(t))).collect(),
     })
 }
 
