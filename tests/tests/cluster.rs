@@ -1,5 +1,6 @@
 //! The cluster over NATS JetStream (issue 18): a real `nats-server -js` and three `roost`
-//! processes, driven by real MQTT clients (rumqttc, mosquitto_sub / mosquitto_pub).
+//! processes, driven by real clients: rumqttc, mosquitto_sub / mosquitto_pub, and across
+//! protocols the aiocoap and mqtt-sn-12 peers the CoAP and MQTT-SN tests use.
 //! Needs the `roost` binary built (`cargo build -p roost`) and `nats-server` installed.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use roost_e2e::WAIT;
 use roost_e2e::cli::{self, Version};
 use roost_e2e::cluster::TestCluster;
 use roost_e2e::mqtt5::{Client5, qos};
+use roost_e2e::sn_peer::SnPeer;
 
 /// Payloads of the PUBLISHes received until `n` arrived (bounded by `max`).
 async fn receive(c: &mut Client5, n: usize, max: Duration) -> Vec<(String, String, u8)> {
@@ -220,4 +222,32 @@ async fn nats_outage_keeps_local_delivery_and_sends_the_buffered_messages_after(
     c.await_view(c.node("a"), |v| v["degraded"] == false, "up again").await;
     let got: Vec<String> = receive(&mut far, 20, WAIT * 3).await.into_iter().map(|(_, p, _)| p).collect();
     assert_eq!(got, want, "the messages for B sent during the outage arrive after it, in order");
+}
+
+#[tokio::test]
+async fn mqtt_publish_on_a_reaches_a_coap_observer_on_b_and_an_mqttsn_device_on_c() {
+    let c = TestCluster::start(&["a", "b", "c"]).await;
+    let coap_port = c.node("b").coap.expect("node b has a CoAP listener").port().to_string();
+    let mut observer = crate::coap::Peer::start(&["observe", &coap_port, "ps/cmd/+"]);
+    assert_eq!(observer.line().await, "registered 2.05 True");
+    let sn_port = c.node("c").mqttsn.expect("node c has an MQTT-SN listener").port();
+    let mut sn = SnPeer::start("basic", sn_port, &[]);
+    sn.expect("connack 0").await;
+    assert!(sn.line().await.starts_with("registered "));
+    for q in 0..3 {
+        sn.expect(&format!("published {q}")).await;
+    }
+    sn.expect("published short").await;
+    sn.expect("ready").await;
+    // The observer's filter (cmd/+) on B and the device's (sn/cmd/#) on C.
+    c.await_remote_routes("a", 2).await;
+
+    let mut commander = Client5::connect(c.node("a").mqtt, "commander").await;
+    commander.publish("cmd/lamp", qos(1), false, "on").await;
+    assert_eq!(observer.line().await, "notify on", "CoAP observer on B got the MQTT publish from A");
+    // A topic the MQTT-SN device never registered: its gateway (C) REGISTERs it, then delivers.
+    commander.publish("sn/cmd/x", qos(1), false, "hello").await;
+    sn.expect("received sn/cmd/x 0 hello").await;
+    sn.expect("topic_map True").await;
+    sn.expect("disconnected").await;
 }
