@@ -115,7 +115,12 @@ impl Node {
 }
 
 /// The config of node `name`: every listener on port 0, the cluster's timings short.
+/// `nats` empty: no `[cluster]` section at all (a single node).
 pub fn node_config(name: &str, nats: &str, data: &Path, extra: &str) -> String {
+    if nats.is_empty() {
+        let full = node_config(name, "x", data, extra);
+        return full.split("[cluster]").next().unwrap_or_default().to_string();
+    }
     format!(
         "[node]\nname = \"{name}\"\nsys_interval = \"1s\"\n[mqtt]\nbind = [\"127.0.0.1:0\"]\n[mqttsn]\nbind = [\"127.0.0.1:0\"]\n\
          [coap]\nbind = [\"127.0.0.1:0\"]\n[lwm2m]\nbind = [\"127.0.0.1:0\"]\n[lorawan]\nbind = [\"127.0.0.1:0\"]\n\

@@ -251,3 +251,20 @@ async fn mqtt_publish_on_a_reaches_a_coap_observer_on_b_and_an_mqttsn_device_on_
     sn.expect("topic_map True").await;
     sn.expect("disconnected").await;
 }
+
+#[tokio::test]
+async fn without_a_cluster_section_there_is_no_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = roost_e2e::cluster::start_node("alone", "", dir.path(), "").await;
+    let v = node.cluster().await;
+    assert_eq!(v, serde_json::json!({ "enabled": false }));
+    let (status, metrics) = roost_e2e::api::Api::anonymous(node.http).call_raw("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&metrics).contains("roost_cluster_"), "no cluster metrics without a cluster");
+    let mut sub = Client5::connect(node.mqtt, "s").await;
+    sub.subscribe("x", qos(1)).await;
+    let mut p = Client5::connect(node.mqtt, "p").await;
+    p.publish("x", qos(1), false, "local").await;
+    assert_eq!(sub.expect_publish(WAIT).await.payload.as_ref(), b"local");
+    node.kill().await;
+}
