@@ -15,6 +15,8 @@ mod duration;
 mod error;
 mod lorawan;
 mod lwm2m;
+mod plugins;
+mod rules;
 mod schema;
 mod security;
 mod validate;
@@ -78,6 +80,8 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     /// `[[webhook]]` event sinks (none by default).
     pub webhooks: Vec<crate::webhook::WebhookSettings>,
+    /// `[[rule]]`s (none by default); more can be added through `/api/v1/rules`.
+    pub rules: Vec<roost_rules::RuleConfig>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     /// `[cluster]`: this node in a cluster over NATS JetStream; `None`: a single node.
@@ -130,6 +134,7 @@ impl Default for Settings {
             http_bind: default_http_bind(),
             api_keys: Vec::new(),
             webhooks: Vec::new(),
+            rules: Vec::new(),
             bridges: Vec::new(),
             cluster: None,
             broker: BrokerSettings::default(),
