@@ -5,6 +5,7 @@
 //! - [`mqtt311`], [`mqtt5`]: rumqttc clients that wait (bounded) for acks and collect PUBLISHes.
 //! - [`raw`]: a byte-level client for flows a well-behaved library will not produce.
 //! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
+//! - [`cluster`]: a NATS JetStream server and `roost` processes joined as a cluster
 //! - [`metrics`]: `/metrics` scraped and parsed.
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod coap;
 pub mod lwm2m;
 pub mod lwm2m_peer;

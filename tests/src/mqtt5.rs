@@ -197,6 +197,23 @@ impl Client5 {
         all
     }
 
+    /// How the connection ended within `wait` as rumqttc reports it (a broker DISCONNECT
+    /// is an error naming its reason code, e.g. `SessionTakenOver`); PUBLISHes before it are
+    /// kept for `recv_publish`. `None` if it did not end in time.
+    pub async fn expect_end(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match timeout_at(deadline, self.incoming.recv()).await {
+                Ok(Some(Ok(Packet::Disconnect(d)))) => return Some(format!("{:?}", d.reason_code)),
+                Ok(Some(Ok(Packet::Publish(publish)))) => self.publishes.push_back(publish),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Some(e),
+                Ok(None) => return Some("event loop ended".into()),
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Sends DISCONNECT and waits (bounded) for the event loop to finish.
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;

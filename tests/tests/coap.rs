@@ -77,13 +77,14 @@ async fn coap_put_and_post_publish_to_mqtt_subscribers() {
     assert!(out.contains("</ps>") && out.contains("</mqtt/connection>"), "{out}");
 }
 
-struct Peer {
+/// The aiocoap peer (`tests/peers/coap_peer.py`); also driven by the cluster tests.
+pub(crate) struct Peer {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Peer {
-    fn start(args: &[&str]) -> Peer {
+    pub(crate) fn start(args: &[&str]) -> Peer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/coap_peer.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -97,7 +98,7 @@ impl Peer {
         Peer { child, lines }
     }
 
-    async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         match timeout(Duration::from_secs(10), self.lines.next_line()).await {
             Ok(Ok(Some(l))) => l,
             other => panic!("aiocoap peer said nothing more: {other:?}; exit: {:?}", self.child.try_wait()),

@@ -12,6 +12,7 @@ mod adapter;
 mod api;
 mod bridge;
 mod cli_clients;
+mod cluster;
 mod coap;
 mod coap_dtls;
 mod codec_faults;

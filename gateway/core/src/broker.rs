@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub hooks: Hooks,
     pub tracer: crate::trace::Tracer,
     pub failures: crate::auth::throttle::FailureTracker,
+    /// The cluster this node is part of, if any (`roost-cluster`).
+    pub cluster: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterLink>>,
     next_id: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -133,6 +135,7 @@ impl BrokerBuilder {
             hooks: Hooks::new(self.hooks),
             tracer: crate::trace::Tracer::default(),
             failures,
+            cluster: std::sync::OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: false.into(),
         });
@@ -277,6 +280,13 @@ impl Broker {
             return Err(ConnectError::ServerBusy);
         }
 
+        // In a cluster the client id is unique cluster-wide: the node that held it closes it
+        // and hands its session over (bounded by the cluster's own timeout).
+        if let Some(cluster) = inner.cluster.get()
+            && let Some(handoff) = cluster.claim(&req.client_id, req.clean_start).await
+        {
+            self.adopt(handoff);
+        }
         let expiry = clamp_expiry(req.session_expiry, inner.settings.max_session_expiry);
         let conn_id = self.next_id();
         let signal = Arc::new(ConnSignal::default());
@@ -369,9 +379,15 @@ impl Broker {
     /// Routes a message to every matching session: how many sessions it reached, and the
     /// ticket of the last store record it made (what an acknowledgement must wait for).
     pub(crate) fn route(&self, msg: Arc<Message>) -> Routed {
+        self.route_with(msg, None)
+    }
+
+    /// [`Broker::route`]; `remote`: the message came from another node, which chose the
+    /// shared groups this node serves (it is neither retained here nor forwarded again).
+    pub(crate) fn route_with(&self, msg: Arc<Message>, remote: Option<crate::cluster::LocalShare>) -> Routed {
         let inner = &self.inner;
         let mut ticket = None;
-        if msg.retain && inner.settings.retain_available {
+        if remote.is_none() && msg.retain && inner.settings.retain_available {
             let keep = inner.store.keeps();
             match inner.retained.set(&msg, inner.settings.max_retained_messages) {
                 RetainOutcome::Stored if keep => {
@@ -392,15 +408,23 @@ impl Broker {
             c.hash(&mut h);
             h.finish()
         });
+        let (share, forwarded) = match (remote, inner.cluster.get()) {
+            (Some(share), _) => (share, 0),
+            (None, Some(cluster)) if !msg.topic.starts_with('$') => {
+                let f = cluster.forward(&msg);
+                (f.share, f.nodes)
+            }
+            (None, _) => (crate::cluster::LocalShare::All, 0),
+        };
         let mut targets: Vec<Target> = Vec::new();
-        inner.router.matches(&msg.topic, hash, &mut targets);
+        inner.router.matches(&msg.topic, hash, &share, &mut targets);
         if let Some(p) = &msg.publisher {
             targets.retain(|t| !(t.options.no_local && !t.shared && t.session.client_id() == p));
         }
         if targets.is_empty() {
             // A retained message is kept, not dropped, even with nobody subscribed; and the
             // broker's own messages ($SYS) without a reader are no client's loss.
-            if !msg.retain && msg.publisher.is_some() {
+            if !msg.retain && msg.publisher.is_some() && forwarded == 0 {
                 inner.metrics.dropped(DropReason::NoSubscribers);
                 if inner.hooks.wants(EventKind::MessageDropped) {
                     self.hook(&Event::Dropped { client: None, message: &msg, reason: DropReason::NoSubscribers });
@@ -649,7 +673,7 @@ impl Broker {
     }
 
     /// Ends a session: out of the table, the router and the store.
-    fn destroy_locked(
+    pub(crate) fn destroy_locked(
         &self,
         sessions: &mut HashMap<ClientId, Arc<Session>>,
         session: &Arc<Session>,
@@ -672,6 +696,9 @@ impl Broker {
             if let Ok(spec) = topic::parse_filter(&raw, &self.inner.settings) {
                 self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
             }
+        }
+        if let Some(cluster) = self.inner.cluster.get() {
+            cluster.session_ended(session.client_id());
         }
         self.hook(&Event::SessionTerminated { client_id: session.client_id(), reason: why });
     }

@@ -5,6 +5,7 @@
 //! - [`session`]: per-client state (queue, in-flight, QoS 2 ids) and [`Delivery`]
 //! - [`router`]: the topic trie with shared subscriptions
 //! - [`retained`], [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
+//! - [`cluster`]: the extension point a cluster of nodes (roost-cluster) plugs into
 //! - [`admin`]: listings for the HTTP API; [`trace`]: per-client / per-topic trace files
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod connection;
 pub mod datagram;
 pub mod hooks;

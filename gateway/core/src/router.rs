@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
+use crate::cluster::{ClusterLink, LocalShare};
 use crate::session::Session;
 use crate::settings::SharedStrategy;
 use crate::types::QoS;
@@ -35,6 +36,8 @@ pub(crate) struct Target {
 }
 
 struct SharedGroup {
+    /// The group's filter (without `$share/{group}/`): a cluster names a group by both.
+    filter: Arc<str>,
     members: Vec<(Arc<Session>, SubOptions)>,
     next: AtomicUsize,
 }
@@ -55,11 +58,27 @@ impl Node {
 pub(crate) struct Router {
     root: RwLock<Node>,
     strategy: SharedStrategy,
+    /// Told of every subscription added or removed, under the write lock, so that what it
+    /// counts never drifts from the trie (set once, when a cluster is attached).
+    link: std::sync::OnceLock<Arc<dyn ClusterLink>>,
 }
 
 impl Router {
     pub fn new(strategy: SharedStrategy) -> Self {
-        Router { root: RwLock::new(Node::default()), strategy }
+        Router { root: RwLock::new(Node::default()), strategy, link: std::sync::OnceLock::new() }
+    }
+
+    /// Attaches `link` and returns every subscription held now as (group, filter, count),
+    /// both under one write lock: no subscription is counted twice or missed.
+    pub fn attach(&self, link: Arc<dyn ClusterLink>) -> Vec<(Option<String>, String, usize)> {
+        let root = self.root.write();
+        if self.link.set(link).is_err() {
+            tracing::warn!("a cluster link was already attached: the second one is ignored");
+        }
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        list(&root, &mut path, &mut out);
+        out
     }
 
     /// Adds or replaces `session`'s subscription to `filter` (in `group` if shared).
@@ -75,13 +94,22 @@ impl Router {
                 &mut node
                     .groups
                     .entry(g.into())
-                    .or_insert_with(|| SharedGroup { members: Vec::new(), next: AtomicUsize::new(0) })
+                    .or_insert_with(|| SharedGroup {
+                        filter: filter.into(),
+                        members: Vec::new(),
+                        next: AtomicUsize::new(0),
+                    })
                     .members
             }
         };
         match list.iter_mut().find(|(s, _)| s.id() == session.id()) {
             Some(entry) => entry.1 = options,
-            None => list.push((session.clone(), options)),
+            None => {
+                list.push((session.clone(), options));
+                if let Some(link) = self.link.get() {
+                    link.route_added(group, filter);
+                }
+            }
         }
     }
 
@@ -89,40 +117,49 @@ impl Router {
     pub fn unsubscribe(&self, session_id: u64, group: Option<&str>, filter: &str) -> bool {
         let mut root = self.root.write();
         let levels: Vec<&str> = filter.split('/').collect();
-        remove(&mut root, &levels, session_id, group)
+        let removed = remove(&mut root, &levels, session_id, group);
+        if removed && let Some(link) = self.link.get() {
+            link.route_removed(group, filter);
+        }
+        removed
     }
 
     /// Every subscription matching `topic`: all plain subscribers, and one member per
-    /// shared group (chosen by the strategy, online members first).
-    pub fn matches(&self, topic: &str, publisher_hash: u64, out: &mut Vec<Target>) {
+    /// shared group (chosen by the strategy, online members first) of the groups `share`
+    /// lets this node serve.
+    pub fn matches(&self, topic: &str, publisher_hash: u64, share: &LocalShare, out: &mut Vec<Target>) {
         let root = self.root.read();
         let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
-        self.walk(&root, &levels, 0, dollar, publisher_hash, out);
+        let walk = Walk { dollar, hash: publisher_hash, share };
+        self.walk(&root, &levels, 0, &walk, out);
     }
 
-    fn walk(&self, node: &Node, levels: &[&str], depth: usize, dollar: bool, hash: u64, out: &mut Vec<Target>) {
+    fn walk(&self, node: &Node, levels: &[&str], depth: usize, w: &Walk<'_>, out: &mut Vec<Target>) {
         // A leading wildcard never matches a `$` topic (§4.7.2).
-        let wild_ok = !(dollar && depth == 0);
+        let wild_ok = !(w.dollar && depth == 0);
         if wild_ok && let Some(all) = node.children.get("#") {
-            self.collect(all, hash, out);
+            self.collect(all, w, out);
         }
         let Some((level, rest)) = levels.split_first() else {
-            self.collect(node, hash, out);
+            self.collect(node, w, out);
             return;
         };
         if let Some(child) = node.children.get(*level) {
-            self.walk(child, rest, depth + 1, dollar, hash, out);
+            self.walk(child, rest, depth + 1, w, out);
         }
         if wild_ok && let Some(child) = node.children.get("+") {
-            self.walk(child, rest, depth + 1, dollar, hash, out);
+            self.walk(child, rest, depth + 1, w, out);
         }
     }
 
-    fn collect(&self, node: &Node, hash: u64, out: &mut Vec<Target>) {
+    fn collect(&self, node: &Node, w: &Walk<'_>, out: &mut Vec<Target>) {
         out.extend(node.subscribers.iter().map(|(s, o)| Target { session: s.clone(), options: *o, shared: false }));
-        for group in node.groups.values() {
-            if let Some((s, o)) = self.pick(group, hash) {
+        for (name, group) in &node.groups {
+            if !w.share.serves(name, &group.filter) {
+                continue;
+            }
+            if let Some((s, o)) = self.pick(group, w.hash) {
                 out.push(Target { session: s.clone(), options: *o, shared: true });
             }
         }
@@ -152,6 +189,28 @@ impl Router {
                 + n.children.values().map(count).sum::<usize>()
         }
         count(&self.root.read())
+    }
+}
+
+/// What one match walk carries down the trie.
+struct Walk<'a> {
+    dollar: bool,
+    hash: u64,
+    share: &'a LocalShare,
+}
+
+fn list(node: &Node, path: &mut Vec<String>, out: &mut Vec<(Option<String>, String, usize)>) {
+    let filter = path.join("/");
+    if !node.subscribers.is_empty() {
+        out.push((None, filter.clone(), node.subscribers.len()));
+    }
+    for (name, group) in &node.groups {
+        out.push((Some(name.to_string()), filter.clone(), group.members.len()));
+    }
+    for (level, child) in &node.children {
+        path.push(level.to_string());
+        list(child, path, out);
+        path.pop();
     }
 }
 

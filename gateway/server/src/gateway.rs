@@ -34,6 +34,7 @@ pub struct Gateway {
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    cluster: Option<roost_cluster::Cluster>,
     plugins: Arc<roost_plugins::Plugins>,
 }
 
@@ -149,6 +150,15 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Joined before any adapter accepts: routes and client ids are cluster-wide from the
+        // first client on.
+        let cluster = match &settings.cluster {
+            Some(c) => {
+                let joined = roost_cluster::Cluster::start(c.clone(), broker.clone(), shutdown.clone(), &tracker).await;
+                Some(joined.context("joining the cluster ([cluster])")?)
+            }
+            None => None,
+        };
         rules.start(roost_rules::action::Env {
             broker: broker.clone(),
             shutdown: shutdown.clone(),
@@ -159,6 +169,7 @@ impl Builder {
         let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
         api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
+        api_routes.push(crate::api::cluster::routes(cluster.clone()));
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }
@@ -173,6 +184,7 @@ impl Builder {
                 webhooks: webhooks.clone(),
                 rules: rules.clone(),
                 adapters: registry.clone(),
+                cluster: cluster.clone(),
             };
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
@@ -192,10 +204,31 @@ impl Builder {
                 events,
                 bridges: bridges.clone(),
                 adapters: registry.clone(),
+                cluster: cluster.clone(),
             };
             crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
-        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks, plugins })
+        if let Some(c) = &cluster {
+            let mut addresses: Vec<String> = registry
+                .entries()
+                .iter()
+                .flat_map(|e| e.listeners.iter().map(move |l| format!("{}/{}://{}", e.name, l.transport, l.addr)))
+                .collect();
+            addresses.extend(http_addrs.iter().map(|a| format!("http://{a}")));
+            c.set_addresses(addresses);
+        }
+        Ok(Gateway {
+            broker,
+            adapters: registry,
+            http_addrs,
+            bridges,
+            shutdown,
+            tracker,
+            api_keys,
+            webhooks,
+            plugins,
+            cluster,
+        })
     }
 }
 
@@ -321,6 +354,11 @@ impl Gateway {
     /// The bound HTTP (`/metrics`) addresses.
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// This node's cluster, if `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&roost_cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     pub fn broker(&self) -> &Broker {

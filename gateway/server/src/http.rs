@@ -40,6 +40,9 @@ pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
     registry.register_collector(Box::new(roost_rules::metrics::RulesCollector(api.rules.clone())));
     registry.register_collector(Box::new(AdapterFamilies(api.adapters.clone())));
+    if let Some(cluster) = &api.cluster {
+        registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
+    }
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
@@ -269,4 +272,30 @@ impl Collector for AdapterFamilies {
 
 fn labels<'a>(names: &'a [&'static str], values: &'a [&'static str]) -> Vec<(&'static str, &'static str)> {
     names.iter().copied().zip(values.iter().copied()).collect()
+}
+
+/// `roost_cluster_*`: present only on a node of a cluster.
+#[derive(Debug)]
+struct ClusterCollector(roost_cluster::Cluster);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.status();
+        let e = &mut encoder;
+        counter(e, "cluster_messages_out", "Publishes forwarded to other nodes", s.messages_out)?;
+        counter(e, "cluster_messages_in", "Publishes received from other nodes", s.messages_in)?;
+        counter(e, "cluster_dropped", "Messages for other nodes dropped (buffer full or NATS error)", s.dropped)?;
+        counter(e, "cluster_bad_frames", "Frames from other nodes refused as malformed", s.bad_frames)?;
+        counter(e, "cluster_takeovers", "Client ids taken over from another node", s.takeovers)?;
+        counter(e, "cluster_handoffs", "Sessions handed to another node", s.handoffs)?;
+        counter(e, "cluster_reconnects", "Reconnections to NATS", s.reconnects)?;
+        gauge(e, "cluster_buffer_depth", "Messages waiting to be sent to other nodes", s.buffered as i64)?;
+        gauge(e, "cluster_degraded", "1 while NATS is unreachable (local routing only)", i64::from(s.degraded))?;
+        let up = s.nodes.iter().filter(|n| n.alive).count();
+        gauge(e, "cluster_nodes_up", "Nodes heard from within node_timeout (this one included)", up as i64)?;
+        gauge(e, "cluster_routes_local", "Filters of this node in the route table", s.local_routes as i64)?;
+        gauge(e, "cluster_routes_remote", "Filters of other nodes known here", s.remote_routes as i64)?;
+        gauge(e, "cluster_nats_rtt_microseconds", "Round trip of the last heartbeat KV write", s.rtt_micros as i64)?;
+        Ok(())
+    }
 }

@@ -227,7 +227,16 @@ async fn serve(settings: Settings) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    tracing::info!(mqtt = ?gateway.mqtt_addrs(), "roost started");
+    tracing::info!(
+        mqtt = ?gateway.mqtt_addrs(),
+        http = ?gateway.http_addrs(),
+        mqttsn = ?gateway.mqttsn_addrs(),
+        coap = ?gateway.coap_addrs(),
+        lwm2m = ?gateway.lwm2m_addrs(),
+        lorawan = ?gateway.lorawan_addrs(),
+        cluster = gateway.cluster().map(|c| c.node()),
+        "roost started"
+    );
 
     let name = signals.next().await;
     tracing::info!(signal = name, grace = ?grace, "shutting down");

@@ -88,11 +88,13 @@ pub struct SysPublisher {
     pub bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     /// Every adapter's declared metric families, published under `adapters/{name}/`.
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
+    /// This node's cluster, whose state goes to `cluster/state` and `cluster` (JSON).
+    pub cluster: Option<roost_cluster::Cluster>,
 }
 
 /// Publishes statistics every `interval` and events as they come, until shutdown.
 pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &TaskTracker) {
-    let SysPublisher { broker, node, interval, hook, mut events, bridges, adapters } = publisher;
+    let SysPublisher { broker, node, interval, hook, mut events, bridges, adapters, cluster } = publisher;
     tracker.spawn(async move {
         let prefix = format!("$SYS/brokers/{node}");
         let started = Instant::now();
@@ -106,6 +108,9 @@ pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &Tas
                     publish_stats(&broker, &prefix, started, max_connections);
                     publish_bridges(&broker, &prefix, &bridges);
                     publish_adapters(&broker, &prefix, &adapters);
+                    if let Some(c) = &cluster {
+                        publish_cluster(&broker, &prefix, c);
+                    }
                     let drops = hook.dropped.load(Ordering::Relaxed);
                     if drops > reported_drops {
                         tracing::warn!(dropped = drops - reported_drops, "$SYS client events dropped: publisher behind");
@@ -120,6 +125,16 @@ pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &Tas
             }
         }
     });
+}
+
+/// `cluster/state` (`up` or `degraded`) and `cluster` (the `/api/v1/cluster` JSON),
+/// retained; per node like all of `$SYS` (it is never forwarded to other nodes).
+fn publish_cluster(broker: &Broker, prefix: &str, cluster: &roost_cluster::Cluster) {
+    let status = cluster.status();
+    let state = if status.degraded { "degraded" } else { "up" };
+    broker.publish(Message::new(format!("{prefix}/cluster/state"), state, QoS::AtMostOnce, true));
+    let body = crate::api::cluster::view(&status).to_string();
+    broker.publish(Message::new(format!("{prefix}/cluster"), body, QoS::AtMostOnce, true));
 }
 
 /// `bridges/{name}/connected|queue|forwarded/out|forwarded/in|last_error`, retained.

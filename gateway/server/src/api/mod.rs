@@ -15,6 +15,7 @@
 //! key check.
 
 mod adapters;
+pub mod cluster;
 mod handlers;
 pub mod keys;
 pub mod lorawan;
@@ -54,6 +55,8 @@ pub struct ApiState {
     pub rules: Arc<roost_rules::Engine>,
     /// Every running adapter: listed by `/adapters`.
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
+    /// This node's cluster (`[cluster]`), for `/metrics`.
+    pub cluster: Option<roost_cluster::Cluster>,
 }
 
 /// An error as the API returns it.
@@ -225,6 +228,7 @@ mod tests {
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",
             "/lorawan/devices/{dev_eui}/queue",
+            "/cluster",
             "/dashboard/history",
             "/dashboard/watch",
             "/lwm2m/objects",

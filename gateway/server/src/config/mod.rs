@@ -9,6 +9,7 @@
 //! the code defaults.
 
 mod bridge;
+mod cluster;
 mod coap;
 mod duration;
 mod error;
@@ -83,6 +84,8 @@ pub struct Settings {
     pub rules: Vec<roost_rules::RuleConfig>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
+    /// `[cluster]`: this node in a cluster over NATS JetStream; `None`: a single node.
+    pub cluster: Option<roost_cluster::ClusterSettings>,
     pub broker: BrokerSettings,
     pub mqtt: MqttSettings,
     /// `[[codec]]` listeners (none by default). Their codecs are looked up by name in the
@@ -133,6 +136,7 @@ impl Default for Settings {
             webhooks: Vec::new(),
             rules: Vec::new(),
             bridges: Vec::new(),
+            cluster: None,
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),
             codecs: Vec::new(),

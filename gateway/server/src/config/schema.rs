@@ -45,6 +45,9 @@ pub(super) struct ConfigFile {
     /// `[[webhook]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhook: Vec<super::webhook::WebhookSection>,
+    /// `[cluster]`: none by default (and then not written out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::ClusterSection>,
     /// `[[rule]]`: SQL rules and their actions (roost-rules). None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<roost_rules::RuleConfig>,

@@ -38,6 +38,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         bridge,
         http,
         webhook,
+        cluster,
         rule,
         adapter,
     } = file;
@@ -196,6 +197,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         webhooks: super::webhook::webhooks(webhook)?,
         rules: super::rules::rules(rule)?,
         bridges: super::bridge::bridges(bridge)?,
+        cluster: super::cluster::cluster(cluster, &broker.node_name)?,
         storage,
         broker,
         mqtt: mqtt_settings,

@@ -1,0 +1,208 @@
+//! What nodes send each other over NATS, in bytes: a forwarded publish (the shared groups
+//! the receiver serves, then the message in the store's record format) and a handed-off
+//! session. Every read is bounds-checked and every count is checked against the bytes that
+//! are left before anything is reserved; a bad frame is an error naming what was wrong.
+
+use roost_core::cluster::{GroupKey, SessionHandoff};
+use roost_core::store::wire;
+use roost_core::store::{StoredMessage, StoredSession};
+use roost_core::types::Message;
+
+/// Version of the frames below; a node refuses frames of another version.
+pub const WIRE_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cluster frame: {0}")]
+pub struct WireError(pub String);
+
+#[derive(Default)]
+struct W(Vec<u8>);
+
+impl W {
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(u32::try_from(b.len()).unwrap_or(u32::MAX));
+        self.0.extend_from_slice(b);
+    }
+}
+
+struct R<'a>(&'a [u8]);
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError(format!("{what}: truncated ({n} bytes wanted, {} left)", self.0.len())));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, WireError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, WireError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], WireError> {
+        let n = self.u32(what)? as usize;
+        self.take(n, what)
+    }
+    fn str(&mut self, what: &str) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.bytes(what)?).map_err(|_| WireError(format!("{what}: not UTF-8")))
+    }
+    /// A count of items of at least `min` bytes each: more than the bytes left could hold
+    /// is refused before anything is allocated for them.
+    fn count(&mut self, min: usize, what: &str) -> Result<usize, WireError> {
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(min) > self.0.len() {
+            return Err(WireError(format!("{what}: {n} items cannot fit in {} bytes", self.0.len())));
+        }
+        Ok(n)
+    }
+    fn version(&mut self) -> Result<(), WireError> {
+        match self.u8("version")? {
+            WIRE_VERSION => Ok(()),
+            v => Err(WireError(format!("version {v} is not {WIRE_VERSION}"))),
+        }
+    }
+    fn done(&self, what: &str) -> Result<(), WireError> {
+        if self.0.is_empty() { Ok(()) } else { Err(WireError(format!("{what}: {} bytes too many", self.0.len()))) }
+    }
+}
+
+fn core(what: &str) -> impl Fn(String) -> WireError + '_ {
+    move |e| WireError(format!("{what}: {e}"))
+}
+
+/// A publish forwarded to one node, with the shared groups that node serves.
+pub fn encode_publish(msg: &Message, groups: &[GroupKey]) -> Vec<u8> {
+    let mut w = W(vec![WIRE_VERSION]);
+    w.u32(groups.len() as u32);
+    for (g, f) in groups {
+        w.bytes(g.as_bytes());
+        w.bytes(f.as_bytes());
+    }
+    w.bytes(&wire::encode_message(msg));
+    w.0
+}
+
+pub fn decode_publish(b: &[u8]) -> Result<(Message, Vec<GroupKey>), WireError> {
+    let mut r = R(b);
+    r.version()?;
+    let n = r.count(8, "shared groups")?;
+    let mut groups = Vec::with_capacity(n);
+    for _ in 0..n {
+        let g = r.str("group")?;
+        let f = r.str("group filter")?;
+        groups.push((g.into(), f.into()));
+    }
+    let msg = wire::decode_message(r.bytes("message")?).map_err(core("message"))?;
+    r.done("publish")?;
+    Ok((msg, groups))
+}
+
+/// A session handed from one node to another.
+pub fn encode_handoff(s: &SessionHandoff) -> Vec<u8> {
+    let mut w = W(vec![WIRE_VERSION]);
+    w.bytes(&wire::encode_session(&s.meta));
+    w.u32(s.messages.len() as u32);
+    for (seq, m) in &s.messages {
+        w.u64(*seq);
+        w.bytes(&wire::encode_stored(m));
+    }
+    w.u32(s.awaiting_rel.len() as u32);
+    for id in &s.awaiting_rel {
+        w.u16(*id);
+    }
+    w.0
+}
+
+pub fn decode_handoff(b: &[u8]) -> Result<SessionHandoff, WireError> {
+    let mut r = R(b);
+    r.version()?;
+    let meta = wire::decode_session(r.bytes("session")?).map_err(core("session"))?;
+    let n = r.count(12, "messages")?;
+    let mut messages: Vec<(u64, StoredMessage)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let seq = r.u64("message seq")?;
+        messages.push((seq, wire::decode_stored(r.bytes("message")?).map_err(core("message"))?));
+    }
+    let n = r.count(2, "awaiting release")?;
+    let mut awaiting_rel = Vec::with_capacity(n);
+    for _ in 0..n {
+        awaiting_rel.push(r.u16("packet id")?);
+    }
+    r.done("session")?;
+    Ok(StoredSession { meta, messages, awaiting_rel })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_core::store::SessionMeta;
+    use roost_core::{ClientId, Pending, Protocol, QoS, SubOptions};
+    use std::sync::Arc;
+
+    #[test]
+    fn publish_round_trips() {
+        let mut m = Message::new("a.b/*/>/ /é", &b"payload"[..], QoS::ExactlyOnce, true);
+        m.publisher = Some(ClientId::new("pub"));
+        let groups: Vec<GroupKey> = vec![("g".into(), "a/+".into())];
+        let (back, g) = decode_publish(&encode_publish(&m, &groups)).unwrap();
+        assert_eq!((&*back.topic, &back.payload[..], back.qos, back.retain), (&*m.topic, &b"payload"[..], m.qos, true));
+        assert_eq!(back.publisher, m.publisher);
+        assert_eq!(g, groups);
+    }
+
+    #[test]
+    fn handoff_round_trips() {
+        let msg = Arc::new(Message::new("t", &b"x"[..], QoS::AtLeastOnce, false));
+        let pending = Pending { message: msg, qos: QoS::AtLeastOnce, retain: false, subscription_ids: vec![7] };
+        let s = StoredSession {
+            meta: SessionMeta {
+                client_id: ClientId::new("c"),
+                protocol: Protocol::Mqtt,
+                expiry: None,
+                expires_at: None,
+                subscriptions: vec![("a/#".into(), SubOptions::default())],
+            },
+            messages: vec![(3, StoredMessage { pending, packet_id: Some(9), released: false })],
+            awaiting_rel: vec![4, 5],
+        };
+        let back = decode_handoff(&encode_handoff(&s)).unwrap();
+        assert_eq!(back.meta.subscriptions, s.meta.subscriptions);
+        assert_eq!(back.messages.len(), 1);
+        assert_eq!(back.messages[0].1.packet_id, Some(9));
+        assert_eq!(back.awaiting_rel, vec![4, 5]);
+    }
+
+    #[test]
+    fn truncated_and_huge_counts_are_errors() {
+        let m = Message::new("t", &b"x"[..], QoS::AtMostOnce, false);
+        let b = encode_publish(&m, &[]);
+        for n in 0..b.len() {
+            assert!(decode_publish(&b[..n]).is_err());
+        }
+        assert!(decode_publish(&[WIRE_VERSION, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(decode_handoff(&[2]).is_err());
+    }
+}
