@@ -45,6 +45,9 @@ pub(super) struct ConfigFile {
     /// `[[webhook]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhook: Vec<super::webhook::WebhookSection>,
+    /// `[[rule]]`: SQL rules and their actions (roost-rules). None by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<roost_rules::RuleConfig>,
     /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
     /// under that name (`gateway::Builder::adapter`). None by default.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -272,6 +275,9 @@ pub(super) struct CodecSection {
     /// The listener's name; defaults to the codec's name.
     pub name: String,
     pub codec: String,
+    /// A WebAssembly codec file (`docs/plugins.md`) instead of a registered `codec`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
     pub transport: TransportName,
     pub bind: String,
     pub mountpoint: String,
@@ -284,6 +290,7 @@ impl Default for CodecSection {
         CodecSection {
             name: String::new(),
             codec: String::new(),
+            plugin: String::new(),
             transport: TransportName::Tcp,
             bind: String::new(),
             mountpoint: String::new(),

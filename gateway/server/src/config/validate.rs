@@ -38,6 +38,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         bridge,
         http,
         webhook,
+        rule,
         adapter,
     } = file;
 
@@ -193,6 +194,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         http_bind: bind_addrs("http.bind", &http.bind.0)?,
         api_keys: api_keys(http.api_keys)?,
         webhooks: super::webhook::webhooks(webhook)?,
+        rules: super::rules::rules(rule)?,
         bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,
@@ -229,8 +231,9 @@ const MAX_DATAGRAM: i64 = 65_507;
 /// The most a TCP codec listener buffers without a whole frame.
 const MAX_STREAM_FRAME: i64 = 16 * 1024 * 1024;
 
-fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
+fn codec_listener(i: usize, mut c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
     let key = |k: &str| format!("codec[{i}].{k}");
+    super::plugins::codec_plugin(&key, &mut c.codec, &mut c.name, &c.plugin, &mut c.options)?;
     if c.codec.is_empty() {
         return Err(invalid(&key("codec"), "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\""));
     }
