@@ -90,6 +90,9 @@ struct Outstanding {
     bytes: Vec<u8>,
     retry_at: Instant,
     retries: u32,
+    /// A request body larger than `block_size`, going out in Block1 blocks (RFC 7959
+    /// §2.5): the request without its body, the body, and the block in flight.
+    blocks: Option<(Packet, Vec<u8>, u32)>,
 }
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -353,6 +356,18 @@ impl Device {
                 p.payload = self.report(now);
             }
         }
+        // A body larger than the device's buffer goes in Block1 blocks of it.
+        let blocks = (p.payload.len() > self.cfg.block_size).then(|| {
+            let body = std::mem::take(&mut p.payload);
+            (p.clone(), body, 0)
+        });
+        if let Some((base, body, _)) = &blocks {
+            p = block1_request(base, body, 0, self.cfg.block_size);
+        }
+        self.go(ask, p, token, blocks, now);
+    }
+
+    fn go(&mut self, ask: Ask, p: Packet, token: Vec<u8>, blocks: Option<(Packet, Vec<u8>, u32)>, now: Instant) {
         let Ok(bytes) = codec::encode(&p) else { return };
         self.outstanding = Some(Outstanding {
             ask,
@@ -361,8 +376,27 @@ impl Device {
             bytes,
             retry_at: now + ACK_TIMEOUT,
             retries: 0,
+            blocks,
         });
         self.send(&p, now);
+    }
+
+    /// A 2.31 Continue to a block of the outstanding request: the next block goes, same
+    /// token, new message id. `false` if there is no next block.
+    fn next_block1(&mut self, now: Instant) -> bool {
+        let Some(o) = self.outstanding.take() else { return false };
+        let Some((base, body, num)) = o.blocks else {
+            self.outstanding = Some(o);
+            return false;
+        };
+        let num = num + 1;
+        if num as usize * self.cfg.block_size >= body.len() {
+            return false;
+        }
+        let mut p = block1_request(&base, &body, num, self.cfg.block_size);
+        p.header.message_id = self.next_message_id();
+        self.go(o.ask, p, o.token, Some((base, body, num)), now);
+        true
     }
 
     fn response(&mut self, p: &Packet, code: ResponseType, now: Instant) {
@@ -371,6 +405,13 @@ impl Device {
             return;
         }
         let ask = o.ask;
+        if code == ResponseType::Continue {
+            if !self.next_block1(now) {
+                self.outstanding = None;
+                self.failed(ask, Some("2.31".into()), now);
+            }
+            return;
+        }
         self.outstanding = None;
         let ok = matches!(code, ResponseType::Created | ResponseType::Changed | ResponseType::Deleted);
         if !ok {
@@ -483,4 +524,16 @@ impl Device {
             _ => {}
         }
     }
+}
+
+/// Block `num` of `body` as a request like `base`, in blocks of `size` bytes (16..=1024).
+fn block1_request(base: &Packet, body: &[u8], num: u32, size: usize) -> Packet {
+    let szx = codec::Block::szx_for(size);
+    let mut p = base.clone();
+    let (chunk, block) = roost_coap::block::slice(body, num, szx)
+        .map(|(c, b)| (c.to_vec(), b))
+        .unwrap_or((Vec::new(), codec::Block { num, more: false, szx }));
+    p.add_option(CoapOption::Block1, codec::encode_uint(block.encode()));
+    p.payload = chunk;
+    p
 }
