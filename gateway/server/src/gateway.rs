@@ -172,7 +172,9 @@ impl Builder {
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
                 adapters: registry.clone(),
+                plugins: plugins.clone(),
             };
+            api_routes.push(crate::plugins::routes(plugins.clone()));
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
                 let addr = l.local_addr()?;

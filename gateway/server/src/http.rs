@@ -42,6 +42,7 @@ pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
     registry.register_collector(Box::new(AdapterFamilies(api.adapters.clone())));
+    registry.register_collector(Box::new(crate::plugins::Collector(api.plugins.clone())));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))

@@ -52,6 +52,8 @@ pub struct ApiState {
     pub webhooks: Arc<Vec<Webhook>>,
     /// Every running adapter: listed by `/adapters`.
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
+    /// Loaded plugins: their counters in `/metrics`.
+    pub plugins: Arc<roost_plugins::Plugins>,
 }
 
 /// An error as the API returns it.
