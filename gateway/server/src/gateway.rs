@@ -143,6 +143,8 @@ impl Builder {
             webhook_queues.push(rx);
         }
         let webhooks = Arc::new(webhooks);
+        let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
+        builder = builder.hook(rules.hook());
         let api_keys = if settings.http_bind.is_empty() {
             Vec::new()
         } else {
@@ -155,9 +157,15 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        rules.start(roost_rules::action::Env {
+            broker: broker.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
         let ctx =
             roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
         let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
@@ -171,6 +179,7 @@ impl Builder {
                 started: std::time::Instant::now(),
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
+                rules: rules.clone(),
                 adapters: registry.clone(),
                 plugins: plugins.clone(),
             };

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod plugins;
 pub mod security;
 pub mod sys;
+pub mod web;
 pub mod webhook;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a
