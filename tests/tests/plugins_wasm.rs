@@ -112,5 +112,17 @@ async fn faulty_guests_close_only_their_own_device() {
         v[(v.len() * 99).div_ceil(100) - 1]
     };
     eprintln!("good device PING round trip p99: calm {:?}, between faults {:?}", p99(&mut calm), p99(&mut during));
+
+    // Counted per plugin, in /metrics and the API.
+    let hostile = dir.path().join("hostile.wasm").display().to_string();
+    let scrape = roost_e2e::metrics::scrape(broker.http_addr()).await;
+    let counter = |name| roost_e2e::metrics::value(&scrape, name, Some(("plugin", hostile.as_str())));
+    assert_eq!(counter("roost_plugin_timeouts_total"), 3.0, "three LOOP lines ran out of fuel");
+    assert_eq!(counter("roost_plugin_traps_total"), 6.0, "three GROW traps and three JUNK results");
+    let (status, list) = broker.api().get("/api/v1/plugins").await;
+    assert_eq!(status, 200, "{list}");
+    let entry = list.as_array().unwrap().iter().find(|p| p["path"] == hostile.as_str()).cloned().unwrap();
+    assert_eq!((entry["kind"].as_str(), entry["abi_version"].as_i64()), (Some("wasm"), Some(1)));
+    assert_eq!(entry["sha256"].as_str().map(str::len), Some(64));
     broker.stop().await;
 }

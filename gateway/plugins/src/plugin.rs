@@ -130,7 +130,7 @@ impl<D: Loader> Plugin<D> {
     /// the hash decides).
     pub fn poll(&self) {
         let now = stamp(&self.path);
-        let full = self.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % FULL_CHECK_EVERY == 0;
+        let full = self.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(FULL_CHECK_EVERY);
         if now.is_some() && (full || now != *self.seen.lock()) {
             let _ = self.reload();
         }

@@ -157,7 +157,7 @@ fn bad_modules_are_refused_at_load() {
     )
     .unwrap();
     let unknown_import = support::wat_guest("i32.const 0", r#"(import "env" "fs_open" (func))"#);
-    let huge_memory = support::wat_guest("i32.const 0", "").iter().copied().collect::<Vec<_>>();
+    let huge_memory = support::wat_guest("i32.const 0", "");
     let cases: [(&[u8], &str); 5] = [
         (&echo[..echo.len() / 2], "not valid WebAssembly"),
         (&no_decode, "does not export"),

@@ -185,7 +185,9 @@ impl Builder {
                 rules: rules.clone(),
                 adapters: registry.clone(),
                 cluster: cluster.clone(),
+                plugins: plugins.clone(),
             };
+            api_routes.push(crate::plugins::routes(plugins.clone()));
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
                 let addr = l.local_addr()?;

@@ -43,6 +43,7 @@ pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
     if let Some(cluster) = &api.cluster {
         registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
     }
+    registry.register_collector(Box::new(crate::plugins::Collector(api.plugins.clone())));
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))

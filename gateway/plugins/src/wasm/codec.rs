@@ -136,8 +136,12 @@ impl Codec for WasmCodec {
             return Err(self.refused(consumed));
         }
         if consumed > len {
-            self.stats.count(Outcome::Error, 0);
-            return Err(CodecError::new(format!("plugin {} consumed {consumed} of {len} bytes", self.name)));
+            // A malformed result, like a trap: the instance is not trusted again.
+            self.stats.count(Outcome::Trap, 0);
+            let message = format!("plugin {} consumed {consumed} of {len} bytes", self.name);
+            tracing::warn!(plugin = %self.name, error = %message, "WebAssembly codec returned garbage; closing its device");
+            self.instance = Err(message.clone());
+            return Err(CodecError::new(message));
         }
         buf.advance(consumed as usize);
         Ok(())

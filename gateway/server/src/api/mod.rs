@@ -57,6 +57,8 @@ pub struct ApiState {
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
     /// This node's cluster (`[cluster]`), for `/metrics`.
     pub cluster: Option<roost_cluster::Cluster>,
+    /// Loaded plugins: their counters in `/metrics`.
+    pub plugins: Arc<roost_plugins::Plugins>,
 }
 
 /// An error as the API returns it.
