@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec_support;
+#[path = "../../gateway/plugins/tests/support/mod.rs"]
+mod plugin_guests;
 
 mod adapter;
 mod api;
@@ -17,6 +19,7 @@ mod codec_limits;
 mod codec_line;
 mod codec_sensor;
 mod crash;
+mod dashboard;
 mod limits;
 mod lorawan;
 mod lwm2m;
@@ -25,6 +28,8 @@ mod metrics;
 mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
+mod proxy_protocol;
+mod plugins_wasm;
 mod pubsub;
 mod qos;
 mod retained;

@@ -35,6 +35,15 @@ pub struct ClientView {
     pub session_expiry: Option<Duration>,
 }
 
+/// What a client listing filters on, read under the session's lock without copying.
+#[derive(Debug)]
+pub struct ClientFacts<'a> {
+    pub client_id: &'a ClientId,
+    pub protocol: &'a str,
+    pub connected: bool,
+    pub username: Option<&'a str>,
+}
+
 /// One subscription as listed.
 #[derive(Debug, Clone)]
 pub struct SubscriptionView {
@@ -77,6 +86,40 @@ impl Broker {
         let mut out: Vec<ClientView> = self.all_sessions().iter().map(|s| view(s)).collect();
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         out
+    }
+
+    /// The sessions `keep` accepts, sorted by client id: how many there are, and the views
+    /// of `skip..skip + take` only. A page of a large fleet costs a sort of the ids, not a
+    /// copy of every session.
+    pub fn clients_page(
+        &self,
+        keep: impl Fn(&ClientFacts<'_>) -> bool,
+        skip: usize,
+        take: usize,
+    ) -> (usize, Vec<ClientView>) {
+        let mut sessions = self.all_sessions();
+        sessions.sort_by(|a, b| a.client_id().cmp(b.client_id()));
+        let mut count = 0;
+        let mut page = Vec::with_capacity(take.min(sessions.len()));
+        for s in &sessions {
+            let kept = {
+                let st = s.state.lock();
+                let attached = st.attached.as_ref();
+                keep(&ClientFacts {
+                    client_id: s.client_id(),
+                    protocol: attached.map_or(st.protocol.as_str(), |a| a.info.protocol_name()),
+                    connected: attached.is_some(),
+                    username: attached.and_then(|a| a.info.username.as_deref()),
+                })
+            };
+            if kept {
+                if count >= skip && page.len() < take {
+                    page.push(view(s));
+                }
+                count += 1;
+            }
+        }
+        (count, page)
     }
 
     /// One session by client id.

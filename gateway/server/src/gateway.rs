@@ -34,6 +34,7 @@ pub struct Gateway {
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    plugins: Arc<roost_plugins::Plugins>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -98,9 +99,10 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
+        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
+        let plugins = crate::plugins::setup(&mut codecs)?;
         let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let authenticator = match authenticator {
@@ -206,7 +208,7 @@ impl Builder {
             };
             crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
-        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks, plugins })
     }
 }
 
@@ -263,6 +265,11 @@ impl Gateway {
             hooks: Vec::new(),
             api_routes: Vec::new(),
         }
+    }
+
+    /// The loaded plugins (WebAssembly codecs), for the API, `/metrics` and reload.
+    pub fn plugins(&self) -> &Arc<roost_plugins::Plugins> {
+        &self.plugins
     }
 
     /// Every started adapter: listeners, declared metric families, state.

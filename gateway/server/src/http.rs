@@ -31,13 +31,10 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// The web page: static HTML and JS, no build step; it reads the API with the key the user
-/// gives it (kept in the browser's localStorage).
-const INDEX_HTML: &str = include_str!("web/index.html");
-
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
+pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
+    extra_api.push(crate::web::api_routes(&api.broker));
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
@@ -46,7 +43,7 @@ pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(registry))
-        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
+        .merge(crate::web::routes())
         .nest("/api/v1", crate::api::router(api, extra_api))
 }
 
@@ -96,7 +93,7 @@ fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: i64
 }
 
 /// Resident memory (bytes) and CPU time (seconds) of this process, from /proc on Linux.
-fn process_stats() -> Option<(u64, f64)> {
+pub(crate) fn process_stats() -> Option<(u64, f64)> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

@@ -19,8 +19,10 @@ pub mod gateway;
 pub mod http;
 pub mod http_client;
 pub mod logging;
+pub mod plugins;
 pub mod security;
 pub mod sys;
+pub mod web;
 pub mod webhook;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a

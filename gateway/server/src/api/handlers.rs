@@ -57,17 +57,20 @@ pub struct ClientQuery {
 
 pub async fn list_clients(State(s): State<ApiState>, q: Result<Query<ClientQuery>, QueryRejection>) -> ApiResult {
     let q = query(q)?;
-    let clients: Vec<ClientView> = s
-        .broker
-        .clients()
-        .into_iter()
-        .filter(|c| q.protocol.as_ref().is_none_or(|p| &c.protocol == p))
-        .filter(|c| q.clientid.as_ref().is_none_or(|id| c.client_id.as_str().contains(id.as_str())))
-        .filter(|c| q.username.as_ref().is_none_or(|u| c.username.as_ref() == Some(u)))
-        .filter(|c| q.connected.is_none_or(|on| c.connected == on))
-        .collect();
     let page = Page { page: q.page, limit: q.limit };
-    Ok(Json(page.of(clients, client_json)?).into_response())
+    let (_, limit, skip) = page.bounds()?;
+    // Only the page's clients are copied: the dashboard's first page stays quick with a fleet.
+    let (count, clients) = s.broker.clients_page(
+        |c| {
+            q.protocol.as_ref().is_none_or(|p| c.protocol == p)
+                && q.clientid.as_ref().is_none_or(|id| c.client_id.as_str().contains(id.as_str()))
+                && q.username.as_ref().is_none_or(|u| c.username == Some(u.as_str()))
+                && q.connected.is_none_or(|on| c.connected == on)
+        },
+        skip,
+        limit as usize,
+    );
+    Ok(Json(page.counted(count, clients.iter().map(client_json).collect())?).into_response())
 }
 
 pub async fn show_client(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {

@@ -29,8 +29,9 @@ pub fn routes(ctx: Lwm2m) -> Router {
         .with_state(ctx)
 }
 
-fn device_json(d: &DeviceView) -> Value {
+fn device_json(l: &Context, d: &DeviceView) -> Value {
     let mut v = d.info.to_json();
+    v["responseTopic"] = json!(format!("{}{}", l.settings.mount(&d.info.ep), l.settings.translators.response));
     v["registrationId"] = json!(d.registration_id);
     v["peer"] = json!(d.peer.to_string());
     v["queueMode"] = json!(d.info.queue);
@@ -46,14 +47,14 @@ fn endpoint(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> 
 
 async fn list_devices(State(l): State<Lwm2m>, q: Result<Query<Page>, QueryRejection>) -> ApiResult {
     let q = q.map(|Query(p)| p).map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
-    Ok(Json(q.of(l.devices().await, device_json)?).into_response())
+    Ok(Json(q.of(l.devices().await, |d| device_json(&l, d))?).into_response())
 }
 
 async fn show_device(State(l): State<Lwm2m>, p: Result<Path<String>, PathRejection>) -> ApiResult {
     let ep = endpoint(p)?;
     let d = l.devices().await.into_iter().find(|d| d.info.ep == ep);
     let d = d.ok_or_else(|| ApiError::not_found(format!("no LwM2M device {ep:?} is registered")))?;
-    Ok(Json(device_json(&d)).into_response())
+    Ok(Json(device_json(&l, &d)).into_response())
 }
 
 async fn command(

@@ -94,12 +94,8 @@ pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 
 impl Page {
-    /// The page of `items` asked for, as `{"data": [...], "meta": {...}}`.
-    pub fn of<T>(
-        &self,
-        items: Vec<T>,
-        to_json: impl Fn(&T) -> serde_json::Value,
-    ) -> Result<serde_json::Value, ApiError> {
+    /// The page number (from 1), the limit, and how many items come before the page.
+    pub fn bounds(&self) -> Result<(u32, u32, usize), ApiError> {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if page == 0 {
@@ -108,11 +104,25 @@ impl Page {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ApiError::bad_request(format!("limit: must be 1..={MAX_LIMIT}")));
         }
-        let count = items.len();
-        let start = (page as usize - 1).saturating_mul(limit as usize);
-        let data: Vec<serde_json::Value> = items.iter().skip(start).take(limit as usize).map(to_json).collect();
+        Ok((page, limit, (page as usize - 1).saturating_mul(limit as usize)))
+    }
+
+    /// `{"data": [...], "meta": {...}}` of a page already cut, out of `count` items.
+    pub fn counted(&self, count: usize, data: Vec<serde_json::Value>) -> Result<serde_json::Value, ApiError> {
+        let (page, limit, start) = self.bounds()?;
         let hasnext = start.saturating_add(data.len()) < count;
         Ok(json!({ "data": data, "meta": { "page": page, "limit": limit, "count": count, "hasnext": hasnext } }))
+    }
+
+    /// The page of `items` asked for, as `{"data": [...], "meta": {...}}`.
+    pub fn of<T>(
+        &self,
+        items: Vec<T>,
+        to_json: impl Fn(&T) -> serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (_, limit, start) = self.bounds()?;
+        let data: Vec<serde_json::Value> = items.iter().skip(start).take(limit as usize).map(to_json).collect();
+        self.counted(items.len(), data)
     }
 }
 
@@ -215,6 +225,9 @@ mod tests {
             "/lorawan/devices",
             "/lorawan/devices/{dev_eui}",
             "/lorawan/devices/{dev_eui}/queue",
+            "/dashboard/history",
+            "/dashboard/watch",
+            "/lwm2m/objects",
             "/rules",
             "/rules/test",
             "/rules/{id}",

@@ -15,6 +15,7 @@ mod error;
 mod lorawan;
 mod lwm2m;
 mod rules;
+mod plugins;
 mod schema;
 mod security;
 mod validate;

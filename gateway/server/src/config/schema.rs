@@ -100,6 +100,9 @@ pub(super) struct MqttSection {
     pub ws_bind: AddrList,
     pub wss_bind: AddrList,
     pub ws_path: String,
+    /// PROXY protocol v1/v2 headers from `proxy_trusted` balancers (addresses or CIDRs).
+    pub proxy_protocol: bool,
+    pub proxy_trusted: Vec<String>,
     pub max_connections: Int,
     pub max_conn_rate: Int,
     pub rate_limit: String,
@@ -126,6 +129,8 @@ impl Default for MqttSection {
             ws_bind: AddrList(Vec::new()),
             wss_bind: AddrList(Vec::new()),
             ws_path: mqtt.ws_path,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
             max_connections: Int(0),
             max_conn_rate: Int(0),
             rate_limit: String::new(),
@@ -270,6 +275,9 @@ pub(super) struct CodecSection {
     /// The listener's name; defaults to the codec's name.
     pub name: String,
     pub codec: String,
+    /// A WebAssembly codec file (`docs/plugins.md`) instead of a registered `codec`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
     pub transport: TransportName,
     pub bind: String,
     pub mountpoint: String,
@@ -282,6 +290,7 @@ impl Default for CodecSection {
         CodecSection {
             name: String::new(),
             codec: String::new(),
+            plugin: String::new(),
             transport: TransportName::Tcp,
             bind: String::new(),
             mountpoint: String::new(),
