@@ -383,3 +383,24 @@ async fn https_action_posts_to_a_receiver_trusting_a_test_ca() {
     .await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_post_over_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, ca, mut rx) = https_receiver(dir.path()).await;
+    let broker = TestBroker::start_with(&format!(
+        "[[webhook]]\nurl = \"https://localhost:{port}/events\"\nca_file = \"{}\"\nevents = [\"client.connected\"]\nbatch_delay = \"10ms\"\n",
+        ca.display()
+    ))
+    .await;
+    let _dev = Client5::connect(broker.addr(), "tls-hooked").await;
+    let body = tokio::time::timeout(SINK_WAIT, rx.recv()).await.expect("an HTTPS webhook POST in time").unwrap();
+    let events: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(events[0]["event"], "client.connected", "{events}");
+    assert_eq!(events[0]["clientid"], "tls-hooked");
+    // Without the CA the certificate is refused: a config error for a missing file.
+    let missing =
+        roost::config::parse("[[webhook]]\nurl = \"https://localhost:1/\"\nca_file = \"/nonexistent/ca.pem\"\n");
+    assert_eq!(missing.unwrap_err().key(), Some("webhook[0].ca_file"));
+    broker.stop().await;
+}

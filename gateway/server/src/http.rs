@@ -199,7 +199,7 @@ impl Collector for BrokerCollector {
                     c.metric_type(),
                 )?;
                 for w in self.webhooks.iter() {
-                    let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
+                    let url = w.settings.url.clone();
                     ConstCounter::new(w.counters.sent.load(Relaxed))
                         .encode(family.encode_family(&[("url", url.as_str())])?)?;
                 }
@@ -211,7 +211,7 @@ impl Collector for BrokerCollector {
                 c.metric_type(),
             )?;
             for w in self.webhooks.iter() {
-                let url = format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path);
+                let url = w.settings.url.clone();
                 let full = w.counters.dropped_queue_full.load(Relaxed);
                 let failed = w.counters.dropped_failed.load(Relaxed);
                 ConstCounter::new(full)

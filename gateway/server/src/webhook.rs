@@ -6,6 +6,8 @@
 //! the first), POSTs them as one JSON array, and retries a failed POST `retries` times with
 //! a backoff doubling from `retry_backoff`. What the queue cannot take, and batches that
 //! failed every retry, are counted as dropped (`roost_webhook_events_dropped_total`).
+//! POSTs go through roost-rules' hyper + rustls client: `http://` and `https://` (the web
+//! roots, plus the webhook's `ca_file`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,12 +19,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::http_client::Endpoint;
-
 /// One `[[webhook]]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
-    pub endpoint: Endpoint,
+    /// `http://` or `https://` (checked by the config loader).
+    pub url: String,
+    /// PEM CA certificates trusted besides the web roots, for `https://`.
+    pub ca_file: Option<std::path::PathBuf>,
     pub events: EventMask,
     /// Events per POST at most.
     pub batch_size: usize,
@@ -39,9 +42,10 @@ pub struct WebhookSettings {
 }
 
 impl WebhookSettings {
-    pub fn defaults(endpoint: Endpoint) -> WebhookSettings {
+    pub fn defaults(url: String) -> WebhookSettings {
         WebhookSettings {
-            endpoint,
+            url,
+            ca_file: None,
             events: EventMask::ALL,
             batch_size: 100,
             batch_delay: Duration::from_millis(100),
@@ -112,6 +116,13 @@ pub fn hook(node: &str, settings: WebhookSettings) -> (Arc<WebhookHook>, Webhook
 pub fn spawn(webhook: Webhook, mut rx: mpsc::Receiver<Value>, shutdown: CancellationToken, tracker: &TaskTracker) {
     tracker.spawn(async move {
         let Webhook { settings, counters } = webhook;
+        let client = match roost_rules::action::http::HttpClient::new(&settings.url, settings.ca_file.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(url = %settings.url, error = %e, "webhook not started");
+                return;
+            }
+        };
         loop {
             let first = tokio::select! {
                 v = rx.recv() => match v { Some(v) => v, None => return },
@@ -128,38 +139,39 @@ pub fn spawn(webhook: Webhook, mut rx: mpsc::Receiver<Value>, shutdown: Cancella
             let n = batch.len() as u64;
             let body = Value::Array(batch).to_string();
             let sent = tokio::select! {
-                ok = post_with_retries(&settings, &counters, body.as_bytes()) => ok,
+                ok = post_with_retries(&settings, &client, &counters, body.as_bytes()) => ok,
                 _ = shutdown.cancelled() => return,
             };
             if sent {
                 counters.sent.fetch_add(n, Relaxed);
             } else {
                 counters.dropped_failed.fetch_add(n, Relaxed);
-                tracing::warn!(url = %format!("http://{}{}", settings.endpoint.authority, settings.endpoint.path), events = n, "webhook: POST failed every retry; events dropped");
+                tracing::warn!(url = %settings.url, events = n, "webhook: POST failed every retry; events dropped");
             }
         }
     });
 }
 
-async fn post_with_retries(settings: &WebhookSettings, counters: &WebhookCounters, body: &[u8]) -> bool {
+async fn post_with_retries(
+    settings: &WebhookSettings,
+    client: &roost_rules::action::http::HttpClient,
+    counters: &WebhookCounters,
+    body: &[u8],
+) -> bool {
     let mut backoff = settings.retry_backoff;
     for attempt in 0..=settings.retries {
         if attempt > 0 {
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2).min(Duration::from_secs(60));
         }
-        let r = crate::http_client::request(
-            "POST",
-            &settings.endpoint,
-            &[("Content-Type", "application/json"), ("User-Agent", concat!("roost/", env!("CARGO_PKG_VERSION")))],
-            body,
-            settings.timeout,
-        )
-        .await;
+        let headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let r =
+            tokio::time::timeout(settings.timeout, client.request(hyper::Method::POST, headers, body.to_vec())).await;
         match r {
-            Ok(resp) if (200..300).contains(&resp.status) => return true,
-            Ok(resp) => tracing::debug!(status = resp.status, attempt, "webhook: endpoint refused the batch"),
-            Err(e) => tracing::debug!(error = %e, attempt, "webhook: POST failed"),
+            Ok(Ok(status)) if status.is_success() => return true,
+            Ok(Ok(status)) => tracing::debug!(status = status.as_u16(), attempt, "webhook: endpoint refused the batch"),
+            Ok(Err(e)) => tracing::debug!(error = %e, attempt, "webhook: POST failed"),
+            Err(_) => tracing::debug!(attempt, "webhook: POST timed out"),
         }
         counters.failed_posts.fetch_add(1, Relaxed);
     }

@@ -52,38 +52,32 @@ impl Target {
     }
 }
 
-pub struct HttpSink {
+/// One URL and how to reach it (TLS set up once); also what the server's `[[webhook]]`s
+/// post through, so they speak `https://` too.
+pub struct HttpClient {
     target: Target,
     authority: String,
-    method: hyper::Method,
-    headers: Vec<(String, Template)>,
-    body: Template,
     tls: Option<tokio_rustls::TlsConnector>,
-    timeout: Duration,
 }
 
-impl HttpSink {
-    pub fn new(kind: &ActionKind) -> Result<HttpSink, SinkError> {
-        let ActionKind::Http { url, method, headers, body, ca_file, timeout_ms } = kind else {
-            return Err(SinkError::new("not an http action"));
-        };
+impl HttpClient {
+    /// For `url` (`http://` or `https://`); HTTPS trusts the web roots and `ca_file`.
+    pub fn new(url: &str, ca_file: Option<&std::path::Path>) -> Result<HttpClient, SinkError> {
         let target = Target::parse(url).map_err(SinkError::new)?;
-        let tls = if target.tls { Some(connector(ca_file.as_deref())?) } else { None };
-        Ok(HttpSink {
-            authority: format!("{}:{}", target.host, target.port),
-            target,
-            method: method.parse().map_err(SinkError::new)?,
-            headers: headers_of(headers)?,
-            body: Template::parse(body).map_err(SinkError::new)?,
-            tls,
-            timeout: Duration::from_millis(*timeout_ms),
-        })
+        let tls = if target.tls { Some(connector(ca_file)?) } else { None };
+        Ok(HttpClient { authority: format!("{}:{}", target.host, target.port), target, tls })
     }
 
-    async fn send(&self, body: Vec<u8>, headers: Vec<(String, String)>) -> Result<(), SinkError> {
+    /// Sends one request on a new connection; the response status (any: the caller decides).
+    pub async fn request(
+        &self,
+        method: hyper::Method,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<hyper::StatusCode, SinkError> {
         let tcp = TcpStream::connect((self.target.host.as_str(), self.target.port)).await.map_err(SinkError::new)?;
         let mut req = hyper::Request::builder()
-            .method(self.method.clone())
+            .method(method)
             .uri(&self.target.path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::USER_AGENT, concat!("roost/", env!("CARGO_PKG_VERSION")));
@@ -94,15 +88,42 @@ impl HttpSink {
             req = req.header(k, v);
         }
         let req = req.body(Full::new(Bytes::from(body))).map_err(SinkError::new)?;
-        let resp = match &self.tls {
+        match &self.tls {
             Some(tls) => {
                 let name = ServerName::try_from(self.target.host.clone()).map_err(SinkError::new)?;
                 let stream = tls.connect(name, tcp).await.map_err(SinkError::new)?;
-                exchange(TokioIo::new(stream), req).await?
+                exchange(TokioIo::new(stream), req).await
             }
-            None => exchange(TokioIo::new(tcp), req).await?,
+            None => exchange(TokioIo::new(tcp), req).await,
+        }
+    }
+}
+
+pub struct HttpSink {
+    client: HttpClient,
+    method: hyper::Method,
+    headers: Vec<(String, Template)>,
+    body: Template,
+    timeout: Duration,
+}
+
+impl HttpSink {
+    pub fn new(kind: &ActionKind) -> Result<HttpSink, SinkError> {
+        let ActionKind::Http { url, method, headers, body, ca_file, timeout_ms } = kind else {
+            return Err(SinkError::new("not an http action"));
         };
-        if resp.is_success() { Ok(()) } else { Err(SinkError(format!("HTTP status {resp}"))) }
+        Ok(HttpSink {
+            client: HttpClient::new(url, ca_file.as_deref())?,
+            method: method.parse().map_err(SinkError::new)?,
+            headers: headers_of(headers)?,
+            body: Template::parse(body).map_err(SinkError::new)?,
+            timeout: Duration::from_millis(*timeout_ms),
+        })
+    }
+
+    async fn send(&self, body: Vec<u8>, headers: Vec<(String, String)>) -> Result<(), SinkError> {
+        let status = self.client.request(self.method.clone(), headers, body).await?;
+        if status.is_success() { Ok(()) } else { Err(SinkError(format!("HTTP status {status}"))) }
     }
 }
 

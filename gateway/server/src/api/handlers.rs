@@ -249,7 +249,7 @@ pub async fn metrics(State(s): State<ApiState>) -> ApiResult {
         .map(|w| {
             use std::sync::atomic::Ordering::Relaxed;
             json!({
-                "url": format!("http://{}{}", w.settings.endpoint.authority, w.settings.endpoint.path),
+                "url": w.settings.url.clone(),
                 "sent": w.counters.sent.load(Relaxed),
                 "dropped": w.counters.dropped(),
                 "failed_posts": w.counters.failed_posts.load(Relaxed),

@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 use super::ConfigError;
 use super::duration::ConfigDuration;
 use super::schema::Int;
-use crate::webhook::{Endpoint, WebhookSettings};
+use crate::webhook::WebhookSettings;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct WebhookSection {
     pub url: String,
+    /// PEM CA certificates to trust for an `https://` url, besides the web roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Event names (`client.connected`, ...); empty: every event.
     pub events: Vec<String>,
     pub batch_size: Int,
@@ -26,9 +29,10 @@ pub(super) struct WebhookSection {
 
 impl Default for WebhookSection {
     fn default() -> Self {
-        let d = WebhookSettings::defaults(Endpoint::default());
+        let d = WebhookSettings::defaults(String::new());
         WebhookSection {
             url: String::new(),
+            ca_file: None,
             events: Vec::new(),
             batch_size: Int(d.batch_size as i64),
             batch_delay: ConfigDuration(d.batch_delay),
@@ -48,7 +52,10 @@ pub(super) fn webhooks(sections: Vec<WebhookSection>) -> Result<Vec<WebhookSetti
     let mut out = Vec::new();
     for (i, w) in sections.into_iter().enumerate() {
         let key = |k: &str| format!("webhook[{i}].{k}");
-        let endpoint = Endpoint::parse(&w.url).map_err(|e| invalid(key("url"), e))?;
+        roost_rules::action::http::Target::parse(&w.url).map_err(|e| invalid(key("url"), e))?;
+        // Reads the CA file now, so a bad one is a config error naming its key.
+        roost_rules::action::http::HttpClient::new(&w.url, w.ca_file.as_deref())
+            .map_err(|e| invalid(key("ca_file"), e.to_string()))?;
         let mut events = if w.events.is_empty() { EventMask::ALL } else { EventMask::NONE };
         for name in &w.events {
             let kind = EventKind::parse(name).ok_or_else(|| {
@@ -72,7 +79,8 @@ pub(super) fn webhooks(sections: Vec<WebhookSection>) -> Result<Vec<WebhookSetti
             return Err(invalid(key("timeout"), "must be more than 0"));
         }
         out.push(WebhookSettings {
-            endpoint,
+            url: w.url,
+            ca_file: w.ca_file,
             events,
             batch_size: count("batch_size", w.batch_size, 10_000)?,
             batch_delay: w.batch_delay.0.min(Duration::from_secs(60)),
