@@ -213,6 +213,18 @@ pub struct Lwm2mArgs {
     /// (POST /dp, SenML CBOR), published by the gateway on the notify topic.
     #[arg(long)]
     pub send: bool,
+    /// Each device's CoAP buffer in bytes (16 to 1024, a power of two): larger requests
+    /// must come in Block1 blocks (else 4.13 asking for this size), larger responses go in
+    /// Block2 blocks of it.
+    #[arg(long, default_value_t = 1024, value_parser = block_size)]
+    pub block_size: usize,
+}
+
+fn block_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (16..=1024).contains(&n) && n.is_power_of_two() => Ok(n),
+        _ => Err(format!("{s} is not a power of two from 16 to 1024")),
+    }
 }
 
 /// Runs the fleet and prints its counters.
@@ -229,6 +241,7 @@ pub async fn run(a: &Lwm2mArgs) -> anyhow::Result<String> {
         connect_rate: a.connect_rate,
         source_ip: a.source,
         send: a.send,
+        block_size: a.block_size,
     };
     let ramp = Duration::from_secs_f64(a.devices as f64 / f64::from(a.connect_rate.max(1)));
     let stats = Arc::new(SimStats::default());

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt311;
 pub mod mqtt5;
+pub mod postgres;
 pub mod raw;
 pub mod roost_bin;
 pub mod sn_peer;

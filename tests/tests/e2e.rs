@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod codec_support;
+#[path = "../../gateway/plugins/tests/support/mod.rs"]
+mod plugin_guests;
 
 mod adapter;
 mod api;
@@ -26,9 +28,12 @@ mod metrics;
 mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
+mod proxy_protocol;
+mod plugins_wasm;
 mod pubsub;
 mod qos;
 mod retained;
+mod rules;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;

@@ -638,3 +638,6 @@ async fn registration_and_deregistration_over_dtls() {
 
 /// With the protocol crate's own simulated device: block-wise writes, the 1.1 Send operation.
 mod sim;
+
+/// Block-wise transfers with 16-byte peers (issue 26).
+mod blocks;

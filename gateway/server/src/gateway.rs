@@ -34,6 +34,7 @@ pub struct Gateway {
     bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    plugins: Arc<roost_plugins::Plugins>,
 }
 
 /// Starts the broker and binds every configured listener, with the codecs that ship with
@@ -98,9 +99,10 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
+        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
+        let plugins = crate::plugins::setup(&mut codecs)?;
         let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let authenticator = match authenticator {
@@ -141,6 +143,8 @@ impl Builder {
             webhook_queues.push(rx);
         }
         let webhooks = Arc::new(webhooks);
+        let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
+        builder = builder.hook(rules.hook());
         let api_keys = if settings.http_bind.is_empty() {
             Vec::new()
         } else {
@@ -153,9 +157,15 @@ impl Builder {
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        rules.start(roost_rules::action::Env {
+            broker: broker.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
         let ctx =
             roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
         let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
@@ -169,6 +179,7 @@ impl Builder {
                 started: std::time::Instant::now(),
                 trace_dir: settings.storage.data_dir.join("trace"),
                 webhooks: webhooks.clone(),
+                rules: rules.clone(),
                 adapters: registry.clone(),
             };
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
@@ -197,7 +208,7 @@ impl Builder {
             };
             crate::sys::spawn(publisher, shutdown.clone(), &tracker);
         }
-        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks })
+        Ok(Gateway { broker, adapters: registry, http_addrs, bridges, shutdown, tracker, api_keys, webhooks, plugins })
     }
 }
 
@@ -254,6 +265,11 @@ impl Gateway {
             hooks: Vec::new(),
             api_routes: Vec::new(),
         }
+    }
+
+    /// The loaded plugins (WebAssembly codecs), for the API, `/metrics` and reload.
+    pub fn plugins(&self) -> &Arc<roost_plugins::Plugins> {
+        &self.plugins
     }
 
     /// Every started adapter: listeners, declared metric families, state.

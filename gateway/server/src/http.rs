@@ -38,6 +38,7 @@ pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
+    registry.register_collector(Box::new(roost_rules::metrics::RulesCollector(api.rules.clone())));
     registry.register_collector(Box::new(AdapterFamilies(api.adapters.clone())));
     Router::new()
         .route("/metrics", get(metrics))

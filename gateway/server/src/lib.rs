@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod http_client;
 pub mod logging;
+pub mod plugins;
 pub mod security;
 pub mod sys;
 pub mod web;

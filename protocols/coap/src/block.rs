@@ -35,12 +35,25 @@ struct Assembly {
     touched: Instant,
 }
 
-#[derive(Default)]
 pub struct Assemblies {
     list: VecDeque<Assembly>,
+    /// Transfers kept at most; a new one beyond it evicts the oldest.
+    limit: usize,
+}
+
+impl Default for Assemblies {
+    fn default() -> Self {
+        Assemblies::with_limit(MAX_ASSEMBLIES)
+    }
 }
 
 impl Assemblies {
+    /// Keeps up to `limit` transfers at once (one session's: the default; a server's
+    /// registration interface, shared by every peer: more).
+    pub fn with_limit(limit: usize) -> Assemblies {
+        Assemblies { list: VecDeque::new(), limit: limit.max(1) }
+    }
+
     /// Feeds one Block1 block of the request identified by `key`.
     pub fn feed(&mut self, now: Instant, key: &str, block: Block, payload: &[u8], max_body: usize) -> Block1Outcome {
         self.list.retain(|a| now.saturating_duration_since(a.touched) < ASSEMBLY_TIMEOUT);
@@ -58,7 +71,7 @@ impl Assemblies {
             if !block.more {
                 return Block1Outcome::Complete(payload.to_vec(), block);
             }
-            if self.list.len() >= MAX_ASSEMBLIES {
+            if self.list.len() >= self.limit {
                 self.list.pop_front();
             }
             self.list.push_back(Assembly { key: key.to_string(), body: payload.to_vec(), next: 1, touched: now });

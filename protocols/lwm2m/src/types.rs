@@ -18,6 +18,21 @@ pub mod format {
     /// Pre-registration numbers some 1.0 clients still send.
     pub const TLV_OLD: u16 = 1542;
     pub const LWM2M_JSON_OLD: u16 = 1543;
+
+    /// Names for configuration and commands: `senml-cbor`, `senml-json`, `tlv`,
+    /// `lwm2m-json`, `cbor`, `text`, `opaque`; or the number itself.
+    pub fn by_name(name: &str) -> Option<u16> {
+        Some(match name {
+            "senml-cbor" => SENML_CBOR,
+            "senml-json" => SENML_JSON,
+            "tlv" => TLV,
+            "lwm2m-json" => LWM2M_JSON,
+            "cbor" => CBOR,
+            "text" => TEXT,
+            "opaque" => OPAQUE,
+            n => return n.parse().ok(),
+        })
+    }
 }
 
 /// A path: `/`, `/3`, `/3/0`, `/3/0/1` or `/3/0/1/2` (object, instance, resource, resource

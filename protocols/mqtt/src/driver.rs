@@ -333,13 +333,29 @@ struct Link {
 
 /// CONNECT in, CONNACK queued: the connection's IO, protocol session and core connection.
 async fn handshake(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     kind: Kind,
     peer: SocketAddr,
     ctx: &Context,
     shutdown: &CancellationToken,
 ) -> Option<(Io, MqttSession, Connection)> {
     let settings = &ctx.settings;
+    // Behind a load balancer: the client's own address, from its PROXY header.
+    let proxied = tokio::time::timeout(settings.connect_timeout, settings.proxy.client_addr(&mut tcp, peer));
+    let peer = tokio::select! {
+        r = proxied => match r {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: connection refused");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "mqtt: PROXY header timed out");
+                return None;
+            }
+        },
+        _ = shutdown.cancelled() => return None,
+    };
     let upgrade = tokio::time::timeout(settings.connect_timeout, upgrade(tcp, kind, ctx));
     let (stream, certificate) = tokio::select! {
         r = upgrade => match r {

@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod connect;
 pub mod driver;
+pub mod proxy;
 pub mod session;
 pub mod settings;
 pub mod transport;

@@ -36,6 +36,8 @@ pub struct MqttSettings {
     /// answered PUBACK/PUBREC 0x87. (3.1.1 has no negative acknowledgement: it is dropped
     /// either way, or the connection closed with this set.)
     pub acl_deny_disconnect: bool,
+    /// PROXY protocol v1/v2 from trusted load balancers, on every MQTT listener.
+    pub proxy: crate::proxy::ProxySettings,
 }
 
 /// `[mqtt.tls]`: files are PEM.
@@ -88,6 +90,7 @@ impl Default for MqttSettings {
             tls: None,
             limits: ListenerLimits::default(),
             acl_deny_disconnect: false,
+            proxy: crate::proxy::ProxySettings::default(),
         }
     }
 }

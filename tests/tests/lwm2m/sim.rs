@@ -119,3 +119,26 @@ async fn send_reports_reach_the_notify_topic_and_malformed_ones_do_not() {
     );
     assert_eq!(broker.lwm2m_counters().bad_sends.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
+
+/// A device with a 16-byte buffer (`roost-sim lwm2m --block-size 16`): a 40-byte write goes
+/// whole, is refused 4.13 with a 16-byte Block1 hint, and goes again in 16-byte blocks
+/// (RFC 7959 §2.9.3); reading it back comes in 16-byte Block2 blocks, reassembled exactly.
+#[tokio::test]
+async fn a_16_byte_device_gets_writes_in_its_block_size_after_a_4_13() {
+    let broker = TestBroker::start().await;
+    let mut app = app(&broker).await;
+    let cfg = DeviceConfig { block_size: 16, ..DeviceConfig::new("tiny-1") };
+    let mut dev = spawn_device(broker.lwm2m_addr(), cfg).await.unwrap();
+    until(&mut dev, |e| matches!(e, Event::Registered(_))).await;
+    assert_eq!(next(&mut app).await.1["msgType"], "register");
+    let tz = "Europe/Berlin, and forty bytes in total.";
+    let write = json!({"reqID": 1, "msgType": "write", "data": {"path": "/3/0/14", "type": "String", "value": tz}});
+    command(&mut app, "tiny-1", write).await;
+    assert_eq!(next(&mut app).await.1["data"]["code"], "2.04");
+    let before = until(&mut dev, |e| *e == Event::Answered("2.04".into())).await;
+    assert_eq!(before.iter().filter(|e| **e == Event::Answered("4.13".into())).count(), 1, "{before:?}");
+    assert_eq!(before.iter().filter(|e| **e == Event::Answered("2.31".into())).count(), 2, "{before:?}");
+    command(&mut app, "tiny-1", json!({"reqID": 2, "msgType": "read", "data": {"path": "/3/0/14"}})).await;
+    assert_eq!(next(&mut app).await.1["data"]["content"], json!([{"path": "/3/0/14", "value": tz}]));
+    dev.stop.cancel();
+}

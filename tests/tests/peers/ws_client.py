@@ -5,7 +5,9 @@ publishes PAYLOAD to it at QoS 1, and prints "received TOPIC PAYLOAD" when it co
 "connect refused RC" if the CONNACK refuses; exits non-zero on anything else.
 
 usage: ws_client.py HOST PORT PATH USER PASS TOPIC PAYLOAD [CAFILE]   (CAFILE: use wss)
+Environment: WS_BIND_ADDRESS, the local address to connect from (default: any).
 """
+import os
 import sys
 import threading
 
@@ -42,7 +44,7 @@ def main():
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
     c.on_message = on_message
-    c.connect(host, int(port), keepalive=30)
+    c.connect(host, int(port), keepalive=30, bind_address=os.environ.get("WS_BIND_ADDRESS", ""))
     c.loop_start()
     ok = done.wait(10)
     c.loop_stop()

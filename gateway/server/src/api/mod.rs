@@ -50,6 +50,8 @@ pub struct ApiState {
     /// Where relative trace file names are created.
     pub trace_dir: PathBuf,
     pub webhooks: Arc<Vec<Webhook>>,
+    /// The rule engine (its routes are merged by `gateway`; here for `/metrics`).
+    pub rules: Arc<roost_rules::Engine>,
     /// Every running adapter: listed by `/adapters`.
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
 }
@@ -226,6 +228,9 @@ mod tests {
             "/dashboard/history",
             "/dashboard/watch",
             "/lwm2m/objects",
+            "/rules",
+            "/rules/test",
+            "/rules/{id}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from openapi.json");
         }

@@ -34,6 +34,8 @@ pub(super) struct Lwm2mSection {
     pub max_retransmit: Int,
     /// Request payloads larger than this go in Block1 blocks of this size.
     pub block_size: Int,
+    /// Formats reads and observes ask for, by preference, among those a device announced.
+    pub content_formats: Vec<String>,
     pub translators: TranslatorsSection,
     pub bootstrap: BootstrapSection,
 }
@@ -115,6 +117,7 @@ impl Default for Lwm2mSection {
             ack_timeout: ConfigDuration(s.transmission.ack_timeout),
             max_retransmit: Int::from(s.transmission.max_retransmit),
             block_size: Int::from(s.block_size),
+            content_formats: ["senml-cbor", "senml-json", "tlv", "lwm2m-json"].map(String::from).to_vec(),
             translators: TranslatorsSection::default(),
             bootstrap: BootstrapSection::default(),
         }
@@ -205,6 +208,18 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
     if !block_size.is_power_of_two() {
         return Err(invalid("lwm2m.block_size", "must be a power of two: 16, 32, 64, 128, 256, 512 or 1024"));
     }
+    let content_formats = c
+        .content_formats
+        .iter()
+        .map(|n| {
+            roost_lwm2m::types::format::by_name(n).ok_or_else(|| {
+                invalid(
+                    "lwm2m.content_formats",
+                    format!("{n:?} is not senml-cbor, senml-json, tlv, lwm2m-json, cbor, text, opaque or a number"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u16>, _>>()?;
     let t = c.translators;
     let defaults = Lwm2mSettings::default();
     Ok(Lwm2mSettings {
@@ -234,6 +249,7 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
         max_devices: at_least("lwm2m.max_devices", c.max_devices, 1)?,
         bootstrap,
         block_size,
+        content_formats,
     })
 }
 

@@ -14,6 +14,8 @@ mod duration;
 mod error;
 mod lorawan;
 mod lwm2m;
+mod rules;
+mod plugins;
 mod schema;
 mod security;
 mod validate;
@@ -77,6 +79,8 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     /// `[[webhook]]` event sinks (none by default).
     pub webhooks: Vec<crate::webhook::WebhookSettings>,
+    /// `[[rule]]`s (none by default); more can be added through `/api/v1/rules`.
+    pub rules: Vec<roost_rules::RuleConfig>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     pub broker: BrokerSettings,
@@ -127,6 +131,7 @@ impl Default for Settings {
             http_bind: default_http_bind(),
             api_keys: Vec::new(),
             webhooks: Vec::new(),
+            rules: Vec::new(),
             bridges: Vec::new(),
             broker: BrokerSettings::default(),
             mqtt: MqttSettings::default(),

@@ -45,6 +45,9 @@ pub(super) struct ConfigFile {
     /// `[[webhook]]`: none by default (and then not written out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhook: Vec<super::webhook::WebhookSection>,
+    /// `[[rule]]`: SQL rules and their actions (roost-rules). None by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<roost_rules::RuleConfig>,
     /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
     /// under that name (`gateway::Builder::adapter`). None by default.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -97,6 +100,9 @@ pub(super) struct MqttSection {
     pub ws_bind: AddrList,
     pub wss_bind: AddrList,
     pub ws_path: String,
+    /// PROXY protocol v1/v2 headers from `proxy_trusted` balancers (addresses or CIDRs).
+    pub proxy_protocol: bool,
+    pub proxy_trusted: Vec<String>,
     pub max_connections: Int,
     pub max_conn_rate: Int,
     pub rate_limit: String,
@@ -123,6 +129,8 @@ impl Default for MqttSection {
             ws_bind: AddrList(Vec::new()),
             wss_bind: AddrList(Vec::new()),
             ws_path: mqtt.ws_path,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
             max_connections: Int(0),
             max_conn_rate: Int(0),
             rate_limit: String::new(),
@@ -267,6 +275,9 @@ pub(super) struct CodecSection {
     /// The listener's name; defaults to the codec's name.
     pub name: String,
     pub codec: String,
+    /// A WebAssembly codec file (`docs/plugins.md`) instead of a registered `codec`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plugin: String,
     pub transport: TransportName,
     pub bind: String,
     pub mountpoint: String,
@@ -279,6 +290,7 @@ impl Default for CodecSection {
         CodecSection {
             name: String::new(),
             codec: String::new(),
+            plugin: String::new(),
             transport: TransportName::Tcp,
             bind: String::new(),
             mountpoint: String::new(),

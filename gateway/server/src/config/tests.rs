@@ -523,3 +523,22 @@ fn lwm2m_block_size_is_a_power_of_two_from_16_to_1024() {
         assert!(e.to_string().contains("lwm2m.block_size"), "{e}");
     }
 }
+
+#[test]
+fn rules_are_read_and_checked() {
+    let ok = "[[rule]]\nid = \"hot\"\nsql = 'SELECT payload.t AS t FROM \"s/#\" WHERE payload.t > 30'\n\
+              [[rule.action]]\ntype = \"sqlite\"\npath = \"x.db\"\nsql = \"INSERT INTO t VALUES (${t})\"\nqueue = 5\n";
+    let s = parse(ok).expect("valid rule");
+    assert_eq!((s.rules.len(), s.rules[0].actions.len(), s.rules[0].actions[0].queue), (1, 1, 5));
+    let e = error_of("[[rule]]\nid = \"r\"\nsql = 'SELECT a FORM \"t\"'\n");
+    assert_eq!(e.key(), Some("rule[0].sql"));
+    assert!(e.to_string().contains("line 1, column 10: expected FROM"), "{e}");
+    let e = error_of(
+        "[[rule]]\nid = \"r\"\nsql = 'SELECT a FROM \"t\"'\n[[rule.action]]\ntype = \"republish\"\ntopic = \"x\"\nqos = 3\n",
+    );
+    assert_eq!(e.key(), Some("rule[0].action[0].qos"), "{e}");
+    let e = error_of(
+        "[[rule]]\nid = \"r\"\nsql = 'SELECT a FROM \"t\"'\n[[rule]]\nid = \"r\"\nsql = 'SELECT a FROM \"t\"'\n",
+    );
+    assert_eq!(e.key(), Some("rule[1].id"));
+}

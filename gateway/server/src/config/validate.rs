@@ -38,6 +38,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         bridge,
         http,
         webhook,
+        rule,
         adapter,
     } = file;
 
@@ -82,6 +83,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             },
         },
         acl_deny_disconnect: false,
+        proxy: proxy_settings(mqtt.proxy_protocol, &mqtt.proxy_trusted)?,
     };
     let mut mqtt_settings = mqtt_settings;
     let needs_tls = !mqtt_settings.tls_bind.is_empty() || !mqtt_settings.wss_bind.is_empty();
@@ -192,6 +194,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         http_bind: bind_addrs("http.bind", &http.bind.0)?,
         api_keys: api_keys(http.api_keys)?,
         webhooks: super::webhook::webhooks(webhook)?,
+        rules: super::rules::rules(rule)?,
         bridges: super::bridge::bridges(bridge)?,
         storage,
         broker,
@@ -228,8 +231,9 @@ const MAX_DATAGRAM: i64 = 65_507;
 /// The most a TCP codec listener buffers without a whole frame.
 const MAX_STREAM_FRAME: i64 = 16 * 1024 * 1024;
 
-fn codec_listener(i: usize, c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
+fn codec_listener(i: usize, mut c: CodecSection) -> Result<CodecListenerSettings, ConfigError> {
     let key = |k: &str| format!("codec[{i}].{k}");
+    super::plugins::codec_plugin(&key, &mut c.codec, &mut c.name, &c.plugin, &mut c.options)?;
     if c.codec.is_empty() {
         return Err(invalid(&key("codec"), "missing: the name of a registered codec, e.g. \"line\" or \"tlv-sensor\""));
     }
@@ -407,4 +411,20 @@ fn log_level(key: &str, level: String) -> Result<String, ConfigError> {
         .parse(&level)
         .map_err(|e| invalid(key, format!("{level:?} is not a valid filter directive: {e}")))?;
     Ok(level)
+}
+
+/// `[mqtt] proxy_protocol` / `proxy_trusted`: on, it needs at least one trusted balancer
+/// (a header from anyone else is refused, so with none every header would be).
+fn proxy_settings(enabled: bool, trusted: &[String]) -> Result<roost_mqtt::proxy::ProxySettings, ConfigError> {
+    let trusted = trusted
+        .iter()
+        .map(|t| {
+            roost_core::auth::acl::IpRange::parse(t)
+                .ok_or_else(|| invalid("mqtt.proxy_trusted", format!("{t:?} is not an IP address or CIDR range")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if enabled && trusted.is_empty() {
+        return Err(invalid("mqtt.proxy_trusted", "proxy_protocol = true needs the balancers' addresses here"));
+    }
+    Ok(roost_mqtt::proxy::ProxySettings { enabled, trusted })
 }

@@ -158,69 +158,11 @@ mod tests {
     use super::*;
     use crate::CodecTester;
 
+    // The behaviour tests live in `line_suite`, shared with the WebAssembly build of this
+    // codec (roost-plugins), so both are held to the same assertions.
     #[test]
-    fn commands_decode_across_reads() {
-        let mut t = CodecTester::new(LineCodec::default());
-        assert_eq!(
-            t.feed(b"CONNECT dev-1 alice s3cret\r\nPUB a/b hello ").unwrap(),
-            [Uplink::Connect(ConnectFrame {
-                username: Some("alice".into()),
-                password: Some(Bytes::from_static(b"s3cret")),
-                ..ConnectFrame::new("dev-1", 60)
-            })]
-        );
-        assert_eq!(
-            t.feed(b"world\nSUB c/# 1\nACK 7\nPING\nQUIT\n").unwrap(),
-            [
-                Uplink::Publish {
-                    id: 0,
-                    topic: "a/b".into(),
-                    payload: Bytes::from_static(b"hello world"),
-                    qos: QoS::AtMostOnce,
-                    retain: false
-                },
-                Uplink::Subscribe { id: 0, filter: "c/#".into(), qos: QoS::AtLeastOnce },
-                Uplink::Ack { id: 7 },
-                Uplink::Ping,
-                Uplink::Disconnect,
-            ]
-        );
-        assert!(t.buffered().is_empty());
-    }
-
-    #[test]
-    fn bad_lines_are_errors() {
-        for bad in [&b"HELLO\n"[..], b"SUB\n", b"SUB a 2\n", b"ACK x\n", b"PUB\n", b"\xff\n"] {
-            assert!(CodecTester::new(LineCodec::default()).feed(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn answers_encode_as_lines() {
-        let mut t = CodecTester::new(LineCodec::default());
-        assert_eq!(t.encode(Downlink::SubAck { id: 0, result: Ok(QoS::AtLeastOnce) }).unwrap(), "OK 1\n");
-        assert_eq!(
-            t.encode(Downlink::PubAck { id: 0, result: Err(crate::Refused::NotAuthorized) }).unwrap(),
-            "ERR not authorized\n"
-        );
-        let msg = Downlink::Publish {
-            id: 3,
-            topic: "x/y".into(),
-            payload: "on".into(),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            dup: false,
-        };
-        assert_eq!(t.encode(msg).unwrap(), "MSG 3 x/y on\n");
-        let two_lines = Downlink::Publish {
-            id: 0,
-            topic: "x".into(),
-            payload: "a\nb".into(),
-            qos: QoS::AtMostOnce,
-            retain: false,
-            dup: false,
-        };
-        assert!(t.encode(two_lines).is_err());
+    fn conformance_suite() {
+        crate::codecs::line_suite::all(&|| CodecTester::new(LineCodec::default()));
     }
 
     #[test]

@@ -80,6 +80,18 @@ pub fn object_list(body: &str) -> (String, Vec<String>) {
     (if root.is_empty() { "/".to_string() } else { root }, objects)
 }
 
+/// The content formats a registration announces: the `ct` attribute of its root link
+/// (`</>;rt="oma.lwm2m";ct=110` or `ct="110 112"`, LwM2M 1.1 Core §6.2.1; the root link is
+/// the one with `rt="oma.lwm2m"`, else `</>`). Numbers that do not parse are skipped.
+pub fn content_formats(body: &str) -> Vec<u16> {
+    let links = parse(body);
+    let root =
+        links.iter().find(|l| l.attr("rt") == Some("oma.lwm2m")).or_else(|| links.iter().find(|l| l.target == "/"));
+    root.and_then(|l| l.attr("ct"))
+        .map(|ct| ct.split([' ', ',']).filter_map(|f| f.trim().parse::<u16>().ok()).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +105,14 @@ mod tests {
         assert_eq!(root, "/lwm2m");
         assert_eq!(objs, ["/1/0", "/3/0"]);
         assert_eq!(object_list("").1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn announced_content_formats() {
+        assert_eq!(content_formats("</>;rt=\"oma.lwm2m\";ct=110,</3/0>"), [110]);
+        assert_eq!(content_formats("</>;ct=\"110 112 11542\",</3/0>"), [110, 112, 11542]);
+        assert_eq!(content_formats("</lwm2m>;rt=\"oma.lwm2m\";ct=\"60 x 112\",</lwm2m/3/0>"), [60, 112]);
+        assert!(content_formats("</1/0>,</3/0>;ct=110").is_empty());
     }
 
     #[test]

@@ -180,6 +180,19 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
         })
     };
     let (mut request, kind) = build().map_err(bad)?;
+    // `"accept"` names the format a read or observe asks for (else one the device announced).
+    if let Some(a) = data.get("accept").filter(|a| !a.is_null())
+        && matches!(kind, CommandKind::Plain | CommandKind::Observe)
+        && request.header.code == MessageClass::Request(RequestType::Get)
+    {
+        let fmt = match a {
+            Json::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Json::String(name) => format::by_name(name),
+            _ => None,
+        };
+        let fmt = fmt.ok_or_else(|| bad(format!("accept {a} is not a content format (e.g. \"senml-json\" or 110)")))?;
+        request.add_option(CoapOption::Accept, codec::encode_uint(u32::from(fmt)));
+    }
     under_root(&mut request, &path, root);
     Ok(Command { req_id, msg_type, path: path.to_string(), request, kind })
 }

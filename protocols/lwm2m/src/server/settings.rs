@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use roost_coap::settings::Transmission;
 
+use crate::types::format;
+
 /// What to observe when a device registers (EMQX `auto_observe`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AutoObserve {
@@ -132,6 +134,10 @@ pub struct Lwm2mSettings {
     /// A request payload (Write, Create, Execute arguments) larger than this goes to the
     /// device in Block1 blocks of this size (RFC 7959 §2.5); a power of two, 16..=1024.
     pub block_size: usize,
+    /// The content formats reads and observes ask for (Accept), in order of preference,
+    /// among those a device announced in its registration (`ct`); a device that announced
+    /// none is asked for none (it answers in its default format).
+    pub content_formats: Vec<u16>,
 }
 
 impl Default for Lwm2mSettings {
@@ -153,6 +159,7 @@ impl Default for Lwm2mSettings {
             max_devices: 1_000_000,
             bootstrap: None,
             block_size: 1024,
+            content_formats: vec![format::SENML_CBOR, format::SENML_JSON, format::TLV, format::LWM2M_JSON],
         }
     }
 }

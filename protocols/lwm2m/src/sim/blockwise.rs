@@ -41,9 +41,13 @@ fn reply(code: ResponseType) -> Packet {
     p
 }
 
+/// 4.13 with Size1 = `limit`, and a Block1 option in the device's block size: the hint to
+/// send the request again in blocks of it (RFC 7959 §2.9.3), as small C clients answer.
 fn too_large(limit: usize) -> Packet {
     let mut p = reply(ResponseType::RequestEntityTooLarge);
     p.add_option(CoapOption::Size1, codec::encode_uint(u32::try_from(limit).unwrap_or(u32::MAX)));
+    let hint = Block { num: 0, more: false, szx: Block::szx_for(limit.min(1024)) };
+    p.add_option(CoapOption::Block1, codec::encode_uint(hint.encode()));
     p
 }
 

@@ -33,6 +33,8 @@ pub struct SimConfig {
     pub source_ip: Option<std::net::IpAddr>,
     /// Devices also report with the 1.1 Send operation every `report_period`.
     pub send: bool,
+    /// Each device's CoAP buffer (16..=1024, a power of two): see [`DeviceConfig::block_size`].
+    pub block_size: usize,
 }
 
 impl Default for SimConfig {
@@ -49,6 +51,7 @@ impl Default for SimConfig {
             connect_rate: 500,
             source_ip: None,
             send: false,
+            block_size: 1024,
         }
     }
 }
@@ -119,6 +122,7 @@ pub async fn run_until(cfg: SimConfig, stats: Arc<SimStats>, stop: CancellationT
             report_period: cfg.report_period,
             seed: n as u32,
             send: cfg.send,
+            block_size: cfg.block_size,
             ..DeviceConfig::new(format!("{}-{n}", cfg.prefix))
         };
         let (server, stats, stop) = (cfg.server, stats.clone(), stop.child_token());

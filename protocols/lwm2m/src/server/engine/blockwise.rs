@@ -44,6 +44,16 @@ impl Upload {
         self.body.len()
     }
 
+    /// The size of the blocks going out now.
+    pub(super) fn block_len(&self) -> usize {
+        self.size()
+    }
+
+    /// The whole body back (to start over in another block size).
+    pub(super) fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
     /// The block in flight as a request: `base` (code, options, token) with its Block1
     /// option and its slice of the body; block 0 also carries Size1, the whole size (§4),
     /// so a device short of memory can refuse with 4.13 at once.
@@ -85,13 +95,33 @@ impl Upload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct UnexpectedBlock;
 
-/// The request for block `num` of a Block2 response to `request` (Observe is not repeated).
-pub(super) fn block2_request(request: &Packet, next: Block) -> Packet {
+/// The request for block `num` of a Block2 response to `request` (Observe is not repeated),
+/// asking for `format`, block 0's Content-Format (RFC 7959 §2.4: the same representation;
+/// a device whose default differs would otherwise serve the rest in another format).
+pub(super) fn block2_request(request: &Packet, next: Block, format: Option<u32>) -> Packet {
     let mut p = request.clone();
     p.clear_option(CoapOption::Block2);
     p.clear_option(CoapOption::Observe);
     p.add_option(CoapOption::Block2, codec::encode_uint(next.encode()));
+    if let Some(f) = format {
+        p.clear_option(CoapOption::Accept);
+        p.add_option(CoapOption::Accept, codec::encode_uint(f));
+    }
     p
+}
+
+/// Whether block `later` of a Block2 response is of the same representation as block 0
+/// `first`: the same Content-Format, and the same ETag where block 0 had one (RFC 7959
+/// §2.4). `Err` names the difference: the body is not published as a mixture.
+pub(super) fn same_representation(first: &Packet, later: &Packet) -> Result<(), &'static str> {
+    if codec::uint_option(first, CoapOption::ContentFormat) != codec::uint_option(later, CoapOption::ContentFormat) {
+        return Err("content_format_changed");
+    }
+    let etag = |p: &Packet| p.get_option(CoapOption::ETag).and_then(|v| v.front().cloned());
+    match (etag(first), etag(later)) {
+        (Some(a), Some(b)) if a != b => Err("etag_changed"),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

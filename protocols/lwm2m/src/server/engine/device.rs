@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use roost_coap::block::Assemblies;
 use roost_coap::codec;
 use roost_coap::message::{MessageLayer, Received, Tag};
@@ -18,6 +18,7 @@ use super::blockwise::{self, MAX_BODY, Upload};
 use super::{Counters, RegInfo, ReplyTo, Sink};
 use observe::{MAX_OBSERVATIONS, Observation};
 
+mod blocks;
 mod observe;
 use crate::server::mqtt::{self, Command, CommandKind};
 use crate::server::settings::{AutoObserve, Lwm2mSettings};
@@ -86,6 +87,9 @@ pub struct Device {
     done_tokens: VecDeque<Vec<u8>>,
     next_tag: Tag,
     separate_timeout: Duration,
+    /// The block size the device asked for with a 4.13 (RFC 7959 §2.9.3), if smaller than
+    /// the configured one: its later requests go in blocks of it.
+    block_limit: Option<usize>,
 }
 
 impl Device {
@@ -112,6 +116,7 @@ impl Device {
             done_tokens: VecDeque::new(),
             next_tag: seed.rotate_left(32) | 1,
             separate_timeout: tx.max_transmit_span() * 2,
+            block_limit: None,
         }
     }
 
@@ -303,8 +308,14 @@ impl Device {
             token = self.observations.remove(i).token;
         }
         cmd.request.set_token(token.clone());
-        let upload = if cmd.request.payload.len() > s.block_size {
-            Upload::new(std::mem::take(&mut cmd.request.payload), s.block_size)
+        if matches!(cmd.kind, CommandKind::Plain | CommandKind::Observe)
+            && cmd.request.header.code == MessageClass::Request(RequestType::Get)
+        {
+            self.accept_for(&mut cmd.request, &s.content_formats);
+        }
+        let block_size = self.block_limit.map_or(s.block_size, |l| l.min(s.block_size));
+        let upload = if cmd.request.payload.len() > block_size {
+            Upload::new(std::mem::take(&mut cmd.request.payload), block_size)
         } else {
             None
         };
@@ -400,6 +411,12 @@ impl Device {
         kind_of: &dyn Fn(&Path) -> Option<Kind>,
         out: &mut Sink,
     ) {
+        if resp.header.code == MessageClass::Response(ResponseType::RequestEntityTooLarge) {
+            match self.retry_smaller(now, e, resp) {
+                None => return,
+                Some(back) => e = back,
+            }
+        }
         if let Some(up) = e.upload.as_mut() {
             if resp.header.code == MessageClass::Response(ResponseType::Continue) {
                 // The device took the block: the next one goes, under the same token.
@@ -429,6 +446,13 @@ impl Device {
             Some(Ok(b))
                 if b.num as usize * b.size() == e.body.len() && e.body.len() + resp.payload.len() <= MAX_BODY =>
             {
+                if let Some(first) = e.first.as_deref()
+                    && b.num > 0
+                    && let Err(why) = blockwise::same_representation(first, resp)
+                {
+                    tracing::warn!(ep = %self.info.ep, path = %e.cmd.path, block = b.num, "LwM2M Block2 response changed representation mid-way ({why}): not published");
+                    return fail(out, e, why);
+                }
                 e.body.extend_from_slice(&resp.payload);
                 if b.num == 0 {
                     e.first = Some(Box::new(resp.clone()));
@@ -463,23 +487,6 @@ impl Device {
             json!({"reqID": e.cmd.req_id, "msgType": e.cmd.msg_type, "data": data}),
             e.reply,
         ));
-    }
-}
-
-impl Device {
-    /// Asks for the block after `got` of exchange `e`'s response, with a new token (the
-    /// first one stays recorded: an observation lives under it); the body so far stays.
-    fn next_block(&mut self, now: Instant, mut e: Exchange, got: codec::Block) {
-        let mut next =
-            blockwise::block2_request(&e.cmd.request, codec::Block { num: got.num + 1, more: false, szx: got.szx });
-        self.next_tag = self.next_tag.wrapping_add(1);
-        let tag = self.next_tag;
-        let token = tag.to_be_bytes().to_vec();
-        let old = std::mem::replace(&mut e.token, token.clone());
-        e.first_token.get_or_insert(old);
-        next.set_token(token);
-        self.layer.send_confirmable(now, tag, self.peer, next);
-        self.exchanges.insert(tag, e);
     }
 }
 

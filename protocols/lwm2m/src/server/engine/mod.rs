@@ -10,6 +10,7 @@
 mod blockwise;
 mod bootstrap;
 mod device;
+mod inbound;
 mod registration;
 mod send;
 #[cfg(test)]
@@ -98,6 +99,8 @@ struct Registering {
     peer: SocketAddr,
     request: Packet,
     info: RegInfo,
+    /// The last Block1 block of a Register that came in blocks: echoed in the answer.
+    block1: Option<roost_coap::codec::Block>,
 }
 
 pub struct Server {
@@ -109,6 +112,8 @@ pub struct Server {
     by_ep: HashMap<String, String>,
     by_peer: HashMap<SocketAddr, String>,
     registering: HashMap<u64, Registering>,
+    /// Register, Update and Bootstrap-Request bodies coming in Block1 blocks.
+    rd_blocks: roost_coap::block::Assemblies,
     /// Each device's next deadline (retransmission, separate response, lifetime), indexed
     /// so that time costs O(log n) per device touched, not a scan of every registration.
     timers: BTreeSet<(Instant, String)>,
@@ -136,6 +141,7 @@ impl Server {
             by_ep: HashMap::new(),
             by_peer: HashMap::new(),
             registering: HashMap::new(),
+            rd_blocks: roost_coap::block::Assemblies::with_limit(inbound::MAX_REG_ASSEMBLIES),
             timers: BTreeSet::new(),
             scheduled: HashMap::new(),
             bootstraps: HashMap::new(),

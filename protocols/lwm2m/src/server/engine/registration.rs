@@ -11,6 +11,7 @@ use roost_coap::codec;
 use roost_core::DisconnectReason;
 use serde_json::{Value as Json, json};
 
+use super::inbound::{self, Inbound};
 use super::{Counters, Device, Output, Refusal, Registering, Server, Sink};
 use crate::server::link;
 use crate::server::settings::UpdatePublish;
@@ -28,6 +29,9 @@ pub struct RegInfo {
     /// The alternate path the objects are below (`/` mostly).
     pub root: String,
     pub objects: Vec<String>,
+    /// The content formats the device announced (`ct` of its `</>` link, LwM2M 1.1 Core
+    /// §6.2.1): reads and observes ask for one of them; none: no Accept, as before.
+    pub formats: Vec<u16>,
 }
 
 impl RegInfo {
@@ -64,8 +68,18 @@ impl Server {
     pub(super) fn handle_request(&mut self, now: Instant, peer: SocketAddr, req: Packet) {
         let path = codec::uri_path(&req).unwrap_or_default();
         let MessageClass::Request(method) = req.header.code else { return };
-        let resp = match (method, path.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
-            (RequestType::Post, ["rd"]) => match self.register(now, peer, &req) {
+        let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+        // Send reassembles its own blocks, per device; the rest of `/rd` and `/bs` here.
+        let (req, block1) = if matches!(segs.as_slice(), ["rd", ..] | ["bs"]) {
+            match inbound::reassemble(&mut self.rd_blocks, now, peer, method, &path, req.clone()) {
+                Inbound::Whole(whole, block1) => (whole, block1),
+                Inbound::Answer(resp) => return self.rd.respond(peer, &req, resp),
+            }
+        } else {
+            (req, None)
+        };
+        let resp = match (method, segs.as_slice()) {
+            (RequestType::Post, ["rd"]) => match self.register(now, peer, &req, block1) {
                 Ok(()) => return,
                 Err(resp) => resp,
             },
@@ -85,7 +99,7 @@ impl Server {
             (_, ["rd", ..]) => reply(ResponseType::MethodNotAllowed),
             _ => diag(ResponseType::NotFound, "only /rd and /dp are served"),
         };
-        self.rd.respond(peer, &req, resp);
+        self.rd.respond(peer, &req, inbound::echo_block1(resp, block1));
     }
 
     fn lifetime(&self, v: &str) -> Result<Duration, Packet> {
@@ -99,7 +113,13 @@ impl Server {
         Ok(lt)
     }
 
-    fn register(&mut self, now: Instant, peer: SocketAddr, req: &Packet) -> Result<(), Packet> {
+    fn register(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        req: &Packet,
+        block1: Option<codec::Block>,
+    ) -> Result<(), Packet> {
         let mut info = RegInfo {
             ep: String::new(),
             lifetime: Duration::from_secs(86_400).clamp(self.settings.lifetime_min, self.settings.lifetime_max),
@@ -109,6 +129,7 @@ impl Server {
             queue: false,
             root: "/".into(),
             objects: Vec::new(),
+            formats: Vec::new(),
         };
         let mut q_param = false;
         for (k, v) in codec::uri_query(req) {
@@ -129,6 +150,7 @@ impl Server {
         let body =
             std::str::from_utf8(&req.payload).map_err(|_| diag(ResponseType::BadRequest, "body is not UTF-8"))?;
         (info.root, info.objects) = link::object_list(body);
+        info.formats = link::content_formats(body);
         if !self.by_ep.contains_key(&info.ep) && self.devices.len() >= self.settings.max_devices {
             Counters::bump(&self.counters.refused);
             return Err(diag(ResponseType::ServiceUnavailable, "too many registrations"));
@@ -137,7 +159,7 @@ impl Server {
         self.next_ticket += 1;
         let ep = info.ep.clone();
         let commands = format!("{}{}", self.settings.mount(&ep), self.settings.translators.command);
-        self.registering.insert(ticket, Registering { peer, request: req.clone(), info });
+        self.registering.insert(ticket, Registering { peer, request: req.clone(), info, block1 });
         self.outputs.push_back(Output::Connect { ticket, ep, peer, commands });
         let _ = now;
         Ok(())
@@ -145,14 +167,14 @@ impl Server {
 
     /// The core's answer to [`Output::Connect`] `ticket`: the Register is answered.
     pub fn connected(&mut self, now: Instant, ticket: u64, outcome: Result<(), Refusal>) {
-        let Some(Registering { peer, request, info }) = self.registering.remove(&ticket) else { return };
+        let Some(Registering { peer, request, info, block1 }) = self.registering.remove(&ticket) else { return };
         if let Err(r) = outcome {
             Counters::bump(&self.counters.refused);
             let code = match r {
                 Refusal::Forbidden => ResponseType::Forbidden,
                 Refusal::Unavailable => ResponseType::ServiceUnavailable,
             };
-            self.rd.respond(peer, &request, reply(code));
+            self.rd.respond(peer, &request, inbound::echo_block1(reply(code), block1));
             return;
         }
         // A re-register of the same endpoint takes over: requests in flight to the old
@@ -184,7 +206,7 @@ impl Server {
         let mut resp = reply(ResponseType::Created);
         resp.add_option(CoapOption::LocationPath, b"rd".to_vec());
         resp.add_option(CoapOption::LocationPath, id.as_bytes().to_vec());
-        self.rd.respond(peer, &request, resp);
+        self.rd.respond(peer, &request, inbound::echo_block1(resp, block1));
         Counters::bump(&self.counters.registrations);
         self.counters.devices.fetch_add(1, Relaxed);
         tracing::debug!(ep = %dev.info.ep, %peer, %id, "LwM2M device registered");
@@ -239,6 +261,7 @@ impl Server {
         let has_objects = !body.trim().is_empty();
         if has_objects {
             (dev.info.root, dev.info.objects) = link::object_list(body);
+            dev.info.formats = link::content_formats(body);
         }
         dev.last_update = now;
         if dev.peer != peer {

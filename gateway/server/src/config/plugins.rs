@@ -1,0 +1,35 @@
+//! `[[codec]] plugin = "x.wasm"`: a WebAssembly codec file (`docs/plugins.md`) run by the
+//! `wasm` codec of the registry, its path handed over as `options.path`.
+
+use super::ConfigError;
+use super::validate::invalid;
+
+/// Turns `plugin = "dir/meter.wasm"` into `codec = "wasm"`, `options.path`, and a listener
+/// name defaulting to the file's stem (`meter`).
+pub(super) fn codec_plugin(
+    key: &dyn Fn(&str) -> String,
+    codec: &mut String,
+    name: &mut String,
+    plugin: &str,
+    options: &mut toml::Table,
+) -> Result<(), ConfigError> {
+    if plugin.is_empty() {
+        return Ok(());
+    }
+    if !codec.is_empty() {
+        return Err(invalid(&key("plugin"), "give either codec = \"...\" or plugin = \"...\", not both"));
+    }
+    if options.contains_key("path") {
+        return Err(invalid(&key("options.path"), "is set by plugin = \"...\"; remove it"));
+    }
+    let path = std::path::Path::new(plugin);
+    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return Err(invalid(&key("plugin"), format!("{plugin:?} is not a .wasm file")));
+    }
+    if name.is_empty() {
+        *name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("wasm").to_string();
+    }
+    options.insert("path".into(), toml::Value::String(plugin.to_string()));
+    *codec = roost_plugins::wasm_factory::NAME.to_string();
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! WebAssembly codec plugins end to end (issue 21): `[[codec]] plugin = "x.wasm"` over real
+//! TCP with an MQTT 5 client (rumqttc) on the other side. The AssemblyScript `line` build
+//! against the Rust `line` codec: the same device traffic gives the same device answers and
+//! byte-identical MQTT output; faulty guests close only their own device.
+
+use crate::codec_support::LineDevice;
+use crate::plugin_guests;
+
+use std::time::{Duration, Instant};
+
+use roost_e2e::mqtt5::{self, Client5};
+use roost_e2e::{TestBroker, WAIT};
+
+fn listeners(dir: &std::path::Path) -> String {
+    let wasm = dir.join("line.wasm");
+    std::fs::write(&wasm, plugin_guests::line_wasm()).unwrap();
+    let hostile = dir.join("hostile.wasm");
+    std::fs::write(&hostile, plugin_guests::hostile_wasm()).unwrap();
+    format!(
+        r#"
+[[codec]]
+name = "rust"
+codec = "line"
+bind = "127.0.0.1:0"
+mountpoint = "dev/"
+
+[[codec]]
+name = "wasm"
+plugin = "{}"
+bind = "127.0.0.1:0"
+mountpoint = "dev/"
+
+[[codec]]
+plugin = "{}"
+bind = "127.0.0.1:0"
+options = {{ fuel_per_call = 2000000, max_memory = 262144 }}
+"#,
+        wasm.display(),
+        hostile.display()
+    )
+}
+
+/// One device's session; returns what the device was told and what MQTT saw.
+async fn session(broker: &TestBroker, listener: &str) -> (Vec<String>, Vec<(String, Vec<u8>, u8)>) {
+    let mut sub = Client5::connect(broker.addr(), &format!("watch-{listener}")).await;
+    sub.subscribe("dev/#", mqtt5::qos(1)).await;
+    let mut app = Client5::connect(broker.addr(), &format!("app-{listener}")).await;
+    let mut dev = LineDevice::connect(broker.codec_addr(listener)).await;
+    let mut answers = Vec::new();
+    for line in ["CONNECT meter-1 u p", "PUB power/w 1520", "PUB1 t/é caf\u{e9} au lait", "SUB cmd/# 1", "pub x  y"] {
+        answers.push(dev.ask(line).await);
+    }
+    app.publish("dev/cmd/relay", mqtt5::qos(1), false, "off").await;
+    answers.push(dev.expect_line(WAIT).await);
+    dev.send("ACK 1").await;
+    answers.push(dev.ask("PING").await);
+    dev.send("QUIT").await;
+    answers.extend(dev.expect_closed(WAIT).await);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let p = sub.expect_publish(WAIT).await;
+        seen.push((String::from_utf8_lossy(&p.topic).into_owned(), p.payload.to_vec(), p.qos as u8));
+    }
+    (answers, seen)
+}
+
+#[tokio::test]
+async fn the_webassembly_line_codec_gives_the_same_mqtt_output_as_the_rust_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(&listeners(dir.path())).await;
+    let rust = session(&broker, "rust").await;
+    let wasm = session(&broker, "wasm").await;
+    assert_eq!(rust.0[0], "OK", "{:?}", rust.0);
+    assert_eq!(rust.0[5], "MSG 1 cmd/relay off");
+    assert_eq!(rust.1[0], ("dev/power/w".to_string(), b"1520".to_vec(), 0));
+    assert_eq!(rust, wasm, "device answers and MQTT output differ between the Rust and the WebAssembly codec");
+    broker.stop().await;
+}
+
+async fn ping(good: &mut LineDevice) -> Duration {
+    let started = Instant::now();
+    assert_eq!(good.ask("PING").await, "PONG");
+    started.elapsed()
+}
+
+/// A device whose input makes the guest loop, allocate past its memory or return garbage
+/// is closed; a well-behaved device on the same listener keeps being answered.
+#[tokio::test]
+async fn faulty_guests_close_only_their_own_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(&listeners(dir.path())).await;
+    let mut good = LineDevice::connect(broker.codec_addr("hostile")).await;
+    assert_eq!(good.ask("CONNECT good u p").await, "OK");
+    let mut calm = Vec::new();
+    for _ in 0..50 {
+        calm.push(ping(&mut good).await);
+    }
+    let mut during = Vec::new();
+    for (i, fault) in ["LOOP", "GROW", "JUNK"].iter().cycle().take(9).enumerate() {
+        let mut bad = LineDevice::connect(broker.codec_addr("hostile")).await;
+        assert_eq!(bad.ask(&format!("CONNECT bad-{i} u p")).await, "OK");
+        let started = Instant::now();
+        bad.send(fault).await;
+        assert_eq!(bad.expect_closed(WAIT).await, Vec::<String>::new(), "{fault}: closed without a word");
+        let closed_in = started.elapsed();
+        assert!(closed_in < WAIT, "{fault}: closed after {closed_in:?}");
+        during.push(ping(&mut good).await);
+    }
+    assert_eq!(good.ask("PUB still/here 1").await, "OK", "the good device is still served");
+    let p99 = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[(v.len() * 99).div_ceil(100) - 1]
+    };
+    eprintln!("good device PING round trip p99: calm {:?}, between faults {:?}", p99(&mut calm), p99(&mut during));
+    broker.stop().await;
+}
