@@ -324,8 +324,15 @@ async fn screenshots(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5,
                     b.wait_for("a frame", "document.querySelector('tr.frame') && document.querySelector('tr.gateway')")
                         .await;
                 }
+                "sessions" => {
+                    // A CoAP device heard again (its session is dropped when it goes quiet).
+                    let _coap = devices::coap(broker).await;
+                    b.wait_for("both sessions", "document.querySelectorAll('tr.session').length >= 2").await;
+                }
                 _ => {}
             }
+            let null = b.eval("document.getElementById('main').innerText.includes('null')").await;
+            assert_eq!(null, json!(false), "{page} shows a null");
             let over = b.overflow_x().await;
             assert_eq!(over, 0, "{page} at {w}x{h} is {over} px wider than the screen");
             let file = dir.join(format!("{page}-{name}.png"));

@@ -133,10 +133,12 @@ function lineChart(canvas, times, series, fmt = (v) => num(v), integer = false) 
   if (times.length) {
     // Seconds matter while the history is young; minutes once it spans a while.
     const style = span < 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
-    for (let i = 0; i <= 3; i++) {
-      const t = t0 + (span * i) / 3;
-      c.textAlign = i === 0 ? "left" : i === 3 ? "right" : "center";
-      c.fillText(new Date(t * 1000).toLocaleTimeString([], style), left + (pw * i) / 3, top + ph + 5);
+    // Four time labels where they fit, the two ends on a narrow screen.
+    const ticks = pw < 420 ? 1 : 3;
+    for (let i = 0; i <= ticks; i++) {
+      const t = t0 + (span * i) / ticks;
+      c.textAlign = i === 0 ? "left" : i === ticks ? "right" : "center";
+      c.fillText(new Date(t * 1000).toLocaleTimeString([], style), left + (pw * i) / ticks, top + ph + 5);
     }
   } else {
     c.fillText("collecting samples…", left + pw / 2, top + ph / 2);

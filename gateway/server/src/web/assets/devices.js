@@ -164,9 +164,9 @@ VIEWS.sessions = {
         const r = await api("/clients?" + q({ protocol: p, limit: 200 }));
         box.replaceChildren(r.data.length ? table([["Client id", (c) => h("span.mono", { text: c.clientid })], ["Address", (c) => c.peer, "wide"],
           ["State", (c) => h(c.connected ? "span.pill.on" : "span.pill", { text: c.connected ? "awake" : "asleep / offline" })],
-          ["Since", (c) => when(c.connected_at), "wide"], ["Subscriptions / observations", (c) => c.subscriptions],
+          ["Since", (c) => when(c.connected_at), "wide"], ["Subscriptions", (c) => c.subscriptions, "wide"],
           ["Buffered", (c) => c.queued], ["In flight", (c) => c.inflight, "wide"]], r.data, (c) => ({ class: "session", "data-clientid": c.clientid }))
-          : h("p.muted", { text: `No ${p} session.` }), r.meta.count > r.data.length ? h("p.muted", { text: `${r.meta.count} in all: see Clients for the rest.` }) : null);
+          : h("p.muted", { text: `No ${p} session.` }), ...(r.meta.count > r.data.length ? [h("p.muted", { text: `${r.meta.count} in all: see Clients for the rest.` })] : []));
       }
       ctx.loaded();
     };
