@@ -148,8 +148,24 @@ pub fn set_user(path: &Path, username: &str, password: &[u8], client_id: Option<
         f.write_all(render(&entries).as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
+    keep_ownership(path, &tmp);
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+/// An existing users file keeps its mode, owner and group through the rewrite: a packaged
+/// `/etc/roost/users` is `root:roost 0640` so that the service user can read it, and
+/// `roost passwd` run as root must not take that away (the gateway would fail to start).
+#[cfg(unix)]
+fn keep_ownership(old: &Path, new: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(old) else { return };
+    let _ = std::fs::set_permissions(new, meta.permissions());
+    // Only root may give the file away; anyone else keeps their own ownership, as before.
+    let _ = std::os::unix::fs::chown(new, Some(meta.uid()), Some(meta.gid()));
+}
+
+#[cfg(not(unix))]
+fn keep_ownership(_old: &Path, _new: &Path) {}
 
 struct Loaded {
     modified: Option<SystemTime>,
@@ -253,5 +269,21 @@ mod tests {
         assert_eq!(users[1].client_id.as_deref(), Some("bob-device"));
         assert!(set_user(&path, "a:b", b"x", None).is_err());
         assert!(parse(&path, "x:plain\n").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_rewrite_keeps_the_files_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        set_user(&path, "alice", b"secret", None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        // A new file is still private to its owner.
+        let fresh = dir.path().join("fresh");
+        set_user(&fresh, "bob", b"pw", None).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
