@@ -109,7 +109,7 @@ impl NetworkServer {
             rx,
             out,
         );
-        let Some(dev) = self.devices.get(&jr.dev_eui) else { return None };
+        let dev = self.devices.get(&jr.dev_eui)?;
         let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
             bump(&self.counters.unknown_devices);
             tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
