@@ -497,7 +497,7 @@ async fn send_fleet(cfg: &SimConfig, shared: &Mutex<Shared>, stats: &Stats, gate
         for (g, rx) in per_gw {
             // Semtech forwarders send at most a few frames per datagram.
             for chunk in rx.chunks(8) {
-                gateways[g as usize].push(cfg.target, chunk.to_vec(), &stats).await;
+                gateways[g as usize].push(cfg.target, chunk.to_vec(), stats).await;
             }
         }
     }
