@@ -9,6 +9,8 @@ mod codec_support;
 mod plugin_guests;
 
 mod adapter;
+mod auth_db;
+mod auth_db_support;
 mod api;
 mod bridge;
 mod cli_clients;

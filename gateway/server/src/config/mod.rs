@@ -18,6 +18,7 @@ mod lwm2m;
 mod plugins;
 mod rules;
 mod schema;
+mod authdb;
 mod security;
 mod validate;
 mod webhook;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use authdb::{AclSourceSettings, DbAuthSettings};
 pub use security::{AuthSettings, AuthSourceKind, HttpAuthSettings};
 
 /// `[storage]`: where the durable state lives.
