@@ -15,7 +15,8 @@ pub struct Redis {
 
 impl Redis {
     pub async fn start() -> Redis {
-        let mut r = Redis { port: crate::postgres::free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        let mut r =
+            Redis { port: crate::postgres::free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
         r.up().await;
         r
     }

@@ -18,10 +18,13 @@ use roost_e2e::slapd::{BASE, Slapd};
 
 use crate::auth_db_support::*;
 
-fn base_config(users: &std::path::Path, chain: &str) -> String {
+/// `chain` then the users file; `[acl] sources`; `no_match = "deny"` and one file rule (so
+/// that a connected client has something it may publish whatever its database says).
+fn base_config(users: &std::path::Path, chain: &str, acl_sources: &str) -> String {
     format!(
         "[auth]\nallow_anonymous = false\nchain = [{chain}, \"password_file\"]\npassword_file = {:?}\n\
-         slow_after_failures = 0\n[acl]\nno_match = \"deny\"\n",
+         slow_after_failures = 0\n[acl]\nno_match = \"deny\"\nsources = [{acl_sources}]\n[[acl.rule]]\n\
+         permission = \"allow\"\nuser = \"alice\"\naction = \"publish\"\ntopics = [\"alice/still-here\"]\n",
         users.display()
     )
 }
@@ -44,11 +47,11 @@ async fn auth_db_postgresql_auth_acl_and_outage() {
     c.batch_execute(&sql).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}sources = [\"postgresql\"]\n[acl.postgresql]\nquery = \"SELECT permission, action, topic FROM mqtt_acl \
+        "{}[acl.postgresql]\nquery = \"SELECT permission, action, topic FROM mqtt_acl \
          WHERE username = ${{username}} ORDER BY id\"\n[auth.postgresql]\nserver = \"127.0.0.1:{}\"\n\
          database = \"postgres\"\nusername = \"roost\"\ntimeout = \"1s\"\ncache_ttl = \"1m\"\n\
          password_hash_algorithm = {{ name = \"sha256\", salt_position = \"suffix\" }}\n",
-        base_config(&users_file(dir.path()), "\"postgresql\""),
+        base_config(&users_file(dir.path()), "\"postgresql\"", "\"postgresql\""),
         pg.port
     );
     let broker = TestBroker::start_with(&config).await;
@@ -85,11 +88,11 @@ async fn auth_db_mariadb_auth_acl_and_outage() {
     let dir = tempfile::tempdir().unwrap();
     // on_error = "ignore": with MariaDB down the users file decides (it does not know alice).
     let config = format!(
-        "{}sources = [\"mysql\"]\n[acl.mysql]\nquery = \"SELECT permission, action, topic FROM mqtt_acl \
+        "{}[acl.mysql]\nquery = \"SELECT permission, action, topic FROM mqtt_acl \
          WHERE username = ${{username}} ORDER BY id\"\n[auth.mysql]\nserver = \"127.0.0.1:{}\"\n\
          database = \"mqtt\"\nusername = \"roost\"\npassword = \"roost-pw\"\ntimeout = \"1s\"\ncache_ttl = \"0s\"\n\
          on_error = \"ignore\"\npassword_hash_algorithm = {{ name = \"bcrypt\" }}\n",
-        base_config(&users_file(dir.path()), "\"mysql\""),
+        base_config(&users_file(dir.path()), "\"mysql\"", "\"mysql\""),
         db.port
     );
     let broker = TestBroker::start_with(&config).await;
@@ -118,9 +121,9 @@ async fn auth_db_redis_auth_acl_pause_and_outage() {
     fill(&redis).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}sources = [\"redis\"]\n[auth.redis]\nserver = \"127.0.0.1:{}\"\ntimeout = \"1s\"\ncache_ttl = \"0s\"\n\
+        "{}[auth.redis]\nserver = \"127.0.0.1:{}\"\ntimeout = \"1s\"\ncache_ttl = \"0s\"\n\
          password_hash_algorithm = {{ name = \"pbkdf2\", mac_fun = \"sha256\", iterations = 1000, dk_length = 32 }}\n",
-        base_config(&users_file(dir.path()), "\"redis\""),
+        base_config(&users_file(dir.path()), "\"redis\"", "\"redis\""),
         redis.port
     );
     let broker = TestBroker::start_with(&config).await;
@@ -130,12 +133,19 @@ async fn auth_db_redis_auth_acl_pause_and_outage() {
     assert_eq!(code, 0);
     let granted = rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
     assert_eq!(suback(&mut alice, 1, "news/x").await, granted);
-    assert_eq!(puback(&mut alice, 2, "alice/x").await, rumqttc::v5::mqttbytes::v5::PubAckReason::Success);
+    assert!(allowed(puback(&mut alice, 2, "alice/x").await));
     let denied = rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized;
     assert_eq!(puback(&mut alice, 3, "news/x").await, denied);
 
-    // Paused: it accepts and never answers, so only the timeout ends the login.
+    // Paused: it accepts and never answers, so only the timeout ends the login. While one
+    // login waits, the connected client is served at once.
     redis.pause(true).await;
+    let addr = broker.addr();
+    let waiting = tokio::spawn(async move { code5(addr, "alice-waiting", "alice", "alice-pw").await });
+    let t = std::time::Instant::now();
+    assert!(allowed(puback(&mut alice, 4, "alice/still-here").await));
+    assert!(t.elapsed() < Duration::from_millis(800), "a waiting login held others: {:?}", t.elapsed());
+    assert_eq!(waiting.await.unwrap(), 0x87, "redis paused: denied after the timeout");
     down_outcome(&broker, "redis", &mut alice, "alice-paused", 0x87, Duration::from_secs(4)).await;
     assert!(counted(&broker, "redis", "timeout").await >= 1.0);
     redis.pause(false).await;
@@ -162,7 +172,7 @@ async fn auth_db_ldap_search_then_bind_over_tls() {
          bind_password = \"reader\"\nbase_dn = \"ou=users,{BASE}\"\n\
          filter = \"(&(objectClass=inetOrgPerson)(uid=${{username}}))\"\nis_superuser_attribute = \"employeeType\"\n\
          timeout = \"2s\"\ncache_ttl = \"0s\"\n",
-        base_config(&users_file(dir.path()), "\"ldap\""),
+        base_config(&users_file(dir.path()), "\"ldap\"", ""),
         slapd.tls_port,
         slapd.ca_file.display()
     );

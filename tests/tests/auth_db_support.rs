@@ -92,6 +92,11 @@ pub async fn puback(c: &mut RawClient, pkid: u16, topic: &str) -> v5::PubAckReas
     }
 }
 
+/// A PUBACK of an allowed publish (with or without subscribers).
+pub fn allowed(reason: v5::PubAckReason) -> bool {
+    matches!(reason, v5::PubAckReason::Success | v5::PubAckReason::NoMatchingSubscribers)
+}
+
 /// `roost_auth_backend_total{source, result}` (0 when not yet counted).
 pub async fn counted(broker: &TestBroker, source: &str, result: &str) -> f64 {
     let scrape = roost_e2e::metrics::scrape(broker.http_addr()).await;
@@ -121,20 +126,28 @@ pub async fn admits_refuses_and_applies_acl(broker: &TestBroker, source: &str, a
     assert_eq!(code5(addr, "alice-4", "alice", "").await, 0x86, "{source}: empty password");
     // Unknown here: the next source (the users file) decides.
     assert_eq!(code5(addr, "dave-1", "dave", "dave-pw").await, 0x00, "{source}: unknown user passed on");
-    for (i, evil) in ["' OR '1'='1", "alice' --", "*", "alice)(|(uid=*"].iter().enumerate() {
-        let code = code5(addr, &format!("evil-{i}"), evil, "x' OR '1'='1").await;
-        assert_eq!(code, 0x86, "{source}: injection {evil:?} refused");
+    // Each would select alice's (or root's) record if pasted into the query or filter, and
+    // the password is theirs: only binding / escaping keeps these out.
+    let evil = ["' OR '1'='1", "' OR username='alice", "al*", "*", "alice)(uid=alice"];
+    for (i, user) in evil.iter().enumerate() {
+        for pass in ["alice-pw", "root-pw"] {
+            let code = code5(addr, &format!("evil-{i}"), user, pass).await;
+            assert_eq!(code, 0x86, "{source}: injection {user:?} refused");
+        }
     }
     let (mut root, code) = connect5(addr, "root-1", "root", "root-pw").await;
     assert_eq!(code, 0x00, "{source}: superuser admitted");
     // The superuser passes every ACL check; no file rule allows these.
-    assert_eq!(suback(&mut root, 1, "secret/#").await, v5::SubscribeReasonCode::Success(rumqttc::v5::mqttbytes::QoS::AtLeastOnce));
-    assert_eq!(puback(&mut root, 2, "secret/x").await, v5::PubAckReason::Success);
+    assert_eq!(
+        suback(&mut root, 1, "secret/#").await,
+        v5::SubscribeReasonCode::Success(rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+    );
+    assert!(allowed(puback(&mut root, 2, "secret/x").await), "{source}: superuser publishes anywhere");
     if acl {
         let granted = v5::SubscribeReasonCode::Success(rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
         assert_eq!(suback(&mut alice, 1, "news/today").await, granted, "{source}: ACL row allows");
         assert_eq!(suback(&mut alice, 2, "secret/#").await, v5::SubscribeReasonCode::NotAuthorized);
-        assert_eq!(puback(&mut alice, 3, "alice/status").await, v5::PubAckReason::Success);
+        assert!(allowed(puback(&mut alice, 3, "alice/status").await), "{source}: ACL row allows publish");
         assert_eq!(puback(&mut alice, 4, "alice/private").await, v5::PubAckReason::NotAuthorized, "{source}: deny row");
         assert_eq!(puback(&mut alice, 5, "news/today").await, v5::PubAckReason::NotAuthorized);
     }
@@ -145,12 +158,19 @@ pub async fn admits_refuses_and_applies_acl(broker: &TestBroker, source: &str, a
 
 /// The backend is down: a new login gets `expected` within `within`; `alice` (connected
 /// before) goes on publishing; the failure is counted as `error` or `timeout`.
-pub async fn down_outcome(broker: &TestBroker, source: &str, alice: &mut RawClient, id: &str, expected: u8, within: Duration) {
+pub async fn down_outcome(
+    broker: &TestBroker,
+    source: &str,
+    alice: &mut RawClient,
+    id: &str,
+    expected: u8,
+    within: Duration,
+) {
     let before = counted(broker, source, "error").await + counted(broker, source, "timeout").await;
     let t = Instant::now();
     assert_eq!(code5(broker.addr(), id, "alice", "alice-pw").await, expected, "{source} down: configured outcome");
     assert!(t.elapsed() < within, "{source} down: answered in {:?}", t.elapsed());
-    assert_eq!(puback(alice, 9, "alice/still-here").await, v5::PubAckReason::Success, "existing client unaffected");
+    assert!(allowed(puback(alice, 9, "alice/still-here").await), "{source} down: existing client unaffected");
     let after = counted(broker, source, "error").await + counted(broker, source, "timeout").await;
     assert!(after > before, "{source} down: failure counted ({before} -> {after})");
 }

@@ -9,9 +9,9 @@ mod codec_support;
 mod plugin_guests;
 
 mod adapter;
+mod api;
 mod auth_db;
 mod auth_db_support;
-mod api;
 mod bridge;
 mod cli_clients;
 mod cluster;

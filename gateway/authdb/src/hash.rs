@@ -15,10 +15,9 @@ pub fn verify(alg: HashAlgorithm, password: &[u8], hash: &str, salt: &[u8]) -> b
     match alg {
         HashAlgorithm::Plain(pos) => same(&salted(pos, password, salt), hash.as_bytes()),
         HashAlgorithm::Md5(pos) => hex_same(&md5::Md5::digest(salted(pos, password, salt)), hash),
-        HashAlgorithm::Sha(pos) => hex_same(
-            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &salted(pos, password, salt)).as_ref(),
-            hash,
-        ),
+        HashAlgorithm::Sha(pos) => {
+            hex_same(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &salted(pos, password, salt)).as_ref(), hash)
+        }
         HashAlgorithm::Sha256(pos) => {
             hex_same(digest::digest(&digest::SHA256, &salted(pos, password, salt)).as_ref(), hash)
         }

@@ -64,9 +64,10 @@ impl Ldap {
                     return Ok(Outcome::NotFound);
                 };
                 let entry = SearchEntry::construct(entry.clone());
-                let superuser = s.is_superuser_attribute.as_ref().map(|a| {
-                    entry.attrs.get(a).is_some_and(|vs| vs.iter().any(|v| truthy(v)))
-                });
+                let superuser = s
+                    .is_superuser_attribute
+                    .as_ref()
+                    .map(|a| entry.attrs.get(a).is_some_and(|vs| vs.iter().any(|v| truthy(v))));
                 (entry.dn, superuser)
             }
         };
@@ -85,11 +86,7 @@ impl Backend for Ldap {
         "ldap"
     }
 
-    fn check<'a>(
-        &'a self,
-        vars: &'a Vars,
-        password: Option<&'a [u8]>,
-    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         Box::pin(async move {
             if vars.username.is_none() && self.settings.bind_dn_template.is_none() {
                 return Ok(Outcome::NotFound);

@@ -77,11 +77,7 @@ impl Backend for Mysql {
         "mysql"
     }
 
-    fn check<'a>(
-        &'a self,
-        vars: &'a Vars,
-        password: Option<&'a [u8]>,
-    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         Box::pin(async move {
             let rows = self.rows(&self.query, vars).await?;
             let Some(row) = rows.first() else { return Ok(Outcome::NotFound) };

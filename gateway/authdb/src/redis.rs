@@ -87,15 +87,12 @@ impl Backend for Redis {
         "redis"
     }
 
-    fn check<'a>(
-        &'a self,
-        vars: &'a Vars,
-        password: Option<&'a [u8]>,
-    ) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
         Box::pin(async move {
             let value = self.run(&self.settings.cmd, vars).await?;
             // The field names are the command's arguments after the key.
-            let fields: Vec<String> = self.settings.cmd.iter().skip(2).map(|t| t.render(vars, crate::template::verbatim)).collect();
+            let fields: Vec<String> =
+                self.settings.cmd.iter().skip(2).map(|t| t.render(vars, crate::template::verbatim)).collect();
             let values: Vec<Option<String>> = match &value {
                 Value::Array(items) => items.iter().map(text).collect(),
                 other => vec![text(other)],

@@ -45,7 +45,11 @@ pub enum HashAlgorithm {
     /// The stored hash carries its own salt and cost (`$2b$12$...`).
     Bcrypt,
     /// `dk_length` `None`: the MAC's output length.
-    Pbkdf2 { mac: Mac, iterations: u32, dk_length: Option<u32> },
+    Pbkdf2 {
+        mac: Mac,
+        iterations: u32,
+        dk_length: Option<u32>,
+    },
 }
 
 /// What every source has.

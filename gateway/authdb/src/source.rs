@@ -22,7 +22,9 @@ const MAX_CACHED: usize = 10_000;
 /// What a backend says of a client's credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Allow { superuser: bool },
+    Allow {
+        superuser: bool,
+    },
     /// The user is known and the password is wrong (or missing).
     Deny,
     /// The user is not known here.
@@ -33,8 +35,7 @@ pub enum Outcome {
 pub trait Backend: Send + Sync {
     /// The `source` label and log name: `postgresql`, `mysql`, `redis`, `ldap`.
     fn kind(&self) -> &'static str;
-    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>)
-    -> BoxFuture<'a, Result<Outcome, BackendError>>;
+    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>>;
 }
 
 /// A [`Backend`] in the chain.

@@ -38,7 +38,8 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Security> {
     if let Some(s) = &db.postgresql {
         let q = acl_query(|a| matches!(a, AclSourceSettings::Postgresql(_)));
         let q = q.and_then(|a| if let AclSourceSettings::Postgresql(t) = a { Some(t) } else { None });
-        let pg = roost_authdb::postgres::Postgres::new(s.clone(), q).map_err(|e| anyhow::anyhow!("auth.postgresql: {e}"))?;
+        let pg =
+            roost_authdb::postgres::Postgres::new(s.clone(), q).map_err(|e| anyhow::anyhow!("auth.postgresql: {e}"))?;
         backends.postgresql = Some(Arc::new(pg));
     }
     if let Some(s) = &db.mysql {

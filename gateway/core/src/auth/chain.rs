@@ -129,7 +129,9 @@ mod tests {
     }
 
     async fn run(chain: &AuthChain, c: &ClientInfo) -> AuthDecision {
-        chain.authenticate(Credentials { client: c, password: None, certificate: None, grants: &Default::default() }).await
+        chain
+            .authenticate(Credentials { client: c, password: None, certificate: None, grants: &Default::default() })
+            .await
     }
 
     #[tokio::test]

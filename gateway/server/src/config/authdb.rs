@@ -84,7 +84,8 @@ impl Default for SqlSection {
             database: "mqtt".into(),
             username: "root".into(),
             password: String::new(),
-            query: "SELECT password_hash, salt, is_superuser FROM mqtt_user WHERE username = ${username} LIMIT 1".into(),
+            query: "SELECT password_hash, salt, is_superuser FROM mqtt_user WHERE username = ${username} LIMIT 1"
+                .into(),
             password_hash_algorithm: HashSection::default(),
             pool_size: Int(4),
             timeout: ConfigDuration(Duration::from_secs(5)),
@@ -248,7 +249,10 @@ pub(super) fn validate(chain: &[String], s: DbSections) -> Result<DbAuthSettings
                 AclSourceSettings::Redis(command("acl.redis.cmd", &c, &["HGETALL"])?)
             }
             other => {
-                return Err(invalid(&key, format!("{other:?} is not a source: \"postgresql\", \"mysql\" or \"redis\"")));
+                return Err(invalid(
+                    &key,
+                    format!("{other:?} is not a source: \"postgresql\", \"mysql\" or \"redis\""),
+                ));
             }
         };
         if out.acl.iter().any(|a| std::mem::discriminant(a) == std::mem::discriminant(&source)) {
@@ -323,8 +327,8 @@ fn hash(key: &str, h: HashSection) -> Result<HashAlgorithm, ConfigError> {
                 }
             };
             let iterations = u32::try_from(h.iterations.0).ok().filter(|n| (1..=10_000_000).contains(n));
-            let iterations = iterations
-                .ok_or_else(|| invalid(&format!("{key}.iterations"), "out of range (1..=10000000)"))?;
+            let iterations =
+                iterations.ok_or_else(|| invalid(&format!("{key}.iterations"), "out of range (1..=10000000)"))?;
             let dk = u32::try_from(h.dk_length.0).ok().filter(|n| *n <= 1024);
             let dk = dk.ok_or_else(|| invalid(&format!("{key}.dk_length"), "out of range (0..=1024)"))?;
             HashAlgorithm::Pbkdf2 { mac, iterations, dk_length: (dk > 0).then_some(dk) }

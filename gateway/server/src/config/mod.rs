@@ -8,6 +8,7 @@
 //! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
 //! the code defaults.
 
+mod authdb;
 mod bridge;
 mod cluster;
 mod coap;
@@ -18,7 +19,6 @@ mod lwm2m;
 mod plugins;
 mod rules;
 mod schema;
-mod authdb;
 mod security;
 mod validate;
 mod webhook;
@@ -32,9 +32,9 @@ use roost_mqtt::settings::MqttSettings;
 use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
 
+pub use authdb::{AclSourceSettings, DbAuthSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
-pub use authdb::{AclSourceSettings, DbAuthSettings};
 pub use security::{AuthSettings, AuthSourceKind, HttpAuthSettings};
 
 /// `[storage]`: where the durable state lives.

@@ -102,7 +102,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     };
     let (acl, deny_disconnect) = super::security::acl(acl)?;
     mqtt_settings.acl_deny_disconnect = deny_disconnect;
-    let auth_settings = super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http, databases)?;
+    let auth_settings =
+        super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http, databases)?;
 
     let broker = BrokerSettings {
         node_name: node_name("node.name", node.name)?,
