@@ -89,14 +89,15 @@ fn flag(row: &Row, name: &str) -> bool {
     if let Ok(Some(b)) = row.try_get::<_, Option<bool>>(name) {
         return b;
     }
-    for n in [
-        row.try_get::<_, Option<i16>>(name).ok().flatten().map(i64::from),
-        row.try_get::<_, Option<i32>>(name).ok().flatten().map(i64::from),
-        row.try_get::<_, Option<i64>>(name).ok().flatten(),
-    ] {
-        if let Some(n) = n {
-            return n != 0;
-        }
+    let number = row
+        .try_get::<_, Option<i16>>(name)
+        .ok()
+        .flatten()
+        .map(i64::from)
+        .or_else(|| row.try_get::<_, Option<i32>>(name).ok().flatten().map(i64::from))
+        .or_else(|| row.try_get::<_, Option<i64>>(name).ok().flatten());
+    if let Some(n) = number {
+        return n != 0;
     }
     text(row, name).is_some_and(|t| truthy(&t))
 }

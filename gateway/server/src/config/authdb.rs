@@ -407,3 +407,47 @@ fn ldap(s: LdapSection) -> Result<LdapSettings, ConfigError> {
         common: c,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AclSourceSettings, AuthSourceKind, parse};
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn database_sources_and_their_errors() {
+        let s = parse(
+            "[auth]\nchain = [\"postgresql\", \"redis\", \"ldap\"]\n[auth.postgresql]\nserver = \"db:5433\"\n\
+             [auth.redis]\nserver = \"127.0.0.1\"\n[auth.ldap]\nserver = \"ldaps://dir\"\nbase_dn = \"dc=x\"\n\
+             [acl]\nsources = [\"redis\", \"postgresql\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.auth.chain, vec![AuthSourceKind::Postgresql, AuthSourceKind::Redis, AuthSourceKind::Ldap]);
+        let db = &s.auth.databases;
+        assert_eq!(db.postgresql.as_ref().unwrap().common.pool_size, 4);
+        assert!(matches!(db.acl[..], [AclSourceSettings::Redis(_), AclSourceSettings::Postgresql(_)]));
+        // With ACL sources the authorizer exists even without rules.
+        assert!(s.acl.is_some());
+
+        assert!(error("[auth]\nchain = [\"mysql\"]\n").contains("auth.mysql"));
+        let quoted =
+            "[auth]\nchain = [\"mysql\"]\n[auth.mysql]\nserver = \"h\"\nquery = \"SELECT 1 WHERE u = '${username}'\"\n";
+        assert!(error(quoted).contains("auth.mysql.query"));
+        let unknown = "[auth]\nchain = [\"mysql\"]\n[auth.mysql]\nserver = \"h\"\nquery = \"SELECT ${password}\"\n";
+        assert!(error(unknown).contains("not a placeholder"));
+        let bad_hash =
+            "[auth]\nchain = [\"redis\"]\n[auth.redis]\nserver = \"h\"\npassword_hash_algorithm = { name = \"md4\" }\n";
+        assert!(error(bad_hash).contains("password_hash_algorithm.name"));
+        let cmd = "[auth]\nchain = [\"redis\"]\n[auth.redis]\nserver = \"h\"\ncmd = \"GET mqtt_user:${username}\"\n";
+        assert!(error(cmd).contains("auth.redis.cmd"));
+        let on_error = "[auth]\nchain = [\"redis\"]\n[auth.redis]\nserver = \"h\"\non_error = \"allow\"\n";
+        assert!(error(on_error).contains("auth.redis.on_error"));
+        assert!(error("[acl]\nsources = [\"postgresql\"]\n").contains("acl.sources[0]"));
+        assert!(error("[auth]\nchain = [\"ldap\"]\n[auth.ldap]\nserver = \"http://x\"\n").contains("auth.ldap.server"));
+    }
+}
