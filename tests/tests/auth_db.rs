@@ -158,7 +158,7 @@ async fn auth_db_redis_auth_acl_pause_and_outage() {
 }
 
 #[tokio::test]
-async fn auth_db_ldap_search_then_bind_over_tls() {
+async fn auth_db_ldap_search_then_bind_over_tls_and_bind_over_starttls() {
     let users = format!(
         "dn: uid=alice,ou=users,{BASE}\nobjectClass: inetOrgPerson\nuid: alice\ncn: alice\nsn: alice\n\
          userPassword: alice-pw\n\n\
@@ -185,5 +185,20 @@ async fn auth_db_ldap_search_then_bind_over_tls() {
     down_outcome(&broker, "ldap", &mut alice, "alice-down", 0x87, Duration::from_secs(5)).await;
     slapd.up().await;
     works_again(&broker, "ldap", Duration::from_secs(10)).await;
+    broker.stop().await;
+
+    // Bind as the user, no search, over ldap:// upgraded with StartTLS.
+    let config = format!(
+        "{}[auth.ldap]\nserver = \"ldap://127.0.0.1:{}\"\nstarttls = true\nca_file = {:?}\n\
+         bind_dn_template = \"uid=${{username}},ou=users,{BASE}\"\ntimeout = \"2s\"\ncache_ttl = \"0s\"\n",
+        base_config(&users_file(dir.path()), "\"ldap\"", ""),
+        slapd.port,
+        slapd.ca_file.display()
+    );
+    let broker = TestBroker::start_with(&config).await;
+    let addr = broker.addr();
+    assert_eq!(code5(addr, "b-1", "alice", "alice-pw").await, 0x00, "bound as the user over StartTLS");
+    assert_eq!(code5(addr, "b-2", "alice", "wrong").await, 0x86);
+    assert_eq!(code5(addr, "b-4", "alice", "").await, 0x86, "no anonymous bind");
     broker.stop().await;
 }
