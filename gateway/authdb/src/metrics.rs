@@ -82,3 +82,23 @@ impl ErrorLog {
         tracing::warn!(source, %error, suppressed, "auth backend failed (logged once per {ERROR_LOG_INTERVAL:?}; `suppressed`: failures since the last log)");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_source_and_result_and_logs_once_per_interval() {
+        let m = Metrics::default();
+        m.count("redis", Result::Timeout);
+        m.count("redis", Result::Timeout);
+        m.count("ldap", Result::Allow);
+        assert_eq!(m.samples(), vec![("ldap", "allow", 1), ("redis", "timeout", 2)]);
+        let log = ErrorLog::default();
+        log.error("redis", &"refused");
+        log.error("redis", &"refused");
+        log.error("redis", &"refused");
+        // The first was logged; the two after it within the interval were only counted.
+        assert_eq!(log.state.lock().1, 2);
+    }
+}
