@@ -11,6 +11,8 @@ mod plugin_guests;
 
 mod adapter;
 mod api;
+mod auth_db;
+mod auth_db_support;
 mod bridge;
 mod cli_clients;
 mod cluster;

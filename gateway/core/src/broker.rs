@@ -244,15 +244,27 @@ impl Broker {
                 tokio::time::sleep(delay).await;
             }
         }
-        let info = Arc::new(ClientInfo {
+        let mut info = Arc::new(ClientInfo {
             client_id: req.client_id.clone(),
             protocol: req.protocol,
             protocol_detail,
             peer: req.peer,
             username: req.username.clone(),
+            grants: None,
         });
-        let creds = Credentials { client: &info, password: req.password.as_ref(), certificate: certificate.as_deref() };
+        let slot = crate::auth::GrantSlot::default();
+        let creds = Credentials {
+            client: &info,
+            password: req.password.as_ref(),
+            certificate: certificate.as_deref(),
+            grants: &slot,
+        };
         let decision = inner.authenticator.authenticate(creds).await;
+        let grants = slot.take();
+        if decision == AuthDecision::Allow && grants != crate::auth::Grants::default() {
+            // Not shared yet: make_mut changes it in place.
+            Arc::make_mut(&mut info).grants = Some(Arc::new(grants));
+        }
         if let Some(ip) = info.peer.map(|p| p.ip()) {
             match decision {
                 AuthDecision::Allow => inner.failures.succeeded(ip),

@@ -168,6 +168,8 @@ pub struct ClientInfo {
     pub protocol_detail: Option<Arc<str>>,
     pub peer: Option<SocketAddr>,
     pub username: Option<String>,
+    /// What its auth sources granted (superuser, per-client ACL rules); `None`: nothing.
+    pub grants: Option<Arc<crate::auth::Grants>>,
 }
 
 impl ClientInfo {
