@@ -35,7 +35,7 @@ fn per_publisher() -> usize {
 async fn exactly_once_receiver(
     mut client: RawClient,
     mut held: HashSet<u16>,
-    delivered: mpsc::UnboundedSender<String>,
+    delivered: mpsc::UnboundedSender<(String, bool)>,
     max: Duration,
 ) -> HashSet<u16> {
     let deadline = tokio::time::Instant::now() + max;
@@ -51,9 +51,9 @@ async fn exactly_once_receiver(
         };
         let reply = match packet {
             v5::Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
-                if held.insert(p.pkid) {
-                    let _ = delivered.send(String::from_utf8_lossy(&p.payload).into_owned());
-                }
+                // (payload, whether it was a repeat of a held id: acknowledged, not delivered)
+                let repeat = !held.insert(p.pkid);
+                let _ = delivered.send((String::from_utf8_lossy(&p.payload).into_owned(), repeat));
                 v5::Packet::PubRec(v5::PubRec::new(p.pkid, None))
             }
             v5::Packet::Publish(p) => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
@@ -69,7 +69,8 @@ async fn exactly_once_receiver(
 
 /// The QoS 2 subscriber's connection to `addr`; subscribes if `subscribe`.
 async fn q2_connect(addr: SocketAddr, clean_start: bool, subscribe: bool) -> (RawClient, bool) {
-    let (mut client, ack) = RawClient::connect_v5(addr, connect_v5_persistent("keep-q2", clean_start, EXPIRY), None).await;
+    let (mut client, ack) =
+        RawClient::connect_v5(addr, connect_v5_persistent("keep-q2", clean_start, EXPIRY), None).await;
     if subscribe {
         client.send_v5(&subscribe_v5(1, v5::Filter::new("load/q2/#", QoS::ExactlyOnce), None)).await;
         match client.recv_v5(WAIT).await {
@@ -82,8 +83,7 @@ async fn q2_connect(addr: SocketAddr, clean_start: bool, subscribe: bool) -> (Ra
 
 /// One publisher on B: `n` messages on its own topic, each awaited until acknowledged
 /// (PUBACK / PUBCOMP); returns the payloads acknowledged.
-async fn publisher(addr: SocketAddr, p: usize, n: usize) -> Vec<String> {
-    let mut c = Client5::connect(addr, &format!("pub-{p}")).await;
+async fn publisher(mut c: Client5, p: usize, n: usize) -> Vec<String> {
     let (topic, q) = if p < QOS2_PUBLISHERS { (format!("load/q2/{p}"), 2) } else { (format!("load/q1/{p}"), 1) };
     let mut acked = Vec::with_capacity(n);
     for i in 0..n {
@@ -151,9 +151,15 @@ async fn sigkill_of_a_node_under_load_loses_no_acknowledged_message_of_its_persi
         )
         .await;
 
+    // The publishers connect one after the other (each CONNECT claims its client id
+    // cluster-wide, a KV round trip), then all publish at once.
+    let mut clients = Vec::new();
+    for p in 0..PUBLISHERS {
+        clients.push(Client5::connect(b, &format!("pub-{p}")).await);
+    }
     let n = per_publisher();
     let started = tokio::time::Instant::now();
-    let publishers: Vec<_> = (0..PUBLISHERS).map(|p| tokio::spawn(publisher(b, p, n))).collect();
+    let publishers: Vec<_> = clients.into_iter().enumerate().map(|(p, c)| tokio::spawn(publisher(c, p, n))).collect();
 
     // Under load: once a fifth of the messages reached A's first subscriber, A dies.
     let total = PUBLISHERS * n;
@@ -200,15 +206,25 @@ async fn sigkill_of_a_node_under_load_loses_no_acknowledged_message_of_its_persi
     for (s, sub) in resumed.iter_mut().enumerate() {
         receive_all(sub, &mut seen[s], &acked, WAIT * 10).await;
         let missing: Vec<&String> = acked.iter().filter(|m| !seen[s].contains_key(*m)).collect();
-        assert!(missing.is_empty(), "keep-{s}: {} acknowledged messages lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "keep-{s}: {} acknowledged messages lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
         duplicates += seen[s].values().map(|n| n - 1).sum::<usize>();
     }
-    let q2_want: Vec<&String> = acked.iter().filter(|m| m.split('-').next().and_then(|p| p.parse::<usize>().ok()) < Some(QOS2_PUBLISHERS)).collect();
+    let q2_want: Vec<&String> = acked
+        .iter()
+        .filter(|m| m.split('-').next().and_then(|p| p.parse::<usize>().ok()) < Some(QOS2_PUBLISHERS))
+        .collect();
     let mut q2_seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut q2_repeats = 0;
     let deadline = tokio::time::Instant::now() + WAIT * 10;
     while q2_want.iter().any(|m| !q2_seen.contains_key(*m)) {
         match tokio::time::timeout_at(deadline, q2_rx.recv()).await {
-            Ok(Some(p)) => tally(&mut q2_seen, [p]),
+            Ok(Some((_, true))) => q2_repeats += 1,
+            Ok(Some((p, false))) => tally(&mut q2_seen, [p]),
             _ => break,
         }
     }
@@ -218,7 +234,7 @@ async fn sigkill_of_a_node_under_load_loses_no_acknowledged_message_of_its_persi
     println!(
         "failover: {total} publishes acknowledged by B in {published_in:?} (A killed at {killed_at:?}); \
          {SUBSCRIBERS} QoS 1 subscribers: 0 lost, {duplicates} duplicates; QoS 2 subscriber: {} messages, \
-         {q2_missing} lost, {} duplicates",
+         {q2_missing} lost, {} duplicates ({q2_repeats} redeliveries recognised by their held packet id)",
         q2_want.len(),
         q2_dup.len()
     );

@@ -116,7 +116,8 @@ impl Shared {
             if m.qos == QoS::AtMostOnce || own || (degraded && m.owner == self.settings.node) {
                 continue;
             }
-            let payload = payload.get_or_insert_with(|| Bytes::from(roost_core::store::wire::encode_message(msg))).clone();
+            let payload =
+                payload.get_or_insert_with(|| Bytes::from(roost_core::store::wire::encode_message(msg))).clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             // Unique across this node's runs: name, start time, count.
             let n = self.next_store.fetch_add(1, Ordering::Relaxed);

@@ -3,9 +3,9 @@
 //! session. Every read is bounds-checked and every count is checked against the bytes that
 //! are left before anything is reserved; a bad frame is an error naming what was wrong.
 
+use roost_core::ClientId;
 use roost_core::cluster::{GroupKey, SessionHandoff};
 use roost_core::store::wire;
-use roost_core::ClientId;
 use roost_core::store::{SessionMeta, StoredMessage, StoredSession};
 use roost_core::types::Message;
 
