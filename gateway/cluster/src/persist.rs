@@ -298,6 +298,9 @@ async fn consume_once(shared: &Arc<Shared>, client_id: &ClientId, last_seq: &mut
         // client is away; redelivery is this recreation's business.
         ack_wait: shared.settings.session_max_age,
         max_ack_pending: shared.settings.session_window,
+        // The consumer of a session nobody holds any more (its node died, its client never
+        // came back) is removed by the server after as long as its messages may wait.
+        inactive_threshold: shared.settings.session_max_age,
         deliver_policy,
         ..Default::default()
     };
