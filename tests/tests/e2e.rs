@@ -15,6 +15,7 @@ mod auth_db_support;
 mod bridge;
 mod cli_clients;
 mod cluster;
+mod cluster_failover;
 mod coap;
 mod coap_dtls;
 mod codec_faults;
