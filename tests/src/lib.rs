@@ -25,6 +25,7 @@ pub mod mqtt5;
 pub mod postgres;
 pub mod raw;
 pub mod roost_bin;
+pub mod sinks;
 pub mod sn_peer;
 
 pub use backend::TestBroker;

@@ -35,6 +35,7 @@ mod pubsub;
 mod qos;
 mod retained;
 mod rules;
+mod rules_sinks;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;

@@ -320,6 +320,50 @@ impl Hook for RulesHook {
         };
         input.node = node;
         self.engine.dispatch(&input);
+        // A device event rides on the adapter's own publish: the same fields, its own `event`.
+        if let Event::Published { client: Some(c), message } = event
+            && let Some(name) = device_event(c, message)
+        {
+            input.event = name;
+            self.engine.dispatch(&input);
+        }
+    }
+}
+
+/// The device event a LwM2M or LoRaWAN adapter's publish stands for: LwM2M's registration
+/// messages (`{"msgType": "register" | "update" | "deregister", ...}` on its up topics) and
+/// LoRaWAN's `.../event/join` and `.../event/up`.
+fn device_event(c: &roost_core::ClientInfo, m: &roost_core::Message) -> Option<EventName> {
+    match c.protocol {
+        roost_core::Protocol::Lorawan => {
+            if m.topic.ends_with("/event/up") {
+                Some(EventName::LorawanUp)
+            } else if m.topic.ends_with("/event/join") {
+                Some(EventName::LorawanJoin)
+            } else {
+                None
+            }
+        }
+        roost_core::Protocol::Lwm2m => {
+            // Notifications are the bulk of LwM2M traffic: a byte search before any parse.
+            let has = |needle: &[u8]| m.payload.windows(needle.len()).any(|w| w == needle);
+            if !has(b"\"msgType\"") {
+                return None;
+            }
+            #[derive(serde::Deserialize)]
+            struct Head<'a> {
+                #[serde(rename = "msgType", borrow)]
+                msg_type: std::borrow::Cow<'a, str>,
+            }
+            let head: Head<'_> = serde_json::from_slice(&m.payload).ok()?;
+            match head.msg_type.as_ref() {
+                "register" => Some(EventName::Lwm2mRegister),
+                "update" => Some(EventName::Lwm2mUpdate),
+                "deregister" => Some(EventName::Lwm2mDeregister),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
