@@ -126,18 +126,43 @@ impl Mariadb {
     }
 }
 
-/// RabbitMQ with the default `guest` user (allowed from loopback).
+/// RabbitMQ with the default `guest` user (allowed from loopback). Its Erlang port mapper
+/// daemon (`epmd`) runs on a port of its own and is stopped with the server.
 pub struct Rabbitmq {
     pub port: u16,
+    epmd: u16,
     _dir: tempfile::TempDir,
-    _child: Child,
+    child: Child,
+}
+
+impl Drop for Rabbitmq {
+    fn drop(&mut self) {
+        // The script runs the Erlang VM as its own child: the VM's PID is in the pid file.
+        let vm = std::fs::read_to_string(self._dir.path().join("pid")).ok().map(|p| p.trim().to_string());
+        if let Some(pid) = vm.as_deref().filter(|p| p.parse::<u32>().is_ok()) {
+            let _ = std::process::Command::new("kill").args(["-KILL", pid]).status();
+            // The node must be gone before its epmd can be stopped.
+            for _ in 0..100 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.start_kill();
+        let _ = std::process::Command::new("epmd")
+            .args(["-port", &self.epmd.to_string(), "-kill"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Rabbitmq {
     pub async fn start() -> Rabbitmq {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
-        let (port, dist) = (free_port(), free_port());
+        let (port, dist, epmd) = (free_port(), free_port(), free_port());
         std::fs::write(d.join("enabled_plugins"), "[].\n").expect("plugins file");
         std::fs::write(d.join("rabbitmq.conf"), "").expect("config file");
         let (o, e) = log_file(d);
@@ -148,6 +173,7 @@ impl Rabbitmq {
         let mut child = spawn(
             Command::new(bin)
                 .env("HOME", d)
+                .env("ERL_EPMD_PORT", epmd.to_string())
                 .env("RABBITMQ_NODENAME", format!("roost{port}@localhost"))
                 .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
                 .env("RABBITMQ_NODE_PORT", port.to_string())
@@ -164,13 +190,21 @@ impl Rabbitmq {
             "rabbitmq-server",
         );
         listening(port, &mut child, "rabbitmq-server", &d.join("server.log")).await;
-        Rabbitmq { port, _dir: dir, _child: child }
+        Rabbitmq { port, epmd, _dir: dir, child }
     }
 
     /// A channel as `guest`.
     pub async fn channel(&self) -> (amqprs::connection::Connection, amqprs::channel::Channel) {
         let args = amqprs::connection::OpenConnectionArguments::new("127.0.0.1", self.port, "guest", "guest");
-        let conn = amqprs::connection::Connection::open(&args).await.expect("AMQP connection");
+        // The listener opens a moment before the broker takes connections.
+        let deadline = tokio::time::Instant::now() + READY;
+        let conn = loop {
+            match amqprs::connection::Connection::open(&args).await {
+                Ok(c) => break c,
+                Err(e) => assert!(tokio::time::Instant::now() < deadline, "AMQP connection: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let ch = conn.open_channel(None).await.expect("AMQP channel");
         (conn, ch)
     }

@@ -20,7 +20,7 @@ use roost_e2e::postgres::Postgres;
 use roost_e2e::sinks::{Influxdb, Mariadb, Rabbitmq, Redis};
 use roost_e2e::{TestBroker, WAIT};
 use roost_mqttsn::codec::{self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
@@ -171,8 +171,8 @@ fields = {{ t = "${{t}}", seq = "${{seq}}" }}
     )
 }
 
-/// The acceptance rules (`sensors/#`, and LoRaWAN uplinks' `object`) and the online table.
-fn config(pg: &Postgres, all: &str) -> String {
+/// The LoRaWAN device of [`Lora`], with the JSON payload codec (uplinks get an `object`).
+fn lora_device() -> String {
     format!(
         r#"
 [lorawan]
@@ -184,6 +184,17 @@ dev_addr = "{LORA_ADDR:08x}"
 nwk_s_key = "{nwk}"
 app_s_key = "{app}"
 payload_codec = "json"
+"#,
+        nwk = LORA_NWK.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        app = LORA_APP.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    )
+}
+
+/// The acceptance rules (`sensors/#`, and LoRaWAN uplinks' `object` through the
+/// `lorawan_up` device event) and the online table.
+fn config(pg: &Postgres, all: &str) -> String {
+    format!(
+        r#"{lora}
 
 [[rule]]
 id = "hot"
@@ -191,7 +202,7 @@ sql = 'SELECT payload.temp AS t, payload.seq AS seq, clientid, topic FROM "senso
 {all}
 [[rule]]
 id = "hot_lora"
-sql = 'SELECT payload.object.temp AS t, payload.object.seq AS seq, clientid, topic FROM "application/+/device/+/event/up" WHERE payload.object.temp > 30'
+sql = 'SELECT payload.object.temp AS t, payload.object.seq AS seq, clientid, topic FROM "$events/lorawan_up" WHERE payload.object.temp > 30'
 {all}
 [[rule]]
 id = "online"
@@ -202,8 +213,7 @@ conninfo = "{conn}"
 init_sql = "CREATE TABLE IF NOT EXISTS online (clientid text PRIMARY KEY, online boolean, protocol text)"
 sql = "INSERT INTO online VALUES (${{clientid}}, ${{event}} = 'client.connected', ${{protocol}}) ON CONFLICT (clientid) DO UPDATE SET online = EXCLUDED.online, protocol = EXCLUDED.protocol"
 "#,
-        nwk = LORA_NWK.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        app = LORA_APP.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        lora = lora_device(),
         conn = pg.conninfo(),
     )
 }
@@ -278,17 +288,21 @@ async fn mixed_protocol_messages_give_exactly_the_matching_entries_in_every_sink
 
     let n = messages();
     let started = Instant::now();
-    let (mut mqtt, sn, want) = publish_mixed(&broker, n).await;
+    let (mqtt, sn, want) = publish_mixed(&broker, n).await;
     eprintln!("published {n} messages (MQTT, CoAP, MQTT-SN, LoRaWAN) in {:?}; {} match", started.elapsed(), want.len());
     let w = want.len() as i64;
     let lora_w = (0..n).filter(|i| i % 4 == 3 && i % 60 > 30).count() as i64;
     for (id, rule_w) in [("hot", w - lora_w), ("hot_lora", lora_w)] {
-        eventually(&format!("rule {id}: every action written"), SINK_WAIT, || async {
+        let deadline = Instant::now() + SINK_WAIT;
+        let m = loop {
             let m = rule(&broker, id).await["metrics"].clone();
-            m["actions"].as_array().is_some_and(|a| a.iter().all(|a| a["success"].as_i64() == Some(rule_w)))
-        })
-        .await;
-        let m = rule(&broker, id).await["metrics"].clone();
+            let done = m["actions"].as_array().is_some_and(|a| a.iter().all(|a| a["success"].as_i64() == Some(rule_w)));
+            if done {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "rule {id}: not every action wrote {rule_w} outputs in time: {m}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
         assert_eq!(m["passed"].as_i64(), Some(rule_w), "{m}");
         for a in m["actions"].as_array().expect("actions") {
             assert_eq!((a["dropped"].as_i64(), a["failed"].as_i64()), (Some(0), Some(0)), "{a}");
@@ -323,5 +337,53 @@ async fn mixed_protocol_messages_give_exactly_the_matching_entries_in_every_sink
     sn.disconnect().await;
     let offline = "SELECT count(*) FROM online WHERE clientid IN ('mqtt-dev', 'sn-dev') AND NOT online";
     eventually("mqtt-dev and sn-dev offline", SINK_WAIT, || async { pg.count(offline).await == 2 }).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn lwm2m_and_lorawan_device_events_feed_rules() {
+    let broker = TestBroker::start_with(&format!(
+        r#"{lora}
+[[rule]]
+id = "registry"
+sql = 'SELECT event, payload.data.ep AS ep, protocol FROM "$events/lwm2m_register", "$events/lwm2m_update", "$events/lwm2m_deregister"'
+[[rule.action]]
+type = "republish"
+topic = "registry/${{ep}}"
+payload = "${{event}} ${{protocol}}"
+[[rule]]
+id = "uplinks"
+sql = 'SELECT payload.object.temp AS t, event, protocol FROM "$events/lorawan_up" WHERE t > 20'
+[[rule.action]]
+type = "republish"
+topic = "uplinks"
+payload = "${{event}} ${{protocol}} ${{t}}"
+"#,
+        lora = lora_device()
+    ))
+    .await;
+    let mut sub = Client5::connect(broker.addr(), "watcher").await;
+    sub.subscribe("registry/#", mqtt5::qos(1)).await;
+    sub.subscribe("uplinks", mqtt5::qos(1)).await;
+    let mut expect = async |topic: &str, payload: &str| {
+        let p = sub.expect_publish(SINK_WAIT).await;
+        assert_eq!(
+            (String::from_utf8_lossy(&p.topic).as_ref(), String::from_utf8_lossy(&p.payload).as_ref()),
+            (topic, payload)
+        );
+    };
+    let mut dev = roost_e2e::lwm2m::Device::new(broker.lwm2m_addr()).await;
+    dev.register("ev-1", 300, "U").await;
+    expect("registry/ev-1", "lwm2m.register lwm2m").await;
+    dev.update(&[], "</1/0>,</3/0>").await;
+    expect("registry/ev-1", "lwm2m.update lwm2m").await;
+    dev.deregister().await;
+    expect("registry/ev-1", "lwm2m.deregister lwm2m").await;
+    let mut lora = Lora::start(broker.lorawan_addr()).await;
+    lora.uplink(b"{\"temp\": 12}").await;
+    lora.uplink(b"{\"temp\": 25}").await;
+    expect("uplinks", "lorawan.up lorawan 25").await;
+    let m = rule(&broker, "uplinks").await["metrics"].clone();
+    assert_eq!((m["matched"].as_i64(), m["passed"].as_i64()), (Some(2), Some(1)), "{m}");
     broker.stop().await;
 }

@@ -108,8 +108,11 @@ impl InfluxSink {
         let mut headers = vec![("content-type".to_string(), "text/plain; charset=utf-8".to_string())];
         let target = if let Some(db) = database {
             // 1.x names the precision n/u/ms/s.
-            let p = precision.trim_end_matches('s');
-            let p = if p.is_empty() { "s" } else { p };
+            let p = match precision.as_str() {
+                "ns" => "n",
+                "us" => "u",
+                p => p,
+            };
             if let Some(user) = username {
                 let pass = password.as_deref().unwrap_or("");
                 let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -245,7 +248,7 @@ mod tests {
         let mut s = sink(&[("database", "iot"), ("timestamp", "${ts}")]);
         let out: Output =
             serde_json::from_str(r#"{"clientid": "a b,c=d", "t": 31, "ok": true, "ts": 17}"#).expect("json");
-        assert_eq!(s.line(&out).as_deref(), Some(r#"hot\ temp,clientid=a\ b\,c\=d t=31,note="at 31",ok=true 17"#));
+        assert_eq!(s.line(&out).as_deref(), Some(r#"hot\ temp,clientid=a\ b\,c\=d note="at 31",ok=true,t=31 17"#));
         let none: Output = serde_json::from_str(r#"{"clientid": "x"}"#).expect("json");
         // `note` renders (as a string) even when `t` is missing; `t` and `ok` are left out.
         let line = s.line(&none).expect("a line");
