@@ -170,7 +170,7 @@ impl Rabbitmq {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("rabbitmq-server");
-        let mut child = spawn(
+        let child = spawn(
             Command::new(bin)
                 .env("HOME", d)
                 .env("ERL_EPMD_PORT", epmd.to_string())
@@ -189,8 +189,11 @@ impl Rabbitmq {
             "rabbitmq-server",
             "rabbitmq-server",
         );
-        listening(port, &mut child, "rabbitmq-server", &d.join("server.log")).await;
-        Rabbitmq { port, epmd, _dir: dir, child }
+        let log = d.join("server.log");
+        // Made before the wait, so a test that fails meanwhile still stops the VM and epmd.
+        let mut r = Rabbitmq { port, epmd, _dir: dir, child };
+        listening(port, &mut r.child, "rabbitmq-server", &log).await;
+        r
     }
 
     /// A channel as `guest`.
