@@ -329,14 +329,24 @@ async fn mixed_protocol_messages_give_exactly_the_matching_entries_in_every_sink
     let lora_rows = pg.count("SELECT count(*) FROM hot WHERE topic LIKE 'application/app1/device/%/event/up'").await;
     assert_eq!(lora_rows, lora_w);
 
-    // The online table follows connects and disconnects, for every protocol.
-    let online =
-        "SELECT count(DISTINCT protocol) FROM online WHERE online AND protocol IN ('mqtt', 'mqtt-sn', 'lorawan')";
-    eventually("MQTT, MQTT-SN and LoRaWAN clients online", SINK_WAIT, || async { pg.count(online).await == 3 }).await;
+    // The online table follows connects and disconnects, for every protocol: a CoAP
+    // connection (`mqtt/connection`) and a LwM2M registration join MQTT, MQTT-SN and LoRaWAN.
+    let coap = Raw::new(broker.coap_addr()).await;
+    let r = coap.call(RequestType::Post, "mqtt/connection", &["clientid=coap-dev"], b"").await;
+    let token = format!("token={}", String::from_utf8_lossy(&r.payload));
+    let mut lwm2m = roost_e2e::lwm2m::Device::new(broker.lwm2m_addr()).await;
+    lwm2m.register("lwm2m-dev", 300, "U").await;
+    let online = "SELECT count(DISTINCT protocol) FROM online WHERE online \
+                  AND protocol IN ('mqtt', 'mqtt-sn', 'lorawan', 'coap', 'lwm2m')";
+    eventually("a client of every protocol online", SINK_WAIT, || async { pg.count(online).await == 5 }).await;
     mqtt.disconnect().await;
     sn.disconnect().await;
-    let offline = "SELECT count(*) FROM online WHERE clientid IN ('mqtt-dev', 'sn-dev') AND NOT online";
-    eventually("mqtt-dev and sn-dev offline", SINK_WAIT, || async { pg.count(offline).await == 2 }).await;
+    coap.call(RequestType::Delete, "mqtt/connection", &["clientid=coap-dev", &token], b"").await;
+    lwm2m.deregister().await;
+    let offline = "SELECT count(DISTINCT protocol) FROM online WHERE NOT online \
+                   AND protocol IN ('mqtt', 'mqtt-sn', 'coap', 'lwm2m')";
+    eventually("MQTT, MQTT-SN, CoAP and LwM2M clients offline", SINK_WAIT, || async { pg.count(offline).await == 4 })
+        .await;
     broker.stop().await;
 }
 
