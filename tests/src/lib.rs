@@ -30,6 +30,7 @@ pub mod raw;
 pub mod redis;
 pub mod roost_bin;
 pub mod slapd;
+pub mod sinks;
 pub mod sn_peer;
 
 pub use backend::TestBroker;

@@ -38,6 +38,7 @@ mod pubsub;
 mod qos;
 mod retained;
 mod rules;
+mod rules_sinks;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;
