@@ -29,8 +29,8 @@ pub mod postgres;
 pub mod raw;
 pub mod redis;
 pub mod roost_bin;
-pub mod slapd;
 pub mod sinks;
+pub mod slapd;
 pub mod sn_peer;
 
 pub use backend::TestBroker;

@@ -390,7 +390,14 @@ mod tests {
     use super::*;
 
     fn client(protocol: Protocol) -> ClientInfo {
-        ClientInfo { client_id: ClientId::new("d"), protocol, protocol_detail: None, peer: None, username: None }
+        ClientInfo {
+            client_id: ClientId::new("d"),
+            protocol,
+            protocol_detail: None,
+            peer: None,
+            username: None,
+            grants: None,
+        }
     }
 
     #[test]
