@@ -17,6 +17,7 @@
 mod cdp;
 mod cluster;
 mod devices;
+mod fleet;
 mod ops;
 mod proxy;
 

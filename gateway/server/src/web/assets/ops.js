@@ -48,7 +48,8 @@ function clusterView(c) {
     table([
       ["Node", (n) => h("span.mono", { text: n.name ?? "" })],
       ["State", (n) => h(n.state === "down" ? "span.pill.bad" : "span.pill.on", { text: n.state ?? "" })],
-      ["Addresses", (n) => h("span.mono.wrap", { text: Array.isArray(n.addresses) ? n.addresses.join(" ") : "" }), "wide"],
+      // One address a line: a node has one per listener.
+      ["Addresses", (n) => h("span", {}, (Array.isArray(n.addresses) ? n.addresses : []).map((a) => h("div.mono", { text: a }))), "wide"],
       ["Connections", (n) => n.connections ?? ""], ["Sessions", (n) => n.sessions ?? ""], ["Routes", (n) => n.routes ?? "", "wide"],
       ["Last seen", (n) => n.state === "self" || typeof n.last_seen_ms !== "number" ? "" : duration(Math.round(n.last_seen_ms / 1000)) + " ago", "wide"],
       ["More", (n) => extras(n, NODE_FIELDS), "wide"],
