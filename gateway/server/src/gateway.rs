@@ -177,6 +177,7 @@ impl Builder {
         api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
         api_routes.push(crate::api::cluster::routes(cluster.clone()));
+        api_routes.push(crate::api::config::routes(settings.effective.clone()));
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }

@@ -224,6 +224,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
         adapters: adapter.into_iter().map(|(name, t)| (name, super::AdapterSection(t))).collect(),
+        // Filled in by `parse`, which still holds the file.
+        effective: super::EffectiveConfig::default(),
     })
 }
 
