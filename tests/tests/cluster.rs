@@ -215,8 +215,9 @@ async fn nats_outage_keeps_local_delivery_and_sends_the_buffered_messages_after(
     assert_eq!(got, want, "local delivery during the outage");
 
     // The messages for the persistent session on B wait in A's bounded buffer.
-    let v = c.node("a").cluster().await;
-    assert!(v["buffer"]["depth"].as_u64() >= Some(20), "the outage's messages for B are buffered: {v}");
+    // The publisher's acknowledgements can come before the buffer is written: await it.
+    c.await_view(c.node("a"), |v| v["buffer"]["depth"].as_u64() >= Some(20), "buffering the outage's messages for B")
+        .await;
 
     // The 10 s outage (counted from the stop), then NATS comes back on the same
     // port and store. The sleep is the scenario's length, not a synchronisation: every
