@@ -13,6 +13,7 @@ mod api;
 mod bridge;
 mod cli_clients;
 mod cluster;
+mod cluster_protocols;
 mod coap;
 mod coap_dtls;
 mod codec_faults;
