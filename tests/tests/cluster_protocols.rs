@@ -1,10 +1,11 @@
 //! Every protocol across cluster nodes (issue 18, acceptance 7): a real `nats-server -js`,
 //! three `roost` processes, and the independent peers of the single-node tests: npm
 //! `lwm2m-node-lib` as the LwM2M device, npm `lora-packet` building LoRaWAN frames carried in
-//! Semtech UDP datagrams from a simulated packet forwarder, rumqttc as the MQTT application.
+//! Semtech UDP datagrams from simulated packet forwarders, rumqttc as the MQTT application.
 //! (The CoAP observer and MQTT-SN device across nodes: `cluster::mqtt_publish_on_a_…`.)
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use base64::Engine as _;
 use roost_e2e::cluster::TestCluster;
@@ -166,11 +167,34 @@ async fn lorawan_uplink_delivered_to_c_reaches_an_application_on_a() {
     }
     // Once each: the other nodes, which know the device too, heard nothing and publish nothing.
     app.assert_no_publish(QUIET).await;
-    // Every node holds the device (none took it over from another when it started): the next
-    // uplink, heard by a gateway of node B, is published too.
+    // Every node holds the device with its command subscription (none took it over from
+    // another when it started): a downlink commanded on A is queued on B too, and goes out
+    // through B's gateway (PULL_DATA registered) when B hears the device's next uplink.
     let lorawan_b = c.node("b").lorawan.expect("node b has a LoRaWAN listener");
-    push_data(lorawan_b, 0xaa55_5a00_0000_0b01u64.to_be_bytes(), 9, &lora_packet_uplink(4, b"via-b").await).await;
-    let (_, up) = next_on(&mut app, "/event/up").await;
-    assert_eq!((up["fCnt"].as_u64(), up["rxInfo"][0]["gatewayId"].as_str()), (Some(4), Some("aa555a0000000b01")));
+    let gw_b = 0xaa55_5a00_0000_0b01u64.to_be_bytes();
+    let down = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut pull = vec![2, 0x77, 0x01, 0x02];
+    pull.extend_from_slice(&gw_b);
+    down.send_to(&pull, lorawan_b).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, down.recv(&mut buf)).await.expect("PULL_ACK in time").unwrap();
+    assert_eq!(&buf[..n], &[2, 0x77, 0x01, 0x04], "PULL_ACK");
+    let cmd = json!({"devEui": ABP_EUI, "confirmed": false, "fPort": 7, "data": "b24="});
+    app.publish(&format!("application/app1/device/{ABP_EUI}/command/down"), qos(1), false, cmd.to_string()).await;
+    let mut resp = None;
+    for fcnt in 4..=8u32 {
+        push_data(lorawan_b, gw_b, fcnt as u16, &lora_packet_uplink(fcnt, b"via-b").await).await;
+        let (_, up) = next_on(&mut app, "/event/up").await;
+        assert_eq!(
+            (up["fCnt"].as_u64(), up["rxInfo"][0]["gatewayId"].as_str()),
+            (Some(fcnt.into()), Some("aa555a0000000b01"))
+        );
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(800), down.recv(&mut buf)).await {
+            resp = Some(buf[..n].to_vec());
+            break;
+        }
+    }
+    let resp = resp.expect("a PULL_RESP on B's gateway: the downlink commanded on A was queued on B");
+    assert_eq!((resp[0], resp[3]), (2, 0x03), "PULL_RESP");
     app.assert_no_publish(QUIET).await;
 }
