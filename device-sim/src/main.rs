@@ -182,6 +182,14 @@ struct FlowArgs {
     /// every message to them through it.
     #[arg(long)]
     persistent_subscribers: bool,
+    /// Subscribers connect here instead of --target (comma-separated: round robin), e.g.
+    /// another node of a cluster.
+    #[arg(long, value_delimiter = ',')]
+    sub_target: Vec<String>,
+    /// Wait after the subscriptions before publishing (default 1s with --sub-target, so a
+    /// cluster's routes reach the publishers' node; else 0).
+    #[arg(long, value_parser = parse_duration)]
+    settle: Option<Duration>,
 }
 
 #[derive(Args, Clone)]
@@ -251,6 +259,12 @@ impl FlowArgs {
             drain: bounded(self.drain)?,
             run_id: run_id(),
             persistent_subscribers: self.persistent_subscribers,
+            sub_targets: self.sub_target.clone(),
+            settle: bounded(self.settle.unwrap_or(if self.sub_target.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            }))?,
         })
     }
 }
@@ -307,6 +321,8 @@ fn targets(duration: Duration, connections: u32, rates: &str) -> anyhow::Result<
         drain: Duration::from_secs(3),
         run_id: run_id(),
         persistent_subscribers: false,
+        sub_targets: Vec::new(),
+        settle: Duration::ZERO,
     };
     let qos1 = FlowConfig { qos: parse_qos(1)?, ..base.clone() };
     Ok(vec![

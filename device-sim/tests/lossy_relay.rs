@@ -112,6 +112,8 @@ fn fan_in(target: SocketAddr, qos: u8) -> FlowConfig {
         drain: Duration::from_secs(2),
         run_id: format!("lossy{qos}"),
         persistent_subscribers: false,
+        sub_targets: Vec::new(),
+        settle: Duration::ZERO,
     }
 }
 

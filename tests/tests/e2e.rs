@@ -16,6 +16,7 @@ mod bridge;
 mod cli_clients;
 mod cluster;
 mod cluster_failover;
+mod cluster_protocols;
 mod coap;
 mod coap_dtls;
 mod codec_faults;

@@ -130,6 +130,7 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         };
     }
 
+    std::thread::sleep(cfg.settle);
     let progress = progress_bar(&cfg);
     let t0 = Instant::now();
     let _ = start_tx.send(true);
@@ -199,6 +200,7 @@ fn report(
     FlowReport {
         scenario: cfg.shape.name(),
         target: cfg.target.clone(),
+        sub_targets: cfg.sub_targets.clone(),
         qos: cfg.qos as u8,
         mqtt_version: cfg.version.level(),
         publishers: cfg.publishers,
@@ -251,7 +253,11 @@ async fn subscribers(
                 options.clean_start = false;
                 options.session_expiry = Some(300);
             }
-            let mut c = Client::connect(&cfg.target, &id, &options).await?;
+            let target = match cfg.sub_targets.len() {
+                0 => &cfg.target,
+                n => &cfg.sub_targets[s as usize % n],
+            };
+            let mut c = Client::connect(target, &id, &options).await?;
             c.subscribe(&filter, cfg.qos).await?;
             anyhow::Ok((c, expects))
         }));

@@ -62,6 +62,12 @@ pub struct FlowConfig {
     /// Subscribers keep their session (clean start off): on a broker with a store, every
     /// message to them goes through it (persistence cost).
     pub persistent_subscribers: bool,
+    /// Where subscribers connect, round robin (empty: `target`). With a cluster: publishers
+    /// on one node and subscribers on others measure the cross-node path.
+    pub sub_targets: Vec<String>,
+    /// Wait between the subscribers' SUBACKs and the first publish, for routes to reach the
+    /// publishers' node (a cluster's route table is replicated asynchronously).
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -77,6 +83,8 @@ pub struct Latency {
 pub struct FlowReport {
     pub scenario: &'static str,
     pub target: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub_targets: Vec<String>,
     pub qos: u8,
     pub mqtt_version: u8,
     pub publishers: u32,
@@ -131,9 +139,10 @@ impl FlowReport {
 
     pub fn summary(&self) -> String {
         format!(
-            "{} qos{} {}->{} {}B{}: sent {}, delivered {} of {} ({:.0}/s), lost {}, duplicates {}, errors {}, \
+            "{}{} qos{} {}->{} {}B{}: sent {}, delivered {} of {} ({:.0}/s), lost {}, duplicates {}, errors {}, \
              latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
             self.scenario,
+            if self.sub_targets.is_empty() { String::new() } else { format!(" ->[{}]", self.sub_targets.join(",")) },
             self.qos,
             self.publishers,
             self.subscribers,

@@ -55,6 +55,10 @@ pub struct ConnectContext {
     /// The identity of a client certificate the listener verified (mTLS), or a DTLS PSK
     /// identity: authentication sources may accept the client on it.
     pub certificate: Option<String>,
+    /// A client the gateway holds on every node of a cluster for the same device (a LoRaWAN
+    /// device, heard by whichever node its gateways deliver to): its id is this node's own and
+    /// is not claimed cluster-wide, so the nodes do not take it over from one another.
+    pub node_local: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -238,7 +242,7 @@ impl Broker {
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
         }
-        let ConnectContext { protocol_name: protocol_detail, certificate } = context;
+        let ConnectContext { protocol_name: protocol_detail, certificate, node_local } = context;
         // An address that failed to log in repeatedly waits before it is answered.
         if let Some(ip) = req.peer.map(|p| p.ip()) {
             let delay = inner.failures.delay(ip, Instant::now());
@@ -297,7 +301,7 @@ impl Broker {
 
         // In a cluster the client id is unique cluster-wide: the node that held it closes it
         // and hands its session over (bounded by the cluster's own timeout).
-        if let Some(cluster) = inner.cluster.get()
+        if let Some(cluster) = inner.cluster.get().filter(|_| !node_local)
             && let Some(handoff) = cluster.claim(&req.client_id, req.clean_start).await
         {
             self.adopt(handoff);

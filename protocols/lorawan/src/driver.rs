@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use roost_core::trace::Direction;
 use roost_core::{
-    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions, Will,
+    Broker, ClientId, ConnectContext, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS,
+    SubOptions, Will,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -241,7 +242,9 @@ impl Driver {
     /// Connects a registered device to the core, subscribed to its `command/down`.
     async fn connect_device(&mut self, dev: &DeviceSettings) -> Result<(), ManageError> {
         let req = connect_request(format!("lorawan-{}", dev.dev_eui), None, None);
-        let conn = match self.ctx.broker.connect(req).await {
+        // Every node of a cluster holds the device (any node may hear it): not claimed.
+        let local = ConnectContext { node_local: true, ..Default::default() };
+        let conn = match self.ctx.broker.connect_with(req, local).await {
             Ok(c) => Arc::new(c),
             Err(e) => return Err(ManageError::Refused(dev.dev_eui, e.to_string())),
         };

@@ -63,7 +63,7 @@ async fn open(s: &WatchState, q: Result<Query<WatchQuery>, QueryRejection>) -> R
         session_expiry: Some(Duration::ZERO),
         receive_maximum: 1,
     };
-    let context = ConnectContext { protocol_name: Some("dashboard".into()), certificate: None };
+    let context = ConnectContext { protocol_name: Some("dashboard".into()), ..Default::default() };
     let conn = s.broker.connect_with(request, context).await.map_err(|e| ApiError {
         status: StatusCode::FORBIDDEN,
         code: "FORBIDDEN",
