@@ -20,6 +20,7 @@ pub mod http;
 pub mod http_client;
 pub mod logging;
 pub mod plugins;
+pub mod reload;
 pub mod security;
 pub mod sys;
 pub mod web;

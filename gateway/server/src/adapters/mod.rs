@@ -22,18 +22,29 @@ use roost_codec::Registry;
 
 use crate::config::Settings;
 
-/// Every built-in adapter for `settings`, in start order. Fails on a config error found
-/// before binding (an unknown codec, unreadable TLS or DTLS credentials).
-pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<Vec<Box<dyn Adapter>>> {
+/// What of the built-in adapters a reload changes: the TLS acceptor, the DTLS backend.
+#[derive(Default)]
+pub struct Live {
+    pub tls: Option<roost_mqtt::transport::TlsSwitch>,
+    pub dtls: Option<Arc<crate::reload::switch::Switch<dyn roost_coap::dtls::Backend>>>,
+}
+
+/// Every built-in adapter for `settings`, in start order, and their reloadable parts.
+/// Fails on a config error found before binding (an unknown codec, unreadable TLS or DTLS
+/// credentials).
+pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<(Vec<Box<dyn Adapter>>, Live)> {
     let dtls = Arc::new(coap::SharedDtls::new(settings)?);
-    Ok(vec![
-        Box::new(mqtt::MqttAdapter::new(settings)?),
+    let mqtt = mqtt::MqttAdapter::new(settings)?;
+    let live = Live { tls: mqtt.tls(), dtls: dtls.switch.clone() };
+    let adapters: Vec<Box<dyn Adapter>> = vec![
+        Box::new(mqtt),
         Box::new(codec::CodecAdapter::new(settings, codecs)?),
         Box::new(mqttsn::MqttSnAdapter::new(settings.mqttsn.clone())),
         Box::new(coap::CoapAdapter::new(settings.coap.clone(), dtls.clone())),
         Box::new(lorawan::LorawanAdapter::new(settings.lorawan.clone())),
         Box::new(lwm2m::Lwm2mAdapter::new(settings, dtls)?),
-    ])
+    ];
+    Ok((adapters, live))
 }
 
 /// Formats a bind error with what was being started (the message tests and users see).
