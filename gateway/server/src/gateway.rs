@@ -36,6 +36,7 @@ pub struct Gateway {
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
     cluster: Option<roost_cluster::Cluster>,
+    #[cfg(feature = "codec")]
     plugins: Arc<roost_plugins::Plugins>,
 }
 
@@ -113,17 +114,24 @@ impl Builder {
         let reloader = crate::reload::Reloader::new(config_file, settings.clone());
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
+        #[cfg(feature = "codec")]
         let plugins = crate::plugins::setup(&mut codecs)?;
         let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let (authenticator, authorizer) = reloadable_auth(&settings, &reloader, authenticator, authorizer)?;
         register_live(&reloader, live);
+        #[cfg(feature = "codec")]
         crate::reload::register_plugins(&reloader, &plugins);
         for a in &mut adapters {
             let name = a.name().to_string();
             a.bind().await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
         }
+        #[cfg(feature = "http")]
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
+        #[cfg(not(feature = "http"))]
+        if !settings.http_bind.is_empty() {
+            tracing::warn!("http.bind: this roost was built without HTTP (cargo feature `http`): no API, no /metrics");
+        }
         let store = open_store(&settings).await?;
         let started = std::time::Instant::now();
         let mut builder =
@@ -178,7 +186,9 @@ impl Builder {
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }
+        #[allow(unused_mut)] // filled only with the `http` feature
         let mut http_addrs = Vec::new();
+        #[cfg(feature = "http")]
         if !http_listeners.is_empty() {
             let api = crate::api::ApiState {
                 broker: broker.clone(),
@@ -190,8 +200,10 @@ impl Builder {
                 rules: rules.clone(),
                 adapters: registry.clone(),
                 cluster: cluster.clone(),
+                #[cfg(feature = "codec")]
                 plugins: plugins.clone(),
             };
+            #[cfg(feature = "codec")]
             api_routes.push(crate::plugins::routes(plugins.clone()));
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
@@ -235,6 +247,7 @@ impl Builder {
             tracker,
             api_keys,
             webhooks,
+            #[cfg(feature = "codec")]
             plugins,
             cluster,
             reloader,
@@ -286,6 +299,7 @@ fn register_live(reloader: &crate::reload::Reloader, live: crate::adapters::Live
     if let Some(tls) = live.tls {
         reloader.add(Arc::new(parts::TlsPart(tls)));
     }
+    #[cfg(feature = "dtls")]
     if let Some(dtls) = live.dtls {
         reloader.add(Arc::new(parts::DtlsPart(dtls)));
     }
@@ -349,6 +363,7 @@ impl Gateway {
     }
 
     /// The loaded plugins (WebAssembly codecs), for the API, `/metrics` and reload.
+    #[cfg(feature = "codec")]
     pub fn plugins(&self) -> &Arc<roost_plugins::Plugins> {
         &self.plugins
     }

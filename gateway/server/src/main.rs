@@ -84,6 +84,13 @@ fn store(config_file: Option<PathBuf>, action: roost::cli::StoreAction) -> ExitC
 fn ctl(config_file: Option<PathBuf>, args: roost::cli::CtlArgs) -> ExitCode {
     let settings = match config::load(config_file.as_deref()) {
         Ok(s) => s,
+        // With --url the config is only a source of defaults: a file being edited (the
+        // very case of `ctl reload`) must not stop the command; the gateway judges it.
+        Err(e) if args.url.is_some() => {
+            let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
+            eprintln!("roost: warning: {} (using --url)", describe(file, &e));
+            Settings::default()
+        }
         Err(e) => {
             let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
             eprintln!("roost: {}", describe(file, &e));

@@ -25,19 +25,27 @@ impl SharedDtls {
     /// Loads the credentials when a DTLS listener is configured: a bad key file is a config
     /// error, found before binding.
     pub fn new(settings: &Settings) -> anyhow::Result<SharedDtls> {
-        let switch: Option<Arc<Switch<dyn Backend>>> = if settings.coap.dtls.bind.is_empty()
-            && settings.lwm2m.dtls_bind.is_empty()
-        {
+        let switch = if settings.coap.dtls.bind.is_empty() && settings.lwm2m.dtls_bind.is_empty() {
             None
         } else {
-            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
-                anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
-            })?;
-            Some(Switch::new(Arc::new(b)))
+            Some(Switch::new(openssl_backend(settings)?))
         };
         let backend = switch.clone().map(|s| Arc::new(SwitchDtls(s)) as Arc<dyn Backend>);
         Ok(SharedDtls { backend, switch, counters: Arc::default() })
     }
+}
+
+#[cfg(feature = "dtls")]
+fn openssl_backend(settings: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
+    let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
+        anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
+    })?;
+    Ok(Arc::new(b))
+}
+
+#[cfg(not(feature = "dtls"))]
+fn openssl_backend(_settings: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
+    anyhow::bail!("coap.dtls_bind, lwm2m.dtls_bind: this roost was built without DTLS (cargo feature `dtls`)")
 }
 
 pub struct CoapAdapter {

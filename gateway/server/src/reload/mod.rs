@@ -128,6 +128,7 @@ impl Reloader {
     }
 }
 
+#[cfg(feature = "codec")]
 /// Plugin files are read again by every reload (`roost ctl reload` covers them too).
 pub(crate) fn register_plugins(reloader: &Reloader, plugins: &Arc<roost_plugins::Plugins>) {
     reloader.add(Arc::new(parts::PluginsPart(plugins.clone())));

@@ -145,6 +145,17 @@ impl BridgesPart {
     }
 
     fn spawn(&self, b: roost_bridge::BridgeSettings) {
+        #[cfg(not(feature = "bridge"))]
+        {
+            tracing::warn!(bridge = %b.name, "bridge not started: this roost was built without bridges (cargo feature `bridge`)");
+            return;
+        }
+        #[cfg(feature = "bridge")]
+        self.spawn_bridge(b);
+    }
+
+    #[cfg(feature = "bridge")]
+    fn spawn_bridge(&self, b: roost_bridge::BridgeSettings) {
         tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
         let token = self.shutdown.child_token();
         let status = roost_bridge::spawn(b.clone(), self.broker.clone(), token.clone(), &self.tracker);

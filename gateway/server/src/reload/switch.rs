@@ -46,10 +46,10 @@ impl Authorizer for SwitchAuthorizer {
 }
 
 /// The DTLS listeners' backend: the `[coap]` PSKs and certificate in force.
-#[cfg(feature = "dtls")]
+#[cfg(feature = "coap")]
 pub struct SwitchDtls(pub Arc<Switch<dyn roost_coap::dtls::Backend>>);
 
-#[cfg(feature = "dtls")]
+#[cfg(feature = "coap")]
 #[async_trait::async_trait]
 impl roost_coap::dtls::Backend for SwitchDtls {
     async fn accept(
