@@ -122,7 +122,11 @@ async fn until(what: &str, limit: Duration, ok: impl Fn() -> bool) {
 async fn until_connected(roost: &Roost, n: f64) {
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     while roost.connected_mqtt().await != n {
-        assert!(tokio::time::Instant::now() < deadline, "MQTT connections: {} (want {n})", roost.connected_mqtt().await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "MQTT connections: {} (want {n})",
+            roost.connected_mqtt().await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -177,7 +177,8 @@ impl Engine {
     /// before any is swapped in: on an error the running rules stay.
     pub fn replace_configured(&self, configs: Vec<RuleConfig>) -> Result<usize, RuleError> {
         let _g = self.change.lock();
-        let built = configs.into_iter().map(|c| self.build(c, "config").map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        let built =
+            configs.into_iter().map(|c| self.build(c, "config").map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         let count = built.len();
         let mut next = built;
         next.extend(self.rules().iter().filter(|r| r.origin != "config").cloned());

@@ -142,7 +142,8 @@ pub async fn run(settings: &Settings, args: CtlArgs) -> anyhow::Result<String> {
         CtlCommand::Reload => {
             let r = call("POST", "/reload".into(), None).await?;
             let mut out = String::new();
-            let lines = |key: &str| r[key].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string);
+            let lines =
+                |key: &str| r[key].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string);
             for l in lines("applied") {
                 out.push_str(&format!("applied: {l}\n"));
             }

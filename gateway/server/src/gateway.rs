@@ -109,6 +109,7 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
+        #[allow(unused_mut)] // codecs: changed only with the `codec` feature (plugins)
         let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, mut api_routes, config_file } =
             self;
         let reloader = crate::reload::Reloader::new(config_file, settings.clone());

@@ -33,9 +33,13 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
 
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
     #[cfg(feature = "web")]
-    extra_api.push(crate::web::api_routes(&api.broker));
+    let extra_api = {
+        let mut e = extra_api;
+        e.push(crate::web::api_routes(&api.broker));
+        e
+    };
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));

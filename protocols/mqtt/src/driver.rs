@@ -512,7 +512,10 @@ async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, cl
 /// TLS and/or WebSocket handshakes; with TLS, the verified client certificate's common name.
 async fn upgrade(tcp: TcpStream, kind: Kind, ctx: &Context) -> std::io::Result<(Stream, Option<String>)> {
     let acceptor = || {
-        ctx.tls.as_ref().map(transport::TlsSwitch::current).ok_or_else(|| std::io::Error::other("no [mqtt.tls] for a TLS listener"))
+        ctx.tls
+            .as_ref()
+            .map(transport::TlsSwitch::current)
+            .ok_or_else(|| std::io::Error::other("no [mqtt.tls] for a TLS listener"))
     };
     Ok(match kind {
         Kind::Tcp => (Stream::Tcp(tcp), None),

@@ -21,6 +21,7 @@ mod mqttsn;
 #[cfg(feature = "coap")]
 pub use coap::CoapState;
 
+#[cfg(feature = "coap")]
 use std::sync::Arc;
 
 use roost_adapter::Adapter;
@@ -43,6 +44,7 @@ pub struct Live {
 pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<(Vec<Box<dyn Adapter>>, Live)> {
     let mqtt = mqtt::MqttAdapter::new(settings)?;
     let mut live = Live { tls: mqtt.tls(), ..Default::default() };
+    #[allow(unused_mut)] // MQTT alone in an MQTT-only build
     let mut adapters: Vec<Box<dyn Adapter>> = vec![Box::new(mqtt)];
     #[cfg(feature = "codec")]
     adapters.push(Box::new(codec::CodecAdapter::new(settings, codecs)?));
@@ -78,7 +80,11 @@ pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<(Vec<Bo
 #[allow(dead_code)]
 fn left_out(feature: &str, section: &str, configured: bool) {
     if configured {
-        tracing::warn!(section, feature, "protocol not in this build (cargo feature off): its listeners are not opened");
+        tracing::warn!(
+            section,
+            feature,
+            "protocol not in this build (cargo feature off): its listeners are not opened"
+        );
     }
 }
 

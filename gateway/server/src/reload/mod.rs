@@ -64,7 +64,12 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(file: Option<PathBuf>, settings: Settings) -> Arc<Reloader> {
-        Arc::new(Reloader { file, current: Mutex::new(settings), parts: Mutex::new(Vec::new()), running: Default::default() })
+        Arc::new(Reloader {
+            file,
+            current: Mutex::new(settings),
+            parts: Mutex::new(Vec::new()),
+            running: Default::default(),
+        })
     }
 
     /// Registers a part; reloads after this call include it.

@@ -106,7 +106,8 @@ impl Reload for DtlsPart {
     }
 
     fn prepare(&self, _old: &Settings, new: &Settings) -> anyhow::Result<Option<Apply>> {
-        let backend = roost_coap::dtls::openssl::OpensslBackend::new(&new.coap.dtls).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let backend =
+            roost_coap::dtls::openssl::OpensslBackend::new(&new.coap.dtls).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (switch, psks) = (self.0.clone(), new.coap.dtls.psk.len());
         apply(move || {
             switch.replace(Arc::new(backend));
@@ -182,8 +183,7 @@ impl Reload for Arc<BridgesPart> {
 
     fn prepare(&self, _old: &Settings, new: &Settings) -> anyhow::Result<Option<Apply>> {
         let running: Vec<roost_bridge::BridgeSettings> = self.running.lock().iter().map(|(b, _)| b.clone()).collect();
-        let stop: Vec<String> =
-            running.iter().filter(|r| !new.bridges.contains(r)).map(|r| r.name.clone()).collect();
+        let stop: Vec<String> = running.iter().filter(|r| !new.bridges.contains(r)).map(|r| r.name.clone()).collect();
         let start: Vec<roost_bridge::BridgeSettings> =
             new.bridges.iter().filter(|b| !running.contains(b)).cloned().collect();
         if stop.is_empty() && start.is_empty() {
