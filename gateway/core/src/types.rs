@@ -122,6 +122,9 @@ pub struct Message {
     pub created: Instant,
     /// MQTT 5 Message Expiry Interval, counted from `created`.
     pub expiry: Option<Duration>,
+    /// Set on a message a cluster node took from a persistent session's JetStream stream:
+    /// told when the delivery is over (never stored or forwarded).
+    pub receipt: Option<crate::cluster::ReceiptRef>,
 }
 
 impl Message {
@@ -135,6 +138,7 @@ impl Message {
             publisher: None,
             created: Instant::now(),
             expiry: None,
+            receipt: None,
         }
     }
 
@@ -168,6 +172,8 @@ pub struct ClientInfo {
     pub protocol_detail: Option<Arc<str>>,
     pub peer: Option<SocketAddr>,
     pub username: Option<String>,
+    /// What its auth sources granted (superuser, per-client ACL rules); `None`: nothing.
+    pub grants: Option<Arc<crate::auth::Grants>>,
 }
 
 impl ClientInfo {
@@ -176,4 +182,51 @@ impl ClientInfo {
     pub fn protocol_name(&self) -> &str {
         self.protocol_detail.as_deref().unwrap_or(self.protocol.as_str())
     }
+}
+
+/// Options of one subscription (MQTT 5.0 §3.8.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 0: send retained on subscribe; 1: only if new; 2: never.
+    pub retain_handling: u8,
+    /// MQTT 5 subscription identifier.
+    pub subscription_id: Option<u32>,
+}
+
+/// Why a connection ended, as the adapter or the broker saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client said goodbye (MQTT DISCONNECT 0x00): no will.
+    Normal,
+    /// The client said goodbye but asked for its will (MQTT 5 DISCONNECT 0x04).
+    NormalWithWill,
+    /// Network error, keep alive timeout, protocol violation: the will is published.
+    Abnormal,
+    /// Another connection took the client id over (MQTT 5 0x8E).
+    TakenOver,
+    /// An administrator kicked the client (MQTT 5 0x98).
+    Kicked,
+    /// The broker is shutting down (MQTT 5 0x8B).
+    Shutdown,
+}
+
+impl DisconnectReason {
+    pub(crate) fn publishes_will(self) -> bool {
+        !matches!(self, DisconnectReason::Normal)
+    }
+}
+
+/// One message waiting for, or in flight to, a client.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub message: Arc<Message>,
+    /// Delivery QoS: the lower of the publish QoS and the subscription's.
+    pub qos: QoS,
+    /// The RETAIN flag to send (set for retained messages sent at subscribe time; otherwise
+    /// the published flag where Retain As Published asks for it).
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
 }

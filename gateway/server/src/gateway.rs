@@ -119,7 +119,8 @@ impl Builder {
         let plugins = crate::plugins::setup(&mut codecs)?;
         let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
-        let (authenticator, authorizer) = reloadable_auth(&settings, &reloader, authenticator, authorizer)?;
+        let (authenticator, authorizer, auth_metrics) =
+            reloadable_auth(&settings, &reloader, authenticator, authorizer)?;
         register_live(&reloader, live);
         #[cfg(feature = "codec")]
         crate::reload::register_plugins(&reloader, &plugins);
@@ -180,7 +181,11 @@ impl Builder {
         });
         let ctx =
             roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
-        let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        let (mut registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        if let Some(m) = auth_metrics {
+            // Not an adapter, but its counters belong where /metrics, $SYS and the API look.
+            registry.add("auth", crate::security::running(m))?;
+        }
         api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
         api_routes.push(crate::api::cluster::routes(cluster.clone()));
@@ -265,22 +270,26 @@ fn api_keys(settings: &Settings) -> anyhow::Result<Vec<String>> {
         .context("http.api_keys")
 }
 
+type BrokerAuth = (Box<dyn Authenticator>, Box<dyn Authorizer>, crate::reload::parts::AuthMetrics);
+
 /// The broker's authenticator and authorizer: the builder's own if given (a reload leaves
-/// those alone), else `[auth]` and `[acl]` behind switches a reload replaces.
+/// those alone), else `[auth]` and `[acl]` behind switches a reload replaces; and the
+/// counters of the database sources the start-up `[auth]` names.
 fn reloadable_auth(
     settings: &Settings,
     reloader: &crate::reload::Reloader,
     authenticator: Option<Box<dyn Authenticator>>,
     authorizer: Option<Box<dyn Authorizer>>,
-) -> anyhow::Result<(Box<dyn Authenticator>, Box<dyn Authorizer>)> {
+) -> anyhow::Result<BrokerAuth> {
     use crate::reload::parts::{AclPart, AuthPart};
     use crate::reload::switch::{Switch, SwitchAuthenticator, SwitchAuthorizer};
-    let authenticator = match authenticator {
-        Some(a) => a,
+    let (authenticator, metrics) = match authenticator {
+        Some(a) => (a, None),
         None => {
-            let switch = Switch::new(crate::reload::parts::authenticator(settings)?);
+            let (a, metrics) = crate::reload::parts::authenticator(settings)?;
+            let switch = Switch::new(a);
             reloader.add(Arc::new(AuthPart(switch.clone())));
-            Box::new(SwitchAuthenticator(switch))
+            (Box::new(SwitchAuthenticator(switch)) as Box<dyn Authenticator>, metrics)
         }
     };
     let authorizer = match authorizer {
@@ -291,7 +300,7 @@ fn reloadable_auth(
             Box::new(SwitchAuthorizer(switch))
         }
     };
-    Ok((authenticator, authorizer))
+    Ok((authenticator, authorizer, metrics))
 }
 
 /// The built-in adapters' reloadable parts (TLS, DTLS) and the log level.

@@ -117,22 +117,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
             tracing::trace!(peer = %addr, "MQTT-SN: over peer_packet_rate; datagram dropped");
             continue;
         }
-        let datagram = Bytes::copy_from_slice(&buf[..n]);
-        let (key, inner) = match codec::decode_encapsulated(&datagram) {
-            Ok(None) => (PeerKey { addr, node: None }, datagram),
-            Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
-            Err(e) => {
-                malformed(&ctx, addr, &e);
-                continue;
-            }
-        };
-        let msg = match codec::decode(&inner) {
-            Ok(m) => m,
-            Err(e) => {
-                malformed(&ctx, addr, &e);
-                continue;
-            }
-        };
+        let Some((key, msg)) = decode(&ctx, addr, &buf[..n]) else { continue };
         if let Some(bucket) = &mut new_peers
             && !clients.contains(&key)
             && !bucket.try_take(std::time::Instant::now())
@@ -174,6 +159,27 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
     }
 }
 
+/// Decodes a datagram, unwrapping a forwarder's encapsulation (§5.5): the peer is the
+/// forwarder's address plus the wireless node id. None (counted and logged) if malformed.
+fn decode(ctx: &Context, addr: SocketAddr, data: &[u8]) -> Option<(PeerKey, Message)> {
+    let datagram = Bytes::copy_from_slice(data);
+    let (key, inner) = match codec::decode_encapsulated(&datagram) {
+        Ok(None) => (PeerKey { addr, node: None }, datagram),
+        Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
+        Err(e) => {
+            malformed(ctx, addr, &e);
+            return None;
+        }
+    };
+    match codec::decode(&inner) {
+        Ok(m) => Some((key, m)),
+        Err(e) => {
+            malformed(ctx, addr, &e);
+            None
+        }
+    }
+}
+
 fn malformed(ctx: &Context, addr: SocketAddr, e: &codec::DecodeError) {
     Counters::bump(&ctx.counters.malformed);
     tracing::info!(peer = %addr, "malformed MQTT-SN datagram dropped: {e}");
@@ -203,6 +209,7 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         peer: Some(addr),
         username: None,
         protocol_detail: None,
+        grants: None,
     };
     let msg = roost_core::Message::new(
         ctx.topics.mountpoint.mount(&name),

@@ -8,6 +8,7 @@
 //! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
 //! the code defaults.
 
+mod authdb;
 mod bridge;
 mod cluster;
 mod coap;
@@ -31,6 +32,7 @@ use roost_mqtt::settings::MqttSettings;
 use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
 
+pub use authdb::{AclSourceSettings, DbAuthSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use security::{AuthSettings, AuthSourceKind, HttpAuthSettings};

@@ -23,12 +23,17 @@ fn apply(f: impl FnOnce() -> String + Send + 'static) -> anyhow::Result<Option<A
 /// `[auth]`: the chain is rebuilt from the new settings (the users file read again).
 pub struct AuthPart(pub Arc<Switch<dyn Authenticator>>);
 
-/// The authenticator `[auth]` of `settings` describes.
-pub fn authenticator(settings: &Settings) -> anyhow::Result<Arc<dyn Authenticator>> {
-    Ok(match crate::security::authenticator(settings)? {
+/// The counters of the database and directory sources of `[auth]`, if it names any.
+pub type AuthMetrics = Option<Arc<roost_authdb::Metrics>>;
+
+/// The authenticator `[auth]` of `settings` describes, with its database sources' counters.
+pub fn authenticator(settings: &Settings) -> anyhow::Result<(Arc<dyn Authenticator>, AuthMetrics)> {
+    let s = crate::security::authenticator(settings)?;
+    let a: Arc<dyn Authenticator> = match s.authenticator {
         Some(chain) => Arc::from(chain),
         None => Arc::new(AnonymousPolicy { allow_anonymous: settings.broker.allow_anonymous }),
-    })
+    };
+    Ok((a, s.backend_metrics))
 }
 
 impl Reload for AuthPart {
@@ -38,7 +43,8 @@ impl Reload for AuthPart {
 
     fn prepare(&self, _old: &Settings, new: &Settings) -> anyhow::Result<Option<Apply>> {
         // Always rebuilt: the users file may have changed under the same name.
-        let next = authenticator(new)?;
+        // (A database source's counters in /metrics stay those of the start-up chain.)
+        let (next, _) = authenticator(new)?;
         let (switch, chain) = (self.0.clone(), format!("{:?}", new.auth.chain));
         apply(move || {
             switch.replace(next);
@@ -52,8 +58,8 @@ pub struct AclPart(pub Arc<Switch<dyn Authorizer>>);
 
 /// The authorizer `[acl]` of `settings` describes.
 pub fn authorizer(settings: &Settings) -> Arc<dyn Authorizer> {
-    match &settings.acl {
-        Some(acl) => Arc::new(acl.clone()),
+    match crate::security::authorizer(settings) {
+        Some(a) => Arc::from(a),
         None => Arc::new(AllowAll),
     }
 }
