@@ -37,6 +37,7 @@ mod plugins_wasm;
 mod proxy_protocol;
 mod pubsub;
 mod qos;
+mod reload;
 mod retained;
 mod rules;
 mod rules_sinks;

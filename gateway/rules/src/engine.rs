@@ -172,6 +172,20 @@ impl Engine {
         Ok(rule)
     }
 
+    /// Replaces the rules that came from the config file (`[[rule]]`, on a reload) with
+    /// `configs`, in their order, ahead of the rules made through the API. All are built
+    /// before any is swapped in: on an error the running rules stay.
+    pub fn replace_configured(&self, configs: Vec<RuleConfig>) -> Result<usize, RuleError> {
+        let _g = self.change.lock();
+        let built =
+            configs.into_iter().map(|c| self.build(c, "config").map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        let count = built.len();
+        let mut next = built;
+        next.extend(self.rules().iter().filter(|r| r.origin != "config").cloned());
+        *self.rules.write() = Arc::new(next);
+        Ok(count)
+    }
+
     /// Deletes a rule made through the API.
     pub fn delete(&self, id: &str) -> Result<(), RuleError> {
         let _g = self.change.lock();

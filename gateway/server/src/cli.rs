@@ -84,6 +84,10 @@ pub enum CtlCommand {
         #[arg(value_name = "CLIENTID")]
         client_id: String,
     },
+    /// Make the gateway read its config file again and apply what can change live (as
+    /// SIGHUP does); prints what changed and what needs a restart. Exits 1 if the file is
+    /// refused (the running configuration then stays).
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,5 @@
 //! `roost ctl`: a client of a running gateway's HTTP management API, for operators at a
-//! shell: traces (start, stop, list), clients, kick. It prints what the API answered.
+//! shell: traces (start, stop, list), clients, kick, reload. It prints what the API answered.
 
 use std::time::Duration;
 
@@ -138,6 +138,22 @@ pub async fn run(settings: &Settings, args: CtlArgs) -> anyhow::Result<String> {
                 }
                 page += 1;
             }
+        }
+        CtlCommand::Reload => {
+            let r = call("POST", "/reload".into(), None).await?;
+            let mut out = String::new();
+            let lines =
+                |key: &str| r[key].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string);
+            for l in lines("applied") {
+                out.push_str(&format!("applied: {l}\n"));
+            }
+            for l in lines("restart_needed") {
+                out.push_str(&format!("needs a restart (left as it was): {l}\n"));
+            }
+            if out.is_empty() {
+                out.push_str("reloaded: nothing changed\n");
+            }
+            Ok(out)
         }
         CtlCommand::Kick { client_id } => {
             call("DELETE", format!("/clients/{}", encode(&client_id)), None).await?;

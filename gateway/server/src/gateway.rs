@@ -31,10 +31,12 @@ pub struct Gateway {
     http_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    bridges: Vec<(String, std::sync::Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
+    bridges: crate::reload::parts::BridgeStatuses,
+    reloader: Arc<crate::reload::Reloader>,
     api_keys: Vec<String>,
     webhooks: Arc<Vec<crate::webhook::Webhook>>,
     cluster: Option<roost_cluster::Cluster>,
+    #[cfg(feature = "codec")]
     plugins: Arc<roost_plugins::Plugins>,
 }
 
@@ -59,9 +61,16 @@ pub struct Builder {
     authorizer: Option<Box<dyn Authorizer>>,
     hooks: Vec<Arc<dyn Hook>>,
     api_routes: Vec<axum::Router>,
+    config_file: Option<std::path::PathBuf>,
 }
 
 impl Builder {
+    /// The file the settings came from: a reload (SIGHUP, `roost ctl reload`) reads it again.
+    pub fn config_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.config_file = file;
+        self
+    }
+
     /// Adds routes to the management API: merged under `/api/v1`, behind its key check.
     pub fn api_routes(mut self, routes: axum::Router) -> Self {
         self.api_routes.push(routes);
@@ -100,34 +109,35 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
+        #[allow(unused_mut)] // codecs: changed only with the `codec` feature (plugins)
+        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, mut api_routes, config_file } =
+            self;
+        let reloader = crate::reload::Reloader::new(config_file, settings.clone());
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
+        #[cfg(feature = "codec")]
         let plugins = crate::plugins::setup(&mut codecs)?;
-        let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
+        let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
-        let (authenticator, auth_metrics) = match authenticator {
-            Some(a) => (Some(a), None),
-            None => {
-                let s = crate::security::authenticator(&settings)?;
-                (s.authenticator, s.backend_metrics)
-            }
-        };
-        let authorizer = authorizer.or_else(|| crate::security::authorizer(&settings));
+        let (authenticator, authorizer, auth_metrics) =
+            reloadable_auth(&settings, &reloader, authenticator, authorizer)?;
+        register_live(&reloader, live);
+        #[cfg(feature = "codec")]
+        crate::reload::register_plugins(&reloader, &plugins);
         for a in &mut adapters {
             let name = a.name().to_string();
             a.bind().await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
         }
+        #[cfg(feature = "http")]
         let http_listeners = crate::http::bind(&settings.http_bind).await?;
+        #[cfg(not(feature = "http"))]
+        if !settings.http_bind.is_empty() {
+            tracing::warn!("http.bind: this roost was built without HTTP (cargo feature `http`): no API, no /metrics");
+        }
         let store = open_store(&settings).await?;
         let started = std::time::Instant::now();
-        let mut builder = Broker::builder(settings.broker.clone()).store(store);
-        if let Some(a) = authenticator {
-            builder = builder.authenticator(a);
-        }
-        if let Some(a) = authorizer {
-            builder = builder.authorizer(a);
-        }
+        let mut builder =
+            Broker::builder(settings.broker.clone()).store(store).authenticator(authenticator).authorizer(authorizer);
         for h in hooks {
             builder = builder.hook(h);
         }
@@ -146,6 +156,8 @@ impl Builder {
         let webhooks = Arc::new(webhooks);
         let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
         builder = builder.hook(rules.hook());
+        reloader.add(Arc::new(crate::reload::parts::RulesPart(rules.clone())));
+        api_routes.push(crate::reload::routes(reloader.clone()));
         let api_keys = api_keys(&settings)?;
         let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
         if settings.storage.disk {
@@ -181,7 +193,9 @@ impl Builder {
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }
+        #[allow(unused_mut)] // filled only with the `http` feature
         let mut http_addrs = Vec::new();
+        #[cfg(feature = "http")]
         if !http_listeners.is_empty() {
             let api = crate::api::ApiState {
                 broker: broker.clone(),
@@ -193,8 +207,10 @@ impl Builder {
                 rules: rules.clone(),
                 adapters: registry.clone(),
                 cluster: cluster.clone(),
+                #[cfg(feature = "codec")]
                 plugins: plugins.clone(),
             };
+            #[cfg(feature = "codec")]
             api_routes.push(crate::plugins::routes(plugins.clone()));
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
             for l in http_listeners {
@@ -204,7 +220,9 @@ impl Builder {
                 crate::http::serve(l, app.clone(), shutdown.clone(), &tracker);
             }
         }
-        let bridges = spawn_bridges(&settings, &broker, &shutdown, &tracker);
+        let bridges = Arc::new(crate::reload::parts::BridgesPart::start(&settings, &broker, &shutdown, &tracker));
+        reloader.add(Arc::new(bridges.clone()));
+        let bridges = bridges.statuses.clone();
         if let Some((interval, (hook, events))) = sys {
             let publisher = crate::sys::SysPublisher {
                 broker: broker.clone(),
@@ -236,8 +254,10 @@ impl Builder {
             tracker,
             api_keys,
             webhooks,
+            #[cfg(feature = "codec")]
             plugins,
             cluster,
+            reloader,
         })
     }
 }
@@ -251,22 +271,50 @@ fn api_keys(settings: &Settings) -> anyhow::Result<Vec<String>> {
         .context("http.api_keys")
 }
 
-type BridgeStatuses = Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>;
+type BrokerAuth = (Box<dyn Authenticator>, Box<dyn Authorizer>, crate::reload::parts::AuthMetrics);
 
-/// Starts every `[[bridge]]`; their statuses, by name.
-fn spawn_bridges(
+/// The broker's authenticator and authorizer: the builder's own if given (a reload leaves
+/// those alone), else `[auth]` and `[acl]` behind switches a reload replaces; and the
+/// counters of the database sources the start-up `[auth]` names.
+fn reloadable_auth(
     settings: &Settings,
-    broker: &Broker,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> BridgeStatuses {
-    let mut bridges = Vec::new();
-    for b in &settings.bridges {
-        tracing::info!(bridge = %b.name, upstream = %b.address, "bridge starting");
-        let status = roost_bridge::spawn(b.clone(), broker.clone(), shutdown.clone(), tracker);
-        bridges.push((b.name.clone(), status));
+    reloader: &crate::reload::Reloader,
+    authenticator: Option<Box<dyn Authenticator>>,
+    authorizer: Option<Box<dyn Authorizer>>,
+) -> anyhow::Result<BrokerAuth> {
+    use crate::reload::parts::{AclPart, AuthPart};
+    use crate::reload::switch::{Switch, SwitchAuthenticator, SwitchAuthorizer};
+    let (authenticator, metrics) = match authenticator {
+        Some(a) => (a, None),
+        None => {
+            let (a, metrics) = crate::reload::parts::authenticator(settings)?;
+            let switch = Switch::new(a);
+            reloader.add(Arc::new(AuthPart(switch.clone())));
+            (Box::new(SwitchAuthenticator(switch)) as Box<dyn Authenticator>, metrics)
+        }
+    };
+    let authorizer = match authorizer {
+        Some(a) => a,
+        None => {
+            let switch = Switch::new(crate::reload::parts::authorizer(settings));
+            reloader.add(Arc::new(AclPart(switch.clone())));
+            Box::new(SwitchAuthorizer(switch))
+        }
+    };
+    Ok((authenticator, authorizer, metrics))
+}
+
+/// The built-in adapters' reloadable parts (TLS, DTLS) and the log level.
+fn register_live(reloader: &crate::reload::Reloader, live: crate::adapters::Live) {
+    use crate::reload::parts;
+    if let Some(tls) = live.tls {
+        reloader.add(Arc::new(parts::TlsPart(tls)));
     }
-    bridges
+    #[cfg(feature = "dtls")]
+    if let Some(dtls) = live.dtls {
+        reloader.add(Arc::new(parts::DtlsPart(dtls)));
+    }
+    reloader.add(Arc::new(parts::LogPart));
 }
 
 /// The adapters of the `[adapter.NAME]` sections, each built by the factory of that name.
@@ -321,10 +369,12 @@ impl Gateway {
             authorizer: None,
             hooks: Vec::new(),
             api_routes: Vec::new(),
+            config_file: None,
         }
     }
 
     /// The loaded plugins (WebAssembly codecs), for the API, `/metrics` and reload.
+    #[cfg(feature = "codec")]
     pub fn plugins(&self) -> &Arc<roost_plugins::Plugins> {
         &self.plugins
     }
@@ -347,7 +397,17 @@ impl Gateway {
 
     /// The state of the bridge named `name`.
     pub fn bridge_status(&self, name: &str) -> Option<roost_bridge::BridgeStatus> {
-        self.bridges.iter().find(|(n, _)| n == name).map(|(_, s)| s.lock().clone())
+        self.bridges.read().iter().find(|(n, _)| n == name).map(|(_, s)| s.lock().clone())
+    }
+
+    /// Reads the config file again and applies what can change live (see [`crate::reload`]).
+    pub async fn reload(&self) -> Result<crate::reload::Report, crate::reload::ReloadError> {
+        self.reloader.reload().await
+    }
+
+    /// Applies `settings` as a reload would (for a caller that has them already).
+    pub async fn apply(&self, settings: Settings) -> Result<crate::reload::Report, crate::reload::ReloadError> {
+        self.reloader.apply(settings).await
     }
 
     /// A key the management API accepts (the first configured or the generated one);

@@ -33,8 +33,13 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
 
 /// Every route of the HTTP listener: `/metrics` (no key: Prometheus scrapers), `/` (the
 /// page; its data comes from the API, which needs the key), `/api/v1/...`.
-pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
-    extra_api.push(crate::web::api_routes(&api.broker));
+pub fn app(api: crate::api::ApiState, extra_api: Vec<Router>) -> Router {
+    #[cfg(feature = "web")]
+    let extra_api = {
+        let mut e = extra_api;
+        e.push(crate::web::api_routes(&api.broker));
+        e
+    };
     let mut registry = Registry::with_prefix("roost");
     registry
         .register_collector(Box::new(BrokerCollector { broker: api.broker.clone(), webhooks: api.webhooks.clone() }));
@@ -43,12 +48,12 @@ pub fn app(api: crate::api::ApiState, mut extra_api: Vec<Router>) -> Router {
     if let Some(cluster) = &api.cluster {
         registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
     }
+    #[cfg(feature = "codec")]
     registry.register_collector(Box::new(crate::plugins::Collector(api.plugins.clone())));
-    Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(registry))
-        .merge(crate::web::routes())
-        .nest("/api/v1", crate::api::router(api, extra_api))
+    let app = Router::new().route("/metrics", get(metrics)).with_state(Arc::new(registry));
+    #[cfg(feature = "web")]
+    let app = app.merge(crate::web::routes());
+    app.nest("/api/v1", crate::api::router(api, extra_api))
 }
 
 /// Serves `app` on `listener` until `shutdown`.

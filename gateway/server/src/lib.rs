@@ -19,9 +19,12 @@ pub mod gateway;
 pub mod http;
 pub mod http_client;
 pub mod logging;
+#[cfg(feature = "codec")]
 pub mod plugins;
+pub mod reload;
 pub mod security;
 pub mod sys;
+#[cfg(feature = "web")]
 pub mod web;
 pub mod webhook;
 

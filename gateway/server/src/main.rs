@@ -1,4 +1,5 @@
-//! `roost`: parse the command line, load the config, run the gateway until SIGINT or SIGTERM.
+//! `roost`: parse the command line, load the config, run the gateway until SIGINT or SIGTERM;
+//! SIGHUP reloads the config file (`roost::reload`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,13 @@ fn store(config_file: Option<PathBuf>, action: roost::cli::StoreAction) -> ExitC
 fn ctl(config_file: Option<PathBuf>, args: roost::cli::CtlArgs) -> ExitCode {
     let settings = match config::load(config_file.as_deref()) {
         Ok(s) => s,
+        // With --url the config is only a source of defaults: a file being edited (the
+        // very case of `ctl reload`) must not stop the command; the gateway judges it.
+        Err(e) if args.url.is_some() => {
+            let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
+            eprintln!("roost: warning: {} (using --url)", describe(file, &e));
+            Settings::default()
+        }
         Err(e) => {
             let file = config_file.as_deref().unwrap_or(Path::new("(defaults)"));
             eprintln!("roost: {}", describe(file, &e));
@@ -203,13 +211,13 @@ fn run(config_file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let code = runtime.block_on(serve(settings));
+    let code = runtime.block_on(serve(settings, config_file));
     // Tasks that ignore cancellation must not keep the process alive past shutdown.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
-async fn serve(settings: Settings) -> ExitCode {
+async fn serve(settings: Settings, config_file: Option<PathBuf>) -> ExitCode {
     // Install the handlers before starting, so a signal during start-up is not fatal by
     // default but leads to an orderly shutdown once start has finished.
     let mut signals = match Signals::install() {
@@ -220,7 +228,7 @@ async fn serve(settings: Settings) -> ExitCode {
         }
     };
     let grace = settings.shutdown_grace;
-    let gateway = match gateway::start(settings).await {
+    let gateway = match gateway::Gateway::builder(settings).config_file(config_file).start().await {
         Ok(gateway) => gateway,
         Err(e) => {
             eprintln!("roost: cannot start: {e:#}");
@@ -238,14 +246,23 @@ async fn serve(settings: Settings) -> ExitCode {
         "roost started"
     );
 
-    let name = signals.next().await;
+    let name = loop {
+        match signals.next().await {
+            // The outcome is logged by the reload itself; a refused file changes nothing.
+            "SIGHUP" => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = gateway.reload().await;
+            }
+            name => break name,
+        }
+    };
     tracing::info!(signal = name, grace = ?grace, "shutting down");
     tokio::select! {
         () = gateway.shutdown(grace) => {
             tracing::info!("roost stopped");
             ExitCode::SUCCESS
         }
-        name = signals.next() => {
+        name = signals.next_stop() => {
             // A second signal means the operator will not wait for the grace period.
             tracing::warn!(signal = name, "second signal: exiting without waiting for connections");
             ExitCode::from(EXIT_FAILURE)
@@ -253,21 +270,37 @@ async fn serve(settings: Settings) -> ExitCode {
     }
 }
 
-/// SIGINT and SIGTERM, whichever comes first.
+/// SIGINT and SIGTERM (stop), SIGHUP (reload), whichever comes first.
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 
     async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+
+    /// A stop signal; a SIGHUP during shutdown is ignored.
+    async fn next_stop(&mut self) -> &'static str {
+        loop {
+            match self.next().await {
+                "SIGHUP" => continue,
+                name => return name,
+            }
         }
     }
 }

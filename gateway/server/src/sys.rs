@@ -85,7 +85,7 @@ pub struct SysPublisher {
     pub interval: Duration,
     pub hook: Arc<SysHook>,
     pub events: mpsc::Receiver<(String, String)>,
-    pub bridges: Vec<(String, Arc<parking_lot::Mutex<roost_bridge::BridgeStatus>>)>,
+    pub bridges: crate::reload::parts::BridgeStatuses,
     /// Every adapter's declared metric families, published under `adapters/{name}/`.
     pub adapters: Arc<roost_adapter::AdapterRegistry>,
     /// This node's cluster, whose state goes to `cluster/state` and `cluster` (JSON).
@@ -106,7 +106,7 @@ pub fn spawn(publisher: SysPublisher, shutdown: CancellationToken, tracker: &Tas
                 _ = tick.tick() => {
                     max_connections = max_connections.max(broker.connection_count());
                     publish_stats(&broker, &prefix, started, max_connections);
-                    publish_bridges(&broker, &prefix, &bridges);
+                    publish_bridges(&broker, &prefix, &bridges.read());
                     publish_adapters(&broker, &prefix, &adapters);
                     if let Some(c) = &cluster {
                         publish_cluster(&broker, &prefix, c);

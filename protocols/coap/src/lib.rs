@@ -24,4 +24,5 @@ pub mod message;
 pub mod resource;
 pub mod session;
 pub mod settings;
+#[cfg(feature = "sim")]
 pub mod sim;

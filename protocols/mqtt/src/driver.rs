@@ -53,7 +53,7 @@ pub struct Context {
     pub settings: MqttSettings,
     pub permits: Arc<Semaphore>,
     /// The TLS and WSS listeners' acceptor (from `settings.tls`).
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<transport::TlsSwitch>,
 }
 
 /// Binds every MQTT listener of `settings`: plain (`bind`), TLS (`tls_bind`), WebSocket
@@ -511,16 +511,21 @@ async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, cl
 
 /// TLS and/or WebSocket handshakes; with TLS, the verified client certificate's common name.
 async fn upgrade(tcp: TcpStream, kind: Kind, ctx: &Context) -> std::io::Result<(Stream, Option<String>)> {
-    let acceptor = || ctx.tls.as_ref().ok_or_else(|| std::io::Error::other("no [mqtt.tls] for a TLS listener"));
+    let acceptor = || {
+        ctx.tls
+            .as_ref()
+            .map(transport::TlsSwitch::current)
+            .ok_or_else(|| std::io::Error::other("no [mqtt.tls] for a TLS listener"))
+    };
     Ok(match kind {
         Kind::Tcp => (Stream::Tcp(tcp), None),
         Kind::Tls => {
-            let (tls, cn) = transport::tls_accept(acceptor()?, tcp).await?;
+            let (tls, cn) = transport::tls_accept(&acceptor()?, tcp).await?;
             (Stream::Other(Box::new(tls)), cn)
         }
         Kind::Ws => (Stream::Other(Box::new(transport::ws_accept(tcp, &ctx.settings.ws_path).await?)), None),
         Kind::Wss => {
-            let (tls, cn) = transport::tls_accept(acceptor()?, tcp).await?;
+            let (tls, cn) = transport::tls_accept(&acceptor()?, tcp).await?;
             (Stream::Other(Box::new(transport::ws_accept(tls, &ctx.settings.ws_path).await?)), cn)
         }
     })

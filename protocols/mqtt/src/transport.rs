@@ -94,6 +94,28 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The acceptor the TLS and WSS listeners use, replaceable while they run (a reload with a
+/// new certificate): each handshake takes the acceptor current when it starts, so an open
+/// connection keeps the certificate it was made with and the next one gets the new one.
+#[derive(Clone)]
+pub struct TlsSwitch(Arc<parking_lot::RwLock<TlsAcceptor>>);
+
+impl TlsSwitch {
+    pub fn new(acceptor: TlsAcceptor) -> TlsSwitch {
+        TlsSwitch(Arc::new(parking_lot::RwLock::new(acceptor)))
+    }
+
+    /// The acceptor for the next handshake (a cheap clone of an `Arc`).
+    pub fn current(&self) -> TlsAcceptor {
+        self.0.read().clone()
+    }
+
+    /// Serves later handshakes with `acceptor`.
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.0.write() = acceptor;
+    }
+}
+
 /// The TLS handshake; with it, the common name of the client certificate when one was
 /// presented (and so verified against the CA: rustls refuses the handshake otherwise).
 pub async fn tls_accept<S: AsyncStream + 'static>(

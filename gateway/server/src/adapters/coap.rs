@@ -10,11 +10,14 @@ use roost_coap::settings::CoapSettings;
 use tokio::net::UdpSocket;
 
 use crate::config::Settings;
+use crate::reload::switch::{Switch, SwitchDtls};
 
 /// One DTLS backend and one set of DTLS counters for CoAP's and LwM2M's DTLS sockets.
 pub struct SharedDtls {
     /// `None` when no DTLS listener is configured.
     pub backend: Option<Arc<dyn Backend>>,
+    /// What `backend` serves, which a reload replaces.
+    pub switch: Option<Arc<Switch<dyn Backend>>>,
     pub counters: Arc<DtlsCounters>,
 }
 
@@ -22,18 +25,27 @@ impl SharedDtls {
     /// Loads the credentials when a DTLS listener is configured: a bad key file is a config
     /// error, found before binding.
     pub fn new(settings: &Settings) -> anyhow::Result<SharedDtls> {
-        let backend: Option<Arc<dyn Backend>> = if settings.coap.dtls.bind.is_empty()
-            && settings.lwm2m.dtls_bind.is_empty()
-        {
+        let switch = if settings.coap.dtls.bind.is_empty() && settings.lwm2m.dtls_bind.is_empty() {
             None
         } else {
-            let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
-                anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
-            })?;
-            Some(Arc::new(b))
+            Some(Switch::new(openssl_backend(settings)?))
         };
-        Ok(SharedDtls { backend, counters: Arc::default() })
+        let backend = switch.clone().map(|s| Arc::new(SwitchDtls(s)) as Arc<dyn Backend>);
+        Ok(SharedDtls { backend, switch, counters: Arc::default() })
     }
+}
+
+#[cfg(feature = "dtls")]
+fn openssl_backend(settings: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
+    let b = roost_coap::dtls::openssl::OpensslBackend::new(&settings.coap.dtls).map_err(|e| {
+        anyhow::anyhow!("starting the DTLS listeners (coap.dtls_bind, lwm2m.dtls_bind; credentials from [[coap.psk]] or coap.dtls_cert_file): {e}")
+    })?;
+    Ok(Arc::new(b))
+}
+
+#[cfg(not(feature = "dtls"))]
+fn openssl_backend(_settings: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
+    anyhow::bail!("coap.dtls_bind, lwm2m.dtls_bind: this roost was built without DTLS (cargo feature `dtls`)")
 }
 
 pub struct CoapAdapter {

@@ -13,7 +13,7 @@ use crate::config::Settings;
 pub struct MqttAdapter {
     settings: MqttSettings,
     max_connections: usize,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<roost_mqtt::transport::TlsSwitch>,
     bound: Vec<(Kind, TcpListener)>,
 }
 
@@ -21,7 +21,9 @@ impl MqttAdapter {
     /// Reads the TLS files now: a bad certificate is a config error, found before binding.
     pub fn new(settings: &Settings) -> anyhow::Result<MqttAdapter> {
         let tls = match &settings.mqtt.tls {
-            Some(t) => Some(roost_mqtt::transport::acceptor(t).map_err(|e| anyhow::anyhow!("mqtt.tls: {e}"))?),
+            Some(t) => Some(roost_mqtt::transport::TlsSwitch::new(
+                roost_mqtt::transport::acceptor(t).map_err(|e| anyhow::anyhow!("mqtt.tls: {e}"))?,
+            )),
             None => None,
         };
         Ok(MqttAdapter {
@@ -30,6 +32,11 @@ impl MqttAdapter {
             tls,
             bound: Vec::new(),
         })
+    }
+
+    /// The TLS listeners' acceptor, which a reload replaces (`None` without `[mqtt.tls]`).
+    pub fn tls(&self) -> Option<roost_mqtt::transport::TlsSwitch> {
+        self.tls.clone()
     }
 }
 

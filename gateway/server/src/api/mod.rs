@@ -63,6 +63,7 @@ pub struct ApiState {
     /// This node's cluster (`[cluster]`), for `/metrics`.
     pub cluster: Option<roost_cluster::Cluster>,
     /// Loaded plugins: their counters in `/metrics`.
+    #[cfg(feature = "codec")]
     pub plugins: Arc<roost_plugins::Plugins>,
 }
 

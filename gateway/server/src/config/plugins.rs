@@ -30,6 +30,8 @@ pub(super) fn codec_plugin(
         *name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("wasm").to_string();
     }
     options.insert("path".into(), toml::Value::String(plugin.to_string()));
-    *codec = roost_plugins::wasm_factory::NAME.to_string();
+    // The name `roost_plugins::wasm_factory` registers (a build without `codec` starts no
+    // codec listener, so the name is only checked against the registry there).
+    *codec = "wasm".to_string();
     Ok(())
 }

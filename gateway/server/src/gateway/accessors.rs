@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 
 use super::Gateway;
+#[cfg(feature = "coap")]
 use crate::adapters::CoapState;
 
 /// The state every built-in adapter registers; missing only if the gateway was built
 /// without the built-in list, which `Builder::start` never does.
+#[cfg(any(feature = "mqtt-sn", feature = "coap", feature = "lorawan"))]
 fn builtin<'a, T: std::any::Any + Send + Sync>(g: &'a Gateway, adapter: &str) -> &'a T {
     match g.adapter_state::<T>(adapter) {
         Some(s) => s,
@@ -41,6 +43,7 @@ impl Gateway {
         self.addrs("mqttsn", "udp")
     }
 
+    #[cfg(feature = "mqtt-sn")]
     pub fn mqttsn_counters(&self) -> &roost_mqttsn::session::Counters {
         &builtin::<roost_mqttsn::session::Context>(self, "mqttsn").counters
     }
@@ -49,6 +52,7 @@ impl Gateway {
         self.addrs("coap", "udp")
     }
 
+    #[cfg(feature = "coap")]
     pub fn coap_counters(&self) -> &roost_coap::session::Counters {
         &builtin::<CoapState>(self, "coap").coap.counters
     }
@@ -57,6 +61,7 @@ impl Gateway {
         self.addrs("coap", "dtls")
     }
 
+    #[cfg(feature = "coap")]
     /// DTLS handshake and peer counters (CoAP's and LwM2M's DTLS listeners together).
     pub fn dtls_counters(&self) -> &roost_coap::dtls::DtlsCounters {
         &builtin::<CoapState>(self, "coap").dtls.counters
@@ -70,6 +75,7 @@ impl Gateway {
         self.addrs("lwm2m", "dtls")
     }
 
+    #[cfg(feature = "lwm2m")]
     pub fn lwm2m_counters(&self) -> &roost_lwm2m::server::Counters {
         &builtin::<roost_lwm2m::server::driver::Context>(self, "lwm2m").counters
     }
@@ -78,6 +84,7 @@ impl Gateway {
         self.addrs("lorawan", "udp")
     }
 
+    #[cfg(feature = "lorawan")]
     pub fn lorawan_counters(&self) -> &roost_lorawan::driver::Counters {
         &builtin::<roost_lorawan::driver::Context>(self, "lorawan").counters
     }

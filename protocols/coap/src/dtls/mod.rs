@@ -23,6 +23,7 @@
 //! keyed by it.
 
 pub mod cookie;
+#[cfg(feature = "openssl")]
 pub mod openssl;
 
 use std::collections::HashMap;
