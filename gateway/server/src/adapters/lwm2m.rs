@@ -6,8 +6,9 @@ use std::sync::Arc;
 use roost_adapter::metrics::load;
 use roost_adapter::{Adapter, Context, Error, Family, Listener, Running};
 use roost_coap::dtls::DtlsSettings;
+use roost_core::datagram::Inbound;
 use roost_lwm2m::server::Lwm2mSettings;
-use roost_lwm2m::server::driver::{self as lwm2m_driver, Transport};
+use roost_lwm2m::server::driver as lwm2m_driver;
 use roost_lwm2m::server::engine::KindOf;
 use tokio::net::UdpSocket;
 
@@ -88,9 +89,9 @@ impl Adapter for Lwm2mAdapter {
                     ctx.shutdown.clone(),
                     ctx.tracker.clone(),
                 ));
-                let transport = Transport::Dtls { rx: app_rx, tx: out_tx };
+                let (inbound, out) = (Inbound::secured(app_rx), Arc::new(out_tx));
                 let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
-                ctx.tracker.spawn(lwm2m_driver::serve_transport(transport, lwm2m.clone(), shutdown, tracker));
+                ctx.tracker.spawn(lwm2m_driver::serve_inbound(inbound, out, lwm2m.clone(), shutdown, tracker));
             }
         }
         Ok(Running {
