@@ -8,6 +8,7 @@
 //! - [`cluster`]: a NATS JetStream server and `roost` processes joined as a cluster
 //! - [`metrics`]: `/metrics` scraped and parsed.
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The end-to-end tests, one test binary: each module was its own binary once, and each linked
 //! the whole gateway (36 x ~240 MB of debug build). Filter by module with nextest, e.g.
 //! `cargo nextest run -p roost-e2e -E 'test(/^coap_dtls::/)'`.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,5 @@
 //! Core behaviour through the adapter API only, with tokio's paused clock for timers.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
