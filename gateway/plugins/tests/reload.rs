@@ -2,7 +2,6 @@
 //! refused with the old version kept, and codecs made while the file is replaced over and
 //! over always get a whole version.
 #![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
-
 #![allow(clippy::unwrap_used)]
 
 mod support;

@@ -15,10 +15,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
-use roost_core::datagram::{self, DatagramSession, Dispatch, End, Inbound, Outbound};
+use roost_core::datagram::{self, DatagramSession, Dispatch, End, Endpoint, Outbound};
 use roost_core::trace::Direction;
 use roost_core::{ClientId, Connection, Delivery, DisconnectReason, Protocol};
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -175,22 +174,15 @@ impl<O: Outbound> Demux<O> {
     }
 }
 
-/// Serves one plain-UDP socket until `shutdown`.
-pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let socket = Arc::new(socket);
-    let inbound = Inbound::udp(socket.clone(), codec::MAX_DATAGRAM);
-    serve_inbound(inbound, socket, ctx, shutdown, tracker).await;
-}
-
-/// Serves one listener until `shutdown` (or until a secured transport's stream ends):
-/// datagrams from `inbound`, sessions' datagrams out through `out`.
-pub async fn serve_inbound<O: Outbound>(
-    mut inbound: Inbound,
-    out: Arc<O>,
+/// Serves one listener (a UDP socket: `Endpoint::udp(socket, codec::MAX_DATAGRAM)`, or
+/// DTLS's decrypted stream) until `shutdown`, or until a secured transport's stream ends.
+pub async fn serve<O: Outbound>(
+    endpoint: Endpoint<O>,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let Endpoint { mut inbound, out } = endpoint;
     let demux = Demux::new(ctx, out, shutdown.clone(), tracker);
     loop {
         let received = tokio::select! {

@@ -86,6 +86,27 @@ impl Inbound {
     }
 }
 
+/// One listener's two ends: where its datagrams come from, and where its sessions' go.
+pub struct Endpoint<O> {
+    pub inbound: Inbound,
+    pub out: Arc<O>,
+}
+
+impl Endpoint<UdpSocket> {
+    /// A UDP socket, both ends; datagrams are read into a buffer of `max_datagram` bytes.
+    pub fn udp(socket: UdpSocket, max_datagram: usize) -> Endpoint<UdpSocket> {
+        let socket = Arc::new(socket);
+        Endpoint { inbound: Inbound::udp(socket.clone(), max_datagram), out: socket }
+    }
+}
+
+impl Endpoint<mpsc::Sender<(SocketAddr, Bytes)>> {
+    /// A secured transport beneath (DTLS): its decrypted stream in, its record layer out.
+    pub fn secured(rx: mpsc::Receiver<Plain>, tx: mpsc::Sender<(SocketAddr, Bytes)>) -> Self {
+        Endpoint { inbound: Inbound::secured(rx), out: Arc::new(tx) }
+    }
+}
+
 /// Waits until `deadline`; forever without one. The one timer of the datagram engine: a
 /// session (or a socket-wide state machine) names its next deadline, the driver sleeps on it.
 pub async fn sleep_until(deadline: Option<Instant>) {

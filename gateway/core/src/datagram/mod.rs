@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use demux::{Demux, Dispatch};
-pub use io::{Inbound, Outbound, Plain, sleep_until};
+pub use io::{Endpoint, Inbound, Outbound, Plain, sleep_until};
 
 use crate::{Connection, Delivery, DisconnectReason};
 

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::session::Context;
-use roost_core::datagram::Inbound;
+use roost_core::datagram::Endpoint;
 
 /// One PSK identity: its key, and the username the core's auth and ACL see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,13 +148,8 @@ pub async fn serve(
     // Decrypted datagrams in, to the CoAP layer; its answers out, to the peers' records.
     let (app_tx, app_rx) = mpsc::channel::<Plain>(1024);
     let (out_tx, out_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
-    tracker.spawn(crate::driver::serve_inbound(
-        Inbound::secured(app_rx),
-        Arc::new(out_tx),
-        ctx.clone(),
-        shutdown.clone(),
-        tracker.clone(),
-    ));
+    let endpoint = Endpoint::secured(app_rx, out_tx);
+    tracker.spawn(crate::driver::serve(endpoint, ctx.clone(), shutdown.clone(), tracker.clone()));
     let settings = ctx.settings.dtls.clone();
     serve_channels(socket, settings, backend, counters, app_tx, out_rx, shutdown, tracker).await;
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roost_coap::codec;
-use roost_core::datagram::{Inbound, Outbound, sleep_until};
+use roost_core::datagram::{Endpoint, Outbound, sleep_until};
 use roost_core::trace::Direction;
 use roost_core::{
     Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS,
@@ -143,23 +143,16 @@ type Feed = (String, u64, Delivery);
 /// A finished core connect: ticket, endpoint, generation and the connection or refusal.
 type Connected = (u64, String, u64, Result<Connection, Refusal>);
 
-/// Serves one plain-UDP socket until `shutdown`.
-pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let socket = Arc::new(socket);
-    let inbound = Inbound::udp(socket.clone(), codec::MAX_DATAGRAM);
-    serve_inbound(inbound, socket, ctx, shutdown, tracker).await;
-}
-
-/// Serves one listener until `shutdown` (or until a secured transport's stream ends):
-/// datagrams from `inbound` (a UDP socket on 5783, or the DTLS dispatcher's decrypted stream
-/// on 5784, see `roost_coap::dtls::serve_channels`), the server's datagrams out through `out`.
-pub async fn serve_inbound<O: Outbound>(
-    mut inbound: Inbound,
-    out: Arc<O>,
+/// Serves one listener until `shutdown` (or until a secured transport's stream ends): a UDP
+/// socket on 5783 (`Endpoint::udp(socket, codec::MAX_DATAGRAM)`), or the DTLS dispatcher's
+/// decrypted stream on 5784 (see `roost_coap::dtls::serve_channels`).
+pub async fn serve<O: Outbound>(
+    endpoint: Endpoint<O>,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let Endpoint { mut inbound, out } = endpoint;
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
     // Core connects (auth may be an HTTP round trip) run in their own tasks: the socket loop
     // keeps serving every other device meanwhile.
