@@ -1,8 +1,8 @@
 //! Hot reload of WebAssembly codecs: a changed file serves new connections, a broken one is
 //! refused with the old version kept, and codecs made while the file is replaced over and
 //! over always get a whole version.
-#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
-#![allow(clippy::unwrap_used)]
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -2,7 +2,6 @@
 //! an authenticator and authorizer that record who asked (to see the codec's name as the
 //! protocol) and refuse what a test says.
 #![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
-
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
