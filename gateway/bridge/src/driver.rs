@@ -9,8 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use roost_core::{
-    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, MessageProperties, Protocol,
-    QoS, SubOptions,
+    Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions,
 };
 use roost_mqtt::codec::{
     Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, Subscribe,
@@ -259,16 +258,10 @@ async fn forward(
                             conn.ack(id);
                             continue;
                         };
-                        let mut properties = PublishProperties::default();
-                        if v5 {
-                            let p = &m.properties;
-                            properties.payload_format_indicator = p.payload_format_indicator;
-                            properties.content_type = p.content_type.clone();
-                            properties.response_topic = p.response_topic.clone();
-                            properties.correlation_data = p.correlation_data.clone();
-                            properties.user_properties = p.user_properties.clone();
-                            properties.message_expiry_interval = m.remaining_expiry(std::time::Instant::now());
-                        }
+                        let properties = match v5 {
+                            true => roost_mqtt::properties::of(m, std::time::Instant::now(), Vec::new()),
+                            false => PublishProperties::default(),
+                        };
                         let publish = Publish { dup, qos: pending.qos, retain: pending.retain, topic, packet_id: id, properties, payload: m.payload.clone() };
                         link.send(Packet::Publish(publish)).await.map_err(|e| fail(format!("send PUBLISH: {e}"), true))?;
                         if pending.qos == QoS::AtMostOnce {
@@ -365,15 +358,7 @@ async fn inbound(
     };
     let mut msg = Message::new(topic, p.payload, p.qos, p.retain);
     if v5 {
-        let pr = p.properties;
-        msg.properties = MessageProperties {
-            payload_format_indicator: pr.payload_format_indicator,
-            content_type: pr.content_type,
-            response_topic: pr.response_topic,
-            correlation_data: pr.correlation_data,
-            user_properties: pr.user_properties,
-        };
-        msg.expiry = pr.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
+        roost_mqtt::properties::apply(&mut msg, p.properties);
     }
     if p.qos == QoS::ExactlyOnce {
         match conn.begin_exactly_once(p.packet_id) {

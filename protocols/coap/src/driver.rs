@@ -1,24 +1,23 @@
-//! Driver layer: one UDP socket per bound address, demultiplexing every CoAP device on it.
-//! Sessions are keyed by identity (the client id): a request names its session with the
-//! `clientid` query (or, connection-less without one, by its address), and empty messages
-//! (ACK/RST to our notifications) by the address the session was last heard from. Each
-//! session runs in a small task fed by a bounded channel. What needs no session
-//! (`/.well-known/core`, unknown paths, requests for an unknown connection, malformed
-//! datagrams) is answered here without state; nothing a peer sends can panic it.
+//! Driver layer: one UDP socket per bound address (or one DTLS listener's decrypted stream),
+//! demultiplexing every CoAP device on it through the shared datagram engine
+//! ([`roost_core::datagram`]). Sessions are keyed by identity (the client id): a request
+//! names its session with the `clientid` query (or the DTLS identity, or, connection-less
+//! without one, its address), and empty messages (ACK/RST to our notifications) by the
+//! address the session was last heard from. What needs no session (`/.well-known/core`,
+//! unknown paths, requests for an unknown connection, malformed datagrams) is answered here
+//! without state; nothing a peer sends can panic it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use bytes::Bytes;
 use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+use roost_core::datagram::{self, DatagramSession, Dispatch, End, Endpoint, Outbound};
 use roost_core::trace::Direction;
-use roost_core::{ClientId, Delivery, DisconnectReason, Protocol};
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use roost_core::{ClientId, Connection, Delivery, DisconnectReason, Protocol};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,7 +25,7 @@ use crate::codec;
 use crate::resource::{self, Query, Route};
 use crate::session::{self, Context, Counters, Session};
 
-/// Datagrams queued for one session's task; beyond it they are dropped (the device retries).
+/// Datagrams queued for one session; beyond it they are dropped (the device retries).
 const SESSION_QUEUE: usize = 16;
 /// Addresses remembered per session for routing ACK/RST (a NAT may rebind several times).
 const ADDRS_PER_SESSION: usize = 4;
@@ -34,71 +33,25 @@ const ADDRS_PER_SESSION: usize = 4;
 /// Binds every configured address (shared by the UDP adapters).
 pub use roost_core::udp::bind;
 
-/// Where a session's datagrams go out. Plain UDP writes the socket; a secured transport
-/// (DTLS) takes them through a channel to its record layer.
-#[derive(Clone)]
-pub enum Link {
-    Udp(Arc<UdpSocket>),
-    Channel(mpsc::Sender<(SocketAddr, Bytes)>),
-}
-
-impl Link {
-    pub async fn send(&self, ctx: &Context, peer: SocketAddr, bytes: Bytes) {
-        ctx.broker.metrics().bytes_out(Protocol::Coap, bytes.len());
-        match self {
-            Link::Udp(s) => {
-                if let Err(e) = s.send_to(&bytes, peer).await {
-                    tracing::debug!(peer = %peer, "CoAP send failed: {e}");
-                }
-            }
-            Link::Channel(tx) => {
-                let _ = tx.send((peer, bytes)).await;
-            }
-        }
-    }
-}
-
-struct Entry {
-    tx: mpsc::Sender<(SocketAddr, Packet)>,
-    addrs: Vec<SocketAddr>,
-}
-
-/// The peer table of one socket (or one DTLS listener): sessions by key, keys by address.
-pub struct Demux {
+/// The CoAP side of one listener: stateless answers, and the engine's device table keyed by
+/// identity, whose sessions send through `out` (the socket, or DTLS's record layer).
+pub struct Demux<O> {
     ctx: Arc<Context>,
-    link: Link,
-    sessions: HashMap<String, Entry>,
-    by_addr: HashMap<SocketAddr, String>,
-    ended_tx: mpsc::UnboundedSender<String>,
-    ended_rx: mpsc::UnboundedReceiver<String>,
+    out: Arc<O>,
+    devices: datagram::Demux<String, (SocketAddr, Packet)>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
-impl Demux {
-    pub fn new(ctx: Arc<Context>, link: Link, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
-        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
-        Demux { ctx, link, sessions: HashMap::new(), by_addr: HashMap::new(), ended_tx, ended_rx, shutdown, tracker }
-    }
-
-    /// Waits until a session task ends and forgets it.
-    pub async fn reap(&mut self) {
-        if let Some(key) = self.ended_rx.recv().await
-            && self.sessions.get(&key).is_some_and(|e| e.tx.is_closed())
-            && let Some(e) = self.sessions.remove(&key)
-        {
-            for a in e.addrs {
-                if self.by_addr.get(&a) == Some(&key) {
-                    self.by_addr.remove(&a);
-                }
-            }
-            self.ctx.counters.sessions.fetch_sub(1, Relaxed);
-        }
+impl<O: Outbound> Demux<O> {
+    pub fn new(ctx: Arc<Context>, out: Arc<O>, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        let devices = datagram::Demux::new(SESSION_QUEUE).with_peers(ADDRS_PER_SESSION);
+        Demux { ctx, out, devices, shutdown, tracker }
     }
 
     /// One datagram from `addr`. `identity` is the username a secured transport
     /// authenticated (DTLS PSK identity), which then names the session.
-    pub async fn datagram(&mut self, addr: SocketAddr, bytes: &[u8], identity: Option<&str>) {
+    pub async fn datagram(&self, addr: SocketAddr, bytes: &[u8], identity: Option<&str>) {
         self.ctx.broker.metrics().bytes_in(Protocol::Coap, bytes.len());
         let packet = match codec::decode(bytes) {
             Ok(p) => p,
@@ -117,9 +70,14 @@ impl Demux {
         if !matches!(packet.header.code, MessageClass::Request(_)) {
             // Empty messages and responses belong to the exchange of the session last
             // heard at this address.
-            if let Some(key) = self.by_addr.get(&addr).cloned() {
-                self.forward(&key, addr, packet).await;
-            } else if packet.header.get_type() == MessageType::Confirmable {
+            let packet = match self.devices.key_of(&addr) {
+                Some(key) => match self.forward(&key, addr, packet) {
+                    Some(p) => p,
+                    None => return,
+                },
+                None => packet,
+            };
+            if packet.header.get_type() == MessageType::Confirmable {
                 // A ping or a CON response for nothing we know: RST (§4.2, §4.3).
                 self.send_packet(addr, &codec::empty(MessageType::Reset, packet.header.message_id)).await;
             }
@@ -127,37 +85,23 @@ impl Demux {
         }
         let route = resource::route(&packet);
         let method = resource::method(&packet).unwrap_or(RequestType::UnKnown);
-        match route {
-            Route::WellKnownCore => {
-                self.answer(addr, &packet, session::well_known_core(method)).await;
-                return;
-            }
-            Route::NotFound => {
-                self.answer(addr, &packet, session::reply(ResponseType::NotFound)).await;
-                return;
-            }
-            Route::BadPath => {
-                self.answer(addr, &packet, session::diag(ResponseType::BadRequest, "Uri-Path is not UTF-8")).await;
-                return;
-            }
-            Route::Ps(_) | Route::Connection => {}
-        }
-        let query = Query::of(&packet);
-        let key = match (identity, &query.clientid) {
-            (_, Some(id)) if !id.is_empty() => id.clone(),
-            (Some(user), _) => user.to_string(),
-            (None, _) if !self.ctx.settings.connection_required => format!("coap-{addr}"),
-            (None, _) => {
-                Counters::bump(&self.ctx.counters.unauthorized);
-                let resp = session::diag(ResponseType::Unauthorized, "clientid and token required");
-                self.answer(addr, &packet, resp).await;
-                return;
-            }
+        let stateless = match route {
+            Route::WellKnownCore => Some(session::well_known_core(method)),
+            Route::NotFound => Some(session::reply(ResponseType::NotFound)),
+            Route::BadPath => Some(session::diag(ResponseType::BadRequest, "Uri-Path is not UTF-8")),
+            Route::Ps(_) | Route::Connection => None,
         };
-        if self.sessions.contains_key(&key) {
-            self.forward(&key, addr, packet).await;
+        if let Some(resp) = stateless {
+            self.answer(addr, &packet, resp).await;
             return;
         }
+        let Some(key) = self.key(addr, &packet, identity) else {
+            Counters::bump(&self.ctx.counters.unauthorized);
+            let resp = session::diag(ResponseType::Unauthorized, "clientid and token required");
+            self.answer(addr, &packet, resp).await;
+            return;
+        };
+        let Some(packet) = self.forward(&key, addr, packet) else { return };
         let creates = route == Route::Connection && method == RequestType::Post
             || route != Route::Connection && (!self.ctx.settings.connection_required || identity.is_some());
         if !creates {
@@ -174,56 +118,36 @@ impl Demux {
             self.answer(addr, &packet, resp).await;
             return;
         }
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        self.sessions.insert(key.clone(), Entry { tx, addrs: Vec::new() });
         self.ctx.counters.sessions.fetch_add(1, Relaxed);
-        let session = Session::new(
-            self.ctx.clone(),
-            ClientId::new(key.as_str()),
-            addr,
-            Instant::now().into_std(),
-            rand::random(),
-        )
-        .with_transport_user(identity.map(str::to_string));
-        self.tracker.spawn(run(
-            session,
-            key.clone(),
-            self.link.clone(),
-            rx,
-            self.ended_tx.clone(),
-            self.shutdown.clone(),
-        ));
-        self.forward(&key, addr, packet).await;
+        let session = Session::new(self.ctx.clone(), ClientId::new(key.as_str()), addr, Instant::now(), rand::random())
+            .with_transport_user(identity.map(str::to_string));
+        let (shutdown, out) = (self.shutdown.clone(), self.out.clone());
+        self.devices.spawn(key.clone(), (addr, packet), CoapDevice(session), out, shutdown, &self.tracker);
+        self.devices.remember(&key, addr);
     }
 
-    async fn forward(&mut self, key: &str, addr: SocketAddr, packet: Packet) {
-        let Some(entry) = self.sessions.get_mut(key) else { return };
-        match entry.tx.try_send((addr, packet)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+    /// The session a request names: its `clientid`, else the DTLS identity, else (when
+    /// connections are optional) its address; `None` when it must name one and does not.
+    fn key(&self, addr: SocketAddr, packet: &Packet, identity: Option<&str>) -> Option<String> {
+        match (identity, Query::of(packet).clientid) {
+            (_, Some(id)) if !id.is_empty() => Some(id),
+            (Some(user), _) => Some(user.to_string()),
+            (None, _) if !self.ctx.settings.connection_required => Some(format!("coap-{addr}")),
+            (None, _) => None,
+        }
+    }
+
+    /// Hands `packet` to the session of `key`; gives it back when no session runs for it.
+    fn forward(&self, key: &String, addr: SocketAddr, packet: Packet) -> Option<Packet> {
+        match self.devices.dispatch(key, (addr, packet)) {
+            Dispatch::Queued => self.devices.remember(key, addr),
+            Dispatch::Busy(_) => {
                 Counters::bump(&self.ctx.counters.busy_drops);
                 tracing::debug!(peer = %addr, "CoAP session busy: datagram dropped");
-                return;
             }
-            Err(mpsc::error::TrySendError::Closed((_, packet))) => {
-                // The session just ended: answer as if it never was.
-                if packet.header.get_type() == MessageType::Confirmable {
-                    let resp = session::diag(ResponseType::Unauthorized, "connection closed");
-                    self.answer(addr, &packet, resp).await;
-                }
-                return;
-            }
+            Dispatch::Unknown((_, packet)) => return Some(packet),
         }
-        if !entry.addrs.contains(&addr) {
-            if entry.addrs.len() >= ADDRS_PER_SESSION {
-                let old = entry.addrs.remove(0);
-                if self.by_addr.get(&old).map(String::as_str) == Some(key) {
-                    self.by_addr.remove(&old);
-                }
-            }
-            entry.addrs.push(addr);
-        }
-        self.by_addr.insert(addr, key.to_string());
+        None
     }
 
     /// A stateless answer (no session, so no deduplication: these are idempotent).
@@ -241,95 +165,98 @@ impl Demux {
 
     async fn send_packet(&self, addr: SocketAddr, p: &Packet) {
         match codec::encode(p) {
-            Ok(b) => self.link.send(&self.ctx, addr, Bytes::from(b)).await,
+            Ok(b) => {
+                self.ctx.broker.metrics().bytes_out(Protocol::Coap, b.len());
+                self.out.transmit(Bytes::from(b), addr).await;
+            }
             Err(e) => tracing::warn!(peer = %addr, "{e}"),
         }
     }
 }
 
-/// Serves one plain-UDP socket until `shutdown`.
-pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let socket = Arc::new(socket);
-    let mut demux = Demux::new(ctx, Link::Udp(socket.clone()), shutdown.clone(), tracker);
-    let mut buf = vec![0u8; codec::MAX_DATAGRAM];
-    loop {
-        let (n, addr) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = demux.reap() => continue,
-            // Unconstrained: see the MQTT-SN driver (yield only when the socket is empty).
-            r = tokio::task::unconstrained(socket.recv_from(&mut buf)) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!("CoAP recv: {e}");
-                    continue;
-                }
-            },
-        };
-        demux.datagram(addr, &buf[..n], None).await;
-    }
-}
-
-enum Event {
-    Datagram(SocketAddr, Packet),
-    Delivery(Delivery),
-    Timeout,
-    Shutdown,
-}
-
-async fn run(
-    mut session: Session,
-    key: String,
-    link: Link,
-    mut rx: mpsc::Receiver<(SocketAddr, Packet)>,
-    ended: mpsc::UnboundedSender<String>,
+/// Serves one listener (a UDP socket: `Endpoint::udp(socket, codec::MAX_DATAGRAM)`, or
+/// DTLS's decrypted stream) until `shutdown`, or until a secured transport's stream ends.
+pub async fn serve<O: Outbound>(
+    endpoint: Endpoint<O>,
+    ctx: Arc<Context>,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) {
-    let ctx = session_ctx(&session);
+    let Endpoint { mut inbound, out } = endpoint;
+    let demux = Demux::new(ctx, out, shutdown.clone(), tracker);
     loop {
-        let deadline = session.poll_timeout();
-        let conn = session.connection().cloned();
-        let event = tokio::select! {
-            m = rx.recv() => match m {
-                Some((a, p)) => Event::Datagram(a, p),
-                None => break,
-            },
-            d = async { match &conn { Some(c) => c.next_delivery().await, None => std::future::pending().await } } => Event::Delivery(d),
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await, None => std::future::pending().await } } => Event::Timeout,
-            _ = shutdown.cancelled() => Event::Shutdown,
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = inbound.recv() => r,
         };
-        drop(conn);
-        let now = Instant::now().into_std();
-        match event {
-            Event::Datagram(a, p) => {
-                trace(&ctx, session.client_id(), a, Direction::In, &p);
-                session.handle_packet(now, a, p).await;
-            }
-            Event::Delivery(d) => session.handle_delivery(now, d).await,
-            Event::Timeout => session.handle_timeout(now).await,
-            Event::Shutdown => session.close(DisconnectReason::Shutdown, "shutdown").await,
-        }
-        while let Some((peer, bytes)) = session.poll_transmit() {
-            if ctx.broker.tracer().is_active()
-                && let Ok(p) = codec::decode(&bytes)
-            {
-                trace(&ctx, session.client_id(), peer, Direction::Out, &p);
-            }
-            link.send(&ctx, peer, bytes).await;
-        }
-        if let Some(end) = session.ended() {
-            tracing::debug!(client_id = %session.client_id(), why = %end.why, "CoAP session ended");
-            break;
-        }
+        let Some((addr, bytes, identity)) = received else { break };
+        demux.datagram(addr, bytes, identity.as_deref()).await;
     }
-    // Answer nothing more: requests still queued are retried by the device and then meet
-    // an unknown connection.
-    session.close(DisconnectReason::Abnormal, "task ended").await;
-    rx.close();
-    let _ = ended.send(key);
 }
 
-fn session_ctx(s: &Session) -> Arc<Context> {
-    s.context()
+/// A CoAP session as the datagram engine drives it; traces what it receives and sends.
+struct CoapDevice(Session);
+
+impl CoapDevice {
+    fn ended(&self) -> Result<(), End> {
+        match self.0.ended() {
+            Some(end) => Err(end.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl DatagramSession for CoapDevice {
+    type Input = (SocketAddr, Packet);
+
+    fn connection(&self) -> Option<&Connection> {
+        self.0.connection().map(|c| &**c)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+
+    async fn handle_datagram(&mut self, now: Instant, (peer, packet): (SocketAddr, Packet)) -> Result<(), End> {
+        trace(&self.0.context(), self.0.client_id(), peer, Direction::In, &packet);
+        self.0.handle_packet(now, peer, packet).await;
+        self.ended()
+    }
+
+    async fn handle_delivery(&mut self, now: Instant, delivery: Delivery) -> Result<(), End> {
+        self.0.handle_delivery(now, delivery).await;
+        self.ended()
+    }
+
+    async fn handle_timeout(&mut self, now: Instant) -> Result<(), End> {
+        self.0.handle_timeout(now).await;
+        self.ended()
+    }
+
+    async fn handle_shutdown(&mut self) -> End {
+        self.0.close(DisconnectReason::Shutdown, "shutdown").await;
+        self.ended().err().unwrap_or_else(|| End::new(DisconnectReason::Shutdown, "shutdown"))
+    }
+
+    fn poll_transmit(&mut self) -> Option<(Bytes, SocketAddr)> {
+        let (peer, bytes) = self.0.poll_transmit()?;
+        let ctx = self.0.context();
+        if ctx.broker.tracer().is_active()
+            && let Ok(p) = codec::decode(&bytes)
+        {
+            trace(&ctx, self.0.client_id(), peer, Direction::Out, &p);
+        }
+        ctx.broker.metrics().bytes_out(Protocol::Coap, bytes.len());
+        Some((bytes, peer))
+    }
+
+    async fn finish(mut self, end: End) {
+        tracing::debug!(client_id = %self.0.client_id(), why = %end.why, "CoAP session ended");
+        // Answer nothing more: requests still queued are retried by the device and then meet
+        // an unknown connection.
+        self.0.close(DisconnectReason::Abnormal, "task ended").await;
+        self.0.context().counters.sessions.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Writes a session's message to the traces following its client id (one atomic load when

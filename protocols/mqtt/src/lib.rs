@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod connect;
 pub mod driver;
+pub mod properties;
 pub mod proxy;
 pub mod session;
 pub mod settings;

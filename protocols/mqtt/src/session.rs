@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use roost_core::metrics::DropReason;
-use roost_core::{
-    Connection, Delivery, DisconnectReason, Message, MessageProperties, PublishError, SubOptions, SubscribeError,
-};
+use roost_core::{Connection, Delivery, DisconnectReason, Message, PublishError, SubOptions, SubscribeError};
 
 use crate::codec::{
     self, Ack, AckProperties, Disconnect, DisconnectProperties, Packet, ProtocolVersion, Publish, PublishProperties,
@@ -225,16 +223,8 @@ impl MqttSession {
         if p.retain && !self.limits.retain_available {
             return Err(Close::protocol(reason::RETAIN_NOT_SUPPORTED, "retain is not available"));
         }
-        let pr = p.properties;
         let mut msg = Message::new(topic, p.payload, p.qos, p.retain);
-        msg.expiry = pr.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
-        msg.properties = MessageProperties {
-            payload_format_indicator: pr.payload_format_indicator,
-            content_type: pr.content_type,
-            response_topic: pr.response_topic,
-            correlation_data: pr.correlation_data,
-            user_properties: pr.user_properties,
-        };
+        crate::properties::apply(&mut msg, p.properties);
         match p.qos {
             codec::QoS::AtMostOnce => match conn.publish(msg).await {
                 Err(PublishError::NotAuthorized) if self.limits.deny_disconnect => {
@@ -365,20 +355,10 @@ impl MqttSession {
             Delivery::Publish { id, dup, pending } => {
                 let m = &pending.message;
                 let v5 = self.version.is_v5();
-                let mut properties = PublishProperties::default();
-                if v5 {
-                    let mp = &m.properties;
-                    properties = PublishProperties {
-                        payload_format_indicator: mp.payload_format_indicator,
-                        message_expiry_interval: m.remaining_expiry(now),
-                        topic_alias: None,
-                        response_topic: mp.response_topic.clone(),
-                        correlation_data: mp.correlation_data.clone(),
-                        user_properties: mp.user_properties.clone(),
-                        subscription_identifiers: pending.subscription_ids.clone(),
-                        content_type: mp.content_type.clone(),
-                    };
-                }
+                let properties = match v5 {
+                    true => crate::properties::of(m, now, pending.subscription_ids.clone()),
+                    false => PublishProperties::default(),
+                };
                 let publish = Publish {
                     dup,
                     qos: pending.qos,

@@ -84,7 +84,7 @@ impl Adapter for CoapAdapter {
             tracing::info!(%addr, "CoAP listening (udp)");
             listeners.push(Listener::new("coap", "udp", addr));
             ctx.tracker.spawn(roost_coap::driver::serve(
-                socket,
+                roost_core::datagram::Endpoint::udp(socket, roost_coap::codec::MAX_DATAGRAM),
                 coap.clone(),
                 ctx.shutdown.clone(),
                 ctx.tracker.clone(),

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use roost_adapter::metrics::load;
 use roost_adapter::{Adapter, Context, Error, Family, Listener, Running};
 use roost_coap::dtls::DtlsSettings;
+use roost_core::datagram::Endpoint;
 use roost_lwm2m::server::Lwm2mSettings;
-use roost_lwm2m::server::driver::{self as lwm2m_driver, Transport};
+use roost_lwm2m::server::driver as lwm2m_driver;
 use roost_lwm2m::server::engine::KindOf;
 use tokio::net::UdpSocket;
 
@@ -68,7 +69,8 @@ impl Adapter for Lwm2mAdapter {
             let addr = socket.local_addr()?;
             tracing::info!(%addr, "LwM2M listening (udp)");
             listeners.push(Listener::new("lwm2m", "udp", addr));
-            ctx.tracker.spawn(lwm2m_driver::serve(socket, lwm2m.clone(), ctx.shutdown.clone(), ctx.tracker.clone()));
+            let endpoint = Endpoint::udp(socket, roost_coap::codec::MAX_DATAGRAM);
+            ctx.tracker.spawn(lwm2m_driver::serve(endpoint, lwm2m.clone(), ctx.shutdown.clone(), ctx.tracker.clone()));
         }
         if let Some(backend) = &dtls.backend {
             for socket in dtls_sockets {
@@ -88,9 +90,9 @@ impl Adapter for Lwm2mAdapter {
                     ctx.shutdown.clone(),
                     ctx.tracker.clone(),
                 ));
-                let transport = Transport::Dtls { rx: app_rx, tx: out_tx };
+                let endpoint = Endpoint::secured(app_rx, out_tx);
                 let (shutdown, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
-                ctx.tracker.spawn(lwm2m_driver::serve_transport(transport, lwm2m.clone(), shutdown, tracker));
+                ctx.tracker.spawn(lwm2m_driver::serve(endpoint, lwm2m.clone(), shutdown, tracker));
             }
         }
         Ok(Running {

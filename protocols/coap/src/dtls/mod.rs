@@ -18,7 +18,7 @@
 //!   is dropped and the fresh handshake goes on;
 //! - an idle or closed peer is forgotten.
 //!
-//! Decrypted datagrams go to the same [`Demux`] as plain CoAP, with the peer's identity
+//! Decrypted datagrams go to the same [`crate::driver::Demux`] as plain CoAP, with the peer's identity
 //! (the PSK identity's username, or the client certificate's subject CN): sessions are
 //! keyed by it.
 
@@ -39,8 +39,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::driver::{Demux, Link};
 use crate::session::Context;
+use roost_core::datagram::Endpoint;
 
 /// One PSK identity: its key, and the username the core's auth and ACL see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,30 +147,16 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     // Decrypted datagrams in, to the CoAP layer; its answers out, to the peers' records.
-    let (app_tx, mut app_rx) = mpsc::channel::<Plain>(1024);
+    let (app_tx, app_rx) = mpsc::channel::<Plain>(1024);
     let (out_tx, out_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
-    let mut demux = Demux::new(ctx.clone(), Link::Channel(out_tx), shutdown.clone(), tracker.clone());
-    tracker.spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = demux.reap() => {}
-                    m = app_rx.recv() => match m {
-                        Some((addr, bytes, user)) => demux.datagram(addr, &bytes, user.as_deref()).await,
-                        None => break,
-                    },
-                }
-            }
-        }
-    });
+    let endpoint = Endpoint::secured(app_rx, out_tx);
+    tracker.spawn(crate::driver::serve(endpoint, ctx.clone(), shutdown.clone(), tracker.clone()));
     let settings = ctx.settings.dtls.clone();
     serve_channels(socket, settings, backend, counters, app_tx, out_rx, shutdown, tracker).await;
 }
 
 /// A decrypted datagram: the peer, its bytes, and the peer's DTLS identity (username).
-pub type Plain = (SocketAddr, Bytes, Option<String>);
+pub use roost_core::datagram::Plain;
 
 /// Serves one DTLS socket until `shutdown` for any protocol over it (CoAP, LwM2M):
 /// decrypted datagrams go to `app_tx`; what arrives on `out_rx` is sent encrypted to its

@@ -78,17 +78,8 @@ impl Counters {
     }
 }
 
-/// The session is over; the driver forgets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct End {
-    pub why: String,
-}
-
-impl End {
-    fn new(why: impl Into<String>) -> End {
-        End { why: why.into() }
-    }
-}
+/// The session is over; the driver forgets it (the datagram engine's one `End`).
+pub use roost_core::datagram::End;
 
 pub struct Session {
     ctx: Arc<Context>,
@@ -237,7 +228,7 @@ impl Session {
             }
             Delivery::Close(reason) => {
                 self.conn = None;
-                self.end = Some(End::new(format!("closed by the broker: {reason:?}")));
+                self.end = Some(End::new(reason, format!("closed by the broker: {reason:?}")));
             }
         }
     }
@@ -251,7 +242,7 @@ impl Session {
         self.ctx.counters.observers.fetch_sub(n, Relaxed);
         self.observers = Observers::default();
         if self.end.is_none() {
-            self.end = Some(End::new(why));
+            self.end = Some(End::new(reason, why));
         }
     }
 
@@ -378,7 +369,7 @@ impl Session {
                     ConnectError::ServerBusy | ConnectError::ShuttingDown => ResponseType::ServiceUnavailable,
                 };
                 if self.end.is_none() && self.token.is_none() {
-                    self.end = Some(End::new(format!("connection refused: {e}")));
+                    self.end = Some(End::new(DisconnectReason::Normal, format!("connection refused: {e}")));
                 }
                 Err(diag(code, &e.to_string()))
             }

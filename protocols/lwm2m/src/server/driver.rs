@@ -1,7 +1,9 @@
-//! The LwM2M driver: owns one UDP socket and the core connections of the devices
-//! registered through it; feeds datagrams, core deliveries (MQTT commands) and time into
-//! the sans-IO [`Server`], and carries out what it asks (datagrams, connect, publish,
-//! close).
+//! The LwM2M driver: owns one listener (a UDP socket, or DTLS's decrypted stream, read and
+//! written through the datagram engine's [`Inbound`] / [`Outbound`]) and the core
+//! connections of the devices registered through it; feeds datagrams, core deliveries (MQTT
+//! commands) and time (the engine's one timer, [`sleep_until`]) into the sans-IO
+//! [`Server`] — a socket-wide state machine keeping devices as records in a table with one
+//! timer set — and carries out what it asks (datagrams, connect, publish, close).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roost_coap::codec;
+use roost_core::datagram::{Endpoint, Outbound, sleep_until};
 use roost_core::trace::Direction;
 use roost_core::{
     Broker, ClientId, ConnectError, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS,
@@ -140,183 +143,169 @@ type Feed = (String, u64, Delivery);
 /// A finished core connect: ticket, endpoint, generation and the connection or refusal.
 type Connected = (u64, String, u64, Result<Connection, Refusal>);
 
-/// Where the driver's datagrams come from and go to: a plain UDP socket (5783), or the
-/// DTLS dispatcher's decrypted stream (5784, see `roost_coap::dtls::serve_channels`).
-pub enum Transport {
-    Udp(UdpSocket),
-    Dtls { rx: mpsc::Receiver<roost_coap::dtls::Plain>, tx: mpsc::Sender<(SocketAddr, bytes::Bytes)> },
-}
-
-impl Transport {
-    /// The next datagram into `buf`, with the peer's DTLS identity (the username of its PSK
-    /// identity or certificate); `None` when the transport is gone.
-    async fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr, Option<String>)> {
-        match self {
-            Transport::Udp(s) => loop {
-                match s.recv_from(buf).await {
-                    Ok((n, peer)) => return Some((n, peer, None)),
-                    Err(e) => tracing::debug!("LwM2M recv: {e}"),
-                }
-            },
-            Transport::Dtls { rx, .. } => {
-                let (peer, bytes, user) = rx.recv().await?;
-                let n = bytes.len().min(buf.len());
-                buf[..n].copy_from_slice(&bytes[..n]);
-                Some((n, peer, user))
-            }
-        }
-    }
-
-    async fn send(&self, bytes: bytes::Bytes, to: SocketAddr) {
-        match self {
-            Transport::Udp(s) => {
-                if let Err(e) = s.send_to(&bytes, to).await {
-                    tracing::debug!(%to, "LwM2M send: {e}");
-                }
-            }
-            Transport::Dtls { tx, .. } => {
-                let _ = tx.send((to, bytes)).await;
-            }
-        }
-    }
-}
-
-pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationToken, tracker: TaskTracker) {
-    serve_transport(Transport::Udp(socket), ctx, shutdown, tracker).await;
-}
-
-pub async fn serve_transport(
-    mut transport: Transport,
+/// Serves one listener until `shutdown` (or until a secured transport's stream ends): a UDP
+/// socket on 5783 (`Endpoint::udp(socket, codec::MAX_DATAGRAM)`), or the DTLS dispatcher's
+/// decrypted stream on 5784 (see `roost_coap::dtls::serve_channels`).
+pub async fn serve<O: Outbound>(
+    endpoint: Endpoint<O>,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
+    let Endpoint { mut inbound, out } = endpoint;
     let (feed_tx, mut feed) = mpsc::channel::<Feed>(1024);
     // Core connects (auth may be an HTTP round trip) run in their own tasks: the socket loop
     // keeps serving every other device meanwhile.
-    let (connected_tx, mut connected_rx) = mpsc::channel::<Connected>(256);
-    let mut devices: HashMap<String, Device> = HashMap::new();
-    let mut generation = 0u64;
-    let mut buf = vec![0u8; codec::MAX_DATAGRAM];
+    let (connected_tx, mut connected) = mpsc::channel::<Connected>(256);
     let (query_tx, mut queries) = mpsc::channel::<Query>(16);
     ctx.queries.lock().push(query_tx);
-    let mut last_user: Option<(SocketAddr, String)> = None;
+    let server = Server::new(ctx.settings.clone(), ctx.kind_of.clone(), ctx.counters.clone(), rand::random());
+    let mut d = Driver {
+        ctx,
+        out,
+        server,
+        devices: HashMap::new(),
+        generation: 0,
+        last_user: None,
+        feed_tx,
+        connected_tx,
+        shutdown: shutdown.clone(),
+        tracker,
+    };
     loop {
-        let wake = server.poll_timeout().map(tokio::time::Instant::from_std);
+        let wake = d.server.poll_timeout();
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(q) = queries.recv() => match q {
-                Query::Devices(reply) => {
-                    let now = Instant::now();
-                    let list = server
-                        .devices()
-                        .map(|d| DeviceView {
-                            registration_id: d.id.clone(),
-                            info: d.info.clone(),
-                            peer: d.peer,
-                            since_update: now.saturating_duration_since(d.last_update),
-                            queued: d.queued(),
-                            observed: d.observed(),
-                        })
-                        .collect();
-                    let _ = reply.send(list);
-                }
-                Query::Command { ep, payload, done } => {
-                    let known = server.device(&ep).is_some();
-                    if known {
-                        server.handle_command(Instant::now(), &ep, &payload, None);
-                    }
-                    let _ = done.send(known);
-                }
-            },
-            r = transport.recv(&mut buf) => match r {
-                Some((n, peer, user)) => {
-                    trace(&ctx, &server, peer, Direction::In, &buf[..n]);
-                    // A Register is connected right below, as the user DTLS authenticated.
-                    last_user = user.map(|u| (peer, u));
-                    server.handle_datagram(Instant::now(), peer, &buf[..n]);
-                }
+            Some(q) = queries.recv() => d.answer(q),
+            r = inbound.recv() => match r {
+                Some((peer, bytes, user)) => d.datagram(peer, bytes, user),
                 None => break,
             },
-            Some((ep, g, d)) = feed.recv() => {
-                let current = devices.get(&ep).filter(|d| d.generation == g).map(|d| d.conn.clone());
-                match (d, current) {
-                    (Delivery::Publish { id, pending, .. }, Some(conn)) => {
-                        if id != 0 {
-                            conn.ack(id);
-                        }
-                        let m = &pending.message;
-                        let reply = m.properties.response_topic.clone().map(|t| (t, m.properties.correlation_data.clone()));
-                        server.handle_command(Instant::now(), &ep, &m.payload, reply);
-                    }
-                    (Delivery::Release { id }, Some(conn)) => {
-                        conn.ack(id);
-                    }
-                    (Delivery::Close(reason), Some(_)) => {
-                        tracing::debug!(%ep, ?reason, "LwM2M device closed by the broker");
-                        if let Some(d) = devices.remove(&ep) {
-                            d.stop.cancel();
-                        }
-                        server.connection_closed(&ep);
-                    }
-                    _ => {}
-                }
-            }
-            Some((ticket, ep, g, result)) = connected_rx.recv() => {
-                let outcome = match result {
-                    // A newer registration of the endpoint got its connection first: this one
-                    // is stale (its Register is answered 5.03; the device has moved on).
-                    Ok(conn) if devices.get(&ep).is_some_and(|d| d.generation > g) => {
-                        conn.disconnect(DisconnectReason::Normal).await;
-                        Err(Refusal::Unavailable)
-                    }
-                    Ok(conn) => {
-                        let conn = Arc::new(conn);
-                        let stop = shutdown.child_token();
-                        tracker.spawn(forward(ep.clone(), g, conn.clone(), feed_tx.clone(), stop.clone()));
-                        if let Some(old) = devices.insert(ep, Device { generation: g, conn, stop }) {
-                            old.stop.cancel();
-                        }
-                        Ok(())
-                    }
-                    Err(r) => Err(r),
-                };
-                server.connected(Instant::now(), ticket, outcome);
-            }
-            _ = sleep_until(wake) => server.handle_timeout(Instant::now()),
+            Some(f) = feed.recv() => d.delivery(f).await,
+            Some(c) = connected.recv() => d.connected(c).await,
+            _ = sleep_until(wake) => d.server.handle_timeout(Instant::now()),
         }
-        loop {
-            while let Some((to, bytes)) = server.poll_transmit() {
-                trace(&ctx, &server, to, Direction::Out, &bytes);
-                transport.send(bytes, to).await;
+        d.flush().await;
+    }
+    for (_, dev) in d.devices.drain() {
+        dev.stop.cancel();
+        dev.conn.disconnect(DisconnectReason::Shutdown).await;
+    }
+}
+
+/// One socket's driver: the sans-IO [`Server`] and the core connections of its devices.
+struct Driver<O> {
+    ctx: Arc<Context>,
+    out: Arc<O>,
+    server: Server,
+    devices: HashMap<String, Device>,
+    generation: u64,
+    /// The DTLS identity of the last datagram's sender: a Register is connected as it.
+    last_user: Option<(SocketAddr, String)>,
+    feed_tx: mpsc::Sender<Feed>,
+    connected_tx: mpsc::Sender<Connected>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl<O: Outbound> Driver<O> {
+    fn answer(&mut self, q: Query) {
+        match q {
+            Query::Devices(reply) => {
+                let now = Instant::now();
+                let list = self
+                    .server
+                    .devices()
+                    .map(|d| DeviceView {
+                        registration_id: d.id.clone(),
+                        info: d.info.clone(),
+                        peer: d.peer,
+                        since_update: now.saturating_duration_since(d.last_update),
+                        queued: d.queued(),
+                        observed: d.observed(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
             }
-            let Some(out) = server.poll_output() else { break };
-            match out {
-                Output::Connect { ticket, ep, peer, commands } => {
-                    generation += 1;
-                    let g = generation;
-                    let user = last_user.as_ref().filter(|(p, _)| *p == peer).map(|(_, u)| u.clone());
-                    if let Some(b) = &ctx.settings.bootstrap
-                        && !b.identity_allows(&ep, user.as_deref())
-                    {
-                        tracing::warn!(%ep, %peer, user = user.as_deref(), "LwM2M registration refused: the endpoint has bootstrap credentials of its own ([[lwm2m.bootstrap.device]]) and must register over DTLS with them");
-                        server.connected(Instant::now(), ticket, Err(Refusal::Forbidden));
-                        continue;
-                    }
-                    let (ctx, done) = (ctx.clone(), connected_tx.clone());
-                    tracker.spawn(async move {
-                        let result = connect(&ctx.broker, &ep, peer, user, &commands).await;
-                        if let Err(tokio::sync::mpsc::error::SendError((_, _, _, Ok(conn)))) =
-                            done.send((ticket, ep, g, result)).await
-                        {
-                            // The driver stopped meanwhile (shutdown).
-                            conn.disconnect(DisconnectReason::Shutdown).await;
-                        }
-                    });
+            Query::Command { ep, payload, done } => {
+                let known = self.server.device(&ep).is_some();
+                if known {
+                    self.server.handle_command(Instant::now(), &ep, &payload, None);
                 }
+                let _ = done.send(known);
+            }
+        }
+    }
+
+    fn datagram(&mut self, peer: SocketAddr, bytes: &[u8], user: Option<String>) {
+        trace(&self.ctx, &self.server, peer, Direction::In, bytes);
+        // A Register is connected right below, as the user DTLS authenticated.
+        self.last_user = user.map(|u| (peer, u));
+        self.server.handle_datagram(Instant::now(), peer, bytes);
+    }
+
+    /// A delivery from one device's core connection: a command, or the broker closing it.
+    async fn delivery(&mut self, (ep, g, d): Feed) {
+        let current = self.devices.get(&ep).filter(|d| d.generation == g).map(|d| d.conn.clone());
+        let Some(conn) = current else { return };
+        match d {
+            Delivery::Publish { id, pending, .. } => {
+                if id != 0 {
+                    conn.ack(id);
+                }
+                let m = &pending.message;
+                let reply = m.properties.response_topic.clone().map(|t| (t, m.properties.correlation_data.clone()));
+                self.server.handle_command(Instant::now(), &ep, &m.payload, reply);
+            }
+            Delivery::Release { id } => {
+                conn.ack(id);
+            }
+            Delivery::Close(reason) => {
+                tracing::debug!(%ep, ?reason, "LwM2M device closed by the broker");
+                if let Some(d) = self.devices.remove(&ep) {
+                    d.stop.cancel();
+                }
+                self.server.connection_closed(&ep);
+            }
+        }
+    }
+
+    /// A core connect finished: the device's registration is answered.
+    async fn connected(&mut self, (ticket, ep, g, result): Connected) {
+        let outcome = match result {
+            // A newer registration of the endpoint got its connection first: this one is
+            // stale (its Register is answered 5.03; the device has moved on).
+            Ok(conn) if self.devices.get(&ep).is_some_and(|d| d.generation > g) => {
+                conn.disconnect(DisconnectReason::Normal).await;
+                Err(Refusal::Unavailable)
+            }
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                let stop = self.shutdown.child_token();
+                self.tracker.spawn(forward(ep.clone(), g, conn.clone(), self.feed_tx.clone(), stop.clone()));
+                if let Some(old) = self.devices.insert(ep, Device { generation: g, conn, stop }) {
+                    old.stop.cancel();
+                }
+                Ok(())
+            }
+            Err(r) => Err(r),
+        };
+        self.server.connected(Instant::now(), ticket, outcome);
+    }
+
+    /// Carries out what the server asks: datagrams, then connects, publishes and closes,
+    /// until it asks nothing more.
+    async fn flush(&mut self) {
+        loop {
+            while let Some((to, bytes)) = self.server.poll_transmit() {
+                trace(&self.ctx, &self.server, to, Direction::Out, &bytes);
+                self.out.transmit(bytes, to).await;
+            }
+            let Some(out) = self.server.poll_output() else { break };
+            match out {
+                Output::Connect { ticket, ep, peer, commands } => self.connect(ticket, ep, peer, commands),
                 Output::Publish { ep, topic, payload, correlation } => {
-                    let Some(d) = devices.get(&ep) else { continue };
+                    let Some(d) = self.devices.get(&ep) else { continue };
                     let mut m = Message::new(topic, payload, QoS::AtMostOnce, false);
                     m.properties.correlation_data = correlation;
                     if let Err(e) = d.conn.publish(m).await {
@@ -324,7 +313,7 @@ pub async fn serve_transport(
                     }
                 }
                 Output::Close { ep, reason } => {
-                    if let Some(d) = devices.remove(&ep) {
+                    if let Some(d) = self.devices.remove(&ep) {
                         d.stop.cancel();
                         d.conn.disconnect(reason).await;
                     }
@@ -332,16 +321,27 @@ pub async fn serve_transport(
             }
         }
     }
-    for (_, d) in devices.drain() {
-        d.stop.cancel();
-        d.conn.disconnect(DisconnectReason::Shutdown).await;
-    }
-}
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+    /// Starts the core connect of a registering device, in its own task.
+    fn connect(&mut self, ticket: u64, ep: String, peer: SocketAddr, commands: String) {
+        self.generation += 1;
+        let g = self.generation;
+        let user = self.last_user.as_ref().filter(|(p, _)| *p == peer).map(|(_, u)| u.clone());
+        if let Some(b) = &self.ctx.settings.bootstrap
+            && !b.identity_allows(&ep, user.as_deref())
+        {
+            tracing::warn!(%ep, %peer, user = user.as_deref(), "LwM2M registration refused: the endpoint has bootstrap credentials of its own ([[lwm2m.bootstrap.device]]) and must register over DTLS with them");
+            self.server.connected(Instant::now(), ticket, Err(Refusal::Forbidden));
+            return;
+        }
+        let (ctx, done) = (self.ctx.clone(), self.connected_tx.clone());
+        self.tracker.spawn(async move {
+            let result = connect(&ctx.broker, &ep, peer, user, &commands).await;
+            if let Err(mpsc::error::SendError((_, _, _, Ok(conn)))) = done.send((ticket, ep, g, result)).await {
+                // The driver stopped meanwhile (shutdown).
+                conn.disconnect(DisconnectReason::Shutdown).await;
+            }
+        });
     }
 }
 

@@ -1,10 +1,13 @@
-//! Driver layer, shared by the UDP adapters: one **datagram engine** — a demux by peer (or
-//! any identity the protocol derives from a datagram), a bounded queue per device, and one
-//! loop per device that drives a [`DatagramSession`] with time passed in.
+//! Driver layer, shared by the UDP adapters (MQTT-SN, CoAP, codec UDP; DTLS beneath CoAP and
+//! LwM2M): one **datagram engine** — a demux by peer (or any identity the protocol derives
+//! from a datagram, e.g. a DTLS identity or a CoAP client id), a bounded queue per device,
+//! and one loop per device that drives a [`DatagramSession`] with time passed in.
 //!
-//! A protocol supplies only its session; the engine owns the socket, the per-device queue,
-//! the timer (the session's [`DatagramSession::poll_timeout`]), deliveries from the core and
-//! shutdown. Order of calls, for every event of one device:
+//! A protocol supplies only its session; the engine owns the per-device queue, the timer
+//! (the session's [`DatagramSession::poll_timeout`], slept on by [`sleep_until`]),
+//! deliveries from the core and shutdown. Datagrams come from an [`Inbound`] (a UDP socket,
+//! or the decrypted stream of DTLS) and leave through an [`Outbound`]. Order of calls, for
+//! every event of one device:
 //!
 //! 1. exactly one of `handle_datagram` (from [`Demux::dispatch`] / [`Demux::spawn`]),
 //!    `handle_delivery` (from the session's [`Connection`]), `handle_timeout` (the deadline
@@ -13,18 +16,18 @@
 //! 3. on an [`End`]: the device leaves the demux table (its next datagram starts afresh),
 //!    pending transmits are sent, then `finish`.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+mod demux;
+mod io;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+pub use demux::{Demux, Dispatch};
+pub use io::{Endpoint, Inbound, Outbound, Plain, sleep_until};
 
 use crate::{Connection, Delivery, DisconnectReason};
 
@@ -69,92 +72,6 @@ pub trait DatagramSession: Send + 'static {
     fn finish(self, end: End) -> impl Future<Output = ()> + Send;
 }
 
-struct Entry<I> {
-    id: u64,
-    tx: mpsc::Sender<I>,
-}
-
-/// What [`Demux::dispatch`] did with an input.
-pub enum Dispatch<I> {
-    /// Queued for the device's session.
-    Queued,
-    /// The device has a full queue: dropped (UDP semantics: the peer retries). Count it.
-    Busy(I),
-    /// No session for this key (or its session just ended): the caller decides whether to
-    /// [`Demux::spawn`] one.
-    Unknown(I),
-}
-
-/// The device table of one socket: key -> that device's bounded input queue.
-pub struct Demux<K, I> {
-    table: Arc<parking_lot::Mutex<HashMap<K, Entry<I>>>>,
-    next_id: AtomicU64,
-    queue: usize,
-}
-
-impl<K: Clone + Eq + Hash + Send + 'static, I: Send + 'static> Demux<K, I> {
-    /// A table whose devices each queue at most `queue` inputs.
-    pub fn new(queue: usize) -> Demux<K, I> {
-        Demux { table: Arc::default(), next_id: AtomicU64::new(1), queue: queue.max(1) }
-    }
-
-    /// Devices with a running session.
-    pub fn len(&self) -> usize {
-        self.table.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn contains(&self, key: &K) -> bool {
-        self.table.lock().contains_key(key)
-    }
-
-    /// Hands `input` to the session of `key`, if one runs.
-    pub fn dispatch(&self, key: &K, input: I) -> Dispatch<I> {
-        let mut table = self.table.lock();
-        let Some(entry) = table.get(key) else { return Dispatch::Unknown(input) };
-        match entry.tx.try_send(input) {
-            Ok(()) => Dispatch::Queued,
-            Err(mpsc::error::TrySendError::Full(i)) => Dispatch::Busy(i),
-            Err(mpsc::error::TrySendError::Closed(i)) => {
-                table.remove(key);
-                Dispatch::Unknown(i)
-            }
-        }
-    }
-
-    /// Starts `session` for `key` with `first` as its first input, on `tracker`.
-    pub fn spawn<S: DatagramSession<Input = I>>(
-        &self,
-        key: K,
-        first: I,
-        session: S,
-        socket: Arc<UdpSocket>,
-        shutdown: CancellationToken,
-        tracker: &TaskTracker,
-    ) {
-        let (tx, rx) = mpsc::channel(self.queue);
-        let _ = tx.try_send(first);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.table.lock().insert(key.clone(), Entry { id, tx });
-        let table = self.table.clone();
-        tracker.spawn(async move {
-            let (mut session, end) = run(session, rx, &socket, shutdown).await;
-            // Out of the table first, so the next datagram from this device starts afresh.
-            {
-                let mut t = table.lock();
-                if t.get(&key).is_some_and(|e| e.id == id) {
-                    t.remove(&key);
-                }
-            }
-            transmit(&mut session, &socket).await;
-            session.finish(end).await;
-        });
-    }
-}
-
 enum Event<I> {
     Input(I),
     Delivery(Delivery),
@@ -163,10 +80,10 @@ enum Event<I> {
 }
 
 /// The per-device loop: one event, then everything the session wants sent.
-async fn run<S: DatagramSession>(
+async fn run<S: DatagramSession, O: Outbound>(
     mut s: S,
     mut rx: mpsc::Receiver<S::Input>,
-    socket: &UdpSocket,
+    out: &O,
     shutdown: CancellationToken,
 ) -> (S, End) {
     loop {
@@ -180,12 +97,7 @@ async fn run<S: DatagramSession>(
                     None => std::future::pending().await,
                 }
             };
-            let timer = async move {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = sleep_until(deadline);
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => Event::Input(m),
@@ -204,7 +116,7 @@ async fn run<S: DatagramSession>(
             Event::Timeout => s.handle_timeout(now).await,
             Event::Shutdown => Err(s.handle_shutdown().await),
         };
-        transmit(&mut s, socket).await;
+        flush(&mut s, out).await;
         if let Err(end) = step {
             rx.close();
             return (s, end);
@@ -212,11 +124,9 @@ async fn run<S: DatagramSession>(
     }
 }
 
-async fn transmit<S: DatagramSession>(s: &mut S, socket: &UdpSocket) {
+/// Sends everything the session has queued.
+async fn flush<S: DatagramSession, O: Outbound>(s: &mut S, out: &O) {
     while let Some((datagram, to)) = s.poll_transmit() {
-        if let Err(e) = socket.send_to(&datagram, to).await {
-            // ICMP errors from earlier sends and the like: the session's retries cover it.
-            tracing::debug!(peer = %to, error = %e, "udp send failed");
-        }
+        out.transmit(datagram, to).await;
     }
 }
