@@ -161,7 +161,8 @@ impl<D: Loader> AnyPlugin for Plugin<D> {
         PluginInfo {
             path: self.path.display().to_string(),
             kind: self.kind,
-            abi_version: crate::abi::VERSION,
+            // JavaScript codecs follow TS013, which has no version number of ours: 0.
+            abi_version: if self.kind == Kind::Wasm { crate::abi::VERSION } else { 0 },
             generation: v.generation,
             sha256: v.sha256.clone(),
             stats: self.stats.snapshot(),

@@ -103,7 +103,11 @@ impl Builder {
         let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, api_routes } = self;
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
-        let plugins = crate::plugins::setup(&mut codecs)?;
+        let (plugins, payload_codecs) = crate::plugins::setup(&mut codecs, &settings.payload_codecs)?;
+        let mut settings = settings;
+        settings.lorawan.network_server.scripts = roost_lorawan::settings::Scripts(Some(Arc::new(
+            crate::plugins::LorawanScripts(payload_codecs.clone()),
+        )));
         let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let authenticator = match authenticator {
@@ -125,7 +129,7 @@ impl Builder {
         if let Some(a) = authorizer {
             builder = builder.authorizer(a);
         }
-        for h in hooks {
+        for h in hooks.into_iter().chain(payload_codecs.hook()) {
             builder = builder.hook(h);
         }
         let sys = settings.sys_interval.map(|interval| (interval, crate::sys::hook()));

@@ -182,7 +182,19 @@ impl NetworkServer {
         if let Some(port) = f.fport.filter(|p| *p != 0) {
             body["fPort"] = json!(port);
             body["data"] = json!(events::b64(&frm));
-            if let Some(obj) = decode_object(dev.settings.payload_codec, &frm) {
+            if let PayloadCodec::Script(name) = &dev.settings.payload_codec {
+                let d = self.settings.scripts.decode(name, port, &frm);
+                if let Some(obj) = d.object {
+                    body["object"] = obj;
+                }
+                if !d.errors.is_empty() {
+                    tracing::info!(%dev_eui, codec = %name, errors = ?d.errors, "payload codec: uplink not decoded");
+                    body["errors"] = json!(d.errors);
+                }
+                if !d.warnings.is_empty() {
+                    body["warnings"] = json!(d.warnings);
+                }
+            } else if let Some(obj) = decode_object(&dev.settings.payload_codec, &frm) {
                 body["object"] = obj;
             }
         }
@@ -265,9 +277,9 @@ impl NetworkServer {
 }
 
 /// `object` of `event/up`, per the device's payload codec.
-fn decode_object(codec: PayloadCodec, data: &[u8]) -> Option<serde_json::Value> {
+fn decode_object(codec: &PayloadCodec, data: &[u8]) -> Option<serde_json::Value> {
     match codec {
-        PayloadCodec::None => None,
+        PayloadCodec::None | PayloadCodec::Script(_) => None,
         PayloadCodec::Json => serde_json::from_slice(data).ok(),
         PayloadCodec::CayenneLpp => crate::lpp::decode(data),
     }
