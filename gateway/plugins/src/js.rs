@@ -183,7 +183,7 @@ fn thrown(ctx: &Ctx<'_>, e: rquickjs::Error) -> CallError {
                 .map(|c| c.0)
                 .unwrap_or_else(|_| "an exception that cannot be shown".into());
             let text: String = text.chars().take(512).collect();
-            if text.contains("out of memory") || text.contains("stack overflow") {
+            if text.contains("out of memory") || text.contains("stack overflow") || text.contains("call stack size") {
                 CallError::Resources(text)
             } else {
                 CallError::Codec(text)
