@@ -12,9 +12,7 @@ use roost_e2e::mqtt311::qos;
 use roost_e2e::{TestBroker, WAIT};
 use serde_json::{Value, json};
 
-use crate::lorawan::{
-    ABP_ADDR, ABP_EUI, APP, Forwarder, NWK, app_client, b64, expect_event, hex, peer, unb64, unhex,
-};
+use crate::lorawan::{ABP_ADDR, ABP_EUI, APP, Forwarder, NWK, app_client, b64, expect_event, hex, peer, unb64, unhex};
 
 const VALVE_EUI: &str = "0303030303030303";
 const VALVE_ADDR: &str = "26015678";
@@ -93,7 +91,12 @@ async fn lorawan_uplinks_get_object_from_the_codec_and_command_objects_are_encod
     let down = format!("application/farm/device/{VALVE_EUI}/command/down");
     app.publish(&down, qos(1), false, json!({"object": {"valve": "ajar"}}).to_string()).await;
     let counters = broker.lorawan_counters().ns.clone();
-    crate::lorawan::counter_reaches(|| counters.bad_commands.load(std::sync::atomic::Ordering::Relaxed), 1, "bad_commands").await;
+    crate::lorawan::counter_reaches(
+        || counters.bad_commands.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "bad_commands",
+    )
+    .await;
     app.publish(&down, qos(1), false, json!({"object": {"valve": "open", "minutes": 300}}).to_string()).await;
     let mut sent = None;
     for fcnt in 1..=5u32 {

@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::TestBroker;
+use roost_e2e::mqtt5::{self, Client5};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -51,7 +51,12 @@ fn replace(path: &std::path::Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn device(i: usize, addr: std::net::SocketAddr, mut rounds: watch::Receiver<usize>, done: mpsc::UnboundedSender<usize>) {
+async fn device(
+    i: usize,
+    addr: std::net::SocketAddr,
+    mut rounds: watch::Receiver<usize>,
+    done: mpsc::UnboundedSender<usize>,
+) {
     let wave = i * WAVES / DEVICES;
     let mut round = *rounds.wait_for(|r| *r >= wave).await.unwrap();
     let mut dev = LineDevice::connect(addr).await;
@@ -115,7 +120,8 @@ async fn a_thousand_devices_keep_every_message_while_the_codec_is_replaced_ten_t
         // Every device connected by now sends once this round: waves 0..=round.
         let live = DEVICES * (round.min(WAVES - 1) + 1) / WAVES;
         for _ in 0..live {
-            let r = tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await.expect("round finishes").unwrap();
+            let r =
+                tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await.expect("round finishes").unwrap();
             assert_eq!(r, round);
         }
         for i in 0..live {
@@ -129,9 +135,10 @@ async fn a_thousand_devices_keep_every_message_while_the_codec_is_replaced_ten_t
     // Every acknowledged message, exactly once and unchanged.
     let mut seen = HashSet::new();
     while seen.len() < expected.len() {
-        let p = sub.recv_publish(Duration::from_secs(30)).await.unwrap_or_else(|| {
-            panic!("{} of {} messages reached the subscriber", seen.len(), expected.len())
-        });
+        let p = sub
+            .recv_publish(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("{} of {} messages reached the subscriber", seen.len(), expected.len()));
         let m = (String::from_utf8(p.topic.to_vec()).unwrap(), String::from_utf8(p.payload.to_vec()).unwrap());
         assert!(expected.contains(&m), "unexpected message {m:?}");
         assert!(seen.insert(m.clone()), "duplicate message {m:?}");

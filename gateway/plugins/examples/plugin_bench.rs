@@ -145,5 +145,8 @@ fn main() {
         c.decode(&mut buf, &mut out).unwrap();
         warm.push(c);
     }
-    println!("WebAssembly instance (one per device): {} bytes resident each (1,000 instances)", (rss() - before) / 1_000);
+    println!(
+        "WebAssembly instance (one per device): {} bytes resident each (1,000 instances)",
+        (rss() - before) / 1_000
+    );
 }

@@ -102,8 +102,9 @@ impl Loader for JsLoader {
         // Compiled and run once here, in a runtime of its own, so a file that does not
         // parse, throws at top level, loops or lacks decodeUplink is refused at load.
         let engine = Engine::new(&script).map_err(|e| format!("{name}: {e}"))?;
-        script.can_encode =
-            engine.context.with(|ctx| ctx.globals().get::<_, Value<'_>>("encodeDownlink").is_ok_and(|v| v.is_function()));
+        script.can_encode = engine
+            .context
+            .with(|ctx| ctx.globals().get::<_, Value<'_>>("encodeDownlink").is_ok_and(|v| v.is_function()));
         Ok(script)
     }
 }
@@ -135,7 +136,8 @@ impl Engine {
         let runtime = Runtime::new().map_err(|e| format!("QuickJS runtime: {e}"))?;
         runtime.set_memory_limit(script.limits.max_memory);
         runtime.set_max_stack_size(256 * 1024);
-        let (deadline, interrupted, epoch) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)), Instant::now());
+        let (deadline, interrupted, epoch) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)), Instant::now());
         let (d, i) = (deadline.clone(), interrupted.clone());
         runtime.set_interrupt_handler(Some(Box::new(move || {
             let at = d.load(Relaxed);
@@ -278,7 +280,9 @@ impl JsScript {
         let out = self
             .run(|ctx| {
                 let input = Object::new(ctx.clone()).map_err(|e| thrown(ctx, e))?;
-                input.set("data", ctx.json_parse(text.as_bytes()).map_err(|e| thrown(ctx, e))?).map_err(|e| thrown(ctx, e))?;
+                input
+                    .set("data", ctx.json_parse(text.as_bytes()).map_err(|e| thrown(ctx, e))?)
+                    .map_err(|e| thrown(ctx, e))?;
                 call_json(ctx, "encodeDownlink", input)
             })
             .map_err(|e| vec![format!("encodeDownlink: {e}")])?;
@@ -318,7 +322,10 @@ fn strings(out: &Json, key: &str) -> Vec<String> {
 
 /// `{bytes: [0..=255, ...], fPort?}` of an `encodeDownlink` result.
 fn encoded(out: &Json) -> Result<Encoded, Vec<String>> {
-    let bytes = out.get("bytes").and_then(Json::as_array).ok_or_else(|| vec!["encodeDownlink returned no bytes array".to_string()])?;
+    let bytes = out
+        .get("bytes")
+        .and_then(Json::as_array)
+        .ok_or_else(|| vec!["encodeDownlink returned no bytes array".to_string()])?;
     let bytes = bytes
         .iter()
         .map(|b| b.as_u64().filter(|b| *b <= 255).map(|b| b as u8))

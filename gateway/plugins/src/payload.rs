@@ -67,7 +67,10 @@ impl PayloadCodecConfig {
         let name_ok = (1..=64).contains(&self.name.len())
             && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !name_ok || RESERVED.contains(&self.name.as_str()) {
-            return Err(("name", format!("{:?} is not 1-64 of [A-Za-z0-9_-], or is a built-in codec's name", self.name)));
+            return Err((
+                "name",
+                format!("{:?} is not 1-64 of [A-Za-z0-9_-], or is a built-in codec's name", self.name),
+            ));
         }
         if self.script.extension().and_then(|e| e.to_str()) != Some("js") {
             return Err(("script", format!("{} is not a .js file", self.script.display())));
@@ -143,7 +146,8 @@ impl PayloadCodecs {
 
     /// The hook that applies codecs to their topics; `None` when no codec names a topic.
     pub fn hook(self: &Arc<Self>) -> Option<Arc<dyn Hook>> {
-        let any = self.ordered.iter().any(|e| !e.config.uplink_topics.is_empty() || !e.config.downlink_topics.is_empty());
+        let any =
+            self.ordered.iter().any(|e| !e.config.uplink_topics.is_empty() || !e.config.downlink_topics.is_empty());
         any.then(|| Arc::new(PayloadHook(self.clone())) as Arc<dyn Hook>)
     }
 }

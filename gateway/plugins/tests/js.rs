@@ -30,7 +30,9 @@ fn the_sensor_codec_decodes_uplinks_and_encodes_its_configuration() {
     let d = th.decode_uplink(2, &[0x0b, 0xb8, 0x08, 0x66, 0x02, 0x3a, 0x27, 0x9c, 0x02, 0x07]);
     assert_eq!(
         d.data,
-        Some(json!({"battery": 3, "temperature": 21.5, "humidity": 57, "pressure": 1014, "tamper": false, "sequence": 7}))
+        Some(
+            json!({"battery": 3, "temperature": 21.5, "humidity": 57, "pressure": 1014, "tamper": false, "sequence": 7})
+        )
     );
     assert_eq!((d.errors.len(), d.warnings), (0, vec!["low battery".to_string()]));
     let cold = th.decode_uplink(2, &[0x0b, 0xb8, 0xfc, 0x18, 0, 0, 0, 0, 1, 0]);
@@ -50,7 +52,10 @@ fn the_valve_codec_encodes_commands() {
     let e = valve.encode_downlink(&json!({"valve": "open", "minutes": 300})).unwrap();
     assert_eq!((e.fport, e.bytes), (Some(20), vec![1, 0x01, 0x2c]));
     assert_eq!(valve.encode_downlink(&json!({"valve": "close"})).unwrap().bytes, vec![0, 0, 0]);
-    assert_eq!(valve.encode_downlink(&json!({"valve": "ajar"})).unwrap_err(), vec![r#"valve must be "open" or "close""#]);
+    assert_eq!(
+        valve.encode_downlink(&json!({"valve": "ajar"})).unwrap_err(),
+        vec![r#"valve must be "open" or "close""#]
+    );
     let d = valve.decode_uplink(10, &[2, 0x01, 0xf4, 80]);
     assert_eq!(d.data, Some(json!({"state": "fault", "flow": 500, "battery": 80})));
     assert_eq!(d.warnings, vec!["valve reports a fault"]);

@@ -105,9 +105,8 @@ impl Builder {
         // `[adapter.*]` section is a config error, found before any port is bound.
         let (plugins, payload_codecs) = crate::plugins::setup(&mut codecs, &settings.payload_codecs)?;
         let mut settings = settings;
-        settings.lorawan.network_server.scripts = roost_lorawan::settings::Scripts(Some(Arc::new(
-            crate::plugins::LorawanScripts(payload_codecs.clone()),
-        )));
+        settings.lorawan.network_server.scripts =
+            roost_lorawan::settings::Scripts(Some(Arc::new(crate::plugins::LorawanScripts(payload_codecs.clone()))));
         let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let authenticator = match authenticator {

@@ -38,7 +38,11 @@ impl ScriptCodecs for LorawanScripts {
         Some(ScriptDecoded { object: d.data, errors: d.errors, warnings: d.warnings })
     }
 
-    fn encode_downlink(&self, name: &str, object: &serde_json::Value) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>> {
+    fn encode_downlink(
+        &self,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>> {
         Some(self.0.encode_downlink(name, object)?.map(|e| (e.fport, e.bytes)))
     }
 }

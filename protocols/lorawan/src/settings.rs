@@ -105,7 +105,11 @@ pub trait ScriptCodecs: Send + Sync {
     fn decode_uplink(&self, name: &str, fport: u8, bytes: &[u8]) -> Option<ScriptDecoded>;
     /// The bytes and the fPort the codec chose (if it did), or its errors.
     #[allow(clippy::type_complexity)]
-    fn encode_downlink(&self, name: &str, object: &serde_json::Value) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>>;
+    fn encode_downlink(
+        &self,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>>;
 }
 
 /// The gateway's [`ScriptCodecs`], if any. Settings compare equal when they hold the same

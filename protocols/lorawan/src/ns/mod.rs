@@ -386,8 +386,10 @@ impl NetworkServer {
                 dev.settings.payload_codec.as_str()
             )));
         };
-        let (chosen, bytes) = self.settings.scripts.encode(name, object).map_err(|e| CommandError::Codec(e.join("; ")))?;
-        let fport = fport.or(chosen).ok_or_else(|| CommandError::Codec("no fPort in the command or from the codec".into()))?;
+        let (chosen, bytes) =
+            self.settings.scripts.encode(name, object).map_err(|e| CommandError::Codec(e.join("; ")))?;
+        let fport =
+            fport.or(chosen).ok_or_else(|| CommandError::Codec("no fPort in the command or from the codec".into()))?;
         Ok((fport, bytes))
     }
 
