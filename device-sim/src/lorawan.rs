@@ -290,7 +290,53 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
     anyhow::ensure!(total >= 1, "no devices");
     let stats = Arc::new(Stats::default());
     let stop = tokio_util_stop::Stop::new();
-    let mut devices = Vec::with_capacity(total as usize);
+    let devices = fleet(&cfg);
+    let shared = Arc::new(Mutex::new(Shared { devices, joining: HashMap::new(), outstanding: HashMap::new() }));
+
+    // The application side first, so no event is missed.
+    let latencies = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?));
+    let sub = application(&cfg, shared.clone(), stats.clone(), latencies.clone(), stop.clone()).await?;
+    // Gateways: PULL_DATA first, so downlinks have a path.
+    let gateways = start_gateways(&cfg, &shared, &stats, &stop).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let start = Instant::now();
+    send_fleet(&cfg, &shared, &stats, &gateways).await;
+    let sent_for = start.elapsed();
+    // Drain: until every uplink is seen or the drain time is over.
+    let drain_end = Instant::now() + cfg.drain;
+    while Instant::now() < drain_end && !shared.lock().outstanding.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.stop();
+    let _ = sub.await;
+    let h = latencies.lock();
+    let ms = |v: u64| v as f64 / 1000.0;
+    let uplinks = stats.uplinks.load(Relaxed);
+    let lost = shared.lock().outstanding.len() as u64;
+    Ok(Report {
+        gateways: cfg.gateways,
+        devices: total,
+        elapsed_s: sent_for.as_secs_f64(),
+        uplinks,
+        uplinks_per_s: uplinks as f64 / sent_for.as_secs_f64(),
+        datagrams: stats.datagrams.load(Relaxed),
+        events: stats.events.load(Relaxed),
+        lost,
+        duplicates: stats.duplicates.load(Relaxed),
+        confirmed: stats.confirmed.load(Relaxed),
+        acks: stats.acks.load(Relaxed),
+        joins_sent: stats.joins_sent.load(Relaxed),
+        joins_accepted: stats.joins_accepted.load(Relaxed),
+        latency_p50_ms: ms(h.value_at_quantile(0.5)),
+        latency_p99_ms: ms(h.value_at_quantile(0.99)),
+        latency_max_ms: ms(h.max()),
+    })
+}
+
+/// The simulated devices: ABP ones first, then OTAA ones (not joined yet).
+fn fleet(cfg: &SimConfig) -> Vec<Device> {
+    let mut devices = Vec::with_capacity((cfg.abp + cfg.otaa) as usize);
     for i in 0..cfg.abp {
         let (eui, addr, nwk, app) = abp_device(i);
         devices.push(Device { eui, addr: Some(addr), nwk, app, app_key: None, fcnt: 0, dev_nonce: 0 });
@@ -307,56 +353,68 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
             dev_nonce: rand::random(),
         });
     }
-    let shared = Arc::new(Mutex::new(Shared { devices, joining: HashMap::new(), outstanding: HashMap::new() }));
+    devices
+}
 
-    // The application side first, so no event is missed.
+/// The application: one MQTT subscriber to every `event/up`, matching each to its uplink
+/// (duplicates counted) and recording the end-to-end latency carried in the payload.
+async fn application(
+    cfg: &SimConfig,
+    shared: Arc<Mutex<Shared>>,
+    stats: Arc<Stats>,
+    latencies: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    stop: tokio_util_stop::Stop,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut client = Client::connect(&cfg.mqtt, "roost-sim-lorawan-app", &ConnectOptions::default())
         .await
         .context("MQTT subscriber")?;
     client.subscribe("application/+/device/+/event/up", roost_mqtt::codec::QoS::AtMostOnce).await?;
     let (stream, buf, version) = client.into_parts();
     let (rd, wr) = stream.into_split();
-    let latencies = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?));
-    let sub = {
-        let (shared, stats, latencies, stop) = (shared.clone(), stats.clone(), latencies.clone(), stop.clone());
-        tokio::spawn(async move {
-            let _wr = wr;
-            let mut reader = crate::client::Reader { rd, buf, version };
-            loop {
-                let p = tokio::select! {
-                    _ = stop.wait() => break,
-                    p = reader.next() => p,
-                };
-                let p = match p {
-                    Ok(Some(p)) => p,
-                    _ => break,
-                };
-                let MqttPacket::Publish(p) = p else { continue };
-                let now = micros();
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
-                let (Some(eui), Some(fcnt)) =
-                    (v["deviceInfo"]["devEui"].as_str().and_then(DevEui::parse), v["fCnt"].as_u64())
-                else {
-                    continue;
-                };
-                let data = v["data"]
-                    .as_str()
-                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                    .unwrap_or_default();
-                if data.len() >= 8 {
-                    let sent = u64::from_be_bytes(data[..8].try_into().unwrap_or([0; 8]));
-                    let _ = latencies.lock().record(now.saturating_sub(sent).max(1));
-                }
-                if shared.lock().outstanding.remove(&(eui.0, fcnt as u32)).is_some() {
-                    stats.events.fetch_add(1, Relaxed);
-                } else {
-                    stats.duplicates.fetch_add(1, Relaxed);
-                }
+    Ok(tokio::spawn(async move {
+        let _wr = wr;
+        let mut reader = crate::client::Reader { rd, buf, version };
+        loop {
+            let p = tokio::select! {
+                _ = stop.wait() => break,
+                p = reader.next() => p,
+            };
+            let p = match p {
+                Ok(Some(p)) => p,
+                _ => break,
+            };
+            let MqttPacket::Publish(p) = p else { continue };
+            let now = micros();
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else { continue };
+            let (Some(eui), Some(fcnt)) =
+                (v["deviceInfo"]["devEui"].as_str().and_then(DevEui::parse), v["fCnt"].as_u64())
+            else {
+                continue;
+            };
+            let data = v["data"]
+                .as_str()
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .unwrap_or_default();
+            if data.len() >= 8 {
+                let sent = u64::from_be_bytes(data[..8].try_into().unwrap_or([0; 8]));
+                let _ = latencies.lock().record(now.saturating_sub(sent).max(1));
             }
-        })
-    };
+            if shared.lock().outstanding.remove(&(eui.0, fcnt as u32)).is_some() {
+                stats.events.fetch_add(1, Relaxed);
+            } else {
+                stats.duplicates.fetch_add(1, Relaxed);
+            }
+        }
+    }))
+}
 
-    // Gateways: PULL_DATA first, so downlinks have a path.
+/// The packet forwarders, each announcing its downlink path with PULL_DATA (again every 10 s).
+async fn start_gateways(
+    cfg: &SimConfig,
+    shared: &Arc<Mutex<Shared>>,
+    stats: &Arc<Stats>,
+    stop: &tokio_util_stop::Stop,
+) -> anyhow::Result<Vec<Arc<Gateway>>> {
     let mut gateways = Vec::new();
     for g in 0..cfg.gateways {
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
@@ -386,9 +444,13 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
             }
         });
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(gateways)
+}
 
-    // The fleet, spread evenly over the interval: device k sends at k * interval / total.
+/// Sends the fleet's frames for `cfg.duration`, spread evenly over the interval: device k
+/// sends at k * interval / total.
+async fn send_fleet(cfg: &SimConfig, shared: &Mutex<Shared>, stats: &Stats, gateways: &[Arc<Gateway>]) {
+    let total = cfg.abp + cfg.otaa;
     let start = Instant::now();
     let step = cfg.interval.as_secs_f64() / f64::from(total);
     let mut next: u64 = 0;
@@ -435,38 +497,8 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<Report> {
         for (g, rx) in per_gw {
             // Semtech forwarders send at most a few frames per datagram.
             for chunk in rx.chunks(8) {
-                gateways[g as usize].push(cfg.target, chunk.to_vec(), &stats).await;
+                gateways[g as usize].push(cfg.target, chunk.to_vec(), stats).await;
             }
         }
     }
-    let sent_for = start.elapsed();
-    // Drain: until every uplink is seen or the drain time is over.
-    let drain_end = Instant::now() + cfg.drain;
-    while Instant::now() < drain_end && !shared.lock().outstanding.is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.stop();
-    let _ = sub.await;
-    let h = latencies.lock();
-    let ms = |v: u64| v as f64 / 1000.0;
-    let uplinks = stats.uplinks.load(Relaxed);
-    let lost = shared.lock().outstanding.len() as u64;
-    Ok(Report {
-        gateways: cfg.gateways,
-        devices: total,
-        elapsed_s: sent_for.as_secs_f64(),
-        uplinks,
-        uplinks_per_s: uplinks as f64 / sent_for.as_secs_f64(),
-        datagrams: stats.datagrams.load(Relaxed),
-        events: stats.events.load(Relaxed),
-        lost,
-        duplicates: stats.duplicates.load(Relaxed),
-        confirmed: stats.confirmed.load(Relaxed),
-        acks: stats.acks.load(Relaxed),
-        joins_sent: stats.joins_sent.load(Relaxed),
-        joins_accepted: stats.joins_accepted.load(Relaxed),
-        latency_p50_ms: ms(h.value_at_quantile(0.5)),
-        latency_p99_ms: ms(h.value_at_quantile(0.99)),
-        latency_max_ms: ms(h.max()),
-    })
 }

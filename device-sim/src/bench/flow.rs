@@ -152,13 +152,22 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         p.finish_and_clear();
     }
 
-    // Drain: until everything expected arrived, or nothing new for half a second, or the bound.
     let sent: u64 = shared.sent.iter().map(|s| s.load(Relaxed)).sum();
     let expected = match cfg.shape {
         Shape::FanOut => sent * u64::from(cfg.subscribers),
         _ => sent,
     };
-    let drain_end = Instant::now() + cfg.drain;
+    wait_for_drain(&shared, expected, cfg.drain);
+    let _ = stop_tx.send(true);
+    let totals = sub_thread.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
+    pub_result?;
+
+    Ok(report(&cfg, &shared, &totals, window, in_window, sent, expected))
+}
+
+/// Waits until everything expected arrived, or nothing new came for half a second, or `bound`.
+fn wait_for_drain(shared: &Shared, expected: u64, bound: Duration) {
+    let drain_end = Instant::now() + bound;
     let mut last = (shared.delivered.load(Relaxed), Instant::now());
     while Instant::now() < drain_end {
         let now = shared.delivered.load(Relaxed);
@@ -172,15 +181,22 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = stop_tx.send(true);
-    let totals = sub_thread.join().map_err(|_| anyhow::anyhow!("subscriber thread panicked"))??;
-    pub_result?;
+}
 
+fn report(
+    cfg: &FlowConfig,
+    shared: &Shared,
+    totals: &SubTotals,
+    window: Duration,
+    in_window: u64,
+    sent: u64,
+    expected: u64,
+) -> FlowReport {
     let h = &totals.hist;
     let ms = |q: f64| {
         if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 }
     };
-    Ok(FlowReport {
+    FlowReport {
         scenario: cfg.shape.name(),
         target: cfg.target.clone(),
         qos: cfg.qos as u8,
@@ -204,7 +220,7 @@ pub fn run(cfg: &FlowConfig) -> anyhow::Result<FlowReport> {
             p999_ms: ms(0.999),
             max_ms: if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
         },
-    })
+    }
 }
 
 fn progress_bar(cfg: &FlowConfig) -> Option<indicatif::ProgressBar> {

@@ -16,7 +16,7 @@
 //! to the client as not authorized and counted as dropped (`rejected`).
 
 use crate::metrics::DropReason;
-use crate::session::DisconnectReason;
+use crate::types::DisconnectReason;
 use crate::types::{ClientId, ClientInfo, Message, QoS};
 
 /// One thing that happened in the broker.

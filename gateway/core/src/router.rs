@@ -14,19 +14,7 @@ use parking_lot::RwLock;
 use crate::cluster::{ClusterLink, LocalShare};
 use crate::session::Session;
 use crate::settings::SharedStrategy;
-use crate::types::QoS;
-
-/// Options of one subscription (MQTT 5.0 §3.8.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SubOptions {
-    pub qos: QoS,
-    pub no_local: bool,
-    pub retain_as_published: bool,
-    /// 0: send retained on subscribe; 1: only if new; 2: never.
-    pub retain_handling: u8,
-    /// MQTT 5 subscription identifier.
-    pub subscription_id: Option<u32>,
-}
+pub use crate::types::SubOptions;
 
 #[derive(Clone)]
 pub(crate) struct Target {

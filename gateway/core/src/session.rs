@@ -15,51 +15,17 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::metrics::{DropReason, Metrics};
-use crate::router::SubOptions;
 use crate::settings::{BrokerSettings, OverflowPolicy};
 use crate::store::{Change, SessionMeta, Store};
+use crate::types::SubOptions;
 use crate::types::{ClientId, Message, Protocol, QoS};
-
-/// Why a connection ended, as the adapter or the broker saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The client said goodbye (MQTT DISCONNECT 0x00): no will.
-    Normal,
-    /// The client said goodbye but asked for its will (MQTT 5 DISCONNECT 0x04).
-    NormalWithWill,
-    /// Network error, keep alive timeout, protocol violation: the will is published.
-    Abnormal,
-    /// Another connection took the client id over (MQTT 5 0x8E).
-    TakenOver,
-    /// An administrator kicked the client (MQTT 5 0x98).
-    Kicked,
-    /// The broker is shutting down (MQTT 5 0x8B).
-    Shutdown,
-}
-
-impl DisconnectReason {
-    pub(crate) fn publishes_will(self) -> bool {
-        !matches!(self, DisconnectReason::Normal)
-    }
-}
+pub use crate::types::{DisconnectReason, Pending};
 
 /// A will message and its MQTT 5 delay.
 #[derive(Debug, Clone)]
 pub struct Will {
     pub message: Message,
     pub delay: Duration,
-}
-
-/// One message waiting for, or in flight to, a client.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub message: Arc<Message>,
-    /// Delivery QoS: the lower of the publish QoS and the subscription's.
-    pub qos: QoS,
-    /// The RETAIN flag to send (set for retained messages sent at subscribe time; otherwise
-    /// the published flag where Retain As Published asks for it).
-    pub retain: bool,
-    pub subscription_ids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

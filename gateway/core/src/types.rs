@@ -177,3 +177,50 @@ impl ClientInfo {
         self.protocol_detail.as_deref().unwrap_or(self.protocol.as_str())
     }
 }
+
+/// Options of one subscription (MQTT 5.0 §3.8.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 0: send retained on subscribe; 1: only if new; 2: never.
+    pub retain_handling: u8,
+    /// MQTT 5 subscription identifier.
+    pub subscription_id: Option<u32>,
+}
+
+/// Why a connection ended, as the adapter or the broker saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client said goodbye (MQTT DISCONNECT 0x00): no will.
+    Normal,
+    /// The client said goodbye but asked for its will (MQTT 5 DISCONNECT 0x04).
+    NormalWithWill,
+    /// Network error, keep alive timeout, protocol violation: the will is published.
+    Abnormal,
+    /// Another connection took the client id over (MQTT 5 0x8E).
+    TakenOver,
+    /// An administrator kicked the client (MQTT 5 0x98).
+    Kicked,
+    /// The broker is shutting down (MQTT 5 0x8B).
+    Shutdown,
+}
+
+impl DisconnectReason {
+    pub(crate) fn publishes_will(self) -> bool {
+        !matches!(self, DisconnectReason::Normal)
+    }
+}
+
+/// One message waiting for, or in flight to, a client.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub message: Arc<Message>,
+    /// Delivery QoS: the lower of the publish QoS and the subscription's.
+    pub qos: QoS,
+    /// The RETAIN flag to send (set for retained messages sent at subscribe time; otherwise
+    /// the published flag where Retain As Published asks for it).
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+}

@@ -9,7 +9,7 @@
 //! so the state needs no locks. Malformed and unknown-version datagrams are counted and
 //! dropped. While a trace runs, datagrams are traced per gateway and frames per device.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -27,12 +27,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod commands;
+mod downlink;
+mod gateways;
+
+use downlink::PendingTx;
+use gateways::Gateway;
 
 use crate::bridge;
 use crate::manage::{Manage, ManageError};
-use crate::ns::{NetworkServer, NsCounters, Output, Transmit, TxTag, TxWindow, events};
-use crate::region::hz_to_mhz;
-use crate::semtech::{self, GatewayEui, Modulation, Packet, Rxpk, Stat, TxAckError, Txpk};
+use crate::ns::{NetworkServer, NsCounters, Output, events};
+use crate::semtech::{self, GatewayEui, Packet, Rxpk};
 use crate::settings::{DeviceSettings, LorawanSettings, Marshaler, Mode};
 use crate::types::DevEui;
 
@@ -97,42 +101,11 @@ enum Event {
     GatewayCommand { gateway: GatewayEui, topic: Arc<str>, payload: Bytes },
 }
 
-struct Gateway {
-    conn: Option<Arc<Connection>>,
-    /// Ends the task forwarding the gateway's commands (bridge mode) when it is dropped.
-    stop: CancellationToken,
-    /// Where PULL_RESP goes: the address of the last PULL_DATA (never PUSH_DATA's).
-    pull: Option<(usize, SocketAddr)>,
-    /// Where its last datagram came from.
-    address: SocketAddr,
-    version: u8,
-    last_seen: Instant,
-    rx_frames: u64,
-    tx_frames: u64,
-    tx_errors: u64,
-    stat: Option<Stat>,
-}
-
 /// A registered device's core connection and the task forwarding its commands.
 struct DeviceLink {
     conn: Arc<Connection>,
     /// Ends the forwarding task when the device is deleted.
     stop: CancellationToken,
-}
-
-enum Owner {
-    Ns { tag: TxTag, windows: Vec<TxWindow> },
-    Bridge { downlink_id: u32, total: usize, statuses: Vec<&'static str> },
-}
-
-struct PendingTx {
-    gateway: GatewayEui,
-    /// Attempts not yet made, in order.
-    rest: VecDeque<Txpk>,
-    /// Index of the attempt in flight.
-    index: usize,
-    owner: Owner,
-    deadline: Instant,
 }
 
 struct Driver {
@@ -387,76 +360,6 @@ impl Driver {
         }
     }
 
-    /// Marks `eui` as seen, connecting it to the core the first time. False if it is not
-    /// admitted (gateway limit, refused by authentication).
-    async fn touch(&mut self, eui: GatewayEui, version: u8, from: SocketAddr) -> bool {
-        let now = Instant::now();
-        if let Some(g) = self.gateways.get_mut(&eui) {
-            g.last_seen = now;
-            g.version = version;
-            g.address = from;
-            return true;
-        }
-        if self.gateways.len() >= self.ctx.settings.max_gateways {
-            bump(&self.ctx.counters.gateways_refused);
-            tracing::warn!(gateway = %eui, "LoRaWAN gateway dropped: lorawan.max_gateways reached");
-            return false;
-        }
-        let bridge = self.ctx.settings.mode == Mode::Bridge;
-        let prefix = &self.ctx.settings.bridge.topic_prefix;
-        let will = bridge.then(|| Will {
-            message: Message::new(
-                bridge::topic(prefix, eui, "state/conn"),
-                self.conn_state(eui, false),
-                QoS::AtMostOnce,
-                true,
-            ),
-            delay: Duration::ZERO,
-        });
-        let conn = match self.ctx.broker.connect(connect_request(format!("lorawan-gw-{eui}"), Some(from), will)).await {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                bump(&self.ctx.counters.gateways_refused);
-                tracing::warn!(gateway = %eui, "LoRaWAN gateway refused by the broker: {e}");
-                return false;
-            }
-        };
-        tracing::info!(gateway = %eui, peer = %from, "LoRaWAN gateway connected");
-        let stop = self.shutdown.child_token();
-        if bridge {
-            for kind in ["command/down", "command/config"] {
-                let topic = bridge::topic(prefix, eui, kind);
-                if let Err(e) = conn.subscribe(&topic, SubOptions::default()).await {
-                    tracing::warn!(gateway = %eui, %topic, "gateway bridge subscription refused: {e}");
-                }
-            }
-            let events = self.events.clone();
-            self.tracker.spawn(forward(
-                conn.clone(),
-                stop.clone(),
-                move |topic, payload| Event::GatewayCommand { gateway: eui, topic, payload },
-                events,
-            ));
-            let topic = bridge::topic(prefix, eui, "state/conn");
-            publish(&conn, topic, self.conn_state(eui, true), true).await;
-        }
-        let g = Gateway {
-            conn: Some(conn),
-            stop,
-            pull: None,
-            address: from,
-            version,
-            last_seen: now,
-            rx_frames: 0,
-            tx_frames: 0,
-            tx_errors: 0,
-            stat: None,
-        };
-        self.gateways.insert(eui, g);
-        self.ctx.counters.gateways.fetch_add(1, Relaxed);
-        true
-    }
-
     fn marshaler(&self) -> Marshaler {
         self.ctx.settings.bridge.marshaler
     }
@@ -533,184 +436,6 @@ impl Driver {
         }
     }
 
-    fn token(&mut self) -> u16 {
-        self.next_token = self.next_token.wrapping_add(1);
-        self.next_token
-    }
-
-    /// Sends a network-server downlink through the best candidate gateway with a downlink path.
-    async fn transmit(&mut self, t: Transmit) {
-        let Some((gateway, tmst)) =
-            t.candidates.iter().copied().find(|(g, _)| self.gateways.get(g).is_some_and(|g| g.pull.is_some()))
-        else {
-            bump(&self.ctx.counters.tx_no_path);
-            tracing::info!(dev_eui = %t.tag.dev_eui, "no gateway that heard the device has sent PULL_DATA: downlink dropped");
-            if let Some(ns) = &mut self.ns {
-                ns.tx_failed(t.tag);
-            }
-            return;
-        };
-        let tracer = self.ctx.broker.tracer();
-        if tracer.is_active() {
-            let kind = if t.tag.fcnt_down.is_none() { "JoinAccept" } else { "DataDown" };
-            let item = t.tag.queue_item.as_ref();
-            let peer = self.gateways.get(&gateway).map(|g| g.address);
-            let summary = format_args!(
-                "{kind} fcnt_down={:?} fport={:?} confirmed={} payload={}B phy={}B via gateway={gateway} uplink_tmst={tmst} windows={:?}",
-                t.tag.fcnt_down,
-                item.map(|i| i.fport),
-                item.is_some_and(|i| i.confirmed),
-                item.map_or(0, |i| i.data.len()),
-                t.phy.len(),
-                t.windows.iter().map(|w| (w.delay, w.freq_hz, &w.datr)).collect::<Vec<_>>(),
-            );
-            tracer.packet("lorawan", &format!("lorawan-{}", t.tag.dev_eui), peer, Direction::Out, None, &summary);
-        }
-        let data = events::b64(&t.phy);
-        let rest: VecDeque<Txpk> = t
-            .windows
-            .iter()
-            .map(|w| Txpk {
-                imme: false,
-                tmst: Some(tmst.wrapping_add(u32::try_from(w.delay.as_micros()).unwrap_or(u32::MAX))),
-                tmms: None,
-                freq: hz_to_mhz(w.freq_hz),
-                rfch: 0,
-                powe: Some(w.power),
-                modu: Modulation::Lora,
-                datr: w.datr.clone(),
-                codr: Some("4/5".into()),
-                fdev: None,
-                ipol: true,
-                prea: None,
-                size: t.phy.len() as u16,
-                data: data.clone(),
-                ncrc: true,
-            })
-            .collect();
-        self.start_tx(gateway, rest, Owner::Ns { tag: t.tag, windows: t.windows }).await;
-    }
-
-    /// Sends the first attempt of `rest` and tracks the rest for TX_ACK errors.
-    async fn start_tx(&mut self, gateway: GatewayEui, rest: VecDeque<Txpk>, owner: Owner) {
-        let p = PendingTx { gateway, rest, index: 0, owner, deadline: Instant::now() + TX_ACK_TIMEOUT };
-        self.next_attempt(p).await;
-    }
-
-    async fn next_attempt(&mut self, mut p: PendingTx) {
-        let Some(txpk) = p.rest.pop_front() else {
-            self.tx_finished(p, None).await;
-            return;
-        };
-        let Some(g) = self.gateways.get(&p.gateway) else {
-            self.tx_finished(p, None).await;
-            return;
-        };
-        let Some((socket, addr)) = g.pull else {
-            self.tx_finished(p, None).await;
-            return;
-        };
-        let version = g.version;
-        if let Some(g) = self.gateways.get_mut(&p.gateway) {
-            g.tx_frames += 1;
-        }
-        let token = self.token();
-        bump(&self.ctx.counters.pull_resp);
-        let resp = Packet::PullResp { version, token, txpk };
-        self.trace_gateway(p.gateway, addr, Direction::Out, &resp);
-        self.send(socket, addr, &resp).await;
-        if version < 2 {
-            // Protocol v1 has no TX_ACK: take it as sent.
-            self.tx_finished(p, Some(true)).await;
-            return;
-        }
-        p.deadline = Instant::now() + TX_ACK_TIMEOUT;
-        self.pending.insert(token, p);
-    }
-
-    async fn tx_ack(&mut self, token: u16, gateway: GatewayEui, error: Option<TxAckError>) {
-        let Some(mut p) = self.pending.remove(&token) else {
-            tracing::debug!(%gateway, token, "TX_ACK for no pending downlink");
-            return;
-        };
-        if p.gateway != gateway {
-            self.pending.insert(token, p);
-            return;
-        }
-        if let Owner::Bridge { statuses, .. } = &mut p.owner {
-            statuses.push(bridge::ack_status(error));
-        }
-        match error {
-            None => {
-                bump(&self.ctx.counters.tx_ack_ok);
-                self.tx_finished(p, Some(true)).await;
-            }
-            Some(e) => {
-                bump(&self.ctx.counters.tx_ack_errors);
-                if let Some(g) = self.gateways.get_mut(&gateway) {
-                    g.tx_errors += 1;
-                }
-                tracing::info!(%gateway, error = e.as_str(), "downlink refused by the gateway; trying the next window");
-                p.index += 1;
-                self.next_attempt(p).await;
-            }
-        }
-    }
-
-    /// A downlink is over: `Some(true)` sent in attempt `p.index`, otherwise failed.
-    async fn tx_finished(&mut self, p: PendingTx, sent: Option<bool>) {
-        match p.owner {
-            Owner::Ns { tag, windows } => {
-                let Some(ns) = &mut self.ns else { return };
-                match (sent, windows.get(p.index)) {
-                    (Some(true), Some(w)) => ns.tx_sent(SystemTime::now(), tag, p.gateway, w, &mut self.out),
-                    _ => ns.tx_failed(tag),
-                }
-                self.drain_outputs_boxed().await;
-            }
-            Owner::Bridge { downlink_id, total, mut statuses } => {
-                if sent == Some(true) && statuses.len() <= p.index {
-                    statuses.push("OK");
-                }
-                while statuses.len() < total {
-                    statuses.push("IGNORED");
-                }
-                let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, p.gateway, "event/ack");
-                let body = match self.marshaler() {
-                    Marshaler::Json => bridge::tx_ack(p.gateway, downlink_id, &statuses),
-                    Marshaler::Protobuf => crate::gwpb::tx_ack(p.gateway, downlink_id, &statuses),
-                };
-                self.gateway_publish(p.gateway, topic, body, false).await;
-            }
-        }
-    }
-
-    fn drain_outputs_boxed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.drain_outputs())
-    }
-
-    async fn bridge_command(&mut self, gateway: GatewayEui, topic: &str, payload: &[u8]) {
-        if topic.ends_with("/command/config") {
-            tracing::info!(%gateway, "gateway bridge command/config: the Semtech UDP forwarder cannot be reconfigured remotely; ignored");
-            return;
-        }
-        let frame = match self.marshaler() {
-            Marshaler::Json => bridge::downlink_frame(payload),
-            Marshaler::Protobuf => crate::gwpb::downlink_frame(payload),
-        };
-        match frame {
-            Ok(f) if !f.items.is_empty() => {
-                let owner = Owner::Bridge { downlink_id: f.downlink_id, total: f.items.len(), statuses: Vec::new() };
-                self.start_tx(gateway, f.items.into(), owner).await;
-            }
-            Ok(_) => tracing::info!(%gateway, "gateway bridge DownlinkFrame without items ignored"),
-            Err(e) => {
-                bump(&self.ctx.counters.bad_commands);
-                tracing::info!(%gateway, "{e}");
-            }
-        }
-    }
-
     /// Drops silent gateways (OFFLINE in bridge mode) and downlinks whose TX_ACK never came.
     async fn expire(&mut self) {
         let now = Instant::now();
@@ -721,29 +446,7 @@ impl Driver {
             tracing::info!(gateway = %eui, "LoRaWAN gateway silent past lorawan.gateway_timeout: offline");
             self.drop_gateway(eui).await;
         }
-        let late: Vec<u16> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
-        for token in late {
-            if let Some(p) = self.pending.remove(&token) {
-                bump(&self.ctx.counters.tx_ack_errors);
-                if let Some(g) = self.gateways.get_mut(&p.gateway) {
-                    g.tx_errors += 1;
-                }
-                self.tx_finished(p, None).await;
-            }
-        }
-    }
-
-    async fn drop_gateway(&mut self, eui: GatewayEui) {
-        let Some(g) = self.gateways.remove(&eui) else { return };
-        g.stop.cancel();
-        self.ctx.counters.gateways.fetch_sub(1, Relaxed);
-        if let Some(conn) = g.conn {
-            if self.ctx.settings.mode == Mode::Bridge {
-                let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, eui, "state/conn");
-                publish(&conn, topic, self.conn_state(eui, false), true).await;
-            }
-            conn.disconnect(DisconnectReason::Normal).await;
-        }
+        self.expire_downlinks(now).await;
     }
 
     /// Records every changed device state; recorded back to back, they share a commit.

@@ -117,22 +117,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
             tracing::trace!(peer = %addr, "MQTT-SN: over peer_packet_rate; datagram dropped");
             continue;
         }
-        let datagram = Bytes::copy_from_slice(&buf[..n]);
-        let (key, inner) = match codec::decode_encapsulated(&datagram) {
-            Ok(None) => (PeerKey { addr, node: None }, datagram),
-            Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
-            Err(e) => {
-                malformed(&ctx, addr, &e);
-                continue;
-            }
-        };
-        let msg = match codec::decode(&inner) {
-            Ok(m) => m,
-            Err(e) => {
-                malformed(&ctx, addr, &e);
-                continue;
-            }
-        };
+        let Some((key, msg)) = decode(&ctx, addr, &buf[..n]) else { continue };
         if let Some(bucket) = &mut new_peers
             && !clients.contains(&key)
             && !bucket.try_take(std::time::Instant::now())
@@ -170,6 +155,27 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
                 Counters::bump(&ctx.counters.unexpected);
                 tracing::debug!(peer = %addr, msg = other.name(), "MQTT-SN message from an unconnected peer dropped");
             }
+        }
+    }
+}
+
+/// Decodes a datagram, unwrapping a forwarder's encapsulation (§5.5): the peer is the
+/// forwarder's address plus the wireless node id. None (counted and logged) if malformed.
+fn decode(ctx: &Context, addr: SocketAddr, data: &[u8]) -> Option<(PeerKey, Message)> {
+    let datagram = Bytes::copy_from_slice(data);
+    let (key, inner) = match codec::decode_encapsulated(&datagram) {
+        Ok(None) => (PeerKey { addr, node: None }, datagram),
+        Ok(Some(e)) => (PeerKey { addr, node: Some(e.node_id) }, e.inner),
+        Err(e) => {
+            malformed(ctx, addr, &e);
+            return None;
+        }
+    };
+    match codec::decode(&inner) {
+        Ok(m) => Some((key, m)),
+        Err(e) => {
+            malformed(ctx, addr, &e);
+            None
         }
     }
 }

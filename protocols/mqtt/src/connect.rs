@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use roost_core::{ClientId, ConnectRequest, Message, MessageProperties, Protocol, Will};
 
-use crate::codec::{Connect, ProtocolVersion, reason};
+use crate::codec::{Connect, LastWill, ProtocolVersion, reason};
 use crate::settings::MqttSettings;
 
 /// A CONNECT that passed validation, with what the CONNACK must tell the client.
@@ -46,28 +46,7 @@ pub fn validate(
         return Err(refuse(reason::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported"));
     }
 
-    let mut assigned_client_id = None;
-    let client_id = if connect.client_id.is_empty() {
-        let allowed = settings.allow_empty_client_id
-            && match version {
-                ProtocolVersion::V31 => false,
-                ProtocolVersion::V311 => connect.clean_start,
-                ProtocolVersion::V5 => true,
-            };
-        if !allowed {
-            return Err(refuse(
-                reason::CLIENT_IDENTIFIER_NOT_VALID,
-                "an empty client id needs clean session (and allow_empty_client_id)",
-            ));
-        }
-        let id = format!("roost-{:016x}", rand_u64());
-        if v5 {
-            assigned_client_id = Some(id.clone());
-        }
-        id
-    } else {
-        connect.client_id.clone()
-    };
+    let (client_id, assigned_client_id) = client_id(connect, settings)?;
     if version == ProtocolVersion::V31 && client_id.len() > 23 {
         return Err(refuse(reason::CLIENT_IDENTIFIER_NOT_VALID, "MQTT 3.1 client ids are at most 23 bytes"));
     }
@@ -98,30 +77,7 @@ pub fn validate(
         None
     };
 
-    let will = match &connect.will {
-        None => None,
-        Some(w) => {
-            if w.topic.is_empty() || w.topic.contains(['+', '#']) {
-                return Err(refuse(reason::TOPIC_NAME_INVALID, "will topic is empty or has a wildcard"));
-            }
-            if w.retain && !retain_available {
-                return Err(refuse(reason::RETAIN_NOT_SUPPORTED, "retained wills are disabled"));
-            }
-            let p = &w.properties;
-            let mut message = Message::new(w.topic.as_str(), w.payload.clone(), w.qos, w.retain);
-            message.properties = MessageProperties {
-                payload_format_indicator: p.payload_format_indicator,
-                content_type: p.content_type.clone(),
-                response_topic: p.response_topic.clone(),
-                correlation_data: p.correlation_data.clone(),
-                user_properties: p.user_properties.clone(),
-            };
-            message.expiry = p.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
-            message.publisher = Some(ClientId::new(client_id.as_str()));
-            message.created = Instant::now();
-            Some(Will { message, delay: Duration::from_secs(u64::from(p.delay_interval.unwrap_or(0))) })
-        }
-    };
+    let will = connect.will.as_ref().map(|w| will(w, &client_id, retain_available)).transpose()?;
 
     let receive_maximum = match connect.properties.receive_maximum {
         Some(0) => return Err(refuse(reason::PROTOCOL_ERROR, "Receive Maximum of 0")),
@@ -150,6 +106,52 @@ pub fn validate(
         server_keep_alive,
         version,
     })
+}
+
+/// The client id in force, and the one the server assigned (v5) when the client sent none.
+fn client_id(connect: &Connect, settings: &MqttSettings) -> Result<(String, Option<String>), Refused> {
+    if !connect.client_id.is_empty() {
+        return Ok((connect.client_id.clone(), None));
+    }
+    let version = connect.protocol;
+    let allowed = settings.allow_empty_client_id
+        && match version {
+            ProtocolVersion::V31 => false,
+            ProtocolVersion::V311 => connect.clean_start,
+            ProtocolVersion::V5 => true,
+        };
+    if !allowed {
+        return Err(refuse(
+            reason::CLIENT_IDENTIFIER_NOT_VALID,
+            "an empty client id needs clean session (and allow_empty_client_id)",
+        ));
+    }
+    let id = format!("roost-{:016x}", rand_u64());
+    let assigned = version.is_v5().then(|| id.clone());
+    Ok((id, assigned))
+}
+
+/// The will of a CONNECT as a core [`Will`].
+fn will(w: &LastWill, client_id: &str, retain_available: bool) -> Result<Will, Refused> {
+    if w.topic.is_empty() || w.topic.contains(['+', '#']) {
+        return Err(refuse(reason::TOPIC_NAME_INVALID, "will topic is empty or has a wildcard"));
+    }
+    if w.retain && !retain_available {
+        return Err(refuse(reason::RETAIN_NOT_SUPPORTED, "retained wills are disabled"));
+    }
+    let p = &w.properties;
+    let mut message = Message::new(w.topic.as_str(), w.payload.clone(), w.qos, w.retain);
+    message.properties = MessageProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+    };
+    message.expiry = p.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
+    message.publisher = Some(ClientId::new(client_id));
+    message.created = Instant::now();
+    Ok(Will { message, delay: Duration::from_secs(u64::from(p.delay_interval.unwrap_or(0))) })
 }
 
 fn rand_u64() -> u64 {

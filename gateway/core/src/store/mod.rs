@@ -27,7 +27,7 @@ pub use disk::{DiskStore, StoreCheck, SyncMode};
 pub use memory::MemoryStore;
 
 use crate::router::SubOptions;
-use crate::session::Pending;
+use crate::types::Pending;
 use crate::types::{ClientId, Message, Protocol};
 
 /// A persistent session's shape (everything but its messages).

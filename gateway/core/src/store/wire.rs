@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{SessionMeta, StoredMessage};
 use crate::router::SubOptions;
-use crate::session::Pending;
+use crate::types::Pending;
 use crate::types::{ClientId, Message, MessageProperties, Protocol, QoS};
 
 /// Format version of message and session records.

@@ -132,20 +132,7 @@ fn topic(key: &str, t: String, filter: bool) -> Result<String, ConfigError> {
 }
 
 pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigError> {
-    let auto_observe = match c.auto_observe.trim() {
-        "off" | "" => AutoObserve::Off,
-        "all" => AutoObserve::All,
-        list => {
-            let mut paths = Vec::new();
-            for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                if p.parse::<roost_lwm2m::types::Path>().is_err() {
-                    return Err(invalid("lwm2m.auto_observe", format!("{p:?} is not a path like /3303/0/5700")));
-                }
-                paths.push(p.to_string());
-            }
-            AutoObserve::List(paths)
-        }
-    };
+    let auto_observe = auto_observe(&c.auto_observe)?;
     let update_msg_publish_condition = match c.update_msg_publish_condition.as_str() {
         "always" => UpdatePublish::Always,
         "contains_object_list" => UpdatePublish::ContainsObjectList,
@@ -164,46 +151,7 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
     if lifetime_min > lifetime_max {
         return Err(invalid("lwm2m.lifetime_min", "must not exceed lifetime_max"));
     }
-    let b = c.bootstrap;
-    let bootstrap = if b.enable {
-        if !(b.server_uri.starts_with("coap://") || b.server_uri.starts_with("coaps://")) {
-            return Err(invalid("lwm2m.bootstrap.server_uri", "must be a coap:// or coaps:// URI"));
-        }
-        if b.psk_identity.is_empty() != b.psk_key.is_empty() {
-            return Err(invalid("lwm2m.bootstrap.psk_key", "psk_identity and psk_key go together"));
-        }
-        let mut devices: Vec<BootstrapDevice> = Vec::with_capacity(b.device.len());
-        for (i, d) in b.device.into_iter().enumerate() {
-            let key = |k: &str| format!("lwm2m.bootstrap.device[{i}].{k}");
-            if d.endpoint.is_empty() || devices.iter().any(|o| o.endpoint == d.endpoint) {
-                return Err(invalid(&key("endpoint"), "empty or listed twice"));
-            }
-            if d.psk_identity.is_empty()
-                || devices.iter().any(|o| o.psk_identity == d.psk_identity)
-                || d.psk_identity == b.psk_identity
-            {
-                return Err(invalid(&key("psk_identity"), "empty or used twice"));
-            }
-            if d.psk_key.is_empty() {
-                return Err(invalid(&key("psk_key"), "must not be empty"));
-            }
-            devices.push(BootstrapDevice {
-                endpoint: d.endpoint,
-                psk_identity: d.psk_identity,
-                psk_key: d.psk_key.into_bytes(),
-            });
-        }
-        Some(BootstrapSettings {
-            server_uri: b.server_uri,
-            lifetime: positive("lwm2m.bootstrap.lifetime", b.lifetime.0)?,
-            psk_identity: (!b.psk_identity.is_empty()).then_some(b.psk_identity),
-            psk_key: (!b.psk_key.is_empty()).then(|| b.psk_key.into_bytes()),
-            devices,
-            only_listed: b.only_listed,
-        })
-    } else {
-        None
-    };
+    let bootstrap = if c.bootstrap.enable { Some(bootstrap_settings(c.bootstrap)?) } else { None };
     let block_size: usize = in_range("lwm2m.block_size", c.block_size, 16, 1024)?;
     if !block_size.is_power_of_two() {
         return Err(invalid("lwm2m.block_size", "must be a power of two: 16, 32, 64, 128, 256, 512 or 1024"));
@@ -250,6 +198,61 @@ pub(super) fn lwm2m_settings(c: Lwm2mSection) -> Result<Lwm2mSettings, ConfigErr
         bootstrap,
         block_size,
         content_formats,
+    })
+}
+
+fn auto_observe(list: &str) -> Result<AutoObserve, ConfigError> {
+    Ok(match list.trim() {
+        "off" | "" => AutoObserve::Off,
+        "all" => AutoObserve::All,
+        list => {
+            let mut paths = Vec::new();
+            for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if p.parse::<roost_lwm2m::types::Path>().is_err() {
+                    return Err(invalid("lwm2m.auto_observe", format!("{p:?} is not a path like /3303/0/5700")));
+                }
+                paths.push(p.to_string());
+            }
+            AutoObserve::List(paths)
+        }
+    })
+}
+
+fn bootstrap_settings(b: BootstrapSection) -> Result<BootstrapSettings, ConfigError> {
+    if !(b.server_uri.starts_with("coap://") || b.server_uri.starts_with("coaps://")) {
+        return Err(invalid("lwm2m.bootstrap.server_uri", "must be a coap:// or coaps:// URI"));
+    }
+    if b.psk_identity.is_empty() != b.psk_key.is_empty() {
+        return Err(invalid("lwm2m.bootstrap.psk_key", "psk_identity and psk_key go together"));
+    }
+    let mut devices: Vec<BootstrapDevice> = Vec::with_capacity(b.device.len());
+    for (i, d) in b.device.into_iter().enumerate() {
+        let key = |k: &str| format!("lwm2m.bootstrap.device[{i}].{k}");
+        if d.endpoint.is_empty() || devices.iter().any(|o| o.endpoint == d.endpoint) {
+            return Err(invalid(&key("endpoint"), "empty or listed twice"));
+        }
+        if d.psk_identity.is_empty()
+            || devices.iter().any(|o| o.psk_identity == d.psk_identity)
+            || d.psk_identity == b.psk_identity
+        {
+            return Err(invalid(&key("psk_identity"), "empty or used twice"));
+        }
+        if d.psk_key.is_empty() {
+            return Err(invalid(&key("psk_key"), "must not be empty"));
+        }
+        devices.push(BootstrapDevice {
+            endpoint: d.endpoint,
+            psk_identity: d.psk_identity,
+            psk_key: d.psk_key.into_bytes(),
+        });
+    }
+    Ok(BootstrapSettings {
+        server_uri: b.server_uri,
+        lifetime: positive("lwm2m.bootstrap.lifetime", b.lifetime.0)?,
+        psk_identity: (!b.psk_identity.is_empty()).then_some(b.psk_identity),
+        psk_key: (!b.psk_key.is_empty()).then(|| b.psk_key.into_bytes()),
+        devices,
+        only_listed: b.only_listed,
     })
 }
 

@@ -8,6 +8,7 @@
 //! Both are also the worked examples of `docs/custom-codec.md`.
 
 pub mod line;
+#[cfg(any(test, feature = "test-support"))]
 pub mod line_suite;
 pub mod tlv_sensor;
 

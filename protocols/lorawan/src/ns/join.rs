@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::{NetworkServer, Output, Session, Transmit, TxTag, TxWindow, bump, events};
 use crate::phy::{self, JoinAcceptFields, JoinRequest};
-use crate::region::{JOIN_ACCEPT_DELAY1, JOIN_ACCEPT_DELAY2, mhz_to_hz};
+use crate::region::{JOIN_ACCEPT_DELAY1, JOIN_ACCEPT_DELAY2, Region, mhz_to_hz};
 use crate::semtech::{GatewayEui, Rxpk};
 use crate::settings::Activation;
-use crate::types::DevAddr;
+use crate::types::{AesKey, DevAddr};
 
 impl NetworkServer {
     pub(super) fn join(
@@ -21,38 +21,7 @@ impl NetworkServer {
         rx: &[(GatewayEui, Rxpk)],
         out: &mut Vec<Output>,
     ) {
-        if !self.devices.contains_key(&jr.dev_eui) {
-            bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
-            return;
-        }
-        self.trace(
-            jr.dev_eui,
-            format_args!("JoinRequest join_eui={} dev_eui={} dev_nonce={:04x}", jr.join_eui, jr.dev_eui, jr.dev_nonce),
-            rx,
-            out,
-        );
-        let Some(dev) = self.devices.get(&jr.dev_eui) else { return };
-        let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
-            bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
-            return;
-        };
-        if join_eui.is_some_and(|e| e != jr.join_eui) {
-            bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, join_eui = %jr.join_eui, "JoinRequest with another JoinEUI dropped");
-            return;
-        }
-        if !phy::join_request_mic_ok(bytes, &app_key) {
-            bump(&self.counters.mic_failures);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest MIC invalid: dropped");
-            return;
-        }
-        if dev.state.dev_nonces.contains(&jr.dev_nonce) {
-            bump(&self.counters.dev_nonce_replays);
-            tracing::info!(dev_eui = %jr.dev_eui, dev_nonce = jr.dev_nonce, "JoinRequest DevNonce already used: dropped (replay)");
-            return;
-        }
+        let Some(app_key) = self.admit_join(bytes, &jr, rx, out) else { return };
         let Some((_, first)) = rx.first() else { return };
         let region = self.settings.region;
         let Some(up_dr) = region.uplink_dr(&first.datr) else {
@@ -102,25 +71,7 @@ impl NetworkServer {
         let topic = events::event_topic(&dev.settings, "join");
         self.set_addr(jr.dev_eui, old, dev_addr);
         bump(&self.counters.joins);
-        let up_freq = mhz_to_hz(first.freq);
-        // The join windows use the region's defaults (RX1DROffset 0, default RX2).
-        let mut windows = Vec::new();
-        if let Some(datr) = region.datr(region.rx1_dr(up_dr.dr, 0)) {
-            windows.push(TxWindow {
-                delay: JOIN_ACCEPT_DELAY1,
-                freq_hz: region.rx1_freq_hz(up_freq),
-                datr,
-                power: region.tx_power,
-            });
-        }
-        if let Some(datr) = region.datr(region.rx2_dr) {
-            windows.push(TxWindow {
-                delay: JOIN_ACCEPT_DELAY2,
-                freq_hz: region.rx2_freq_hz,
-                datr,
-                power: region.tx_power,
-            });
-        }
+        let windows = join_windows(region, up_dr.dr, mhz_to_hz(first.freq));
         out.push(Output::Transmit(Transmit {
             candidates: rx.iter().map(|(g, r)| (*g, r.tmst)).collect(),
             phy: accept,
@@ -138,6 +89,50 @@ impl NetworkServer {
         tracing::info!(dev_eui = %jr.dev_eui, %dev_addr, "device joined");
     }
 
+    /// Checks a JoinRequest: a registered OTAA device of this JoinEUI, a valid MIC and an
+    /// unused DevNonce. Returns the device's AppKey.
+    fn admit_join(
+        &mut self,
+        bytes: &[u8],
+        jr: &JoinRequest,
+        rx: &[(GatewayEui, Rxpk)],
+        out: &mut Vec<Output>,
+    ) -> Option<AesKey> {
+        if !self.devices.contains_key(&jr.dev_eui) {
+            bump(&self.counters.unknown_devices);
+            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
+            return None;
+        }
+        self.trace(
+            jr.dev_eui,
+            format_args!("JoinRequest join_eui={} dev_eui={} dev_nonce={:04x}", jr.join_eui, jr.dev_eui, jr.dev_nonce),
+            rx,
+            out,
+        );
+        let dev = self.devices.get(&jr.dev_eui)?;
+        let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
+            bump(&self.counters.unknown_devices);
+            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
+            return None;
+        };
+        if join_eui.is_some_and(|e| e != jr.join_eui) {
+            bump(&self.counters.unknown_devices);
+            tracing::info!(dev_eui = %jr.dev_eui, join_eui = %jr.join_eui, "JoinRequest with another JoinEUI dropped");
+            return None;
+        }
+        if !phy::join_request_mic_ok(bytes, &app_key) {
+            bump(&self.counters.mic_failures);
+            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest MIC invalid: dropped");
+            return None;
+        }
+        if dev.state.dev_nonces.contains(&jr.dev_nonce) {
+            bump(&self.counters.dev_nonce_replays);
+            tracing::info!(dev_eui = %jr.dev_eui, dev_nonce = jr.dev_nonce, "JoinRequest DevNonce already used: dropped (replay)");
+            return None;
+        }
+        Some(app_key)
+    }
+
     /// A DevAddr with the NetID's NwkID (type 0 NetIDs: the 7 low bits) that no device uses.
     fn allocate_dev_addr(&self) -> DevAddr {
         let nwk_id = self.settings.net_id & 0x7f;
@@ -148,4 +143,17 @@ impl NetworkServer {
             }
         }
     }
+}
+
+/// The join receive windows, in the region's defaults (RX1DROffset 0, default RX2).
+fn join_windows(region: Region, up_dr: u8, up_freq: u32) -> Vec<TxWindow> {
+    let mut windows = Vec::new();
+    if let Some(datr) = region.datr(region.rx1_dr(up_dr, 0)) {
+        let freq_hz = region.rx1_freq_hz(up_freq);
+        windows.push(TxWindow { delay: JOIN_ACCEPT_DELAY1, freq_hz, datr, power: region.tx_power });
+    }
+    if let Some(datr) = region.datr(region.rx2_dr) {
+        windows.push(TxWindow { delay: JOIN_ACCEPT_DELAY2, freq_hz: region.rx2_freq_hz, datr, power: region.tx_power });
+    }
+    windows
 }

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::message::{Message, MsgType, TopicRef, WillTopic};
+use super::message::{Message, TopicRef, WillTopic};
 
 fn put_will_topic(out: &mut BytesMut, w: &Option<WillTopic>) {
     if let Some(w) = w {
@@ -21,125 +21,67 @@ fn put_topic_ref(out: &mut BytesMut, t: &TopicRef) {
 
 /// Writes the body of `msg`; returns its type byte.
 pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
-    let ty = match msg {
+    match msg {
         Message::Advertise { gw_id, duration } => {
             out.put_u8(*gw_id);
             out.put_u16(*duration);
-            MsgType::Advertise
         }
-        Message::SearchGw { radius } => {
-            out.put_u8(*radius);
-            MsgType::SearchGw
-        }
+        Message::SearchGw { radius } => out.put_u8(*radius),
         Message::GwInfo { gw_id, gw_addr } => {
             out.put_u8(*gw_id);
             out.put_slice(gw_addr);
-            MsgType::GwInfo
         }
         Message::Connect(c) => {
             out.put_u8(c.flags.encode());
             out.put_u8(0x01);
             out.put_u16(c.duration);
             out.put_slice(c.client_id.as_bytes());
-            MsgType::Connect
         }
-        Message::ConnAck { rc } => {
-            out.put_u8(rc.to_u8());
-            MsgType::ConnAck
-        }
-        Message::WillTopicReq => MsgType::WillTopicReq,
-        Message::WillTopic(w) => {
-            put_will_topic(out, w);
-            MsgType::WillTopic
-        }
-        Message::WillMsgReq => MsgType::WillMsgReq,
-        Message::WillMsg(m) => {
-            out.put_slice(m);
-            MsgType::WillMsg
-        }
+        Message::ConnAck { rc } | Message::WillTopicResp { rc } | Message::WillMsgResp { rc } => out.put_u8(rc.to_u8()),
+        Message::WillTopicReq | Message::WillMsgReq | Message::PingResp => {}
+        Message::WillTopic(w) | Message::WillTopicUpd(w) => put_will_topic(out, w),
+        Message::WillMsg(m) | Message::WillMsgUpd(m) => out.put_slice(m),
         Message::Register { topic_id, msg_id, topic_name } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_slice(topic_name.as_bytes());
-            MsgType::Register
         }
-        Message::RegAck { topic_id, msg_id, rc } => {
+        Message::RegAck { topic_id, msg_id, rc } | Message::PubAck { topic_id, msg_id, rc } => {
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
-            MsgType::RegAck
         }
         Message::Publish(p) => {
             out.put_u8(p.flags.encode());
             out.put_u16(p.topic_id);
             out.put_u16(p.msg_id);
             out.put_slice(&p.data);
-            MsgType::Publish
         }
-        Message::PubAck { topic_id, msg_id, rc } => {
-            out.put_u16(*topic_id);
-            out.put_u16(*msg_id);
-            out.put_u8(rc.to_u8());
-            MsgType::PubAck
-        }
-        Message::PubComp { msg_id } => {
-            out.put_u16(*msg_id);
-            MsgType::PubComp
-        }
-        Message::PubRec { msg_id } => {
-            out.put_u16(*msg_id);
-            MsgType::PubRec
-        }
-        Message::PubRel { msg_id } => {
-            out.put_u16(*msg_id);
-            MsgType::PubRel
-        }
+        Message::PubComp { msg_id }
+        | Message::PubRec { msg_id }
+        | Message::PubRel { msg_id }
+        | Message::UnsubAck { msg_id } => out.put_u16(*msg_id),
         Message::Subscribe { flags, msg_id, topic } | Message::Unsubscribe { flags, msg_id, topic } => {
             out.put_u8(flags.encode());
             out.put_u16(*msg_id);
             put_topic_ref(out, topic);
-            if matches!(msg, Message::Subscribe { .. }) { MsgType::Subscribe } else { MsgType::Unsubscribe }
         }
         Message::SubAck { flags, topic_id, msg_id, rc } => {
             out.put_u8(flags.encode());
             out.put_u16(*topic_id);
             out.put_u16(*msg_id);
             out.put_u8(rc.to_u8());
-            MsgType::SubAck
-        }
-        Message::UnsubAck { msg_id } => {
-            out.put_u16(*msg_id);
-            MsgType::UnsubAck
         }
         Message::PingReq { client_id } => {
             if let Some(id) = client_id {
                 out.put_slice(id.as_bytes());
             }
-            MsgType::PingReq
         }
-        Message::PingResp => MsgType::PingResp,
         Message::Disconnect { duration } => {
             if let Some(d) = duration {
                 out.put_u16(*d);
             }
-            MsgType::Disconnect
         }
-        Message::WillTopicUpd(w) => {
-            put_will_topic(out, w);
-            MsgType::WillTopicUpd
-        }
-        Message::WillTopicResp { rc } => {
-            out.put_u8(rc.to_u8());
-            MsgType::WillTopicResp
-        }
-        Message::WillMsgUpd(m) => {
-            out.put_slice(m);
-            MsgType::WillMsgUpd
-        }
-        Message::WillMsgResp { rc } => {
-            out.put_u8(rc.to_u8());
-            MsgType::WillMsgResp
-        }
-    };
-    ty as u8
+    }
+    msg.msg_type() as u8
 }

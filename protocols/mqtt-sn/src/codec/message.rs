@@ -138,6 +138,39 @@ pub enum Message {
 }
 
 impl Message {
+    /// The type byte this message is sent with (§5.2.2).
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Message::Advertise { .. } => MsgType::Advertise,
+            Message::SearchGw { .. } => MsgType::SearchGw,
+            Message::GwInfo { .. } => MsgType::GwInfo,
+            Message::Connect(_) => MsgType::Connect,
+            Message::ConnAck { .. } => MsgType::ConnAck,
+            Message::WillTopicReq => MsgType::WillTopicReq,
+            Message::WillTopic(_) => MsgType::WillTopic,
+            Message::WillMsgReq => MsgType::WillMsgReq,
+            Message::WillMsg(_) => MsgType::WillMsg,
+            Message::Register { .. } => MsgType::Register,
+            Message::RegAck { .. } => MsgType::RegAck,
+            Message::Publish(_) => MsgType::Publish,
+            Message::PubAck { .. } => MsgType::PubAck,
+            Message::PubComp { .. } => MsgType::PubComp,
+            Message::PubRec { .. } => MsgType::PubRec,
+            Message::PubRel { .. } => MsgType::PubRel,
+            Message::Subscribe { .. } => MsgType::Subscribe,
+            Message::SubAck { .. } => MsgType::SubAck,
+            Message::Unsubscribe { .. } => MsgType::Unsubscribe,
+            Message::UnsubAck { .. } => MsgType::UnsubAck,
+            Message::PingReq { .. } => MsgType::PingReq,
+            Message::PingResp => MsgType::PingResp,
+            Message::Disconnect { .. } => MsgType::Disconnect,
+            Message::WillTopicUpd(_) => MsgType::WillTopicUpd,
+            Message::WillTopicResp { .. } => MsgType::WillTopicResp,
+            Message::WillMsgUpd(_) => MsgType::WillMsgUpd,
+            Message::WillMsgResp { .. } => MsgType::WillMsgResp,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Message::Advertise { .. } => "ADVERTISE",
