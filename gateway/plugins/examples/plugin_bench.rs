@@ -99,7 +99,9 @@ fn main() {
     let frames: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let input = stream(frames);
     let wasm = line_wasm();
-    let module = WasmModule::load("line.wasm", &wasm, WasmLimits::default(), Arc::default()).unwrap();
+    // The AssemblyScript guest (stub runtime) never frees: a long stream needs room.
+    let limits = WasmLimits { max_memory: 1 << 30, ..WasmLimits::default() };
+    let module = WasmModule::load("line.wasm", &wasm, limits, Arc::default()).unwrap();
     println!("line.wasm: {} bytes; stream: {} frames, {} bytes", wasm.len(), frames + 1, input.len());
 
     for round in 0..2 {
