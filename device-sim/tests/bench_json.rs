@@ -1,7 +1,7 @@
 //! Acceptance 2 (the part a test can hold): `roost-sim bench ... --json` prints one JSON
 //! object that parses and adds up, for a flow scenario and for `conn`.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 mod common;
 

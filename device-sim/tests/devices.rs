@@ -2,7 +2,7 @@
 //! connects, telemetry flows, and a command on `devices/42/command` is answered on
 //! `devices/42/reply`.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

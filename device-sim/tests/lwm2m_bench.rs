@@ -4,7 +4,7 @@
 //! `lwm2m/{ep}/up/resp`. Checks that the bench registers every device and times every
 //! command.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `roost-sim mqtt-sn` and `roost-sim codec` against Roost in-process: every simulated
 //! device connects and every publish/report is acknowledged.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 mod common;
 

@@ -7,7 +7,9 @@
 //! - [`cli`]: `mosquitto_pub` / `mosquitto_sub` runs that always end.
 //! - [`cluster`]: a NATS JetStream server and `roost` processes joined as a cluster
 //! - [`metrics`]: `/metrics` scraped and parsed.
+//! - [`postgres`], [`mariadb`], [`redis`], [`slapd`]: real database and directory servers
 //! - [`roost_bin`]: the path of the `roost` binary, for tests of the process itself.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use std::time::Duration;
 
@@ -18,13 +20,17 @@ pub mod cluster;
 pub mod coap;
 pub mod lwm2m;
 pub mod lwm2m_peer;
+pub mod mariadb;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt311;
 pub mod mqtt5;
 pub mod postgres;
 pub mod raw;
+pub mod redis;
 pub mod roost_bin;
+pub mod sinks;
+pub mod slapd;
 pub mod sn_peer;
 
 pub use backend::TestBroker;

@@ -29,7 +29,7 @@ fn bin_dir() -> PathBuf {
     found.unwrap_or_else(|| panic!("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb); scripts/test installs Debian's `postgresql`"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // The real uid from /proc: no libc call needed.
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -49,7 +49,7 @@ fn command(bin: &Path, name: &str) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().expect("addr").port()
 }

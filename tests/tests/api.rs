@@ -179,6 +179,10 @@ async fn subscriptions_publish_and_retained_messages() {
         json!({ "payload": "x" }),
         json!({ "topic": "a", "encoding": "base64", "payload": "!" }),
         json!({ "topic": "a", "extra": 1 }),
+        json!({ "topic": "a", "properties": { "payload_format_indicator": 2 } }),
+        json!({ "topic": "a", "encoding": "base64", "payload": "/w==", "properties": { "payload_format_indicator": 1 } }),
+        json!({ "topic": "a", "properties": { "response_topic": "r/#" } }),
+        json!({ "topic": "a", "properties": { "unknown": 1 } }),
     ] {
         let (status, body) = api.call("POST", "/api/v1/publish", Some(&bad)).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("BAD_REQUEST")), "{bad}: {body}");
@@ -191,8 +195,15 @@ async fn subscriptions_publish_and_retained_messages() {
     assert_eq!(list["meta"]["count"], 2);
     assert_eq!(
         list["data"][0],
-        json!({ "topic": "a/b", "payload": "hi", "encoding": "plain", "qos": 1, "publisher": null })
+        json!({ "topic": "a/b", "payload": "hi", "encoding": "plain", "qos": 1, "publisher": null, "properties": {} })
     );
+    // MQTT 5 properties travel with an API publish and are listed with the retained message.
+    let props = json!({ "content_type": "text/plain", "payload_format_indicator": 1, "response_topic": "a/reply",
+        "correlation_data": "c-1", "user_properties": { "k": "v" } });
+    let body = json!({ "topic": "props/x", "payload": "p", "retain": true, "properties": props });
+    assert_eq!(api.call("POST", "/api/v1/publish", Some(&body)).await.0, 200);
+    assert_eq!(api.get("/api/v1/retained/props/x").await.1["properties"], props);
+    assert_eq!(api.call("DELETE", "/api/v1/retained/props/x", None).await.0, 204);
     assert_eq!(list["data"][1]["encoding"], "base64");
     assert_eq!(list["data"][1]["payload"], "AAEC/w==");
     assert_eq!(api.get("/api/v1/retained?topic=bin/%23").await.1["meta"]["count"], 1);

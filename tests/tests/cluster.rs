@@ -214,10 +214,18 @@ async fn nats_outage_keeps_local_delivery_and_sends_the_buffered_messages_after(
     let got: Vec<String> = receive(&mut near, 20, WAIT).await.into_iter().map(|(_, p, _)| p).collect();
     assert_eq!(got, want, "local delivery during the outage");
 
-    // A short outage (the 10 s shortened for CI), then NATS comes back on the same
-    // port and store.
-    let outage = Duration::from_secs(3);
+    // The messages for the persistent session on B wait in A's bounded buffer.
+    let v = c.node("a").cluster().await;
+    assert!(v["buffer"]["depth"].as_u64() >= Some(20), "the outage's messages for B are buffered: {v}");
+
+    // The 10 s outage (counted from the stop), then NATS comes back on the same
+    // port and store. The sleep is the scenario's length, not a synchronisation: every
+    // check after it awaits its event.
+    let outage = Duration::from_secs(10);
     tokio::time::sleep(outage.saturating_sub(started.elapsed())).await;
+    let (status, metrics) = roost_e2e::api::Api::anonymous(a_http).call_raw("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&metrics).contains("roost_cluster_degraded 1"), "still degraded at 10 s");
     c.nats.restart().await;
     c.await_view(c.node("a"), |v| v["degraded"] == false, "up again").await;
     let got: Vec<String> = receive(&mut far, 20, WAIT * 3).await.into_iter().map(|(_, p, _)| p).collect();

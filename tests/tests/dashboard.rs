@@ -5,13 +5,20 @@
 //! resource from the object tree, enqueue a LoRaWAN downlink; without the key the page
 //! asks for it and every data call is 401.
 //!
+//! Also: a client's queued and in-flight messages, a publish with MQTT 5 properties seen
+//! live and by a device, a trace downloaded, rules, plugins and the redacted configuration
+//! (see `ops`); the cluster's nodes on a clustered gateway (see `cluster`).
+//!
 //! Every page is captured at 1280x800 and 390x844 and checked for sideways overflow. With
 //! `ROOST_DASHBOARD_SHOTS=DIR` the screenshots go to DIR (the ones in `docs/dashboard/` are
 //! made so, after a minute of traffic so the charts have lines); otherwise to a temporary
 //! directory.
 
 mod cdp;
+mod cluster;
 mod devices;
+mod fleet;
+mod ops;
 mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -26,15 +33,21 @@ use serde_json::json;
 const KEY: &str = "dashboard-key-0123456789abcdef";
 const PAGES: [&str; 7] = ["overview", "clients", "topics", "lwm2m", "lorawan", "sessions", "operations"];
 /// Every data call the pages make (one per kind of route).
-const DATA_CALLS: [&str; 12] = [
+const DATA_CALLS: [&str; 18] = [
     "/stats",
     "/metrics",
     "/dashboard/history",
     "/dashboard/watch?topic=%23",
     "/clients",
+    "/clients/sensor-1/messages",
     "/subscriptions",
     "/retained",
     "/traces",
+    "/traces/download?type=client&target=sensor-1",
+    "/config",
+    "/cluster",
+    "/rules",
+    "/plugins",
     "/lwm2m/devices",
     "/lwm2m/objects",
     "/lorawan/gateways",
@@ -43,7 +56,12 @@ const DATA_CALLS: [&str; 12] = [
 
 #[tokio::test]
 async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
-    let config = format!("[node]\nname = \"edge-1\"\n[http]\napi_keys = [\"{KEY}\"]\n{}", devices::lorawan_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[node]\nname = \"edge-1\"\n[http]\napi_keys = [\"{KEY}\"]\n{}{}",
+        devices::lorawan_config(),
+        ops::config(tmp.path())
+    );
     let broker = TestBroker::start_with(&config).await;
     let mut sensor = Client5::connect(broker.addr(), "sensor-1").await;
     sensor.subscribe("greenhouse/#", qos(1)).await;
@@ -52,6 +70,7 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
     let _coap = devices::coap(&broker).await;
     let _lwm2m = devices::lwm2m(&broker, "lwm2m-dev-1").await;
     let _forwarder = devices::lorawan(&broker, 1).await;
+    let _slow = ops::waiting_clients(&broker).await;
     let base = format!("http://{}/", broker.http_addr());
 
     let mut b = Browser::launch().await;
@@ -59,11 +78,14 @@ async fn the_dashboard_shows_and_manages_every_protocol_in_chromium() {
     log_in(&mut b, &base).await;
     overview(&mut b).await;
     clients_and_kick(&mut b, &broker).await;
+    ops::queued_and_in_flight(&mut b, &mut sensor).await;
     topics_publish_and_watch(&mut b, &mut sensor).await;
     lwm2m_read_and_write(&mut b).await;
     lorawan_downlink(&mut b, &broker).await;
-    let tmp = tempfile::tempdir().unwrap();
-    sessions_and_operations(&mut b, tmp.path()).await;
+    sessions(&mut b).await;
+    let downloads = tmp.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    ops::operations(&mut b, &mut sensor, tmp.path(), &downloads).await;
     behind_a_reverse_proxy(&mut b, &broker, &mut sensor).await;
 
     let shots = std::env::var_os("ROOST_DASHBOARD_SHOTS").map(PathBuf::from);
@@ -134,7 +156,7 @@ async fn overview(b: &mut Browser) {
     assert!(samples[0].as_u64().unwrap() >= 1 && samples[1] == json!(720), "{samples}");
 }
 
-async fn open(b: &mut Browser, page: &str) {
+pub(crate) async fn open(b: &mut Browser, page: &str) {
     b.eval(&format!("location.hash = '#/{page}'")).await;
     b.wait_for(
         &format!("the {page} page"),
@@ -183,13 +205,26 @@ async fn topics_publish_and_watch(b: &mut Browser, sensor: &mut Client5) {
     .await;
     b.fill("#publish [name=topic]", "greenhouse/lamp/set").await;
     b.fill("#publish [name=payload]", "on-from-dashboard").await;
+    // MQTT 5 properties, from the form's properties section.
+    b.fill("#publish [name=content_type]", "text/plain").await;
+    b.fill("#publish [name=response_topic]", "greenhouse/lamp/reply").await;
+    b.fill("#publish [name=correlation_data]", "req-7").await;
+    b.fill("#publish [name=message_expiry_interval]", "600").await;
+    b.fill("#publish [name=user_properties]", "site=north\nrow=3").await;
     b.click("#publish button[type=submit]").await;
-    b.wait_for("the published message in the live view", "[...document.querySelectorAll('tr.message[data-topic=\"greenhouse/lamp/set\"]')].some(r => r.textContent.includes('on-from-dashboard'))").await;
-    // The device subscribed to greenhouse/# gets it too (after the CoAP device's value).
+    b.wait_for("the published message in the live view", "[...document.querySelectorAll('tr.message[data-topic=\"greenhouse/lamp/set\"]')].some(r => r.textContent.includes('on-from-dashboard') && r.textContent.includes('site=north') && r.textContent.includes('content-type: text/plain'))").await;
+    // The device subscribed to greenhouse/# gets it too (after the CoAP device's value),
+    // with its properties.
     loop {
         let p = sensor.expect_publish(roost_e2e::WAIT).await;
         if &p.topic[..] == b"greenhouse/lamp/set" {
             assert_eq!(&p.payload[..], b"on-from-dashboard");
+            let props = p.properties.expect("the publish carries properties");
+            assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+            assert_eq!(props.response_topic.as_deref(), Some("greenhouse/lamp/reply"));
+            assert_eq!(props.correlation_data.as_deref(), Some(&b"req-7"[..]));
+            assert!(props.message_expiry_interval.is_some_and(|s| s <= 600 && s > 500), "{props:?}");
+            assert_eq!(props.user_properties, vec![("row".into(), "3".into()), ("site".into(), "north".into())]);
             break;
         }
     }
@@ -253,15 +288,16 @@ async fn lorawan_downlink(b: &mut Browser, broker: &TestBroker) {
     .await;
 }
 
-async fn sessions_and_operations(b: &mut Browser, trace_dir: &Path) {
+async fn sessions(b: &mut Browser) {
     open(b, "sessions").await;
     b.wait_for("the MQTT-SN session", "document.querySelector('tr.session[data-clientid=\"sn-node-1\"]')").await;
     b.wait_for("a CoAP session", "document.querySelectorAll('tr.session').length >= 2").await;
-    open(b, "operations").await;
-    b.fill("#trace [name=target]", "sensor-1").await;
-    b.fill("#trace [name=file]", &trace_dir.join("dashboard.trace").display().to_string()).await;
-    b.click("#trace button[type=submit]").await;
-    b.wait_for("the trace listed", "document.getElementById('main').innerText.includes('client:sensor-1')").await;
+    b.click("tr.session[data-clientid=\"sn-node-1\"]").await;
+    b.wait_for(
+        "what waits for the MQTT-SN client",
+        "document.getElementById('main').innerText.includes('Waiting for sn-node-1') && document.querySelector('.messages')",
+    )
+    .await;
 }
 
 /// The same page under `/roost/` of a reverse proxy: it logs in, lists, and streams.
@@ -296,6 +332,10 @@ async fn screenshots(b: &mut Browser, broker: &TestBroker, sensor: &mut Client5,
         for page in PAGES {
             open(b, page).await;
             match page {
+                "clients" => {
+                    b.click("tr.client[data-clientid=\"sleeper\"]").await;
+                    b.wait_for("the sleeper's queue", "document.querySelector('tr.queued')").await;
+                }
                 "topics" => {
                     b.wait_for("the watch running", "document.body.dataset.watching === '#'").await;
                     sensor.publish("greenhouse/vent/state", qos(1), true, "half-open").await;

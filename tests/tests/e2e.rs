@@ -1,7 +1,7 @@
 //! The end-to-end tests, one test binary: each module was its own binary once, and each linked
 //! the whole gateway (36 x ~240 MB of debug build). Filter by module with nextest, e.g.
 //! `cargo nextest run -p roost-e2e -E 'test(/^coap_dtls::/)'`.
-
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 #![allow(clippy::unwrap_used)]
 
 mod codec_support;
@@ -10,9 +10,12 @@ mod plugin_guests;
 
 mod adapter;
 mod api;
+mod auth_db;
+mod auth_db_support;
 mod bridge;
 mod cli_clients;
 mod cluster;
+mod cluster_failover;
 mod coap;
 mod coap_dtls;
 mod codec_faults;
@@ -37,6 +40,7 @@ mod pubsub;
 mod qos;
 mod retained;
 mod rules;
+mod rules_sinks;
 mod schemathesis;
 mod security_auth;
 mod security_http_auth;

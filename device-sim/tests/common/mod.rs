@@ -1,5 +1,5 @@
 //! Shared by the roost-sim tests: Roost in-process on 127.0.0.1:0, and bounded waits.
-
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -1,5 +1,6 @@
 //! The example codec end to end, as its user would check it: the gateway in-process with
 //! the `kv` codec registered, a device over real TCP, an MQTT client (rumqttc) subscribed.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -9,12 +9,14 @@
 //! - `wire`: forwarded publishes and handed-off sessions in bytes
 //! - `link`: the [`ClusterLink`](roost_core::cluster::ClusterLink) the core calls
 //! - `node`, `tasks`: the NATS connection, KV buckets and the node's tasks
+//! - `persist`: persistent sessions' messages in JetStream, so they outlive their node
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod escape;
 mod link;
 mod node;
+mod persist;
 pub mod settings;
 pub mod table;
 mod tasks;
@@ -82,6 +84,17 @@ pub struct ClusterStatus {
     pub handoffs: u64,
     pub reconnects: u64,
     pub rtt_micros: u64,
+    /// Persistent sessions of the whole cluster known here.
+    pub persistent_sessions: usize,
+    /// Persistent sessions here taking their messages from JetStream.
+    pub session_consumers: usize,
+    /// Messages stored in persistent sessions' streams by this node, and failed stores.
+    pub stored: u64,
+    pub store_failures: u64,
+    /// Messages taken from sessions' streams into sessions here.
+    pub session_in: u64,
+    /// Sessions resumed from the registry because their node did not hand them over.
+    pub resumed: u64,
 }
 
 impl Cluster {
@@ -141,6 +154,12 @@ impl Cluster {
             handoffs: m.handoffs.load(Ordering::Relaxed),
             reconnects: s.reconnects.load(Ordering::Relaxed),
             rtt_micros: m.rtt_micros.load(Ordering::Relaxed),
+            persistent_sessions: table.session_count(),
+            session_consumers: s.consumers.count(),
+            stored: m.stored.load(Ordering::Relaxed),
+            store_failures: m.store_failures.load(Ordering::Relaxed),
+            session_in: m.session_in.load(Ordering::Relaxed),
+            resumed: m.resumed.load(Ordering::Relaxed),
         }
     }
 }

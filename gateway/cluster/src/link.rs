@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use roost_core::cluster::{BoxFuture, ClusterLink, Forwarded, GroupKey, LocalShare, SessionHandoff};
-use roost_core::{ClientId, Message};
+use roost_core::store::SessionMeta;
+use roost_core::{ClientId, Message, QoS};
 
 use crate::escape::escape;
 use crate::node::{KvOp, Outgoing, Shared};
@@ -24,13 +26,14 @@ impl ClusterLink for Link {
             let value = (!msg.payload.is_empty()).then(|| roost_core::store::wire::encode_message(msg));
             s.kv_op(KvOp::Retain(msg.topic.to_string(), value));
         }
+        let (stored_for, stored) = self.0.store_for_sessions(msg);
         let now = Instant::now();
         // While NATS is away no heartbeat arrives from anyone: the routes last known stay in
         // force, so that messages wait in the buffer instead of being judged undeliverable.
         let timeout = if s.degraded.load(Ordering::Relaxed) { Duration::MAX } else { s.settings.node_timeout };
         let matched = s.table.read().matches(&msg.topic, now, timeout);
         if matched.nodes.is_empty() && matched.groups.is_empty() {
-            return Forwarded::default();
+            return Forwarded { stored_for, stored, ..Default::default() };
         }
         // One frame per destination node: the plain-route nodes, plus the node picked for
         // each shared group (which may be this one).
@@ -44,7 +47,7 @@ impl ClusterLink for Link {
         }
         let mut sent = 0;
         for (node, groups) in &dest {
-            let payload = wire::encode_publish(msg, groups);
+            let payload = wire::encode_publish(msg, groups, &stored_for);
             let subject = format!("roost.node.{node}");
             if s.send(Outgoing { node: node.clone(), subject, payload: payload.into() }) {
                 sent += 1;
@@ -61,7 +64,7 @@ impl ClusterLink for Link {
             keep.extend(local_groups);
             LocalShare::Only(keep)
         };
-        Forwarded { nodes: sent, share }
+        Forwarded { nodes: sent, share, stored_for, stored }
     }
 
     fn route_added(&self, group: Option<&str>, filter: &str) {
@@ -79,9 +82,121 @@ impl ClusterLink for Link {
     fn session_ended(&self, client_id: &ClientId) {
         self.0.kv_op(KvOp::SessionEnded(client_id.clone()));
     }
+
+    fn session_here(&self, meta: &SessionMeta) {
+        self.0.kv_op(KvOp::Session(meta.client_id.clone()));
+        crate::persist::ensure_consumer(&self.0, &meta.client_id);
+    }
 }
 
 impl Shared {
+    /// Stores a QoS 1/2 message in the JetStream stream of every persistent session that
+    /// takes it at QoS 1/2, on whatever node it is (this one too) and whatever that node's
+    /// state: the sessions it was stored for, and what resolves once JetStream has them all.
+    /// While NATS is away, sessions held here are served locally instead, and stores for
+    /// the others wait in the bounded buffer (acknowledged to the publisher at once: see
+    /// docs/cluster.md, failure semantics).
+    fn store_for_sessions(
+        &self,
+        msg: &Message,
+    ) -> (Vec<ClientId>, Option<roost_core::cluster::BoxFuture<'static, Result<(), String>>>) {
+        if msg.qos == QoS::AtMostOnce || msg.receipt.is_some() {
+            return (Vec::new(), None);
+        }
+        let matched = self.table.read().match_sessions(&msg.topic);
+        if matched.is_empty() {
+            return (Vec::new(), None);
+        }
+        let degraded = self.degraded.load(Ordering::Relaxed);
+        let mut payload = None;
+        let mut stored_for = Vec::new();
+        let mut waits = Vec::new();
+        for m in matched {
+            let own = m.no_local && msg.publisher.as_ref().map(ClientId::as_str) == Some(&*m.client_id);
+            if m.qos == QoS::AtMostOnce || own || (degraded && m.owner == self.settings.node) {
+                continue;
+            }
+            let payload =
+                payload.get_or_insert_with(|| Bytes::from(roost_core::store::wire::encode_message(msg))).clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // Unique across this node's runs: name, start time, count.
+            let n = self.next_store.fetch_add(1, Ordering::Relaxed);
+            let store = crate::persist::Store {
+                subject: crate::persist::subject(&m.client_id),
+                id: format!("{}-{}-{n}", self.settings.node, self.started_nanos),
+                payload,
+                stored: (!degraded).then_some(tx),
+            };
+            if self.stores.try_send(store).is_err() {
+                // The buffer is full: this session is served the direct way (counted).
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !degraded {
+                waits.push(rx);
+            }
+            stored_for.push(ClientId::new(&*m.client_id));
+        }
+        if waits.is_empty() {
+            return (stored_for, None);
+        }
+        let limit = self.settings.request_timeout * 2;
+        let wait = async move {
+            let all = futures::future::join_all(waits);
+            match tokio::time::timeout(limit, all).await {
+                Err(_) => Err(format!("cluster: JetStream did not store the message in {limit:?}")),
+                Ok(results) => results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|_| Err("cluster: store abandoned".into())))
+                    .collect::<Result<Vec<()>, String>>()
+                    .map(drop),
+            }
+        };
+        (stored_for, Some(Box::pin(wait)))
+    }
+
+    /// The shape the cluster kept of `client_id`'s persistent session (its node died, or
+    /// held nothing): resumed here with no message, which its stream delivers.
+    async fn kept_session(&self, client_id: &ClientId) -> Option<SessionHandoff> {
+        let buckets = self.buckets.get()?;
+        let get = buckets.sessions.get(escape(client_id.as_str()));
+        let value = match tokio::time::timeout(self.settings.request_timeout, get).await {
+            Ok(Ok(v)) => v?,
+            _ => {
+                tracing::warn!(%client_id, "cluster: session registry unreachable; connecting without the kept session");
+                return None;
+            }
+        };
+        match wire::decode_session_record(&value) {
+            Ok((owner, meta)) => {
+                tracing::info!(%client_id, %owner, "cluster: resuming a persistent session its node did not hand over");
+                self.metrics.resumed.fetch_add(1, Ordering::Relaxed);
+                Some(SessionHandoff { meta, messages: Vec::new(), awaiting_rel: Vec::new() })
+            }
+            Err(e) => {
+                tracing::warn!(%client_id, error = %e, "cluster: kept session unreadable");
+                None
+            }
+        }
+    }
+
+    /// A clean start: the messages and record of the persistent session `client_id` had
+    /// are dropped cluster-wide (bounded by `request_timeout`).
+    async fn forget_session(&self, client_id: &ClientId) {
+        self.consumers.stop(client_id);
+        let Some(buckets) = self.buckets.get() else { return };
+        let limit = self.settings.request_timeout;
+        let work = async {
+            crate::persist::discard(self, client_id).await?;
+            buckets.sessions.delete(escape(client_id.as_str())).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%client_id, error = %e, "cluster: old session not discarded"),
+            Err(_) => tracing::warn!(%client_id, "cluster: old session not discarded in time"),
+        }
+    }
+
     /// Picks the node that serves shared group `key` for one message: round robin over
     /// every member in the cluster (so a node with more members gets more messages).
     /// `None`: this node.
@@ -170,6 +285,13 @@ impl Shared {
                 Err(_) => tracing::info!(%client_id, %owner, "cluster: previous owner did not answer in time"),
             }
             self.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
+        }
+        if clean_start {
+            if self.table.read().session(client_id.as_str()).is_some() {
+                self.forget_session(&client_id).await;
+            }
+        } else if handoff.is_none() && !self.broker.has_session(&client_id) {
+            handoff = self.kept_session(&client_id).await;
         }
         let node = bytes::Bytes::from(self.settings.node.clone().into_bytes());
         if tokio::time::timeout(limit, buckets.clients.put(key, node)).await.is_err() {

@@ -46,6 +46,8 @@ pub(crate) enum KvOp {
     Retain(String, Option<Vec<u8>>),
     /// The session of this client id ended here.
     SessionEnded(ClientId),
+    /// Write the record of this client id's persistent session (its shape now).
+    Session(ClientId),
 }
 
 pub(crate) struct Buckets {
@@ -53,6 +55,8 @@ pub(crate) struct Buckets {
     pub nodes: kv::Store,
     pub clients: kv::Store,
     pub retained: kv::Store,
+    /// Persistent sessions: `{client id}` -> node and shape (`wire::encode_session_record`).
+    pub sessions: kv::Store,
 }
 
 /// Counters behind `roost_cluster_*` and `/api/v1/cluster`.
@@ -66,6 +70,13 @@ pub struct ClusterMetrics {
     pub handoffs: AtomicU64,
     /// Round trip of the last heartbeat write (a JetStream-acknowledged KV put), in µs.
     pub rtt_micros: AtomicU64,
+    /// Messages stored in persistent sessions' streams, and stores that failed.
+    pub stored: AtomicU64,
+    pub store_failures: AtomicU64,
+    /// Messages taken from sessions' streams into sessions here.
+    pub session_in: AtomicU64,
+    /// Persistent sessions resumed from the registry (their node did not hand them over).
+    pub resumed: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -89,6 +100,14 @@ pub(crate) struct Shared {
     pub addresses: Mutex<Vec<String>>,
     pub metrics: ClusterMetrics,
     pub started: std::time::SystemTime,
+    /// Start time in ns: with the node name, makes JetStream message ids unique per run.
+    pub started_nanos: u128,
+    pub next_store: AtomicU64,
+    /// Stores for persistent sessions' streams, waiting for NATS (the bounded buffer).
+    pub stores: mpsc::Sender<crate::persist::Store>,
+    pub acks: mpsc::UnboundedSender<crate::persist::Ack>,
+    pub consumers: crate::persist::Consumers,
+    pub shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -110,9 +129,9 @@ impl Shared {
         }
     }
 
-    /// Messages waiting for NATS.
+    /// Messages waiting for NATS: forwards and session stores.
     pub(crate) fn buffered(&self) -> usize {
-        self.out.max_capacity() - self.out.capacity()
+        self.out.max_capacity() - self.out.capacity() + self.stores.max_capacity() - self.stores.capacity()
     }
 }
 
@@ -136,10 +155,15 @@ pub(crate) async fn start(
         nodes: bucket(&js, "roost_nodes", 1).await?,
         clients: bucket(&js, "roost_clients", 1).await?,
         retained: bucket(&js, "roost_retained", 1).await?,
+        sessions: bucket(&js, "roost_sessions", 1).await?,
     };
+    crate::persist::ensure_stream(&js, &settings).await?;
     let (out_tx, out_rx) = mpsc::channel(settings.buffer.max(1));
     let settings_addresses = settings.addresses.clone();
     let (kv_tx, kv_rx) = mpsc::channel(settings.buffer.max(1));
+    let (stores_tx, stores_rx) = mpsc::channel(settings.buffer.max(1));
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let started = std::time::SystemTime::now();
     let shared = Arc::new(Shared {
         settings,
         broker: broker.clone(),
@@ -155,7 +179,13 @@ pub(crate) async fn start(
         back_at,
         addresses: Mutex::new(settings_addresses),
         metrics: ClusterMetrics::default(),
-        started: std::time::SystemTime::now(),
+        started,
+        started_nanos: started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+        next_store: AtomicU64::new(0),
+        stores: stores_tx,
+        acks: acks_tx,
+        consumers: crate::persist::Consumers::default(),
+        shutdown: shutdown.clone(),
     });
     let _ = shared.buckets.set(buckets);
     let buckets = shared.buckets.get().ok_or(crate::ClusterError::Nats("buckets".into()))?;
@@ -171,6 +201,7 @@ pub(crate) async fn start(
     let routes = buckets.routes.watch_with_history(">").await.map_err(nats)?;
     let nodes = buckets.nodes.watch_with_history(">").await.map_err(nats)?;
     let retained = buckets.retained.watch_with_history(">").await.map_err(nats)?;
+    let sessions = buckets.sessions.watch_with_history(">").await.map_err(nats)?;
     let spawn = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
         let token = shutdown.clone();
         tracker.spawn(async move {
@@ -185,6 +216,9 @@ pub(crate) async fn start(
     spawn(Box::pin(crate::tasks::watch_nodes(shared.clone(), nodes)));
     spawn(Box::pin(crate::tasks::watch_retained(shared.clone(), retained)));
     spawn(Box::pin(crate::tasks::heartbeat(shared.clone())));
+    spawn(Box::pin(crate::tasks::watch_sessions(shared.clone(), sessions)));
+    spawn(Box::pin(crate::persist::storer(shared.clone(), stores_rx)));
+    spawn(Box::pin(crate::persist::acker(shared.clone(), acks_rx)));
     let leaving = shared.clone();
     tracker.spawn(async move {
         shutdown.cancelled().await;
@@ -358,6 +392,8 @@ pub(crate) fn hand_off(shared: &Shared, request: &[u8]) -> Bytes {
     let Ok(cid) = std::str::from_utf8(&request[2..]) else { return Bytes::new() };
     let cid = ClientId::new(cid);
     shared.metrics.handoffs.fetch_add(1, Ordering::Relaxed);
+    // Its stream's messages go to the new node's consumer, not here any more.
+    shared.consumers.stop(&cid);
     match shared.broker.hand_off(&cid, clean != 0) {
         Some(h) => wire::encode_handoff(&h).into(),
         None => Bytes::new(),

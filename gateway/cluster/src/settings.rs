@@ -32,6 +32,14 @@ pub struct ClusterSettings {
     pub buffer: usize,
     /// Addresses this node serves, shown to other nodes and in `/api/v1/cluster`.
     pub addresses: Vec<String>,
+    /// How long a message waits in a persistent session's JetStream stream at most (the
+    /// stream's max age): beyond it, undelivered, it is gone.
+    pub session_max_age: Duration,
+    /// Messages one persistent session's stream holds at most; beyond it the oldest go.
+    pub session_max_messages: i64,
+    /// Messages of one session taken from its stream and not yet acknowledged by its
+    /// client, at most (the consumer's max ack pending).
+    pub session_window: i64,
 }
 
 impl Default for ClusterSettings {
@@ -50,6 +58,9 @@ impl Default for ClusterSettings {
             node_timeout: Duration::from_secs(5),
             buffer: 100_000,
             addresses: Vec::new(),
+            session_max_age: Duration::from_secs(24 * 3600),
+            session_max_messages: 100_000,
+            session_window: 1000,
         }
     }
 }

@@ -7,6 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use roost_core::QoS;
 use roost_core::cluster::GroupKey;
 
 #[derive(Default)]
@@ -16,12 +19,33 @@ struct Level {
     plain: BTreeMap<String, u32>,
     /// group -> node -> members there.
     groups: BTreeMap<Box<str>, BTreeMap<String, u32>>,
+    /// Persistent sessions subscribed to this filter: client id -> (QoS, No Local).
+    sessions: BTreeMap<Arc<str>, (QoS, bool)>,
 }
 
 impl Level {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plain.is_empty() && self.groups.is_empty()
+        self.children.is_empty() && self.plain.is_empty() && self.groups.is_empty() && self.sessions.is_empty()
     }
+}
+
+/// A persistent session of the cluster as `roost_sessions` says: its node and filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRoute {
+    pub owner: String,
+    /// (filter, QoS, No Local); shared subscriptions are not here (they take the route
+    /// table's path).
+    pub filters: Vec<(String, QoS, bool)>,
+}
+
+/// A persistent session a topic matched: client id, its node, the highest QoS of its
+/// matching subscriptions, and whether all of them are No Local.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMatch {
+    pub client_id: Arc<str>,
+    pub owner: String,
+    pub qos: QoS,
+    pub no_local: bool,
 }
 
 /// Another node as heard of through its heartbeats.
@@ -46,9 +70,53 @@ pub struct Table {
     root: Level,
     peers: HashMap<String, Peer>,
     routes: usize,
+    /// Persistent sessions of the whole cluster (this node's included), by client id.
+    sessions: HashMap<Arc<str>, SessionRoute>,
 }
 
 impl Table {
+    /// Sets (Some) or removes (None) the persistent session `client_id`.
+    pub fn set_session(&mut self, client_id: &str, route: Option<SessionRoute>) {
+        let id: Arc<str> = client_id.into();
+        if let Some(old) = self.sessions.remove(&id) {
+            for (f, _, _) in &old.filters {
+                let levels: Vec<&str> = f.split('/').collect();
+                unset_session(&mut self.root, &levels, &id);
+            }
+        }
+        let Some(route) = route else { return };
+        for (f, q, nl) in &route.filters {
+            let mut l = &mut self.root;
+            for level in f.split('/') {
+                l = l.children.entry(level.into()).or_default();
+            }
+            l.sessions.insert(id.clone(), (*q, *nl));
+        }
+        self.sessions.insert(id, route);
+    }
+
+    pub fn session(&self, client_id: &str) -> Option<&SessionRoute> {
+        self.sessions.get(client_id)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Persistent sessions with a subscription matching `topic`, whatever their node's
+    /// state (a dead node's sessions still collect messages), one entry per session.
+    pub fn match_sessions(&self, topic: &str) -> Vec<SessionMatch> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let mut found: BTreeMap<Arc<str>, (QoS, bool)> = BTreeMap::new();
+        walk_sessions(&self.root, &levels, 0, topic.starts_with('$'), &mut found);
+        found
+            .into_iter()
+            .filter_map(|(id, (qos, no_local))| {
+                let owner = self.sessions.get(&id)?.owner.clone();
+                Some(SessionMatch { client_id: id, owner, qos, no_local })
+            })
+            .collect()
+    }
     /// Sets `node`'s count of subscriptions on `filter` (in `group` if shared); 0 removes.
     pub fn set(&mut self, node: &str, group: Option<&str>, filter: &str, count: u32) {
         let levels: Vec<&str> = filter.split('/').collect();
@@ -171,6 +239,43 @@ fn walk<'a>(l: &'a Level, levels: &[&str], depth: usize, dollar: bool, path: &mu
     }
 }
 
+fn unset_session(l: &mut Level, levels: &[&str], id: &Arc<str>) {
+    let Some((first, rest)) = levels.split_first() else {
+        l.sessions.remove(id);
+        return;
+    };
+    if let Some(child) = l.children.get_mut(*first) {
+        unset_session(child, rest, id);
+        if child.is_empty() {
+            l.children.remove(*first);
+        }
+    }
+}
+
+fn walk_sessions(l: &Level, levels: &[&str], depth: usize, dollar: bool, out: &mut BTreeMap<Arc<str>, (QoS, bool)>) {
+    let add = |l: &Level, out: &mut BTreeMap<Arc<str>, (QoS, bool)>| {
+        for (id, (q, nl)) in &l.sessions {
+            let e = out.entry(id.clone()).or_insert((*q, *nl));
+            e.0 = e.0.max(*q);
+            e.1 &= *nl;
+        }
+    };
+    let wild_ok = !(dollar && depth == 0);
+    if wild_ok && let Some(all) = l.children.get("#") {
+        add(all, out);
+    }
+    let Some((level, rest)) = levels.split_first() else {
+        add(l, out);
+        return;
+    };
+    if let Some(child) = l.children.get(*level) {
+        walk_sessions(child, rest, depth + 1, dollar, out);
+    }
+    if wild_ok && let Some(child) = l.children.get("+") {
+        walk_sessions(child, rest, depth + 1, dollar, out);
+    }
+}
+
 fn collect(l: &Level, path: &[&str], out: &mut Matched) {
     out.nodes.extend(l.plain.keys().cloned());
     if l.groups.is_empty() {
@@ -220,6 +325,27 @@ mod tests {
         assert!(t.matches("$SYS/x", now, Duration::from_secs(5)).nodes.is_empty());
         assert!(t.matches("s/1", now, Duration::from_secs(5)).nodes.contains("b"));
         assert!(!t.matches("s/1", now, Duration::from_secs(5)).nodes.contains("d"));
+    }
+
+    #[test]
+    fn persistent_sessions_match_once_whatever_their_node_state() {
+        let (mut t, _) = table();
+        let route = |owner: &str, f: &[(&str, u8)]| SessionRoute {
+            owner: owner.into(),
+            filters: f.iter().map(|(f, q)| (f.to_string(), QoS::from_u8(*q).unwrap(), false)).collect(),
+        };
+        t.set_session("s1", Some(route("dead", &[("x/#", 1), ("x/+", 2)])));
+        t.set_session("s2", Some(route("b", &[("y", 1)])));
+        let m = t.match_sessions("x/y");
+        assert_eq!(m.len(), 1);
+        assert_eq!((&*m[0].client_id, m[0].owner.as_str(), m[0].qos), ("s1", "dead", QoS::ExactlyOnce));
+        t.set_session("s1", Some(route("c", &[("z", 1)])));
+        assert!(t.match_sessions("x/y").is_empty());
+        assert_eq!(t.match_sessions("z")[0].owner, "c");
+        t.set_session("s1", None);
+        assert!(t.match_sessions("z").is_empty());
+        assert_eq!(t.session_count(), 1);
+        assert!(t.match_sessions("$SYS/y").is_empty());
     }
 
     #[test]

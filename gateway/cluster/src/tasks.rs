@@ -94,22 +94,51 @@ async fn kv_write(shared: &Shared, b: &crate::node::Buckets, op: &KvOp) -> Resul
             let key = escape(cid.as_str());
             match b.clients.get(key.clone()).await {
                 Ok(Some(v)) if v == shared.settings.node.as_bytes() && !shared.broker.has_session(cid) => {
-                    b.clients.delete(&key).await.map_err(|e| e.to_string())
+                    b.clients.delete(&key).await.map_err(|e| e.to_string())?;
                 }
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
             }
+            session_ended(shared, b, cid).await
+        }
+        KvOp::Session(cid) => {
+            // The shape as it is now (several changes in a row write once each, the last
+            // one last); nothing if the session left meanwhile.
+            let Some(meta) = shared.broker.session_meta(cid) else { return Ok(()) };
+            let value = wire::encode_session_record(&shared.settings.node, &meta);
+            b.sessions.put(escape(cid.as_str()), value.into()).await.map(drop).map_err(|e| e.to_string())
         }
     }
+}
+
+/// A persistent session ended here for good (expired, or cleaned): its record, stream
+/// messages and consumer go, if no other node took it meanwhile.
+async fn session_ended(shared: &Shared, b: &crate::node::Buckets, cid: &roost_core::ClientId) -> Result<(), String> {
+    let key = escape(cid.as_str());
+    let owner = match b.sessions.get(key.clone()).await.map_err(|e| e.to_string())? {
+        Some(v) => wire::decode_session_record(&v).map(|(o, _)| o).ok(),
+        None => None,
+    };
+    // A new session of the same id may be here already (a clean start): it keeps its
+    // consumer, record and stream.
+    if shared.broker.has_session(cid) {
+        return Ok(());
+    }
+    shared.consumers.stop(cid);
+    if owner.as_deref() != Some(shared.settings.node.as_str()) {
+        return Ok(());
+    }
+    b.sessions.delete(&key).await.map_err(|e| e.to_string())?;
+    crate::persist::discard(shared, cid).await
 }
 
 /// Publishes other nodes forwarded here: routed locally, never forwarded again.
 pub(crate) async fn inbox(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
     while let Some(m) = sub.next().await {
         match wire::decode_publish(&m.payload) {
-            Ok((msg, groups)) => {
+            Ok((msg, groups, stored_for)) => {
                 shared.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                shared.broker.route_remote(msg, groups);
+                shared.broker.route_remote_except(msg, groups, &stored_for);
             }
             Err(e) => {
                 shared.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -185,6 +214,37 @@ pub(crate) async fn watch_retained(shared: Arc<Shared>, mut w: Watch) {
             Operation::Delete | Operation::Purge => shared.broker.set_retained_remote(&topic, None),
         }
     }
+}
+
+/// The cluster's persistent sessions (`roost_sessions`) into the route table.
+pub(crate) async fn watch_sessions(shared: Arc<Shared>, mut w: Watch) {
+    while let Some(e) = w.next().await {
+        let Ok(e) = e else { continue };
+        let Some(cid) = unescape(&e.key) else { continue };
+        let route = match e.operation {
+            Operation::Put => match wire::decode_session_record(&e.value) {
+                Ok((owner, meta)) => Some(session_route(owner, &meta)),
+                Err(err) => {
+                    tracing::warn!(client_id = %cid, error = %err, "cluster: bad session record");
+                    continue;
+                }
+            },
+            Operation::Delete | Operation::Purge => None,
+        };
+        shared.table.write().set_session(&cid, route);
+    }
+}
+
+/// The filters of a session record as the table matches them (shared ones left out: they
+/// take the route table's path).
+fn session_route(owner: String, meta: &roost_core::store::SessionMeta) -> crate::table::SessionRoute {
+    let filters = meta
+        .subscriptions
+        .iter()
+        .filter(|(f, _)| !f.starts_with("$share/"))
+        .map(|(f, o)| (f.clone(), o.qos, o.no_local))
+        .collect();
+    crate::table::SessionRoute { owner, filters }
 }
 
 /// Says this node is alive, every `heartbeat`.

@@ -3,13 +3,14 @@
 //! session. Every read is bounds-checked and every count is checked against the bytes that
 //! are left before anything is reserved; a bad frame is an error naming what was wrong.
 
+use roost_core::ClientId;
 use roost_core::cluster::{GroupKey, SessionHandoff};
 use roost_core::store::wire;
-use roost_core::store::{StoredMessage, StoredSession};
+use roost_core::store::{SessionMeta, StoredMessage, StoredSession};
 use roost_core::types::Message;
 
 /// Version of the frames below; a node refuses frames of another version.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cluster frame: {0}")]
@@ -93,19 +94,27 @@ fn core(what: &str) -> impl Fn(String) -> WireError + '_ {
     move |e| WireError(format!("{what}: {e}"))
 }
 
-/// A publish forwarded to one node, with the shared groups that node serves.
-pub fn encode_publish(msg: &Message, groups: &[GroupKey]) -> Vec<u8> {
+/// A publish forwarded to one node, with the shared groups that node serves and the
+/// persistent sessions it must skip (they get the message from JetStream).
+pub fn encode_publish(msg: &Message, groups: &[GroupKey], stored_for: &[ClientId]) -> Vec<u8> {
     let mut w = W(vec![WIRE_VERSION]);
     w.u32(groups.len() as u32);
     for (g, f) in groups {
         w.bytes(g.as_bytes());
         w.bytes(f.as_bytes());
     }
+    w.u32(stored_for.len() as u32);
+    for c in stored_for {
+        w.bytes(c.as_str().as_bytes());
+    }
     w.bytes(&wire::encode_message(msg));
     w.0
 }
 
-pub fn decode_publish(b: &[u8]) -> Result<(Message, Vec<GroupKey>), WireError> {
+/// A forwarded publish: the message, the groups served, the sessions to skip.
+pub type Forward = (Message, Vec<GroupKey>, Vec<ClientId>);
+
+pub fn decode_publish(b: &[u8]) -> Result<Forward, WireError> {
     let mut r = R(b);
     r.version()?;
     let n = r.count(8, "shared groups")?;
@@ -115,9 +124,31 @@ pub fn decode_publish(b: &[u8]) -> Result<(Message, Vec<GroupKey>), WireError> {
         let f = r.str("group filter")?;
         groups.push((g.into(), f.into()));
     }
+    let n = r.count(4, "stored-for sessions")?;
+    let mut stored_for = Vec::with_capacity(n);
+    for _ in 0..n {
+        stored_for.push(ClientId::new(r.str("client id")?));
+    }
     let msg = wire::decode_message(r.bytes("message")?).map_err(core("message"))?;
     r.done("publish")?;
-    Ok((msg, groups))
+    Ok((msg, groups, stored_for))
+}
+
+/// A persistent session's record in `roost_sessions`: its node and shape.
+pub fn encode_session_record(owner: &str, meta: &SessionMeta) -> Vec<u8> {
+    let mut w = W(vec![WIRE_VERSION]);
+    w.bytes(owner.as_bytes());
+    w.bytes(&wire::encode_session(meta));
+    w.0
+}
+
+pub fn decode_session_record(b: &[u8]) -> Result<(String, SessionMeta), WireError> {
+    let mut r = R(b);
+    r.version()?;
+    let owner = r.str("owner")?.to_string();
+    let meta = wire::decode_session(r.bytes("session")?).map_err(core("session"))?;
+    r.done("session record")?;
+    Ok((owner, meta))
 }
 
 /// A session handed from one node to another.
@@ -158,8 +189,7 @@ pub fn decode_handoff(b: &[u8]) -> Result<SessionHandoff, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roost_core::store::SessionMeta;
-    use roost_core::{ClientId, Pending, Protocol, QoS, SubOptions};
+    use roost_core::{Pending, Protocol, QoS, SubOptions};
     use std::sync::Arc;
 
     #[test]
@@ -167,7 +197,9 @@ mod tests {
         let mut m = Message::new("a.b/*/>/ /é", &b"payload"[..], QoS::ExactlyOnce, true);
         m.publisher = Some(ClientId::new("pub"));
         let groups: Vec<GroupKey> = vec![("g".into(), "a/+".into())];
-        let (back, g) = decode_publish(&encode_publish(&m, &groups)).unwrap();
+        let skip = vec![ClientId::new("p.1")];
+        let (back, g, s) = decode_publish(&encode_publish(&m, &groups, &skip)).unwrap();
+        assert_eq!(s, skip);
         assert_eq!((&*back.topic, &back.payload[..], back.qos, back.retain), (&*m.topic, &b"payload"[..], m.qos, true));
         assert_eq!(back.publisher, m.publisher);
         assert_eq!(g, groups);
@@ -188,6 +220,8 @@ mod tests {
             messages: vec![(3, StoredMessage { pending, packet_id: Some(9), released: false })],
             awaiting_rel: vec![4, 5],
         };
+        let (owner, meta) = decode_session_record(&encode_session_record("n1", &s.meta)).unwrap();
+        assert_eq!((owner.as_str(), &meta.subscriptions), ("n1", &s.meta.subscriptions));
         let back = decode_handoff(&encode_handoff(&s)).unwrap();
         assert_eq!(back.meta.subscriptions, s.meta.subscriptions);
         assert_eq!(back.messages.len(), 1);
@@ -198,7 +232,7 @@ mod tests {
     #[test]
     fn truncated_and_huge_counts_are_errors() {
         let m = Message::new("t", &b"x"[..], QoS::AtMostOnce, false);
-        let b = encode_publish(&m, &[]);
+        let b = encode_publish(&m, &[], &[ClientId::new("x")]);
         for n in 0..b.len() {
             assert!(decode_publish(&b[..n]).is_err());
         }

@@ -1,7 +1,7 @@
 //! Measures how long a broker takes to come back from its store with many retained messages
 //! and persistent sessions: `cargo run --release -p roost-core --example store_restart
 //! [RETAINED] [SESSIONS]` (defaults 100000 and 10000). Prints one line per phase.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! Administrative views of the broker for the HTTP API, `roost ctl` and the web page:
-//! clients, subscriptions and retained messages as snapshots, and the retained delete.
+//! clients, their queued and in-flight messages, subscriptions and retained messages as
+//! snapshots, and the retained delete.
 //! Each view takes the sessions table lock once, then each session's lock in turn (the
 //! broker's lock order), and copies what it shows.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::Broker;
 use crate::router::SubOptions;
-use crate::session::Session;
+use crate::session::{FlightState, Pending, Session};
 use crate::store::Change;
 use crate::trace::Tracer;
 use crate::types::{ClientId, Message};
@@ -42,6 +43,27 @@ pub struct ClientFacts<'a> {
     pub protocol: &'a str,
     pub connected: bool,
     pub username: Option<&'a str>,
+}
+
+/// A session's waiting messages as listed: the first `limit` of each list, and how many
+/// each list holds in all.
+#[derive(Debug, Clone)]
+pub struct ClientMessages {
+    /// Oldest first: what the client gets next.
+    pub queued: Vec<Pending>,
+    pub queued_total: usize,
+    /// Oldest first.
+    pub inflight: Vec<InFlightView>,
+    pub inflight_total: usize,
+}
+
+/// An outgoing QoS 1/2 message awaiting its acknowledgement.
+#[derive(Debug, Clone)]
+pub struct InFlightView {
+    pub packet_id: u16,
+    /// True once PUBREC came and PUBREL went (QoS 2): only PUBCOMP is awaited.
+    pub released: bool,
+    pub pending: Pending,
 }
 
 /// One subscription as listed.
@@ -126,6 +148,28 @@ impl Broker {
     pub fn client(&self, client_id: &ClientId) -> Option<ClientView> {
         let s = self.inner.sessions.lock().get(client_id).cloned()?;
         Some(view(&s))
+    }
+
+    /// The first `limit` queued and in-flight messages of one session (messages are shared,
+    /// so the copy is of pointers; the lock is held for at most `2 * limit` clones).
+    pub fn client_messages(&self, client_id: &ClientId, limit: usize) -> Option<ClientMessages> {
+        let s = self.inner.sessions.lock().get(client_id).cloned()?;
+        let st = s.state.lock();
+        Some(ClientMessages {
+            queued: st.queue.iter().take(limit).map(|q| q.pending.clone()).collect(),
+            queued_total: st.queue.len(),
+            inflight: st
+                .inflight
+                .iter()
+                .take(limit)
+                .map(|f| InFlightView {
+                    packet_id: f.id,
+                    released: f.state == FlightState::Released,
+                    pending: f.pending.clone(),
+                })
+                .collect(),
+            inflight_total: st.inflight.len(),
+        })
     }
 
     /// Messages queued and in flight over all sessions (queue depth, for `/metrics`).

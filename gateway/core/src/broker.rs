@@ -146,13 +146,16 @@ impl BrokerBuilder {
 }
 
 /// What [`Broker::route`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Default)]
 pub(crate) struct Routed {
     /// Sessions the message was queued for.
     pub matched: usize,
     /// The ticket of the last store record the routing made (retained change, queued
     /// message); `None`: nothing to wait for.
     pub ticket: Option<u64>,
+    /// The cluster's JetStream stores of the message (persistent sessions on other
+    /// nodes), which an acknowledgement must wait for too.
+    pub stored: Option<crate::cluster::BoxFuture<'static, Result<(), String>>>,
 }
 
 impl Broker {
@@ -244,15 +247,27 @@ impl Broker {
                 tokio::time::sleep(delay).await;
             }
         }
-        let info = Arc::new(ClientInfo {
+        let mut info = Arc::new(ClientInfo {
             client_id: req.client_id.clone(),
             protocol: req.protocol,
             protocol_detail,
             peer: req.peer,
             username: req.username.clone(),
+            grants: None,
         });
-        let creds = Credentials { client: &info, password: req.password.as_ref(), certificate: certificate.as_deref() };
+        let slot = crate::auth::GrantSlot::default();
+        let creds = Credentials {
+            client: &info,
+            password: req.password.as_ref(),
+            certificate: certificate.as_deref(),
+            grants: &slot,
+        };
         let decision = inner.authenticator.authenticate(creds).await;
+        let grants = slot.take();
+        if decision == AuthDecision::Allow && grants != crate::auth::Grants::default() {
+            // Not shared yet: make_mut changes it in place.
+            Arc::make_mut(&mut info).grants = Some(Arc::new(grants));
+        }
         if let Some(ip) = info.peer.map(|p| p.ip()) {
             match decision {
                 AuthDecision::Allow => inner.failures.succeeded(ip),
@@ -368,6 +383,7 @@ impl Broker {
             self.hook(&Event::SessionCreated { client: &info });
         }
         self.hook(&Event::Connected { client: &info, session_present, keep_alive: req.keep_alive });
+        self.tell_session(&session);
         tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
         Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present))
     }
@@ -384,7 +400,11 @@ impl Broker {
 
     /// [`Broker::route`]; `remote`: the message came from another node, which chose the
     /// shared groups this node serves (it is neither retained here nor forwarded again).
-    pub(crate) fn route_with(&self, msg: Arc<Message>, remote: Option<crate::cluster::LocalShare>) -> Routed {
+    pub(crate) fn route_with(
+        &self,
+        msg: Arc<Message>,
+        remote: Option<(crate::cluster::LocalShare, &[ClientId])>,
+    ) -> Routed {
         let inner = &self.inner;
         let mut ticket = None;
         if remote.is_none() && msg.retain && inner.settings.retain_available {
@@ -408,18 +428,28 @@ impl Broker {
             c.hash(&mut h);
             h.finish()
         });
-        let (share, forwarded) = match (remote, inner.cluster.get()) {
-            (Some(share), _) => (share, 0),
+        let mut stored = None;
+        let mut stored_for = Vec::new();
+        let (share, forwarded, skip) = match (remote, inner.cluster.get()) {
+            (Some((share, skip)), _) => (share, 0, skip),
             (None, Some(cluster)) if !msg.topic.starts_with('$') => {
                 let f = cluster.forward(&msg);
-                (f.share, f.nodes)
+                stored = f.stored;
+                stored_for = f.stored_for;
+                (f.share, f.nodes + stored_for.len(), &[][..])
             }
-            (None, _) => (crate::cluster::LocalShare::All, 0),
+            (None, _) => (crate::cluster::LocalShare::All, 0, &[][..]),
         };
         let mut targets: Vec<Target> = Vec::new();
         inner.router.matches(&msg.topic, hash, &share, &mut targets);
         if let Some(p) = &msg.publisher {
             targets.retain(|t| !(t.options.no_local && !t.shared && t.session.client_id() == p));
+        }
+        // Sessions the message was stored for in JetStream get it from there, once.
+        for skip in [skip, &stored_for[..]] {
+            if !skip.is_empty() {
+                targets.retain(|t| t.shared || !skip.contains(t.session.client_id()));
+            }
         }
         if targets.is_empty() {
             // A retained message is kept, not dropped, even with nobody subscribed; and the
@@ -430,7 +460,7 @@ impl Broker {
                     self.hook(&Event::Dropped { client: None, message: &msg, reason: DropReason::NoSubscribers });
                 }
             }
-            return Routed { matched: 0, ticket };
+            return Routed { matched: 0, ticket, stored };
         }
         // One copy per session: highest QoS of its matching subscriptions, all their ids.
         targets.sort_by_key(|t| t.session.id());
@@ -463,7 +493,7 @@ impl Broker {
             }
             reached += 1;
         }
-        Routed { matched: reached, ticket }
+        Routed { matched: reached, ticket, stored }
     }
 
     /// Publishes a message on behalf of the broker itself (`$SYS`, HTTP API, bridges).
@@ -551,6 +581,7 @@ impl Broker {
             st.subscriptions.insert(raw.to_string(), options).is_some()
         };
         self.inner.router.subscribe(session, spec.share_group, spec.filter, options);
+        self.tell_session(session);
         Ok(existed)
     }
 
@@ -558,6 +589,9 @@ impl Broker {
         let Ok(spec) = topic::parse_filter(raw, &self.inner.settings) else { return false };
         let had = session.state.lock().subscriptions.remove(raw).is_some();
         self.inner.router.unsubscribe(session.id(), spec.share_group, spec.filter);
+        if had {
+            self.tell_session(session);
+        }
         had
     }
 

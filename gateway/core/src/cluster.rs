@@ -37,14 +37,54 @@ impl LocalShare {
 }
 
 /// What [`ClusterLink::forward`] did with a local publish.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Forwarded {
     /// Nodes the message was sent to.
     pub nodes: usize,
     pub share: LocalShare,
+    /// Persistent sessions the message was stored for in JetStream: no node (this one
+    /// included) routes it to them directly, they get it from their stream.
+    pub stored_for: Vec<ClientId>,
+    /// Resolves once JetStream has acknowledged those stores: a QoS 1/2 publish is
+    /// acknowledged to its publisher only then. `None`: nothing to wait for.
+    pub stored: Option<BoxFuture<'static, Result<(), String>>>,
+}
+
+impl std::fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarded")
+            .field("nodes", &self.nodes)
+            .field("share", &self.share)
+            .field("stored_for", &self.stored_for)
+            .field("stored", &self.stored.is_some())
+            .finish()
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A delivery the cluster must hear the end of: a message taken from a persistent session's
+/// JetStream stream is acknowledged there only once the client has it (PUBACK, PUBREC), or
+/// the session dropped it by its own rules (expired, queue full, delivered at QoS 0).
+pub trait Receipt: Send + Sync {
+    /// The delivery is over: sends the acknowledgement at once (repeats are ignored). With
+    /// `confirm`, the first call returns what resolves once the stream has it (the client
+    /// may then forget a QoS 2 packet id: a redelivery can no longer happen).
+    fn done(&self, confirm: bool) -> Option<BoxFuture<'static, ()>>;
+    /// The packet id to deliver it with: the same on every node that delivers it, so that a
+    /// client still holding the id of a QoS 2 message it received recognises the redelivery.
+    fn packet_id(&self) -> Option<u16>;
+}
+
+/// A [`Receipt`] as a message carries it.
+#[derive(Clone)]
+pub struct ReceiptRef(pub Arc<dyn Receipt>);
+
+impl std::fmt::Debug for ReceiptRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("packet_id", &self.0.packet_id()).finish()
+    }
+}
 
 /// A session moving between nodes: what [`Broker::hand_off`] exports and
 /// [`Broker::adopt`] imports (the store's record shape, so it has one encoding).
@@ -66,6 +106,9 @@ pub trait ClusterLink: Send + Sync {
     fn claim<'a>(&'a self, client_id: &'a ClientId, clean_start: bool) -> BoxFuture<'a, Option<SessionHandoff>>;
     /// The session of `client_id` ended on this node (expired, or clean and disconnected).
     fn session_ended(&self, client_id: &ClientId);
+    /// A persistent session (expiry above 0) is held here, new or resumed, or its
+    /// subscriptions changed: `meta` is its shape now.
+    fn session_here(&self, _meta: &SessionMeta) {}
 }
 
 impl Broker {
@@ -82,7 +125,66 @@ impl Broker {
     /// to the cluster), serving exactly the shared `groups` that node picked this one for.
     /// Retained state is not touched: it arrives through the cluster's retained table.
     pub fn route_remote(&self, msg: Message, groups: Vec<GroupKey>) -> usize {
-        self.route_with(Arc::new(msg), Some(LocalShare::Only(groups))).matched
+        self.route_remote_except(msg, groups, &[])
+    }
+
+    /// [`Broker::route_remote`], skipping the sessions in `stored_for` (the publishing node
+    /// stored the message in their JetStream streams: they get it from there).
+    pub fn route_remote_except(&self, msg: Message, groups: Vec<GroupKey>, stored_for: &[ClientId]) -> usize {
+        self.route_with(Arc::new(msg), Some((LocalShare::Only(groups), stored_for))).matched
+    }
+
+    /// Queues `msg` for the session of `client_id` alone, as its own subscriptions match it
+    /// (QoS, subscription ids, Retain As Published): a message its JetStream stream held.
+    /// False if no session of that id is here or none of its subscriptions match any more
+    /// (the message is then the caller's to settle).
+    pub fn deliver_to(&self, client_id: &ClientId, msg: Message) -> bool {
+        let Some(session) = self.inner.sessions.lock().get(client_id).cloned() else { return false };
+        let pending = {
+            let st = session.state.lock();
+            if st.destroyed {
+                return false;
+            }
+            let mut qos = None;
+            let mut rap = false;
+            let mut ids = Vec::new();
+            for (raw, o) in &st.subscriptions {
+                let Ok(spec) = crate::topic::parse_filter(raw, &self.inner.settings) else { continue };
+                let own = o.no_local && msg.publisher.as_ref() == Some(client_id);
+                if spec.share_group.is_some() || own || !crate::topic::matches(spec.filter, &msg.topic) {
+                    continue;
+                }
+                qos = Some(qos.map_or(o.qos, |q: crate::QoS| q.max(o.qos)));
+                rap |= o.retain_as_published;
+                ids.extend(o.subscription_id);
+            }
+            let Some(qos) = qos else { return false };
+            let retain = msg.retain && rap;
+            crate::Pending { qos: qos.min(msg.qos), message: Arc::new(msg), retain, subscription_ids: ids }
+        };
+        let inner = &self.inner;
+        session.enqueue(pending, &inner.settings, &inner.metrics);
+        true
+    }
+
+    /// The shape of the persistent session of `client_id` held here, if one is.
+    pub fn session_meta(&self, client_id: &ClientId) -> Option<SessionMeta> {
+        let session = self.inner.sessions.lock().get(client_id).cloned()?;
+        let st = session.state.lock();
+        (!st.destroyed && st.expiry != Some(std::time::Duration::ZERO)).then(|| session.meta(&st, None))
+    }
+
+    /// Tells the cluster the shape of `session` if it is persistent.
+    pub(crate) fn tell_session(&self, session: &crate::session::Session) {
+        let Some(cluster) = self.inner.cluster.get() else { return };
+        let meta = {
+            let st = session.state.lock();
+            if st.destroyed || st.expiry == Some(std::time::Duration::ZERO) {
+                return;
+            }
+            session.meta(&st, None)
+        };
+        cluster.session_here(&meta);
     }
 
     /// Sets (or with `None`, clears) the retained message of `topic` as another node did.
@@ -128,11 +230,19 @@ impl Broker {
             let subscriptions: Vec<(String, crate::SubOptions)> =
                 std::mem::take(&mut st.subscriptions).into_iter().collect();
             let mut messages = Vec::new();
+            // Messages taken from a JetStream stream are not handed over: unacknowledged
+            // there, they are delivered again by the new owner's consumer.
             for f in std::mem::take(&mut st.inflight) {
+                if f.pending.message.receipt.is_some() {
+                    continue;
+                }
                 let released = f.state == FlightState::Released;
                 messages.push((f.seq, StoredMessage { pending: f.pending, packet_id: Some(f.id), released }));
             }
             for q in std::mem::take(&mut st.queue) {
+                if q.pending.message.receipt.is_some() {
+                    continue;
+                }
                 messages.push((q.seq, StoredMessage { pending: q.pending, packet_id: None, released: false }));
             }
             let meta = SessionMeta {

@@ -109,6 +109,11 @@ impl Connection {
         if durable && let Some(ticket) = routed.ticket {
             inner.store.durable(ticket).await.map_err(|e| PublishError::Store(e.to_string()))?;
         }
+        // ... and in JetStream, for persistent sessions on other nodes (bounded by the
+        // cluster's request timeout).
+        if durable && let Some(stored) = routed.stored {
+            stored.await.map_err(PublishError::Store)?;
+        }
         Ok(Published { matched: routed.matched })
     }
 
@@ -253,7 +258,22 @@ impl Connection {
 
     /// PUBREC (QoS 2): the device has the message; PUBREL follows. False if unknown.
     pub fn received(&self, id: u16) -> bool {
-        self.session.received(id)
+        self.session.received(id).is_some()
+    }
+
+    /// [`Connection::received`], returning once PUBREL may be sent: for a message a
+    /// cluster node took from a persistent session's JetStream stream, once the stream has
+    /// let it go (bounded by the cluster), so that the client forgets the packet id only
+    /// when no redelivery can come.
+    pub async fn received_settled(&self, id: u16) -> bool {
+        match self.session.received(id) {
+            Some(Some(settled)) => {
+                settled.await;
+                true
+            }
+            Some(None) => true,
+            None => false,
+        }
     }
 
     /// Counts a delivery the adapter could not send (e.g. larger than the device accepts)

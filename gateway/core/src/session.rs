@@ -227,6 +227,7 @@ impl Session {
         }
         if st.attached.is_none() && pending.qos == QoS::AtMostOnce && !settings.queue_qos0_offline {
             metrics.dropped(DropReason::Qos0Offline);
+            settle(&pending);
             return Enqueued { dropped: Some(DropReason::Qos0Offline), ticket: None };
         }
         let mut ticket = None;
@@ -237,8 +238,12 @@ impl Session {
             metrics.dropped(DropReason::QueueFull);
             dropped_one = Some(DropReason::QueueFull);
             match settings.overflow_policy {
-                OverflowPolicy::DropNew => return Enqueued { dropped: dropped_one, ticket },
+                OverflowPolicy::DropNew => {
+                    settle(&pending);
+                    return Enqueued { dropped: dropped_one, ticket };
+                }
                 OverflowPolicy::DropOldestQos0First if st.queue.is_empty() => {
+                    settle(&pending);
                     return Enqueued { dropped: dropped_one, ticket };
                 }
                 OverflowPolicy::DropOldestQos0First => {
@@ -248,6 +253,7 @@ impl Session {
                     };
                     if let Some(d) = dropped {
                         ticket = self.log_remove(&st, d.seq);
+                        settle(&d.pending);
                     }
                 }
             }
@@ -302,18 +308,25 @@ impl Session {
                 let q = st.queue.pop_front()?;
                 self.log_remove(st, q.seq);
                 metrics.dropped(DropReason::Expired);
+                settle(&q.pending);
                 continue;
             }
             if front.qos == QoS::AtMostOnce {
                 let q = st.queue.pop_front()?;
                 self.log_remove(st, q.seq);
+                settle(&q.pending);
                 return Some(Delivery::Publish { id: 0, dup: false, pending: q.pending });
             }
             if st.inflight.len() >= window {
                 return None;
             }
             let Queued { seq, pending } = st.queue.pop_front()?;
-            let id = st.allocate_id();
+            // A message from a JetStream stream keeps the id every node gives it (unless a
+            // local delivery holds that id now).
+            let id = match pending.message.receipt.as_ref().and_then(|r| r.0.packet_id()) {
+                Some(id) if !st.inflight.iter().any(|f| f.id == id) => id,
+                _ => st.allocate_id(),
+            };
             if seq != 0 {
                 self.store.record(Change::Sent { client: self.client_id.clone(), seq, packet_id: id });
             }
@@ -336,23 +349,24 @@ impl Session {
         let i = st.inflight.iter().position(|f| f.id == id)?;
         let f = st.inflight.remove(i)?;
         self.log_remove(&st, f.seq);
+        settle(&f.pending);
         Some(f.pending.message)
     }
 
-    /// PUBREC: the QoS 2 message `id` is received; PUBREL follows.
-    pub(crate) fn received(&self, id: u16) -> bool {
+    /// PUBREC: the QoS 2 message `id` is received; PUBREL follows. `Some` with, for a
+    /// message from a JetStream stream, what resolves once the stream let it go (PUBREL
+    /// must wait for it: until then a redelivery may come, which the client recognises by
+    /// the id it holds until PUBREL).
+    pub(crate) fn received(&self, id: u16) -> Option<Option<crate::cluster::BoxFuture<'static, ()>>> {
         let mut st = self.state.lock();
         let persisted = st.persisted;
-        match st.inflight.iter_mut().find(|f| f.id == id && f.pending.qos == QoS::ExactlyOnce) {
-            Some(f) => {
-                f.state = FlightState::Released;
-                if persisted && f.seq != 0 {
-                    self.store.record(Change::Released { client: self.client_id.clone(), seq: f.seq });
-                }
-                true
-            }
-            None => false,
+        let f = st.inflight.iter_mut().find(|f| f.id == id && f.pending.qos == QoS::ExactlyOnce)?;
+        f.state = FlightState::Released;
+        let settled = f.pending.message.receipt.as_ref().and_then(|r| r.0.done(true));
+        if persisted && f.seq != 0 {
+            self.store.record(Change::Released { client: self.client_id.clone(), seq: f.seq });
         }
+        Some(settled)
     }
 
     /// Marks an incoming QoS 2 id as awaiting PUBREL (`true`) or released.
@@ -417,6 +431,13 @@ impl Session {
         for id in &st.awaiting_rel {
             self.store.record(Change::AwaitRel { client: client.clone(), packet_id: *id, awaiting: true });
         }
+    }
+}
+
+/// Tells the cluster a delivery of a message from a JetStream stream is over.
+fn settle(p: &Pending) {
+    if let Some(r) = &p.message.receipt {
+        r.0.done(false);
     }
 }
 

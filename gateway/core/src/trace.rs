@@ -22,6 +22,8 @@ use crate::types::{ClientInfo, Message};
 
 /// Traces running at once, at most.
 pub const MAX_TRACES: usize = 32;
+/// Stopped traces remembered (newest kept), so their files can still be fetched by name.
+pub const MAX_FINISHED: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -100,11 +102,23 @@ impl Entry {
     }
 }
 
+fn info(e: &Entry) -> TraceInfo {
+    TraceInfo {
+        name: e.name.clone(),
+        target: e.target.clone(),
+        file: e.path.clone(),
+        started: e.started,
+        lines: e.lines.load(Ordering::Relaxed),
+    }
+}
+
 /// The broker's running traces.
 #[derive(Default)]
 pub struct Tracer {
     active: AtomicBool,
     traces: RwLock<Vec<Arc<Entry>>>,
+    /// The last [`MAX_FINISHED`] stopped traces, oldest first.
+    finished: Mutex<std::collections::VecDeque<TraceInfo>>,
 }
 
 impl Tracer {
@@ -154,22 +168,33 @@ impl Tracer {
         if let Some(mut w) = entry.out.lock().take() {
             let _ = w.flush();
         }
+        let mut finished = self.finished.lock();
+        // A trace started again under the same name replaces its older run.
+        finished.retain(|t| t.name != entry.name);
+        if finished.len() >= MAX_FINISHED {
+            finished.pop_front();
+        }
+        finished.push_back(info(&entry));
         true
+    }
+
+    /// The last stopped traces ([`MAX_FINISHED`] at most), oldest first.
+    pub fn finished(&self) -> Vec<TraceInfo> {
+        self.finished.lock().iter().cloned().collect()
+    }
+
+    /// The file of the running or stopped trace `name` (only the files of traces, never
+    /// another path: the API serves it for download).
+    pub fn file_of(&self, name: &str) -> Option<PathBuf> {
+        if let Some(e) = self.traces.read().iter().find(|t| t.name == name) {
+            return Some(e.path.clone());
+        }
+        self.finished.lock().iter().find(|t| t.name == name).map(|t| t.file.clone())
     }
 
     /// The running traces.
     pub fn list(&self) -> Vec<TraceInfo> {
-        self.traces
-            .read()
-            .iter()
-            .map(|e| TraceInfo {
-                name: e.name.clone(),
-                target: e.target.clone(),
-                file: e.path.clone(),
-                started: e.started,
-                lines: e.lines.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.traces.read().iter().map(|e| info(e)).collect()
     }
 
     /// A wire-level packet of an adapter: `client_id` as the device named itself (it may
@@ -282,9 +307,29 @@ mod tests {
         tracer.packet("mqtt", "other", None, Direction::In, None, &"PINGREQ");
         assert!(tracer.stop("t"));
         assert!(!tracer.is_active() && !tracer.stop("t"));
+        assert_eq!(tracer.file_of("t"), Some(path.clone()), "a stopped trace's file is still known");
+        assert_eq!(tracer.finished().len(), 1);
+        assert_eq!(tracer.file_of("u"), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("client=dev peer=- in packet \"PINGREQ\""), "{text}");
         assert!(!text.contains("other") && text.ends_with("stopped\n"), "{text}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn stopped_traces_are_remembered_within_a_bound() {
+        let dir = std::env::temp_dir().join(format!("roost-trace-bound-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tracer = Tracer::default();
+        for i in 0..MAX_FINISHED + 4 {
+            let name = format!("t{i}");
+            tracer.start(&name, TraceTarget::Client("dev".into()), &dir.join(&name)).unwrap();
+            assert!(tracer.stop(&name));
+        }
+        let names: Vec<String> = tracer.finished().into_iter().map(|t| t.name).collect();
+        assert_eq!(names.len(), MAX_FINISHED);
+        assert_eq!(names.first().map(String::as_str), Some("t4"), "the oldest are forgotten");
+        assert_eq!(tracer.file_of("t3"), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -122,6 +122,9 @@ pub struct Message {
     pub created: Instant,
     /// MQTT 5 Message Expiry Interval, counted from `created`.
     pub expiry: Option<Duration>,
+    /// Set on a message a cluster node took from a persistent session's JetStream stream:
+    /// told when the delivery is over (never stored or forwarded).
+    pub receipt: Option<crate::cluster::ReceiptRef>,
 }
 
 impl Message {
@@ -135,6 +138,7 @@ impl Message {
             publisher: None,
             created: Instant::now(),
             expiry: None,
+            receipt: None,
         }
     }
 
@@ -168,6 +172,8 @@ pub struct ClientInfo {
     pub protocol_detail: Option<Arc<str>>,
     pub peer: Option<SocketAddr>,
     pub username: Option<String>,
+    /// What its auth sources granted (superuser, per-client ACL rules); `None`: nothing.
+    pub grants: Option<Arc<crate::auth::Grants>>,
 }
 
 impl ClientInfo {

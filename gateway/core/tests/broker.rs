@@ -1,5 +1,5 @@
 //! Core behaviour through the adapter API only, with tokio's paused clock for timers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,6 +316,7 @@ async fn unconnected_publish_is_validated_routed_and_counted() {
         peer: None,
         username: None,
         protocol_detail: None,
+        grants: None,
     };
     let done = b.publish_unconnected(&info, msg("p/1", "hi", QoS::AtMostOnce)).unwrap();
     assert_eq!(done.matched, 1);

@@ -1,7 +1,7 @@
 //! The event bus: in-process handlers that rewrite or reject a publish, interest masks, and
 //! the order of a session's events.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

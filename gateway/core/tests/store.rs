@@ -1,6 +1,6 @@
 //! The embedded store through the adapter API: what a broker acknowledged is there after it
 //! is rebuilt on the same file; a bad file is a clear error.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! refused with the old version kept, and codecs made while the file is replaced over and
 //! over always get a whole version.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! traffic through both codecs, and hostile guests (endless loop, memory past the limit,
 //! garbage results) failing only their own instance, counted.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

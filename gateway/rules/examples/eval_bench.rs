@@ -4,6 +4,7 @@
 //! Each iteration builds the [`Input`] the broker hook builds for a publish (topic, client,
 //! a ~60-byte JSON payload), decodes the payload lazily and applies the rule, as
 //! `Engine::dispatch` does, without the actions' queues.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use std::time::Instant;
 

@@ -61,8 +61,8 @@ fn default_backoff() -> u64 {
     200
 }
 
-/// The kinds of action. Kafka, MongoDB, Redis, MySQL, RabbitMQ and InfluxDB would be more
-/// variants here and more [`crate::action::Sink`]s; they are not built yet.
+/// The kinds of action. Kafka and MongoDB would be more variants here and more
+/// [`crate::action::Sink`]s (no server for them can run in the tests yet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionKind {
@@ -125,6 +125,104 @@ pub enum ActionKind {
         init_sql: Option<String>,
         sql: String,
     },
+    /// Rows in MySQL or MariaDB (mysql_async pool; no TLS: loopback or a trusted network).
+    Mysql {
+        /// `mysql://user:password@host:3306/database`.
+        url: String,
+        #[serde(default)]
+        init_sql: Option<String>,
+        /// `INSERT ...` with `${field}` placeholders (bound as `?` parameters).
+        sql: String,
+        /// Connections kept at most.
+        #[serde(default = "default_pool")]
+        pool_size: usize,
+    },
+    /// One Redis command per output, a batch in one `MULTI`/`EXEC` (no TLS).
+    Redis {
+        /// `redis://[:password@]host:6379[/db]`.
+        url: String,
+        /// Whitespace-separated arguments, each a template: `HSET dev:${clientid} t ${t}`.
+        command: String,
+    },
+    /// AMQP 0-9-1 publish (RabbitMQ) to an exchange, with publisher confirms.
+    Rabbitmq {
+        #[serde(default = "localhost")]
+        host: String,
+        #[serde(default = "amqp_port")]
+        port: u16,
+        #[serde(default = "guest")]
+        username: String,
+        #[serde(default = "guest")]
+        password: String,
+        #[serde(default = "root_vhost")]
+        virtual_host: String,
+        /// `""` is the default exchange (the routing key names a queue).
+        exchange: String,
+        /// Declared (durable) at connect when set: `direct`, `topic`, `fanout` or `headers`.
+        #[serde(default)]
+        exchange_type: Option<String>,
+        routing_key: String,
+        #[serde(default = "whole")]
+        payload: String,
+        /// Delivery mode 2 (persistent) rather than 1.
+        #[serde(default = "yes")]
+        persistent: bool,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+    /// Points in InfluxDB, line protocol over HTTP(S): v1 `/write?db=` when `database` is
+    /// set, v2 `/api/v2/write?org=&bucket=` when `bucket` is.
+    Influxdb {
+        /// The server: `http://127.0.0.1:8086`.
+        url: String,
+        #[serde(default)]
+        database: Option<String>,
+        #[serde(default)]
+        org: Option<String>,
+        #[serde(default)]
+        bucket: Option<String>,
+        /// v2: sent as `Authorization: Token ...`.
+        #[serde(default)]
+        token: Option<String>,
+        /// v1: sent as HTTP basic authentication.
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+        measurement: String,
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
+        fields: BTreeMap<String, String>,
+        /// An integer in `precision` units; default the write time (distinct per point).
+        #[serde(default)]
+        timestamp: Option<String>,
+        /// `ns`, `us`, `ms` or `s`.
+        #[serde(default = "default_precision")]
+        precision: String,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_pool() -> usize {
+    4
+}
+fn localhost() -> String {
+    "127.0.0.1".into()
+}
+fn amqp_port() -> u16 {
+    5672
+}
+fn guest() -> String {
+    "guest".into()
+}
+fn root_vhost() -> String {
+    "/".into()
+}
+fn default_precision() -> String {
+    "ms".into()
 }
 
 fn whole() -> String {
@@ -213,6 +311,27 @@ impl ActionConfig {
                 t("sql", sql)?;
                 conninfo.parse::<tokio_postgres::Config>().map_err(|e| format!("conninfo: {e}"))?;
             }
+            ActionKind::Mysql { url, sql, pool_size, .. } => {
+                t("sql", sql)?;
+                mysql_async::Opts::from_url(url).map_err(|e| format!("url: {e}"))?;
+                if *pool_size == 0 || *pool_size > 100 {
+                    return Err("pool_size: must be 1 to 100".into());
+                }
+            }
+            ActionKind::Redis { url, command } => {
+                redis::Client::open(url.as_str()).map_err(|e| format!("url: {e}"))?;
+                crate::action::redis::parse_command(command).map_err(|e| format!("command: {e}"))?;
+            }
+            ActionKind::Rabbitmq { routing_key, payload, exchange_type, .. } => {
+                t("routing_key", routing_key)?;
+                t("payload", payload)?;
+                if let Some(ty) = exchange_type
+                    && !["direct", "topic", "fanout", "headers"].contains(&ty.as_str())
+                {
+                    return Err(format!("exchange_type: {ty:?} is not direct, topic, fanout or headers"));
+                }
+            }
+            ActionKind::Influxdb { .. } => crate::action::influxdb::validate(&self.kind)?,
         }
         Ok(())
     }

@@ -320,6 +320,50 @@ impl Hook for RulesHook {
         };
         input.node = node;
         self.engine.dispatch(&input);
+        // A device event rides on the adapter's own publish: the same fields, its own `event`.
+        if let Event::Published { client: Some(c), message } = event
+            && let Some(name) = device_event(c, message)
+        {
+            input.event = name;
+            self.engine.dispatch(&input);
+        }
+    }
+}
+
+/// The device event a LwM2M or LoRaWAN adapter's publish stands for: LwM2M's registration
+/// messages (`{"msgType": "register" | "update" | "deregister", ...}` on its up topics) and
+/// LoRaWAN's `.../event/join` and `.../event/up`.
+fn device_event(c: &roost_core::ClientInfo, m: &roost_core::Message) -> Option<EventName> {
+    match c.protocol {
+        roost_core::Protocol::Lorawan => {
+            if m.topic.ends_with("/event/up") {
+                Some(EventName::LorawanUp)
+            } else if m.topic.ends_with("/event/join") {
+                Some(EventName::LorawanJoin)
+            } else {
+                None
+            }
+        }
+        roost_core::Protocol::Lwm2m => {
+            // Notifications are the bulk of LwM2M traffic: a byte search before any parse.
+            let has = |needle: &[u8]| m.payload.windows(needle.len()).any(|w| w == needle);
+            if !has(b"\"msgType\"") {
+                return None;
+            }
+            #[derive(serde::Deserialize)]
+            struct Head<'a> {
+                #[serde(rename = "msgType", borrow)]
+                msg_type: std::borrow::Cow<'a, str>,
+            }
+            let head: Head<'_> = serde_json::from_slice(&m.payload).ok()?;
+            match head.msg_type.as_ref() {
+                "register" => Some(EventName::Lwm2mRegister),
+                "update" => Some(EventName::Lwm2mUpdate),
+                "deregister" => Some(EventName::Lwm2mDeregister),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -337,4 +381,44 @@ fn message_fields<'a>(i: &mut Input<'a>, m: &'a roost_core::Message) {
     i.retain = m.retain;
     i.user_properties = &m.properties.user_properties;
     i.from_clientid = m.publisher.as_ref().map(|p| p.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use roost_core::{ClientId, ClientInfo, Message, Protocol, QoS};
+
+    use super::*;
+
+    fn client(protocol: Protocol) -> ClientInfo {
+        ClientInfo {
+            client_id: ClientId::new("d"),
+            protocol,
+            protocol_detail: None,
+            peer: None,
+            username: None,
+            grants: None,
+        }
+    }
+
+    #[test]
+    fn device_events_come_from_lwm2m_and_lorawan_publishes_only() {
+        let lora = client(Protocol::Lorawan);
+        let msg = |topic: &str, payload: &str| Message::new(topic, payload.to_string(), QoS::AtMostOnce, false);
+        let up = msg("application/a/device/01/event/up", "{}");
+        assert_eq!(device_event(&lora, &up), Some(EventName::LorawanUp));
+        let join = msg("application/a/device/01/event/join", "{}");
+        assert_eq!(device_event(&lora, &join), Some(EventName::LorawanJoin));
+        assert_eq!(device_event(&lora, &msg("application/a/device/01/event/ack", "{}")), None);
+        // The same topic from an MQTT client is just a message.
+        assert_eq!(device_event(&client(Protocol::Mqtt), &up), None);
+        let lwm2m = client(Protocol::Lwm2m);
+        let reg = msg("lwm2m/ep/up/resp", r#"{"data":{"ep":"ep"},"msgType":"register"}"#);
+        assert_eq!(device_event(&lwm2m, &reg), Some(EventName::Lwm2mRegister));
+        let upd = msg("lwm2m/ep/up/update", r#"{"msgType":"update","data":{}}"#);
+        assert_eq!(device_event(&lwm2m, &upd), Some(EventName::Lwm2mUpdate));
+        let dereg = msg("lwm2m/ep/up/resp", r#"{"msgType":"deregister","data":{}}"#);
+        assert_eq!(device_event(&lwm2m, &dereg), Some(EventName::Lwm2mDeregister));
+        assert_eq!(device_event(&lwm2m, &msg("lwm2m/ep/up/notify", r#"{"msgType":"notify"}"#)), None);
+        assert_eq!(device_event(&lwm2m, &msg("lwm2m/ep/up/notify", "not json \"msgType\"")), None);
+    }
 }

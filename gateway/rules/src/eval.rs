@@ -23,10 +23,16 @@ pub enum EventName {
     MessageDelivered,
     MessageAcked,
     MessageDropped,
+    /// Roost's device events, from what the LwM2M and LoRaWAN adapters publish.
+    Lwm2mRegister,
+    Lwm2mUpdate,
+    Lwm2mDeregister,
+    LorawanJoin,
+    LorawanUp,
 }
 
 impl EventName {
-    const FROM: [(EventName, &'static str); 7] = [
+    const FROM: [(EventName, &'static str); 12] = [
         (EventName::ClientConnected, "client_connected"),
         (EventName::ClientDisconnected, "client_disconnected"),
         (EventName::SessionSubscribed, "session_subscribed"),
@@ -34,6 +40,11 @@ impl EventName {
         (EventName::MessageDelivered, "message_delivered"),
         (EventName::MessageAcked, "message_acked"),
         (EventName::MessageDropped, "message_dropped"),
+        (EventName::Lwm2mRegister, "lwm2m_register"),
+        (EventName::Lwm2mUpdate, "lwm2m_update"),
+        (EventName::Lwm2mDeregister, "lwm2m_deregister"),
+        (EventName::LorawanJoin, "lorawan_join"),
+        (EventName::LorawanUp, "lorawan_up"),
     ];
 
     /// `client_connected` (the part after `$events/`).
@@ -56,6 +67,11 @@ impl EventName {
             EventName::MessageDelivered => "message.delivered",
             EventName::MessageAcked => "message.acked",
             EventName::MessageDropped => "message.dropped",
+            EventName::Lwm2mRegister => "lwm2m.register",
+            EventName::Lwm2mUpdate => "lwm2m.update",
+            EventName::Lwm2mDeregister => "lwm2m.deregister",
+            EventName::LorawanJoin => "lorawan.join",
+            EventName::LorawanUp => "lorawan.up",
         }
     }
 

@@ -74,6 +74,14 @@ impl Template {
         s
     }
 
+    /// The value of a template that is exactly one `${field}` (its JSON type kept), else `None`.
+    pub fn single(&self, out: &Map<String, Value>) -> Option<Value> {
+        match self.parts.as_slice() {
+            [Part::Var(path)] => Some(Self::value(path, out)),
+            _ => None,
+        }
+    }
+
     /// For SQL: the text with each placeholder replaced by `param(n)` (n from 1), and the
     /// values in order.
     pub fn sql(&self, param: impl Fn(usize) -> String) -> (String, Vec<Vec<Seg>>) {

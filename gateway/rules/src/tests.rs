@@ -115,3 +115,48 @@ fn select_star_has_the_message_columns() {
         assert_eq!(o[k], v, "{k}");
     }
 }
+
+#[test]
+fn sink_actions_are_validated() {
+    let rule = |action: Value| -> Result<(), String> {
+        let r: crate::config::RuleConfig =
+            serde_json::from_value(json!({"id": "r", "sql": "SELECT * FROM \"t\"", "actions": [action]}))
+                .map_err(|e| e.to_string())?;
+        r.validate().map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert!(rule(json!({"type": "mysql", "url": "mysql://root@127.0.0.1:3306/iot", "sql": "INSERT ${t}"})).is_ok());
+    assert!(rule(json!({"type": "mysql", "url": "postgres://x", "sql": "INSERT ${t}"})).unwrap_err().contains("url"));
+    assert!(rule(json!({"type": "redis", "url": "redis://127.0.0.1/", "command": "HSET k f ${t}"})).is_ok());
+    assert!(rule(json!({"type": "redis", "url": "redis://127.0.0.1/", "command": "${cmd} k"})).is_err());
+    assert!(rule(json!({"type": "redis", "url": "nope://", "command": "SET k v"})).is_err());
+    let amqp = json!({"type": "rabbitmq", "exchange": "x", "routing_key": "a.${clientid}", "exchange_type": "nope"});
+    assert!(rule(amqp).unwrap_err().contains("exchange_type"));
+    let influx = |extra: Value| {
+        let mut a =
+            json!({"type": "influxdb", "url": "http://127.0.0.1:8086", "measurement": "m", "fields": {"t": "${t}"}});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            a[k] = v.clone();
+        }
+        rule(a)
+    };
+    assert!(influx(json!({"database": "iot"})).is_ok());
+    assert!(influx(json!({"bucket": "b", "org": "o", "token": "t", "precision": "ns"})).is_ok());
+    assert!(influx(json!({})).unwrap_err().contains("database"));
+    assert!(influx(json!({"database": "iot", "bucket": "b"})).is_err());
+    assert!(influx(json!({"database": "iot", "precision": "m"})).unwrap_err().contains("precision"));
+    assert!(influx(json!({"database": "iot", "fields": {}})).unwrap_err().contains("fields"));
+}
+
+#[test]
+fn device_events_are_rule_sources() {
+    let sql = r#"SELECT payload.object.temp AS t, event FROM "$events/lorawan_up""#;
+    let (result, out) = run(
+        sql,
+        json!({"event": "lorawan.up", "topic": "application/a/device/01/event/up",
+        "payload": "{\"object\": {\"temp\": 21}}"}),
+    );
+    assert_eq!((result.as_str(), out), ("output", json!({"t": 21, "event": "lorawan.up"})));
+    let (result, _) = run(sql, json!({"event": "lwm2m.register", "payload": "{}"}));
+    assert_eq!(result, "not_matched");
+    assert!(parse(r#"SELECT * FROM "$events/lwm2m_register", "$events/lwm2m_update", "$events/lwm2m_deregister", "$events/lorawan_join""#).is_ok());
+}

@@ -109,11 +109,14 @@ impl Builder {
             roost_lorawan::settings::Scripts(Some(Arc::new(crate::plugins::LorawanScripts(payload_codecs.clone()))));
         let mut adapters = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
-        let authenticator = match authenticator {
-            Some(a) => Some(a),
-            None => crate::security::authenticator(&settings)?,
+        let (authenticator, auth_metrics) = match authenticator {
+            Some(a) => (Some(a), None),
+            None => {
+                let s = crate::security::authenticator(&settings)?;
+                (s.authenticator, s.backend_metrics)
+            }
         };
-        let authorizer = authorizer.or_else(|| settings.acl.clone().map(|a| Box::new(a) as Box<dyn Authorizer>));
+        let authorizer = authorizer.or_else(|| crate::security::authorizer(&settings));
         for a in &mut adapters {
             let name = a.name().to_string();
             a.bind().await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
@@ -169,10 +172,15 @@ impl Builder {
         });
         let ctx =
             roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
-        let (registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        let (mut registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        if let Some(m) = auth_metrics {
+            // Not an adapter, but its counters belong where /metrics, $SYS and the API look.
+            registry.add("auth", crate::security::running(m))?;
+        }
         api_routes.push(roost_rules::api::routes(rules.clone()));
         let registry = Arc::new(registry);
         api_routes.push(crate::api::cluster::routes(cluster.clone()));
+        api_routes.push(crate::api::config::routes(settings.effective.clone()));
         for (w, rx) in webhooks.iter().zip(webhook_queues) {
             crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
         }

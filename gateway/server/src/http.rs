@@ -297,6 +297,27 @@ impl Collector for ClusterCollector {
         gauge(e, "cluster_routes_local", "Filters of this node in the route table", s.local_routes as i64)?;
         gauge(e, "cluster_routes_remote", "Filters of other nodes known here", s.remote_routes as i64)?;
         gauge(e, "cluster_nats_rtt_microseconds", "Round trip of the last heartbeat KV write", s.rtt_micros as i64)?;
+        gauge(
+            e,
+            "cluster_sessions_persistent",
+            "Persistent sessions of the cluster known here",
+            s.persistent_sessions as i64,
+        )?;
+        gauge(
+            e,
+            "cluster_session_consumers",
+            "Persistent sessions here taking their JetStream messages",
+            s.session_consumers as i64,
+        )?;
+        counter(e, "cluster_session_stored", "Messages stored in persistent sessions' JetStream streams", s.stored)?;
+        counter(e, "cluster_session_store_failures", "Session stores JetStream did not acknowledge", s.store_failures)?;
+        counter(e, "cluster_session_in", "Messages taken from JetStream into sessions here", s.session_in)?;
+        counter(
+            e,
+            "cluster_sessions_resumed",
+            "Persistent sessions resumed after their node did not hand them over",
+            s.resumed,
+        )?;
         Ok(())
     }
 }

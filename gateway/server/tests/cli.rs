@@ -1,4 +1,5 @@
 //! The `roost` binary as a user runs it: exit codes, stdout, stderr.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

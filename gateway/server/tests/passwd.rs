@@ -1,6 +1,6 @@
 //! `roost passwd FILE USER` as an operator runs it: batch mode, a client id binding, the
 //! password on standard input, an update, and the refusals.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

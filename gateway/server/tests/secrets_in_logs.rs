@@ -2,7 +2,7 @@
 //! `RUST_LOG=trace`, clients log in with right and wrong passwords over TCP and TLS, a
 //! bridge with a password tries its upstream, and the whole log is searched for the
 //! passwords, the password hashes and the private key.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -9,7 +9,7 @@
 //! Several can run side by side (distinct `--prefix`) when one process cannot open enough
 //! sockets. It prints the fleet's counters, what the subscriber received, and with
 //! `--roost-pid` the gateway's resident memory before and after the fleet connected.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

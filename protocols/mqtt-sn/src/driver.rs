@@ -209,6 +209,7 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         peer: Some(addr),
         username: None,
         protocol_detail: None,
+        grants: None,
     };
     let msg = roost_core::Message::new(
         ctx.topics.mountpoint.mount(&name),

@@ -1,5 +1,5 @@
 //! The UDP driver on its own: IPv6 sockets and ADVERTISE.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

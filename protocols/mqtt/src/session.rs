@@ -121,7 +121,7 @@ impl MqttSession {
                     // The client refused the message: the flow ends here (§4.3.3).
                     conn.ack(a.packet_id);
                 } else {
-                    let known = conn.received(a.packet_id);
+                    let known = conn.received_settled(a.packet_id).await;
                     out.push(Packet::PubRel(
                         self.ack(a.packet_id, if known { 0 } else { reason::PACKET_IDENTIFIER_NOT_FOUND }),
                     ));

@@ -1,7 +1,7 @@
 //! Shared by the codec end-to-end tests: a TCP device speaking the `line` protocol, and
 //! an authenticator and authorizer that record who asked (to see the codec's name as the
 //! protocol) and refuse what a test says.
-
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

@@ -101,6 +101,28 @@ impl Browser {
         self.send(Some(&s), method, params).await
     }
 
+    /// Files the page downloads are saved in `dir` (under the names the page gives them).
+    pub async fn allow_downloads(&mut self, dir: &Path) {
+        let params = json!({ "behavior": "allow", "downloadPath": dir.display().to_string() });
+        self.send(None, "Browser.setDownloadBehavior", params).await;
+    }
+
+    /// Waits (at most [`PAGE_WAIT`]) for `path` to exist with content containing `want`.
+    pub async fn wait_for_file(&mut self, path: &Path, want: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+        loop {
+            // Chromium writes `NAME.crdownload` and renames it when done: a file under the
+            // final name is complete.
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.contains(want)
+            {
+                return text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {} holding {want:?} in time", path.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Loads `url` (waits for the navigation to be committed, not for the page's data).
     pub async fn goto(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url })).await;

@@ -18,8 +18,8 @@ use tokio::net::UdpSocket;
 
 pub const LORA_EUI: &str = "0101010101010101";
 const LORA_ADDR: &str = "26011234";
-const NWK: &str = "01010101010101010101010101010101";
-const APP: &str = "02020202020202020202020202020202";
+pub const NWK: &str = "01010101010101010101010101010101";
+pub const APP: &str = "02020202020202020202020202020202";
 
 /// The `[[lorawan.device]]` the forwarder's uplinks belong to.
 pub fn lorawan_config() -> String {

@@ -125,24 +125,37 @@ pub struct Acl {
 }
 
 impl Authorizer for Acl {
+    /// A superuser passes; then these rules, then the client's own (from `[acl] sources`,
+    /// loaded at connect), first match wins; then `no_match` (EMQX's order: the file
+    /// source first, then the databases).
     fn check(&self, client: &ClientInfo, action: Action, topic: &str) -> bool {
-        let topic = strip_share(action, topic);
-        for rule in &self.rules {
-            let action_ok = matches!(
-                (rule.action, action),
-                (RuleAction::All, _)
-                    | (RuleAction::Publish, Action::Publish)
-                    | (RuleAction::Subscribe, Action::Subscribe)
-            );
-            if !action_ok || !rule.who.matches(client) {
-                continue;
-            }
-            if rule.topics.iter().any(|t| topic_matches(t, client, action, topic)) {
-                return rule.permission == Permission::Allow;
-            }
+        let grants = client.grants.as_deref();
+        if grants.is_some_and(|g| g.superuser) {
+            return true;
         }
-        self.no_match == Permission::Allow
+        let topic = strip_share(action, topic);
+        let own = grants.map_or(&[][..], |g| &g.rules[..]);
+        match first_match(&self.rules, client, action, topic).or_else(|| first_match(own, client, action, topic)) {
+            Some(permission) => permission == Permission::Allow,
+            None => self.no_match == Permission::Allow,
+        }
     }
+}
+
+fn first_match(rules: &[AclRule], client: &ClientInfo, action: Action, topic: &str) -> Option<Permission> {
+    for rule in rules {
+        let action_ok = matches!(
+            (rule.action, action),
+            (RuleAction::All, _) | (RuleAction::Publish, Action::Publish) | (RuleAction::Subscribe, Action::Subscribe)
+        );
+        if !action_ok || !rule.who.matches(client) {
+            continue;
+        }
+        if rule.topics.iter().any(|t| topic_matches(t, client, action, topic)) {
+            return Some(rule.permission);
+        }
+    }
+    None
 }
 
 fn strip_share(action: Action, topic: &str) -> &str {
@@ -223,6 +236,7 @@ mod tests {
             protocol_detail: None,
             peer: Some((ip, 1000).into()),
             username: user.map(String::from),
+            grants: None,
         }
     }
 
@@ -301,5 +315,28 @@ mod tests {
         let strict = Acl { no_match: Permission::Deny, ..acl };
         assert!(!strict.check(&dev, Action::Publish, "anything"));
         assert!(strict.check(&dev, Action::Subscribe, "$share/g/users/bob/x"));
+    }
+
+    #[test]
+    fn superuser_and_own_rules_after_the_file_rules() {
+        let acl = Acl {
+            rules: vec![rule(Permission::Deny, Who::default(), RuleAction::All, &["secret/#"])],
+            no_match: Permission::Deny,
+        };
+        let mut c = client("d", Some("u"), [127, 0, 0, 1], Protocol::Mqtt);
+        assert!(!acl.check(&c, Action::Publish, "own/x"));
+        c.grants = Some(std::sync::Arc::new(crate::auth::Grants {
+            superuser: false,
+            rules: vec![
+                rule(Permission::Allow, Who::default(), RuleAction::Publish, &["own/#", "secret/x"]),
+                rule(Permission::Deny, Who::default(), RuleAction::All, &["#"]),
+            ],
+        }));
+        assert!(acl.check(&c, Action::Publish, "own/x"));
+        assert!(!acl.check(&c, Action::Subscribe, "own/x"));
+        // The file's deny comes first.
+        assert!(!acl.check(&c, Action::Publish, "secret/x"));
+        c.grants = Some(std::sync::Arc::new(crate::auth::Grants { superuser: true, rules: vec![] }));
+        assert!(acl.check(&c, Action::Publish, "secret/x"));
     }
 }

@@ -124,11 +124,14 @@ mod tests {
             protocol_detail: None,
             peer: None,
             username: user.map(String::from),
+            grants: None,
         }
     }
 
     async fn run(chain: &AuthChain, c: &ClientInfo) -> AuthDecision {
-        chain.authenticate(Credentials { client: c, password: None, certificate: None }).await
+        chain
+            .authenticate(Credentials { client: c, password: None, certificate: None, grants: &Default::default() })
+            .await
     }
 
     #[tokio::test]

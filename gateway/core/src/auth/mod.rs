@@ -4,6 +4,7 @@
 //! - [`chain`]: `[auth] chain`, sources tried in order ([`AuthSource`]: allow, deny or ignore)
 //! - [`users`]: the users file (argon2 hashes, optional client id binding; `roost passwd`)
 //! - [`acl`]: `[acl]` rules, first match wins
+//! - [`Grants`]: what a source grants an admitted client (superuser, its own ACL rules)
 //! - [`throttle`]: repeated failed logins from one address are answered slowly
 //!
 //! The plain [`AnonymousPolicy`] and [`AllowAll`] remain the defaults when nothing is
@@ -36,6 +37,38 @@ pub struct Credentials<'a> {
     /// (mTLS), e.g. its common name; `None` without one. (DTLS listeners pass the PSK
     /// identity here too.)
     pub certificate: Option<&'a str>,
+    /// Where the source that admits the client leaves what it grants beyond the connect.
+    pub grants: &'a GrantSlot,
+}
+
+/// What the sources that admitted a client grant it beyond the connect: EMQX's
+/// `is_superuser` (every publish and subscribe allowed, the ACL skipped) and the client's
+/// own ACL rules loaded from a database at connect (`[acl] sources`), checked after the
+/// `[acl]` rules. Kept in [`ClientInfo::grants`] for the connection's life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub superuser: bool,
+    pub rules: Vec<AclRule>,
+}
+
+/// Filled by auth sources during one authentication, read by the broker once it is done.
+#[derive(Debug, Default)]
+pub struct GrantSlot(parking_lot::Mutex<Grants>);
+
+impl GrantSlot {
+    pub fn set_superuser(&self, superuser: bool) {
+        self.0.lock().superuser = superuser;
+    }
+    pub fn superuser(&self) -> bool {
+        self.0.lock().superuser
+    }
+    /// Appends per-client rules (in source order: the first match wins).
+    pub fn add_rules(&self, rules: impl IntoIterator<Item = AclRule>) {
+        self.0.lock().rules.extend(rules);
+    }
+    pub fn take(&self) -> Grants {
+        std::mem::take(&mut *self.0.lock())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,6 +178,7 @@ fn get_message(r: &mut R<'_>) -> Res<Message> {
         publisher,
         created: Instant::now(),
         expiry,
+        receipt: None,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Guests the tests build: the AssemblyScript `line` codec (compiled with `asc` from the
 //! local node_modules that scripts/test installs, cached by source hash) and WAT guests.
-
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 #![allow(dead_code)]
 
 use std::path::PathBuf;

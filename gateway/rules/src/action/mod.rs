@@ -4,13 +4,16 @@
 //! The worker writes batches through a [`Sink`], retrying a failed batch with a doubling
 //! backoff (capped at 5 s) before dropping it (`failed`).
 //!
-//! A sink is one `async` method over a batch of outputs, so another store (Kafka, MongoDB,
-//! Redis, MySQL, InfluxDB, AMQP) is one more file and one more [`crate::config::ActionKind`]
-//! variant: it connects lazily, reconnects on the next write after an error, and never
-//! holds the queue's lock.
+//! A sink is one `async` method over a batch of outputs, so another store (Kafka, MongoDB)
+//! is one more file and one more [`crate::config::ActionKind`] variant: it connects lazily,
+//! reconnects on the next write after an error, and never holds the queue's lock.
 
+pub mod amqp;
 pub mod http;
+pub mod influxdb;
+pub mod mysql;
 pub mod postgres;
+pub mod redis;
 pub mod republish;
 pub mod sqlite;
 
@@ -96,6 +99,10 @@ impl ActionKind {
             ActionKind::Http { .. } => "http",
             ActionKind::Sqlite { .. } => "sqlite",
             ActionKind::Postgres { .. } => "postgres",
+            ActionKind::Mysql { .. } => "mysql",
+            ActionKind::Redis { .. } => "redis",
+            ActionKind::Rabbitmq { .. } => "rabbitmq",
+            ActionKind::Influxdb { .. } => "influxdb",
         }
     }
 }
@@ -108,6 +115,10 @@ pub fn start(rule: &str, cfg: &ActionConfig, env: &Env) -> Result<ActionHandle, 
         ActionKind::Http { .. } => Box::new(http::HttpSink::new(&cfg.kind)?),
         ActionKind::Sqlite { .. } => Box::new(sqlite::SqliteSink::new(&cfg.kind)?),
         ActionKind::Postgres { .. } => Box::new(postgres::PostgresSink::new(&cfg.kind)?),
+        ActionKind::Mysql { .. } => Box::new(mysql::MysqlSink::new(&cfg.kind)?),
+        ActionKind::Redis { .. } => Box::new(redis::RedisSink::new(&cfg.kind)?),
+        ActionKind::Rabbitmq { .. } => Box::new(amqp::AmqpSink::new(&cfg.kind)?),
+        ActionKind::Influxdb { .. } => Box::new(influxdb::InfluxSink::new(&cfg.kind)?),
     };
     let (tx, rx) = mpsc::channel(cfg.queue);
     let metrics = Arc::new(ActionMetrics::default());

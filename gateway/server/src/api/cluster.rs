@@ -53,5 +53,13 @@ pub fn view(s: &ClusterStatus) -> Value {
         "handoffs": s.handoffs,
         "reconnects": s.reconnects,
         "nats_rtt_us": s.rtt_micros,
+        "persistent_sessions": {
+            "known": s.persistent_sessions,
+            "consuming": s.session_consumers,
+            "stored": s.stored,
+            "store_failures": s.store_failures,
+            "delivered_in": s.session_in,
+            "resumed": s.resumed,
+        },
     })
 }

@@ -1,16 +1,14 @@
-//! `/api/v1` handlers for clients, subscriptions, publish, retained messages, stats and
-//! metrics.
+//! `/api/v1` handlers for clients, subscriptions, retained messages, stats and metrics.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use roost_core::admin::{ClientView, SubscriptionView};
-use roost_core::{ClientId, Message, QoS};
+use roost_core::{ClientId, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -125,37 +123,6 @@ pub async fn list_subscriptions(
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBody {
-    topic: String,
-    #[serde(default)]
-    payload: String,
-    /// `plain` (default) or `base64`.
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(default)]
-    qos: u8,
-    #[serde(default)]
-    retain: bool,
-}
-
-pub async fn publish(State(s): State<ApiState>, body: Result<Json<PublishBody>, JsonRejection>) -> ApiResult {
-    let Json(b) = body.map_err(|e| ApiError::bad_request(format!("body: {}", e.body_text())))?;
-    roost_core::topic::validate_name(&b.topic, s.broker.settings())
-        .map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
-    let qos = QoS::from_u8(b.qos).ok_or_else(|| ApiError::bad_request("qos: must be 0, 1 or 2"))?;
-    let payload = match b.encoding.as_deref() {
-        None | Some("plain") => Bytes::from(b.payload.into_bytes()),
-        Some("base64") => {
-            Bytes::from(crate::base64::decode(&b.payload).ok_or_else(|| ApiError::bad_request("payload: not base64"))?)
-        }
-        Some(other) => return Err(ApiError::bad_request(format!("encoding: {other:?} is not plain or base64"))),
-    };
-    let matched = s.broker.publish(Message::new(b.topic, payload, qos, b.retain));
-    Ok(Json(json!({ "matched": matched })).into_response())
-}
-
-#[derive(Debug, Deserialize)]
 pub struct RetainedQuery {
     page: Option<u32>,
     limit: Option<u32>,
@@ -164,16 +131,14 @@ pub struct RetainedQuery {
 }
 
 fn retained_json(m: &std::sync::Arc<Message>) -> Value {
-    let (payload, encoding) = match std::str::from_utf8(&m.payload) {
-        Ok(t) => (Value::from(t), "plain"),
-        Err(_) => (Value::from(crate::base64::encode(&m.payload)), "base64"),
-    };
+    let (payload, encoding) = super::publish::payload_json(&m.payload);
     json!({
         "topic": &*m.topic,
         "payload": payload,
         "encoding": encoding,
         "qos": m.qos as u8,
         "publisher": m.publisher.as_ref().map(|p| p.as_str()),
+        "properties": super::publish::properties_json(m, std::time::Instant::now()),
     })
 }
 

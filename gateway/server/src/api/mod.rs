@@ -1,6 +1,8 @@
-//! The HTTP management API, `/api/v1` (JSON): clients (list, search, show, kick),
-//! subscriptions, publish, retained messages (list, show, delete), stats, metrics, traces and
-//! the running protocol adapters (`/adapters`: listeners and declared metrics).
+//! The HTTP management API, `/api/v1` (JSON): clients (list, search, show, kick, queued and
+//! in-flight messages), subscriptions, publish (with MQTT 5 properties), retained messages
+//! (list, show, delete), stats, metrics, traces (start, stop, download), the effective
+//! configuration with secrets redacted (`/config`) and the running protocol adapters
+//! (`/adapters`: listeners and declared metrics).
 //! Its OpenAPI 3 description is served at `/api/v1/openapi.json` (hand-written:
 //! `openapi.json` next to this file; a test checks every route is in it).
 //!
@@ -16,10 +18,13 @@
 
 mod adapters;
 pub mod cluster;
+pub mod config;
 mod handlers;
 pub mod keys;
 pub mod lorawan;
 pub mod lwm2m;
+pub mod publish;
+mod queue;
 mod trace;
 
 use std::path::PathBuf;
@@ -137,8 +142,9 @@ pub fn router(state: ApiState, extra: Vec<Router>) -> Router {
     let mut protected = Router::new()
         .route("/clients", get(handlers::list_clients))
         .route("/clients/{clientid}", get(handlers::show_client).delete(handlers::kick_client))
+        .route("/clients/{clientid}/messages", get(queue::client_messages))
         .route("/subscriptions", get(handlers::list_subscriptions))
-        .route("/publish", post(handlers::publish))
+        .route("/publish", post(publish::publish))
         .route("/retained", get(handlers::list_retained))
         .route("/retained/{*topic}", get(handlers::show_retained).delete(handlers::delete_retained))
         .route("/stats", get(handlers::stats))
@@ -146,6 +152,7 @@ pub fn router(state: ApiState, extra: Vec<Router>) -> Router {
         .route("/adapters", get(adapters::list))
         .route("/adapters/{name}", get(adapters::show))
         .route("/traces", get(trace::list).post(trace::start).delete(trace::stop))
+        .route("/traces/download", get(trace::download))
         .with_state(state.clone());
     for r in extra {
         protected = protected.merge(r);
@@ -217,6 +224,7 @@ mod tests {
         for p in [
             "/clients",
             "/clients/{clientid}",
+            "/clients/{clientid}/messages",
             "/subscriptions",
             "/publish",
             "/retained",
@@ -224,6 +232,9 @@ mod tests {
             "/stats",
             "/metrics",
             "/traces",
+            "/traces/download",
+            "/config",
+            "/plugins",
             "/adapters",
             "/adapters/{name}",
             "/lorawan/gateways",

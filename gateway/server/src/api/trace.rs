@@ -1,14 +1,17 @@
-//! `/api/v1/traces`: start, list and stop traces (see `roost_core::trace`). `roost ctl
-//! trace` is a client of these.
+//! `/api/v1/traces`: start, list, stop and download traces (see `roost_core::trace`).
+//! `roost ctl trace` is a client of these. A download serves only the file of a running or
+//! recently stopped trace, found by the trace's name, never a path the caller names; it is
+//! streamed in chunks, so a large trace costs no more memory than a small one.
 
 use std::path::{Component, PathBuf};
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use roost_core::trace::{TraceError, TraceTarget};
+use roost_core::trace::{TraceError, TraceInfo, TraceTarget};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -92,26 +95,71 @@ pub async fn stop(
     }
 }
 
+fn trace_json(t: TraceInfo) -> Value {
+    let (kind, target) = match t.target {
+        TraceTarget::Client(c) => ("client", c),
+        TraceTarget::Topic(f) => ("topic", f),
+    };
+    json!({
+        "name": t.name,
+        "type": kind,
+        "target": target,
+        "file": t.file.display().to_string(),
+        "started": roost_core::trace::timestamp(t.started),
+        "lines": t.lines,
+    })
+}
+
+/// `data`: the running traces; `finished`: the last stopped ones (their files can still be
+/// downloaded).
 pub async fn list(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    let traces: Vec<Value> = s
-        .broker
-        .tracer()
-        .list()
-        .into_iter()
-        .map(|t| {
-            let (kind, target) = match t.target {
-                TraceTarget::Client(c) => ("client", c),
-                TraceTarget::Topic(f) => ("topic", f),
-            };
-            json!({
-                "name": t.name,
-                "type": kind,
-                "target": target,
-                "file": t.file.display().to_string(),
-                "started": roost_core::trace::timestamp(t.started),
-                "lines": t.lines,
-            })
+    let tracer = s.broker.tracer();
+    let traces: Vec<Value> = tracer.list().into_iter().map(trace_json).collect();
+    let finished: Vec<Value> = tracer.finished().into_iter().rev().map(trace_json).collect();
+    Ok(Json(json!({ "data": traces, "finished": finished })).into_response())
+}
+
+/// Bytes read from the trace file per chunk of the response.
+const CHUNK: usize = 64 * 1024;
+
+/// `GET /traces/download?type=client&target=ID`: the trace file as `text/plain`.
+pub async fn download(
+    State(s): State<ApiState>,
+    q: Result<Query<StopQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let (name, _) = target(&q.kind, &q.target, &s)?;
+    let path = s.broker.tracer().file_of(&name).ok_or_else(|| ApiError::not_found(format!("no trace {name:?}")))?;
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+        .await
+        .map_err(|e| ApiError::bad_request(format!("file: {e}")))?
+        .map_err(|e| ApiError::not_found(format!("the file of trace {name:?}: {e}")))?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0; CHUNK];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((buf, file))
         })
-        .collect();
-    Ok(Json(json!({ "data": traces })).into_response())
+        .await
+        .map_err(std::io::Error::other);
+        match read {
+            Ok(Ok((buf, _))) if buf.is_empty() => None,
+            Ok(Ok((buf, file))) => Some((Ok(bytes::Bytes::from(buf)), Some(file))),
+            Ok(Err(e)) | Err(e) => Some((Err(e), None)),
+        }
+    });
+    // The name as a file name: `client:ID` with what a file name cannot hold replaced.
+    let file_name: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}.trace.txt\"")),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }

@@ -26,6 +26,9 @@ pub(super) struct ClusterSection {
     pub heartbeat: ConfigDuration,
     pub node_timeout: ConfigDuration,
     pub buffer: Int,
+    pub session_max_age: ConfigDuration,
+    pub session_max_messages: Int,
+    pub session_window: Int,
 }
 
 impl Default for ClusterSection {
@@ -45,6 +48,9 @@ impl Default for ClusterSection {
             heartbeat: ConfigDuration(d.heartbeat),
             node_timeout: ConfigDuration(d.node_timeout),
             buffer: Int(d.buffer as i64),
+            session_max_age: ConfigDuration(d.session_max_age),
+            session_max_messages: Int(d.session_max_messages),
+            session_window: Int(d.session_window),
         }
     }
 }
@@ -97,6 +103,14 @@ pub(super) fn cluster(
         n @ 1..=10_000_000 => n as usize,
         n => return Err(invalid("buffer", format!("{n} is out of range (1..=10000000)"))),
     };
+    let session_max_messages = match c.session_max_messages.0 {
+        n @ 1..=100_000_000 => n,
+        n => return Err(invalid("session_max_messages", format!("{n} is out of range (1..=100000000)"))),
+    };
+    let session_window = match c.session_window.0 {
+        n @ 1..=65_535 => n,
+        n => return Err(invalid("session_window", format!("{n} is out of range (1..=65535)"))),
+    };
     Ok(Some(ClusterSettings {
         node,
         nats: c.nats,
@@ -111,6 +125,9 @@ pub(super) fn cluster(
         node_timeout,
         buffer,
         addresses: Vec::new(),
+        session_max_age: positive("session_max_age", c.session_max_age)?,
+        session_max_messages,
+        session_window,
     }))
 }
 
@@ -145,6 +162,9 @@ mod tests {
             ("[cluster]\ntls_ca = \"/nonexistent/ca.pem\"\n", "cluster.tls_ca"),
             ("[cluster]\nheartbeat = \"2s\"\nnode_timeout = \"3s\"\n", "cluster.node_timeout"),
             ("[cluster]\nbuffer = 0\n", "cluster.buffer"),
+            ("[cluster]\nsession_max_age = \"0s\"\n", "cluster.session_max_age"),
+            ("[cluster]\nsession_window = 70000\n", "cluster.session_window"),
+            ("[cluster]\nsession_max_messages = 0\n", "cluster.session_max_messages"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");

@@ -8,10 +8,12 @@
 //! The annotated default file is [`crate::DEFAULT_CONFIG`]; the tests below keep it equal to
 //! the code defaults.
 
+mod authdb;
 mod bridge;
 mod cluster;
 mod coap;
 mod duration;
+mod effective;
 mod error;
 mod lorawan;
 mod lwm2m;
@@ -31,7 +33,9 @@ use roost_mqtt::settings::MqttSettings;
 use roost_mqttsn::settings::MqttSnSettings;
 use serde::Deserialize;
 
+pub use authdb::{AclSourceSettings, DbAuthSettings};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use effective::{EffectiveConfig, REDACTED};
 pub use error::ConfigError;
 pub use security::{AuthSettings, AuthSourceKind, HttpAuthSettings};
 
@@ -112,6 +116,9 @@ pub struct Settings {
     /// `[adapter.NAME]` sections, as written: each is handed to the adapter registered under
     /// `NAME`, which checks it (a section no adapter claims is an error at start).
     pub adapters: std::collections::BTreeMap<String, AdapterSection>,
+    /// The file as read with its defaults, secrets redacted: what `GET /api/v1/config` and
+    /// the dashboard show.
+    pub effective: EffectiveConfig,
 }
 
 /// One `[adapter.NAME]` table, unchecked until its adapter reads it.
@@ -153,6 +160,7 @@ impl Default for Settings {
             shutdown_grace: schema::DEFAULT_SHUTDOWN_GRACE,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
             adapters: Default::default(),
+            effective: EffectiveConfig::of(&schema::ConfigFile::default()),
         }
     }
 }
@@ -172,7 +180,8 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
 pub fn parse(text: &str) -> Result<Settings, ConfigError> {
     let deserializer = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::from_toml(text, &e))?;
     let file = schema::ConfigFile::deserialize(deserializer).map_err(|e| ConfigError::from_toml(text, &e))?;
-    validate::settings(file)
+    let effective = EffectiveConfig::of(&file);
+    Ok(Settings { effective, ..validate::settings(file)? })
 }
 
 #[cfg(test)]

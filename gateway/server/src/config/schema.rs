@@ -250,6 +250,14 @@ pub(super) struct AuthSection {
     pub client_ids: Vec<String>,
     pub slow_after_failures: Int,
     pub http: super::security::AuthHttpSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<super::authdb::SqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<super::authdb::SqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<super::authdb::RedisSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<super::authdb::LdapSection>,
 }
 
 impl Default for AuthSection {
@@ -261,6 +269,10 @@ impl Default for AuthSection {
             client_ids: Vec::new(),
             slow_after_failures: Int::from(BrokerSettings::default().auth_failures_free),
             http: Default::default(),
+            postgresql: None,
+            mysql: None,
+            redis: None,
+            ldap: None,
         }
     }
 }

@@ -19,6 +19,11 @@ pub enum AuthSourceKind {
     ClientIds,
     Http,
     Certificate,
+    /// `roost_authdb` sources (`[auth.postgresql]`, ...).
+    Postgresql,
+    Mysql,
+    Redis,
+    Ldap,
 }
 
 /// `[auth.http]`, validated.
@@ -38,6 +43,8 @@ pub struct AuthSettings {
     pub password_file: Option<PathBuf>,
     pub client_ids: Vec<String>,
     pub http: Option<HttpAuthSettings>,
+    /// `[auth.postgresql|mysql|redis|ldap]` and `[acl] sources`.
+    pub databases: super::authdb::DbAuthSettings,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -66,11 +73,29 @@ pub(super) struct AclSection {
     pub file: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<AclRuleSection>,
+    /// Database sources checked after the rules (`docs/security.md`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<super::authdb::AclSqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<super::authdb::AclSqlSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<super::authdb::AclRedisSection>,
 }
 
 impl Default for AclSection {
     fn default() -> Self {
-        AclSection { no_match: "allow".into(), deny_action: "ignore".into(), file: String::new(), rule: Vec::new() }
+        AclSection {
+            no_match: "allow".into(),
+            deny_action: "ignore".into(),
+            file: String::new(),
+            rule: Vec::new(),
+            sources: Vec::new(),
+            postgresql: None,
+            mysql: None,
+            redis: None,
+        }
     }
 }
 
@@ -126,6 +151,7 @@ pub(super) fn auth(
     password_file: &str,
     client_ids: Vec<String>,
     http: AuthHttpSection,
+    databases: super::authdb::DbSections,
 ) -> Result<AuthSettings, ConfigError> {
     let mut kinds = Vec::new();
     for (i, name) in chain.iter().enumerate() {
@@ -134,11 +160,15 @@ pub(super) fn auth(
             "client_ids" => AuthSourceKind::ClientIds,
             "http" => AuthSourceKind::Http,
             "certificate" => AuthSourceKind::Certificate,
+            "postgresql" => AuthSourceKind::Postgresql,
+            "mysql" => AuthSourceKind::Mysql,
+            "redis" => AuthSourceKind::Redis,
+            "ldap" => AuthSourceKind::Ldap,
             other => {
                 return Err(invalid(
                     &format!("auth.chain[{i}]"),
                     format!(
-                        "{other:?} is not a source: \"password_file\", \"client_ids\", \"http\" or \"certificate\""
+                        "{other:?} is not a source: \"password_file\", \"client_ids\", \"http\", \"certificate\", \"postgresql\", \"mysql\", \"redis\" or \"ldap\""
                     ),
                 ));
             }
@@ -173,6 +203,7 @@ pub(super) fn auth(
         password_file: (!password_file.is_empty()).then(|| PathBuf::from(password_file)),
         client_ids,
         http,
+        databases: super::authdb::validate(chain, databases)?,
     })
 }
 
@@ -200,7 +231,8 @@ pub(super) fn acl(section: AclSection) -> Result<(Option<Acl>, bool), ConfigErro
             rules.push(rule(&format!("acl.file {} rule[{i}]", section.file), r)?);
         }
     }
-    if rules.is_empty() && no_match == Permission::Allow {
+    // Database sources need an ACL to be checked by, even with no rules of their own.
+    if rules.is_empty() && no_match == Permission::Allow && section.sources.is_empty() {
         return Ok((None, deny_disconnect));
     }
     Ok((Some(Acl { rules, no_match }), deny_disconnect))

@@ -448,6 +448,7 @@ fn edge_example_is_locked_down() {
         protocol_detail: None,
         peer: Some(SocketAddr::from(([192, 0, 2, 7], 40000))),
         username: Some(user.to_string()),
+        grants: None,
     };
     assert!(acl.check(&who("admin", "ops"), Action::Subscribe, "$SYS/#"));
     assert!(!acl.check(&who("sensor-17", "s17"), Action::Subscribe, "$SYS/#"));

@@ -31,7 +31,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         lorawan,
         lwm2m,
         limits,
-        auth,
+        mut auth,
         acl,
         codec,
         storage,
@@ -90,9 +90,21 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     let mut mqtt_settings = mqtt_settings;
     let needs_tls = !mqtt_settings.tls_bind.is_empty() || !mqtt_settings.wss_bind.is_empty();
     mqtt_settings.tls = super::security::mqtt_tls(mqtt.tls, needs_tls)?;
+    let mut acl = acl;
+    let databases = super::authdb::DbSections {
+        postgresql: auth.postgresql.take(),
+        mysql: auth.mysql.take(),
+        redis: auth.redis.take(),
+        ldap: auth.ldap.take(),
+        acl_sources: acl.sources.clone(),
+        acl_postgresql: acl.postgresql.take(),
+        acl_mysql: acl.mysql.take(),
+        acl_redis: acl.redis.take(),
+    };
     let (acl, deny_disconnect) = super::security::acl(acl)?;
     mqtt_settings.acl_deny_disconnect = deny_disconnect;
-    let auth_settings = super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http)?;
+    let auth_settings =
+        super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http, databases)?;
 
     let broker = BrokerSettings {
         node_name: node_name("node.name", node.name)?,
@@ -214,6 +226,8 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         shutdown_grace: node.shutdown_grace.0,
         sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
         adapters: adapter.into_iter().map(|(name, t)| (name, super::AdapterSection(t))).collect(),
+        // Filled in by `parse`, which still holds the file.
+        effective: super::EffectiveConfig::default(),
     })
 }
 

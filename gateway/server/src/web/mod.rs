@@ -29,6 +29,7 @@ const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 const VIEWS_JS: &str = include_str!("assets/views.js");
 const DEVICES_JS: &str = include_str!("assets/devices.js");
+const OPS_JS: &str = include_str!("assets/ops.js");
 
 /// The page and its assets (no key: the page holds no data; its API calls need the key).
 pub fn routes() -> Router {
@@ -37,6 +38,7 @@ pub fn routes() -> Router {
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/assets/views.js", get(|| async { asset("text/javascript; charset=utf-8", VIEWS_JS) }))
         .route("/assets/devices.js", get(|| async { asset("text/javascript; charset=utf-8", DEVICES_JS) }))
+        .route("/assets/ops.js", get(|| async { asset("text/javascript; charset=utf-8", OPS_JS) }))
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
 }
 

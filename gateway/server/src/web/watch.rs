@@ -87,16 +87,14 @@ async fn next_event(w: Watcher) -> Option<(Result<Event, Infallible>, Watcher)> 
         match conn.next_delivery().await {
             Delivery::Publish { pending, .. } => {
                 let m = &pending.message;
-                let (payload, encoding) = match std::str::from_utf8(&m.payload) {
-                    Ok(t) => (t.to_string(), "plain"),
-                    Err(_) => (crate::base64::encode(&m.payload), "base64"),
-                };
+                let (payload, encoding) = crate::api::publish::payload_json(&m.payload);
                 let data = json!({
                     "topic": &*m.topic,
                     "payload": payload,
                     "encoding": encoding,
                     "qos": m.qos as u8,
                     "retain": pending.retain,
+                    "properties": crate::api::publish::properties_json(m, std::time::Instant::now()),
                     "time": roost_core::trace::timestamp(SystemTime::now()),
                 });
                 let event = Event::default().event("message").data(data.to_string());

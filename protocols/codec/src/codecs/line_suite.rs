@@ -2,6 +2,7 @@
 //! against any codec that claims to be `line` (with `keep_alive = 60`), so the same
 //! assertions run against the Rust codec here and the WebAssembly build of it in
 //! `roost-plugins`. Each function panics on the first difference.
+#![allow(clippy::expect_used, clippy::panic)] // test support: a failed expectation is the test failing
 
 use bytes::Bytes;
 

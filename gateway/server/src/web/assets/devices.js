@@ -1,6 +1,6 @@
-// Roost dashboard views for devices and operations: LwM2M (devices and their object tree
-// with read / write / execute / observe), LoRaWAN (gateways, devices, live frame log,
-// enqueue a downlink), CoAP / MQTT-SN sessions, and Operations (bridges, traces, node).
+// Roost dashboard views for devices: LwM2M (devices and their object tree with read /
+// write / execute / observe), LoRaWAN (gateways, devices, live frame log, enqueue a
+// downlink), CoAP / MQTT-SN sessions (awake or asleep, and what waits for them).
 "use strict";
 
 let objectDefs = null;
@@ -158,54 +158,25 @@ VIEWS.lorawan = {
 VIEWS.sessions = {
   async render(main, ctx) {
     const boxes = { "coap": h("div"), "mqtt-sn": h("div") };
-    main.append(card("CoAP sessions", boxes.coap), card("MQTT-SN sessions", boxes["mqtt-sn"]));
+    const detail = h("div");
+    let selected = null;
+    // What waits for a session (a sleeping MQTT-SN client's buffer, say), refreshed with the list.
+    const show = async (id) => {
+      selected = id;
+      const m = await api("/clients/" + encodeURIComponent(id) + "/messages?limit=50");
+      if (selected === id) detail.replaceChildren(card("Waiting for " + id, messagesView(m)));
+    };
+    main.append(card("CoAP sessions", boxes.coap), card("MQTT-SN sessions", boxes["mqtt-sn"]), detail);
     const load = async () => {
       for (const [p, box] of Object.entries(boxes)) {
         const r = await api("/clients?" + q({ protocol: p, limit: 200 }));
         box.replaceChildren(r.data.length ? table([["Client id", (c) => h("span.mono", { text: c.clientid })], ["Address", (c) => c.peer, "wide"],
           ["State", (c) => h(c.connected ? "span.pill.on" : "span.pill", { text: c.connected ? "awake" : "asleep / offline" })],
           ["Since", (c) => when(c.connected_at), "wide"], ["Subscriptions", (c) => c.subscriptions, "wide"],
-          ["Buffered", (c) => c.queued], ["In flight", (c) => c.inflight, "wide"]], r.data, (c) => ({ class: "session", "data-clientid": c.clientid }))
+          ["Buffered", (c) => c.queued], ["In flight", (c) => c.inflight, "wide"]], r.data, (c) => ({ class: "pick session" + (c.clientid === selected ? " selected" : ""), "data-clientid": c.clientid, onclick: () => show(c.clientid) }))
           : h("p.muted", { text: `No ${p} session.` }), ...(r.meta.count > r.data.length ? [h("p.muted", { text: `${r.meta.count} in all: see Clients for the rest.` })] : []));
       }
-      ctx.loaded();
-    };
-    await load();
-    ctx.every(5000, load);
-  },
-};
-
-VIEWS.operations = {
-  async render(main, ctx, stats) {
-    const bridges = h("div"), traces = h("div"), status = h("span");
-    const form = h("form.row", { id: "trace" }, h("select", { name: "type", "aria-label": "Trace type" }, h("option", { value: "client", text: "client" }), h("option", { value: "topic", text: "topic" })),
-      h("input", { name: "target", placeholder: "client id or topic filter", required: true }),
-      h("input", { name: "file", placeholder: "file name", required: true }), h("button", { type: "submit" }, "Start trace"), status);
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      const f = form.elements;
-      try { await api("/traces", { method: "POST", body: { type: f.type.value, target: f.target.value, file: f.file.value } }); message(status, "Started.", true); load(); }
-      catch (err) { message(status, err.message); }
-    });
-    main.append(card("Node", h("dl.kv", {}, [["Name", stats.node], ["Version", stats.version], ["Uptime", duration(stats.uptime)],
-      ["Connections", stats.connections], ["Sessions", stats.sessions]].flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]))),
-    card("Bridges", bridges), card("Traces", form, traces));
-    const load = async () => {
-      const [sys, t] = await Promise.all([api("/retained?" + q({ topic: "$SYS/brokers/+/bridges/#", limit: 1000 })), api("/traces")]);
-      const by = new Map();
-      for (const m of sys.data) {
-        const [, name, ...rest] = m.topic.split("/bridges/")[1] ? ["", ...m.topic.split("/bridges/")[1].split("/")] : [];
-        if (!name) continue;
-        if (!by.has(name)) by.set(name, { name });
-        by.get(name)[rest.join("/")] = m.payload;
-      }
-      bridges.replaceChildren(by.size ? table([["Bridge", (b) => b.name], ["Connected", (b) => b.connected], ["Queue", (b) => b.queue],
-        ["Forwarded out / in", (b) => `${b["forwarded/out"] ?? ""} / ${b["forwarded/in"] ?? ""}`], ["Last error", (b) => b.last_error]], [...by.values()])
-        : h("p.muted", { text: "No bridge reported in $SYS (none configured, or [node] sys_interval is off)." }));
-      traces.replaceChildren(t.data.length ? table([["Name", (x) => x.name], ["File", (x) => h("span.mono", { text: x.file }), "wide"], ["Started", (x) => when(x.started), "wide"],
-        ["Lines", (x) => x.lines], ["", (x) => h("button.danger.small", { onclick: async () => {
-          try { await api("/traces?" + q({ type: x.type, target: x.target }), { method: "DELETE" }); load(); } catch (e) { message(status, e.message); }
-        } }, "Stop")]], t.data) : h("p.muted", { text: "No trace running." }));
+      if (selected) await show(selected).catch(() => { selected = null; detail.replaceChildren(); });
       ctx.loaded();
     };
     await load();

@@ -1,7 +1,32 @@
-// Roost dashboard views: Overview (live charts from /dashboard/history), Clients (one table
-// for every protocol, paged and searched on the server, detail and kick) and Topics (live
-// watch over server-sent events, publish, retained messages).
+// Roost dashboard views: Overview (live charts from /dashboard/history, cluster nodes),
+// Clients (one table for every protocol, paged and searched on the server; detail with
+// subscriptions, queued and in-flight messages; kick) and Topics (live watch over
+// server-sent events, publish with MQTT 5 properties, retained messages).
 "use strict";
+
+/// MQTT 5 properties of a message as one line of text ("" when it has none).
+function propsText(p) {
+  if (!p) return "";
+  const parts = [];
+  if (p.content_type !== undefined) parts.push("content-type: " + p.content_type);
+  if (p.payload_format_indicator !== undefined) parts.push(p.payload_format_indicator === 1 ? "UTF-8" : "bytes");
+  if (p.response_topic !== undefined) parts.push("response: " + p.response_topic);
+  if (p.correlation_data !== undefined) parts.push("correlation: " + p.correlation_data);
+  if (p.message_expiry_interval !== undefined) parts.push("expires in " + p.message_expiry_interval + " s");
+  for (const [k, v] of Object.entries(p.user_properties || {})) parts.push(k + "=" + v);
+  return parts.join(", ");
+}
+
+/// A client's queued and in-flight messages (GET /clients/{id}/messages).
+function messagesView(m) {
+  const cols = [["Topic", (x) => h("span.mono", { text: x.topic })], ["Payload", (x) => h("span.mono.wrap", { text: x.payload + (x.truncated ? "…" : "") })],
+    ["QoS", (x) => x.qos], ["Age", (x) => duration(Math.floor((x.age_ms || 0) / 1000))], ["Properties", (x) => propsText(x.properties), "wide"]];
+  const list = (title, l, extra, cls) => [h("h2", { text: `${title} (${l.count})` }),
+    l.data.length ? table([...extra, ...cols], l.data, () => ({ class: cls })) : h("p.muted", { text: "None." }),
+    l.count > l.data.length ? h("p.muted", { text: `The first ${l.data.length} of ${l.count}.` }) : null];
+  return h("div.messages", {}, list("Queued messages", m.queued, [], "queued"),
+    list("In flight", m.inflight, [["Packet id", (x) => x.packet_id], ["State", (x) => x.state, "wide"]], "inflight"));
+}
 
 VIEWS.overview = {
   async render(main, ctx, stats) {
@@ -13,11 +38,15 @@ VIEWS.overview = {
     ].map(([title, field, integer]) => ({ field, integer, canvas: h("canvas.chart"), legend: h("div"), title }));
     const sys = { drops: h("canvas.chart"), mem: h("canvas.chart"), cpu: h("canvas.chart") };
     const dropTable = h("div");
-    main.append(statBox, h("div.grid", {}, charts.map((c) => card(c.title, c.canvas, c.legend)),
+    const clusterBox = h("section.card", { id: "cluster", hidden: true });
+    main.append(statBox, clusterBox, h("div.grid", {}, charts.map((c) => card(c.title, c.canvas, c.legend)),
       card("Drops per second", sys.drops, dropTable),
       card("Resident memory", sys.mem), card("CPU (% of one core)", sys.cpu)));
     const draw = async () => {
-      const [s, m, hist] = await Promise.all([api("/stats"), api("/metrics"), api("/dashboard/history")]);
+      const [s, m, hist, cl] = await Promise.all([api("/stats"), api("/metrics"), api("/dashboard/history"), api("/cluster")]);
+      // Cluster nodes only when clustered.
+      clusterBox.hidden = !cl.enabled;
+      if (cl.enabled) clusterBox.replaceChildren(h("h2", { text: "Cluster" }), clusterView(cl));
       const last = (a) => a.length ? a[a.length - 1] : 0;
       statBox.replaceChildren(stat("version", s.version), stat("uptime", duration(s.uptime)),
         stat("connections", s.connections), stat("sessions", s.sessions), stat("subscriptions", s.subscriptions),
@@ -73,8 +102,8 @@ VIEWS.clients = {
       ctx.loaded();
     };
     const show = async (id) => {
-      const [c, subs] = await Promise.all([api("/clients/" + encodeURIComponent(id)),
-        api("/subscriptions?" + q({ clientid: id, limit: 1000 }))]);
+      const [c, subs, msgs] = await Promise.all([api("/clients/" + encodeURIComponent(id)),
+        api("/subscriptions?" + q({ clientid: id, limit: 1000 })), api("/clients/" + encodeURIComponent(id) + "/messages?limit=50")]);
       const status = h("span");
       const kick = h("button.danger", { "data-action": "kick", onclick: async () => {
         try { await api("/clients/" + encodeURIComponent(id), { method: "DELETE" }); message(status, "Kicked.", true); load(); }
@@ -90,6 +119,7 @@ VIEWS.clients = {
         subs.data.length ? table([["Filter", (s) => h("span.mono", { text: s.topic })], ["QoS", (s) => s.qos],
           ["No local", (s) => s.no_local ? "yes" : "", "wide"], ["Retain handling", (s) => s.retain_handling, "wide"]], subs.data)
           : h("p.muted", { text: "No subscription." }),
+        messagesView(msgs),
         h("div.row", {}, c.connected ? kick : null, status)));
       detail.scrollIntoView({ block: "nearest" });
     };
@@ -120,7 +150,8 @@ VIEWS.topics = {
           messages.unshift(m);
           if (messages.length > 200) messages.pop();
           rows.prepend(h("tr.message", { "data-topic": m.topic }, h("td", { text: new Date(m.time).toLocaleTimeString() }),
-            h("td.mono", { text: m.topic }), h("td.mono.wrap", { text: m.payload }), h("td", { text: m.qos + (m.retain ? " R" : "") })));
+            h("td.mono", { text: m.topic }), h("td.mono.wrap", { text: m.payload }), h("td", { text: m.qos + (m.retain ? " R" : "") }),
+            h("td.wrap.wide.props", { text: propsText(m.properties) })));
           while (rows.children.length > 200) rows.lastChild.remove();
         }, abort.signal);
         message(watchStatus, "Watching " + filter.value, true);
@@ -135,14 +166,27 @@ VIEWS.topics = {
       h("label", {}, "Topic", h("input", { name: "topic", required: true, placeholder: "devices/lamp/set" })),
       h("label", {}, "Payload", h("textarea", { name: "payload" })),
       h("div.row", {}, h("label", {}, "QoS ", h("select", { name: "qos" }, ["0", "1", "2"].map((v) => h("option", { value: v, text: v })))),
-        h("label", {}, h("input", { type: "checkbox", name: "retain" }), " retain"),
-        h("button", { type: "submit" }, "Publish"), pubStatus));
+        h("label", {}, h("input", { type: "checkbox", name: "retain" }), " retain")),
+      h("details.props", {}, h("summary", { text: "MQTT 5 properties" }),
+        h("div.stack", {}, h("label", {}, "Content type", h("input", { name: "content_type", placeholder: "application/json" })),
+          h("label", {}, "Payload format", h("select", { name: "payload_format_indicator" }, h("option", { value: "", text: "unspecified" }),
+            h("option", { value: "0", text: "0: bytes" }), h("option", { value: "1", text: "1: UTF-8 text" }))),
+          h("label", {}, "Response topic", h("input", { name: "response_topic", placeholder: "devices/lamp/reply" })),
+          h("label", {}, "Correlation data", h("input", { name: "correlation_data" })),
+          h("label", {}, "Message expiry (s)", h("input", { name: "message_expiry_interval", type: "number", min: 0, max: 4294967295 })),
+          h("label", {}, "User properties (one key=value a line)", h("textarea", { name: "user_properties", placeholder: "site=north" })))),
+      h("div.row", {}, h("button", { type: "submit" }, "Publish"), pubStatus));
     pub.addEventListener("submit", async (e) => {
       e.preventDefault();
       const f = pub.elements;
+      const properties = {};
+      for (const k of ["content_type", "response_topic", "correlation_data"]) if (f[k].value !== "") properties[k] = f[k].value;
+      for (const k of ["payload_format_indicator", "message_expiry_interval"]) if (f[k].value !== "") properties[k] = Number(f[k].value);
+      const users = f.user_properties.value.split("\n").map((l) => l.trim()).filter(Boolean);
+      if (users.length) properties.user_properties = Object.fromEntries(users.map((l) => { const i = l.indexOf("="); return i < 0 ? [l, ""] : [l.slice(0, i).trim(), l.slice(i + 1).trim()]; }));
       try {
         const r = await api("/publish", { method: "POST", body: { topic: f.topic.value, payload: f.payload.value,
-          qos: Number(f.qos.value), retain: f.retain.checked } });
+          qos: Number(f.qos.value), retain: f.retain.checked, properties } });
         message(pubStatus, `Published; ${r.matched} subscriber(s) matched.`, true);
         if (f.retain.checked) loadRetained();
       } catch (err) { message(pubStatus, err.message); }
@@ -162,7 +206,7 @@ VIEWS.topics = {
     };
     main.append(h("div.grid", {},
       card("Watch", h("div.toolbar", {}, filter, watchBtn, h("button.secondary", { onclick: stopWatch }, "Stop")), watchStatus,
-        h("div.scroll.log", {}, h("table", {}, h("thead", {}, h("tr", {}, ["Time", "Topic", "Payload", "QoS"].map((t) => h("th", { text: t })))), rows))),
+        h("div.scroll.log", {}, h("table", {}, h("thead", {}, h("tr", {}, ["Time", "Topic", "Payload", "QoS"].map((t) => h("th", { text: t })), h("th.wide", { text: "Properties" }))), rows))),
       card("Publish", pub)),
     card("Retained messages", h("div.toolbar", {}, retFilter, h("button.secondary", { onclick: () => loadRetained() }, "Refresh"), retStatus), retList));
     await loadRetained();

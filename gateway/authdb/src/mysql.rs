@@ -1,0 +1,115 @@
+//! `"mysql"`: EMQX's MySQL authenticator and authorization source (MySQL or MariaDB) over
+//! `mysql_async` (plain TCP). Its pool holds up to `pool_size` connections; queries are
+//! server-side prepared statements with the template's placeholders as `?` parameters.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, Row, Value};
+use roost_core::auth::{AclRule, BoxFuture};
+
+use crate::BackendError;
+use crate::acl::AclBackend;
+use crate::settings::SqlSettings;
+use crate::source::{Backend, Outcome, judge, truthy};
+use crate::template::{ParamStyle, Var, Vars};
+
+pub struct Mysql {
+    settings: SqlSettings,
+    pool: mysql_async::Pool,
+    query: (String, Vec<Var>),
+    acl_query: Option<(String, Vec<Var>)>,
+}
+
+impl Mysql {
+    /// `acl_query`: `[acl.mysql] query`, if MySQL is an ACL source too.
+    pub fn new(settings: SqlSettings, acl_query: Option<crate::template::Template>) -> Result<Mysql, String> {
+        let (host, port) = crate::split_server(&settings.server, 3306)?;
+        let size = settings.common.pool_size.max(1);
+        let constraints = mysql_async::PoolConstraints::new(0, size).ok_or("pool_size: out of range")?;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some(settings.username.clone()))
+            .pass((!settings.password.is_empty()).then(|| settings.password.clone()))
+            .db_name((!settings.database.is_empty()).then(|| settings.database.clone()))
+            .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
+        Ok(Mysql {
+            pool: mysql_async::Pool::new(opts),
+            query: settings.query.sql(ParamStyle::Question),
+            acl_query: acl_query.map(|q| q.sql(ParamStyle::Question)),
+            settings,
+        })
+    }
+
+    async fn rows(&self, (sql, vars): &(String, Vec<Var>), values: &Vars) -> Result<Vec<Row>, BackendError> {
+        let params: Vec<Value> =
+            values.bind(vars).into_iter().map(|v| v.map_or(Value::NULL, |s| Value::Bytes(s.into_bytes()))).collect();
+        let mut conn = self.pool.get_conn().await?;
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        Ok(conn.exec(sql.as_str(), params).await?)
+    }
+}
+
+fn value<'r>(row: &'r Row, name: &str) -> Option<&'r Value> {
+    let i = row.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
+    row.as_ref(i)
+}
+
+fn text(row: &Row, name: &str) -> Option<String> {
+    match value(row, name)? {
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::UInt(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(row: &Row, name: &str) -> bool {
+    match value(row, name) {
+        Some(Value::Int(n)) => *n != 0,
+        Some(Value::UInt(n)) => *n != 0,
+        Some(Value::Bytes(b)) => truthy(&String::from_utf8_lossy(b)),
+        _ => false,
+    }
+}
+
+impl Backend for Mysql {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
+        Box::pin(async move {
+            let rows = self.rows(&self.query, vars).await?;
+            let Some(row) = rows.first() else { return Ok(Outcome::NotFound) };
+            let hash = text(row, "password_hash");
+            let salt = text(row, "salt");
+            Ok(judge(
+                self.settings.hash,
+                password,
+                hash.as_deref(),
+                salt.as_deref().map(str::as_bytes),
+                flag(row, "is_superuser"),
+            ))
+        })
+    }
+}
+
+impl AclBackend for Mysql {
+    fn kind(&self) -> &'static str {
+        "mysql_acl"
+    }
+
+    fn rules<'a>(&'a self, vars: &'a Vars) -> BoxFuture<'a, Result<Vec<AclRule>, BackendError>> {
+        Box::pin(async move {
+            let Some(q) = &self.acl_query else { return Ok(Vec::new()) };
+            let rows = self.rows(q, vars).await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let (p, a, t) = (text(r, "permission")?, text(r, "action")?, text(r, "topic")?);
+                    crate::acl::rule(&p, &a, &t)
+                })
+                .collect())
+        })
+    }
+}
