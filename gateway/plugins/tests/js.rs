@@ -3,7 +3,7 @@
 //! throwing, garbage, endless recursion) end in an error within their limits, counted,
 //! and the next call is served; bad files are refused at load and on reload.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark and test support: a failed expectation is the run failing
 
 use std::path::PathBuf;
 use std::sync::Arc;
