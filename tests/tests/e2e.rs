@@ -33,6 +33,8 @@ mod metrics;
 mod mqttsn;
 mod mqttsn_thirdparty;
 mod peer_lwm2m_client;
+mod plugins_js;
+mod plugins_reload;
 mod plugins_wasm;
 mod proxy_protocol;
 mod pubsub;

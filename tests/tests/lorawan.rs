@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
-const ABP_EUI: &str = "0101010101010101";
-const ABP_ADDR: &str = "26011234";
-const NWK: &str = "01010101010101010101010101010101";
-const APP: &str = "02020202020202020202020202020202";
+pub(crate) const ABP_EUI: &str = "0101010101010101";
+pub(crate) const ABP_ADDR: &str = "26011234";
+pub(crate) const NWK: &str = "01010101010101010101010101010101";
+pub(crate) const APP: &str = "02020202020202020202020202020202";
 const OTAA_EUI: &str = "0202020202020202";
 const JOIN_EUI: &str = "70b3d57ed0000001";
 const APP_KEY: &str = "03030303030303030303030303030303";
@@ -44,24 +44,24 @@ app_key = "{APP_KEY}"
     )
 }
 
-fn b64(b: &[u8]) -> String {
+pub(crate) fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-fn unb64(s: &str) -> Vec<u8> {
+pub(crate) fn unb64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Runs the lora-packet peer; its one line of output.
-async fn peer(args: &[&str]) -> String {
+pub(crate) async fn peer(args: &[&str]) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
     assert!(
         std::path::Path::new(dir).join("node_modules/lora-packet").is_dir(),
@@ -82,16 +82,16 @@ async fn uplink(fcnt: u32, data: &[u8], confirmed: bool) -> Vec<u8> {
 }
 
 /// A simulated packet forwarder: PUSH_DATA from `up`, PULL_DATA (and so PULL_RESP) on `down`.
-struct Forwarder {
+pub(crate) struct Forwarder {
     eui: [u8; 8],
     up: UdpSocket,
-    down: UdpSocket,
+    pub(crate) down: UdpSocket,
     server: SocketAddr,
     token: u16,
 }
 
 impl Forwarder {
-    async fn start(server: SocketAddr, eui: u64) -> Forwarder {
+    pub(crate) async fn start(server: SocketAddr, eui: u64) -> Forwarder {
         let f = Forwarder {
             eui: eui.to_be_bytes(),
             up: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
@@ -107,7 +107,7 @@ impl Forwarder {
         hex(&self.eui)
     }
 
-    async fn recv(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    pub(crate) async fn recv(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65_536];
         match timeout(wait, sock.recv(&mut buf)).await {
             Ok(Ok(n)) => Some(buf[..n].to_vec()),
@@ -134,7 +134,7 @@ impl Forwarder {
         assert_eq!(ack, vec![2, t[0], t[1], 0x01]);
     }
 
-    async fn push(&mut self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
+    pub(crate) async fn push(&mut self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
         let rxpk = json!({"rxpk": [{
             "time": "2026-11-25T16:00:00.000000Z", "tmst": tmst, "chan": 2, "rfch": 0, "freq": 868.5, "stat": 1,
             "modu": "LORA", "datr": "SF7BW125", "codr": "4/5", "rssi": rssi, "lsnr": snr, "size": phy.len(), "data": b64(phy),
@@ -159,14 +159,14 @@ impl Forwarder {
     }
 }
 
-async fn app_client(broker: &TestBroker, filter: &str) -> Client311 {
+pub(crate) async fn app_client(broker: &TestBroker, filter: &str) -> Client311 {
     let mut c = Client311::connect(broker.addr(), "application").await;
     c.subscribe(filter, qos(1)).await;
     c
 }
 
 /// The next publish on `topic_suffix` (others are skipped), as JSON.
-async fn expect_event(c: &mut Client311, topic_suffix: &str) -> Value {
+pub(crate) async fn expect_event(c: &mut Client311, topic_suffix: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -178,7 +178,7 @@ async fn expect_event(c: &mut Client311, topic_suffix: &str) -> Value {
 }
 
 /// Waits (bounded) until `read` reaches `want`.
-async fn counter_reaches(read: impl Fn() -> u64, want: u64, what: &str) {
+pub(crate) async fn counter_reaches(read: impl Fn() -> u64, want: u64, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while read() < want {
         assert!(tokio::time::Instant::now() < deadline, "{what} stayed at {} (want {want})", read());

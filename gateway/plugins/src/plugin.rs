@@ -49,6 +49,9 @@ pub struct Plugin<D: Loader> {
     /// The stamp last looked at, so an unchanged file is not re-read every poll.
     seen: Mutex<Option<Stamp>>,
     polls: std::sync::atomic::AtomicU64,
+    /// Held through a reload: the watcher and the API reloading at once must not both load
+    /// the same new file (one generation per change).
+    reloading: Mutex<()>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -97,6 +100,7 @@ impl<D: Loader> Plugin<D> {
             current: RwLock::new(current),
             seen: Mutex::new(seen),
             polls: std::sync::atomic::AtomicU64::new(0),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -107,6 +111,7 @@ impl<D: Loader> Plugin<D> {
 
     /// Re-reads the file; loads it if its content changed. On error the old version stays.
     pub fn reload(&self) -> Result<Reloaded, String> {
+        let _one_at_a_time = self.reloading.lock();
         *self.seen.lock() = stamp(&self.path);
         let bytes = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         let hash = sha256(&bytes);
@@ -161,7 +166,8 @@ impl<D: Loader> AnyPlugin for Plugin<D> {
         PluginInfo {
             path: self.path.display().to_string(),
             kind: self.kind,
-            abi_version: crate::abi::VERSION,
+            // JavaScript codecs follow TS013, which has no version number of ours: 0.
+            abi_version: if self.kind == Kind::Wasm { crate::abi::VERSION } else { 0 },
             generation: v.generation,
             sha256: v.sha256.clone(),
             stats: self.stats.snapshot(),

@@ -116,7 +116,14 @@ impl Builder {
         // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
         // `[adapter.*]` section is a config error, found before any port is bound.
         #[cfg(feature = "codec")]
-        let plugins = crate::plugins::setup(&mut codecs)?;
+        let (plugins, payload_codecs) = crate::plugins::setup(&mut codecs, &settings.payload_codecs)?;
+        #[cfg(feature = "codec")]
+        let settings = {
+            let mut settings = settings;
+            settings.lorawan.network_server.scripts =
+                roost_lorawan::settings::Scripts(Some(Arc::new(crate::plugins::LorawanScripts(payload_codecs.clone()))));
+            settings
+        };
         let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
         adapters.extend(third_party(&settings, &factories)?);
         let (authenticator, authorizer, auth_metrics) =
@@ -138,6 +145,8 @@ impl Builder {
         let started = std::time::Instant::now();
         let mut builder =
             Broker::builder(settings.broker.clone()).store(store).authenticator(authenticator).authorizer(authorizer);
+        #[cfg(feature = "codec")]
+        let hooks: Vec<_> = hooks.into_iter().chain(payload_codecs.hook()).collect();
         for h in hooks {
             builder = builder.hook(h);
         }

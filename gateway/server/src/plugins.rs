@@ -1,25 +1,50 @@
 //! Plugins in the gateway (`docs/plugins.md`): the `wasm` codec for `[[codec]] plugin = ...`
-//! listeners, the list of loaded plugins for the API and `/metrics`, and the thread that
+//! listeners, the `[[payload_codec]]` JavaScript codecs (LoRaWAN by name, a publish hook on
+//! their topics), the list of loaded plugins for the API and `/metrics`, and the thread that
 //! reloads a plugin when its file changes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use roost_codec::Registry;
+use roost_lorawan::settings::{ScriptCodecs, ScriptDecoded};
 use roost_plugins::Plugins;
+use roost_plugins::payload::{PayloadCodecConfig, PayloadCodecs};
 
 /// How often plugin files are looked at (mtime and size; the content hash decides).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Adds the `wasm` codec to `codecs` (unless a user's registry has its own) and starts
-/// watching the plugin files listeners load.
-pub(crate) fn setup(codecs: &mut Registry) -> anyhow::Result<Arc<Plugins>> {
+/// Adds the `wasm` codec to `codecs` (unless a user's registry has its own), loads the
+/// `[[payload_codec]]` scripts, and starts watching the plugin files.
+pub(crate) fn setup(
+    codecs: &mut Registry,
+    payload: &[PayloadCodecConfig],
+) -> anyhow::Result<(Arc<Plugins>, Arc<PayloadCodecs>)> {
     let plugins = Arc::new(Plugins::default());
     if !codecs.names().any(|n| n == roost_plugins::wasm_factory::NAME) {
         roost_plugins::wasm_factory::register(codecs, plugins.clone());
     }
+    let payload = PayloadCodecs::open(payload, &plugins).map_err(|e| anyhow::anyhow!("{e}"))?;
     Plugins::watch(&plugins, WATCH_INTERVAL)?;
-    Ok(plugins)
+    Ok((plugins, payload))
+}
+
+/// The payload codecs as the LoRaWAN network server asks for them.
+pub(crate) struct LorawanScripts(pub Arc<PayloadCodecs>);
+
+impl ScriptCodecs for LorawanScripts {
+    fn decode_uplink(&self, name: &str, fport: u8, bytes: &[u8]) -> Option<ScriptDecoded> {
+        let d = self.0.decode_uplink(name, fport, bytes)?;
+        Some(ScriptDecoded { object: d.data, errors: d.errors, warnings: d.warnings })
+    }
+
+    fn encode_downlink(
+        &self,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>> {
+        Some(self.0.encode_downlink(name, object)?.map(|e| (e.fport, e.bytes)))
+    }
 }
 
 /// `GET /api/v1/plugins` (each loaded plugin: path, kind, ABI version, generation, SHA-256,

@@ -52,7 +52,7 @@ pub enum Activation {
 }
 
 /// How `object` is made from an uplink's bytes in `event/up`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadCodec {
     None,
@@ -60,25 +60,96 @@ pub enum PayloadCodec {
     Json,
     /// Cayenne LPP (digital/analog in/out, temperature, humidity, ... as in ChirpStack).
     CayenneLpp,
+    /// A TS013 JavaScript codec of `[[payload_codec]]`, by name: `decodeUplink` makes
+    /// `object`, `encodeDownlink` turns a `command/down` `object` into bytes.
+    Script(String),
 }
 
 impl PayloadCodec {
     /// The name `payload_codec` has in the config file and the API.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             PayloadCodec::None => "none",
             PayloadCodec::Json => "json",
             PayloadCodec::CayenneLpp => "cayenne_lpp",
+            PayloadCodec::Script(name) => name,
         }
     }
 
+    /// A built-in name, or the name of a script codec (1-64 of `[A-Za-z0-9_-]`; whether
+    /// it is configured is checked where the codecs are known).
     pub fn parse(s: &str) -> Option<PayloadCodec> {
         match s {
             "" | "none" => Some(PayloadCodec::None),
             "json" => Some(PayloadCodec::Json),
             "cayenne_lpp" => Some(PayloadCodec::CayenneLpp),
+            name if name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
+                Some(PayloadCodec::Script(name.to_string()))
+            }
             _ => None,
         }
+    }
+}
+
+/// What a script codec made of an uplink.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScriptDecoded {
+    pub object: Option<serde_json::Value>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Script payload codecs by name (`[[payload_codec]]`, run by roost-plugins), handed to the
+/// network server by the gateway. `None` from either method: no codec of that name.
+pub trait ScriptCodecs: Send + Sync {
+    fn decode_uplink(&self, name: &str, fport: u8, bytes: &[u8]) -> Option<ScriptDecoded>;
+    /// The bytes and the fPort the codec chose (if it did), or its errors.
+    #[allow(clippy::type_complexity)]
+    fn encode_downlink(
+        &self,
+        name: &str,
+        object: &serde_json::Value,
+    ) -> Option<Result<(Option<u8>, Vec<u8>), Vec<String>>>;
+}
+
+/// The gateway's [`ScriptCodecs`], if any. Settings compare equal when they hold the same
+/// codecs object.
+#[derive(Clone, Default)]
+pub struct Scripts(pub Option<std::sync::Arc<dyn ScriptCodecs>>);
+
+impl PartialEq for Scripts {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(b)),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Scripts {}
+
+impl std::fmt::Debug for Scripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Scripts(Some)" } else { "Scripts(None)" })
+    }
+}
+
+impl Scripts {
+    /// `decodeUplink` of `name`; a missing codec is an error in the result.
+    pub fn decode(&self, name: &str, fport: u8, bytes: &[u8]) -> ScriptDecoded {
+        self.0.as_ref().and_then(|s| s.decode_uplink(name, fport, bytes)).unwrap_or_else(|| ScriptDecoded {
+            errors: vec![format!("payload codec {name:?} is not configured ([[payload_codec]])")],
+            ..ScriptDecoded::default()
+        })
+    }
+
+    /// `encodeDownlink` of `name`; a missing codec is an error.
+    pub fn encode(&self, name: &str, object: &serde_json::Value) -> Result<(Option<u8>, Vec<u8>), Vec<String>> {
+        self.0
+            .as_ref()
+            .and_then(|s| s.encode_downlink(name, object))
+            .unwrap_or_else(|| Err(vec![format!("payload codec {name:?} is not configured ([[payload_codec]])")]))
     }
 }
 
@@ -111,6 +182,8 @@ pub struct NetworkServerSettings {
     /// DevNonces remembered per device for replay protection.
     pub max_dev_nonces: usize,
     pub devices: Vec<DeviceSettings>,
+    /// Script payload codecs devices may name (set by the gateway, not the config file).
+    pub scripts: Scripts,
 }
 
 impl Default for NetworkServerSettings {
@@ -127,6 +200,7 @@ impl Default for NetworkServerSettings {
             max_queue: 32,
             max_dev_nonces: 1024,
             devices: Vec::new(),
+            scripts: Scripts::default(),
         }
     }
 }
@@ -238,7 +312,10 @@ impl DeviceFields {
         }
         let payload_codec = PayloadCodec::parse(&self.payload_codec).ok_or_else(|| FieldError {
             field: "payload_codec",
-            problem: format!("{:?} is not \"none\", \"json\" or \"cayenne_lpp\"", self.payload_codec),
+            problem: format!(
+                "{:?} is not \"none\", \"json\", \"cayenne_lpp\" or the name of a [[payload_codec]]",
+                self.payload_codec
+            ),
         })?;
         Ok(DeviceSettings {
             dev_eui,

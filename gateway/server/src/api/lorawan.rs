@@ -43,7 +43,11 @@ fn error(e: ManageError) -> ApiError {
             ApiError::not_found(message)
         }
         ManageError::Command(
-            CommandError::Port(_) | CommandError::Data | CommandError::Json(_) | CommandError::WrongDevice(_),
+            CommandError::Port(_)
+            | CommandError::Data
+            | CommandError::Json(_)
+            | CommandError::WrongDevice(_)
+            | CommandError::Codec(_),
         ) => ApiError::bad_request(message),
         ManageError::BridgeMode
         | ManageError::TooManyDevices

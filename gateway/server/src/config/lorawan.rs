@@ -112,6 +112,7 @@ pub(super) fn lorawan_settings(l: LorawanSection) -> Result<LorawanSettings, Con
             max_queue: at_least("lorawan.max_queue", l.max_queue, 1)?,
             max_dev_nonces: at_least("lorawan.max_dev_nonces", l.max_dev_nonces, 1)?,
             devices,
+            scripts: Default::default(),
         },
     })
 }

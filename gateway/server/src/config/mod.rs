@@ -86,6 +86,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::webhook::WebhookSettings>,
     /// `[[rule]]`s (none by default); more can be added through `/api/v1/rules`.
     pub rules: Vec<roost_rules::RuleConfig>,
+    /// `[[payload_codec]]`s: TS013 JavaScript payload codecs (none by default).
+    pub payload_codecs: Vec<roost_plugins::payload::PayloadCodecConfig>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     /// `[cluster]`: this node in a cluster over NATS JetStream; `None`: a single node.
@@ -142,6 +144,7 @@ impl Default for Settings {
             api_keys: Vec::new(),
             webhooks: Vec::new(),
             rules: Vec::new(),
+            payload_codecs: Vec::new(),
             bridges: Vec::new(),
             cluster: None,
             broker: BrokerSettings::default(),

@@ -1,5 +1,6 @@
 //! `[[codec]] plugin = "x.wasm"`: a WebAssembly codec file (`docs/plugins.md`) run by the
-//! `wasm` codec of the registry, its path handed over as `options.path`.
+//! `wasm` codec of the registry, its path handed over as `options.path`; and
+//! `[[payload_codec]]`: TS013 JavaScript payload codecs, by name for LoRaWAN devices.
 
 use super::ConfigError;
 use super::validate::invalid;
@@ -34,4 +35,29 @@ pub(super) fn codec_plugin(
     // codec listener, so the name is only checked against the registry there).
     *codec = "wasm".to_string();
     Ok(())
+}
+
+/// Checks every `[[payload_codec]]` table, and that each LoRaWAN device's script codec is one
+/// of them (the files themselves are loaded when the gateway starts).
+pub(super) fn payload_codecs(
+    codecs: Vec<roost_plugins::payload::PayloadCodecConfig>,
+    lorawan: &roost_lorawan::settings::LorawanSettings,
+) -> Result<Vec<roost_plugins::payload::PayloadCodecConfig>, ConfigError> {
+    for (i, c) in codecs.iter().enumerate() {
+        c.check().map_err(|(field, problem)| invalid(&format!("payload_codec[{i}].{field}"), problem))?;
+        if codecs[..i].iter().any(|o| o.name == c.name) {
+            return Err(invalid(&format!("payload_codec[{i}].name"), format!("{:?} is defined twice", c.name)));
+        }
+    }
+    for (i, d) in lorawan.network_server.devices.iter().enumerate() {
+        if let roost_lorawan::settings::PayloadCodec::Script(name) = &d.payload_codec
+            && !codecs.iter().any(|c| &c.name == name)
+        {
+            return Err(invalid(
+                &format!("lorawan.device[{i}].payload_codec"),
+                format!("{name:?} is not \"none\", \"json\", \"cayenne_lpp\" or the name of a [[payload_codec]]"),
+            ));
+        }
+    }
+    Ok(codecs)
 }

@@ -40,6 +40,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         webhook,
         cluster,
         rule,
+        payload_codec,
         adapter,
     } = file;
 
@@ -208,6 +209,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         api_keys: api_keys(http.api_keys)?,
         webhooks: super::webhook::webhooks(webhook)?,
         rules: super::rules::rules(rule)?,
+        payload_codecs: super::plugins::payload_codecs(payload_codec, &lorawan)?,
         bridges: super::bridge::bridges(bridge)?,
         cluster: super::cluster::cluster(cluster, &broker.node_name)?,
         storage,

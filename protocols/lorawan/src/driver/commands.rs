@@ -25,7 +25,7 @@ fn device_view(d: &Device) -> DeviceView {
         application_id: d.settings.application_id.clone(),
         activation,
         join_eui,
-        payload_codec: d.settings.payload_codec,
+        payload_codec: d.settings.payload_codec.clone(),
         origin: d.origin,
         class: "A",
         dev_addr: s.map(|s| s.dev_addr),

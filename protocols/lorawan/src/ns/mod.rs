@@ -139,9 +139,13 @@ struct DownCommand {
     dev_eui: Option<String>,
     #[serde(default)]
     confirmed: bool,
-    f_port: u8,
+    /// Required with `data`; with `object` the codec may choose it.
+    f_port: Option<u8>,
     #[serde(default)]
     data: String,
+    /// Encoded by the device's script codec (`encodeDownlink`) instead of `data`.
+    #[serde(default)]
+    object: Option<serde_json::Value>,
 }
 
 /// Why the device registry refused a change.
@@ -169,6 +173,8 @@ pub enum CommandError {
     UnknownDevice(DevEui),
     #[error("LoRaWAN command/down: queue of device {0} is full")]
     QueueFull(DevEui),
+    #[error("LoRaWAN command/down: object not encoded: {0}")]
+    Codec(String),
 }
 
 impl NetworkServer {
@@ -349,12 +355,42 @@ impl NetworkServer {
         {
             return Err(CommandError::WrongDevice(e.clone()));
         }
-        if !(1..=223).contains(&cmd.f_port) {
-            return Err(CommandError::Port(cmd.f_port));
+        let (fport, data) = match &cmd.object {
+            Some(object) => self.encode_object(dev_eui, object, cmd.f_port)?,
+            None => {
+                let fport = cmd.f_port.ok_or_else(|| CommandError::Json("missing field `fPort`".into()))?;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(cmd.data.as_bytes())
+                    .map_err(|_| CommandError::Data)?;
+                (fport, data)
+            }
+        };
+        if !(1..=223).contains(&fport) {
+            return Err(CommandError::Port(fport));
         }
-        let data =
-            base64::engine::general_purpose::STANDARD.decode(cmd.data.as_bytes()).map_err(|_| CommandError::Data)?;
-        self.enqueue_checked(dev_eui, cmd.id, cmd.confirmed, cmd.f_port, data)
+        self.enqueue_checked(dev_eui, cmd.id, cmd.confirmed, fport, data)
+    }
+
+    /// `object` of a `command/down` through the device's script codec (`encodeDownlink`);
+    /// the command's `fPort` wins over the codec's.
+    fn encode_object(
+        &self,
+        dev_eui: DevEui,
+        object: &serde_json::Value,
+        fport: Option<u8>,
+    ) -> Result<(u8, Vec<u8>), CommandError> {
+        let dev = self.devices.get(&dev_eui).ok_or(CommandError::UnknownDevice(dev_eui))?;
+        let crate::settings::PayloadCodec::Script(name) = &dev.settings.payload_codec else {
+            return Err(CommandError::Codec(format!(
+                "device {dev_eui} has payload_codec {:?}, not a [[payload_codec]] with encodeDownlink",
+                dev.settings.payload_codec.as_str()
+            )));
+        };
+        let (chosen, bytes) =
+            self.settings.scripts.encode(name, object).map_err(|e| CommandError::Codec(e.join("; ")))?;
+        let fport =
+            fport.or(chosen).ok_or_else(|| CommandError::Codec("no fPort in the command or from the codec".into()))?;
+        Ok((fport, bytes))
     }
 
     /// Queues an application payload for `dev_eui` (from MQTT `command/down` or the

@@ -11,7 +11,7 @@ use super::{Device, NetworkServer, Output, Transmit, TxTag, TxWindow, bump, even
 use crate::phy::{self, DataFrame, Downlink, MacCommand, UplinkMac};
 use crate::region::{RECEIVE_DELAY1, Region, mhz_to_hz};
 use crate::semtech::{GatewayEui, Rxpk};
-use crate::settings::PayloadCodec;
+use crate::settings::{PayloadCodec, Scripts};
 use crate::types::DevEui;
 
 /// GPS epoch (1980-01-06) in Unix seconds, and GPS − UTC leap seconds (since 2017).
@@ -82,7 +82,9 @@ impl NetworkServer {
         let frm = phy::decrypt_frm_payload(bytes, &session.nwk_s_key, &session.app_s_key, fcnt);
         let mac = if f.fport == Some(0) { phy::parse_uplink_mac(&frm) } else { phy::parse_uplink_mac(f.fopts) };
         let answers = mac_answers(dev, dev_eui, &mac, best, rx.len(), wall, out);
-        let payload = up_event(dev, f, fcnt, &frm, rx, wall, region).to_string().into_bytes();
+        let mut body = up_event(dev, f, fcnt, &frm, rx, wall, region);
+        script_object(&mut body, &self.settings.scripts, dev, f, &frm);
+        let payload = body.to_string().into_bytes();
         out.push(Output::Publish { dev_eui, topic: events::event_topic(&dev.settings, "up"), payload });
 
         let wants_answer = f.confirmed() || !answers.is_empty() || !dev.queue.is_empty() || f.adr_ack_req();
@@ -300,17 +302,36 @@ fn up_event(
     if let Some(port) = f.fport.filter(|p| *p != 0) {
         body["fPort"] = json!(port);
         body["data"] = json!(events::b64(frm));
-        if let Some(obj) = decode_object(dev.settings.payload_codec, frm) {
+        if let Some(obj) = decode_object(&dev.settings.payload_codec, frm) {
             body["object"] = obj;
         }
     }
     body
 }
 
-/// `object` of `event/up`, per the device's payload codec.
-fn decode_object(codec: PayloadCodec, data: &[u8]) -> Option<serde_json::Value> {
+/// `object`, `errors` and `warnings` of `event/up` from the device's script codec (TS013
+/// `decodeUplink`), if it has one and the frame carries application data.
+fn script_object(body: &mut serde_json::Value, scripts: &Scripts, dev: &Device, f: &DataFrame<'_>, frm: &[u8]) {
+    let (PayloadCodec::Script(name), Some(port)) = (&dev.settings.payload_codec, f.fport.filter(|p| *p != 0)) else {
+        return;
+    };
+    let d = scripts.decode(name, port, frm);
+    if let Some(obj) = d.object {
+        body["object"] = obj;
+    }
+    if !d.errors.is_empty() {
+        tracing::info!(dev_eui = %dev.settings.dev_eui, codec = %name, errors = ?d.errors, "payload codec: uplink not decoded");
+        body["errors"] = json!(d.errors);
+    }
+    if !d.warnings.is_empty() {
+        body["warnings"] = json!(d.warnings);
+    }
+}
+
+/// `object` of `event/up`, per the device's built-in payload codec.
+fn decode_object(codec: &PayloadCodec, data: &[u8]) -> Option<serde_json::Value> {
     match codec {
-        PayloadCodec::None => None,
+        PayloadCodec::None | PayloadCodec::Script(_) => None,
         PayloadCodec::Json => serde_json::from_slice(data).ok(),
         PayloadCodec::CayenneLpp => crate::lpp::decode(data),
     }
