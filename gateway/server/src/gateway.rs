@@ -120,8 +120,9 @@ impl Builder {
         #[cfg(feature = "codec")]
         let settings = {
             let mut settings = settings;
-            settings.lorawan.network_server.scripts =
-                roost_lorawan::settings::Scripts(Some(Arc::new(crate::plugins::LorawanScripts(payload_codecs.clone()))));
+            settings.lorawan.network_server.scripts = roost_lorawan::settings::Scripts(Some(Arc::new(
+                crate::plugins::LorawanScripts(payload_codecs.clone()),
+            )));
             settings
         };
         let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
