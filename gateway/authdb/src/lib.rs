@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod redis;
 pub mod settings;
 pub mod source;
+pub mod sql;
 pub mod template;
 
 pub use acl::{AclBackend, AclSources, WithAcl};

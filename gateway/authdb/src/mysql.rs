@@ -4,12 +4,12 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, Value};
-use roost_core::auth::{AclRule, BoxFuture};
+use roost_core::auth::BoxFuture;
 
 use crate::BackendError;
-use crate::acl::AclBackend;
 use crate::settings::SqlSettings;
-use crate::source::{Backend, Outcome, judge, truthy};
+use crate::source::truthy;
+use crate::sql::{Query, SqlClient};
 use crate::template::{ParamStyle, Var, Vars};
 
 pub struct Mysql {
@@ -40,7 +40,7 @@ impl Mysql {
         })
     }
 
-    async fn rows(&self, (sql, vars): &(String, Vec<Var>), values: &Vars) -> Result<Vec<Row>, BackendError> {
+    async fn query(&self, (sql, vars): &(String, Vec<Var>), values: &Vars) -> Result<Vec<Row>, BackendError> {
         let params: Vec<Value> =
             values.bind(vars).into_iter().map(|v| v.map_or(Value::NULL, |s| Value::Bytes(s.into_bytes()))).collect();
         let mut conn = self.pool.get_conn().await?;
@@ -72,44 +72,28 @@ fn flag(row: &Row, name: &str) -> bool {
     }
 }
 
-impl Backend for Mysql {
-    fn kind(&self) -> &'static str {
-        "mysql"
+impl SqlClient for Mysql {
+    type Row = Row;
+    const KIND: &'static str = "mysql";
+    const ACL_KIND: &'static str = "mysql_acl";
+
+    fn settings(&self) -> &SqlSettings {
+        &self.settings
     }
 
-    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
-        Box::pin(async move {
-            let rows = self.rows(&self.query, vars).await?;
-            let Some(row) = rows.first() else { return Ok(Outcome::NotFound) };
-            let hash = text(row, "password_hash");
-            let salt = text(row, "salt");
-            Ok(judge(
-                self.settings.hash,
-                password,
-                hash.as_deref(),
-                salt.as_deref().map(str::as_bytes),
-                flag(row, "is_superuser"),
-            ))
-        })
-    }
-}
-
-impl AclBackend for Mysql {
-    fn kind(&self) -> &'static str {
-        "mysql_acl"
+    fn queries(&self) -> (&Query, Option<&Query>) {
+        (&self.query, self.acl_query.as_ref())
     }
 
-    fn rules<'a>(&'a self, vars: &'a Vars) -> BoxFuture<'a, Result<Vec<AclRule>, BackendError>> {
-        Box::pin(async move {
-            let Some(q) = &self.acl_query else { return Ok(Vec::new()) };
-            let rows = self.rows(q, vars).await?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    let (p, a, t) = (text(r, "permission")?, text(r, "action")?, text(r, "topic")?);
-                    crate::acl::rule(&p, &a, &t)
-                })
-                .collect())
-        })
+    fn rows<'a>(&'a self, query: &'a Query, values: &'a Vars) -> BoxFuture<'a, Result<Vec<Row>, BackendError>> {
+        Box::pin(self.query(query, values))
+    }
+
+    fn text(row: &Row, name: &str) -> Option<String> {
+        text(row, name)
+    }
+
+    fn flag(row: &Row, name: &str) -> bool {
+        flag(row, name)
     }
 }

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use roost_core::auth::{AclRule, BoxFuture};
+use roost_core::auth::BoxFuture;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::BackendError;
-use crate::acl::AclBackend;
 use crate::settings::SqlSettings;
-use crate::source::{Backend, Outcome, judge, truthy};
+use crate::source::truthy;
+use crate::sql::{Query, SqlClient};
 use crate::template::{ParamStyle, Var, Vars};
 
 pub struct Postgres {
@@ -69,7 +69,7 @@ impl Postgres {
         Ok(client)
     }
 
-    async fn rows(&self, (sql, vars): &(String, Vec<Var>), values: &Vars) -> Result<Vec<Row>, BackendError> {
+    async fn query(&self, (sql, vars): &(String, Vec<Var>), values: &Vars) -> Result<Vec<Row>, BackendError> {
         let bound = values.bind(vars);
         let params: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let client = self.client().await?;
@@ -102,44 +102,28 @@ fn flag(row: &Row, name: &str) -> bool {
     text(row, name).is_some_and(|t| truthy(&t))
 }
 
-impl Backend for Postgres {
-    fn kind(&self) -> &'static str {
-        "postgresql"
+impl SqlClient for Postgres {
+    type Row = Row;
+    const KIND: &'static str = "postgresql";
+    const ACL_KIND: &'static str = "postgresql_acl";
+
+    fn settings(&self) -> &SqlSettings {
+        &self.settings
     }
 
-    fn check<'a>(&'a self, vars: &'a Vars, password: Option<&'a [u8]>) -> BoxFuture<'a, Result<Outcome, BackendError>> {
-        Box::pin(async move {
-            let rows = self.rows(&self.query, vars).await?;
-            let Some(row) = rows.first() else { return Ok(Outcome::NotFound) };
-            let hash = text(row, "password_hash");
-            let salt = text(row, "salt");
-            Ok(judge(
-                self.settings.hash,
-                password,
-                hash.as_deref(),
-                salt.as_deref().map(str::as_bytes),
-                flag(row, "is_superuser"),
-            ))
-        })
-    }
-}
-
-impl AclBackend for Postgres {
-    fn kind(&self) -> &'static str {
-        "postgresql_acl"
+    fn queries(&self) -> (&Query, Option<&Query>) {
+        (&self.query, self.acl_query.as_ref())
     }
 
-    fn rules<'a>(&'a self, vars: &'a Vars) -> BoxFuture<'a, Result<Vec<AclRule>, BackendError>> {
-        Box::pin(async move {
-            let Some(q) = &self.acl_query else { return Ok(Vec::new()) };
-            let rows = self.rows(q, vars).await?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| {
-                    let (p, a, t) = (text(r, "permission")?, text(r, "action")?, text(r, "topic")?);
-                    crate::acl::rule(&p, &a, &t)
-                })
-                .collect())
-        })
+    fn rows<'a>(&'a self, query: &'a Query, values: &'a Vars) -> BoxFuture<'a, Result<Vec<Row>, BackendError>> {
+        Box::pin(self.query(query, values))
+    }
+
+    fn text(row: &Row, name: &str) -> Option<String> {
+        text(row, name)
+    }
+
+    fn flag(row: &Row, name: &str) -> bool {
+        flag(row, name)
     }
 }
