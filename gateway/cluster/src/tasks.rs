@@ -15,21 +15,51 @@ use crate::escape::{escape, unescape};
 use crate::node::{KvOp, Outgoing, Shared, hand_off, heartbeat_once, parse_route_key, route_key};
 use crate::wire;
 
+/// Most publishes one batch carries, and its size bound (well under NATS's default
+/// `max_payload` of 1 MB).
+const BATCH_MESSAGES: usize = 512;
+const BATCH_BYTES: usize = 256 * 1024;
+
 /// Sends queued publishes in order on the one NATS connection (so per-publisher order is
-/// kept). While NATS is away they wait here, in the bounded queue (a full queue drops and
-/// counts); when it is back, each waits until its destination has been heard from since
-/// (its subscriptions are then back too: NATS core drops a message nobody is subscribed
-/// to), or `node_timeout` has passed.
+/// kept), batched per destination node: whatever is queued when the task wakes goes out
+/// together, so a batch grows only under load and a lone publish is not delayed. While
+/// NATS is away they wait here, in the bounded queue (a full queue drops and counts); when
+/// it is back, each waits until its destination has been heard from since (its
+/// subscriptions are then back too: NATS core drops a message nobody is subscribed to), or
+/// `node_timeout` has passed.
 pub(crate) async fn forwarder(shared: Arc<Shared>, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(o) = rx.recv().await {
-        wait_until_deliverable(&shared, &o.node).await;
-        match shared.client.publish(o.subject, o.payload).await {
-            Ok(()) => {
-                shared.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+    let mut queued: Vec<Outgoing> = Vec::with_capacity(BATCH_MESSAGES);
+    while rx.recv_many(&mut queued, BATCH_MESSAGES).await > 0 {
+        // Per destination, in the order queued.
+        let mut per_node: Vec<(String, String, Vec<Bytes>)> = Vec::new();
+        for o in queued.drain(..) {
+            match per_node.iter_mut().find(|(node, ..)| *node == o.node) {
+                Some((.., frames)) => frames.push(o.payload),
+                None => per_node.push((o.node, o.subject, vec![o.payload])),
             }
-            Err(e) => {
-                shared.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "cluster: a forwarded message could not be sent");
+        }
+        for (node, subject, frames) in per_node {
+            wait_until_deliverable(&shared, &node).await;
+            let mut start = 0;
+            while start < frames.len() {
+                let mut end = start + 1;
+                let mut size = frames[start].len();
+                while end < frames.len() && size + frames[end].len() <= BATCH_BYTES {
+                    size += frames[end].len();
+                    end += 1;
+                }
+                let batch = wire::encode_batch(&frames[start..end]);
+                let count = (end - start) as u64;
+                match shared.client.publish(subject.clone(), batch.into()).await {
+                    Ok(()) => {
+                        shared.metrics.messages_out.fetch_add(count, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        shared.metrics.dropped.fetch_add(count, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cluster: forwarded messages could not be sent");
+                    }
+                }
+                start = end;
             }
         }
     }
@@ -135,14 +165,24 @@ async fn session_ended(shared: &Shared, b: &crate::node::Buckets, cid: &roost_co
 /// Publishes other nodes forwarded here: routed locally, never forwarded again.
 pub(crate) async fn inbox(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
     while let Some(m) = sub.next().await {
-        match wire::decode_publish(&m.payload) {
-            Ok((msg, groups, stored_for)) => {
-                shared.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-                shared.broker.route_remote_except(msg, groups, &stored_for);
-            }
+        let frames = match wire::decode_batch(&m.payload) {
+            Ok(frames) => frames,
             Err(e) => {
                 shared.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, subject = %m.subject, "cluster: bad frame refused");
+                tracing::warn!(error = %e, subject = %m.subject, "cluster: bad batch refused");
+                continue;
+            }
+        };
+        for frame in frames {
+            match wire::decode_publish(frame) {
+                Ok((msg, groups, stored_for)) => {
+                    shared.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+                    shared.broker.route_remote_except(msg, groups, &stored_for);
+                }
+                Err(e) => {
+                    shared.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, subject = %m.subject, "cluster: bad frame refused");
+                }
             }
         }
     }
