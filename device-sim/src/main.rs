@@ -91,6 +91,10 @@ enum BenchCmd {
     /// LwM2M registrations/s of N simulated clients, then read commands' round trip through
     /// MQTT (`lwm2m/{ep}/dn/dm` -> `lwm2m/{ep}/up/resp`). Roost only, not in `compare`.
     Lwm2m(roost_sim::lwm2m::Lwm2mBenchArgs),
+    /// `line` codec devices over TCP on one or more `[[codec]]` listeners (e.g. the native
+    /// codec and a WebAssembly plugin) -> 1 MQTT subscriber: messages/s delivered, side by
+    /// side. Not in compare.
+    Line(roost_sim::bench::line::LineArgs),
 }
 
 #[derive(Subcommand, Clone)]
@@ -290,6 +294,7 @@ impl BenchCmd {
                 run_id: run_id(),
             }),
             BenchCmd::Lwm2m(_) => bail!("the lwm2m scenario runs with `roost-sim bench lwm2m`, not in compare"),
+            BenchCmd::Line(_) => bail!("the line scenario runs with `roost-sim bench line`, not in compare"),
         })
     }
 
@@ -301,6 +306,7 @@ impl BenchCmd {
             BenchCmd::Pairs(_) => "pairs",
             BenchCmd::Step(_) => "step",
             BenchCmd::Lwm2m(_) => "lwm2m",
+            BenchCmd::Line(_) => "line",
         }
     }
 }
@@ -374,6 +380,17 @@ fn main() -> anyhow::Result<()> {
             println!("{}", rt.block_on(roost_sim::lwm2m::run(&bounded_lwm2m(a)?))?);
             Ok(())
         }
+        Cmd::Bench { json, scenario: BenchCmd::Line(a) } => {
+            let cfg = a.config()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let reports = rt.block_on(roost_sim::bench::line::run(&cfg))?;
+            if json {
+                println!("{}", serde_json::to_string(&reports)?);
+            } else {
+                print!("{}", roost_sim::bench::line::table(&reports, cfg.listeners.len()));
+            }
+            Ok(())
+        }
         Cmd::Bench { json, scenario: BenchCmd::Lwm2m(a) } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report = rt.block_on(roost_sim::lwm2m::bench(&a.config()))?;
@@ -428,6 +445,7 @@ fn target_of(b: &BenchCmd) -> String {
         BenchCmd::FanIn(a) | BenchCmd::FanOut(a) | BenchCmd::Pairs(a) => a.target.clone(),
         BenchCmd::Step(a) => a.flow.target.clone(),
         BenchCmd::Lwm2m(a) => a.mqtt.clone(),
+        BenchCmd::Line(a) => a.target.clone(),
     }
 }
 

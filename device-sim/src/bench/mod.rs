@@ -4,6 +4,8 @@
 //!   given the broker's pid, its resident memory per connection.
 //! - `fan-in` (P publishers -> 1 wildcard subscriber), `fan-out` (1 -> S on one topic),
 //!   `pairs` (P publisher/subscriber pairs on distinct topics).
+//! - `line` ([`line`]): `line` codec devices over TCP on `[[codec]]` listeners (e.g. native
+//!   vs WebAssembly plugin) -> 1 MQTT subscriber, messages/s delivered.
 //!
 //! Every payload carries the publisher's index, a sequence number and the send time, so the
 //! subscribers measure latency (HDR histogram), loss and duplicates ([`track`]). Publishers
@@ -12,6 +14,7 @@
 
 pub mod conn;
 pub mod flow;
+pub mod line;
 pub mod track;
 pub mod wire;
 

@@ -3,6 +3,10 @@
 //   asc line.ts -o line.wasm --runtime stub -O3 --use abort=line/abort
 // It works on raw bytes in linear memory (no strings, no GC): the host places input in the
 // buffer that roost_buffer returns; frames go out through the roost.* imports.
+//
+// The stub runtime never frees, so nothing here allocates per frame or per call: the input
+// and output buffers grow geometrically and are reused, error messages are assembled in a
+// fixed scratch buffer. A connection can carry any number of bytes in bounded memory.
 
 @external("roost", "connect")
 declare function connect(id: usize, idLen: i32, user: usize, userLen: i32, pass: usize, passLen: i32, keepAlive: i32): void;
@@ -42,18 +46,49 @@ export function roost_abi_version(): i32 {
 
 export function roost_buffer(len: i32): usize {
   if (len > inCap) {
+    // The old buffer is dropped (the stub runtime frees only its last block); growth is
+    // geometric, so what is dropped stays under the largest input seen.
     inCap = max(len, inCap * 2);
     inBuf = heap.alloc(<usize>inCap);
   }
   return inBuf;
 }
 
-// ---- errors: the message goes to roost.error, the call returns -1 ----
+// ---- errors: the message is assembled in a fixed buffer, goes to roost.error, the call
+// returns -1 (allocating here would leak: a refused encode keeps the connection open) ----
+
+const ERR_CAP: i32 = 256;
+const errBuf: usize = heap.alloc(<usize>ERR_CAP);
+let errLen: i32 = 0;
+
+function errText(s: string): void {
+  for (let i = 0; i < s.length && errLen < ERR_CAP; i++) store<u8>(errBuf + errLen++, <u8>s.charCodeAt(i));
+}
+
+function errBytes(p: usize, len: i32): void {
+  const n = min(len, ERR_CAP - errLen);
+  memory.copy(errBuf + errLen, p, n);
+  errLen += n;
+}
+
+function failWith(): i32 {
+  error(errBuf, errLen);
+  errLen = 0;
+  return -1;
+}
 
 function fail(msg: string): i32 {
-  const bytes = String.UTF8.encode(msg);
-  error(changetype<usize>(bytes), bytes.byteLength);
-  return -1;
+  errLen = 0;
+  errText(msg);
+  return failWith();
+}
+
+// `<p..p+len> + msg`, e.g. "PUB: topic missing".
+function failAfter(p: usize, len: i32, msg: string): i32 {
+  errLen = 0;
+  errBytes(p, len);
+  errText(msg);
+  return failWith();
 }
 
 // ---- bytes ----
@@ -118,14 +153,46 @@ function nextWord(end: usize): bool {
 
 // ---- decode ----
 
+const ONES: u64 = 0x0101010101010101;
+const HIGHS: u64 = 0x8080808080808080;
+const NEWLINES: u64 = 0x0a0a0a0a0a0a0a0a;
+
+// The offset of the first '\n' in [p, p+len), or -1; `scanHigh` gets bit 7 set when a byte
+// before it is non-ASCII. Eight bytes per step: each step is a few instructions, and
+// instructions are what an interpreter pays for.
+let scanHigh: u64 = 0;
+
+function findNewline(p: usize, len: i32): i32 {
+  let i: i32 = 0;
+  let high: u64 = 0;
+  while (i + 8 <= len) {
+    const v = load<u64>(p + <usize>i);
+    const x = v ^ NEWLINES;
+    if (((x - ONES) & ~x & HIGHS) != 0) break;
+    high |= v;
+    i += 8;
+  }
+  while (i < len) {
+    const c = byte(p + <usize>i);
+    if (c == 10) break;
+    high |= <u64>c;
+    i++;
+  }
+  scanHigh = high;
+  return i < len ? i : -1;
+}
+
+// One pass finds each line's end and whether it has non-ASCII bytes; only such a line is
+// validated as UTF-8.
 export function roost_decode(len: i32): i32 {
   let start: i32 = 0;
-  for (let i = 0; i < len; i++) {
-    if (byte(inBuf + i) != 10) continue;
-    const lineAt = inBuf + start;
-    let lineLen = i - start;
-    start = i + 1;
-    if (!validUtf8(lineAt, lineLen)) return fail("line is not UTF-8");
+  while (true) {
+    const n = findNewline(inBuf + <usize>start, len - start);
+    if (n < 0) break;
+    const lineAt = inBuf + <usize>start;
+    let lineLen = n;
+    start += n + 1;
+    if ((scanHigh & HIGHS) != 0 && !validUtf8(lineAt, lineLen)) return fail("line is not UTF-8");
     while (lineLen > 0 && byte(lineAt + lineLen - 1) == 13) lineLen--;
     let blank = true;
     for (let k = 0; k < lineLen; k++) if (!isSpace(byte(lineAt + k))) { blank = false; break; }
@@ -142,10 +209,9 @@ function parse(p: usize, len: i32): i32 {
   let cmdLen = 0;
   while (cmdLen < len && byte(p + cmdLen) != 32) cmdLen++;
   const rest: usize = cmdLen < len ? p + cmdLen + 1 : end;
-  const command = String.UTF8.decodeUnsafe(p, cmdLen);
   cursor = rest;
   if (is(p, cmdLen, "CONNECT")) {
-    if (!nextWord(end)) return fail(command + ": client id missing");
+    if (!nextWord(end)) return failAfter(p, cmdLen, ": client id missing");
     const id = wordAt, idLen = wordLen;
     let user: usize = 0, userLen = -1, pass: usize = 0, passLen = -1;
     if (nextWord(end)) { user = wordAt; userLen = wordLen; }
@@ -155,34 +221,50 @@ function parse(p: usize, len: i32): i32 {
     let topicLen = 0;
     const restLen = <i32>(end - rest);
     while (topicLen < restLen && byte(rest + topicLen) != 32) topicLen++;
-    if (topicLen == 0) return fail(command + ": topic missing");
+    if (topicLen == 0) return failAfter(p, cmdLen, ": topic missing");
     const payload = topicLen < restLen ? rest + topicLen + 1 : end;
     const qos = byte(p + cmdLen - 1) == 49 ? 1 : 0;
     publish(0, rest, topicLen, payload, <i32>(end - payload), qos, 0);
   } else if (is(p, cmdLen, "SUB")) {
-    if (!nextWord(end)) return fail(command + ": filter missing");
+    if (!nextWord(end)) return failAfter(p, cmdLen, ": filter missing");
     const f = wordAt, fLen = wordLen;
     let qos = 0;
     if (nextWord(end)) {
       if (wordLen == 1 && byte(wordAt) == 48) qos = 0;
       else if (wordLen == 1 && byte(wordAt) == 49) qos = 1;
-      else return fail("SUB: QoS " + String.UTF8.decodeUnsafe(wordAt, wordLen) + " is not 0 or 1");
+      else {
+        errLen = 0;
+        errText("SUB: QoS ");
+        errBytes(wordAt, wordLen);
+        errText(" is not 0 or 1");
+        return failWith();
+      }
     }
     subscribe(0, f, fLen, qos);
   } else if (is(p, cmdLen, "UNSUB")) {
-    if (!nextWord(end)) return fail(command + ": filter missing");
+    if (!nextWord(end)) return failAfter(p, cmdLen, ": filter missing");
     unsubscribe(0, wordAt, wordLen);
   } else if (is(p, cmdLen, "ACK")) {
-    if (!nextWord(end)) return fail(command + ": id missing");
+    if (!nextWord(end)) return failAfter(p, cmdLen, ": id missing");
     const id = parseU16(wordAt, wordLen);
-    if (id < 0) return fail("ACK: " + String.UTF8.decodeUnsafe(wordAt, wordLen) + " is not a message id");
+    if (id < 0) {
+      errLen = 0;
+      errText("ACK: ");
+      errBytes(wordAt, wordLen);
+      errText(" is not a message id");
+      return failWith();
+    }
     ack(id);
   } else if (is(p, cmdLen, "PING")) {
     ping();
   } else if (is(p, cmdLen, "QUIT")) {
     disconnect();
   } else {
-    return fail("unknown command \"" + command + "\"");
+    errLen = 0;
+    errText("unknown command \"");
+    errBytes(p, cmdLen);
+    errText("\"");
+    return failWith();
   }
   return 0;
 }
@@ -252,10 +334,14 @@ export function roost_encode(kind: i32, id: i32, code: i32, flags: i32, topicLen
     put("PONG");
   } else if (kind == 6) {
     const payload = inBuf + topicLen;
-    let oneLine = validUtf8(payload, payloadLen);
-    for (let i = 0; oneLine && i < payloadLen; i++) if (byte(payload + i) == 10) oneLine = false;
+    let oneLine = findNewline(payload, payloadLen) < 0;
+    if (oneLine && (scanHigh & HIGHS) != 0) oneLine = validUtf8(payload, payloadLen);
     if (!oneLine) {
-      return fail("message on " + String.UTF8.decodeUnsafe(inBuf, topicLen) + " is not one line of UTF-8");
+      errLen = 0;
+      errText("message on ");
+      errBytes(inBuf, topicLen);
+      errText(" is not one line of UTF-8");
+      return failWith();
     }
     put("MSG ");
     putNumber(id);

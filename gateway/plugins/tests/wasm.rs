@@ -9,9 +9,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use roost_codec::codecs::line::LineCodec;
 use roost_codec::codecs::line_suite;
-use roost_codec::{CodecTester, Downlink, QoS, Uplink};
+use roost_codec::{Codec, CodecTester, Downlink, QoS, Uplink};
 use roost_plugins::stats::PluginStats;
 use roost_plugins::wasm::codec::WasmCodec;
 use roost_plugins::wasm::{WasmLimits, WasmModule};
@@ -179,4 +180,58 @@ fn devices_have_their_own_instances() {
     assert!(matches!(&a.feed(b"x").unwrap()[..], [Uplink::Connect(_), Uplink::Publish { .. }]));
     assert!(matches!(&b.feed(b"y").unwrap()[..], [Uplink::Connect(_), Uplink::Publish { .. }]));
     assert!(matches!(&a.feed(b"z").unwrap()[..], [Uplink::Publish { .. }]));
+}
+
+/// One connection carries 20 MB under the default 1 MiB memory limit: the guest reuses its
+/// buffers (the stub runtime never frees, so an allocation per frame or per refused encode
+/// would outgrow the limit after a few MB and close the device). Short lines (many frames),
+/// long and non-ASCII lines, answers, and encodes the guest refuses, all on one instance.
+#[test]
+fn twenty_megabytes_through_one_instance_fit_the_default_memory_limit() {
+    let m = module(&support::line_wasm(), WasmLimits::default());
+    let mut codec = WasmCodec::new(&m);
+    let (mut buf, mut out) = (BytesMut::from(&b"CONNECT long-haul u p\n"[..]), Vec::new());
+    codec.decode(&mut buf, &mut out).unwrap();
+    let long = "é".repeat(1500);
+    let (mut fed, mut frames, mut expected) = (0usize, 0usize, 1usize);
+    let mut chunk = Vec::with_capacity(8192);
+    let mut i = 0u64;
+    while fed < 20_000_000 {
+        chunk.clear();
+        while chunk.len() < 4096 {
+            match i % 50 {
+                0 => chunk.extend_from_slice(format!("PUB1 big/{i} {long}\n").as_bytes()),
+                1 => chunk.extend_from_slice(b"ping\n"),
+                2 => chunk.extend_from_slice(format!("ACK {}\n", i % 65_536).as_bytes()),
+                _ => chunk.extend_from_slice(format!("PUB s/{} {{\"t\":{i}}}\n", i % 16).as_bytes()),
+            }
+            expected += 1;
+            i += 1;
+        }
+        fed += chunk.len();
+        // Cut mid-line so partial frames stay in the buffer between calls.
+        let cut = chunk.len() - 7;
+        for part in [&chunk[..cut], &chunk[cut..]] {
+            buf.extend_from_slice(part);
+            codec.decode(&mut buf, &mut out).unwrap_or_else(|e| panic!("after {fed} bytes: {e}"));
+            frames += out.len();
+            out.clear();
+        }
+        // An answer per read, and a delivery the guest refuses (not one line): the refusal
+        // drops that frame only and must not cost memory either.
+        let mut w = BytesMut::new();
+        codec.encode(Downlink::PubAck { id: 1, result: Ok(()) }, &mut w).unwrap();
+        let bad = Downlink::Publish {
+            id: 0,
+            topic: "x".into(),
+            payload: "a\nb".into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+        };
+        assert!(codec.encode(bad, &mut w).is_err());
+        assert_eq!(&w[..], b"OK\n");
+    }
+    assert_eq!(frames, expected, "every frame decoded, the CONNECT too");
+    assert!(buf.is_empty());
 }

@@ -96,6 +96,7 @@ fn instantiate(module: &WasmModule) -> Result<Instance, wasmi::Error> {
     let mut store = module.store();
     let instance = module.linker.instantiate_and_start(&mut store, &module.module)?;
     let memory = instance.get_memory(&store, "memory").ok_or_else(|| wasmi::Error::new("no memory export"))?;
+    store.data_mut().memory = Some(memory);
     Ok(Instance {
         buffer: instance.get_typed_func(&store, "roost_buffer")?,
         decode: instance.get_typed_func(&store, "roost_decode")?,

@@ -16,7 +16,11 @@ type Cx<'a> = Caller<'a, HostState>;
 /// Copies `len` bytes at `ptr` out of the guest's memory, counting them against the
 /// call's output budget.
 fn bytes(cx: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
-    let memory = cx.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| Error::new("no memory"))?;
+    let memory = match cx.data().memory {
+        Some(m) => m,
+        // Before `instantiate` recorded it (a start function calling an import).
+        None => cx.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| Error::new("no memory"))?,
+    };
     let (data, state) = memory.data_and_store_mut(&mut *cx);
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     let slice = start

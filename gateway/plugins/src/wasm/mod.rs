@@ -56,6 +56,9 @@ pub(crate) struct HostState {
     pub(crate) error: Option<String>,
     /// Whether `roost.write` is allowed (only inside `roost_encode`).
     pub(crate) encoding: bool,
+    /// The instance's exported memory, set once instantiated: host functions read guest
+    /// bytes through it without looking the export up by name on every call.
+    pub(crate) memory: Option<wasmi::Memory>,
 }
 
 /// One loaded version of a plugin: compiled, validated, ready to instantiate.
@@ -127,6 +130,7 @@ impl WasmModule {
             emitted: 0,
             error: None,
             encoding: false,
+            memory: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s: &mut HostState| &mut s.limits);
