@@ -2,7 +2,8 @@
 //! (`gateway/plugins/guests/ts013`) decode LoRaWAN uplinks into `object` of `event/up` and
 //! encode `command/down` objects into the downlink lora-packet reads back; the same sensor
 //! codec file decodes a CoAP device's publishes on its topic, and the valve codec encodes
-//! MQTT commands on a topic. Real sockets, real peers (lora-packet, rumqttc, CoAP over UDP).
+//! MQTT commands on a topic, which a CoAP observer receives as the device's bytes. Real
+//! sockets, real peers (lora-packet, rumqttc, libcoap's coap-client, aiocoap, CoAP over UDP).
 
 use std::time::Duration;
 
@@ -146,5 +147,51 @@ async fn the_same_codec_file_decodes_a_coap_topic_and_encodes_mqtt_commands() {
     app.publish("coap/valve/7/cmd", mqtt5::qos(0), false, r#"{"valve":"open","minutes":2}"#).await;
     let p = sub.expect_publish(WAIT).await;
     assert_eq!((&p.topic[..], &p.payload[..]), (&b"coap/valve/7/cmd"[..], &[1u8, 0, 2][..]));
+    broker.stop().await;
+}
+
+/// The CoAP side with third-party CoAP clients: libcoap's `coap-client-notls` PUTs the
+/// sensor's bytes (decoded by the same `th-sensor.js` the LoRaWAN device uses), and an aiocoap
+/// observer of the valve's command topic receives the bytes `valve.js` encoded from an MQTT
+/// application's JSON command.
+#[tokio::test]
+async fn real_coap_clients_put_sensor_bytes_and_observe_encoded_valve_commands() {
+    let broker = TestBroker::start_with(&config()).await;
+    let port = broker.coap_addr().port().to_string();
+    let mut sub = Client5::connect(broker.addr(), "farm-app").await;
+    sub.subscribe("coap/th/#", mqtt5::qos(1)).await;
+    let mut observer = crate::coap::Peer::start(&["observe", &port, "ps/coap/valve/9/cmd"]);
+    assert_eq!(observer.line().await, "registered 2.05 True");
+
+    let dir = tempfile::tempdir().unwrap();
+    let reading = dir.path().join("reading.bin");
+    std::fs::write(&reading, TH_BYTES).unwrap();
+    let url = format!("coap://{}/ps/coap/th/barn", broker.coap_addr());
+    let put = tokio::process::Command::new("coap-client-notls")
+        .args(["-m", "put", "-f"])
+        .arg(&reading)
+        .arg(&url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("coap-client finished within 20 s")
+        .expect("coap-client-notls runs (scripts/test installs libcoap3-bin)");
+    assert!(out.status.success(), "coap-client: {}", String::from_utf8_lossy(&out.stderr));
+    let p = sub.expect_publish(WAIT).await;
+    assert_eq!(&p.topic[..], b"coap/th/barn");
+    let event: Value = serde_json::from_slice(&p.payload).unwrap();
+    assert_eq!(
+        event["object"],
+        json!({"battery": 3, "temperature": 21.5, "humidity": 57, "pressure": 1014, "tamper": false, "sequence": 7})
+    );
+    assert_eq!(event["warnings"], json!(["low battery"]));
+
+    let mut app = Client5::connect(broker.addr(), "farm-cmd").await;
+    app.publish("coap/valve/9/cmd", mqtt5::qos(1), false, r#"{"valve":"close"}"#).await;
+    // aiocoap prints the payload as text: the bytes 00 00 00 ("close").
+    assert_eq!(observer.line().await, "notify \u{0}\u{0}\u{0}");
+    app.publish("coap/valve/9/cmd", mqtt5::qos(1), false, r#"{"valve":"open","minutes":258}"#).await;
+    assert_eq!(observer.line().await, "notify \u{1}\u{1}\u{2}", "open for 258 minutes: 01 0102");
     broker.stop().await;
 }
