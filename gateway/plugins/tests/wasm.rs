@@ -192,12 +192,13 @@ fn twenty_megabytes_through_one_instance_fit_the_default_memory_limit() {
     let mut codec = WasmCodec::new(&m);
     let (mut buf, mut out) = (BytesMut::from(&b"CONNECT long-haul u p\n"[..]), Vec::new());
     codec.decode(&mut buf, &mut out).unwrap();
+    // 64 distinct reads of ~4 KiB, built once and cycled (building 20 MB of lines would
+    // cost more than decoding them).
     let long = "é".repeat(1500);
-    let (mut fed, mut frames, mut expected) = (0usize, 0usize, 1usize);
-    let mut chunk = Vec::with_capacity(8192);
+    let mut chunks = Vec::new();
     let mut i = 0u64;
-    while fed < 20_000_000 {
-        chunk.clear();
+    for _ in 0..64 {
+        let (mut chunk, mut lines) = (Vec::with_capacity(8192), 0usize);
         while chunk.len() < 4096 {
             match i % 50 {
                 0 => chunk.extend_from_slice(format!("PUB1 big/{i} {long}\n").as_bytes()),
@@ -205,9 +206,17 @@ fn twenty_megabytes_through_one_instance_fit_the_default_memory_limit() {
                 2 => chunk.extend_from_slice(format!("ACK {}\n", i % 65_536).as_bytes()),
                 _ => chunk.extend_from_slice(format!("PUB s/{} {{\"t\":{i}}}\n", i % 16).as_bytes()),
             }
-            expected += 1;
+            lines += 1;
             i += 1;
         }
+        chunks.push((chunk, lines));
+    }
+    let (mut fed, mut frames, mut expected) = (0usize, 0usize, 1usize);
+    for (chunk, lines) in chunks.iter().cycle() {
+        if fed >= 20_000_000 {
+            break;
+        }
+        expected += lines;
         fed += chunk.len();
         // Cut mid-line so partial frames stay in the buffer between calls.
         let cut = chunk.len() - 7;
