@@ -16,6 +16,12 @@ type Cx<'a> = Caller<'a, HostState>;
 /// Copies `len` bytes at `ptr` out of the guest's memory, counting them against the
 /// call's output budget.
 fn bytes(cx: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
+    with_bytes(cx, ptr, len, |_, slice| slice.to_vec())
+}
+
+/// Hands `len` bytes at `ptr` in the guest's memory to `f` (no copy), counting them against
+/// the call's output budget.
+fn with_bytes<R>(cx: &mut Cx<'_>, ptr: i32, len: i32, f: impl FnOnce(&mut HostState, &[u8]) -> R) -> Result<R, Error> {
     let memory = match cx.data().memory {
         Some(m) => m,
         // Before `instantiate` recorded it (a start function calling an import).
@@ -31,7 +37,7 @@ fn bytes(cx: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
     if state.emitted > state.sandbox.max_output {
         return Err(Error::new(format!("guest emitted more than {} bytes in one call", state.sandbox.max_output)));
     }
-    Ok(slice.to_vec())
+    Ok(f(state, slice))
 }
 
 fn text(cx: &mut Cx<'_>, what: &str, ptr: i32, len: i32) -> Result<String, Error> {
@@ -133,9 +139,7 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<HostState>, Error> {
         if !cx.data().encoding {
             return Err(Error::new("guest called roost.write outside roost_encode"));
         }
-        let chunk = bytes(&mut cx, ptr, len)?;
-        cx.data_mut().written.extend_from_slice(&chunk);
-        Ok(())
+        with_bytes(&mut cx, ptr, len, |state, chunk| state.written.extend_from_slice(chunk))
     })?;
     l.func_wrap(m, "error", |mut cx: Cx<'_>, ptr: i32, len: i32| {
         // Bounded like any output; lossy so a garbled message still says something.
