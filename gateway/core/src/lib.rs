@@ -14,12 +14,10 @@ pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod cluster;
-pub mod connection;
 pub mod datagram;
 pub mod hooks;
 pub mod limit;
 pub mod metrics;
-mod restore;
 mod retained;
 pub mod router;
 pub mod session;
@@ -30,8 +28,12 @@ pub mod trace;
 pub mod types;
 pub mod udp;
 
+/// The adapter API lives beside the broker it drives; this keeps its public path.
+pub use broker::connection;
+
+pub use auth::ClientInfo;
 pub use broker::{Broker, ConnectContext, ConnectError, ConnectRequest};
 pub use connection::{Connection, PublishError, Published, SubscribeError};
-pub use router::SubOptions;
 pub use session::{Delivery, DisconnectReason, Pending, Will};
-pub use types::{ClientId, ClientInfo, Message, MessageProperties, Protocol, QoS};
+pub use types::SubOptions;
+pub use types::{ClientId, Message, MessageProperties, Protocol, QoS};

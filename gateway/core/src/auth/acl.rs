@@ -14,8 +14,7 @@
 
 use std::net::IpAddr;
 
-use super::{Action, Authorizer};
-use crate::types::ClientInfo;
+use super::{Action, Authorizer, ClientInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {

@@ -115,7 +115,8 @@ impl AuthSource for VerifiedCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ClientId, ClientInfo, Protocol};
+    use crate::auth::ClientInfo;
+    use crate::types::{ClientId, Protocol};
 
     fn info(id: &str, user: Option<&str>) -> ClientInfo {
         ClientInfo {

@@ -4,6 +4,7 @@
 //! - [`chain`]: `[auth] chain`, sources tried in order ([`AuthSource`]: allow, deny or ignore)
 //! - [`users`]: the users file (argon2 hashes, optional client id binding; `roost passwd`)
 //! - [`acl`]: `[acl]` rules, first match wins
+//! - [`ClientInfo`]: who a connection is, as ACL rules, hooks and listings see it
 //! - [`Grants`]: what a source grants an admitted client (superuser, its own ACL rules)
 //! - [`throttle`]: repeated failed logins from one address are answered slowly
 //!
@@ -15,18 +16,41 @@ pub mod chain;
 pub mod throttle;
 pub mod users;
 
-use std::future::Future;
-use std::pin::Pin;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::types::ClientInfo;
+use crate::types::{ClientId, Protocol};
 
 pub use acl::{Acl, AclRule, Permission, RuleAction, TopicPattern, Who};
 pub use chain::{AuthChain, AuthSource, ClientIdList, Verdict, VerifiedCertificate};
 pub use users::{PasswordFile, UsersError};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::types::BoxFuture;
+
+/// Who a connection is, as hooks and ACL rules see it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: ClientId,
+    pub protocol: Protocol,
+    /// The name shown for the protocol where it is finer than [`Protocol`]: a custom
+    /// codec's registered name (e.g. `"tlv-sensor"`) for [`Protocol::Codec`]. `None`: the
+    /// protocol's own name. Read it with [`ClientInfo::protocol_name`].
+    pub protocol_detail: Option<Arc<str>>,
+    pub peer: Option<SocketAddr>,
+    pub username: Option<String>,
+    /// What its auth sources granted (superuser, per-client ACL rules); `None`: nothing.
+    pub grants: Option<Arc<Grants>>,
+}
+
+impl ClientInfo {
+    /// The protocol as listings show it: the codec's name for custom codecs, else
+    /// [`Protocol::as_str`].
+    pub fn protocol_name(&self) -> &str {
+        self.protocol_detail.as_deref().unwrap_or(self.protocol.as_str())
+    }
+}
 
 /// The credentials a device presented.
 #[derive(Debug, Clone)]
