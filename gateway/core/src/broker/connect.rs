@@ -2,6 +2,7 @@
 //! limit, the cluster-wide claim of the client id, then session takeover or creation.
 //! What comes back is the device's [`Connection`].
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use super::connection::Connection;
 use crate::auth::{AuthDecision, ClientInfo, Credentials, GrantSlot, Grants};
 use crate::hooks::{Event, EventKind};
 use crate::session::{Attached, ConnSignal, DisconnectReason, Session, Will};
-use crate::types::{ClientId, Protocol};
+use crate::types::{ClientId, Message, Protocol};
 
 /// What an adapter asks for when a device connects.
 #[derive(Debug, Clone)]
@@ -78,11 +79,45 @@ impl Broker {
     /// [`Broker::connect`] with what the transport knows beyond the request: a finer
     /// protocol name, the identity of a verified client certificate (mTLS) or PSK.
     pub async fn connect_with(&self, req: ConnectRequest, context: ConnectContext) -> Result<Connection, ConnectError> {
+        let ConnectContext { protocol_name, certificate, node_local } = context;
+        let info = self.admit(&req, protocol_name, certificate.as_deref()).await?;
+        // In a cluster the client id is unique cluster-wide: the node that held it closes it
+        // and hands its session over (bounded by the cluster's own timeout).
+        if let Some(cluster) = self.inner.cluster.get().filter(|_| !node_local)
+            && let Some(handoff) = cluster.claim(&req.client_id, req.clean_start).await
+        {
+            self.adopt(handoff);
+        }
+        let conn_id = self.next_id();
+        let signal = Arc::new(ConnSignal::default());
+        let (session, session_present, wills) = self.attach(&req, &info, conn_id, &signal);
+        for w in wills {
+            self.publish_will(w);
+        }
+        if session_present {
+            self.hook(&Event::SessionResumed { client: &info });
+        } else {
+            self.hook(&Event::SessionCreated { client: &info });
+        }
+        self.hook(&Event::Connected { client: &info, session_present, keep_alive: req.keep_alive });
+        self.tell_session(&session);
+        tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
+        Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present))
+    }
+
+    /// Whether the device may connect at all: not while shutting down, after the delay its
+    /// address earned by failed logins, if the authenticator allows it, within
+    /// `max_connections`. Returns who it is, with what its auth sources granted.
+    async fn admit(
+        &self,
+        req: &ConnectRequest,
+        protocol_detail: Option<Arc<str>>,
+        certificate: Option<&str>,
+    ) -> Result<Arc<ClientInfo>, ConnectError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
         }
-        let ConnectContext { protocol_name: protocol_detail, certificate, node_local } = context;
         // An address that failed to log in repeatedly waits before it is answered.
         if let Some(ip) = req.peer.map(|p| p.ip()) {
             let delay = inner.failures.delay(ip, Instant::now());
@@ -99,29 +134,7 @@ impl Broker {
             username: req.username.clone(),
             grants: None,
         });
-        let slot = GrantSlot::default();
-        let creds = Credentials {
-            client: &info,
-            password: req.password.as_ref(),
-            certificate: certificate.as_deref(),
-            grants: &slot,
-        };
-        let decision = inner.authenticator.authenticate(creds).await;
-        let grants = slot.take();
-        if decision == AuthDecision::Allow && grants != Grants::default() {
-            // Not shared yet: make_mut changes it in place.
-            Arc::make_mut(&mut info).grants = Some(Arc::new(grants));
-        }
-        if let Some(ip) = info.peer.map(|p| p.ip()) {
-            match decision {
-                AuthDecision::Allow => inner.failures.succeeded(ip),
-                _ => inner.failures.failed(ip, Instant::now()),
-            }
-        }
-        if inner.hooks.wants(EventKind::ClientAuthenticate) {
-            self.hook(&Event::Authenticate { client: &info, allowed: decision == AuthDecision::Allow });
-        }
-        match decision {
+        match self.authenticate(&mut info, req.password.as_ref(), certificate).await {
             AuthDecision::Allow => {}
             AuthDecision::BadCredentials => {
                 inner.metrics.auth_failure();
@@ -138,98 +151,124 @@ impl Broker {
             tracing::warn!(client_id = %info.client_id, "connect refused: max_connections reached");
             return Err(ConnectError::ServerBusy);
         }
+        Ok(info)
+    }
 
-        // In a cluster the client id is unique cluster-wide: the node that held it closes it
-        // and hands its session over (bounded by the cluster's own timeout).
-        if let Some(cluster) = inner.cluster.get().filter(|_| !node_local)
-            && let Some(handoff) = cluster.claim(&req.client_id, req.clean_start).await
-        {
-            self.adopt(handoff);
+    /// Asks the authenticator; keeps what it granted in `info`, counts the outcome for the
+    /// address's failed-login throttle and tells the hooks.
+    async fn authenticate(
+        &self,
+        info: &mut Arc<ClientInfo>,
+        password: Option<&Bytes>,
+        certificate: Option<&str>,
+    ) -> AuthDecision {
+        let inner = &self.inner;
+        let slot = GrantSlot::default();
+        let creds = Credentials { client: info, password, certificate, grants: &slot };
+        let decision = inner.authenticator.authenticate(creds).await;
+        let grants = slot.take();
+        if decision == AuthDecision::Allow && grants != Grants::default() {
+            // Not shared yet: make_mut changes it in place.
+            Arc::make_mut(info).grants = Some(Arc::new(grants));
         }
+        if let Some(ip) = info.peer.map(|p| p.ip()) {
+            match decision {
+                AuthDecision::Allow => inner.failures.succeeded(ip),
+                _ => inner.failures.failed(ip, Instant::now()),
+            }
+        }
+        if inner.hooks.wants(EventKind::ClientAuthenticate) {
+            self.hook(&Event::Authenticate { client: info, allowed: decision == AuthDecision::Allow });
+        }
+        decision
+    }
+
+    /// Attaches connection `conn_id` to the session of the client id, under the sessions
+    /// table's lock: the session held is taken over (resumed, or discarded for a clean
+    /// start) or a new one created. Returns it, whether it was resumed (Session Present),
+    /// and the wills the takeover fired, to publish once the lock is released.
+    fn attach(
+        &self,
+        req: &ConnectRequest,
+        info: &Arc<ClientInfo>,
+        conn_id: u64,
+        signal: &Arc<ConnSignal>,
+    ) -> (Arc<Session>, bool, Vec<Message>) {
+        let inner = &self.inner;
         let expiry = clamp_expiry(req.session_expiry, inner.settings.max_session_expiry);
-        let conn_id = self.next_id();
-        let signal = Arc::new(ConnSignal::default());
         let window = req.receive_maximum.clamp(1, inner.settings.max_inflight.max(1));
         let mut wills = Vec::new();
-        let (session, session_present) = {
-            let mut sessions = inner.sessions.lock();
-            let existing = sessions.get(&req.client_id).cloned();
-            let mut resumed = None;
-            if let Some(old) = existing {
-                let mut st = old.state.lock();
-                if let Some(prev) = st.attached.take() {
-                    prev.signal.close(DisconnectReason::TakenOver);
-                    inner.metrics.disconnected(st.protocol);
-                    // The old connection ends abnormally: its will fires now unless a delay
-                    // is running that the resumed session below cancels (§3.1.2.5).
-                    if let Some(w) = st.will.take()
-                        && (req.clean_start || w.delay.is_zero())
-                    {
-                        wills.push(w.message);
-                    }
-                }
-                if req.clean_start {
-                    if let Some(w) = st.pending_will.take() {
-                        wills.push(w.message);
-                    }
-                    drop(st);
-                    self.destroy_locked(&mut sessions, &old, "discarded");
-                } else {
-                    st.pending_will = None;
-                    let resend = st.resend_ids();
-                    drop(st);
-                    resumed = Some((old, resend));
-                }
+        let mut sessions = inner.sessions.lock();
+        let existing = sessions.get(&req.client_id).cloned();
+        let resumed = existing.and_then(|old| self.take_over(&mut sessions, old, req.clean_start, &mut wills));
+        let (session, present, resend) = match resumed {
+            Some((s, resend)) => (s, true, resend),
+            None => {
+                let s =
+                    Arc::new(Session::new(conn_id, req.client_id.clone(), req.protocol, expiry, inner.store.clone()));
+                sessions.insert(req.client_id.clone(), s.clone());
+                (s, false, Default::default())
             }
-            let (session, present, resend) = match resumed {
-                Some((s, resend)) => (s, true, resend),
-                None => {
-                    let s = Arc::new(Session::new(
-                        conn_id,
-                        req.client_id.clone(),
-                        req.protocol,
-                        expiry,
-                        inner.store.clone(),
-                    ));
-                    sessions.insert(req.client_id.clone(), s.clone());
-                    (s, false, Default::default())
-                }
-            };
-            {
-                let mut st = session.state.lock();
-                st.attached = Some(Attached {
-                    conn_id,
-                    signal: signal.clone(),
-                    window,
-                    info: info.clone(),
-                    keep_alive: req.keep_alive,
-                    connected_at: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
-                    resend,
-                });
-                st.generation += 1;
-                st.expiry = expiry;
-                st.will = req.will.clone().map(Box::new);
-                st.protocol = req.protocol;
-                session.persist(&mut st, None);
-            }
-            session.set_online(true);
-            inner.metrics.connected(req.protocol);
-            (session, present)
         };
-        for w in wills {
-            self.publish_will(w);
+        {
+            let mut st = session.state.lock();
+            st.attached = Some(Attached {
+                conn_id,
+                signal: signal.clone(),
+                window,
+                info: info.clone(),
+                keep_alive: req.keep_alive,
+                connected_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+                resend,
+            });
+            st.generation += 1;
+            st.expiry = expiry;
+            st.will = req.will.clone().map(Box::new);
+            st.protocol = req.protocol;
+            session.persist(&mut st, None);
         }
-        if session_present {
-            self.hook(&Event::SessionResumed { client: &info });
+        session.set_online(true);
+        inner.metrics.connected(req.protocol);
+        (session, present, wills)
+    }
+
+    /// A new connection takes the session `old` over: its connection is closed (MQTT 5
+    /// 0x8E) and its will collected into `wills` as §3.1.2.5 says. Returns the session to
+    /// resume with the in-flight ids to send again, or `None` after a clean start discarded it.
+    fn take_over(
+        &self,
+        sessions: &mut HashMap<ClientId, Arc<Session>>,
+        old: Arc<Session>,
+        clean_start: bool,
+        wills: &mut Vec<Message>,
+    ) -> Option<(Arc<Session>, VecDeque<u16>)> {
+        let mut st = old.state.lock();
+        if let Some(prev) = st.attached.take() {
+            prev.signal.close(DisconnectReason::TakenOver);
+            self.inner.metrics.disconnected(st.protocol);
+            // The old connection ends abnormally: its will fires now unless a delay
+            // is running that the resumed session below cancels (§3.1.2.5).
+            if let Some(w) = st.will.take()
+                && (clean_start || w.delay.is_zero())
+            {
+                wills.push(w.message);
+            }
+        }
+        if clean_start {
+            if let Some(w) = st.pending_will.take() {
+                wills.push(w.message);
+            }
+            drop(st);
+            self.destroy_locked(sessions, &old, "discarded");
+            None
         } else {
-            self.hook(&Event::SessionCreated { client: &info });
+            st.pending_will = None;
+            let resend = st.resend_ids();
+            drop(st);
+            Some((old, resend))
         }
-        self.hook(&Event::Connected { client: &info, session_present, keep_alive: req.keep_alive });
-        self.tell_session(&session);
-        tracing::debug!(client_id = %info.client_id, protocol = info.protocol_name(), session_present, "connected");
-        Ok(Connection::new(self.clone(), session, conn_id, signal, info, session_present))
     }
 }
 

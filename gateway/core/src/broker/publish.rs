@@ -165,22 +165,22 @@ impl Broker {
     /// validated and `client` ACL-checked, hooked and counted as if it were connected, but no
     /// session is created and no authentication runs (there are no credentials to check).
     pub fn publish_unconnected(&self, client: &ClientInfo, msg: Message) -> Result<Published, PublishError> {
-        topic::validate_name(&msg.topic, &self.inner.settings)?;
-        let inner = &self.inner;
-        if !inner.authorizer.check(client, Action::Publish, &msg.topic) {
-            inner.metrics.dropped(DropReason::NotAuthorized);
-            tracing::info!(client_id = %client.client_id, topic = %msg.topic, "unconnected publish denied by ACL");
-            return Err(PublishError::NotAuthorized);
-        }
-        let routed = self.publish_as(client, msg)?;
+        let routed = self.publish_from(client, msg)?;
         Ok(Published { matched: routed.matched })
     }
 
-    /// The publish pipeline every client publish goes through (connected or not), after the
-    /// ACL check: the publisher set, hooks may rewrite or reject, counted, traced, hooked,
-    /// routed. The caller waits for `ticket` to be durable before acknowledging.
-    pub(crate) fn publish_as(&self, client: &ClientInfo, mut msg: Message) -> Result<Routed, PublishError> {
+    /// The publish pipeline every client publish goes through, connected or not: the topic
+    /// validated, the ACL checked, the publisher set, hooks may rewrite or reject, counted,
+    /// traced, hooked, routed. The caller waits for `ticket` (and the cluster's `stored`) to
+    /// be durable before acknowledging.
+    pub(crate) fn publish_from(&self, client: &ClientInfo, mut msg: Message) -> Result<Routed, PublishError> {
         let inner = &self.inner;
+        topic::validate_name(&msg.topic, &inner.settings)?;
+        if !inner.authorizer.check(client, Action::Publish, &msg.topic) {
+            inner.metrics.dropped(DropReason::NotAuthorized);
+            tracing::info!(client_id = %client.client_id, topic = %msg.topic, "publish denied by ACL");
+            return Err(PublishError::NotAuthorized);
+        }
         msg.publisher = Some(client.client_id.clone());
         self.filter_publish(Some(client), &mut msg)?;
         inner.metrics.message_in(client.protocol);
@@ -190,7 +190,7 @@ impl Broker {
     }
 
     /// Lets in-process hooks rewrite or reject a client's publish.
-    pub(crate) fn filter_publish(&self, client: Option<&ClientInfo>, msg: &mut Message) -> Result<(), PublishError> {
+    fn filter_publish(&self, client: Option<&ClientInfo>, msg: &mut Message) -> Result<(), PublishError> {
         let inner = &self.inner;
         if !inner.hooks.has_rewriters() {
             return Ok(());
