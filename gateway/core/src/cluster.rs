@@ -68,6 +68,9 @@ impl std::fmt::Debug for Forwarded {
 
 /// A session moving between nodes: what [`Broker::hand_off`] exports and
 /// [`Broker::adopt`] imports (the store's record shape, so it has one encoding).
+///
+/// [`Broker::hand_off`]: crate::Broker::hand_off
+/// [`Broker::adopt`]: crate::Broker::adopt
 pub type SessionHandoff = StoredSession;
 
 /// The cluster as the core sees it. Every method but [`ClusterLink::claim`] is called on the

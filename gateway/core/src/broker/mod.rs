@@ -3,10 +3,10 @@
 //!
 //! - [`connect`]: a device connects: authentication, limits, session takeover or creation
 //! - [`connection`]: the adapter API, one [`Connection`] per device
-//! - [`publish`]: the one publish pipeline (hooks, routing to sessions, retained) and subscriptions
-//! - [`end`]: a connection detaches: wills, will delay, session expiry, a session's end
-//! - [`cluster`]: what a cluster link (roost-cluster) calls: remote routes, hand-offs
-//! - [`restore`]: sessions and retained messages back from the store at start
+//! - `publish`: the one publish pipeline (hooks, routing to sessions, retained) and subscriptions
+//! - `end`: a connection detaches: wills, will delay, session expiry, a session's end
+//! - `cluster`: what a cluster link (roost-cluster) calls: remote routes, hand-offs
+//! - `restore`: sessions and retained messages back from the store at start
 //!
 //! Lock order: sessions table -> one session's state. Routing takes the router's read lock,
 //! then each target session's state lock in turn, never two at once; wills are published
