@@ -59,6 +59,8 @@ pub struct ConnectContext {
     /// device, heard by whichever node its gateways deliver to): its id is this node's own and
     /// is not claimed cluster-wide, so the nodes do not take it over from one another.
     pub node_local: bool,
+    /// MQTT 5 CONNECT user properties, for auth sources that read a credential from one.
+    pub user_properties: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -242,7 +244,7 @@ impl Broker {
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
         }
-        let ConnectContext { protocol_name: protocol_detail, certificate, node_local } = context;
+        let ConnectContext { protocol_name: protocol_detail, certificate, node_local, user_properties } = context;
         // An address that failed to log in repeatedly waits before it is answered.
         if let Some(ip) = req.peer.map(|p| p.ip()) {
             let delay = inner.failures.delay(ip, Instant::now());
@@ -264,10 +266,15 @@ impl Broker {
             client: &info,
             password: req.password.as_ref(),
             certificate: certificate.as_deref(),
+            user_properties: &user_properties,
             grants: &slot,
         };
         let decision = inner.authenticator.authenticate(creds).await;
-        let grants = slot.take();
+        let mut grants = slot.take();
+        if let Some(username) = grants.username.take() {
+            // The identity a source established (a token's claim) is the client's from here on.
+            Arc::make_mut(&mut info).username = username;
+        }
         if decision == AuthDecision::Allow && grants != crate::auth::Grants::default() {
             // Not shared yet: make_mut changes it in place.
             Arc::make_mut(&mut info).grants = Some(Arc::new(grants));
