@@ -18,6 +18,7 @@ mod cluster;
 mod cluster_failover;
 mod cluster_protocols;
 mod coap;
+mod coap_api;
 mod coap_dtls;
 mod codec_faults;
 mod codec_limits;
