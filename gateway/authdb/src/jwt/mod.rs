@@ -15,6 +15,8 @@
 //! (EMQX's claim).
 
 pub mod keys;
+#[cfg(test)]
+mod tests;
 pub mod token;
 
 use std::path::{Path, PathBuf};

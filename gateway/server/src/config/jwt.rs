@@ -147,3 +147,53 @@ fn keys(s: &JwtSection) -> Result<KeySource, ConfigError> {
         other => Err(invalid("auth.jwt.algorithm", format!("{other:?} is not \"hmac-based\" or \"public-key\""))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn key_of(text: &str) -> String {
+        match super::super::parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(ConfigError::Invalid { key, .. }) => key,
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn validated() {
+        let head = "[auth]\nchain = [\"jwt\"]\n";
+        assert_eq!(key_of(head), "auth.jwt");
+        assert_eq!(key_of(&format!("{head}[auth.jwt]\nsecret = \"short\"\n")), "auth.jwt.secret");
+        assert_eq!(key_of(&format!("{head}[auth.jwt]\nsecret = \"{SECRET}\"\nfrom = \"header\"\n")), "auth.jwt.from");
+        let no_name = format!("{head}[auth.jwt]\nsecret = \"{SECRET}\"\nfrom = \"user_property\"\n");
+        assert_eq!(key_of(&no_name), "auth.jwt.user_property");
+        let no_file = format!("{head}[auth.jwt]\nalgorithm = \"public-key\"\npublic_key = \"/nonexistent.pem\"\n");
+        assert_eq!(key_of(&no_file), "auth.jwt.public_key");
+        let not_pem = format!(
+            "{head}[auth.jwt]\nalgorithm = \"public-key\"\npublic_key = \"-----BEGIN CERTIFICATE-----\\nAA==\\n-----END CERTIFICATE-----\"\n"
+        );
+        assert_eq!(key_of(&not_pem), "auth.jwt.public_key");
+        assert_eq!(key_of(&format!("{head}[auth.jwt]\nuse_jwks = true\n")), "auth.jwt.jwks_file");
+        assert_eq!(key_of(&format!("{head}[auth.jwt]\nsecret = \"{SECRET}\"\nleeway = \"1h\"\n")), "auth.jwt.leeway");
+        let claims = format!("{head}[auth.jwt]\nsecret = \"{SECRET}\"\nverify_claims = {{ sub = \"${{nope}}\" }}\n");
+        assert_eq!(key_of(&claims), "auth.jwt.verify_claims.sub");
+
+        let ok = format!(
+            "{head}[auth.jwt]\nsecret = \"{}\"\nsecret_base64_encoded = true\nfrom = \"user_property\"\nuser_property = \"token\"\nusername_claim = \"sub\"\n",
+            crate::base64::encode(SECRET.as_bytes())
+        );
+        let s = super::super::parse(&ok).unwrap_or_else(|e| panic!("{e}"));
+        let jwt = s.auth.databases.jwt.expect("[auth.jwt] validated");
+        assert_eq!(jwt.keys, KeySource::Secret(SECRET.as_bytes().to_vec()));
+        assert_eq!(jwt.from, TokenFrom::UserProperty("token".into()));
+        assert_eq!(jwt.username_claim.as_deref(), Some("sub"));
+        assert_eq!(jwt.leeway, Duration::from_secs(5));
+        // The secret never shows in the settings' debug form.
+        assert!(!format!("{jwt:?}").contains(SECRET));
+        // A section the chain does not name is not used.
+        assert!(super::super::parse("[auth.jwt]\n").unwrap().auth.databases.jwt.is_none());
+    }
+}
