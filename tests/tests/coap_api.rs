@@ -72,3 +72,30 @@ async fn coap_sessions_listed_shown_and_closed_through_the_api() {
     assert_eq!(api.call("DELETE", "/api/v1/coap/sessions/obs-1", None).await.0, 404);
     broker.stop().await;
 }
+
+/// A DTLS (PSK) device is listed with the identity DTLS authenticated (the PSK's username),
+/// and closed like any other.
+#[tokio::test]
+async fn coap_dtls_session_shows_its_identity() {
+    let config = "[coap]\ndtls_bind = [\"127.0.0.1:0\"]\n[[coap.psk]]\nidentity = \"dev1\"\nkey = \"secret-key-1\"\nusername = \"user1\"\n";
+    let broker = TestBroker::start_with(config).await;
+    let url = format!("coaps://{}/ps/sec/api", broker.coaps_addr());
+    let run = tokio::process::Command::new("coap-client-openssl")
+        .args(["-m", "put", "-e", "1", "-u", "dev1", "-k", "secret-key-1", &url])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("coap-client-openssl finished within 20 s")
+        .expect("coap-client-openssl runs (scripts/test installs libcoap3-bin)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let api = broker.api();
+    let (_, list) = api.get("/api/v1/coap/sessions").await;
+    let s = list["data"].as_array().unwrap().first().unwrap_or_else(|| panic!("no session: {list}")).clone();
+    assert_eq!((&s["identity"], &s["username"]), (&Value::from("user1"), &Value::from("user1")), "{s}");
+    let id = s["clientid"].as_str().unwrap();
+    let (status, _) = api.call("DELETE", &format!("/api/v1/coap/sessions/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(api.get(&format!("/api/v1/clients/{id}")).await.0, 404);
+    broker.stop().await;
+}

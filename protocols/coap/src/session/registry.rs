@@ -27,7 +27,8 @@ pub struct SessionView {
     pub client_id: String,
     /// The username the device connected with (the DTLS identity when there is one).
     pub username: Option<String>,
-    /// The DTLS PSK identity that authenticated the transport; `None` over plain UDP.
+    /// Who the DTLS transport authenticated (the PSK's `username`, else its identity);
+    /// `None` over plain UDP.
     pub identity: Option<String>,
     /// Where the device was last heard from (notifications go there).
     pub peer: SocketAddr,
