@@ -433,7 +433,8 @@ async fn handshake(
     {
         request.username = Some(cn.clone());
     }
-    let context = ConnectContext { certificate, ..Default::default() };
+    let user_properties = connect.properties.user_properties.clone();
+    let context = ConnectContext { certificate, user_properties, ..Default::default() };
     let conn = match ctx.broker.connect_with(request, context).await {
         Ok(c) => c,
         Err(e) => {

@@ -131,7 +131,13 @@ mod tests {
 
     async fn run(chain: &AuthChain, c: &ClientInfo) -> AuthDecision {
         chain
-            .authenticate(Credentials { client: c, password: None, certificate: None, grants: &Default::default() })
+            .authenticate(Credentials {
+                client: c,
+                password: None,
+                certificate: None,
+                user_properties: &[],
+                grants: &Default::default(),
+            })
             .await
     }
 

@@ -48,6 +48,8 @@ pub struct ConnectContext {
     /// device, heard by whichever node its gateways deliver to): its id is this node's own and
     /// is not claimed cluster-wide, so the nodes do not take it over from one another.
     pub node_local: bool,
+    /// MQTT 5 CONNECT user properties, for auth sources that read a credential from one.
+    pub user_properties: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,8 +81,8 @@ impl Broker {
     /// [`Broker::connect`] with what the transport knows beyond the request: a finer
     /// protocol name, the identity of a verified client certificate (mTLS) or PSK.
     pub async fn connect_with(&self, req: ConnectRequest, context: ConnectContext) -> Result<Connection, ConnectError> {
-        let ConnectContext { protocol_name, certificate, node_local } = context;
-        let info = self.admit(&req, protocol_name, certificate.as_deref()).await?;
+        let info = self.admit(&req, &context).await?;
+        let node_local = context.node_local;
         // In a cluster the client id is unique cluster-wide: the node that held it closes it
         // and hands its session over (bounded by the cluster's own timeout).
         if let Some(cluster) = self.inner.cluster.get().filter(|_| !node_local)
@@ -108,12 +110,7 @@ impl Broker {
     /// Whether the device may connect at all: not while shutting down, after the delay its
     /// address earned by failed logins, if the authenticator allows it, within
     /// `max_connections`. Returns who it is, with what its auth sources granted.
-    async fn admit(
-        &self,
-        req: &ConnectRequest,
-        protocol_detail: Option<Arc<str>>,
-        certificate: Option<&str>,
-    ) -> Result<Arc<ClientInfo>, ConnectError> {
+    async fn admit(&self, req: &ConnectRequest, context: &ConnectContext) -> Result<Arc<ClientInfo>, ConnectError> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectError::ShuttingDown);
@@ -129,12 +126,12 @@ impl Broker {
         let mut info = Arc::new(ClientInfo {
             client_id: req.client_id.clone(),
             protocol: req.protocol,
-            protocol_detail,
+            protocol_detail: context.protocol_name.clone(),
             peer: req.peer,
             username: req.username.clone(),
             grants: None,
         });
-        match self.authenticate(&mut info, req.password.as_ref(), certificate).await {
+        match self.authenticate(&mut info, req.password.as_ref(), context).await {
             AuthDecision::Allow => {}
             AuthDecision::BadCredentials => {
                 inner.metrics.auth_failure();
@@ -160,13 +157,23 @@ impl Broker {
         &self,
         info: &mut Arc<ClientInfo>,
         password: Option<&Bytes>,
-        certificate: Option<&str>,
+        context: &ConnectContext,
     ) -> AuthDecision {
         let inner = &self.inner;
         let slot = GrantSlot::default();
-        let creds = Credentials { client: info, password, certificate, grants: &slot };
+        let creds = Credentials {
+            client: info,
+            password,
+            certificate: context.certificate.as_deref(),
+            user_properties: &context.user_properties,
+            grants: &slot,
+        };
         let decision = inner.authenticator.authenticate(creds).await;
-        let grants = slot.take();
+        let mut grants = slot.take();
+        if let Some(username) = grants.username.take() {
+            // The identity a source established (a token's claim) is the client's from here on.
+            Arc::make_mut(info).username = username;
+        }
         if decision == AuthDecision::Allow && grants != Grants::default() {
             // Not shared yet: make_mut changes it in place.
             Arc::make_mut(info).grants = Some(Arc::new(grants));

@@ -53,6 +53,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         mysql: auth.mysql.take(),
         redis: auth.redis.take(),
         ldap: auth.ldap.take(),
+        jwt: auth.jwt.take(),
         acl_sources: acl.sources.clone(),
         acl_postgresql: acl.postgresql.take(),
         acl_mysql: acl.mysql.take(),
