@@ -12,8 +12,8 @@ use roost_core::{
     Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions,
 };
 use roost_mqtt::codec::{
-    Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, Subscribe,
-    SubscribeFilter, SubscriptionOptions,
+    Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, RetainHandling,
+    Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -231,7 +231,7 @@ async fn subscribe_upstream(s: &BridgeSettings, link: &mut Link, version: Protoc
                 qos: rule.qos,
                 no_local: version.is_v5(),
                 retain_as_published: true,
-                retain_handling: 0,
+                retain_handling: RetainHandling::SendAtSubscribe,
             },
         })
         .collect();
