@@ -7,8 +7,8 @@
 //! is not read until its budget refills (TCP then pushes back on the sender), or closed
 //! with 0x97 if so configured. Each is counted in [`roost_core::metrics::Limited`].
 //!
-//! Submodules: [`io`] (buffers and socket), [`handshake`] (PROXY, TLS/WebSocket, first
-//! packet), [`connack`] (CONNECT accepted or refused), [`limits`] (flood control).
+//! Submodules: `io` (buffers and socket), `handshake` (PROXY, TLS/WebSocket, first
+//! packet), `connack` (CONNECT accepted or refused), `limits` (flood control).
 //!
 //! Accepted sockets are bounded by a semaphore (`limits.max_connections`, as in mini-redis).
 //! An idle connection holds no read or write buffer: buffers are allocated when bytes
