@@ -7,8 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use roost_core::ClientInfo;
 use roost_core::auth::{AuthDecision, GrantSlot, Verdict};
-use roost_core::types::{ClientId, ClientInfo, Protocol};
+use roost_core::types::{ClientId, Protocol};
 
 use super::*;
 
