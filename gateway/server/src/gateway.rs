@@ -34,7 +34,7 @@ pub struct Gateway {
     bridges: crate::reload::parts::BridgeStatuses,
     reloader: Arc<crate::reload::Reloader>,
     api_keys: Vec<String>,
-    webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    webhooks: Arc<crate::webhook_set::WebhookSet>,
     cluster: Option<roost_cluster::Cluster>,
     #[cfg(feature = "codec")]
     plugins: Arc<roost_plugins::Plugins>,
@@ -155,15 +155,12 @@ impl Builder {
         if let Some((_, (hook, _))) = &sys {
             builder = builder.hook(hook.clone());
         }
-        let mut webhooks = Vec::new();
-        let mut webhook_queues = Vec::new();
-        for w in &settings.webhooks {
-            let (hook, webhook, rx) = crate::webhook::hook(&settings.broker.node_name, w.clone());
-            builder = builder.hook(hook);
-            webhooks.push(webhook);
-            webhook_queues.push(rx);
-        }
-        let webhooks = Arc::new(webhooks);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let webhooks =
+            crate::webhook_set::WebhookSet::new(&settings.broker.node_name, shutdown.clone(), tracker.clone());
+        webhooks.replace(&settings.webhooks);
+        builder = builder.hook(webhooks.clone());
         let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
         builder = builder.hook(rules.hook());
         reloader.add(Arc::new(crate::reload::parts::RulesPart(rules.clone())));
@@ -173,8 +170,6 @@ impl Builder {
         if settings.storage.disk {
             tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
         }
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
         // Joined before any adapter accepts: routes and client ids are cluster-wide from the
         // first client on.
         let cluster = match &settings.cluster {
@@ -200,9 +195,7 @@ impl Builder {
         let registry = Arc::new(registry);
         api_routes.push(crate::api::cluster::routes(cluster.clone()));
         api_routes.push(crate::api::config::routes(settings.effective.clone()));
-        for (w, rx) in webhooks.iter().zip(webhook_queues) {
-            crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
-        }
+        reloader.add(Arc::new(crate::webhook_set::WebhooksPart { set: webhooks.clone(), broker: broker.clone() }));
         #[allow(unused_mut)] // filled only with the `http` feature
         let mut http_addrs = Vec::new();
         #[cfg(feature = "http")]
@@ -317,6 +310,7 @@ fn reloadable_auth(
 /// The built-in adapters' reloadable parts (TLS, DTLS) and the log level.
 fn register_live(reloader: &crate::reload::Reloader, live: crate::adapters::Live) {
     use crate::reload::parts;
+    reloader.add(Arc::new(parts::RatesPart(live.mqtt_limits)));
     if let Some(tls) = live.tls {
         reloader.add(Arc::new(parts::TlsPart(tls)));
     }
@@ -427,8 +421,8 @@ impl Gateway {
     }
 
     /// The `[[webhook]]`s with their counters, in config order.
-    pub fn webhooks(&self) -> &[crate::webhook::Webhook] {
-        &self.webhooks
+    pub fn webhooks(&self) -> Vec<crate::webhook::Webhook> {
+        self.webhooks.list()
     }
 
     /// The bound HTTP (`/metrics`) addresses.

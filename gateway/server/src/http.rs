@@ -82,7 +82,7 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 struct BrokerCollector {
     broker: Broker,
-    webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    webhooks: Arc<crate::webhook_set::WebhookSet>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -194,7 +194,8 @@ impl Collector for BrokerCollector {
             "Outgoing QoS 1/2 messages awaiting acknowledgement",
             inflight as i64,
         )?;
-        if !self.webhooks.is_empty() {
+        let webhooks = self.webhooks.list();
+        if !webhooks.is_empty() {
             let c = ConstCounter::new(0u64);
             {
                 let mut family = encoder.encode_descriptor(
@@ -203,7 +204,7 @@ impl Collector for BrokerCollector {
                     None,
                     c.metric_type(),
                 )?;
-                for w in self.webhooks.iter() {
+                for w in &webhooks {
                     let url = w.settings.url.clone();
                     ConstCounter::new(w.counters.sent.load(Relaxed))
                         .encode(family.encode_family(&[("url", url.as_str())])?)?;
@@ -215,7 +216,7 @@ impl Collector for BrokerCollector {
                 None,
                 c.metric_type(),
             )?;
-            for w in self.webhooks.iter() {
+            for w in &webhooks {
                 let url = w.settings.url.clone();
                 let full = w.counters.dropped_queue_full.load(Relaxed);
                 let failed = w.counters.dropped_failed.load(Relaxed);

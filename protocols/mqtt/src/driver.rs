@@ -52,6 +52,8 @@ pub struct Context {
     pub broker: Broker,
     pub settings: MqttSettings,
     pub permits: Arc<Semaphore>,
+    /// `settings.limits` as a reload leaves them (read at each accept and connection).
+    pub limits: Arc<crate::settings::LiveLimits>,
     /// The TLS and WSS listeners' acceptor (from `settings.tls`).
     pub tls: Option<transport::TlsSwitch>,
 }
@@ -76,7 +78,8 @@ pub async fn bind_all(settings: &MqttSettings) -> std::io::Result<Vec<(Kind, Tcp
 /// One listener's share of flood control.
 struct ListenerState {
     open: std::sync::atomic::AtomicUsize,
-    rate: Option<Mutex<Bucket>>,
+    /// The `max_conn_rate` bucket, with the rate it was built for.
+    rate: Mutex<Option<(u32, Bucket)>>,
     /// `Context::permits`, to give back the permits its connections hold.
     permits: Arc<Semaphore>,
 }
@@ -91,6 +94,22 @@ impl Slot {
     fn new(state: Arc<ListenerState>, permit: OwnedSemaphorePermit) -> Slot {
         permit.forget();
         Slot(state)
+    }
+}
+
+impl ListenerState {
+    /// Takes a token of `rate` new connections per second (always granted without a rate);
+    /// the bucket is built again when a reload changed the rate.
+    fn admit(&self, rate: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut bucket = self.rate.lock();
+        if bucket.as_ref().is_none_or(|(r, _)| *r != rate) {
+            *bucket = Some((rate, Bucket::new(u64::from(rate), now)));
+        }
+        bucket.as_mut().is_some_and(|(_, b)| b.try_take(now))
     }
 }
 
@@ -131,13 +150,7 @@ pub async fn serve_kind(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limits = ctx.settings.limits;
-    let state = Arc::new(ListenerState {
-        open: 0.into(),
-        rate: (limits.max_conn_rate > 0)
-            .then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
-        permits: ctx.permits.clone(),
-    });
+    let state = Arc::new(ListenerState { open: 0.into(), rate: Mutex::new(None), permits: ctx.permits.clone() });
     loop {
         let permit = tokio::select! {
             p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -156,9 +169,8 @@ pub async fn serve_kind(
                 continue;
             }
         };
-        if let Some(rate) = &state.rate
-            && !rate.lock().try_take(Instant::now())
-        {
+        let limits = ctx.limits.get();
+        if !state.admit(limits.max_conn_rate) {
             ctx.broker.metrics().limited(Limited::ConnRate);
             tracing::debug!(%peer, "mqtt: over max_conn_rate; connection closed at accept");
             continue;
@@ -307,7 +319,7 @@ fn run(
         let (io, session, conn) = handshake(stream, kind, peer, &ctx, &shutdown).await?;
         // The rate budgets are built here, so that the task keeps an 8-byte box (or nothing),
         // not copies of the listener's limits.
-        let rates = Rates::for_limits(&ctx.settings.limits);
+        let rates = Rates::for_limits(&ctx.limits.get());
         Some((Link { io, session, conn, rates }, permit))
     });
     async move {
