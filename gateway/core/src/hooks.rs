@@ -17,9 +17,10 @@
 
 use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 
+use crate::auth::ClientInfo;
 use crate::metrics::DropReason;
 use crate::types::DisconnectReason;
-use crate::types::{ClientId, ClientInfo, Message, QoS};
+use crate::types::{ClientId, Message, QoS};
 
 /// One thing that happened in the broker.
 #[derive(Debug)]

@@ -45,6 +45,7 @@ pub struct Live {
 /// and said so in the log if its section has listeners.
 pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<(Vec<Box<dyn Adapter>>, Live)> {
     let mqtt = mqtt::MqttAdapter::new(settings)?;
+    #[allow(clippy::needless_update)] // `dtls` is a field only with the `coap` feature
     let mut live = Live { tls: mqtt.tls(), mqtt_limits: mqtt.limits(), ..Default::default() };
     #[allow(unused_mut)] // MQTT alone in an MQTT-only build
     let mut adapters: Vec<Box<dyn Adapter>> = vec![Box::new(mqtt)];

@@ -187,10 +187,7 @@ impl BridgesPart {
 
     fn spawn(&self, b: roost_bridge::BridgeSettings) {
         #[cfg(not(feature = "bridge"))]
-        {
-            tracing::warn!(bridge = %b.name, "bridge not started: this roost was built without bridges (cargo feature `bridge`)");
-            return;
-        }
+        tracing::warn!(bridge = %b.name, "bridge not started: this roost was built without bridges (cargo feature `bridge`)");
         #[cfg(feature = "bridge")]
         self.spawn_bridge(b);
     }
