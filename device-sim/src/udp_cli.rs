@@ -309,9 +309,10 @@ pub(crate) fn run_mqttsn(a: MqttSnArgs) -> anyhow::Result<()> {
     })?;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "mqtt-sn: {} connected ({} failed), {} published, {} acknowledged, {} rejected, {} timed out, {} retransmissions, max ack rtt {} ms",
+        "mqtt-sn: {} connected ({} failed), {} gave up, {} published, {} acknowledged, {} rejected, {} timed out, {} retransmissions, max ack rtt {} ms",
         get(&stats.connected),
         get(&stats.connect_failed),
+        get(&stats.gave_up),
         get(&stats.published),
         get(&stats.acknowledged),
         get(&stats.rejected),

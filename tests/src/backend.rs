@@ -111,7 +111,7 @@ impl TestBroker {
     }
 
     /// The `[[webhook]]`s and their counters.
-    pub fn webhooks(&self) -> &[roost::webhook::Webhook] {
+    pub fn webhooks(&self) -> Vec<roost::webhook::Webhook> {
         self.gateway.webhooks()
     }
 

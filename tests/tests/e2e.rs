@@ -42,6 +42,7 @@ mod proxy_protocol;
 mod pubsub;
 mod qos;
 mod reload;
+mod reload_live;
 mod retained;
 mod rules;
 mod rules_sinks;

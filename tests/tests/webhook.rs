@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 /// An HTTP server taking webhook POSTs: every event of every batch goes to the channel.
 /// The first `fail_first` POSTs are answered 503.
-async fn receiver(
+pub(crate) async fn receiver(
     bind: SocketAddr,
     fail_first: usize,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<()>) {
@@ -48,7 +48,7 @@ async fn receiver(
     (addr, rx, task)
 }
 
-async fn next_event(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
+pub(crate) async fn next_event(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
     tokio::time::timeout(WAIT, rx.recv()).await.expect("a webhook event in time").expect("receiver open")
 }
 
@@ -105,7 +105,7 @@ async fn webhook_receives_a_sessions_events_in_order() {
         seen.push(e["event"].as_str().unwrap().to_string());
     }
     assert_eq!(seen, expected);
-    let w = &broker.webhooks()[0];
+    let w = broker.webhooks()[0].clone();
     assert_eq!(w.counters.dropped(), 0);
     broker.stop().await;
 }

@@ -15,6 +15,8 @@
 //! only of hooks whose [`Hook::rewrites_publish`] is true): a rejected publish is refused
 //! to the client as not authorized and counted as dropped (`rejected`).
 
+use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+
 use crate::auth::ClientInfo;
 use crate::metrics::DropReason;
 use crate::types::DisconnectReason;
@@ -189,8 +191,8 @@ pub enum PublishVerdict {
 
 /// A sink of broker events, registered with `BrokerBuilder::hook`.
 pub trait Hook: Send + Sync {
-    /// The events this hook wants (default: all of them). Read once, when the broker is
-    /// built.
+    /// The events this hook wants (default: all of them). Read when the broker is built,
+    /// and again by `Broker::refresh_hook_interests`.
     fn interests(&self) -> EventMask {
         EventMask::ALL
     }
@@ -214,36 +216,50 @@ pub trait Hook: Send + Sync {
     }
 }
 
-/// The hooks of one broker, with the union of their interests for the fast path.
+/// The hooks of one broker, with the union of their interests for the fast path. The
+/// interests are read when the broker is built and again by [`Hooks::refresh`] (a hook
+/// whose set changes, as the webhooks after a configuration reload).
 #[derive(Default)]
 pub(crate) struct Hooks {
     all: Vec<std::sync::Arc<dyn Hook>>,
-    masks: Vec<EventMask>,
-    mask: EventMask,
+    masks: Vec<AtomicU16>,
+    mask: AtomicU16,
     rewriters: Vec<std::sync::Arc<dyn Hook>>,
 }
 
 impl Hooks {
     pub fn new(hooks: Vec<std::sync::Arc<dyn Hook>>) -> Hooks {
-        let masks: Vec<EventMask> = hooks.iter().map(|h| h.interests()).collect();
-        let mask = masks.iter().fold(EventMask::NONE, |a, m| a.union(*m));
+        let masks = hooks.iter().map(|_| AtomicU16::new(0)).collect();
         let rewriters = hooks.iter().filter(|h| h.rewrites_publish()).cloned().collect();
-        Hooks { all: hooks, masks, mask, rewriters }
+        let hooks = Hooks { all: hooks, masks, mask: AtomicU16::new(0), rewriters };
+        hooks.refresh();
+        hooks
+    }
+
+    /// Reads every hook's [`Hook::interests`] again.
+    pub fn refresh(&self) {
+        let mut union = EventMask::NONE;
+        for (h, m) in self.all.iter().zip(&self.masks) {
+            let i = h.interests();
+            m.store(i.0, Relaxed);
+            union = union.union(i);
+        }
+        self.mask.store(union.0, Relaxed);
     }
 
     /// Someone wants events of this kind: build the event only then.
     #[inline]
     pub fn wants(&self, kind: EventKind) -> bool {
-        self.mask.contains(kind)
+        EventMask(self.mask.load(Relaxed)).contains(kind)
     }
 
     pub fn emit(&self, event: &Event<'_>) {
         let kind = event.kind();
-        if !self.mask.contains(kind) {
+        if !self.wants(kind) {
             return;
         }
         for (h, m) in self.all.iter().zip(&self.masks) {
-            if m.contains(kind) {
+            if EventMask(m.load(Relaxed)).contains(kind) {
                 h.on_event(event);
             }
         }

@@ -39,7 +39,10 @@ pub struct JsLimits {
 
 impl Default for JsLimits {
     fn default() -> Self {
-        JsLimits { time_per_call: Duration::from_millis(100), max_memory: 8 << 20 }
+        JsLimits {
+            time_per_call: Duration::from_millis(crate::config::TIME_LIMIT_MS),
+            max_memory: crate::config::MAX_MEMORY,
+        }
     }
 }
 

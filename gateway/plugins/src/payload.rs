@@ -9,7 +9,6 @@
 //! codec reports errors).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,82 +16,10 @@ use base64::Engine as _;
 use roost_core::ClientInfo;
 use roost_core::hooks::{EventMask, Hook, PublishVerdict};
 use roost_core::types::Message;
-use serde::{Deserialize, Serialize};
 
+pub use crate::config::{PayloadCodecConfig, RESERVED};
 use crate::js::{Decoded, Encoded, JsLimits, JsLoader, JsScript};
 use crate::plugin::{Kind, Plugin, Plugins};
-
-/// One `[[payload_codec]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PayloadCodecConfig {
-    /// What LoRaWAN devices name in `payload_codec`; `[A-Za-z0-9_-]`, 1 to 64 characters.
-    pub name: String,
-    /// The `.js` file (TS013: `decodeUplink`, optionally `encodeDownlink`).
-    pub script: PathBuf,
-    /// Publishes on these filters are decoded (their payload becomes the JSON event).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub uplink_topics: Vec<String>,
-    /// JSON publishes on these filters are encoded into the device's bytes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub downlink_topics: Vec<String>,
-    /// The `fPort` given to `decodeUplink` for topic uplinks (LoRaWAN gives the frame's).
-    #[serde(default = "defaults::fport")]
-    pub fport: u8,
-    /// Wall time one call may run, milliseconds.
-    #[serde(default = "defaults::time_limit_ms")]
-    pub time_limit_ms: u64,
-    /// Bytes the codec's runtime on one worker may hold.
-    #[serde(default = "defaults::max_memory")]
-    pub max_memory: usize,
-}
-
-mod defaults {
-    pub fn fport() -> u8 {
-        1
-    }
-    pub fn time_limit_ms() -> u64 {
-        crate::js::JsLimits::default().time_per_call.as_millis() as u64
-    }
-    pub fn max_memory() -> usize {
-        crate::js::JsLimits::default().max_memory
-    }
-}
-
-/// Names LoRaWAN uses for its built-in codecs; a script codec may not take them.
-pub const RESERVED: [&str; 3] = ["none", "json", "cayenne_lpp"];
-
-impl PayloadCodecConfig {
-    /// What is wrong with the table, as `(field, problem)`.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let name_ok = (1..=64).contains(&self.name.len())
-            && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !name_ok || RESERVED.contains(&self.name.as_str()) {
-            return Err((
-                "name",
-                format!("{:?} is not 1-64 of [A-Za-z0-9_-], or is a built-in codec's name", self.name),
-            ));
-        }
-        if self.script.extension().and_then(|e| e.to_str()) != Some("js") {
-            return Err(("script", format!("{} is not a .js file", self.script.display())));
-        }
-        for f in self.uplink_topics.iter().chain(&self.downlink_topics) {
-            if f.is_empty() || f.contains('\0') {
-                return Err(("uplink_topics", format!("{f:?} is not a topic filter")));
-            }
-        }
-        if !(1..=223).contains(&self.fport) {
-            return Err(("fport", format!("{} is not 1..=223", self.fport)));
-        }
-        if !(1..=10_000).contains(&self.time_limit_ms) {
-            return Err(("time_limit_ms", format!("{} is not 1..=10000", self.time_limit_ms)));
-        }
-        if self.max_memory < (1 << 20) {
-            return Err(("max_memory", format!("{} is below 1048576 (1 MiB)", self.max_memory)));
-        }
-        Ok(())
-    }
-}
 
 /// A loaded codec with its topic rules.
 struct Entry {

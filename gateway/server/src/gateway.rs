@@ -35,7 +35,7 @@ pub struct Gateway {
     bridges: crate::reload::parts::BridgeStatuses,
     reloader: Arc<crate::reload::Reloader>,
     api_keys: Vec<String>,
-    webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    webhooks: Arc<crate::webhook_set::WebhookSet>,
     cluster: Option<roost_cluster::Cluster>,
     #[cfg(feature = "codec")]
     plugins: Arc<roost_plugins::Plugins>,
@@ -132,11 +132,13 @@ impl Builder {
             tracing::warn!("http.bind: this roost was built without HTTP (cargo feature `http`): no API, no /metrics");
         }
         let store = open_store(&settings).await?;
-        let GatewayHooks { broker, sys, webhooks, webhook_queues, rules } =
-            build_broker(&settings, store, auth, hooks, &reloader)?;
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let webhooks =
+            crate::webhook_set::WebhookSet::new(&settings.broker.node_name, shutdown.clone(), tracker.clone());
+        webhooks.replace(&settings.webhooks);
+        let GatewayHooks { broker, sys, rules } = build_broker(&settings, store, auth, hooks, &webhooks, &reloader)?;
         api_routes.push(crate::reload::routes(reloader.clone()));
         let api_keys = api_keys(&settings)?;
-        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let ctx =
             roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
         // Joined before any adapter accepts: routes and client ids are cluster-wide from the
@@ -156,9 +158,7 @@ impl Builder {
         let registry = Arc::new(registry);
         api_routes.push(crate::api::cluster::routes(cluster.clone()));
         api_routes.push(crate::api::config::routes(settings.effective.clone()));
-        for (w, rx) in webhooks.iter().zip(webhook_queues) {
-            crate::webhook::spawn(w.clone(), rx, shutdown.clone(), &tracker);
-        }
+        reloader.add(Arc::new(crate::webhook_set::WebhooksPart { set: webhooks.clone(), broker: broker.clone() }));
         #[allow(unused_mut)] // filled only with the `http` feature
         let mut http_addrs = Vec::new();
         #[cfg(feature = "http")]
@@ -267,9 +267,6 @@ struct GatewayHooks {
     broker: Broker,
     /// The `$SYS` interval, hook and event queue (`None`: `$SYS` is off).
     sys: Option<(Duration, (Arc<crate::sys::SysHook>, SysEvents))>,
-    webhooks: Arc<Vec<crate::webhook::Webhook>>,
-    /// Each webhook's queue, for its sender task.
-    webhook_queues: Vec<mpsc::Receiver<serde_json::Value>>,
     rules: Arc<roost_rules::Engine>,
 }
 
@@ -281,6 +278,7 @@ fn build_broker(
     store: Arc<dyn Store>,
     (authenticator, authorizer): (Box<dyn Authenticator>, Box<dyn Authorizer>),
     hooks: Vec<Arc<dyn Hook>>,
+    webhooks: &Arc<crate::webhook_set::WebhookSet>,
     reloader: &crate::reload::Reloader,
 ) -> anyhow::Result<GatewayHooks> {
     let started = std::time::Instant::now();
@@ -293,14 +291,7 @@ fn build_broker(
     if let Some((_, (hook, _))) = &sys {
         builder = builder.hook(hook.clone());
     }
-    let mut webhooks = Vec::new();
-    let mut webhook_queues = Vec::new();
-    for w in &settings.webhooks {
-        let (hook, webhook, rx) = crate::webhook::hook(&settings.broker.node_name, w.clone());
-        builder = builder.hook(hook);
-        webhooks.push(webhook);
-        webhook_queues.push(rx);
-    }
+    builder = builder.hook(webhooks.clone());
     let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
     builder = builder.hook(rules.hook());
     reloader.add(Arc::new(crate::reload::parts::RulesPart(rules.clone())));
@@ -308,7 +299,7 @@ fn build_broker(
     if settings.storage.disk {
         tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
     }
-    Ok(GatewayHooks { broker, sys, webhooks: Arc::new(webhooks), webhook_queues, rules })
+    Ok(GatewayHooks { broker, sys, rules })
 }
 
 /// Serves `app` (`/metrics`, the API, the web page) on every HTTP listener; returns their
@@ -419,6 +410,7 @@ fn reloadable_auth(
 /// The built-in adapters' reloadable parts (TLS, DTLS) and the log level.
 fn register_live(reloader: &crate::reload::Reloader, live: crate::adapters::Live) {
     use crate::reload::parts;
+    reloader.add(Arc::new(parts::RatesPart(live.mqtt_limits)));
     if let Some(tls) = live.tls {
         reloader.add(Arc::new(parts::TlsPart(tls)));
     }
@@ -529,8 +521,8 @@ impl Gateway {
     }
 
     /// The `[[webhook]]`s with their counters, in config order.
-    pub fn webhooks(&self) -> &[crate::webhook::Webhook] {
-        &self.webhooks
+    pub fn webhooks(&self) -> Vec<crate::webhook::Webhook> {
+        self.webhooks.list()
     }
 
     /// The bound HTTP (`/metrics`) addresses.

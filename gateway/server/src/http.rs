@@ -82,7 +82,7 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 struct BrokerCollector {
     broker: Broker,
-    webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    webhooks: Arc<crate::webhook_set::WebhookSet>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -133,10 +133,11 @@ fn counter_family<'a>(
 impl BrokerCollector {
     /// What each `[[webhook]]` sent and dropped, by URL (nothing without webhooks).
     fn encode_webhooks(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        if self.webhooks.is_empty() {
+        let webhooks = self.webhooks.list();
+        if webhooks.is_empty() {
             return Ok(());
         }
-        let sent = self.webhooks.iter().map(|w| (w.settings.url.as_str(), w.counters.sent.load(Relaxed)));
+        let sent = webhooks.iter().map(|w| (w.settings.url.as_str(), w.counters.sent.load(Relaxed)));
         counter_family(encoder, "webhook_events_sent", "Events a webhook endpoint accepted", "url", sent)?;
         let c = ConstCounter::new(0u64);
         let mut family = encoder.encode_descriptor(
@@ -145,7 +146,7 @@ impl BrokerCollector {
             None,
             c.metric_type(),
         )?;
-        for w in self.webhooks.iter() {
+        for w in &webhooks {
             let url = w.settings.url.clone();
             let full = w.counters.dropped_queue_full.load(Relaxed);
             let failed = w.counters.dropped_failed.load(Relaxed);

@@ -27,6 +27,7 @@ pub mod sys;
 #[cfg(feature = "web")]
 pub mod web;
 pub mod webhook;
+pub mod webhook_set;
 
 /// Custom-protocol codecs: implement [`codec::Codec`], register it in a
 /// [`codec::Registry`] and start with [`gateway::start_with`] (see `docs/custom-codec.md`).

@@ -85,6 +85,9 @@ pub struct SimStats {
     pub ack_rtt_sum_us: AtomicU64,
     pub ack_rtt_max_us: AtomicU64,
     pub finished: AtomicU64,
+    /// Devices that stopped early: no CONNACK, REGACK or DISCONNECT after every retry, or
+    /// refused (each also logged with its reason).
+    pub gave_up: AtomicU64,
 }
 
 impl SimStats {
@@ -376,7 +379,8 @@ pub async fn run_with(cfg: SimConfig, stats: Arc<SimStats>) {
         let phase = cfg.period.mul_f64(n as f64 / cfg.devices.max(1) as f64);
         let (cfg, stats) = (cfg.clone(), stats.clone());
         tasks.spawn(async move {
-            if let Err(e) = device(n, phase, cfg, stats, start).await {
+            if let Err(e) = device(n, phase, cfg, stats.clone(), start).await {
+                stats.gave_up.fetch_add(1, Relaxed);
                 tracing::warn!(device = n, "simulated MQTT-SN device: {e}");
             }
         });

@@ -73,6 +73,29 @@ pub struct ListenerLimits {
     pub disconnect_over_rate: bool,
 }
 
+/// The listener limits in force: a configuration reload replaces the rates
+/// (`max_conn_rate`, bytes and messages rates, the action). The next accept and every new
+/// connection read them; an open connection keeps the budgets it started with.
+#[derive(Debug, Default)]
+pub struct LiveLimits(parking_lot::RwLock<ListenerLimits>);
+
+impl LiveLimits {
+    pub fn new(limits: ListenerLimits) -> LiveLimits {
+        LiveLimits(parking_lot::RwLock::new(limits))
+    }
+
+    pub fn get(&self) -> ListenerLimits {
+        *self.0.read()
+    }
+
+    /// Takes the rates of `next`; `max_connections` stays (the accept semaphore is sized
+    /// from it at start).
+    pub fn set_rates(&self, next: ListenerLimits) {
+        let mut l = self.0.write();
+        *l = ListenerLimits { max_connections: l.max_connections, ..next };
+    }
+}
+
 impl Default for MqttSettings {
     fn default() -> Self {
         MqttSettings {

@@ -147,6 +147,11 @@ impl Broker {
         &self.inner.metrics
     }
 
+    /// Reads the hooks' [`Hook::interests`] again (after a hook changed what it wants).
+    pub fn refresh_hook_interests(&self) {
+        self.inner.hooks.refresh();
+    }
+
     /// Sessions held (online and offline).
     pub fn session_count(&self) -> usize {
         self.inner.sessions.lock().len()

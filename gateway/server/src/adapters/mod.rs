@@ -21,7 +21,6 @@ mod mqttsn;
 #[cfg(feature = "coap")]
 pub use coap::CoapState;
 
-#[cfg(feature = "coap")]
 use std::sync::Arc;
 
 use roost_adapter::Adapter;
@@ -29,10 +28,13 @@ use roost_codec::Registry;
 
 use crate::config::Settings;
 
-/// What of the built-in adapters a reload changes: the TLS acceptor, the DTLS backend.
+/// What of the built-in adapters a reload changes: the TLS acceptor, the MQTT rate limits,
+/// the DTLS backend.
 #[derive(Default)]
 pub struct Live {
     pub tls: Option<roost_mqtt::transport::TlsSwitch>,
+    /// The MQTT listeners' rate limits.
+    pub mqtt_limits: Arc<roost_mqtt::settings::LiveLimits>,
     #[cfg(feature = "coap")]
     pub dtls: Option<Arc<crate::reload::switch::Switch<dyn roost_coap::dtls::Backend>>>,
 }
@@ -43,7 +45,8 @@ pub struct Live {
 /// and said so in the log if its section has listeners.
 pub fn builtin(settings: &Settings, codecs: &Registry) -> anyhow::Result<(Vec<Box<dyn Adapter>>, Live)> {
     let mqtt = mqtt::MqttAdapter::new(settings)?;
-    let mut live = Live { tls: mqtt.tls(), ..Default::default() };
+    #[allow(clippy::needless_update)] // `dtls` is a field only with the `coap` feature
+    let mut live = Live { tls: mqtt.tls(), mqtt_limits: mqtt.limits(), ..Default::default() };
     #[allow(unused_mut)] // MQTT alone in an MQTT-only build
     let mut adapters: Vec<Box<dyn Adapter>> = vec![Box::new(mqtt)];
     #[cfg(feature = "codec")]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use roost_adapter::{Adapter, Context, Error, Listener, Running};
-use roost_mqtt::settings::MqttSettings;
+use roost_mqtt::settings::{LiveLimits, MqttSettings};
 use roost_mqtt::transport::Kind;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -14,6 +14,7 @@ pub struct MqttAdapter {
     settings: MqttSettings,
     max_connections: usize,
     tls: Option<roost_mqtt::transport::TlsSwitch>,
+    limits: Arc<LiveLimits>,
     bound: Vec<(Kind, TcpListener)>,
 }
 
@@ -30,6 +31,7 @@ impl MqttAdapter {
             settings: settings.mqtt.clone(),
             max_connections: settings.broker.max_connections,
             tls,
+            limits: Arc::new(LiveLimits::new(settings.mqtt.limits)),
             bound: Vec::new(),
         })
     }
@@ -37,6 +39,11 @@ impl MqttAdapter {
     /// The TLS listeners' acceptor, which a reload replaces (`None` without `[mqtt.tls]`).
     pub fn tls(&self) -> Option<roost_mqtt::transport::TlsSwitch> {
         self.tls.clone()
+    }
+
+    /// The listener limits in force, whose rates a reload replaces.
+    pub fn limits(&self) -> Arc<LiveLimits> {
+        self.limits.clone()
     }
 }
 
@@ -53,11 +60,12 @@ impl Adapter for MqttAdapter {
     }
 
     async fn start(self: Box<Self>, ctx: Context) -> Result<Running, Error> {
-        let MqttAdapter { settings, max_connections, tls, bound } = *self;
+        let MqttAdapter { settings, max_connections, tls, limits, bound } = *self;
         let driver = Arc::new(roost_mqtt::driver::Context {
             broker: ctx.broker.clone(),
             settings,
             permits: Arc::new(Semaphore::new(max_connections)),
+            limits,
             tls,
         });
         let mut listeners = Vec::new();

@@ -210,6 +210,7 @@ pub async fn metrics(State(s): State<ApiState>) -> ApiResult {
         .collect();
     let webhooks: Vec<Value> = s
         .webhooks
+        .list()
         .iter()
         .map(|w| {
             use std::sync::atomic::Ordering::Relaxed;

@@ -42,8 +42,6 @@ use roost_core::Broker;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::webhook::Webhook;
-
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -56,7 +54,7 @@ pub struct ApiState {
     pub started: Instant,
     /// Where relative trace file names are created.
     pub trace_dir: PathBuf,
-    pub webhooks: Arc<Vec<Webhook>>,
+    pub webhooks: Arc<crate::webhook_set::WebhookSet>,
     /// The rule engine (its routes are merged by `gateway`; here for `/metrics`).
     pub rules: Arc<roost_rules::Engine>,
     /// Every running adapter: listed by `/adapters`.

@@ -88,7 +88,7 @@ pub struct Settings {
     /// `[[rule]]`s (none by default); more can be added through `/api/v1/rules`.
     pub rules: Vec<roost_rules::RuleConfig>,
     /// `[[payload_codec]]`s: TS013 JavaScript payload codecs (none by default).
-    pub payload_codecs: Vec<roost_plugins::payload::PayloadCodecConfig>,
+    pub payload_codecs: Vec<roost_plugins::config::PayloadCodecConfig>,
     /// `[[bridge]]`s to upstream brokers (none by default).
     pub bridges: Vec<roost_bridge::BridgeSettings>,
     /// `[cluster]`: this node in a cluster over NATS JetStream; `None`: a single node.

@@ -40,9 +40,9 @@ pub(super) fn codec_plugin(
 /// Checks every `[[payload_codec]]` table, and that each LoRaWAN device's script codec is one
 /// of them (the files themselves are loaded when the gateway starts).
 pub(super) fn payload_codecs(
-    codecs: Vec<roost_plugins::payload::PayloadCodecConfig>,
+    codecs: Vec<roost_plugins::config::PayloadCodecConfig>,
     lorawan: &roost_lorawan::settings::LorawanSettings,
-) -> Result<Vec<roost_plugins::payload::PayloadCodecConfig>, ConfigError> {
+) -> Result<Vec<roost_plugins::config::PayloadCodecConfig>, ConfigError> {
     for (i, c) in codecs.iter().enumerate() {
         c.check().map_err(|(field, problem)| invalid(&format!("payload_codec[{i}].{field}"), problem))?;
         if codecs[..i].iter().any(|o| o.name == c.name) {

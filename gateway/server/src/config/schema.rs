@@ -53,7 +53,7 @@ pub(super) struct ConfigFile {
     pub rule: Vec<roost_rules::RuleConfig>,
     /// `[[payload_codec]]`: TS013 JavaScript payload codecs (roost-plugins). None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub payload_codec: Vec<roost_plugins::payload::PayloadCodecConfig>,
+    pub payload_codec: Vec<roost_plugins::config::PayloadCodecConfig>,
     /// `[adapter.NAME]`: sections of third-party adapters, read by the adapter registered
     /// under that name (`gateway::Builder::adapter`). None by default.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -1,7 +1,7 @@
 //! What a reload cannot change while the gateway runs: listener addresses and protocol
 //! settings that open sockets and size tables at start, the store, the cluster, the HTTP
-//! listener and its keys, broker limits that sessions were created with, webhooks and
-//! `$SYS`. A reload names each that changed and leaves it as it was.
+//! listener and its keys, broker limits that sessions were created with (`[limits]`),
+//! the listeners' connection caps and `$SYS`. A reload names each that changed and leaves it as it was.
 
 use crate::config::Settings;
 
@@ -17,7 +17,6 @@ pub(super) fn changed(old: &Settings, new: &Settings) -> Vec<String> {
     check("http.bind", old.http_bind != new.http_bind);
     check("http.api_keys", old.api_keys != new.api_keys);
     check("cluster", old.cluster != new.cluster);
-    check("webhook", old.webhooks != new.webhooks);
     check("node.sys_interval", old.sys_interval != new.sys_interval);
     check("node.shutdown_grace", old.shutdown_grace != new.shutdown_grace);
     check("codec", old.codecs != new.codecs);
@@ -41,21 +40,25 @@ pub(super) fn keep(old: &Settings, new: Settings) -> Settings {
     kept.acl = live_acl;
     kept.bridges = new.bridges;
     kept.rules = new.rules;
+    kept.webhooks = new.webhooks;
     kept.log_level = new.log_level;
     kept.broker.allow_anonymous = new.broker.allow_anonymous;
     if old.mqtt.tls.is_some() && new.mqtt.tls.is_some() {
         kept.mqtt.tls = new.mqtt.tls;
     }
+    kept.mqtt.limits =
+        roost_mqtt::settings::ListenerLimits { max_connections: old.mqtt.limits.max_connections, ..new.mqtt.limits };
     let d = &mut kept.coap.dtls;
     (d.psk, d.cert_file, d.key_file, d.ca_file) =
         (new.coap.dtls.psk, new.coap.dtls.cert_file, new.coap.dtls.key_file, new.coap.dtls.ca_file);
     kept
 }
 
-/// The `[mqtt]` settings without the TLS files, which reload live.
+/// The `[mqtt]` settings without the TLS files and the rate limits, which reload live.
 fn strip_mqtt(s: &Settings) -> roost_mqtt::settings::MqttSettings {
     let mut m = s.mqtt.clone();
     m.tls = None;
+    m.limits = roost_mqtt::settings::ListenerLimits { max_connections: m.limits.max_connections, ..Default::default() };
     m
 }
 

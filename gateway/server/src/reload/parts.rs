@@ -1,7 +1,8 @@
 //! The subsystems that reload live, one [`Reload`] each: TLS certificates (`[mqtt.tls]`),
 //! DTLS PSKs and certificates (`[coap]`), the authentication chain (`[auth]`: users file,
 //! client ids, HTTP auth, `allow_anonymous`), ACL rules (`[acl]`), bridges (`[[bridge]]`
-//! added, removed, changed), rules (`[[rule]]`), plugin files, and the log level.
+//! added, removed, changed), rules (`[[rule]]`), plugin files, the log level, the `[mqtt]`
+//! rate limits and webhooks (`[[webhook]]`).
 
 use std::sync::Arc;
 
@@ -101,6 +102,39 @@ impl Reload for TlsPart {
     }
 }
 
+/// `[mqtt]` rate limits (`max_conn_rate`, `rate_limit`, `messages_rate`,
+/// `rate_limit_action`): the next accept and new connections use them; open connections
+/// keep the budgets they started with.
+pub struct RatesPart(pub Arc<roost_mqtt::settings::LiveLimits>);
+
+impl Reload for RatesPart {
+    fn name(&self) -> &'static str {
+        "mqtt (rate limits)"
+    }
+
+    fn prepare(&self, old: &Settings, new: &Settings) -> anyhow::Result<Option<Apply>> {
+        let (a, b) = (old.mqtt.limits, new.mqtt.limits);
+        let rates = |l: roost_mqtt::settings::ListenerLimits| {
+            (l.max_conn_rate, l.bytes_rate, l.messages_rate, l.disconnect_over_rate)
+        };
+        if rates(a) == rates(b) {
+            return Ok(None);
+        }
+        let live = self.0.clone();
+        apply(move || {
+            live.set_rates(b);
+            let show = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+            format!(
+                "mqtt: rate limits for new connections: max_conn_rate {}/s, rate_limit {} B/s, messages_rate {}/s, {}",
+                b.max_conn_rate,
+                show(b.bytes_rate),
+                show(b.messages_rate.map(u64::from)),
+                if b.disconnect_over_rate { "disconnect" } else { "throttle" }
+            )
+        })
+    }
+}
+
 /// `[coap]` DTLS credentials (PSKs, certificate), shared by CoAP's and LwM2M's DTLS sockets.
 #[cfg(feature = "dtls")]
 pub struct DtlsPart(pub Arc<Switch<dyn roost_coap::dtls::Backend>>);
@@ -153,10 +187,7 @@ impl BridgesPart {
 
     fn spawn(&self, b: roost_bridge::BridgeSettings) {
         #[cfg(not(feature = "bridge"))]
-        {
-            tracing::warn!(bridge = %b.name, "bridge not started: this roost was built without bridges (cargo feature `bridge`)");
-            return;
-        }
+        tracing::warn!(bridge = %b.name, "bridge not started: this roost was built without bridges (cargo feature `bridge`)");
         #[cfg(feature = "bridge")]
         self.spawn_bridge(b);
     }

@@ -17,20 +17,30 @@ use crate::transport::Bucket;
 /// One listener's share of flood control.
 pub(super) struct ListenerState {
     pub(super) open: AtomicUsize,
-    pub(super) rate: Option<Mutex<Bucket>>,
+    /// The `max_conn_rate` bucket, with the rate it was built for (a reload may change it).
+    rate: Mutex<Option<(u32, Bucket)>>,
     /// `Context::permits`, to give back the permits its connections hold.
     permits: Arc<Semaphore>,
 }
 
 impl ListenerState {
-    /// A listener's count and accept-rate budget under `limits`; `permits` is `Context::permits`.
-    pub(super) fn new(limits: &ListenerLimits, permits: Arc<Semaphore>) -> ListenerState {
-        ListenerState {
-            open: 0.into(),
-            rate: (limits.max_conn_rate > 0)
-                .then(|| Mutex::new(Bucket::new(u64::from(limits.max_conn_rate), Instant::now()))),
-            permits,
+    /// A listener's count and accept-rate budget; `permits` is `Context::permits`.
+    pub(super) fn new(permits: Arc<Semaphore>) -> ListenerState {
+        ListenerState { open: 0.into(), rate: Mutex::new(None), permits }
+    }
+
+    /// Takes a token of `rate` new connections per second (always granted without a rate);
+    /// the bucket is built again when a reload changed the rate.
+    pub(super) fn admit(&self, rate: u32) -> bool {
+        if rate == 0 {
+            return true;
         }
+        let now = Instant::now();
+        let mut bucket = self.rate.lock();
+        if bucket.as_ref().is_none_or(|(r, _)| *r != rate) {
+            *bucket = Some((rate, Bucket::new(u64::from(rate), now)));
+        }
+        bucket.as_mut().is_some_and(|(_, b)| b.try_take(now))
     }
 }
 

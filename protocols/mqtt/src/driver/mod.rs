@@ -55,6 +55,8 @@ pub struct Context {
     pub broker: Broker,
     pub settings: MqttSettings,
     pub permits: Arc<Semaphore>,
+    /// `settings.limits` as a reload leaves them (read at each accept and connection).
+    pub limits: Arc<crate::settings::LiveLimits>,
     /// The TLS and WSS listeners' acceptor (from `settings.tls`).
     pub tls: Option<transport::TlsSwitch>,
 }
@@ -106,8 +108,7 @@ pub async fn serve_kind(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limits = ctx.settings.limits;
-    let state = Arc::new(ListenerState::new(&limits, ctx.permits.clone()));
+    let state = Arc::new(ListenerState::new(ctx.permits.clone()));
     loop {
         let permit = tokio::select! {
             p = ctx.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -126,9 +127,8 @@ pub async fn serve_kind(
                 continue;
             }
         };
-        if let Some(rate) = &state.rate
-            && !rate.lock().try_take(Instant::now())
-        {
+        let limits = ctx.limits.get();
+        if !state.admit(limits.max_conn_rate) {
             ctx.broker.metrics().limited(Limited::ConnRate);
             tracing::debug!(%peer, "mqtt: over max_conn_rate; connection closed at accept");
             continue;
@@ -167,7 +167,7 @@ fn run(
         let (io, session, conn) = handshake(stream, kind, peer, &ctx, &shutdown).await?;
         // The rate budgets are built here, so that the task keeps an 8-byte box (or nothing),
         // not copies of the listener's limits.
-        let rates = Rates::for_limits(&ctx.settings.limits);
+        let rates = Rates::for_limits(&ctx.limits.get());
         Some((Link { io, session, conn, rates }, permit))
     });
     async move {
