@@ -7,6 +7,7 @@
 //! - [`retained`], [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
 //! - [`cluster`]: the extension point a cluster of nodes (roost-cluster) plugs into
 //! - [`admin`]: listings for the HTTP API; [`trace`]: per-client / per-topic trace files
+//! - [`peerlog`]: peer-caused log lines, rate-limited per reason and source ([`peer_log!`])
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -19,6 +20,7 @@ pub mod datagram;
 pub mod hooks;
 pub mod limit;
 pub mod metrics;
+pub mod peerlog;
 mod restore;
 mod retained;
 pub mod router;

@@ -174,6 +174,26 @@ impl Collector for BrokerCollector {
                 ConstCounter::new(*n).encode(family.encode_family(&[("what", *what)])?)?;
             }
         }
+        {
+            // Every event the log rate-limits (roost_core::peerlog), logged or not.
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "peer_events",
+                "Events peers caused (malformed input, refused connections, failed handshakes), by reason; \
+                 all counted, the log rate-limited",
+                None,
+                c.metric_type(),
+            )?;
+            for (reason, n) in roost_core::peerlog::global().events() {
+                ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        counter(
+            &mut encoder,
+            "peer_log_suppressed",
+            "Log lines of peer events not written (rate limit per reason and source)",
+            roost_core::peerlog::global().suppressed(),
+        )?;
         counter(&mut encoder, "connects", "Connections accepted since start", m.connects_total)?;
         counter(&mut encoder, "received_bytes", "Bytes received from clients", m.bytes_received)?;
         counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;

@@ -346,11 +346,11 @@ async fn handshake(
         r = proxied => match r {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
-                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: connection refused");
+                roost_core::peer_log!(INFO, "mqtt.proxy_refused", peer, %peer, transport = kind.as_str(), error = %e, "mqtt: connection refused");
                 return None;
             }
             Err(_) => {
-                tracing::debug!(%peer, "mqtt: PROXY header timed out");
+                roost_core::peer_log!(DEBUG, "mqtt.proxy_timeout", peer, %peer, "mqtt: PROXY header timed out");
                 return None;
             }
         },
@@ -361,11 +361,11 @@ async fn handshake(
         r = upgrade => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: transport handshake failed");
+                roost_core::peer_log!(INFO, "mqtt.handshake_failed", peer, %peer, transport = kind.as_str(), error = %e, "mqtt: transport handshake failed");
                 return None;
             }
             Err(_) => {
-                tracing::debug!(%peer, transport = kind.as_str(), "mqtt: transport handshake timed out");
+                roost_core::peer_log!(DEBUG, "mqtt.handshake_timeout", peer, %peer, transport = kind.as_str(), "mqtt: transport handshake timed out");
                 return None;
             }
         },
@@ -385,12 +385,12 @@ async fn handshake(
     };
     let connect = match first {
         Err(_) => {
-            tracing::debug!(%peer, "mqtt: no CONNECT within connect_timeout; closing");
+            roost_core::peer_log!(DEBUG, "mqtt.connect_timeout", peer, %peer, "mqtt: no CONNECT within connect_timeout; closing");
             return None;
         }
         Ok(Read::Closed) => return None,
         Ok(Read::Error(DecodeError::UnsupportedProtocolVersion(level))) => {
-            tracing::info!(%peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
+            roost_core::peer_log!(INFO, "mqtt.unsupported_version", peer, %peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
             // 3.1.1-format CONNACK, return code 0x01: the only format such a client may know.
             io.queue(&Packet::ConnAck(Box::new(ConnAck {
                 code: reason::UNSUPPORTED_PROTOCOL_VERSION,
@@ -400,12 +400,12 @@ async fn handshake(
             return None;
         }
         Ok(Read::Error(e)) => {
-            tracing::info!(%peer, error = %e, "mqtt: bad first packet; closing");
+            roost_core::peer_log!(INFO, "mqtt.bad_first_packet", peer, %peer, error = %e, "mqtt: bad first packet; closing");
             return None;
         }
         Ok(Read::Packet(Packet::Connect(c))) => c,
         Ok(Read::Packet(p)) => {
-            tracing::info!(%peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
+            roost_core::peer_log!(INFO, "mqtt.not_connect", peer, %peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
             return None;
         }
     };
@@ -415,7 +415,7 @@ async fn handshake(
     let accepted = match connect::validate(&connect, settings, ctx.broker.settings().retain_available, Some(peer)) {
         Ok(a) => a,
         Err(refused) => {
-            tracing::info!(%peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
+            roost_core::peer_log!(INFO, "mqtt.connect_refused", peer, %peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
             let props = ConnAckProperties { reason_string: Some(refused.why), ..Default::default() };
             io.queue(&Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
@@ -498,7 +498,7 @@ async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, cl
     }
     match close.send {
         Some(code) if code >= 0x80 && close.reason == roost_core::DisconnectReason::Abnormal => {
-            tracing::info!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed");
+            roost_core::peer_log!(INFO, "mqtt.protocol_error", peer, %peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed");
         }
         _ => tracing::debug!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed"),
     }
