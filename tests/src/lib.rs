@@ -17,6 +17,7 @@ pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod cluster;
+pub mod flood;
 pub mod coap;
 pub mod lwm2m;
 pub mod lwm2m_peer;

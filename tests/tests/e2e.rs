@@ -26,6 +26,8 @@ mod codec_sensor;
 mod crash;
 mod dashboard;
 mod limits;
+mod log_flood;
+mod log_flood_support;
 mod lorawan;
 mod lwm2m;
 mod malformed;
