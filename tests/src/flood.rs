@@ -47,7 +47,8 @@ fn bytes(rng: &mut impl Rng, max: usize) -> Vec<u8> {
 }
 
 fn word(rng: &mut impl Rng) -> String {
-    const WORDS: &[&str] = &["ep", "lt", "lwm2m", "b", "sms", "Q", "c", "u", "p", "t", "qos", "retain", "rd", "ps", "x"];
+    const WORDS: &[&str] =
+        &["ep", "lt", "lwm2m", "b", "sms", "Q", "c", "u", "p", "t", "qos", "retain", "rd", "ps", "x"];
     if rng.random_bool(0.8) {
         WORDS.choose(rng).map_or("x", |w| w).to_string()
     } else {
@@ -274,7 +275,8 @@ pub fn garbage(rng: &mut impl Rng, target: Target) -> Vec<u8> {
         )
         .into_bytes(),
         (Target::WebSocket | Target::Http, 1) => {
-            format!("POST /api/v1/{} HTTP/1.1\r\nContent-Length: {}\r\n\r\n", word(rng), rng.random::<u32>()).into_bytes()
+            format!("POST /api/v1/{} HTTP/1.1\r\nContent-Length: {}\r\n\r\n", word(rng), rng.random::<u32>())
+                .into_bytes()
         }
         (Target::Tls, 0 | 1) => {
             let mut r = vec![22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3];

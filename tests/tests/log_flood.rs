@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use roost_e2e::flood::{self, Target};
 use roost_e2e::metrics::scrape;
 use roost_e2e::mqtt311::{Client311, qos};
-use rand::SeedableRng;
 use tokio::io::AsyncWriteExt;
 
 use crate::log_flood_support::{self as support, Listeners, SnDevice, parse_log};
@@ -200,7 +200,11 @@ async fn a_flood_of_bad_input_is_logged_within_budget_and_counted_while_clients_
         let counted = events.get(*reason).copied().unwrap_or(0);
         assert!(counted >= n + suppressed, "{reason}: {n} lines + {suppressed} suppressed, {counted} counted");
     }
-    assert!(total_events > 10 * lines.total, "the flood was mostly suppressed: {total_events} events, {} lines", lines.total);
+    assert!(
+        total_events > 10 * lines.total,
+        "the flood was mostly suppressed: {total_events} events, {} lines",
+        lines.total
+    );
     for (family, label) in [
         ("roost_coap_events_total", ("event", "malformed")),
         ("roost_mqttsn_events_total", ("event", "malformed")),

@@ -116,7 +116,8 @@ impl SnDevice {
 
     pub async fn connect(gw: SocketAddr, id: &str, filter: &str) -> SnDevice {
         let sn = SnDevice { sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(), gw };
-        let connect = Connect { flags: Flags { clean_session: true, ..Flags::default() }, duration: 900, client_id: id.into() };
+        let connect =
+            Connect { flags: Flags { clean_session: true, ..Flags::default() }, duration: 900, client_id: id.into() };
         sn.send(&Message::Connect(connect)).await;
         assert_eq!(sn.recv(WAIT).await, Some(Message::ConnAck { rc: ReturnCode::Accepted }));
         let flags = Flags { qos: SnQos::AtLeastOnce, ..Flags::default() };

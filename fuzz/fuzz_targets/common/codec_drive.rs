@@ -55,4 +55,3 @@ pub fn drive(name: &str, data: &[u8]) {
     let _ = codec.encode(publish, &mut BytesMut::new());
     let _ = codec.encode(Downlink::Disconnect { reason: CloseReason::KeepAliveTimeout }, &mut BytesMut::new());
 }
-

@@ -100,7 +100,8 @@ impl Harness {
             }
         }
         while let Some((to, bytes)) = self.server.poll_transmit() {
-            let packet = codec::decode(&bytes).unwrap_or_else(|e| panic!("the server sent a datagram that does not decode: {e}"));
+            let packet = codec::decode(&bytes)
+                .unwrap_or_else(|e| panic!("the server sent a datagram that does not decode: {e}"));
             if matches!(packet.header.code, MessageClass::Request(_)) && self.requests.len() < 64 {
                 self.requests.push((to, packet));
             }

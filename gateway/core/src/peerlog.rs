@@ -130,7 +130,9 @@ impl PeerLog {
         let mut key = (reason, source);
         if !inner.windows.contains_key(&key) && inner.windows.len() >= self.max_sources {
             let interval = self.interval;
-            inner.windows.retain(|(_, s), w| *s == Source::Others || now.saturating_duration_since(w.started) < interval);
+            inner
+                .windows
+                .retain(|(_, s), w| *s == Source::Others || now.saturating_duration_since(w.started) < interval);
             if inner.windows.len() >= self.max_sources {
                 key = (reason, Source::Others);
             }
