@@ -1,5 +1,5 @@
 //! `roost-sim bench lwm2m`: registrations/s of N simulated LwM2M clients
-//! ([`roost_lwm2m::sim`]), then the round trip of read commands through MQTT with the
+//! ([`crate::lwm2m_client`]), then the round trip of read commands through MQTT with the
 //! EMQX-compatible JSON: `{"reqID": k, "msgType": "read", "data": {"path": ..}}` published
 //! on `lwm2m/{ep}/dn/dm`, timed until the result with that reqID arrives on
 //! `lwm2m/{ep}/up/resp`. One command at a time, each bounded by a timeout.
@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use crate::lwm2m_client::{CancellationToken, SimConfig, SimStats, run_until};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use roost_lwm2m::sim::{CancellationToken, SimConfig, SimStats, run_until};
 use roost_mqtt::codec::{Packet, Publish, QoS};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt as _;
@@ -246,7 +246,7 @@ pub async fn run(a: &Lwm2mArgs) -> anyhow::Result<String> {
     let ramp = Duration::from_secs_f64(a.devices as f64 / f64::from(a.connect_rate.max(1)));
     let stats = Arc::new(SimStats::default());
     let bound = a.duration + ramp + Duration::from_secs(60);
-    tokio::time::timeout(bound, roost_lwm2m::sim::run_with(cfg, stats.clone()))
+    tokio::time::timeout(bound, crate::lwm2m_client::run_with(cfg, stats.clone()))
         .await
         .map_err(|_| anyhow::anyhow!("the fleet did not finish in time"))?;
     let g = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);

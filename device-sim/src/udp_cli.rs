@@ -135,6 +135,13 @@ pub(crate) struct MqttSnArgs {
     /// New devices per second while the fleet starts.
     #[arg(long, default_value_t = 2000)]
     connect_rate: u32,
+    /// The gateway's MQTT address: a subscriber there on `{prefix}/#` counts the distinct
+    /// messages that arrive and their delay from the device.
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// The gateway's process id: its resident memory before and once the fleet connected.
+    #[arg(long)]
+    roost_pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -262,7 +269,7 @@ pub(crate) fn run_mqttsn(a: MqttSnArgs) -> anyhow::Result<()> {
     let cfg = roost_mqttsn::sim::SimConfig {
         gateway: a.target,
         devices: a.devices,
-        prefix: a.prefix,
+        prefix: a.prefix.clone(),
         period: a.period,
         publishes: a.publishes,
         qos,
@@ -272,13 +279,33 @@ pub(crate) fn run_mqttsn(a: MqttSnArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let stats = rt.block_on(async {
+    let started = std::time::Instant::now();
+    let (stats, collected, rss) = rt.block_on(async {
+        let collected = match &a.mqtt {
+            Some(mqtt) => Some(roost_sim::mqttsn::collect(mqtt, &a.prefix).await?),
+            None => None,
+        };
+        let rss_before = a.roost_pid.and_then(roost_sim::mqttsn::rss_kib);
         let stats = std::sync::Arc::new(roost_mqttsn::sim::SimStats::default());
-        let run = roost_mqttsn::sim::run_with(cfg, stats.clone());
-        match tokio::time::timeout(total + Duration::from_secs(60), run).await {
-            Ok(()) => Ok(stats),
-            Err(_) => Err(anyhow::anyhow!("the fleet did not finish in time")),
+        let mut run = std::pin::pin!(roost_mqttsn::sim::run_with(cfg, stats.clone()));
+        let rss_connected = match tokio::time::timeout(total + Duration::from_secs(60), async {
+            tokio::select! {
+                connected = connected_rss(&stats, a.devices, a.roost_pid) => {
+                    (&mut run).await;
+                    connected
+                }
+                () = &mut run => None,
+            }
+        })
+        .await
+        {
+            Ok(rss) => rss,
+            Err(_) => bail!("the fleet did not finish in time"),
+        };
+        if let Some(c) = &collected {
+            await_collected(c, stats.published.load(std::sync::atomic::Ordering::Relaxed)).await;
         }
+        Ok((stats, collected, rss_before.zip(rss_connected)))
     })?;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     println!(
@@ -292,7 +319,45 @@ pub(crate) fn run_mqttsn(a: MqttSnArgs) -> anyhow::Result<()> {
         get(&stats.retransmissions),
         get(&stats.ack_rtt_max_us) / 1000,
     );
+    if let Some(mean) = get(&stats.ack_rtt_sum_us).checked_div(get(&stats.acknowledged)) {
+        println!("mqtt-sn: ack rtt mean {mean} us, {:.1} s run", started.elapsed().as_secs_f64());
+    }
+    if let Some(c) = collected {
+        let q = |q| c.latency_quantile(q).map_or("-".to_string(), |us| us.to_string());
+        let got = get(&c.distinct);
+        println!(
+            "mqtt subscriber: {got} distinct received; device -> subscriber us p50 {} p99 {} max {}",
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
+    if let Some((before, connected)) = rss {
+        let per_client = connected.saturating_sub(before) * 1024 / a.devices.max(1) as u64;
+        println!("roost rss: {before} KiB before, {connected} KiB connected, {per_client} bytes per client");
+    }
     Ok(())
+}
+
+/// The gateway's resident memory once every device is connected (and half a second for it to
+/// settle), if `pid` is given; pending until then (the caller races it with the fleet).
+async fn connected_rss(stats: &roost_mqttsn::sim::SimStats, devices: usize, pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    loop {
+        if stats.connected.load(std::sync::atomic::Ordering::Relaxed) >= devices as u64 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return roost_sim::mqttsn::rss_kib(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits up to 10 s for the subscriber to have seen `expected` messages.
+async fn await_collected(c: &roost_sim::mqttsn::Collected, expected: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.distinct.load(std::sync::atomic::Ordering::Relaxed) < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub(crate) fn run_codec(a: CodecArgs) -> anyhow::Result<()> {

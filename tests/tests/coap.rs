@@ -21,7 +21,7 @@ use tokio::time::{Instant, timeout};
 const COAP_CLIENT: &str = "coap-client-notls";
 
 /// Runs `coap-client-notls ARGS` (bounded) and returns (stdout, stderr).
-async fn coap_client(args: &[&str]) -> (String, String) {
+pub(crate) async fn coap_client(args: &[&str]) -> (String, String) {
     let out = timeout(Duration::from_secs(20), Command::new(COAP_CLIENT).args(args).kill_on_drop(true).output())
         .await
         .expect("coap-client finished within 20 s")
@@ -29,7 +29,7 @@ async fn coap_client(args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-fn url(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn url(addr: SocketAddr, path: &str) -> String {
     format!("coap://{addr}/{path}")
 }
 
@@ -105,7 +105,7 @@ impl Peer {
         }
     }
 
-    async fn say(&mut self, line: &str) {
+    pub(crate) async fn say(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         stdin.flush().await.unwrap();

@@ -12,7 +12,7 @@ use roost_core::metrics::DropReason;
 use roost_e2e::mqtt311::{Client311, qos};
 use roost_e2e::{QUIET, TestBroker, WAIT};
 use roost_mqttsn::codec::{
-    self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType, TopicRef, WillTopic,
+    self, Connect, Flags, Message, MsgId, Publish, ReturnCode, SnQos, TopicId, TopicIdType, TopicRef, WillTopic,
 };
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -68,10 +68,10 @@ impl Sn {
         .await;
         assert_eq!(self.recv().await, Message::ConnAck { rc: ReturnCode::Accepted });
     }
-    async fn subscribe(&self, filter: &str, q: SnQos) -> u16 {
+    async fn subscribe(&self, filter: &str, q: SnQos) -> TopicId {
         self.send(&Message::Subscribe {
             flags: Flags { qos: q, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name(filter.into()),
         })
         .await;
@@ -136,8 +136,8 @@ impl Sn {
 fn publish(qos: SnQos, tt: TopicIdType, topic_id: u16, msg_id: u16, data: &'static [u8]) -> Message {
     Message::Publish(Publish {
         flags: Flags { qos, topic_id_type: tt, ..Flags::default() },
-        topic_id,
-        msg_id,
+        topic_id: TopicId(topic_id),
+        msg_id: MsgId(msg_id),
         data: Bytes::from_static(data),
     })
 }
@@ -168,19 +168,25 @@ async fn mqttsn_malformed_datagrams_are_dropped_or_refused_and_others_unaffected
     assert_eq!(broker.mqttsn_counters().malformed.load(Relaxed), 8);
     // Topic id 0 and unknown ids: PUBACK "invalid topic id".
     bad.send(&publish(SnQos::AtLeastOnce, TopicIdType::Normal, 0, 7, b"x")).await;
-    assert_eq!(bad.recv().await, Message::PubAck { topic_id: 0, msg_id: 7, rc: ReturnCode::InvalidTopicId });
+    assert_eq!(
+        bad.recv().await,
+        Message::PubAck { topic_id: TopicId(0), msg_id: MsgId(7), rc: ReturnCode::InvalidTopicId }
+    );
     bad.send(&publish(SnQos::AtMostOnce, TopicIdType::Predefined, 42, 0, b"x")).await;
-    assert_eq!(bad.recv().await, Message::PubAck { topic_id: 42, msg_id: 0, rc: ReturnCode::InvalidTopicId });
+    assert_eq!(
+        bad.recv().await,
+        Message::PubAck { topic_id: TopicId(42), msg_id: MsgId(0), rc: ReturnCode::InvalidTopicId }
+    );
     // The bad peer's session still works, and the good one never noticed.
     bad.send(&publish(SnQos::AtLeastOnce, TopicIdType::Short, u16::from_be_bytes(*b"ab"), 8, b"fine")).await;
     assert_eq!(
         bad.recv().await,
-        Message::PubAck { topic_id: u16::from_be_bytes(*b"ab"), msg_id: 8, rc: ReturnCode::Accepted }
+        Message::PubAck { topic_id: TopicId(u16::from_be_bytes(*b"ab")), msg_id: MsgId(8), rc: ReturnCode::Accepted }
     );
     assert_eq!(good.take_publish().await.as_deref(), Some("fine"));
     // A stranger's non-CONNECT message is dropped without a reply and creates nothing.
     let stranger = Sn::new(gw).await;
-    stranger.send(&Message::Register { topic_id: 0, msg_id: 1, topic_name: "a".into() }).await;
+    stranger.send(&Message::Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name: "a".into() }).await;
     stranger.quiet().await;
     assert_eq!(broker.broker().session_count(), 2);
     broker.stop().await;

@@ -19,7 +19,7 @@ use roost_e2e::mqtt5::{self, Client5};
 use roost_e2e::postgres::Postgres;
 use roost_e2e::sinks::{Influxdb, Mariadb, Rabbitmq, Redis};
 use roost_e2e::{TestBroker, WAIT};
-use roost_mqttsn::codec::{self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType};
+use roost_mqttsn::codec::{self, Connect, Flags, Message, MsgId, Publish, ReturnCode, SnQos, TopicId, TopicIdType};
 use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -30,7 +30,7 @@ use crate::rules::{SINK_WAIT, eventually, messages, rule, sqlite_count};
 struct Sn {
     sock: UdpSocket,
     gw: SocketAddr,
-    topic_id: u16,
+    topic_id: TopicId,
     msg_id: u16,
 }
 
@@ -46,12 +46,13 @@ impl Sn {
     }
 
     async fn connect(gw: SocketAddr, id: &str, topic: &str) -> Sn {
-        let mut sn = Sn { sock: UdpSocket::bind("127.0.0.1:0").await.expect("bind"), gw, topic_id: 0, msg_id: 0 };
+        let mut sn =
+            Sn { sock: UdpSocket::bind("127.0.0.1:0").await.expect("bind"), gw, topic_id: TopicId(0), msg_id: 0 };
         let connect =
             Connect { flags: Flags { clean_session: true, ..Flags::default() }, duration: 60, client_id: id.into() };
         sn.send(&Message::Connect(connect)).await;
         assert_eq!(sn.recv().await, Message::ConnAck { rc: ReturnCode::Accepted });
-        sn.send(&Message::Register { topic_id: 0, msg_id: 1, topic_name: topic.into() }).await;
+        sn.send(&Message::Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name: topic.into() }).await;
         match sn.recv().await {
             Message::RegAck { topic_id, rc: ReturnCode::Accepted, .. } => sn.topic_id = topic_id,
             other => panic!("REGISTER answered {other:?}"),
@@ -62,10 +63,10 @@ impl Sn {
     async fn publish(&mut self, data: String) {
         self.msg_id = self.msg_id.wrapping_add(1).max(1);
         let flags = Flags { qos: SnQos::AtLeastOnce, topic_id_type: TopicIdType::Normal, ..Flags::default() };
-        let p = Publish { flags, topic_id: self.topic_id, msg_id: self.msg_id, data: Bytes::from(data) };
+        let p = Publish { flags, topic_id: self.topic_id, msg_id: MsgId(self.msg_id), data: Bytes::from(data) };
         self.send(&Message::Publish(p)).await;
         match self.recv().await {
-            Message::PubAck { msg_id, rc: ReturnCode::Accepted, .. } if msg_id == self.msg_id => {}
+            Message::PubAck { msg_id, rc: ReturnCode::Accepted, .. } if msg_id == MsgId(self.msg_id) => {}
             other => panic!("PUBLISH answered {other:?}"),
         }
     }

@@ -23,6 +23,10 @@ async fn schemathesis_finds_no_server_error() {
     let mut c = Client5::connect(broker.addr(), "fixture").await;
     c.subscribe("s/#", mqtt5::qos(1)).await;
     c.publish("s/retained", mqtt5::qos(1), true, "r").await;
+    // A CoAP device, for `/coap/sessions`.
+    let coap = roost_e2e::coap::Raw::new(broker.coap_addr()).await;
+    let r = coap.call(coap_lite::RequestType::Put, "ps/s/coap", &["clientid=coap-fixture"], b"1").await;
+    assert_eq!(roost_e2e::coap::code(&r), roost_e2e::coap::resp(coap_lite::ResponseType::Changed));
 
     let base = format!("http://{}/api/v1", broker.http_addr());
     let checks = std::env::var("ROOST_SCHEMATHESIS_CHECKS").unwrap_or_else(|_| "not_a_server_error".into());

@@ -9,6 +9,7 @@
 //! - [`postgres`], [`mysql`], [`redis`], [`ldap`]: one backend each (a small pool, timeouts)
 //! - [`source`]: a backend as an [`AuthSource`](roost_core::auth::AuthSource): the answer
 //!   cache, the timeout, `on_error`, counters and rate-limited error logs
+//! - [`jwt`]: `"jwt"` in the chain: JSON Web Tokens (HS256, RS256, ES256; JWK Set files)
 //! - [`acl`]: ACL rows loaded at connect into the client's [`Grants`](roost_core::auth::Grants)
 //! - [`metrics`]: the counters of `roost_auth_backend_total` (by source and result)
 //!
@@ -19,6 +20,7 @@
 
 pub mod acl;
 pub mod hash;
+pub mod jwt;
 pub mod ldap;
 pub mod metrics;
 pub mod mysql;

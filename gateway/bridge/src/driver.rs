@@ -12,8 +12,8 @@ use roost_core::{
     Broker, ClientId, ConnectRequest, Connection, Delivery, DisconnectReason, Message, Protocol, QoS, SubOptions,
 };
 use roost_mqtt::codec::{
-    Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, Subscribe,
-    SubscribeFilter, SubscriptionOptions,
+    Ack, Connect, ConnectProperties, MqttCodec, Packet, ProtocolVersion, Publish, PublishProperties, RetainHandling,
+    Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -107,6 +107,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for 
 
 type Link = Framed<Box<dyn Stream>, MqttCodec>;
 
+/// One connection to the upstream broker, from TCP connect to its end: `Ok` at shutdown.
 async fn attempt(
     s: &BridgeSettings,
     broker: &Broker,
@@ -117,6 +118,28 @@ async fn attempt(
         MqttVersion::V311 => ProtocolVersion::V311,
         MqttVersion::V5 => ProtocolVersion::V5,
     };
+    let (mut link, upstream_window) = connect_upstream(s, version).await?;
+    let conn = local_session(s, broker, upstream_window).await?;
+    subscribe_upstream(s, &mut link, version).await?;
+    {
+        let mut st = status.lock();
+        st.connected = true;
+        st.connects += 1;
+        st.last_error = None;
+    }
+    tracing::info!(bridge = %s.name, upstream = %s.address, session_present = conn.session_present(), "bridge connected");
+    let result = forward(s, &mut link, &conn, status, shutdown).await;
+    let reason = if result.is_ok() { DisconnectReason::Normal } else { DisconnectReason::Abnormal };
+    if result.is_ok() {
+        let _ = link.send(Packet::Disconnect(Default::default())).await;
+    }
+    conn.disconnect(reason).await;
+    result
+}
+
+/// TCP (and TLS) to the upstream broker, CONNECT, CONNACK: the link and the upstream's
+/// receive maximum.
+async fn connect_upstream(s: &BridgeSettings, version: ProtocolVersion) -> Result<(Link, u16), Failure> {
     let stream = timeout(s.connect_timeout, TcpStream::connect(&s.address))
         .await
         .map_err(|_| fail("connect timed out", false))?
@@ -159,8 +182,12 @@ async fn attempt(
         Ok(None) => return Err(fail("upstream closed the connection before CONNACK", false)),
         Err(_) => return Err(fail("no CONNACK in time", false)),
     };
+    Ok((link, upstream_window))
+}
 
-    // The local side: a persistent session whose queue is the store-and-forward buffer.
+/// The local side: a persistent session whose queue is the store-and-forward buffer,
+/// subscribed to the topics that go upstream.
+async fn local_session(s: &BridgeSettings, broker: &Broker, upstream_window: u16) -> Result<Connection, Failure> {
     let conn = broker
         .connect_as(
             ConnectRequest {
@@ -192,6 +219,11 @@ async fn attempt(
             tracing::warn!(bridge = %s.name, filter, error = %e, "bridge: local subscription refused");
         }
     }
+    Ok(conn)
+}
+
+/// SUBSCRIBE upstream to the topics that come down (none: nothing sent).
+async fn subscribe_upstream(s: &BridgeSettings, link: &mut Link, version: ProtocolVersion) -> Result<(), Failure> {
     let filters: Vec<SubscribeFilter> = mapping::remote_filters(&s.topics)
         .map(|(filter, rule)| SubscribeFilter {
             filter,
@@ -199,7 +231,7 @@ async fn attempt(
                 qos: rule.qos,
                 no_local: version.is_v5(),
                 retain_as_published: true,
-                retain_handling: 0,
+                retain_handling: RetainHandling::SendAtSubscribe,
             },
         })
         .collect();
@@ -207,20 +239,7 @@ async fn attempt(
         let sub = Subscribe { packet_id: 1, subscription_identifier: None, user_properties: Vec::new(), filters };
         link.send(Packet::Subscribe(sub)).await.map_err(|e| fail(format!("send SUBSCRIBE: {e}"), true))?;
     }
-    {
-        let mut st = status.lock();
-        st.connected = true;
-        st.connects += 1;
-        st.last_error = None;
-    }
-    tracing::info!(bridge = %s.name, upstream = %s.address, session_present = conn.session_present(), "bridge connected");
-    let result = forward(s, &mut link, &conn, status, shutdown).await;
-    let reason = if result.is_ok() { DisconnectReason::Normal } else { DisconnectReason::Abnormal };
-    if result.is_ok() {
-        let _ = link.send(Packet::Disconnect(Default::default())).await;
-    }
-    conn.disconnect(reason).await;
-    result
+    Ok(())
 }
 
 /// Forwards until the link fails (Err) or shutdown (Ok).

@@ -1,11 +1,11 @@
 //! TLS to the upstream (rustls, ring provider): the server is verified against the CA file
 //! of `[[bridge]] tls`, and a client certificate is presented for mTLS when one is set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use roost_mqtt::pem;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -21,32 +21,19 @@ pub struct TlsSettings {
     pub server_name: Option<String>,
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> =
-        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
-    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 /// Builds the connector from the files (read at every attempt, so a fixed file is picked
 /// up on the next reconnect).
 pub fn connector(s: &TlsSettings) -> Result<TlsConnector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in read_certs(&s.ca_file)? {
-        roots.add(c).map_err(|e| format!("{}: {e}", s.ca_file.display()))?;
-    }
+    let roots = pem::root_store(&s.ca_file)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
     let config = match (&s.cert_file, &s.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            let chain = pem::certificates(cert)?;
+            let key = pem::private_key(key)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate: {e}"))?
         }
         (None, None) => builder.with_no_client_auth(),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::Broker;
-use crate::router::SubOptions;
 use crate::session::{FlightState, Pending, Session};
 use crate::store::Change;
 use crate::trace::Tracer;
+use crate::types::SubOptions;
 use crate::types::{ClientId, Message};
 
 /// One session (and its connection, if any) as listed.

@@ -15,9 +15,10 @@
 //! only of hooks whose [`Hook::rewrites_publish`] is true): a rejected publish is refused
 //! to the client as not authorized and counted as dropped (`rejected`).
 
+use crate::auth::ClientInfo;
 use crate::metrics::DropReason;
 use crate::types::DisconnectReason;
-use crate::types::{ClientId, ClientInfo, Message, QoS};
+use crate::types::{ClientId, Message, QoS};
 
 /// One thing that happened in the broker.
 #[derive(Debug)]

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::auth::ClientInfo;
 use crate::metrics::{DropReason, Metrics};
 use crate::settings::{BrokerSettings, OverflowPolicy};
 use crate::store::{Change, SessionMeta, Store};
 use crate::types::SubOptions;
-use crate::types::{ClientId, Message, Protocol, QoS};
+use crate::types::{BoxFuture, ClientId, Message, Protocol, QoS};
 pub use crate::types::{DisconnectReason, Pending};
 
 /// A will message and its MQTT 5 delay.
@@ -87,7 +88,7 @@ impl ConnSignal {
 pub(crate) struct Attached {
     pub conn_id: u64,
     /// Who is connected, for listings (shared with the [`crate::Connection`]).
-    pub info: Arc<crate::types::ClientInfo>,
+    pub info: Arc<ClientInfo>,
     pub keep_alive: u16,
     /// Unix time in seconds (4 bytes rather than a 16-byte `SystemTime`: every connected
     /// session carries it).
@@ -357,7 +358,7 @@ impl Session {
     /// message from a JetStream stream, what resolves once the stream let it go (PUBREL
     /// must wait for it: until then a redelivery may come, which the client recognises by
     /// the id it holds until PUBREL).
-    pub(crate) fn received(&self, id: u16) -> Option<Option<crate::cluster::BoxFuture<'static, ()>>> {
+    pub(crate) fn received(&self, id: u16) -> Option<Option<BoxFuture<'static, ()>>> {
         let mut st = self.state.lock();
         let persisted = st.persisted;
         let f = st.inflight.iter_mut().find(|f| f.id == id && f.pending.qos == QoS::ExactlyOnce)?;

@@ -18,7 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::types::{ClientInfo, Message};
+use crate::auth::ClientInfo;
+use crate::types::Message;
 
 /// Traces running at once, at most.
 pub const MAX_TRACES: usize = 32;

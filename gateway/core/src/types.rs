@@ -1,9 +1,12 @@
 //! Core vocabulary shared by every adapter: client identities, protocols, QoS and the
 //! application message that the router carries (one `Arc` per publish, never copied per
-//! subscriber).
+//! subscriber), with the [`Receipt`] a cluster may attach to it.
+//!
+//! A leaf: it imports nothing else of the crate, so every other module may use it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +111,32 @@ pub struct MessageProperties {
     pub user_properties: Vec<(String, String)>,
 }
 
+/// A boxed future, as the core's extension points (auth sources, the cluster) return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A delivery the cluster must hear the end of: a message taken from a persistent session's
+/// JetStream stream is acknowledged there only once the client has it (PUBACK, PUBREC), or
+/// the session dropped it by its own rules (expired, queue full, delivered at QoS 0).
+pub trait Receipt: Send + Sync {
+    /// The delivery is over: sends the acknowledgement at once (repeats are ignored). With
+    /// `confirm`, the first call returns what resolves once the stream has it (the client
+    /// may then forget a QoS 2 packet id: a redelivery can no longer happen).
+    fn done(&self, confirm: bool) -> Option<BoxFuture<'static, ()>>;
+    /// The packet id to deliver it with: the same on every node that delivers it, so that a
+    /// client still holding the id of a QoS 2 message it received recognises the redelivery.
+    fn packet_id(&self) -> Option<u16>;
+}
+
+/// A [`Receipt`] as a message carries it.
+#[derive(Clone)]
+pub struct ReceiptRef(pub Arc<dyn Receipt>);
+
+impl fmt::Debug for ReceiptRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt").field("packet_id", &self.0.packet_id()).finish()
+    }
+}
+
 /// An application message as routed by the core.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -124,7 +153,7 @@ pub struct Message {
     pub expiry: Option<Duration>,
     /// Set on a message a cluster node took from a persistent session's JetStream stream:
     /// told when the delivery is over (never stored or forwarded).
-    pub receipt: Option<crate::cluster::ReceiptRef>,
+    pub receipt: Option<ReceiptRef>,
 }
 
 impl Message {
@@ -158,29 +187,6 @@ impl Message {
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
         })
-    }
-}
-
-/// Who a connection is, as hooks and ACL rules see it.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub client_id: ClientId,
-    pub protocol: Protocol,
-    /// The name shown for the protocol where it is finer than [`Protocol`]: a custom
-    /// codec's registered name (e.g. `"tlv-sensor"`) for [`Protocol::Codec`]. `None`: the
-    /// protocol's own name. Read it with [`ClientInfo::protocol_name`].
-    pub protocol_detail: Option<Arc<str>>,
-    pub peer: Option<SocketAddr>,
-    pub username: Option<String>,
-    /// What its auth sources granted (superuser, per-client ACL rules); `None`: nothing.
-    pub grants: Option<Arc<crate::auth::Grants>>,
-}
-
-impl ClientInfo {
-    /// The protocol as listings show it: the codec's name for custom codecs, else
-    /// [`Protocol::as_str`].
-    pub fn protocol_name(&self) -> &str {
-        self.protocol_detail.as_deref().unwrap_or(self.protocol.as_str())
     }
 }
 

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use roost_core::ClientInfo;
 use roost_core::hooks::{EventMask, Hook, PublishVerdict};
-use roost_core::types::{ClientInfo, Message};
+use roost_core::types::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::js::{Decoded, Encoded, JsLimits, JsLoader, JsScript};

@@ -20,6 +20,7 @@ use roost_core::Broker;
 use roost_core::auth::{Authenticator, Authorizer};
 use roost_core::hooks::Hook;
 use roost_core::store::{DiskStore, NullStore, Store};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -109,29 +110,17 @@ impl Builder {
     }
 
     pub async fn start(self) -> anyhow::Result<Gateway> {
-        #[allow(unused_mut)] // codecs: changed only with the `codec` feature (plugins)
-        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, mut api_routes, config_file } =
-            self;
-        let reloader = crate::reload::Reloader::new(config_file, settings.clone());
-        // Adapters are built first: a misnamed codec, bad TLS files or an unclaimed
-        // `[adapter.*]` section is a config error, found before any port is bound.
-        #[cfg(feature = "codec")]
-        let (plugins, payload_codecs) = crate::plugins::setup(&mut codecs, &settings.payload_codecs)?;
-        #[cfg(feature = "codec")]
-        let settings = {
-            let mut settings = settings;
-            settings.lorawan.network_server.scripts = roost_lorawan::settings::Scripts(Some(Arc::new(
-                crate::plugins::LorawanScripts(payload_codecs.clone()),
-            )));
-            settings
-        };
-        let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
-        adapters.extend(third_party(&settings, &factories)?);
-        let (authenticator, authorizer, auth_metrics) =
-            reloadable_auth(&settings, &reloader, authenticator, authorizer)?;
-        register_live(&reloader, live);
-        #[cfg(feature = "codec")]
-        crate::reload::register_plugins(&reloader, &plugins);
+        let reloader = crate::reload::Reloader::new(self.config_file.clone(), self.settings.clone());
+        let (configured, mut api_routes) = self.configure(&reloader)?;
+        let Configured {
+            settings,
+            mut adapters,
+            auth,
+            auth_metrics,
+            hooks,
+            #[cfg(feature = "codec")]
+            plugins,
+        } = configured;
         for a in &mut adapters {
             let name = a.name().to_string();
             a.bind().await.map_err(|e| anyhow::anyhow!("adapter {name}: {e}"))?;
@@ -143,55 +132,22 @@ impl Builder {
             tracing::warn!("http.bind: this roost was built without HTTP (cargo feature `http`): no API, no /metrics");
         }
         let store = open_store(&settings).await?;
-        let started = std::time::Instant::now();
-        let mut builder =
-            Broker::builder(settings.broker.clone()).store(store).authenticator(authenticator).authorizer(authorizer);
-        #[cfg(feature = "codec")]
-        let hooks: Vec<_> = hooks.into_iter().chain(payload_codecs.hook()).collect();
-        for h in hooks {
-            builder = builder.hook(h);
-        }
-        let sys = settings.sys_interval.map(|interval| (interval, crate::sys::hook()));
-        if let Some((_, (hook, _))) = &sys {
-            builder = builder.hook(hook.clone());
-        }
-        let mut webhooks = Vec::new();
-        let mut webhook_queues = Vec::new();
-        for w in &settings.webhooks {
-            let (hook, webhook, rx) = crate::webhook::hook(&settings.broker.node_name, w.clone());
-            builder = builder.hook(hook);
-            webhooks.push(webhook);
-            webhook_queues.push(rx);
-        }
-        let webhooks = Arc::new(webhooks);
-        let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
-        builder = builder.hook(rules.hook());
-        reloader.add(Arc::new(crate::reload::parts::RulesPart(rules.clone())));
+        let GatewayHooks { broker, sys, webhooks, webhook_queues, rules } =
+            build_broker(&settings, store, auth, hooks, &reloader)?;
         api_routes.push(crate::reload::routes(reloader.clone()));
         let api_keys = api_keys(&settings)?;
-        let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
-        if settings.storage.disk {
-            tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
-        }
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let ctx =
+            roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
         // Joined before any adapter accepts: routes and client ids are cluster-wide from the
         // first client on.
-        let cluster = match &settings.cluster {
-            Some(c) => {
-                let joined = roost_cluster::Cluster::start(c.clone(), broker.clone(), shutdown.clone(), &tracker).await;
-                Some(joined.context("joining the cluster ([cluster])")?)
-            }
-            None => None,
-        };
+        let cluster = join_cluster(&settings, &ctx).await?;
         rules.start(roost_rules::action::Env {
             broker: broker.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
-        let ctx =
-            roost_adapter::Context { broker: broker.clone(), shutdown: shutdown.clone(), tracker: tracker.clone() };
-        let (mut registry, mut api_routes) = start_adapters(adapters, ctx, api_routes).await?;
+        let (mut registry, mut api_routes) = start_adapters(adapters, ctx.clone(), api_routes).await?;
         if let Some(m) = auth_metrics {
             // Not an adapter, but its counters belong where /metrics, $SYS and the API look.
             registry.add("auth", crate::security::running(m))?;
@@ -223,37 +179,16 @@ impl Builder {
             #[cfg(feature = "codec")]
             api_routes.push(crate::plugins::routes(plugins.clone()));
             let app = crate::http::app(api, std::mem::take(&mut api_routes));
-            for l in http_listeners {
-                let addr = l.local_addr()?;
-                tracing::info!(%addr, "HTTP listening (/metrics, /api/v1, /)");
-                http_addrs.push(addr);
-                crate::http::serve(l, app.clone(), shutdown.clone(), &tracker);
-            }
+            http_addrs = serve_http(http_listeners, app, &shutdown, &tracker)?;
         }
         let bridges = Arc::new(crate::reload::parts::BridgesPart::start(&settings, &broker, &shutdown, &tracker));
         reloader.add(Arc::new(bridges.clone()));
         let bridges = bridges.statuses.clone();
-        if let Some((interval, (hook, events))) = sys {
-            let publisher = crate::sys::SysPublisher {
-                broker: broker.clone(),
-                node: settings.broker.node_name.clone(),
-                interval,
-                hook,
-                events,
-                bridges: bridges.clone(),
-                adapters: registry.clone(),
-                cluster: cluster.clone(),
-            };
-            crate::sys::spawn(publisher, shutdown.clone(), &tracker);
+        if let Some(sys) = sys {
+            spawn_sys(sys, &settings, &ctx, &bridges, &registry, &cluster);
         }
         if let Some(c) = &cluster {
-            let mut addresses: Vec<String> = registry
-                .entries()
-                .iter()
-                .flat_map(|e| e.listeners.iter().map(move |l| format!("{}/{}://{}", e.name, l.transport, l.addr)))
-                .collect();
-            addresses.extend(http_addrs.iter().map(|a| format!("http://{a}")));
-            c.set_addresses(addresses);
+            c.set_addresses(addresses(&registry, &http_addrs));
         }
         Ok(Gateway {
             broker,
@@ -270,6 +205,173 @@ impl Builder {
             reloader,
         })
     }
+}
+
+/// What the config describes, built before any port is bound (a misnamed codec, bad TLS
+/// files or an unclaimed `[adapter.*]` section is a config error, found first).
+struct Configured {
+    /// The settings, with the LoRaWAN network server's payload scripts filled in.
+    settings: Settings,
+    adapters: Vec<Box<dyn Adapter>>,
+    auth: (Box<dyn Authenticator>, Box<dyn Authorizer>),
+    auth_metrics: crate::reload::parts::AuthMetrics,
+    /// The builder's hooks, and the payload codecs' one.
+    hooks: Vec<Arc<dyn Hook>>,
+    #[cfg(feature = "codec")]
+    plugins: Arc<roost_plugins::Plugins>,
+}
+
+impl Builder {
+    /// Builds the adapters (built-in and third-party), the plugins and the authentication,
+    /// and registers what a reload may change with `reloader`. Returns them with the
+    /// builder's API routes.
+    fn configure(self, reloader: &crate::reload::Reloader) -> anyhow::Result<(Configured, Vec<axum::Router>)> {
+        #[allow(unused_mut)] // codecs: changed only with the `codec` feature (plugins)
+        let Builder { settings, mut codecs, factories, authenticator, authorizer, hooks, api_routes, config_file: _ } =
+            self;
+        #[cfg(feature = "codec")]
+        let (plugins, payload_codecs) = crate::plugins::setup(&mut codecs, &settings.payload_codecs)?;
+        #[cfg(feature = "codec")]
+        let settings = {
+            let mut settings = settings;
+            settings.lorawan.network_server.scripts = roost_lorawan::settings::Scripts(Some(Arc::new(
+                crate::plugins::LorawanScripts(payload_codecs.clone()),
+            )));
+            settings
+        };
+        let (mut adapters, live) = crate::adapters::builtin(&settings, &codecs)?;
+        adapters.extend(third_party(&settings, &factories)?);
+        let (authenticator, authorizer, auth_metrics) =
+            reloadable_auth(&settings, reloader, authenticator, authorizer)?;
+        register_live(reloader, live);
+        #[cfg(feature = "codec")]
+        crate::reload::register_plugins(reloader, &plugins);
+        #[cfg(feature = "codec")]
+        let hooks: Vec<_> = hooks.into_iter().chain(payload_codecs.hook()).collect();
+        let configured = Configured {
+            settings,
+            adapters,
+            auth: (authenticator, authorizer),
+            auth_metrics,
+            hooks,
+            #[cfg(feature = "codec")]
+            plugins,
+        };
+        Ok((configured, api_routes))
+    }
+}
+
+/// The broker, with the hooks the gateway itself adds to the builder's: `$SYS`, the
+/// `[[webhook]]`s and the rules engine.
+struct GatewayHooks {
+    broker: Broker,
+    /// The `$SYS` interval, hook and event queue (`None`: `$SYS` is off).
+    sys: Option<(Duration, (Arc<crate::sys::SysHook>, SysEvents))>,
+    webhooks: Arc<Vec<crate::webhook::Webhook>>,
+    /// Each webhook's queue, for its sender task.
+    webhook_queues: Vec<mpsc::Receiver<serde_json::Value>>,
+    rules: Arc<roost_rules::Engine>,
+}
+
+type SysEvents = mpsc::Receiver<(String, String)>;
+
+/// Builds the broker on `store` (restoring what it holds) with `hooks` and the gateway's own.
+fn build_broker(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    (authenticator, authorizer): (Box<dyn Authenticator>, Box<dyn Authorizer>),
+    hooks: Vec<Arc<dyn Hook>>,
+    reloader: &crate::reload::Reloader,
+) -> anyhow::Result<GatewayHooks> {
+    let started = std::time::Instant::now();
+    let mut builder =
+        Broker::builder(settings.broker.clone()).store(store).authenticator(authenticator).authorizer(authorizer);
+    for h in hooks {
+        builder = builder.hook(h);
+    }
+    let sys = settings.sys_interval.map(|interval| (interval, crate::sys::hook()));
+    if let Some((_, (hook, _))) = &sys {
+        builder = builder.hook(hook.clone());
+    }
+    let mut webhooks = Vec::new();
+    let mut webhook_queues = Vec::new();
+    for w in &settings.webhooks {
+        let (hook, webhook, rx) = crate::webhook::hook(&settings.broker.node_name, w.clone());
+        builder = builder.hook(hook);
+        webhooks.push(webhook);
+        webhook_queues.push(rx);
+    }
+    let rules = roost_rules::Engine::new(&settings.broker.node_name, settings.rules.clone());
+    builder = builder.hook(rules.hook());
+    reloader.add(Arc::new(crate::reload::parts::RulesPart(rules.clone())));
+    let broker = builder.build().context("restoring state from the store (see `roost store check`)")?;
+    if settings.storage.disk {
+        tracing::info!(elapsed = ?started.elapsed(), sessions = broker.session_count(), retained = broker.retained_count(), "state restored");
+    }
+    Ok(GatewayHooks { broker, sys, webhooks: Arc::new(webhooks), webhook_queues, rules })
+}
+
+/// Serves `app` (`/metrics`, the API, the web page) on every HTTP listener; returns their
+/// addresses.
+#[cfg(feature = "http")]
+fn serve_http(
+    listeners: Vec<tokio::net::TcpListener>,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for l in listeners {
+        let addr = l.local_addr()?;
+        tracing::info!(%addr, "HTTP listening (/metrics, /api/v1, /)");
+        addrs.push(addr);
+        crate::http::serve(l, app.clone(), shutdown.clone(), tracker);
+    }
+    Ok(addrs)
+}
+
+/// Publishes `$SYS` every `sys.0` (and the events `sys.1` hears) until shutdown.
+fn spawn_sys(
+    (interval, (hook, events)): (Duration, (Arc<crate::sys::SysHook>, SysEvents)),
+    settings: &Settings,
+    ctx: &roost_adapter::Context,
+    bridges: &crate::reload::parts::BridgeStatuses,
+    registry: &Arc<AdapterRegistry>,
+    cluster: &Option<roost_cluster::Cluster>,
+) {
+    let publisher = crate::sys::SysPublisher {
+        broker: ctx.broker.clone(),
+        node: settings.broker.node_name.clone(),
+        interval,
+        hook,
+        events,
+        bridges: bridges.clone(),
+        adapters: registry.clone(),
+        cluster: cluster.clone(),
+    };
+    crate::sys::spawn(publisher, ctx.shutdown.clone(), &ctx.tracker);
+}
+
+/// Joins the cluster `[cluster]` configures, if any.
+async fn join_cluster(
+    settings: &Settings,
+    ctx: &roost_adapter::Context,
+) -> anyhow::Result<Option<roost_cluster::Cluster>> {
+    let Some(c) = &settings.cluster else { return Ok(None) };
+    let joined = roost_cluster::Cluster::start(c.clone(), ctx.broker.clone(), ctx.shutdown.clone(), &ctx.tracker).await;
+    Ok(Some(joined.context("joining the cluster ([cluster])")?))
+}
+
+/// This node's addresses as the cluster shows them: every adapter listener as
+/// `{adapter}/{transport}://{addr}`, then the HTTP listeners.
+fn addresses(registry: &AdapterRegistry, http_addrs: &[SocketAddr]) -> Vec<String> {
+    let mut addresses: Vec<String> = registry
+        .entries()
+        .iter()
+        .flat_map(|e| e.listeners.iter().map(move |l| format!("{}/{}://{}", e.name, l.transport, l.addr)))
+        .collect();
+    addresses.extend(http_addrs.iter().map(|a| format!("http://{a}")));
+    addresses
 }
 
 /// The keys the management API accepts (none without an HTTP listener).

@@ -114,6 +114,62 @@ pub(crate) fn process_stats() -> Option<(u64, f64)> {
     Some((rss_pages * 4096, ticks as f64 / 100.0))
 }
 
+/// A counter family with one label: `(label value, count)` for each member.
+fn counter_family<'a>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    members: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+    for (value, n) in members {
+        ConstCounter::new(n).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
+}
+
+impl BrokerCollector {
+    /// What each `[[webhook]]` sent and dropped, by URL (nothing without webhooks).
+    fn encode_webhooks(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if self.webhooks.is_empty() {
+            return Ok(());
+        }
+        let sent = self.webhooks.iter().map(|w| (w.settings.url.as_str(), w.counters.sent.load(Relaxed)));
+        counter_family(encoder, "webhook_events_sent", "Events a webhook endpoint accepted", "url", sent)?;
+        let c = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "webhook_events_dropped",
+            "Events a webhook dropped: queue full, or every retry failed",
+            None,
+            c.metric_type(),
+        )?;
+        for w in self.webhooks.iter() {
+            let url = w.settings.url.clone();
+            let full = w.counters.dropped_queue_full.load(Relaxed);
+            let failed = w.counters.dropped_failed.load(Relaxed);
+            ConstCounter::new(full)
+                .encode(family.encode_family(&[("url", url.as_str()), ("reason", "queue_full")])?)?;
+            ConstCounter::new(failed).encode(family.encode_family(&[("url", url.as_str()), ("reason", "failed")])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// This process's resident memory and CPU time (Linux only).
+fn encode_process(encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let Some((rss, cpu)) = process_stats() else { return Ok(()) };
+    gauge(encoder, "process_resident_memory_bytes", "Resident memory of the roost process", rss as i64)?;
+    let c = ConstCounter::new(cpu);
+    c.encode(encoder.encode_descriptor(
+        "process_cpu_seconds",
+        "CPU time of the roost process",
+        None,
+        c.metric_type(),
+    )?)
+}
+
 impl Collector for BrokerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let b = &self.broker;
@@ -126,136 +182,43 @@ impl Collector for BrokerCollector {
                 ConstGauge::new(*connections as i64).encode(family.encode_family(&[("protocol", *protocol)])?)?;
             }
         }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(
-                "messages_received",
-                "Messages published by clients, by protocol",
-                None,
-                c.metric_type(),
-            )?;
-            for (protocol, _, received, _) in &m.by_protocol {
-                ConstCounter::new(*received).encode(family.encode_family(&[("protocol", *protocol)])?)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(
-                "messages_sent",
-                "Messages delivered to clients, by protocol",
-                None,
-                c.metric_type(),
-            )?;
-            for (protocol, _, _, sent) in &m.by_protocol {
-                ConstCounter::new(*sent).encode(family.encode_family(&[("protocol", *protocol)])?)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(
-                "messages_dropped",
-                "Messages not delivered, by reason",
-                None,
-                c.metric_type(),
-            )?;
-            for (reason, n) in &m.dropped_by_reason {
-                ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(
-                "limited",
-                "Connections, reads and datagrams held back or refused by flood control",
-                None,
-                c.metric_type(),
-            )?;
-            for (what, n) in &m.limited {
-                ConstCounter::new(*n).encode(family.encode_family(&[("what", *what)])?)?;
-            }
-        }
-        {
-            // Every event the log rate-limits (roost_core::peerlog), logged or not.
-            let c = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(
-                "peer_events",
-                "Events peers caused (malformed input, refused connections, failed handshakes), by reason; \
-                 all counted, the log rate-limited",
-                None,
-                c.metric_type(),
-            )?;
-            for (reason, n) in roost_core::peerlog::global().events() {
-                ConstCounter::new(n).encode(family.encode_family(&[("reason", reason)])?)?;
-            }
-        }
-        counter(
+        let by_protocol = &m.by_protocol;
+        let received = by_protocol.iter().map(|(protocol, _, received, _)| (*protocol, *received));
+        counter_family(
             &mut encoder,
-            "peer_log_suppressed",
-            "Log lines of peer events not written (rate limit per reason and source)",
-            roost_core::peerlog::global().suppressed(),
+            "messages_received",
+            "Messages published by clients, by protocol",
+            "protocol",
+            received,
         )?;
+        let sent = by_protocol.iter().map(|(protocol, _, _, sent)| (*protocol, *sent));
+        counter_family(&mut encoder, "messages_sent", "Messages delivered to clients, by protocol", "protocol", sent)?;
+        let dropped = m.dropped_by_reason.iter().map(|(reason, n)| (*reason, *n));
+        counter_family(&mut encoder, "messages_dropped", "Messages not delivered, by reason", "reason", dropped)?;
+        let limited = m.limited.iter().map(|(what, n)| (*what, *n));
+        let help = "Connections, reads and datagrams held back or refused by flood control";
+        counter_family(&mut encoder, "limited", help, "what", limited)?;
+        // Every event the log rate-limits (roost_core::peerlog), logged or not.
+        let peer = roost_core::peerlog::global();
+        let help = "Events peers caused (malformed input, refused connections, failed handshakes), by reason; \
+                    all counted, the log rate-limited";
+        counter_family(&mut encoder, "peer_events", help, "reason", peer.events())?;
+        let help = "Log lines of peer events not written (rate limit per reason and source)";
+        counter(&mut encoder, "peer_log_suppressed", help, peer.suppressed())?;
         counter(&mut encoder, "connects", "Connections accepted since start", m.connects_total)?;
         counter(&mut encoder, "received_bytes", "Bytes received from clients", m.bytes_received)?;
         counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;
         counter(&mut encoder, "auth_failures", "Refused logins", m.auth_failures)?;
         gauge(&mut encoder, "sessions", "Sessions held, online and offline", b.session_count() as i64)?;
-        gauge(
-            &mut encoder,
-            "subscription_filters",
-            "Distinct subscribed filters",
-            b.subscription_filter_count() as i64,
-        )?;
+        let filters = b.subscription_filter_count() as i64;
+        gauge(&mut encoder, "subscription_filters", "Distinct subscribed filters", filters)?;
         gauge(&mut encoder, "retained_messages", "Retained messages", b.retained_count() as i64)?;
         let (queued, inflight) = b.queue_totals();
         gauge(&mut encoder, "queued_messages", "Messages waiting in session queues", queued as i64)?;
-        gauge(
-            &mut encoder,
-            "inflight_messages",
-            "Outgoing QoS 1/2 messages awaiting acknowledgement",
-            inflight as i64,
-        )?;
-        if !self.webhooks.is_empty() {
-            let c = ConstCounter::new(0u64);
-            {
-                let mut family = encoder.encode_descriptor(
-                    "webhook_events_sent",
-                    "Events a webhook endpoint accepted",
-                    None,
-                    c.metric_type(),
-                )?;
-                for w in self.webhooks.iter() {
-                    let url = w.settings.url.clone();
-                    ConstCounter::new(w.counters.sent.load(Relaxed))
-                        .encode(family.encode_family(&[("url", url.as_str())])?)?;
-                }
-            }
-            let mut family = encoder.encode_descriptor(
-                "webhook_events_dropped",
-                "Events a webhook dropped: queue full, or every retry failed",
-                None,
-                c.metric_type(),
-            )?;
-            for w in self.webhooks.iter() {
-                let url = w.settings.url.clone();
-                let full = w.counters.dropped_queue_full.load(Relaxed);
-                let failed = w.counters.dropped_failed.load(Relaxed);
-                ConstCounter::new(full)
-                    .encode(family.encode_family(&[("url", url.as_str()), ("reason", "queue_full")])?)?;
-                ConstCounter::new(failed)
-                    .encode(family.encode_family(&[("url", url.as_str()), ("reason", "failed")])?)?;
-            }
-        }
-        if let Some((rss, cpu)) = process_stats() {
-            gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory of the roost process", rss as i64)?;
-            let c = ConstCounter::new(cpu);
-            c.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                "CPU time of the roost process",
-                None,
-                c.metric_type(),
-            )?)?;
-        }
-        Ok(())
+        let help = "Outgoing QoS 1/2 messages awaiting acknowledgement";
+        gauge(&mut encoder, "inflight_messages", help, inflight as i64)?;
+        self.encode_webhooks(&mut encoder)?;
+        encode_process(&mut encoder)
     }
 }
 

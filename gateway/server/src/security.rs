@@ -70,13 +70,20 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Security> {
                 Box::new(crate::auth_http::HttpAuth::new(http.clone())?)
             }
             AuthSourceKind::Certificate => Box::new(VerifiedCertificate),
+            AuthSourceKind::Jwt => {
+                let Some(jwt) = &db.jwt else { anyhow::bail!("auth.jwt: missing") };
+                let source = roost_authdb::jwt::JwtAuth::new(jwt.clone(), metrics.clone())
+                    .map_err(|e| anyhow::anyhow!("auth.jwt: {e}"))?;
+                Box::new(source)
+            }
             AuthSourceKind::Postgresql | AuthSourceKind::Mysql | AuthSourceKind::Redis | AuthSourceKind::Ldap => {
                 db_source(*kind, settings, &backends, &metrics)?
             }
         });
     }
     let chain = Box::new(AuthChain { sources, allow_anonymous: settings.broker.allow_anonymous });
-    let uses_db = db.postgresql.is_some() || db.mysql.is_some() || db.redis.is_some() || db.ldap.is_some();
+    let uses_db =
+        db.postgresql.is_some() || db.mysql.is_some() || db.redis.is_some() || db.ldap.is_some() || db.jwt.is_some();
     if db.acl.is_empty() {
         return Ok(Security { authenticator: Some(chain), backend_metrics: uses_db.then_some(metrics) });
     }

@@ -198,7 +198,9 @@ pub async fn serve<O: Outbound>(
 struct CoapDevice(Session);
 
 impl CoapDevice {
-    fn ended(&self) -> Result<(), End> {
+    /// After each step: the registry's view follows the session.
+    fn ended(&mut self) -> Result<(), End> {
+        self.0.sync_view();
         match self.0.ended() {
             Some(end) => Err(end.clone()),
             None => Ok(()),
@@ -255,6 +257,7 @@ impl DatagramSession for CoapDevice {
         // Answer nothing more: requests still queued are retried by the device and then meet
         // an unknown connection.
         self.0.close(DisconnectReason::Abnormal, "task ended").await;
+        self.0.withdraw_view();
         self.0.context().counters.sessions.fetch_sub(1, Relaxed);
     }
 }

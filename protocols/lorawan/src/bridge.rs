@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ns::events::{b64, rfc3339};
+use crate::ns::events::{b64, code_rate, rfc3339, rx_info};
 use crate::region::{hz_to_mhz, mhz_to_hz};
 use crate::semtech::{DataRate, GatewayEui, Modulation, Rxpk, Stat, TxAckError, Txpk};
 
@@ -24,10 +24,6 @@ pub fn conn_state(gateway: GatewayEui, online: bool) -> Vec<u8> {
     json!({ "gatewayId": gateway.to_string(), "state": if online { "ONLINE" } else { "OFFLINE" } })
         .to_string()
         .into_bytes()
-}
-
-fn code_rate(codr: Option<&str>) -> String {
-    codr.map_or_else(|| "CR_4_5".to_string(), |c| format!("CR_{}", c.replace('/', "_")))
 }
 
 fn modulation(modu: Modulation, datr: &DataRate, codr: Option<&str>) -> Value {
@@ -42,26 +38,7 @@ fn modulation(modu: Modulation, datr: &DataRate, codr: Option<&str>) -> Value {
 
 /// `event/up`: an UplinkFrame.
 pub fn uplink_frame(gateway: GatewayEui, rxpk: &Rxpk, phy: &[u8], uplink_id: u32, ns_time: SystemTime) -> Vec<u8> {
-    let mut rx = json!({
-        "gatewayId": gateway.to_string(),
-        "uplinkId": uplink_id,
-        "nsTime": rfc3339(ns_time),
-        "rssi": rxpk.best_rssi(),
-        "snr": rxpk.best_snr(),
-        "channel": rxpk.chan,
-        "rfChain": rxpk.rfch,
-        "context": b64(&rxpk.tmst.to_be_bytes()),
-        "crcStatus": match rxpk.stat { 1 => "CRC_OK", -1 => "BAD_CRC", _ => "NO_CRC" },
-    });
-    if let Some(t) = &rxpk.time {
-        rx["gwTime"] = json!(t);
-    }
-    if let Some(ms) = rxpk.tmms {
-        rx["timeSinceGpsEpoch"] = json!(format!("{}.{:03}s", ms / 1000, ms % 1000));
-    }
-    if let Some(best) = rxpk.rsig.iter().max_by_key(|r| r.rssic.unwrap_or(i32::MIN)) {
-        rx["antenna"] = json!(best.ant);
-    }
+    let rx = rx_info(gateway, rxpk, uplink_id, ns_time);
     json!({
         "phyPayload": b64(phy),
         "txInfo": {

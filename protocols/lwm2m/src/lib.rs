@@ -5,8 +5,10 @@
 //! - [`server`]: the LwM2M server and its EMQX-compatible MQTT mapping
 //! - [`content`]: payloads <-> typed records (plain text, opaque, TLV, LwM2M JSON, SenML
 //!   JSON and CBOR); never panics (fuzzed)
-//! - [`sim`]: simulated LwM2M clients (devices) for `roost-sim lwm2m` and the tests
 //! - [`objects`]: object definitions from OMA XML (built-in 0-7, 3303, 3304, 3311 + `xml_dir`)
+//!
+//! The simulated LwM2M clients (devices) live in `roost-sim` (`roost_sim::lwm2m_client`),
+//! built on this crate's public [`types`], [`content`] and [`objects`].
 //!
 //! Each registered endpoint becomes a client of the shared core (protocol `lwm2m`, client
 //! id = endpoint name); MQTT applications manage devices with EMQX-compatible JSON commands.
@@ -16,5 +18,4 @@
 pub mod content;
 pub mod objects;
 pub mod server;
-pub mod sim;
 pub mod types;

@@ -195,11 +195,11 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
     }
     let name = match p.flags.topic_id_type {
         TopicIdType::Predefined => ctx.topics.predefined.name(p.topic_id).map(|n| n.to_string()),
-        TopicIdType::Short => short_name(p.topic_id.to_be_bytes()),
+        TopicIdType::Short => short_name(p.topic_id.0.to_be_bytes()),
         TopicIdType::Normal => None,
     };
     let Some(name) = name else {
-        roost_core::peer_log!(INFO, "mqttsn.qos_minus_one_unknown_topic", addr, peer = %addr, topic_id = p.topic_id, "MQTT-SN QoS -1 publish to an unknown or normal topic id dropped");
+        roost_core::peer_log!(INFO, "mqttsn.qos_minus_one_unknown_topic", addr, peer = %addr, topic_id = p.topic_id.0, "MQTT-SN QoS -1 publish to an unknown or normal topic id dropped");
         return;
     };
     Counters::bump(&ctx.counters.qos_minus_one);

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
-use crate::codec::{self, Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType};
+use crate::codec::{self, Connect, Flags, Message, MsgId, Publish, ReturnCode, SnQos, TopicId, TopicIdType};
 
 /// Microseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_micros() -> u64 {
@@ -158,9 +158,9 @@ impl Device {
         Err(SimError::NoReply(what))
     }
 
-    fn next_id(&mut self) -> u16 {
+    fn next_id(&mut self) -> MsgId {
         self.msg_id = self.msg_id.wrapping_add(1).max(1);
-        self.msg_id
+        MsgId(self.msg_id)
     }
 
     async fn connect(&mut self, clean: bool) -> Result<(), SimError> {
@@ -177,9 +177,9 @@ impl Device {
         }
     }
 
-    async fn register(&mut self) -> Result<u16, SimError> {
+    async fn register(&mut self) -> Result<TopicId, SimError> {
         let msg_id = self.next_id();
-        let m = Message::Register { topic_id: 0, msg_id, topic_name: self.topic.clone() };
+        let m = Message::Register { topic_id: TopicId(0), msg_id, topic_name: self.topic.clone() };
         match self
             .request(m, "REGACK", move |r| matches!(r, Message::RegAck { msg_id: id, .. } if *id == msg_id))
             .await?
@@ -190,9 +190,9 @@ impl Device {
         }
     }
 
-    async fn publish(&mut self, topic_id: u16, tt: TopicIdType, seq: u64) -> Result<(), SimError> {
+    async fn publish(&mut self, topic_id: TopicId, tt: TopicIdType, seq: u64) -> Result<(), SimError> {
         let qos = self.cfg.qos;
-        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) { self.next_id() } else { 0 };
+        let msg_id = if matches!(qos, SnQos::AtLeastOnce | SnQos::ExactlyOnce) { self.next_id() } else { MsgId(0) };
         // "{client id} {seq} {sent at, µs since the Unix epoch}": distinct per publish, and a
         // subscriber on the same machine can compute the end-to-end latency.
         let data = Bytes::from(format!("{} {seq} {}", self.client_id, unix_micros()));
@@ -321,7 +321,7 @@ async fn device(
         buf: vec![0u8; 2048],
     };
     let (topic_id, tt) = if cfg.qos == SnQos::MinusOne {
-        (cfg.predefined_topic_id, TopicIdType::Predefined)
+        (TopicId(cfg.predefined_topic_id), TopicIdType::Predefined)
     } else {
         if let Err(e) = d.connect(true).await {
             stats.connect_failed.fetch_add(1, Relaxed);

@@ -7,31 +7,30 @@ use std::sync::Arc;
 
 use crate::settings::MqttSnSettings;
 
-/// A topic id registered for one client (normal type); never 0x0000 or 0xFFFF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TopicId(pub u16);
+pub use crate::codec::TopicId;
 
 /// Predefined topic ids, from config, the same for every client.
 #[derive(Debug, Default)]
 pub struct Predefined {
-    by_id: HashMap<u16, Arc<str>>,
-    by_name: HashMap<Arc<str>, u16>,
+    by_id: HashMap<TopicId, Arc<str>>,
+    by_name: HashMap<Arc<str>, TopicId>,
 }
 
 impl Predefined {
+    /// From `[mqttsn] predefined` (id, topic name) pairs.
     pub fn new(entries: &[(u16, String)]) -> Self {
         let mut p = Predefined::default();
         for (id, name) in entries {
             let name: Arc<str> = Arc::from(name.as_str());
-            p.by_id.insert(*id, name.clone());
-            p.by_name.insert(name, *id);
+            p.by_id.insert(TopicId(*id), name.clone());
+            p.by_name.insert(name, TopicId(*id));
         }
         p
     }
-    pub fn name(&self, id: u16) -> Option<&Arc<str>> {
+    pub fn name(&self, id: TopicId) -> Option<&Arc<str>> {
         self.by_id.get(&id)
     }
-    pub fn id(&self, name: &str) -> Option<u16> {
+    pub fn id(&self, name: &str) -> Option<TopicId> {
         self.by_name.get(name).copied()
     }
 }
@@ -64,8 +63,8 @@ pub enum RegisterError {
 /// One client's registered topic names (normal topic ids).
 #[derive(Debug)]
 pub struct TopicTable {
-    by_id: HashMap<u16, Arc<str>>,
-    by_name: HashMap<Arc<str>, u16>,
+    by_id: HashMap<TopicId, Arc<str>>,
+    by_name: HashMap<Arc<str>, TopicId>,
     last: u16,
     limit: usize,
 }
@@ -75,12 +74,12 @@ impl TopicTable {
         TopicTable { by_id: HashMap::new(), by_name: HashMap::new(), last: 0, limit }
     }
 
-    pub fn name(&self, id: u16) -> Option<&Arc<str>> {
+    pub fn name(&self, id: TopicId) -> Option<&Arc<str>> {
         self.by_id.get(&id)
     }
 
     pub fn id(&self, name: &str) -> Option<TopicId> {
-        self.by_name.get(name).copied().map(TopicId)
+        self.by_name.get(name).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -101,17 +100,17 @@ impl TopicTable {
         }
         let id = loop {
             self.last = self.last.wrapping_add(1);
-            if self.last != 0 && self.last != 0xFFFF && !self.by_id.contains_key(&self.last) {
-                break self.last;
+            if self.last != 0 && self.last != 0xFFFF && !self.by_id.contains_key(&TopicId(self.last)) {
+                break TopicId(self.last);
             }
         };
         let name: Arc<str> = Arc::from(name);
         self.by_id.insert(id, name.clone());
         self.by_name.insert(name, id);
-        Ok(TopicId(id))
+        Ok(id)
     }
 
-    pub fn remove(&mut self, id: u16) {
+    pub fn remove(&mut self, id: TopicId) {
         if let Some(name) = self.by_id.remove(&id) {
             self.by_name.remove(&name);
         }
@@ -153,8 +152,8 @@ mod tests {
         assert_eq!(t.register("a/b").unwrap(), a);
         t.register("c").unwrap();
         assert_eq!(t.register("d"), Err(RegisterError::Full(2)));
-        t.remove(1);
-        assert!(t.name(1).is_none());
+        t.remove(TopicId(1));
+        assert!(t.name(TopicId(1)).is_none());
         t.last = 0xFFFE;
         assert_eq!(t.register("e").unwrap(), TopicId(1));
     }

@@ -1,6 +1,6 @@
 //! The device simulator against the real UDP driver and an in-process broker: every publish
 //! of a bounded fleet reaches an MQTT-side subscriber, at each QoS and with sleepy devices.
-//! (The 20,000-device run is `examples/mqttsn_load.rs`, see docs/benchmarks.md.)
+//! (The 20,000-device run is `roost-sim mqtt-sn --mqtt ... --roost-pid ...`, see docs/benchmarks.md.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;

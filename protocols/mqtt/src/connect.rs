@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use roost_core::{ClientId, ConnectRequest, Message, MessageProperties, Protocol, Will};
+use roost_core::{ClientId, ConnectRequest, Message, Protocol, Will};
 
 use crate::codec::{Connect, LastWill, ProtocolVersion, reason};
 use crate::settings::MqttSettings;
@@ -141,14 +141,7 @@ fn will(w: &LastWill, client_id: &str, retain_available: bool) -> Result<Will, R
     }
     let p = &w.properties;
     let mut message = Message::new(w.topic.as_str(), w.payload.clone(), w.qos, w.retain);
-    message.properties = MessageProperties {
-        payload_format_indicator: p.payload_format_indicator,
-        content_type: p.content_type.clone(),
-        response_topic: p.response_topic.clone(),
-        correlation_data: p.correlation_data.clone(),
-        user_properties: p.user_properties.clone(),
-    };
-    message.expiry = p.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
+    crate::properties::apply_will(&mut message, p);
     message.publisher = Some(ClientId::new(client_id));
     message.created = Instant::now();
     Ok(Will { message, delay: Duration::from_secs(u64::from(p.delay_interval.unwrap_or(0))) })

@@ -5,12 +5,14 @@
 //! - [`session`]: the per-connection protocol state machine (QoS flows, aliases, keep alive)
 //! - [`driver`]: TCP listener and connection tasks
 //! - [`settings`]: typed `[mqtt]` settings
+//! - [`pem`]: certificate, key and CA files for every TLS endpoint (listeners, bridge)
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod codec;
 pub mod connect;
 pub mod driver;
+pub mod pem;
 pub mod properties;
 pub mod proxy;
 pub mod session;

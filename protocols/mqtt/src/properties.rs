@@ -1,13 +1,13 @@
-//! The one mapping between MQTT 5 PUBLISH properties (MQTT 5 §3.3.2.3) and the core's
-//! message properties, for every side that turns one into the other (the MQTT session,
-//! the bridge). What the core does not carry (topic alias, subscription identifiers) is
+//! The one mapping between MQTT 5 PUBLISH properties (MQTT 5 §3.3.2.3), and will
+//! properties (§3.1.3.2), and the core's message properties, for every side that turns one
+//! into the other (the MQTT session, CONNECT's will, the bridge). What the core does not carry (topic alias, subscription identifiers) is
 //! the caller's.
 
 use std::time::{Duration, Instant};
 
 use roost_core::{Message, MessageProperties};
 
-use crate::codec::PublishProperties;
+use crate::codec::{PublishProperties, WillProperties};
 
 /// Moves a received PUBLISH's properties onto `msg`: the application properties, and the
 /// Message Expiry Interval as the message's expiry.
@@ -19,6 +19,19 @@ pub fn apply(msg: &mut Message, p: PublishProperties) {
         response_topic: p.response_topic,
         correlation_data: p.correlation_data,
         user_properties: p.user_properties,
+    };
+}
+
+/// A will's application properties and its Message Expiry Interval as the message's expiry
+/// (the will delay is the caller's).
+pub fn apply_will(msg: &mut Message, p: &WillProperties) {
+    msg.expiry = p.message_expiry_interval.map(|s| Duration::from_secs(u64::from(s)));
+    msg.properties = MessageProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
     };
 }
 

@@ -318,7 +318,7 @@ impl MqttSession {
                 qos: o.qos,
                 no_local: o.no_local,
                 retain_as_published: o.retain_as_published,
-                retain_handling: o.retain_handling,
+                retain_handling: o.retain_handling.as_u8(),
                 subscription_id: s.subscription_identifier,
             };
             reasons.push(match conn.subscribe(&f.filter, options).await {

@@ -4,15 +4,12 @@
 //! TLS. Every one ends as a [`Stream`] the same connection task drives.
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use futures::{Sink, Stream as _};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -23,6 +20,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
 pub use roost_core::limit::Bucket;
 
+use crate::pem;
 use crate::settings::TlsSettings;
 
 /// How a listener's connections reach the MQTT codec.
@@ -66,32 +64,18 @@ pub fn acceptor(s: &TlsSettings) -> Result<TlsAcceptor, String> {
         .map_err(|e| e.to_string())?;
     let builder = match &s.ca_file {
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-            }
+            let roots = pem::root_store(ca)?;
             let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let v = if s.verify_peer { v } else { v.allow_unauthenticated() };
             builder.with_client_cert_verifier(v.build().map_err(|e| format!("{}: {e}", ca.display()))?)
         }
         None => builder.with_no_client_auth(),
     };
-    let chain = read_certs(&s.cert_file)?;
-    // The key's own error would not name the file; never print the key.
-    let key = PrivateKeyDer::from_pem_file(&s.key_file).map_err(|e| format!("{}: {e}", s.key_file.display()))?;
+    let chain = pem::certificates(&s.cert_file)?;
+    let key = pem::private_key(&s.key_file)?;
     let mut config = builder.with_single_cert(chain, key).map_err(|e| format!("{}: {e}", s.cert_file.display()))?;
     config.alpn_protocols = vec![b"mqtt".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> =
-        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
-    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
 }
 
 /// The acceptor the TLS and WSS listeners use, replaceable while they run (a reload with a

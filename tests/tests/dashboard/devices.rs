@@ -12,8 +12,8 @@ use roost_e2e::coap::Raw;
 use roost_e2e::{TestBroker, WAIT};
 use roost_lorawan::semtech::{self, DataRate, GatewayEui, Modulation, Packet, PushPayload, Rxpk};
 use roost_lorawan::types::{AesKey, DevAddr};
-use roost_lwm2m::sim::{DeviceConfig, DeviceHandle, Event, spawn_device};
 use roost_mqttsn::codec::{self, Connect, Flags, Message, ReturnCode};
+use roost_sim::lwm2m_client::{DeviceConfig, DeviceHandle, Event, spawn_device};
 use tokio::net::UdpSocket;
 
 pub const LORA_EUI: &str = "0101010101010101";

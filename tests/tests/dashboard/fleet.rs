@@ -38,7 +38,7 @@ async fn fleet(broker: &TestBroker, n: usize) -> Vec<Connection> {
             session_expiry: Some(std::time::Duration::ZERO),
             receive_maximum: 16,
         };
-        let context = ConnectContext { protocol_name: None, certificate: None, node_local: false };
+        let context = ConnectContext::default();
         conns.push(broker.broker().connect_with(request, context).await.expect("an in-process client connects"));
     }
     conns

@@ -1,4 +1,4 @@
-//! LwM2M end to end with the protocol crate's simulated device (`roost_lwm2m::sim`, what
+//! LwM2M end to end with roost-sim's simulated device (`roost_sim::lwm2m_client`, what
 //! `roost-sim lwm2m` runs): a firmware package larger than the device's buffer is written
 //! from MQTT in Block1 blocks and read back; reports with the 1.1 Send operation reach the
 //! notify topic.
@@ -9,7 +9,7 @@ use coap_lite::{MessageClass, ResponseType};
 use roost_e2e::lwm2m::Device;
 use roost_e2e::mqtt5::Client5;
 use roost_e2e::{QUIET, TestBroker, WAIT};
-use roost_lwm2m::sim::{DeviceConfig, DeviceHandle, Event, spawn_device};
+use roost_sim::lwm2m_client::{DeviceConfig, DeviceHandle, Event, spawn_device};
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::json;
 

@@ -5,7 +5,8 @@ Scenarios (argv: SCENARIO PORT ...):
   put PORT PATH PAYLOAD   PUT PAYLOAD to PATH, print "code X.YY"
   observe PORT PATH       observe PATH, print "registered X.YY", then "notify PAYLOAD" per
                           notification; on the line "cancel" on stdin, deregister
-                          (GET with Observe 1) and print "cancelled X.YY"
+                          (GET with Observe 1) and print "cancelled X.YY"; an error
+                          notification prints "ended X.YY", the end "observation over"
 """
 import asyncio
 import sys
@@ -41,7 +42,16 @@ async def observe(port, path):
         done, _ = await asyncio.wait({line_task, note_task}, return_when=asyncio.FIRST_COMPLETED)
         if note_task in done:
             line_task.cancel()
-            note = note_task.result()
+            try:
+                note = note_task.result()
+            except StopAsyncIteration:
+                # The server ended the observation (after an error notification).
+                print("observation over", flush=True)
+                break
+            if not note.code.is_successful():
+                # RFC 7641 §3.2: a non-2.xx notification ends the observation.
+                print(f"ended {note.code.dotted}", flush=True)
+                continue
             print(f"notify {note.payload.decode(errors='replace')}", flush=True)
             continue
         note_task.cancel()

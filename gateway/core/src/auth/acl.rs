@@ -3,9 +3,10 @@
 //!
 //! A rule matches a client when every "who" it names matches (user, client id, IP range,
 //! protocol; none named: all clients), the action matches, and one of its topics matches.
-//! Topics are filters with `%u` (username) and `%c` (client id) placeholders; a rule with
-//! `%u` never matches a client without a username, nor one whose username or client id
-//! holds a wildcard or `/` (it could widen the filter). `eq FILTER` matches that exact
+//! Topics are filters with `%u` (username), `%c` (client id) and `%{claim}` (a claim of
+//! the client's verified JWT, `[auth.jwt]`) placeholders; a rule with a placeholder never
+//! matches a client without its value, nor one whose value is empty or holds a wildcard or
+//! `/` (it could widen the filter). `eq FILTER` matches that exact
 //! filter text only (a subscription to `a/#` itself, not to `a/b`).
 //!
 //! Publish: the topic name must match the rule's filter. Subscribe: the rule's filter must
@@ -14,8 +15,7 @@
 
 use std::net::IpAddr;
 
-use super::{Action, Authorizer};
-use crate::types::ClientInfo;
+use super::{Action, Authorizer, ClientInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -93,7 +93,7 @@ impl Who {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicPattern {
-    /// A filter, with `%u` / `%c` placeholders.
+    /// A filter, with `%u` / `%c` / `%{claim}` placeholders.
     Filter(String),
     /// `eq FILTER`: this filter text exactly.
     Eq(String),
@@ -181,7 +181,7 @@ fn topic_matches(pattern: &TopicPattern, client: &ClientInfo, action: Action, to
     }
 }
 
-/// `%u` and `%c` replaced; `None` if a placeholder has no safe value.
+/// `%u`, `%c` and `%{claim}` replaced; `None` if a placeholder has no safe value.
 fn substitute(filter: &str, client: &ClientInfo) -> Option<String> {
     if !filter.contains('%') {
         return Some(filter.to_string());
@@ -199,7 +199,21 @@ fn substitute(filter: &str, client: &ClientInfo) -> Option<String> {
         }
         out = out.replace("%c", c);
     }
-    Some(out)
+    if !out.contains("%{") {
+        return Some(out);
+    }
+    // Scanned once, left to right: a claim's value is never read as a placeholder itself.
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(start) = rest.find("%{") {
+        result.push_str(&rest[..start]);
+        let end = rest[start..].find('}')? + start;
+        let name = &rest[start + 2..end];
+        result.push_str(client.grants.as_deref().and_then(|g| g.claim(name)).filter(|v| safe(v))?);
+        rest = &rest[end + 1..];
+    }
+    result.push_str(rest);
+    Some(result)
 }
 
 /// True if every topic `requested` can match is matched by `rule`.
@@ -318,6 +332,32 @@ mod tests {
     }
 
     #[test]
+    fn claim_placeholders() {
+        let acl = Acl {
+            rules: vec![rule(Permission::Allow, Who::default(), RuleAction::All, &["tenants/%{tenant}/%u/#"])],
+            no_match: Permission::Deny,
+        };
+        let mut c = client("d", Some("u"), [127, 0, 0, 1], Protocol::Mqtt);
+        // No token, no claim: the rule cannot match.
+        assert!(!acl.check(&c, Action::Publish, "tenants/acme/u/x"));
+        let with = |claims: &[(&str, &str)]| {
+            let claims = claims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Some(std::sync::Arc::new(crate::auth::Grants { claims, ..Default::default() }))
+        };
+        c.grants = with(&[("tenant", "acme")]);
+        assert!(acl.check(&c, Action::Publish, "tenants/acme/u/x"));
+        assert!(!acl.check(&c, Action::Publish, "tenants/other/u/x"));
+        // Unsafe values never widen the filter; a value is not read as a placeholder.
+        for bad in ["#", "a/b", "", "+"] {
+            c.grants = with(&[("tenant", bad)]);
+            assert!(!acl.check(&c, Action::Subscribe, "tenants/#"), "{bad:?}");
+        }
+        c.grants = with(&[("tenant", "%{tenant}")]);
+        assert!(acl.check(&c, Action::Publish, "tenants/%{tenant}/u/x"));
+        assert_eq!(substitute("a/%{unclosed", &c), None);
+    }
+
+    #[test]
     fn superuser_and_own_rules_after_the_file_rules() {
         let acl = Acl {
             rules: vec![rule(Permission::Deny, Who::default(), RuleAction::All, &["secret/#"])],
@@ -331,12 +371,13 @@ mod tests {
                 rule(Permission::Allow, Who::default(), RuleAction::Publish, &["own/#", "secret/x"]),
                 rule(Permission::Deny, Who::default(), RuleAction::All, &["#"]),
             ],
+            ..Default::default()
         }));
         assert!(acl.check(&c, Action::Publish, "own/x"));
         assert!(!acl.check(&c, Action::Subscribe, "own/x"));
         // The file's deny comes first.
         assert!(!acl.check(&c, Action::Publish, "secret/x"));
-        c.grants = Some(std::sync::Arc::new(crate::auth::Grants { superuser: true, rules: vec![] }));
+        c.grants = Some(std::sync::Arc::new(crate::auth::Grants { superuser: true, ..Default::default() }));
         assert!(acl.check(&c, Action::Publish, "secret/x"));
     }
 }

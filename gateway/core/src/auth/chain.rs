@@ -115,7 +115,8 @@ impl AuthSource for VerifiedCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ClientId, ClientInfo, Protocol};
+    use crate::auth::ClientInfo;
+    use crate::types::{ClientId, Protocol};
 
     fn info(id: &str, user: Option<&str>) -> ClientInfo {
         ClientInfo {
@@ -130,7 +131,13 @@ mod tests {
 
     async fn run(chain: &AuthChain, c: &ClientInfo) -> AuthDecision {
         chain
-            .authenticate(Credentials { client: c, password: None, certificate: None, grants: &Default::default() })
+            .authenticate(Credentials {
+                client: c,
+                password: None,
+                certificate: None,
+                user_properties: &[],
+                grants: &Default::default(),
+            })
             .await
     }
 

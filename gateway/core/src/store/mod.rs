@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime};
 pub use disk::{DiskStore, StoreCheck, SyncMode};
 pub use memory::MemoryStore;
 
-use crate::router::SubOptions;
 use crate::types::Pending;
+use crate::types::SubOptions;
 use crate::types::{ClientId, Message, Protocol};
 
 /// A persistent session's shape (everything but its messages).

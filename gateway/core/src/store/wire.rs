@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{SessionMeta, StoredMessage};
-use crate::router::SubOptions;
 use crate::types::Pending;
+use crate::types::SubOptions;
 use crate::types::{ClientId, Message, MessageProperties, Protocol, QoS};
 
 /// Format version of message and session records.

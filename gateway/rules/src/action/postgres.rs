@@ -120,13 +120,16 @@ impl Sink for PostgresSink {
             self.conn = Some(self.connect().await?);
         }
         let Some((client, st)) = self.conn.as_mut() else { return Err(SinkError::new("not connected")) };
+        let params: Vec<Vec<Param>> =
+            batch.iter().map(|out| Template::values(&self.vars, out).into_iter().map(Param).collect()).collect();
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
+            params.iter().map(|row| row.iter().map(|p| p as &(dyn ToSql + Sync)).collect()).collect();
         let r = async {
             let tx = client.transaction().await?;
-            for out in batch {
-                let params: Vec<Param> = Template::values(&self.vars, out).into_iter().map(Param).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                tx.execute(&*st, &refs).await?;
-            }
+            // Issued together, the inserts are pipelined by tokio-postgres: one round trip for
+            // the batch instead of one per row (measured: a 10-row batch per round trip kept up
+            // with ~270 rows of 500 quick QoS 1 publishes before; see the rules e2e test).
+            futures::future::try_join_all(refs.iter().map(|row| tx.execute(&*st, row))).await?;
             tx.commit().await
         }
         .await;

@@ -107,7 +107,8 @@ impl Adapter for CoapAdapter {
         }
         let mut metrics = coap_metrics(&coap);
         metrics.extend(dtls_metrics(&self.dtls.counters));
-        Ok(Running { listeners, metrics, state: Some(Arc::new(CoapState { coap, dtls: self.dtls })), routes: None })
+        let routes = Some(crate::api::coap::routes(coap.clone()));
+        Ok(Running { listeners, metrics, state: Some(Arc::new(CoapState { coap, dtls: self.dtls })), routes })
     }
 }
 

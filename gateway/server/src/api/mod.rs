@@ -18,6 +18,7 @@
 
 mod adapters;
 pub mod cluster;
+pub mod coap;
 pub mod config;
 mod handlers;
 pub mod keys;
@@ -246,6 +247,8 @@ mod tests {
             "/dashboard/history",
             "/dashboard/watch",
             "/lwm2m/objects",
+            "/coap/sessions",
+            "/coap/sessions/{clientid}",
             "/rules",
             "/rules/test",
             "/rules/{id}",

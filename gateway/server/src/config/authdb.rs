@@ -21,6 +21,8 @@ pub struct DbAuthSettings {
     pub mysql: Option<SqlSettings>,
     pub redis: Option<RedisSettings>,
     pub ldap: Option<LdapSettings>,
+    /// `[auth.jwt]` (when the chain names `"jwt"`).
+    pub jwt: Option<roost_authdb::jwt::JwtSettings>,
     /// `[acl] sources`, in order.
     pub acl: Vec<AclSourceSettings>,
 }
@@ -200,6 +202,7 @@ pub(super) struct DbSections {
     pub mysql: Option<SqlSection>,
     pub redis: Option<RedisSection>,
     pub ldap: Option<LdapSection>,
+    pub jwt: Option<super::jwt::JwtSection>,
     pub acl_sources: Vec<String>,
     pub acl_postgresql: Option<AclSqlSection>,
     pub acl_mysql: Option<AclSqlSection>,
@@ -224,6 +227,7 @@ pub(super) fn validate(chain: &[String], s: DbSections) -> Result<DbAuthSettings
         mysql: s.mysql.map(|v| sql("auth.mysql", v)).transpose()?,
         redis: s.redis.map(redis).transpose()?,
         ldap: s.ldap.map(ldap).transpose()?,
+        jwt: super::jwt::validate(chain, s.jwt)?,
         acl: Vec::new(),
     };
     let (acl_pg, acl_my, acl_redis) = (s.acl_postgresql, s.acl_mysql, s.acl_redis);

@@ -15,6 +15,7 @@ mod coap;
 mod duration;
 mod effective;
 mod error;
+mod jwt;
 mod lorawan;
 mod lwm2m;
 mod plugins;

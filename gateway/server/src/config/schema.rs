@@ -258,6 +258,8 @@ pub(super) struct AuthSection {
     pub redis: Option<super::authdb::RedisSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<super::authdb::LdapSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<super::jwt::JwtSection>,
 }
 
 impl Default for AuthSection {
@@ -273,6 +275,7 @@ impl Default for AuthSection {
             mysql: None,
             redis: None,
             ldap: None,
+            jwt: None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum AuthSourceKind {
     Mysql,
     Redis,
     Ldap,
+    /// `roost_authdb::jwt` (`[auth.jwt]`).
+    Jwt,
 }
 
 /// `[auth.http]`, validated.
@@ -164,11 +166,12 @@ pub(super) fn auth(
             "mysql" => AuthSourceKind::Mysql,
             "redis" => AuthSourceKind::Redis,
             "ldap" => AuthSourceKind::Ldap,
+            "jwt" => AuthSourceKind::Jwt,
             other => {
                 return Err(invalid(
                     &format!("auth.chain[{i}]"),
                     format!(
-                        "{other:?} is not a source: \"password_file\", \"client_ids\", \"http\", \"certificate\", \"postgresql\", \"mysql\", \"redis\" or \"ldap\""
+                        "{other:?} is not a source: \"password_file\", \"client_ids\", \"http\", \"certificate\", \"postgresql\", \"mysql\", \"redis\", \"ldap\" or \"jwt\""
                     ),
                 ));
             }

@@ -431,8 +431,9 @@ fn anonymous_access_beyond_loopback_must_be_explicit() {
 /// anonymous access off, TLS on 8883, and `$SYS` for the admin user only.
 #[test]
 fn edge_example_is_locked_down() {
+    use roost_core::ClientInfo;
     use roost_core::auth::{Action, Authorizer};
-    use roost_core::types::{ClientId, ClientInfo, Protocol};
+    use roost_core::types::{ClientId, Protocol};
     let s = parse(include_str!("../../../../config/edge.toml")).expect("edge.toml is valid");
     let binds =
         s.mqtt.bind.iter().chain(&s.mqtt.tls_bind).chain(&s.mqtt.ws_bind).chain(&s.mqtt.wss_bind).chain(&s.mqttsn.bind);

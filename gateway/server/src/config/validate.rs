@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use roost_codec::{CodecLimits, CodecListenerSettings, Options, Transport};
 
 use super::schema::MqttSnSection;
-use super::schema::{CodecSection, ConfigFile, Int};
+use super::schema::{CodecSection, ConfigFile, Int, LimitsSection, MqttSection, StorageSection};
 use super::{ConfigError, Settings};
 
 /// The largest Remaining Length MQTT can encode (a 4-byte Variable Byte Integer, MQTT 5 §1.5.5).
@@ -21,6 +21,7 @@ const MIN_PACKET_SIZE_LIMIT: i64 = 16;
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
+/// Every section checked and turned into its settings; the first error found is returned.
 pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
     let ConfigFile {
         node,
@@ -44,7 +45,77 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         adapter,
     } = file;
 
-    let mqtt_settings = MqttSettings {
+    let (retain_available, shared_strategy) = (mqtt.retain_available, mqtt.shared_subscription_strategy);
+    let mut mqtt_settings = mqtt_settings(mqtt)?;
+    let mut acl = acl;
+    let databases = super::authdb::DbSections {
+        postgresql: auth.postgresql.take(),
+        mysql: auth.mysql.take(),
+        redis: auth.redis.take(),
+        ldap: auth.ldap.take(),
+        jwt: auth.jwt.take(),
+        acl_sources: acl.sources.clone(),
+        acl_postgresql: acl.postgresql.take(),
+        acl_mysql: acl.mysql.take(),
+        acl_redis: acl.redis.take(),
+    };
+    let (acl, deny_disconnect) = super::security::acl(acl)?;
+    mqtt_settings.acl_deny_disconnect = deny_disconnect;
+    let auth_settings =
+        super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http, databases)?;
+
+    let node_name = node_name("node.name", node.name)?;
+    let limits = limit_settings(limits)?;
+    let broker = BrokerSettings {
+        node_name,
+        retain_available,
+        shared_strategy: shared_strategy.into(),
+        allow_anonymous: !matches!(auth.allow_anonymous, super::schema::AnonymousName::Bool(false)),
+        auth_failures_free: super::security::non_negative("auth.slow_after_failures", auth.slow_after_failures)?,
+        ..limits
+    };
+    let codecs = codec_listeners(codec)?;
+    let storage = storage_settings(storage)?;
+    let mqttsn = mqttsn_settings(mqttsn)?;
+    let mut coap = super::coap::coap_settings(coap)?;
+    let lorawan = super::lorawan::lorawan_settings(lorawan)?;
+    let lwm2m = super::lwm2m::lwm2m_settings(lwm2m)?;
+    if let Some(b) = &lwm2m.bootstrap {
+        super::lwm2m::add_bootstrap_psks(b, &mut coap.dtls.psk)?;
+    }
+    let listeners = listener_addrs(&mqtt_settings, &mqttsn, &coap, &lorawan, &lwm2m, &codecs);
+    check_anonymous(&auth.allow_anonymous, listeners.into_iter())?;
+
+    Ok(Settings {
+        http_bind: bind_addrs("http.bind", &http.bind.0)?,
+        api_keys: api_keys(http.api_keys)?,
+        webhooks: super::webhook::webhooks(webhook)?,
+        rules: super::rules::rules(rule)?,
+        payload_codecs: super::plugins::payload_codecs(payload_codec, &lorawan)?,
+        bridges: super::bridge::bridges(bridge)?,
+        cluster: super::cluster::cluster(cluster, &broker.node_name)?,
+        storage,
+        broker,
+        mqtt: mqtt_settings,
+        codecs,
+        mqttsn,
+        auth: auth_settings,
+        acl,
+        coap,
+        lorawan,
+        lwm2m,
+        log_level: log_level("log.level", log.level)?,
+        shutdown_grace: node.shutdown_grace.0,
+        sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
+        adapters: adapter.into_iter().map(|(name, t)| (name, super::AdapterSection(t))).collect(),
+        // Filled in by `parse`, which still holds the file.
+        effective: super::EffectiveConfig::default(),
+    })
+}
+
+/// `[mqtt]`: the listeners, their limits and TLS.
+fn mqtt_settings(mqtt: MqttSection) -> Result<MqttSettings, ConfigError> {
+    let mut settings = MqttSettings {
         bind: bind_addrs("mqtt.bind", &mqtt.bind.0)?,
         max_packet_size: in_range(
             "mqtt.max_packet_size",
@@ -87,27 +158,14 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         acl_deny_disconnect: false,
         proxy: proxy_settings(mqtt.proxy_protocol, &mqtt.proxy_trusted)?,
     };
-    let mut mqtt_settings = mqtt_settings;
-    let needs_tls = !mqtt_settings.tls_bind.is_empty() || !mqtt_settings.wss_bind.is_empty();
-    mqtt_settings.tls = super::security::mqtt_tls(mqtt.tls, needs_tls)?;
-    let mut acl = acl;
-    let databases = super::authdb::DbSections {
-        postgresql: auth.postgresql.take(),
-        mysql: auth.mysql.take(),
-        redis: auth.redis.take(),
-        ldap: auth.ldap.take(),
-        acl_sources: acl.sources.clone(),
-        acl_postgresql: acl.postgresql.take(),
-        acl_mysql: acl.mysql.take(),
-        acl_redis: acl.redis.take(),
-    };
-    let (acl, deny_disconnect) = super::security::acl(acl)?;
-    mqtt_settings.acl_deny_disconnect = deny_disconnect;
-    let auth_settings =
-        super::security::auth(&auth.chain, &auth.password_file, auth.client_ids.clone(), auth.http, databases)?;
+    let needs_tls = !settings.tls_bind.is_empty() || !settings.wss_bind.is_empty();
+    settings.tls = super::security::mqtt_tls(mqtt.tls, needs_tls)?;
+    Ok(settings)
+}
 
-    let broker = BrokerSettings {
-        node_name: node_name("node.name", node.name)?,
+/// `[limits]`: the broker's bounds (the other broker settings stay at their defaults).
+fn limit_settings(limits: LimitsSection) -> Result<BrokerSettings, ConfigError> {
+    Ok(BrokerSettings {
         max_connections: at_least("limits.max_connections", limits.max_connections, 1)?,
         max_inflight: in_range("limits.max_inflight", limits.max_inflight, 1, 65_535)?,
         max_queued_messages: at_least("limits.max_queued_messages", limits.max_queued_messages, 1)?,
@@ -122,13 +180,13 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             1,
         )?,
         max_session_expiry: limits.max_session_expiry.0,
-        retain_available: mqtt.retain_available,
         max_retained_messages: at_least("limits.max_retained_messages", limits.max_retained_messages, 0)?,
-        shared_strategy: mqtt.shared_subscription_strategy.into(),
-        allow_anonymous: !matches!(auth.allow_anonymous, super::schema::AnonymousName::Bool(false)),
-        auth_failures_free: super::security::non_negative("auth.slow_after_failures", auth.slow_after_failures)?,
-    };
+        ..BrokerSettings::default()
+    })
+}
 
+/// `[[codec]]` listeners, each with its own name.
+fn codec_listeners(codec: Vec<CodecSection>) -> Result<Vec<CodecListenerSettings>, ConfigError> {
     let codecs =
         codec.into_iter().enumerate().map(|(i, section)| codec_listener(i, section)).collect::<Result<Vec<_>, _>>()?;
     if let Some((i, dup)) = codecs.iter().enumerate().find(|(i, c)| codecs[..*i].iter().any(|o| o.name == c.name)) {
@@ -138,8 +196,13 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
         ));
     }
 
+    Ok(codecs)
+}
+
+/// `[storage]`.
+fn storage_settings(storage: StorageSection) -> Result<super::StorageSettings, ConfigError> {
     let max_size = at_least("storage.max_size", storage.max_size, 0)? as u64;
-    let storage = super::StorageSettings {
+    Ok(super::StorageSettings {
         max_size: (max_size > 0).then_some(max_size),
         disk: storage.backend == super::schema::StorageBackendName::Disk,
         data_dir: {
@@ -159,35 +222,44 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
                 roost_core::store::SyncMode::Batch(w)
             }
         },
-    };
-    let mqttsn = mqttsn_settings(mqttsn)?;
-    let mut coap = super::coap::coap_settings(coap)?;
-    let lorawan = super::lorawan::lorawan_settings(lorawan)?;
-    let lwm2m = super::lwm2m::lwm2m_settings(lwm2m)?;
-    if let Some(b) = &lwm2m.bootstrap {
-        super::lwm2m::add_bootstrap_psks(b, &mut coap.dtls.psk)?;
-    }
+    })
+}
 
-    // Mosquitto 2's lesson: the default lets anonymous clients in only because the default
-    // listeners are loopback-only. Opening a listener keeps that only if the file says so.
-    match &auth.allow_anonymous {
+/// Every listener address with the key that sets it, in config order.
+fn listener_addrs(
+    mqtt: &MqttSettings,
+    mqttsn: &MqttSnSettings,
+    coap: &roost_coap::settings::CoapSettings,
+    lorawan: &roost_lorawan::settings::LorawanSettings,
+    lwm2m: &roost_lwm2m::server::settings::Lwm2mSettings,
+    codecs: &[CodecListenerSettings],
+) -> Vec<(&'static str, SocketAddr)> {
+    mqtt.bind
+        .iter()
+        .map(|a| ("mqtt.bind", *a))
+        .chain(mqtt.tls_bind.iter().map(|a| ("mqtt.tls_bind", *a)))
+        .chain(mqtt.ws_bind.iter().map(|a| ("mqtt.ws_bind", *a)))
+        .chain(mqtt.wss_bind.iter().map(|a| ("mqtt.wss_bind", *a)))
+        .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
+        .chain(coap.bind.iter().map(|a| ("coap.bind", *a)))
+        .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
+        .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
+        .chain(lwm2m.bind.iter().map(|a| ("lwm2m.bind", *a)))
+        .chain(lwm2m.dtls_bind.iter().map(|a| ("lwm2m.dtls_bind", *a)))
+        .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
+        .collect()
+}
+
+/// Mosquitto 2's lesson: the default lets anonymous clients in only because the default
+/// listeners are loopback-only. Opening a listener keeps that only if the file says so.
+fn check_anonymous(
+    allow: &super::schema::AnonymousName,
+    mut listeners: impl Iterator<Item = (&'static str, SocketAddr)>,
+) -> Result<(), ConfigError> {
+    match allow {
         super::schema::AnonymousName::Bool(_) => {}
         super::schema::AnonymousName::Word(w) if w == "loopback" => {
-            let open = mqtt_settings
-                .bind
-                .iter()
-                .map(|a| ("mqtt.bind", *a))
-                .chain(mqtt_settings.tls_bind.iter().map(|a| ("mqtt.tls_bind", *a)))
-                .chain(mqtt_settings.ws_bind.iter().map(|a| ("mqtt.ws_bind", *a)))
-                .chain(mqtt_settings.wss_bind.iter().map(|a| ("mqtt.wss_bind", *a)))
-                .chain(mqttsn.bind.iter().map(|a| ("mqttsn.bind", *a)))
-                .chain(coap.bind.iter().map(|a| ("coap.bind", *a)))
-                .chain(coap.dtls.bind.iter().map(|a| ("coap.dtls_bind", *a)))
-                .chain(lorawan.bind.iter().map(|a| ("lorawan.bind", *a)))
-                .chain(lwm2m.bind.iter().map(|a| ("lwm2m.bind", *a)))
-                .chain(lwm2m.dtls_bind.iter().map(|a| ("lwm2m.dtls_bind", *a)))
-                .chain(codecs.iter().map(|c| ("codec.bind", c.bind)))
-                .find(|(_, a)| !a.ip().is_loopback());
+            let open = listeners.find(|(_, a)| !a.ip().is_loopback());
             if let Some((key, addr)) = open {
                 return Err(invalid(
                     "auth.allow_anonymous",
@@ -203,32 +275,7 @@ pub(super) fn settings(file: ConfigFile) -> Result<Settings, ConfigError> {
             return Err(invalid("auth.allow_anonymous", format!("{w:?} is not true, false or \"loopback\"")));
         }
     }
-
-    Ok(Settings {
-        http_bind: bind_addrs("http.bind", &http.bind.0)?,
-        api_keys: api_keys(http.api_keys)?,
-        webhooks: super::webhook::webhooks(webhook)?,
-        rules: super::rules::rules(rule)?,
-        payload_codecs: super::plugins::payload_codecs(payload_codec, &lorawan)?,
-        bridges: super::bridge::bridges(bridge)?,
-        cluster: super::cluster::cluster(cluster, &broker.node_name)?,
-        storage,
-        broker,
-        mqtt: mqtt_settings,
-        codecs,
-        mqttsn,
-        auth: auth_settings,
-        acl,
-        coap,
-        lorawan,
-        lwm2m,
-        log_level: log_level("log.level", log.level)?,
-        shutdown_grace: node.shutdown_grace.0,
-        sys_interval: (!node.sys_interval.0.is_zero()).then_some(node.sys_interval.0),
-        adapters: adapter.into_iter().map(|(name, t)| (name, super::AdapterSection(t))).collect(),
-        // Filled in by `parse`, which still holds the file.
-        effective: super::EffectiveConfig::default(),
-    })
+    Ok(())
 }
 
 /// `[http] api_keys`: long enough to resist guessing, and printable (they travel in a header).

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use roost_core::ClientInfo;
 use roost_core::auth::{Action, AuthDecision, Authenticator, Authorizer, BoxFuture, Credentials};
-use roost_core::types::ClientInfo;
 
 /// A value a reload replaces whole.
 pub struct Switch<T: ?Sized>(RwLock<Arc<T>>);

@@ -11,6 +11,7 @@
 
 mod observe;
 mod ps;
+pub mod registry;
 #[cfg(test)]
 mod tests;
 
@@ -30,17 +31,20 @@ use crate::resource::{self, Query, Route};
 use crate::settings::CoapSettings;
 
 pub use observe::Observers;
+pub use registry::{ObservationView, Registry, SessionView};
 
 /// What every session of one gateway shares.
 pub struct Context {
     pub broker: Broker,
     pub settings: CoapSettings,
     pub counters: Counters,
+    /// The sessions as the management API lists them.
+    pub registry: Registry,
 }
 
 impl Context {
     pub fn new(broker: Broker, settings: CoapSettings) -> Arc<Context> {
-        Arc::new(Context { broker, settings, counters: Counters::default() })
+        Arc::new(Context { broker, settings, counters: Counters::default(), registry: Registry::default() })
     }
 
     pub(crate) fn mount(&self, topic: &str) -> String {
@@ -98,11 +102,19 @@ pub struct Session {
     block2: Option<(String, Bytes, Option<u32>)>,
     last_heard: Instant,
     end: Option<End>,
+    /// This session's number in the [`Registry`] (a client id may be reused by a newer one).
+    serial: u64,
+    /// The username the core admitted the device with.
+    username: Option<String>,
+    created: std::time::SystemTime,
+    /// What was last published to the registry.
+    published: Option<registry::ViewKey>,
 }
 
 impl Session {
     pub fn new(ctx: Arc<Context>, client_id: ClientId, peer: SocketAddr, now: Instant, seed: u64) -> Self {
         let layer = MessageLayer::new(ctx.settings.transmission, seed, 64);
+        let serial = ctx.registry.serial();
         Session {
             ctx,
             client_id,
@@ -116,6 +128,10 @@ impl Session {
             block2: None,
             last_heard: now,
             end: None,
+            serial,
+            username: None,
+            created: std::time::SystemTime::now(),
+            published: None,
         }
     }
 
@@ -227,6 +243,9 @@ impl Session {
                 }
             }
             Delivery::Close(reason) => {
+                // Kicked (e.g. closed through the API) or taken over: the observations end
+                // here, and the device is told so.
+                self.end_observations(now);
                 self.conn = None;
                 self.end = Some(End::new(reason, format!("closed by the broker: {reason:?}")));
             }
@@ -342,11 +361,12 @@ impl Session {
     }
 
     async fn connect(&mut self, peer: SocketAddr, q: &Query) -> Result<(), Packet> {
+        let username = self.transport_user.clone().or_else(|| q.username.clone());
         let req = ConnectRequest {
             client_id: self.client_id.clone(),
             protocol: Protocol::Coap,
             peer: Some(peer),
-            username: self.transport_user.clone().or_else(|| q.username.clone()),
+            username: username.clone(),
             password: q.password.clone().map(Bytes::from),
             clean_start: true,
             keep_alive: u16::try_from(self.ctx.settings.heartbeat.as_secs()).unwrap_or(u16::MAX),
@@ -357,6 +377,7 @@ impl Session {
         match self.ctx.broker.connect(req).await {
             Ok(conn) => {
                 self.conn = Some(Arc::new(conn));
+                self.username = username;
                 Ok(())
             }
             Err(e) => {

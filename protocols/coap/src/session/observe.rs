@@ -79,6 +79,11 @@ impl Observers {
         Some(self.list.swap_remove(i))
     }
 
+    /// The observations, for the session's registry view.
+    pub(crate) fn views(&self) -> Vec<super::ObservationView> {
+        self.list.iter().map(|o| super::ObservationView { path: o.path.clone(), filter: o.filter.clone() }).collect()
+    }
+
     pub(crate) fn has_filter(&self, filter: &str) -> bool {
         self.list.iter().any(|o| o.filter == filter)
     }
@@ -173,6 +178,18 @@ impl Session {
             && let Err(e) = conn.unsubscribe(&o.filter).await
         {
             tracing::debug!(client_id = %self.client_id, "CoAP unsubscribe: {e}");
+        }
+    }
+
+    /// Ends every observation with a 5.03 notification (RFC 7641 §3.2: a non-2.xx
+    /// notification ends it at the client) when the core closed the session.
+    pub(crate) fn end_observations(&mut self, now: Instant) {
+        for o in std::mem::take(&mut self.observers.list) {
+            self.layer.cancel(now, o.tag);
+            let mut p = super::diag(ResponseType::ServiceUnavailable, "session closed");
+            p.set_token(o.token);
+            self.layer.send_non(o.tag, self.peer, p);
+            self.ctx.counters.observers.fetch_sub(1, Relaxed);
         }
     }
 

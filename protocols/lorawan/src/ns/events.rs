@@ -52,7 +52,7 @@ pub fn device_info(d: &DeviceSettings) -> Value {
 }
 
 /// `codr` "4/5" as `CR_4_5`.
-fn code_rate(codr: Option<&str>) -> String {
+pub(crate) fn code_rate(codr: Option<&str>) -> String {
     match codr {
         Some(c) => format!("CR_{}", c.replace('/', "_")),
         None => "CR_4_5".into(),
@@ -71,7 +71,10 @@ pub fn tx_info(freq_hz: u32, sf: u8, bw_khz: u32, codr: Option<&str>) -> Value {
     })
 }
 
-/// One gateway's `rxInfo` (the gw.proto `UplinkRxInfo` JSON).
+/// One gateway's `rxInfo` (the gw.proto `UplinkRxInfo` JSON): the one builder for the
+/// gateway bridge's `event/up` and the network server's application events. `crcStatus`
+/// comes from the packet forwarder's `stat` (the network server drops `BAD_CRC` frames
+/// before any event, so its events say `CRC_OK`, or `NO_CRC` where the radio checked none).
 pub fn rx_info(gateway: GatewayEui, rxpk: &Rxpk, uplink_id: u32, ns_time: SystemTime) -> Value {
     let mut v = json!({
         "gatewayId": gateway.to_string(),
@@ -82,10 +85,13 @@ pub fn rx_info(gateway: GatewayEui, rxpk: &Rxpk, uplink_id: u32, ns_time: System
         "channel": rxpk.chan,
         "rfChain": rxpk.rfch,
         "context": b64(&rxpk.tmst.to_be_bytes()),
-        "crcStatus": "CRC_OK",
+        "crcStatus": match rxpk.stat { 1 => "CRC_OK", -1 => "BAD_CRC", _ => "NO_CRC" },
     });
     if let Some(t) = &rxpk.time {
         v["gwTime"] = json!(t);
+    }
+    if let Some(ms) = rxpk.tmms {
+        v["timeSinceGpsEpoch"] = json!(format!("{}.{:03}s", ms / 1000, ms % 1000));
     }
     if let Some(best) = rxpk.rsig.iter().max_by_key(|r| r.rssic.unwrap_or(i32::MIN)) {
         v["antenna"] = json!(best.ant);

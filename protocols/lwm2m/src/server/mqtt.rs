@@ -82,104 +82,7 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
     };
     let path: Path = path_str.parse().map_err(|e: crate::types::BadPath| bad(e.to_string()))?;
     let hex = v.get("encoding").and_then(Json::as_str) == Some("hex");
-    let build = || -> Result<(Packet, CommandKind), String> {
-        Ok(match msg_type.as_str() {
-            "read" => (request(RequestType::Get, &path), CommandKind::Plain),
-            "discover" => {
-                let mut p = request(RequestType::Get, &path);
-                p.add_option(CoapOption::Accept, codec::encode_uint(u32::from(format::LINK)));
-                (p, CommandKind::Discover)
-            }
-            "observe" | "cancel-observe" => {
-                let mut p = request(RequestType::Get, &path);
-                let cancel = msg_type == "cancel-observe";
-                p.add_option(CoapOption::Observe, codec::encode_uint(u32::from(cancel)));
-                (p, if cancel { CommandKind::CancelObserve } else { CommandKind::Observe })
-            }
-            "write" => {
-                let records = if let Some(content) = data.get("content") {
-                    content_records(&path, content, hex)?
-                } else {
-                    vec![record(&path, &data, hex)?]
-                };
-                let (fmt, body) = encode_records(&path, &records)?;
-                // A single resource is replaced (PUT); several are a partial update (POST)
-                // unless the command asks for a replace.
-                let partial = records.len() > 1 && data.get("mode").and_then(Json::as_str) != Some("replace");
-                let method = if partial { RequestType::Post } else { RequestType::Put };
-                let mut p = request(method, &path);
-                p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
-                p.payload = body;
-                (p, CommandKind::Plain)
-            }
-            "write-attr" => {
-                let mut p = request(RequestType::Put, &path);
-                for key in ["pmin", "pmax", "gt", "lt", "st"] {
-                    match data.get(key) {
-                        None | Some(Json::Null) => {}
-                        Some(Json::Number(n)) => p.add_option(CoapOption::UriQuery, format!("{key}={n}").into_bytes()),
-                        Some(Json::String(s)) if s.is_empty() => {}
-                        Some(Json::String(s)) if s.parse::<f64>().is_ok() => {
-                            p.add_option(CoapOption::UriQuery, format!("{key}={}", s.trim()).into_bytes())
-                        }
-                        Some(_) => return Err(format!("{key} must be a number")),
-                    }
-                }
-                (p, CommandKind::Plain)
-            }
-            "execute" => {
-                if path.len() != 3 {
-                    return Err("execute needs a resource path /o/i/r".into());
-                }
-                let mut p = request(RequestType::Post, &path);
-                if let Some(a) = data.get("args").and_then(Json::as_str).filter(|a| !a.is_empty()) {
-                    p.add_option(CoapOption::ContentFormat, codec::encode_uint(0));
-                    p.payload = a.as_bytes().to_vec();
-                }
-                (p, CommandKind::Plain)
-            }
-            "create" => {
-                if path.len() != 1 {
-                    return Err("create needs an object basePath /o".into());
-                }
-                let content = data.get("content").cloned().unwrap_or(Json::Array(Vec::new()));
-                let records = content_records(&path, &content, hex)?;
-                let mut p = request(RequestType::Post, &path);
-                if !records.is_empty() {
-                    // Resources given below the object (`/5/1`): a new instance whose id the
-                    // device picks, sent as bare resource TLVs (encoded as if under `/5/0`).
-                    let object = path.object().unwrap_or_default();
-                    let (base, records) = if records.iter().all(|r| r.path.len() == 2) {
-                        let base = Path::new(&[object, 0]).map_err(|e| e.to_string())?;
-                        let records = records
-                            .into_iter()
-                            .map(|r| {
-                                let path = Path::new(&[object, 0, r.path.instance().unwrap_or_default()])
-                                    .map_err(|e| e.to_string())?;
-                                Ok(Record { path, value: r.value })
-                            })
-                            .collect::<Result<Vec<_>, String>>()?;
-                        (base, records)
-                    } else {
-                        (path, records)
-                    };
-                    let (fmt, body) = encode_records(&base, &records)?;
-                    p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
-                    p.payload = body;
-                }
-                (p, CommandKind::Plain)
-            }
-            "delete" => {
-                if path.is_empty() || path.len() > 2 {
-                    return Err("delete needs /o or /o/i".into());
-                }
-                (request(RequestType::Delete, &path), CommandKind::Plain)
-            }
-            "" => return Err("msgType missing".into()),
-            other => return Err(format!("unknown msgType {other:?}")),
-        })
-    };
-    let (mut request, kind) = build().map_err(bad)?;
+    let (mut request, kind) = build(&msg_type, &path, &data, hex).map_err(bad)?;
     // `"accept"` names the format a read or observe asks for (else one the device announced).
     if let Some(a) = data.get("accept").filter(|a| !a.is_null())
         && matches!(kind, CommandKind::Plain | CommandKind::Observe)
@@ -195,6 +98,114 @@ pub fn parse_command(payload: &[u8], root: &str) -> Result<Command, BadCommand> 
     }
     under_root(&mut request, &path, root);
     Ok(Command { req_id, msg_type, path: path.to_string(), request, kind })
+}
+
+/// The CoAP request for a command of `msg_type` on `path` with its `data`; `Err`: why not.
+fn build(msg_type: &str, path: &Path, data: &Json, hex: bool) -> Result<(Packet, CommandKind), String> {
+    Ok(match msg_type {
+        "read" => (request(RequestType::Get, path), CommandKind::Plain),
+        "discover" => {
+            let mut p = request(RequestType::Get, path);
+            p.add_option(CoapOption::Accept, codec::encode_uint(u32::from(format::LINK)));
+            (p, CommandKind::Discover)
+        }
+        "observe" | "cancel-observe" => {
+            let mut p = request(RequestType::Get, path);
+            let cancel = msg_type == "cancel-observe";
+            p.add_option(CoapOption::Observe, codec::encode_uint(u32::from(cancel)));
+            (p, if cancel { CommandKind::CancelObserve } else { CommandKind::Observe })
+        }
+        "write" => (write(path, data, hex)?, CommandKind::Plain),
+        "write-attr" => (write_attributes(path, data)?, CommandKind::Plain),
+        "execute" => {
+            if path.len() != 3 {
+                return Err("execute needs a resource path /o/i/r".into());
+            }
+            let mut p = request(RequestType::Post, path);
+            if let Some(a) = data.get("args").and_then(Json::as_str).filter(|a| !a.is_empty()) {
+                p.add_option(CoapOption::ContentFormat, codec::encode_uint(0));
+                p.payload = a.as_bytes().to_vec();
+            }
+            (p, CommandKind::Plain)
+        }
+        "create" => (create(path, data, hex)?, CommandKind::Plain),
+        "delete" => {
+            if path.is_empty() || path.len() > 2 {
+                return Err("delete needs /o or /o/i".into());
+            }
+            (request(RequestType::Delete, path), CommandKind::Plain)
+        }
+        "" => return Err("msgType missing".into()),
+        other => return Err(format!("unknown msgType {other:?}")),
+    })
+}
+
+/// `write`: one value (`data.value`) or several (`data.content`).
+fn write(path: &Path, data: &Json, hex: bool) -> Result<Packet, String> {
+    let records = if let Some(content) = data.get("content") {
+        content_records(path, content, hex)?
+    } else {
+        vec![record(path, data, hex)?]
+    };
+    let (fmt, body) = encode_records(path, &records)?;
+    // A single resource is replaced (PUT); several are a partial update (POST)
+    // unless the command asks for a replace.
+    let partial = records.len() > 1 && data.get("mode").and_then(Json::as_str) != Some("replace");
+    let method = if partial { RequestType::Post } else { RequestType::Put };
+    let mut p = request(method, path);
+    p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
+    p.payload = body;
+    Ok(p)
+}
+
+/// `write-attr`: the notification attributes given, as Uri-Query options.
+fn write_attributes(path: &Path, data: &Json) -> Result<Packet, String> {
+    let mut p = request(RequestType::Put, path);
+    for key in ["pmin", "pmax", "gt", "lt", "st"] {
+        match data.get(key) {
+            None | Some(Json::Null) => {}
+            Some(Json::Number(n)) => p.add_option(CoapOption::UriQuery, format!("{key}={n}").into_bytes()),
+            Some(Json::String(s)) if s.is_empty() => {}
+            Some(Json::String(s)) if s.parse::<f64>().is_ok() => {
+                p.add_option(CoapOption::UriQuery, format!("{key}={}", s.trim()).into_bytes())
+            }
+            Some(_) => return Err(format!("{key} must be a number")),
+        }
+    }
+    Ok(p)
+}
+
+/// `create`: a new instance of the object at `path`, with the resources of `data.content`.
+fn create(path: &Path, data: &Json, hex: bool) -> Result<Packet, String> {
+    if path.len() != 1 {
+        return Err("create needs an object basePath /o".into());
+    }
+    let content = data.get("content").cloned().unwrap_or(Json::Array(Vec::new()));
+    let records = content_records(path, &content, hex)?;
+    let mut p = request(RequestType::Post, path);
+    if !records.is_empty() {
+        // Resources given below the object (`/5/1`): a new instance whose id the
+        // device picks, sent as bare resource TLVs (encoded as if under `/5/0`).
+        let object = path.object().unwrap_or_default();
+        let (base, records) = if records.iter().all(|r| r.path.len() == 2) {
+            let base = Path::new(&[object, 0]).map_err(|e| e.to_string())?;
+            let records = records
+                .into_iter()
+                .map(|r| {
+                    let path =
+                        Path::new(&[object, 0, r.path.instance().unwrap_or_default()]).map_err(|e| e.to_string())?;
+                    Ok(Record { path, value: r.value })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            (base, records)
+        } else {
+            (*path, records)
+        };
+        let (fmt, body) = encode_records(&base, &records)?;
+        p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));
+        p.payload = body;
+    }
+    Ok(p)
 }
 
 /// Puts `request`'s Uri-Path below the device's alternate path `root` (`/` mostly).

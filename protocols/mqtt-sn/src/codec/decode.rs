@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::message::{Connect, Message, Publish, ReturnCode, TopicRef, WillTopic};
+use super::message::{Connect, Message, MsgId, Publish, ReturnCode, TopicId, TopicRef, WillTopic};
 use super::{DecodeError, Flags};
 
 /// Reads a body front to back; every read checks what is left.
@@ -108,7 +108,7 @@ fn topic_ref(r: &mut Reader, flags: Flags) -> Result<TopicRef, DecodeError> {
             }
             TopicRef::Name(name)
         }
-        Predefined => TopicRef::Predefined(r.u16()?),
+        Predefined => TopicRef::Predefined(TopicId(r.u16()?)),
         Short => {
             let id = r.u16()?.to_be_bytes();
             TopicRef::Short(id)
@@ -140,28 +140,28 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
         0x08 => Message::WillMsgReq,
         0x09 => Message::WillMsg(r.rest()),
         0x0A => {
-            let topic_id = r.u16()?;
-            let msg_id = r.u16()?;
+            let topic_id = TopicId(r.u16()?);
+            let msg_id = MsgId(r.u16()?);
             let topic_name = r.rest_text()?;
             if topic_name.is_empty() {
                 return Err(DecodeError::Empty(msg, "topic name"));
             }
             Message::Register { topic_id, msg_id, topic_name }
         }
-        0x0B => Message::RegAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
+        0x0B => Message::RegAck { topic_id: TopicId(r.u16()?), msg_id: MsgId(r.u16()?), rc: r.rc()? },
         0x0C => {
             let flags = r.flags()?;
-            let topic_id = r.u16()?;
-            let msg_id = r.u16()?;
+            let topic_id = TopicId(r.u16()?);
+            let msg_id = MsgId(r.u16()?);
             Message::Publish(Publish { flags, topic_id, msg_id, data: r.rest() })
         }
-        0x0D => Message::PubAck { topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
-        0x0E => Message::PubComp { msg_id: r.u16()? },
-        0x0F => Message::PubRec { msg_id: r.u16()? },
-        0x10 => Message::PubRel { msg_id: r.u16()? },
+        0x0D => Message::PubAck { topic_id: TopicId(r.u16()?), msg_id: MsgId(r.u16()?), rc: r.rc()? },
+        0x0E => Message::PubComp { msg_id: MsgId(r.u16()?) },
+        0x0F => Message::PubRec { msg_id: MsgId(r.u16()?) },
+        0x10 => Message::PubRel { msg_id: MsgId(r.u16()?) },
         0x12 | 0x14 => {
             let flags = r.flags()?;
-            let msg_id = r.u16()?;
+            let msg_id = MsgId(r.u16()?);
             let topic = topic_ref(&mut r, flags)?;
             if ty == 0x12 {
                 Message::Subscribe { flags, msg_id, topic }
@@ -169,8 +169,10 @@ pub(super) fn decode_body(ty: u8, body: Bytes) -> Result<Message, DecodeError> {
                 Message::Unsubscribe { flags, msg_id, topic }
             }
         }
-        0x13 => Message::SubAck { flags: r.flags()?, topic_id: r.u16()?, msg_id: r.u16()?, rc: r.rc()? },
-        0x15 => Message::UnsubAck { msg_id: r.u16()? },
+        0x13 => {
+            Message::SubAck { flags: r.flags()?, topic_id: TopicId(r.u16()?), msg_id: MsgId(r.u16()?), rc: r.rc()? }
+        }
+        0x15 => Message::UnsubAck { msg_id: MsgId(r.u16()?) },
         0x16 => {
             let id = r.rest_text()?;
             Message::PingReq { client_id: (!id.is_empty()).then_some(id) }

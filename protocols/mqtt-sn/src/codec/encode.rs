@@ -14,7 +14,7 @@ fn put_will_topic(out: &mut BytesMut, w: &Option<WillTopic>) {
 fn put_topic_ref(out: &mut BytesMut, t: &TopicRef) {
     match t {
         TopicRef::Name(n) => out.put_slice(n.as_bytes()),
-        TopicRef::Predefined(id) => out.put_u16(*id),
+        TopicRef::Predefined(id) => out.put_u16(id.0),
         TopicRef::Short(s) => out.put_slice(s),
     }
 }
@@ -42,34 +42,34 @@ pub(super) fn encode_body(msg: &Message, out: &mut BytesMut) -> u8 {
         Message::WillTopic(w) | Message::WillTopicUpd(w) => put_will_topic(out, w),
         Message::WillMsg(m) | Message::WillMsgUpd(m) => out.put_slice(m),
         Message::Register { topic_id, msg_id, topic_name } => {
-            out.put_u16(*topic_id);
-            out.put_u16(*msg_id);
+            out.put_u16(topic_id.0);
+            out.put_u16(msg_id.0);
             out.put_slice(topic_name.as_bytes());
         }
         Message::RegAck { topic_id, msg_id, rc } | Message::PubAck { topic_id, msg_id, rc } => {
-            out.put_u16(*topic_id);
-            out.put_u16(*msg_id);
+            out.put_u16(topic_id.0);
+            out.put_u16(msg_id.0);
             out.put_u8(rc.to_u8());
         }
         Message::Publish(p) => {
             out.put_u8(p.flags.encode());
-            out.put_u16(p.topic_id);
-            out.put_u16(p.msg_id);
+            out.put_u16(p.topic_id.0);
+            out.put_u16(p.msg_id.0);
             out.put_slice(&p.data);
         }
         Message::PubComp { msg_id }
         | Message::PubRec { msg_id }
         | Message::PubRel { msg_id }
-        | Message::UnsubAck { msg_id } => out.put_u16(*msg_id),
+        | Message::UnsubAck { msg_id } => out.put_u16(msg_id.0),
         Message::Subscribe { flags, msg_id, topic } | Message::Unsubscribe { flags, msg_id, topic } => {
             out.put_u8(flags.encode());
-            out.put_u16(*msg_id);
+            out.put_u16(msg_id.0);
             put_topic_ref(out, topic);
         }
         Message::SubAck { flags, topic_id, msg_id, rc } => {
             out.put_u8(flags.encode());
-            out.put_u16(*topic_id);
-            out.put_u16(*msg_id);
+            out.put_u16(topic_id.0);
+            out.put_u16(msg_id.0);
             out.put_u8(rc.to_u8());
         }
         Message::PingReq { client_id } => {

@@ -79,12 +79,22 @@ pub struct Connect {
     pub client_id: String,
 }
 
+/// A topic id (MQTT-SN 1.2 §5.3.11): one registered for a client (normal type), a predefined
+/// one, or a short topic name's two bytes, as the message's TopicIdType flag says. A
+/// registered or predefined id is never 0x0000 or 0xFFFF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TopicId(pub u16);
+
+/// A message id (MQTT-SN 1.2 §5.3.12): pairs an acknowledgement with the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MsgId(pub u16);
+
 /// PUBLISH (§5.4.12). `topic_id` is read as `flags.topic_id_type` says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Publish {
     pub flags: Flags,
-    pub topic_id: u16,
-    pub msg_id: u16,
+    pub topic_id: TopicId,
+    pub msg_id: MsgId,
     pub data: Bytes,
 }
 
@@ -101,7 +111,7 @@ pub struct WillTopic {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TopicRef {
     Name(String),
-    Predefined(u16),
+    Predefined(TopicId),
     Short([u8; 2]),
 }
 
@@ -117,17 +127,17 @@ pub enum Message {
     WillTopic(Option<WillTopic>),
     WillMsgReq,
     WillMsg(Bytes),
-    Register { topic_id: u16, msg_id: u16, topic_name: String },
-    RegAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
+    Register { topic_id: TopicId, msg_id: MsgId, topic_name: String },
+    RegAck { topic_id: TopicId, msg_id: MsgId, rc: ReturnCode },
     Publish(Publish),
-    PubAck { topic_id: u16, msg_id: u16, rc: ReturnCode },
-    PubComp { msg_id: u16 },
-    PubRec { msg_id: u16 },
-    PubRel { msg_id: u16 },
-    Subscribe { flags: Flags, msg_id: u16, topic: TopicRef },
-    SubAck { flags: Flags, topic_id: u16, msg_id: u16, rc: ReturnCode },
-    Unsubscribe { flags: Flags, msg_id: u16, topic: TopicRef },
-    UnsubAck { msg_id: u16 },
+    PubAck { topic_id: TopicId, msg_id: MsgId, rc: ReturnCode },
+    PubComp { msg_id: MsgId },
+    PubRec { msg_id: MsgId },
+    PubRel { msg_id: MsgId },
+    Subscribe { flags: Flags, msg_id: MsgId, topic: TopicRef },
+    SubAck { flags: Flags, topic_id: TopicId, msg_id: MsgId, rc: ReturnCode },
+    Unsubscribe { flags: Flags, msg_id: MsgId, topic: TopicRef },
+    UnsubAck { msg_id: MsgId },
     PingReq { client_id: Option<String> },
     PingResp,
     Disconnect { duration: Option<u16> },

@@ -17,7 +17,7 @@ mod tests;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use flags::{Flags, SnQos, TopicIdType};
-pub use message::{Connect, Message, MsgType, Publish, ReturnCode, TopicRef, WillTopic};
+pub use message::{Connect, Message, MsgId, MsgType, Publish, ReturnCode, TopicId, TopicRef, WillTopic};
 
 /// The largest message: the 3-byte length form counts to 65535 (§5.2.1).
 pub const MAX_MESSAGE_LEN: usize = 65_535;

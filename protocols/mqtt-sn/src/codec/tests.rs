@@ -32,7 +32,7 @@ fn publish_vectors_every_qos_and_topic_type() {
     let Message::Publish(p) = dec(&b).unwrap() else { panic!() };
     assert_eq!(
         (p.flags.qos, p.flags.topic_id_type, p.topic_id, p.msg_id),
-        (SnQos::AtLeastOnce, TopicIdType::Normal, 0x0102, 0x0304)
+        (SnQos::AtLeastOnce, TopicIdType::Normal, TopicId(0x0102), MsgId(0x0304))
     );
     assert_eq!(&p.data[..], b"hi");
     // QoS -1, predefined id 5, retain.
@@ -43,13 +43,18 @@ fn publish_vectors_every_qos_and_topic_type() {
     let b = [0x07, 0x0C, 0xC2, b'a', b'b', 0x00, 0x07];
     let Message::Publish(p) = dec(&b).unwrap() else { panic!() };
     assert_eq!((p.flags.qos, p.flags.topic_id_type, p.flags.dup), (SnQos::ExactlyOnce, TopicIdType::Short, true));
-    assert_eq!(p.topic_id.to_be_bytes(), *b"ab");
+    assert_eq!(p.topic_id.0.to_be_bytes(), *b"ab");
 }
 
 #[test]
 fn long_length_form() {
     let data = vec![7u8; 300];
-    let m = Message::Publish(Publish { flags: Flags::default(), topic_id: 1, msg_id: 0, data: Bytes::from(data) });
+    let m = Message::Publish(Publish {
+        flags: Flags::default(),
+        topic_id: TopicId(1),
+        msg_id: MsgId(0),
+        data: Bytes::from(data),
+    });
     let b = enc(&m);
     // 3 (length) + 1 (type) + 5 (flags, topic id, msg id) + 300 = 309 = 0x0135.
     assert_eq!(&b[..3], &[0x01, 0x01, 0x35]);
@@ -72,7 +77,7 @@ fn small_messages() {
     assert_eq!(enc(&Message::ConnAck { rc: ReturnCode::Congestion }), [0x03, 0x05, 0x01]);
     assert_eq!(dec(&[0x02, 0x07]).unwrap(), Message::WillTopic(None));
     assert_eq!(
-        enc(&Message::RegAck { topic_id: 1, msg_id: 2, rc: ReturnCode::InvalidTopicId }),
+        enc(&Message::RegAck { topic_id: TopicId(1), msg_id: MsgId(2), rc: ReturnCode::InvalidTopicId }),
         [0x07, 0x0B, 0x00, 0x01, 0x00, 0x02, 0x02]
     );
 }
@@ -84,12 +89,12 @@ fn subscribe_forms() {
         dec(&b).unwrap(),
         Message::Subscribe {
             flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("a/#".into())
         }
     );
     let b = [0x07, 0x12, 0x01, 0x00, 0x01, 0x00, 0x05];
-    assert!(matches!(dec(&b).unwrap(), Message::Subscribe { topic: TopicRef::Predefined(5), .. }));
+    assert!(matches!(dec(&b).unwrap(), Message::Subscribe { topic: TopicRef::Predefined(TopicId(5)), .. }));
     let b = [0x07, 0x14, 0x02, 0x00, 0x01, b'x', b'y'];
     assert!(matches!(dec(&b).unwrap(), Message::Unsubscribe { topic: TopicRef::Short(s), .. } if &s == b"xy"));
 }
@@ -155,7 +160,7 @@ fn payload() -> impl Strategy<Value = Bytes> {
 fn topic_ref_for(f: Flags) -> BoxedStrategy<TopicRef> {
     match f.topic_id_type {
         TopicIdType::Normal => text(40).prop_map(TopicRef::Name).boxed(),
-        TopicIdType::Predefined => any::<u16>().prop_map(TopicRef::Predefined).boxed(),
+        TopicIdType::Predefined => any::<u16>().prop_map(|id| TopicRef::Predefined(TopicId(id))).boxed(),
         TopicIdType::Short => any::<[u8; 2]>().prop_map(TopicRef::Short).boxed(),
     }
 }
@@ -176,25 +181,36 @@ fn message() -> impl Strategy<Value = Message> {
         will.clone().prop_map(Message::WillTopic),
         Just(Message::WillMsgReq),
         payload().prop_map(Message::WillMsg),
-        (any::<u16>(), any::<u16>(), text(60))
-            .prop_map(|(topic_id, msg_id, topic_name)| { Message::Register { topic_id, msg_id, topic_name } }),
-        (any::<u16>(), any::<u16>(), rc()).prop_map(|(topic_id, msg_id, rc)| Message::RegAck { topic_id, msg_id, rc }),
-        (flags(), any::<u16>(), any::<u16>(), payload())
-            .prop_map(|(flags, topic_id, msg_id, data)| Message::Publish(Publish { flags, topic_id, msg_id, data })),
-        (any::<u16>(), any::<u16>(), rc()).prop_map(|(topic_id, msg_id, rc)| Message::PubAck { topic_id, msg_id, rc }),
-        any::<u16>().prop_map(|msg_id| Message::PubComp { msg_id }),
-        any::<u16>().prop_map(|msg_id| Message::PubRec { msg_id }),
-        any::<u16>().prop_map(|msg_id| Message::PubRel { msg_id }),
+        (any::<u16>(), any::<u16>(), text(60)).prop_map(|(topic_id, msg_id, topic_name)| {
+            Message::Register { topic_id: TopicId(topic_id), msg_id: MsgId(msg_id), topic_name }
+        }),
+        (any::<u16>(), any::<u16>(), rc()).prop_map(|(topic_id, msg_id, rc)| Message::RegAck {
+            topic_id: TopicId(topic_id),
+            msg_id: MsgId(msg_id),
+            rc
+        }),
+        (flags(), any::<u16>(), any::<u16>(), payload()).prop_map(|(flags, topic_id, msg_id, data)| Message::Publish(
+            Publish { flags, topic_id: TopicId(topic_id), msg_id: MsgId(msg_id), data }
+        )),
+        (any::<u16>(), any::<u16>(), rc()).prop_map(|(topic_id, msg_id, rc)| Message::PubAck {
+            topic_id: TopicId(topic_id),
+            msg_id: MsgId(msg_id),
+            rc
+        }),
+        any::<u16>().prop_map(|msg_id| Message::PubComp { msg_id: MsgId(msg_id) }),
+        any::<u16>().prop_map(|msg_id| Message::PubRec { msg_id: MsgId(msg_id) }),
+        any::<u16>().prop_map(|msg_id| Message::PubRel { msg_id: MsgId(msg_id) }),
         (flags(), any::<u16>(), any::<bool>()).prop_flat_map(|(flags, msg_id, sub)| topic_ref_for(flags).prop_map(
             move |topic| if sub {
-                Message::Subscribe { flags, msg_id, topic }
+                Message::Subscribe { flags, msg_id: MsgId(msg_id), topic }
             } else {
-                Message::Unsubscribe { flags, msg_id, topic }
+                Message::Unsubscribe { flags, msg_id: MsgId(msg_id), topic }
             }
         )),
-        (flags(), any::<u16>(), any::<u16>(), rc())
-            .prop_map(|(flags, topic_id, msg_id, rc)| { Message::SubAck { flags, topic_id, msg_id, rc } }),
-        any::<u16>().prop_map(|msg_id| Message::UnsubAck { msg_id }),
+        (flags(), any::<u16>(), any::<u16>(), rc()).prop_map(|(flags, topic_id, msg_id, rc)| {
+            Message::SubAck { flags, topic_id: TopicId(topic_id), msg_id: MsgId(msg_id), rc }
+        }),
+        any::<u16>().prop_map(|msg_id| Message::UnsubAck { msg_id: MsgId(msg_id) }),
         proptest::option::of(text(23)).prop_map(|client_id| Message::PingReq { client_id }),
         Just(Message::PingResp),
         proptest::option::of(any::<u16>()).prop_map(|duration| Message::Disconnect { duration }),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use roost_core::{PublishError, QoS, SubOptions, SubscribeError, Will};
 
 use super::{Counters, End, Kind, Session};
-use crate::codec::{Flags, Message, Publish, ReturnCode, SnQos, TopicIdType, TopicRef};
+use crate::codec::{Flags, Message, MsgId, Publish, ReturnCode, SnQos, TopicId, TopicIdType, TopicRef};
 use crate::topics::short_name;
 
 fn core_qos(q: SnQos) -> QoS {
@@ -46,14 +46,14 @@ impl Session {
                 let rc_id = self.register_from_client(&topic_name);
                 let (topic_id, rc) = match rc_id {
                     Ok(id) => (id, ReturnCode::Accepted),
-                    Err(rc) => (0, rc),
+                    Err(rc) => (TopicId(0), rc),
                 };
                 out.push(Message::RegAck { topic_id, msg_id, rc });
             }
             Message::Publish(p) => self.handle_publish(p, out).await,
             Message::PubRel { msg_id } => {
                 if let Some(conn) = &self.conn {
-                    conn.release(msg_id);
+                    conn.release(msg_id.0);
                 }
                 out.push(Message::PubComp { msg_id });
             }
@@ -94,20 +94,20 @@ impl Session {
         Ok(())
     }
 
-    fn register_from_client(&mut self, name: &str) -> Result<u16, ReturnCode> {
+    fn register_from_client(&mut self, name: &str) -> Result<TopicId, ReturnCode> {
         let mounted = self.ctx.topics.mountpoint.mount(name);
         if roost_core::topic::validate_name(&mounted, self.ctx.broker.settings()).is_err() {
             return Err(ReturnCode::NotSupported);
         }
-        self.topics.register(name).map(|t| t.0).map_err(|_| ReturnCode::Congestion)
+        self.topics.register(name).map_err(|_| ReturnCode::Congestion)
     }
 
     /// The client-side topic name a PUBLISH refers to.
-    fn topic_of(&self, flags: Flags, topic_id: u16) -> Option<String> {
+    fn topic_of(&self, flags: Flags, topic_id: TopicId) -> Option<String> {
         match flags.topic_id_type {
             TopicIdType::Normal => self.topics.name(topic_id).map(|n| n.to_string()),
             TopicIdType::Predefined => self.ctx.topics.predefined.name(topic_id).map(|n| n.to_string()),
-            TopicIdType::Short => short_name(topic_id.to_be_bytes()),
+            TopicIdType::Short => short_name(topic_id.0.to_be_bytes()),
         }
     }
 
@@ -117,7 +117,7 @@ impl Session {
         };
         let reject = |rc| Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc };
         let Some(name) = self.topic_of(p.flags, p.topic_id) else {
-            tracing::debug!(client_id = ?self.client_id, topic_id = p.topic_id, "MQTT-SN PUBLISH: unknown topic id");
+            tracing::debug!(client_id = ?self.client_id, topic_id = p.topic_id.0, "MQTT-SN PUBLISH: unknown topic id");
             out.push(reject(ReturnCode::InvalidTopicId));
             return;
         };
@@ -147,11 +147,11 @@ impl Session {
                 };
                 out.push(Message::PubAck { topic_id: p.topic_id, msg_id: p.msg_id, rc });
             }
-            SnQos::ExactlyOnce => match conn.begin_exactly_once(p.msg_id) {
+            SnQos::ExactlyOnce => match conn.begin_exactly_once(p.msg_id.0) {
                 Ok(true) => match conn.publish(msg).await {
                     Ok(_) => out.push(Message::PubRec { msg_id: p.msg_id }),
                     Err(e) => {
-                        conn.abort_exactly_once(p.msg_id);
+                        conn.abort_exactly_once(p.msg_id.0);
                         out.push(reject(publish_rc(&e)));
                     }
                 },
@@ -162,7 +162,7 @@ impl Session {
         }
     }
 
-    fn handle_regack(&mut self, now: Instant, msg_id: u16, rc: ReturnCode, out: &mut Vec<Message>) {
+    fn handle_regack(&mut self, now: Instant, msg_id: MsgId, rc: ReturnCode, out: &mut Vec<Message>) {
         let Some(i) =
             self.outstanding.iter().position(|o| matches!(o.kind, Kind::Register { msg_id: m, .. } if m == msg_id))
         else {
@@ -175,7 +175,7 @@ impl Session {
             return;
         };
         if rc != ReturnCode::Accepted {
-            tracing::debug!(client_id = ?self.client_id, topic_id, ?rc, "client refused a gateway REGISTER");
+            tracing::debug!(client_id = ?self.client_id, topic_id = topic_id.0, ?rc, "client refused a gateway REGISTER");
             self.topics.remove(topic_id);
             if let Some(d) = held {
                 self.discard(d);
@@ -187,7 +187,7 @@ impl Session {
         }
     }
 
-    fn handle_puback(&mut self, topic_id: u16, msg_id: u16, rc: ReturnCode) {
+    fn handle_puback(&mut self, topic_id: TopicId, msg_id: MsgId, rc: ReturnCode) {
         if rc == ReturnCode::InvalidTopicId {
             // The client lost this registration: forget it so the next delivery registers
             // the name again. This message is dropped (§6.7).
@@ -197,8 +197,8 @@ impl Session {
         self.finish(msg_id);
     }
 
-    fn handle_pubrec(&mut self, now: Instant, msg_id: u16, out: &mut Vec<Message>) {
-        let known = self.conn.as_ref().is_some_and(|c| c.received(msg_id));
+    fn handle_pubrec(&mut self, now: Instant, msg_id: MsgId, out: &mut Vec<Message>) {
+        let known = self.conn.as_ref().is_some_and(|c| c.received(msg_id.0));
         if let Some(o) = self
             .outstanding
             .iter_mut()
@@ -215,10 +215,10 @@ impl Session {
     }
 
     /// PUBACK / PUBCOMP: our QoS 1/2 delivery is done.
-    pub(super) fn finish(&mut self, msg_id: u16) {
+    pub(super) fn finish(&mut self, msg_id: MsgId) {
         self.outstanding.retain(|o| !matches!(o.kind, Kind::Publish { id } | Kind::Release { id } if id == msg_id));
         if let Some(conn) = &self.conn {
-            conn.ack(msg_id);
+            conn.ack(msg_id.0);
         }
     }
 
@@ -232,18 +232,18 @@ impl Session {
         Some(self.ctx.topics.mountpoint.mount(&name))
     }
 
-    async fn handle_subscribe(&mut self, flags: Flags, msg_id: u16, topic: TopicRef, out: &mut Vec<Message>) {
+    async fn handle_subscribe(&mut self, flags: Flags, msg_id: MsgId, topic: TopicRef, out: &mut Vec<Message>) {
         let Some(conn) = self.conn.clone() else {
             return;
         };
         let granted = Flags { qos: flags.qos, ..Flags::default() };
         let suback = |topic_id, rc| Message::SubAck { flags: granted, topic_id, msg_id, rc };
         if flags.qos == SnQos::MinusOne {
-            out.push(suback(0, ReturnCode::NotSupported));
+            out.push(suback(TopicId(0), ReturnCode::NotSupported));
             return;
         }
         let Some(filter) = self.filter_of(&topic) else {
-            out.push(suback(0, ReturnCode::InvalidTopicId));
+            out.push(suback(TopicId(0), ReturnCode::InvalidTopicId));
             return;
         };
         let options = SubOptions { qos: core_qos(flags.qos), ..Default::default() };
@@ -252,14 +252,14 @@ impl Session {
                 self.subscriptions.insert(filter);
                 let topic_id = match &topic {
                     TopicRef::Predefined(id) => *id,
-                    TopicRef::Short(_) => 0,
+                    TopicRef::Short(_) => TopicId(0),
                     // §6.9: a name without wildcards gets its topic id in SUBACK.
-                    TopicRef::Name(n) if !n.contains(['+', '#']) => self.topics.register(n).map_or(0, |t| t.0),
-                    TopicRef::Name(_) => 0,
+                    TopicRef::Name(n) if !n.contains(['+', '#']) => self.topics.register(n).unwrap_or_default(),
+                    TopicRef::Name(_) => TopicId(0),
                 };
                 out.push(suback(topic_id, ReturnCode::Accepted));
             }
-            Err(e) => out.push(suback(0, subscribe_rc(&e))),
+            Err(e) => out.push(suback(TopicId(0), subscribe_rc(&e))),
         }
     }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use roost_core::{Broker, ClientId, ConnectError, ConnectRequest, Connection, DisconnectReason, Protocol, QoS, Will};
 
-use crate::codec::{Connect, Message, ReturnCode, SnQos, WillTopic};
+use crate::codec::{Connect, Message, MsgId, ReturnCode, SnQos, TopicId, WillTopic};
 use crate::settings::MqttSnSettings;
 use crate::topics::{TopicConfig, TopicTable};
 
@@ -109,11 +109,11 @@ pub(crate) struct Outstanding {
 #[derive(Debug)]
 pub(crate) enum Kind {
     /// REGISTER for a delivery held until REGACK (or, with subs_resume, for none).
-    Register { msg_id: u16, topic_id: u16, held: Option<roost_core::Delivery> },
+    Register { msg_id: MsgId, topic_id: TopicId, held: Option<roost_core::Delivery> },
     /// PUBLISH QoS 1/2 with the core's packet id as message id.
-    Publish { id: u16 },
+    Publish { id: MsgId },
     /// PUBREL after PUBREC.
-    Release { id: u16 },
+    Release { id: MsgId },
 }
 
 pub struct Session {
@@ -133,7 +133,7 @@ pub struct Session {
     pub(crate) outstanding: VecDeque<Outstanding>,
     next_msg_id: u16,
     /// Recent incoming QoS 1 message ids, for duplicate detection.
-    recent_qos1: VecDeque<u16>,
+    recent_qos1: VecDeque<MsgId>,
 }
 
 const RECENT_IDS: usize = 16;
@@ -181,9 +181,9 @@ impl Session {
             && !self.outstanding.iter().any(|o| matches!(o.kind, Kind::Register { held: Some(_), .. }))
     }
 
-    fn next_msg_id(&mut self) -> u16 {
+    fn next_msg_id(&mut self) -> MsgId {
         self.next_msg_id = self.next_msg_id.wrapping_add(1).max(1);
-        self.next_msg_id
+        MsgId(self.next_msg_id)
     }
 
     /// When [`Session::handle_timeout`] must run next.

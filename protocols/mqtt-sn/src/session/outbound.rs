@@ -9,7 +9,7 @@ use roost_core::metrics::DropReason;
 use roost_core::{Delivery, QoS};
 
 use super::{Counters, End, Kind, Outstanding, Session, State};
-use crate::codec::{Flags, MAX_MESSAGE_LEN, Message, Publish, SnQos, TopicIdType};
+use crate::codec::{Flags, MAX_MESSAGE_LEN, Message, MsgId, Publish, SnQos, TopicId, TopicIdType};
 
 fn sn_qos(q: QoS) -> SnQos {
     match q {
@@ -74,21 +74,21 @@ impl Session {
                     (TopicIdType::Predefined, pid)
                 } else if name.len() == 2 {
                     let b = name.as_bytes();
-                    (TopicIdType::Short, u16::from_be_bytes([b[0], b[1]]))
+                    (TopicIdType::Short, TopicId(u16::from_be_bytes([b[0], b[1]])))
                 } else if let Some(t) = self.topics.id(&name) {
-                    (TopicIdType::Normal, t.0)
+                    (TopicIdType::Normal, t)
                 } else {
                     // §6.7: REGISTER first; the delivery waits for REGACK.
                     match self.topics.register(&name) {
                         Ok(t) => {
                             let msg_id = self.next_msg_id();
-                            let msg = Message::Register { topic_id: t.0, msg_id, topic_name: name };
+                            let msg = Message::Register { topic_id: t, msg_id, topic_name: name };
                             out.push(msg.clone());
                             self.outstanding.push_back(Outstanding {
                                 msg,
                                 kind: Kind::Register {
                                     msg_id,
-                                    topic_id: t.0,
+                                    topic_id: t,
                                     held: Some(Delivery::Publish { id, dup, pending }),
                                 },
                                 deadline: now + self.ctx.settings.retry_interval,
@@ -104,24 +104,28 @@ impl Session {
                 };
                 let flags =
                     Flags { dup, qos: sn_qos(pending.qos), retain: pending.retain, topic_id_type, ..Flags::default() };
-                let msg =
-                    Message::Publish(Publish { flags, topic_id, msg_id: id, data: pending.message.payload.clone() });
+                let msg = Message::Publish(Publish {
+                    flags,
+                    topic_id,
+                    msg_id: MsgId(id),
+                    data: pending.message.payload.clone(),
+                });
                 out.push(msg.clone());
                 if pending.qos != QoS::AtMostOnce {
                     self.outstanding.push_back(Outstanding {
                         msg,
-                        kind: Kind::Publish { id },
+                        kind: Kind::Publish { id: MsgId(id) },
                         deadline: now + self.ctx.settings.retry_interval,
                         tries: 0,
                     });
                 }
             }
             Delivery::Release { id } => {
-                let msg = Message::PubRel { msg_id: id };
+                let msg = Message::PubRel { msg_id: MsgId(id) };
                 out.push(msg.clone());
                 self.outstanding.push_back(Outstanding {
                     msg,
-                    kind: Kind::Release { id },
+                    kind: Kind::Release { id: MsgId(id) },
                     deadline: now + self.ctx.settings.retry_interval,
                     tries: 0,
                 });
@@ -191,11 +195,11 @@ impl Session {
                 break;
             };
             let msg_id = self.next_msg_id();
-            let msg = Message::Register { topic_id: t.0, msg_id, topic_name: name };
+            let msg = Message::Register { topic_id: t, msg_id, topic_name: name };
             out.push(msg.clone());
             self.outstanding.push_back(Outstanding {
                 msg,
-                kind: Kind::Register { msg_id, topic_id: t.0, held: None },
+                kind: Kind::Register { msg_id, topic_id: t, held: None },
                 deadline: now + self.ctx.settings.retry_interval,
                 tries: 0,
             });

@@ -11,7 +11,9 @@ use roost_core::settings::BrokerSettings;
 use roost_core::{Broker, ClientId, ConnectRequest, Connection, Delivery, Protocol, QoS, SubOptions};
 
 use super::*;
-use crate::codec::{Connect, Flags, Message, Publish, ReturnCode, SnQos, TopicIdType, TopicRef, WillTopic};
+use crate::codec::{
+    Connect, Flags, Message, MsgId, Publish, ReturnCode, SnQos, TopicId, TopicIdType, TopicRef, WillTopic,
+};
 use crate::settings::MqttSnSettings;
 
 struct Rig {
@@ -44,11 +46,11 @@ fn connect_msg(id: &str, clean: bool, will: bool, keep_alive: u16) -> Message {
     })
 }
 
-fn publish(qos: SnQos, tt: TopicIdType, topic_id: u16, msg_id: u16, data: &str) -> Message {
+fn publish(qos: SnQos, tt: TopicIdType, topic_id: TopicId, msg_id: u16, data: &str) -> Message {
     Message::Publish(Publish {
         flags: Flags { qos, topic_id_type: tt, ..Flags::default() },
         topic_id,
-        msg_id,
+        msg_id: MsgId(msg_id),
         data: Bytes::copy_from_slice(data.as_bytes()),
     })
 }
@@ -130,26 +132,26 @@ async fn connect_register_and_publish_every_qos() {
     let mut r = rig();
     let watcher = r.mqtt("w", "#").await;
     assert_eq!(r.ok(0, connect_msg("dev", true, false, 60)).await, vec![Message::ConnAck { rc: ReturnCode::Accepted }]);
-    let out = r.ok(1, Message::Register { topic_id: 0, msg_id: 1, topic_name: "a/b".into() }).await;
-    let Message::RegAck { topic_id, msg_id: 1, rc: ReturnCode::Accepted } = out[0] else { panic!("{out:?}") };
+    let out = r.ok(1, Message::Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name: "a/b".into() }).await;
+    let Message::RegAck { topic_id, msg_id: MsgId(1), rc: ReturnCode::Accepted } = out[0] else { panic!("{out:?}") };
     assert!(r.ok(2, publish(SnQos::AtMostOnce, TopicIdType::Normal, topic_id, 0, "q0")).await.is_empty());
     assert_eq!(
         r.ok(2, publish(SnQos::AtLeastOnce, TopicIdType::Normal, topic_id, 2, "q1")).await,
-        vec![Message::PubAck { topic_id, msg_id: 2, rc: ReturnCode::Accepted }]
+        vec![Message::PubAck { topic_id, msg_id: MsgId(2), rc: ReturnCode::Accepted }]
     );
     assert_eq!(
         r.ok(2, publish(SnQos::ExactlyOnce, TopicIdType::Normal, topic_id, 3, "q2")).await,
-        vec![Message::PubRec { msg_id: 3 }]
+        vec![Message::PubRec { msg_id: MsgId(3) }]
     );
     // A duplicate QoS 2 publish is acknowledged, not routed again.
     assert_eq!(
         r.ok(2, publish(SnQos::ExactlyOnce, TopicIdType::Normal, topic_id, 3, "q2")).await,
-        vec![Message::PubRec { msg_id: 3 }]
+        vec![Message::PubRec { msg_id: MsgId(3) }]
     );
-    assert_eq!(r.ok(2, Message::PubRel { msg_id: 3 }).await, vec![Message::PubComp { msg_id: 3 }]);
-    assert!(r.ok(3, publish(SnQos::MinusOne, TopicIdType::Predefined, 7, 0, "qm1")).await.is_empty());
+    assert_eq!(r.ok(2, Message::PubRel { msg_id: MsgId(3) }).await, vec![Message::PubComp { msg_id: MsgId(3) }]);
+    assert!(r.ok(3, publish(SnQos::MinusOne, TopicIdType::Predefined, TopicId(7), 0, "qm1")).await.is_empty());
     assert!(
-        r.ok(3, publish(SnQos::AtMostOnce, TopicIdType::Short, u16::from_be_bytes(*b"xy"), 0, "short"))
+        r.ok(3, publish(SnQos::AtMostOnce, TopicIdType::Short, TopicId(u16::from_be_bytes(*b"xy")), 0, "short"))
             .await
             .is_empty()
     );
@@ -165,22 +167,24 @@ async fn connect_register_and_publish_every_qos() {
 async fn bad_topic_ids_are_refused_with_invalid_topic_id() {
     let mut r = rig();
     r.ok(0, connect_msg("dev", true, false, 60)).await;
-    for (tt, id) in [(TopicIdType::Normal, 0), (TopicIdType::Normal, 99), (TopicIdType::Predefined, 8)] {
+    for (tt, id) in
+        [(TopicIdType::Normal, TopicId(0)), (TopicIdType::Normal, TopicId(99)), (TopicIdType::Predefined, TopicId(8))]
+    {
         assert_eq!(
             r.ok(1, publish(SnQos::AtLeastOnce, tt, id, 5, "x")).await,
-            vec![Message::PubAck { topic_id: id, msg_id: 5, rc: ReturnCode::InvalidTopicId }]
+            vec![Message::PubAck { topic_id: id, msg_id: MsgId(5), rc: ReturnCode::InvalidTopicId }]
         );
         // QoS 0 too is answered (§6.6: the gateway tells the client the id is unknown).
         assert_eq!(r.ok(1, publish(SnQos::AtMostOnce, tt, id, 0, "x")).await.len(), 1);
     }
-    let out = r.ok(1, Message::Register { topic_id: 0, msg_id: 9, topic_name: "a/+".into() }).await;
-    assert_eq!(out, vec![Message::RegAck { topic_id: 0, msg_id: 9, rc: ReturnCode::NotSupported }]);
+    let out = r.ok(1, Message::Register { topic_id: TopicId(0), msg_id: MsgId(9), topic_name: "a/+".into() }).await;
+    assert_eq!(out, vec![Message::RegAck { topic_id: TopicId(0), msg_id: MsgId(9), rc: ReturnCode::NotSupported }]);
 }
 
 #[tokio::test]
 async fn messages_before_connect_are_dropped() {
     let mut r = rig();
-    assert!(r.ok(0, publish(SnQos::AtLeastOnce, TopicIdType::Normal, 1, 1, "x")).await.is_empty());
+    assert!(r.ok(0, publish(SnQos::AtLeastOnce, TopicIdType::Normal, TopicId(1), 1, "x")).await.is_empty());
     assert_eq!(r.ctx.counters.unexpected.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(r.ctx.broker.session_count(), 0);
 }
@@ -191,11 +195,14 @@ async fn wildcard_subscription_gets_a_gateway_register_before_delivery() {
     r.ok(0, connect_msg("dev", true, false, 60)).await;
     let sub = Message::Subscribe {
         flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-        msg_id: 1,
+        msg_id: MsgId(1),
         topic: TopicRef::Name("s/#".into()),
     };
     let out = r.ok(0, sub).await;
-    assert!(matches!(out[0], Message::SubAck { topic_id: 0, msg_id: 1, rc: ReturnCode::Accepted, .. }), "{out:?}");
+    assert!(
+        matches!(out[0], Message::SubAck { topic_id: TopicId(0), msg_id: MsgId(1), rc: ReturnCode::Accepted, .. }),
+        "{out:?}"
+    );
     r.publish_mqtt("s/1", "one", QoS::AtLeastOnce);
     r.publish_mqtt("s/1", "two", QoS::AtLeastOnce);
     let out = r.pump(1);
@@ -223,21 +230,21 @@ async fn predefined_and_short_subscriptions_and_retained() {
             0,
             Message::Subscribe {
                 flags: Flags { topic_id_type: TopicIdType::Predefined, ..Flags::default() },
-                msg_id: 1,
-                topic: TopicRef::Predefined(7),
+                msg_id: MsgId(1),
+                topic: TopicRef::Predefined(TopicId(7)),
             },
         )
         .await;
-    assert!(matches!(out[0], Message::SubAck { topic_id: 7, rc: ReturnCode::Accepted, .. }));
+    assert!(matches!(out[0], Message::SubAck { topic_id: TopicId(7), rc: ReturnCode::Accepted, .. }));
     let Message::Publish(p) = &out[1] else { panic!("{out:?}") };
-    assert_eq!((p.topic_id, p.flags.topic_id_type, p.flags.retain), (7, TopicIdType::Predefined, true));
+    assert_eq!((p.topic_id, p.flags.topic_id_type, p.flags.retain), (TopicId(7), TopicIdType::Predefined, true));
     let out = r
         .ok(
             0,
             Message::Subscribe {
                 flags: Flags { topic_id_type: TopicIdType::Predefined, ..Flags::default() },
-                msg_id: 2,
-                topic: TopicRef::Predefined(8),
+                msg_id: MsgId(2),
+                topic: TopicRef::Predefined(TopicId(8)),
             },
         )
         .await;
@@ -246,7 +253,7 @@ async fn predefined_and_short_subscriptions_and_retained() {
         0,
         Message::Subscribe {
             flags: Flags { topic_id_type: TopicIdType::Short, ..Flags::default() },
-            msg_id: 3,
+            msg_id: MsgId(3),
             topic: TopicRef::Short(*b"zz"),
         },
     )
@@ -254,7 +261,7 @@ async fn predefined_and_short_subscriptions_and_retained() {
     r.publish_mqtt("zz", "s", QoS::AtMostOnce);
     let out = r.pump(1);
     let [Message::Publish(p)] = &out[..] else { panic!("{out:?}") };
-    assert_eq!((p.topic_id.to_be_bytes(), p.flags.topic_id_type), (*b"zz", TopicIdType::Short));
+    assert_eq!((p.topic_id.0.to_be_bytes(), p.flags.topic_id_type), (*b"zz", TopicIdType::Short));
 }
 
 #[tokio::test]
@@ -298,11 +305,11 @@ async fn asleep(r: &mut Rig) {
     r.ok(0, connect_msg("dev", false, false, 30)).await;
     let sub = Message::Subscribe {
         flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-        msg_id: 1,
+        msg_id: MsgId(1),
         topic: TopicRef::Name("cmd/dev".into()),
     };
     let out = r.ok(0, sub).await;
-    assert!(matches!(out[0], Message::SubAck { topic_id: 1, .. }), "{out:?}");
+    assert!(matches!(out[0], Message::SubAck { topic_id: TopicId(1), .. }), "{out:?}");
     assert_eq!(
         r.ok(1, Message::Disconnect { duration: Some(100) }).await,
         vec![Message::Disconnect { duration: None }]
@@ -390,7 +397,7 @@ async fn unanswered_publish_is_retransmitted_then_the_client_is_lost() {
         0,
         Message::Subscribe {
             flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("ab".into()),
         },
     )
@@ -413,7 +420,7 @@ async fn duplicate_qos1_publish_is_acked_not_routed_twice() {
     let mut r = rig();
     let watcher = r.mqtt("w", "#").await;
     r.ok(0, connect_msg("dev", true, false, 60)).await;
-    let mut m = publish(SnQos::AtLeastOnce, TopicIdType::Short, u16::from_be_bytes(*b"ab"), 4, "x");
+    let mut m = publish(SnQos::AtLeastOnce, TopicIdType::Short, TopicId(u16::from_be_bytes(*b"ab")), 4, "x");
     r.ok(0, m.clone()).await;
     if let Message::Publish(p) = &mut m {
         p.flags.dup = true;
@@ -441,7 +448,7 @@ async fn outbound_qos2_flow_with_pubrel_retransmission() {
         0,
         Message::Subscribe {
             flags: Flags { qos: SnQos::ExactlyOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("q2".into()),
         },
     )
@@ -467,7 +474,7 @@ async fn waking_sleeper_is_registered_a_new_wildcard_topic_before_its_message() 
         0,
         Message::Subscribe {
             flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("cmd/#".into()),
         },
     )
@@ -491,7 +498,7 @@ async fn unacked_message_goes_out_again_first_on_wake() {
         0,
         Message::Subscribe {
             flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("cm".into()),
         },
     )
@@ -524,7 +531,7 @@ async fn awake_client_that_stops_answering_is_lost_after_nretry() {
         0,
         Message::Subscribe {
             flags: Flags { qos: SnQos::AtLeastOnce, ..Flags::default() },
-            msg_id: 1,
+            msg_id: MsgId(1),
             topic: TopicRef::Name("cm".into()),
         },
     )

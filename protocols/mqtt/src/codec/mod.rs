@@ -275,8 +275,38 @@ pub struct SubscriptionOptions {
     pub qos: QoS,
     pub no_local: bool,
     pub retain_as_published: bool,
-    /// 0: send retained at subscribe; 1: only if the subscription is new; 2: never.
-    pub retain_handling: u8,
+    pub retain_handling: RetainHandling,
+}
+
+/// Whether retained messages are sent when a subscription is made (MQTT 5 §3.8.3.1, the
+/// Retain Handling option; 3.1.1 subscriptions are always [`RetainHandling::SendAtSubscribe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum RetainHandling {
+    /// 0: at every subscribe.
+    #[default]
+    SendAtSubscribe = 0,
+    /// 1: only if the subscription did not exist.
+    SendIfNew = 1,
+    /// 2: never.
+    DoNotSend = 2,
+}
+
+impl RetainHandling {
+    /// The option's two bits; 3 is no value (a protocol error).
+    pub fn from_u8(v: u8) -> Option<RetainHandling> {
+        match v {
+            0 => Some(RetainHandling::SendAtSubscribe),
+            1 => Some(RetainHandling::SendIfNew),
+            2 => Some(RetainHandling::DoNotSend),
+            _ => None,
+        }
+    }
+
+    /// The option's value on the wire (and in the core's subscription options).
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -218,9 +218,17 @@ fn subscription_cases() -> Vec<(r::Packet, Packet)> {
         preserve_retain: true,
         retain_forward_rule: r::RetainForwardRule::OnNewSubscribe,
     };
-    let options =
-        SubscriptionOptions { qos: QoS::AtLeastOnce, no_local: false, retain_as_published: true, retain_handling: 1 };
-    let no_local = SubscriptionOptions { no_local: true, retain_handling: 2, ..SubscriptionOptions::default() };
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: true,
+        retain_handling: RetainHandling::SendIfNew,
+    };
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        retain_handling: RetainHandling::DoNotSend,
+        ..SubscriptionOptions::default()
+    };
     let r_no_local = r::Filter {
         nolocal: true,
         retain_forward_rule: r::RetainForwardRule::Never,

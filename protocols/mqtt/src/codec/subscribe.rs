@@ -7,7 +7,7 @@ use super::error::DecodeError;
 use super::frame::{put_packet_id, read_packet_id};
 use super::primitives::{Reader, Sink};
 use super::properties::{self as props, Property, id, not_allowed, set_once};
-use super::{ProtocolVersion, QoS, Subscribe, SubscribeFilter, SubscriptionOptions, UserProperty};
+use super::{ProtocolVersion, QoS, RetainHandling, Subscribe, SubscribeFilter, SubscriptionOptions, UserProperty};
 
 /// The properties of SUBSCRIBE are two fields of [`Subscribe`]; this borrows them to write.
 struct SubscribeProperties<'a> {
@@ -58,10 +58,9 @@ fn read_options(byte: u8, v: ProtocolVersion) -> Result<SubscriptionOptions, Dec
     let Some(qos) = QoS::from_u8(byte & 0b11) else {
         return Err(DecodeError::protocol_v5("SUBSCRIBE", v.is_v5(), "QoS 3 is invalid"));
     };
-    let retain_handling = (byte >> 4) & 0b11;
-    if retain_handling == 3 {
+    let Some(retain_handling) = RetainHandling::from_u8((byte >> 4) & 0b11) else {
         return Err(DecodeError::protocol("SUBSCRIBE", "Retain Handling 3 is invalid"));
-    }
+    };
     Ok(SubscriptionOptions { qos, no_local: byte & 0x04 != 0, retain_as_published: byte & 0x08 != 0, retain_handling })
 }
 
@@ -79,12 +78,8 @@ pub(crate) fn write<S: Sink>(p: &Subscribe, v: ProtocolVersion, s: &mut S) {
         let o = f.options;
         let mut byte = o.qos as u8;
         if v.is_v5() {
-            if o.retain_handling > 2 {
-                s.fail(format!("Retain Handling {} is invalid", o.retain_handling).into());
-            }
-            byte |= (u8::from(o.no_local) << 2)
-                | (u8::from(o.retain_as_published) << 3)
-                | ((o.retain_handling & 0b11) << 4);
+            byte |=
+                (u8::from(o.no_local) << 2) | (u8::from(o.retain_as_published) << 3) | (o.retain_handling.as_u8() << 4);
         }
         s.u8(byte);
     }
@@ -130,7 +125,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             no_local: true,
             retain_as_published: true,
-            retain_handling: 2,
+            retain_handling: RetainHandling::DoNotSend,
         };
         let s = Subscribe {
             packet_id: 10,
@@ -185,6 +180,7 @@ mod tests {
 
     fn any_filter(v5: bool) -> impl Strategy<Value = SubscribeFilter> {
         (text(), qos(), any::<(bool, bool)>(), 0u8..=2).prop_map(move |(filter, qos, (no_local, rap), rh)| {
+            let rh = RetainHandling::from_u8(rh).unwrap_or_default();
             let options = if v5 {
                 SubscriptionOptions { qos, no_local, retain_as_published: rap, retain_handling: rh }
             } else {

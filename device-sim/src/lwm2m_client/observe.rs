@@ -10,7 +10,7 @@ use roost_coap::codec;
 use super::device::{Device, Event};
 use super::serve;
 use super::store::TEMPERATURE_OBJECT;
-use crate::types::{Path, Record, format};
+use roost_lwm2m::types::{Path, Record, format};
 
 /// One server observation (RFC 7641), notified every period with a rising sequence number.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl Device {
             .into_iter()
             .filter(|r| r.path.resource() == Some(5700))
             .collect();
-        crate::content::encode(format::SENML_CBOR, object, &readings).unwrap_or_default()
+        roost_lwm2m::content::encode(format::SENML_CBOR, object, &readings).unwrap_or_default()
     }
 
     pub(super) fn notify_due(&mut self, now: Instant) {

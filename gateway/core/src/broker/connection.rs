@@ -6,28 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::auth::Action;
-use crate::broker::Broker;
+use super::Broker;
+pub use super::publish::{PublishError, Published};
+use crate::auth::{Action, ClientInfo};
 use crate::hooks::{Event, EventKind};
 use crate::metrics::DropReason;
-use crate::router::SubOptions;
-use crate::session::{ConnSignal, Delivery, DisconnectReason, Session};
+use crate::session::{ConnSignal, Delivery, DisconnectReason, Session, Will};
+use crate::settings::BrokerSettings;
 use crate::topic::{self, TopicError};
 use crate::trace::Direction;
-use crate::types::{ClientId, ClientInfo, Message, QoS};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PublishError {
-    #[error("topic name invalid: {0}")]
-    InvalidTopic(#[from] TopicError),
-    #[error("not authorized to publish to this topic")]
-    NotAuthorized,
-    #[error("QoS 2 receive quota exceeded ({0} awaiting PUBREL)")]
-    QuotaExceeded(usize),
-    /// The message was routed but could not be made durable: it must not be acknowledged.
-    #[error("{0}")]
-    Store(String),
-}
+use crate::types::{ClientId, Message, QoS, SubOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -39,13 +27,6 @@ pub enum SubscribeError {
     QuotaExceeded(usize),
     #[error("No Local is not allowed on a shared subscription")]
     NoLocalOnShared,
-}
-
-/// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
-    /// Sessions the message was queued for (0: no matching subscribers).
-    pub matched: usize,
 }
 
 /// A device's handle on the broker.
@@ -88,22 +69,16 @@ impl Connection {
         &self.broker
     }
 
-    fn settings(&self) -> &crate::settings::BrokerSettings {
+    fn settings(&self) -> &BrokerSettings {
         self.broker.settings()
     }
 
     /// Publishes a message from this device: topic checked, ACL-checked, routed, retained,
     /// hooked. The message's `publisher` is set to this client.
     pub async fn publish(&self, msg: Message) -> Result<Published, PublishError> {
-        topic::validate_name(&msg.topic, self.settings())?;
-        let inner = &self.broker.inner;
-        if !inner.authorizer.check(&self.info, Action::Publish, &msg.topic) {
-            inner.metrics.dropped(DropReason::NotAuthorized);
-            crate::peer_log!(INFO, "acl.publish_denied", self.info.peer, client_id = %self.info.client_id, topic = %msg.topic, "publish denied by ACL");
-            return Err(PublishError::NotAuthorized);
-        }
         let durable = msg.qos != QoS::AtMostOnce;
-        let routed = self.broker.publish_as(&self.info, msg)?;
+        let routed = self.broker.publish_from(&self.info, msg)?;
+        let inner = &self.broker.inner;
         // What is acknowledged must be on disk: wait for the store to commit what this publish
         // recorded (and, in the same group commit, anyone else's).
         if durable && let Some(ticket) = routed.ticket {
@@ -297,12 +272,12 @@ impl Connection {
 
     /// Replaces the will of this connection (MQTT-SN WILLTOPICUPD / WILLMSGUPD); `None`
     /// removes it.
-    pub fn set_will(&self, will: Option<crate::session::Will>) {
+    pub fn set_will(&self, will: Option<Will>) {
         self.session.state.lock().will = will.map(Box::new);
     }
 
     /// The will of this connection, if any.
-    pub fn will(&self) -> Option<crate::session::Will> {
+    pub fn will(&self) -> Option<Will> {
         self.session.state.lock().will.as_deref().cloned()
     }
 

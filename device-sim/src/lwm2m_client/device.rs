@@ -14,7 +14,7 @@ use super::blockwise::{self, Incoming, Received};
 pub use super::observe::{Attrs, Observation};
 use super::serve::{self, Answer};
 use super::store::{Exec, Store};
-use crate::types::Path;
+use roost_lwm2m::types::Path;
 
 #[derive(Debug, Clone)]
 pub struct DeviceConfig {
@@ -330,7 +330,10 @@ impl Device {
                 ] {
                     p.add_option(CoapOption::UriQuery, q.into_bytes());
                 }
-                p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(crate::types::format::LINK)));
+                p.add_option(
+                    CoapOption::ContentFormat,
+                    codec::encode_uint(u32::from(roost_lwm2m::types::format::LINK)),
+                );
                 p.payload = self.store.object_links().into_bytes();
                 self.objects_changed = false;
             }
@@ -341,7 +344,10 @@ impl Device {
                     p.add_option(CoapOption::UriPath, seg.clone().into_bytes());
                 }
                 if ask == Ask::Update && self.objects_changed {
-                    p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(crate::types::format::LINK)));
+                    p.add_option(
+                        CoapOption::ContentFormat,
+                        codec::encode_uint(u32::from(roost_lwm2m::types::format::LINK)),
+                    );
                     p.payload = self.store.object_links().into_bytes();
                     self.objects_changed = false;
                 }
@@ -351,7 +357,7 @@ impl Device {
                 p.add_option(CoapOption::UriPath, b"dp".to_vec());
                 p.add_option(
                     CoapOption::ContentFormat,
-                    codec::encode_uint(u32::from(crate::types::format::SENML_CBOR)),
+                    codec::encode_uint(u32::from(roost_lwm2m::types::format::SENML_CBOR)),
                 );
                 p.payload = self.report(now);
             }

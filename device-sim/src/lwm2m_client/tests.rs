@@ -7,7 +7,7 @@ use roost_coap::codec;
 
 use super::device::{Device, DeviceConfig, Event};
 
-use crate::types::{Value, format};
+use roost_lwm2m::types::{Value, format};
 
 struct Rig {
     dev: Device,
@@ -194,15 +194,16 @@ fn reads_in_text_and_the_default_format_for_instances() {
     let accept_tlv = [(CoapOption::Accept, codec::encode_uint(u32::from(format::TLV)))];
     let r = rig.request(RequestType::Get, "/3/0/2", &accept_tlv, b"", rig.at(1));
     assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
-    let one = crate::content::decode(format::TLV, "/3/0/2".parse().unwrap(), &r.payload, &|_| {
-        Some(crate::types::Kind::String)
+    let one = roost_lwm2m::content::decode(format::TLV, "/3/0/2".parse().unwrap(), &r.payload, &|_| {
+        Some(roost_lwm2m::types::Kind::String)
     })
     .unwrap();
     assert_eq!(one[0].value, Value::String("ep-1".into()));
     let r = rig.get("/3/0", rig.at(1));
     assert_eq!((code(&r), cf(&r)), ("2.05".into(), Some(11542)));
-    let registry = crate::objects::Registry::builtin();
-    let all = crate::content::decode(format::TLV, "/3/0".parse().unwrap(), &r.payload, &|p| registry.kind(p)).unwrap();
+    let registry = roost_lwm2m::objects::Registry::builtin();
+    let all =
+        roost_lwm2m::content::decode(format::TLV, "/3/0".parse().unwrap(), &r.payload, &|p| registry.kind(p)).unwrap();
     assert!(
         all.iter().any(|rec| rec.path.to_string() == "/3/0/2" && rec.value == Value::String("ep-1".into())),
         "{all:?}"

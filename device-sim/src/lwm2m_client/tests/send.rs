@@ -1,7 +1,7 @@
 //! Send reports (1.1 `POST /dp`) from the simulated device.
 
 use super::*;
-use crate::types::Path;
+use roost_lwm2m::types::Path;
 
 #[test]
 fn send_reports_go_every_period_while_registered() {
@@ -21,7 +21,7 @@ fn send_reports_go_every_period_while_registered() {
         (dp.header.code, path_of(&dp), cf(&dp)),
         (MessageClass::Request(RequestType::Post), "dp".to_string(), Some(112))
     );
-    let records = crate::content::decode(format::SENML_CBOR, Path::ROOT, &dp.payload, &|_: &Path| None).unwrap();
+    let records = roost_lwm2m::content::decode(format::SENML_CBOR, Path::ROOT, &dp.payload, &|_: &Path| None).unwrap();
     assert_eq!((records.len(), records[0].path.to_string()), (1, "/3303/0/5700".to_string()));
     assert!(matches!(records[0].value, Value::Float(_)), "{records:?}");
     rig.ack(&dp, ResponseType::Changed, &[], rig.at(10));

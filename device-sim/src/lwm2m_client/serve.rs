@@ -9,8 +9,8 @@ use roost_coap::codec;
 
 use super::device::{Attrs, Device, Observation};
 use super::store::{self, Exec, Refusal, Store};
-use crate::content::{self, ContentError};
-use crate::types::{Path, Value, format};
+use roost_lwm2m::content::{self, ContentError};
+use roost_lwm2m::types::{Path, Value, format};
 
 pub struct Answer {
     pub response: Packet,
@@ -58,7 +58,7 @@ pub fn read_response(store: &Store, path: &Path, accept: Option<u16>) -> Result<
     };
     let fmt = accept.unwrap_or(default);
     // A format asked for that cannot carry these records (or is unknown): 4.06.
-    let payload = crate::content::encode(fmt, *path, &records)
+    let payload = roost_lwm2m::content::encode(fmt, *path, &records)
         .map_err(|_| if accept.is_some() { ResponseType::NotAcceptable } else { ResponseType::InternalServerError })?;
     let mut p = with_code(ResponseType::Content);
     p.add_option(CoapOption::ContentFormat, codec::encode_uint(u32::from(fmt)));

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::broker::Broker;
-use crate::session::Session;
+use super::Broker;
+use crate::session::{FlightState, InFlight, Queued, Session};
 use crate::store::{Change, StoreError, StoredSession};
 use crate::topic;
 
@@ -71,14 +71,10 @@ impl Broker {
                 st.next_seq = st.next_seq.max(seq + 1);
                 match m.packet_id {
                     Some(id) => {
-                        let state = if m.released {
-                            crate::session::FlightState::Released
-                        } else {
-                            crate::session::FlightState::Published
-                        };
-                        st.inflight.push_back(crate::session::InFlight { seq, id, pending: m.pending, state });
+                        let state = if m.released { FlightState::Released } else { FlightState::Published };
+                        st.inflight.push_back(InFlight { seq, id, pending: m.pending, state });
                     }
-                    None => st.queue.push_back(crate::session::Queued { seq, pending: m.pending }),
+                    None => st.queue.push_back(Queued { seq, pending: m.pending }),
                 }
             }
             st.awaiting_rel.extend(stored.awaiting_rel);

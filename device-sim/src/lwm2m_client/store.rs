@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::{Kind, Path, Record, Value};
+use roost_lwm2m::types::{Kind, Path, Record, Value};
 
 /// What the server may do with a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
