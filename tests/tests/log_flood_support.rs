@@ -121,7 +121,7 @@ impl SnDevice {
         sn.send(&Message::Connect(connect)).await;
         assert_eq!(sn.recv(WAIT).await, Some(Message::ConnAck { rc: ReturnCode::Accepted }));
         let flags = Flags { qos: SnQos::AtLeastOnce, ..Flags::default() };
-        sn.send(&Message::Subscribe { flags, msg_id: 1, topic: TopicRef::Name(filter.into()) }).await;
+        sn.send(&Message::Subscribe { flags, msg_id: codec::MsgId(1), topic: TopicRef::Name(filter.into()) }).await;
         match sn.recv(WAIT).await {
             Some(Message::SubAck { rc: ReturnCode::Accepted, .. }) => sn,
             other => panic!("SUBACK expected, got {other:?}"),
