@@ -58,7 +58,7 @@ async fn udp_flood(targets: Vec<(Target, SocketAddr)>, rate: u64, stop: Arc<Atom
                 sent.fetch_add(1, Relaxed);
             }
             n += 1;
-            if n % 20 == 0 {
+            if n.is_multiple_of(20) {
                 socket = flood::udp_socket(&mut rng).await.expect("bind a 127/8 source");
             }
         }
