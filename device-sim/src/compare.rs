@@ -4,6 +4,10 @@
 //! started on free loopback ports with the same in-flight and queue limits, the same
 //! scenario runs against each in turn, and the figures go into one table with the ratio
 //! Roost / mosquitto. The `targets` preset runs the issue's five targets in one go.
+//!
+//! With `--reference-roost-bin` the reference is another Roost build instead of mosquitto
+//! (same-run before/after comparisons of two commits), and `--roost-extra-config` appends
+//! TOML to the first Roost's config only (e.g. `[[rule]]` tables, to price a hook).
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -22,6 +26,8 @@ use crate::bench::{FlowConfig, FlowReport, StepReport, flow, run_steps};
 pub enum Kind {
     Roost,
     Mosquitto,
+    /// A second Roost build (`--reference-roost-bin`) in mosquitto's place.
+    RoostReference,
 }
 
 /// Limits both brokers get.
@@ -36,6 +42,25 @@ pub struct Brokers {
     pub roost_bin: PathBuf,
     pub mosquitto_bin: PathBuf,
     pub limits: Limits,
+    /// Compare against this Roost binary instead of mosquitto.
+    pub reference_roost_bin: Option<PathBuf>,
+    /// TOML appended to the config of the Roost under test (not the reference's).
+    pub roost_extra_config: String,
+}
+
+impl Brokers {
+    /// The broker each scenario is compared against.
+    pub fn reference(&self) -> Kind {
+        if self.reference_roost_bin.is_some() { Kind::RoostReference } else { Kind::Mosquitto }
+    }
+
+    /// The reference's column heading in the table.
+    pub fn reference_name(&self) -> &'static str {
+        match self.reference() {
+            Kind::RoostReference => "reference Roost",
+            _ => "mosquitto",
+        }
+    }
 }
 
 /// A broker process on a loopback port; killed on drop.
@@ -51,16 +76,18 @@ impl BrokerProcess {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let Limits { max_inflight, max_queued } = brokers.limits;
+        let roost_toml = dir.path().join("roost.toml");
         let (bin, config_path, args): (&Path, PathBuf, Vec<&str>) = match kind {
-            Kind::Roost => (&brokers.roost_bin, dir.path().join("roost.toml"), vec!["--config"]),
+            Kind::Roost => (&brokers.roost_bin, roost_toml, vec!["--config"]),
+            Kind::RoostReference => {
+                let bin = brokers.reference_roost_bin.as_deref().context("no reference roost binary")?;
+                (bin, roost_toml, vec!["--config"])
+            }
             Kind::Mosquitto => (&brokers.mosquitto_bin, dir.path().join("mosquitto.conf"), vec!["-c"]),
         };
         let config = match kind {
-            Kind::Roost => format!(
-                "[log]\nlevel = \"warn\"\n[mqtt]\nbind = [\"127.0.0.1:{port}\"]\n\
-                 [limits]\nmax_inflight = {max_inflight}\nmax_queued_messages = {max_queued}\n\
-                 [mqttsn]\nbind = []\n[coap]\nbind = []\n[lorawan]\nbind = []\n[lwm2m]\nbind = []\n[http]\nbind = []\n[storage]\nbackend = \"memory\"\n"
-            ),
+            Kind::Roost => format!("{}{}", roost_config(port, brokers.limits), brokers.roost_extra_config),
+            Kind::RoostReference => roost_config(port, brokers.limits),
             Kind::Mosquitto => format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
                  max_inflight_messages {max_inflight}\nmax_queued_messages {max_queued}\n\
@@ -104,6 +131,16 @@ impl Drop for BrokerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Roost's config in `compare`: MQTT only, the shared limits, in-memory storage.
+fn roost_config(port: u16, limits: Limits) -> String {
+    let Limits { max_inflight, max_queued } = limits;
+    format!(
+        "[log]\nlevel = \"warn\"\n[mqtt]\nbind = [\"127.0.0.1:{port}\"]\n\
+         [limits]\nmax_inflight = {max_inflight}\nmax_queued_messages = {max_queued}\n\
+         [mqttsn]\nbind = []\n[coap]\nbind = []\n[lorawan]\nbind = []\n[lwm2m]\nbind = []\n[http]\nbind = []\n[storage]\nbackend = \"memory\"\n"
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -246,10 +283,10 @@ pub fn rows(name: &str, roost: &Outcome, mosq: &Outcome) -> Vec<Row> {
     }
 }
 
-/// The table as Markdown.
-pub fn table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| scenario | metric | Roost | mosquitto | Roost/mosquitto |\n| --- | --- | ---: | ---: | ---: |\n",
+/// The table as Markdown; `reference` heads the second column (`Brokers::reference_name`).
+pub fn table(rows: &[Row], reference: &str) -> String {
+    let mut out = format!(
+        "| scenario | metric | Roost | {reference} | Roost/{reference} |\n| --- | --- | ---: | ---: | ---: |\n"
     );
     for r in rows {
         let ratio = r.ratio.map_or("-".to_string(), |x| format!("{x:.2}"));
@@ -289,18 +326,20 @@ pub struct NamedRun {
     pub mosquitto: Outcome,
 }
 
-/// Runs each named scenario against a fresh Roost, then a fresh mosquitto.
+/// Runs each named scenario against a fresh Roost, then a fresh reference (mosquitto, or
+/// the reference Roost build).
 pub fn compare(brokers: &Brokers, scenarios: &[(String, Scenario)]) -> anyhow::Result<Comparison> {
     let mut all_rows = Vec::new();
     let mut runs = Vec::new();
     for (name, scenario) in scenarios {
         let mut outcomes = Vec::new();
-        for kind in [Kind::Roost, Kind::Mosquitto] {
+        for kind in [Kind::Roost, brokers.reference()] {
             eprintln!("== {name} against {kind:?}");
             let broker = BrokerProcess::start(kind, brokers)?;
             let tag = match kind {
                 Kind::Roost => "r",
                 Kind::Mosquitto => "m",
+                Kind::RoostReference => "b",
             };
             let outcome = run_scenario(scenario, &broker.addr(), Some(broker.pid()), tag)
                 .with_context(|| format!("{name} against {kind:?}"))?;
@@ -308,7 +347,7 @@ pub fn compare(brokers: &Brokers, scenarios: &[(String, Scenario)]) -> anyhow::R
             drop(broker);
             outcomes.push(outcome);
         }
-        let mosquitto = outcomes.pop().context("mosquitto outcome")?;
+        let mosquitto = outcomes.pop().context("reference outcome")?;
         let roost = outcomes.pop().context("roost outcome")?;
         all_rows.extend(rows(name, &roost, &mosquitto));
         runs.push(NamedRun { scenario: name.clone(), roost, mosquitto });

@@ -65,6 +65,14 @@ enum Cmd {
         roost_bin: Option<PathBuf>,
         #[arg(long, global = true, default_value = "/usr/sbin/mosquitto")]
         mosquitto_bin: PathBuf,
+        /// Compare against this second Roost binary instead of mosquitto (e.g. an older
+        /// commit's build, for a same-run before/after table).
+        #[arg(long, global = true)]
+        reference_roost_bin: Option<PathBuf>,
+        /// A TOML file appended to the config of the Roost under test only (not the
+        /// reference's), e.g. `[[rule]]` tables to measure what a hook costs.
+        #[arg(long, global = true)]
+        roost_extra_config: Option<PathBuf>,
         /// In-flight QoS 1/2 messages per session, for both brokers.
         #[arg(long, global = true, default_value_t = 32)]
         max_inflight: u32,
@@ -395,11 +403,27 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Compare { json, roost_bin, mosquitto_bin, max_inflight, max_queued, scenario } => {
+        Cmd::Compare {
+            json,
+            roost_bin,
+            mosquitto_bin,
+            reference_roost_bin,
+            roost_extra_config,
+            max_inflight,
+            max_queued,
+            scenario,
+        } => {
+            let roost_extra_config = match roost_extra_config {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("--roost-extra-config {}: {e}", path.display()))?,
+                None => String::new(),
+            };
             let brokers = Brokers {
                 roost_bin: roost_bin.unwrap_or_else(compare::default_roost_bin),
                 mosquitto_bin,
                 limits: Limits { max_inflight, max_queued },
+                reference_roost_bin,
+                roost_extra_config: format!("\n{roost_extra_config}"),
             };
             let scenarios = match &scenario {
                 CompareCmd::One(b) => vec![(b.name().to_string(), b.scenario()?)],
@@ -410,7 +434,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&c)?);
             } else {
                 println!("limits for both brokers: max_inflight {max_inflight}, max_queued_messages {max_queued}\n");
-                print!("{}", compare::table(&c.rows));
+                print!("{}", compare::table(&c.rows, brokers.reference_name()));
             }
             Ok(())
         }

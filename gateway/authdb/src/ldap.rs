@@ -105,24 +105,12 @@ impl Backend for Ldap {
 /// A rustls client config trusting the PEM certificates in `ca_file`, or without one the
 /// Mozilla roots (`webpki-roots`, as the rest of Roost).
 fn client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
     let Some(path) = ca_file else {
+        let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         return finish(roots);
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate", path.display()));
-    }
-    for c in certs {
-        roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    finish(roots)
+    finish(roost_core::pem::root_store(path)?)
 }
 
 fn finish(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {

@@ -10,10 +10,11 @@
 //! - [`cluster`]: the extension point a cluster of nodes (roost-cluster) plugs into
 //! - [`admin`]: listings for the HTTP API; [`trace`]: per-client / per-topic trace files
 //! - [`peerlog`]: peer-caused log lines, rate-limited per reason and source ([`peer_log!`])
+//! - [`pem`]: the TLS file loader every rustls endpoint of Roost uses
 //! - [`datagram`]: the engine every UDP protocol runs its devices on
 //!
 //! Modules import only those below them, so none imports another that imports it back:
-//! [`types`] and [`settings`] (leaves) <- [`topic`] <- [`auth`], [`metrics`], `retained`,
+//! [`types`], [`settings`] and [`pem`] (leaves) <- [`topic`] <- [`auth`], [`metrics`], `retained`,
 //! [`store`] <- [`hooks`], [`trace`] <- [`session`] <- [`cluster`] <- [`router`] <-
 //! [`broker`] <- [`admin`], [`datagram`]. A broker method lives in a `broker/` file; what
 //! a lower module must call back (the cluster, the store) is a trait it declares.
@@ -29,6 +30,7 @@ pub mod hooks;
 pub mod limit;
 pub mod metrics;
 pub mod peerlog;
+pub mod pem;
 mod retained;
 pub mod router;
 pub mod session;

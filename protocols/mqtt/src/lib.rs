@@ -12,7 +12,8 @@
 pub mod codec;
 pub mod connect;
 pub mod driver;
-pub mod pem;
+/// The TLS file loader (moved to roost-core so every rustls endpoint shares it).
+pub use roost_core::pem;
 pub mod properties;
 pub mod proxy;
 pub mod session;

@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::{Output, Sink, SinkError};
@@ -135,16 +134,7 @@ fn headers_of(headers: &BTreeMap<String, String>) -> Result<Vec<(String, Templat
 fn connector(ca_file: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, SinkError> {
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| SinkError(format!("ca_file {}: {e}", path.display())))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SinkError(format!("ca_file {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(SinkError(format!("ca_file {}: no certificates", path.display())));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| SinkError(format!("ca_file {}: {e}", path.display())))?;
-        }
+        roost_core::pem::add_roots(&mut roots, path).map_err(|e| SinkError(format!("ca_file {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

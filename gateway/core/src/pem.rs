@@ -1,7 +1,7 @@
-//! TLS files (RFC 7468 PEM) for every rustls endpoint of the MQTT side: the listeners'
-//! acceptor ([`crate::transport`]) and the bridge's upstream connector (`roost-bridge`, which
-//! depends on this crate). Errors name the file; a key's own error is never printed with its
-//! contents.
+//! TLS files (RFC 7468 PEM) for every rustls endpoint of Roost: the MQTT listeners'
+//! acceptor, the bridge's upstream connector, the rules' HTTPS action and the LDAP auth
+//! source. One loader, so every endpoint names the file in its errors the same way; a key's
+//! own error is never printed with its contents. A leaf module: it imports nothing of the crate.
 
 use std::path::Path;
 
@@ -29,10 +29,16 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// A root store holding the CA certificates of a PEM file.
 pub fn root_store(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
+    add_roots(&mut roots, path)?;
+    Ok(roots)
+}
+
+/// Adds the CA certificates of a PEM file to `roots` (e.g. on top of the web's roots).
+pub fn add_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), String> {
     for c in certificates(path)? {
         roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(roots)
+    Ok(())
 }
 
 #[cfg(test)]
