@@ -18,6 +18,7 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod coap;
+pub mod flood;
 pub mod lwm2m;
 pub mod lwm2m_peer;
 pub mod mariadb;

@@ -28,6 +28,8 @@ mod crash;
 mod dashboard;
 mod jwt_support;
 mod limits;
+mod log_flood;
+mod log_flood_support;
 mod lorawan;
 mod lwm2m;
 mod malformed;

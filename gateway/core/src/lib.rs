@@ -9,6 +9,7 @@
 //! - `retained`, [`topic`], [`auth`], [`hooks`], [`metrics`], [`store`], [`settings`]
 //! - [`cluster`]: the extension point a cluster of nodes (roost-cluster) plugs into
 //! - [`admin`]: listings for the HTTP API; [`trace`]: per-client / per-topic trace files
+//! - [`peerlog`]: peer-caused log lines, rate-limited per reason and source ([`peer_log!`])
 //! - [`pem`]: the TLS file loader every rustls endpoint of Roost uses
 //! - [`datagram`]: the engine every UDP protocol runs its devices on
 //!
@@ -28,6 +29,7 @@ pub mod datagram;
 pub mod hooks;
 pub mod limit;
 pub mod metrics;
+pub mod peerlog;
 pub mod pem;
 mod retained;
 pub mod router;

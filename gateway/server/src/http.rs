@@ -199,6 +199,13 @@ impl Collector for BrokerCollector {
         let limited = m.limited.iter().map(|(what, n)| (*what, *n));
         let help = "Connections, reads and datagrams held back or refused by flood control";
         counter_family(&mut encoder, "limited", help, "what", limited)?;
+        // Every event the log rate-limits (roost_core::peerlog), logged or not.
+        let peer = roost_core::peerlog::global();
+        let help = "Events peers caused (malformed input, refused connections, failed handshakes), by reason; \
+                    all counted, the log rate-limited";
+        counter_family(&mut encoder, "peer_events", help, "reason", peer.events())?;
+        let help = "Log lines of peer events not written (rate limit per reason and source)";
+        counter(&mut encoder, "peer_log_suppressed", help, peer.suppressed())?;
         counter(&mut encoder, "connects", "Connections accepted since start", m.connects_total)?;
         counter(&mut encoder, "received_bytes", "Bytes received from clients", m.bytes_received)?;
         counter(&mut encoder, "sent_bytes", "Bytes sent to clients", m.bytes_sent)?;

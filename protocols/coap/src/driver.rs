@@ -57,7 +57,7 @@ impl<O: Outbound> Demux<O> {
             Ok(p) => p,
             Err(e) => {
                 Counters::bump(&self.ctx.counters.malformed);
-                tracing::info!(peer = %addr, "malformed CoAP datagram: {e}");
+                roost_core::peer_log!(INFO, "coap.malformed", addr, peer = %addr, "malformed CoAP datagram: {e}");
                 // §4.2: a CON we cannot process is rejected with RST; the rest is dropped.
                 if let Some(h) = codec::raw_header(bytes)
                     && h.confirmable
@@ -106,14 +106,14 @@ impl<O: Outbound> Demux<O> {
             || route != Route::Connection && (!self.ctx.settings.connection_required || identity.is_some());
         if !creates {
             Counters::bump(&self.ctx.counters.unauthorized);
-            tracing::info!(peer = %addr, client_id = %key, "CoAP request for an unknown or expired connection refused");
+            roost_core::peer_log!(INFO, "coap.unknown_connection", addr, peer = %addr, client_id = %key, "CoAP request for an unknown or expired connection refused");
             let resp = session::diag(ResponseType::Unauthorized, "unknown or expired connection");
             self.answer(addr, &packet, resp).await;
             return;
         }
         if self.ctx.counters.sessions.load(Relaxed) >= self.ctx.settings.max_sessions as u64 {
             Counters::bump(&self.ctx.counters.rejected_sessions);
-            tracing::warn!(peer = %addr, "CoAP session refused: coap.max_sessions reached");
+            roost_core::peer_log!(WARN, "coap.max_sessions", addr, peer = %addr, "CoAP session refused: coap.max_sessions reached");
             let resp = session::diag(ResponseType::ServiceUnavailable, "too many devices");
             self.answer(addr, &packet, resp).await;
             return;
@@ -169,7 +169,7 @@ impl<O: Outbound> Demux<O> {
                 self.ctx.broker.metrics().bytes_out(Protocol::Coap, b.len());
                 self.out.transmit(Bytes::from(b), addr).await;
             }
-            Err(e) => tracing::warn!(peer = %addr, "{e}"),
+            Err(e) => roost_core::peer_log!(WARN, "coap.unencodable", addr, peer = %addr, "{e}"),
         }
     }
 }

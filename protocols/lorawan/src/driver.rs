@@ -295,7 +295,7 @@ impl Driver {
             Ok(p) => p,
             Err(e) => {
                 bump(if e.is_unknown_version() { &c.unknown_version } else { &c.malformed });
-                tracing::info!(peer = %from, "Semtech UDP datagram dropped: {e}");
+                roost_core::peer_log!(INFO, "lorawan.malformed", from, peer = %from, "Semtech UDP datagram dropped: {e}");
                 return;
             }
         };
@@ -349,7 +349,7 @@ impl Driver {
             }
             other => {
                 bump(&c.unexpected);
-                tracing::info!(peer = %from, packet = other.name(), "Semtech UDP datagram a gateway does not send: dropped");
+                roost_core::peer_log!(INFO, "lorawan.unexpected", from, peer = %from, packet = other.name(), "Semtech UDP datagram a gateway does not send: dropped");
             }
         }
     }
@@ -390,7 +390,7 @@ impl Driver {
             Mode::Bridge => {
                 let Some(phy) = rxpk.payload() else {
                     bump(&self.ctx.counters.malformed);
-                    tracing::info!(%gateway, "rxpk data is not base64: dropped");
+                    roost_core::peer_log!(INFO, "lorawan.rxpk_not_base64", roost_core::peerlog::Source::Others, %gateway, "rxpk data is not base64: dropped");
                     return;
                 };
                 let topic = bridge::topic(&self.ctx.settings.bridge.topic_prefix, gateway, "event/up");
@@ -446,7 +446,8 @@ impl Driver {
         let stale: Vec<GatewayEui> =
             self.gateways.iter().filter(|(_, g)| now.duration_since(g.last_seen) >= timeout).map(|(e, _)| *e).collect();
         for eui in stale {
-            tracing::info!(gateway = %eui, "LoRaWAN gateway silent past lorawan.gateway_timeout: offline");
+            let from = self.gateways.get(&eui).map(|g| g.address);
+            roost_core::peer_log!(INFO, "lorawan.gateway_offline", from, gateway = %eui, "LoRaWAN gateway silent past lorawan.gateway_timeout: offline");
             self.drop_gateway(eui).await;
         }
         self.expire_downlinks(now).await;

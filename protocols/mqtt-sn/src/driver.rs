@@ -43,7 +43,7 @@ fn encode(ctx: &Context, key: &PeerKey, msg: &Message) -> Option<Bytes> {
     let bytes = match codec::to_bytes(msg) {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(peer = %key.addr, "{e}");
+            roost_core::peer_log!(WARN, "mqttsn.unencodable", key.addr, peer = %key.addr, "{e}");
             return None;
         }
     };
@@ -52,7 +52,7 @@ fn encode(ctx: &Context, key: &PeerKey, msg: &Message) -> Option<Bytes> {
         Some(node) => match codec::encode_encapsulated(0, node, &bytes) {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(peer = %key.addr, "{e}");
+                roost_core::peer_log!(WARN, "mqttsn.unencodable", key.addr, peer = %key.addr, "{e}");
                 return None;
             }
         },
@@ -139,7 +139,7 @@ pub async fn serve(socket: UdpSocket, ctx: Arc<Context>, shutdown: CancellationT
             Message::Connect(_) => {
                 if ctx.counters.clients.load(Relaxed) >= ctx.settings.max_clients as u64 {
                     Counters::bump(&ctx.counters.rejected_clients);
-                    tracing::warn!(peer = %addr, "MQTT-SN CONNECT refused: mqttsn.max_clients reached");
+                    roost_core::peer_log!(WARN, "mqttsn.max_clients", addr, peer = %addr, "MQTT-SN CONNECT refused: mqttsn.max_clients reached");
                     send(&socket, &ctx, &key, &Message::ConnAck { rc: ReturnCode::Congestion }).await;
                     continue;
                 }
@@ -182,7 +182,7 @@ fn decode(ctx: &Context, addr: SocketAddr, data: &[u8]) -> Option<(PeerKey, Mess
 
 fn malformed(ctx: &Context, addr: SocketAddr, e: &codec::DecodeError) {
     Counters::bump(&ctx.counters.malformed);
-    tracing::info!(peer = %addr, "malformed MQTT-SN datagram dropped: {e}");
+    roost_core::peer_log!(INFO, "mqttsn.malformed", addr, peer = %addr, "malformed MQTT-SN datagram dropped: {e}");
 }
 
 /// QoS -1 (§6.8): a publish without a connection, to a predefined id or a short name. No
@@ -199,7 +199,7 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         TopicIdType::Normal => None,
     };
     let Some(name) = name else {
-        tracing::info!(peer = %addr, topic_id = p.topic_id.0, "MQTT-SN QoS -1 publish to an unknown or normal topic id dropped");
+        roost_core::peer_log!(INFO, "mqttsn.qos_minus_one_unknown_topic", addr, peer = %addr, topic_id = p.topic_id.0, "MQTT-SN QoS -1 publish to an unknown or normal topic id dropped");
         return;
     };
     Counters::bump(&ctx.counters.qos_minus_one);
@@ -218,7 +218,7 @@ fn publish_minus_one(ctx: &Context, addr: SocketAddr, p: codec::Publish) {
         p.flags.retain,
     );
     if let Err(e) = ctx.broker.publish_unconnected(&info, msg) {
-        tracing::info!(peer = %addr, "MQTT-SN QoS -1 publish refused: {e}");
+        roost_core::peer_log!(INFO, "mqttsn.qos_minus_one_refused", addr, peer = %addr, "MQTT-SN QoS -1 publish refused: {e}");
     }
 }
 

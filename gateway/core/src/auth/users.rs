@@ -240,7 +240,7 @@ impl AuthSource for PasswordFile {
             }
             match &user.client_id {
                 Some(bound) if bound != creds.client.client_id.as_str() => {
-                    tracing::info!(username, client_id = %creds.client.client_id, "user is bound to another client id");
+                    crate::peer_log!(INFO, "login.bound_client_id", creds.client.peer, username, client_id = %creds.client.client_id, "user is bound to another client id");
                     Verdict::Deny(AuthDecision::NotAuthorized)
                 }
                 _ => Verdict::Allow,

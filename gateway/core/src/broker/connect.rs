@@ -135,17 +135,17 @@ impl Broker {
             AuthDecision::Allow => {}
             AuthDecision::BadCredentials => {
                 inner.metrics.auth_failure();
-                tracing::warn!(client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: bad credentials");
+                crate::peer_log!(WARN, "login.bad_credentials", info.peer, client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: bad credentials");
                 return Err(ConnectError::BadCredentials);
             }
             AuthDecision::NotAuthorized => {
                 inner.metrics.auth_failure();
-                tracing::warn!(client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: not authorized");
+                crate::peer_log!(WARN, "login.not_authorized", info.peer, client_id = %info.client_id, username = ?info.username, protocol = info.protocol_name(), peer = ?info.peer, "login failed: not authorized");
                 return Err(ConnectError::NotAuthorized);
             }
         }
         if inner.metrics.connections() >= inner.settings.max_connections as u64 {
-            tracing::warn!(client_id = %info.client_id, "connect refused: max_connections reached");
+            crate::peer_log!(WARN, "connect.max_connections", info.peer, client_id = %info.client_id, "connect refused: max_connections reached");
             return Err(ConnectError::ServerBusy);
         }
         Ok(info)

@@ -140,7 +140,7 @@ impl Connection {
         }
         let inner = &self.broker.inner;
         if !inner.authorizer.check(&self.info, Action::Subscribe, filter) {
-            tracing::info!(client_id = %self.info.client_id, filter, "subscribe denied by ACL");
+            crate::peer_log!(INFO, "acl.subscribe_denied", self.info.peer, client_id = %self.info.client_id, filter, "subscribe denied by ACL");
             return Err(SubscribeError::NotAuthorized);
         }
         {
@@ -170,7 +170,7 @@ impl Connection {
     pub fn retained(&self, topic: &str) -> Result<Option<Arc<Message>>, SubscribeError> {
         topic::validate_name(topic, self.settings())?;
         if !self.broker.inner.authorizer.check(&self.info, Action::Subscribe, topic) {
-            tracing::info!(client_id = %self.info.client_id, topic, "retained read denied by ACL");
+            crate::peer_log!(INFO, "acl.retained_denied", self.info.peer, client_id = %self.info.client_id, topic, "retained read denied by ACL");
             return Err(SubscribeError::NotAuthorized);
         }
         Ok(self.broker.inner.retained.matching(topic, Instant::now()).into_iter().next())

@@ -178,7 +178,7 @@ impl Broker {
         topic::validate_name(&msg.topic, &inner.settings)?;
         if !inner.authorizer.check(client, Action::Publish, &msg.topic) {
             inner.metrics.dropped(DropReason::NotAuthorized);
-            tracing::info!(client_id = %client.client_id, topic = %msg.topic, "publish denied by ACL");
+            crate::peer_log!(INFO, "acl.publish_denied", client.peer, client_id = %client.client_id, topic = %msg.topic, "publish denied by ACL");
             return Err(PublishError::NotAuthorized);
         }
         msg.publisher = Some(client.client_id.clone());

@@ -158,7 +158,7 @@ impl Demux {
                 let _ = p.tx.try_send(Bytes::copy_from_slice(datagram));
                 return;
             }
-            tracing::info!(peer = %addr, "DTLS: new session from a known address; the old one is dropped");
+            roost_core::peer_log!(INFO, "dtls.new_session", addr, peer = %addr, "DTLS: new session from a known address; the old one is dropped");
             self.peers.remove(&addr);
             self.shared.writers.lock().remove(&addr);
             counters.peers.fetch_sub(1, Relaxed);
@@ -166,7 +166,7 @@ impl Demux {
         let settings = &self.shared.settings;
         if self.shared.handshaking.load(Relaxed) >= settings.max_handshakes || self.peers.len() >= settings.max_peers {
             counters.refused.fetch_add(1, Relaxed);
-            tracing::warn!(peer = %addr, "DTLS ClientHello dropped: coap.dtls max_handshakes or max_peers reached");
+            roost_core::peer_log!(WARN, "dtls.max_handshakes", addr, peer = %addr, "DTLS ClientHello dropped: coap.dtls max_handshakes or max_peers reached");
             return;
         }
         self.start_peer(addr, datagram, hello);
@@ -205,13 +205,13 @@ async fn peer_task(channel: PeerChannel, hello: records::ClientHello, generation
         Ok(Ok(sec)) => Arc::from(sec),
         Ok(Err(e)) => {
             s.counters.handshakes_failed.fetch_add(1, Relaxed);
-            tracing::warn!(peer = %addr, "DTLS handshake failed: {e}");
+            roost_core::peer_log!(WARN, "dtls.handshake_failed", addr, peer = %addr, "DTLS handshake failed: {e}");
             let _ = s.ended.send((addr, generation));
             return;
         }
         Err(_) => {
             s.counters.handshakes_timed_out.fetch_add(1, Relaxed);
-            tracing::info!(peer = %addr, "DTLS handshake timed out");
+            roost_core::peer_log!(INFO, "dtls.handshake_timeout", addr, peer = %addr, "DTLS handshake timed out");
             let _ = s.ended.send((addr, generation));
             return;
         }

@@ -345,7 +345,7 @@ impl Session {
             (Some(t), Some(given), Some(_)) if t == given => Ok(()),
             _ => {
                 Counters::bump(&self.ctx.counters.unauthorized);
-                tracing::info!(client_id = %self.client_id, "CoAP request refused: missing, wrong or expired token");
+                roost_core::peer_log!(INFO, "coap.bad_token", self.peer, client_id = %self.client_id, "CoAP request refused: missing, wrong or expired token");
                 Err(diag(ResponseType::Unauthorized, "missing, wrong or expired token"))
             }
         }
@@ -381,7 +381,7 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                tracing::info!(client_id = %self.client_id, peer = %peer, "CoAP connection refused: {e}");
+                roost_core::peer_log!(INFO, "coap.connect_refused", peer, client_id = %self.client_id, peer = %peer, "CoAP connection refused: {e}");
                 let code = match e {
                     ConnectError::BadCredentials | ConnectError::NotAuthorized => {
                         Counters::bump(&self.ctx.counters.unauthorized);

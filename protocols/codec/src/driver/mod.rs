@@ -57,7 +57,7 @@ fn log_close(listener: &str, peer: SocketAddr, client_id: Option<String>, close:
     let client_id = client_id.unwrap_or_default();
     match close.reason {
         DisconnectReason::Abnormal => {
-            tracing::info!(listener, %peer, client_id, why = %close.why, "codec: connection closed")
+            roost_core::peer_log!(INFO, "codec.protocol_error", peer, listener, %peer, client_id, why = %close.why, "codec: connection closed")
         }
         _ => tracing::debug!(listener, %peer, client_id, why = %close.why, "codec: connection closed"),
     }

@@ -40,7 +40,7 @@ pub(super) async fn serve(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(listener = %listener.settings.name, %peer, "limits.max_connections reached; connection refused");
+            roost_core::peer_log!(WARN, "codec.max_connections", peer, listener = %listener.settings.name, %peer, "limits.max_connections reached; connection refused");
             continue;
         };
         let _ = stream.set_nodelay(true);

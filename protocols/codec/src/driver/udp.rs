@@ -51,7 +51,7 @@ pub(super) async fn serve(
             }
         };
         if n > limits.max_frame_size {
-            tracing::info!(listener = %name, %peer, "datagram over limits.max_frame_size; dropped");
+            roost_core::peer_log!(INFO, "codec.too_large", peer, listener = %name, %peer, "datagram over limits.max_frame_size; dropped");
             continue;
         }
         listener.broker.metrics().bytes_in(Protocol::Codec, n);
@@ -60,20 +60,20 @@ pub(super) async fn serve(
             Ok(Some(id)) => Key::Id(id),
             Ok(None) => Key::Addr(peer),
             Err(panic) => {
-                tracing::error!(listener = %name, %peer, panic = %panic, "codec device_key panicked; datagram dropped");
+                roost_core::peer_log!(ERROR, "codec.device_key_panic", peer, listener = %name, %peer, panic = %panic, "codec device_key panicked; datagram dropped");
                 continue;
             }
         };
         let first = match demux.dispatch(&key, (datagram, peer)) {
             Dispatch::Queued => continue,
             Dispatch::Busy(_) => {
-                tracing::info!(listener = %name, %peer, "device has limits.max_pending_datagrams waiting; datagram dropped");
+                roost_core::peer_log!(INFO, "codec.busy", peer, listener = %name, %peer, "device has limits.max_pending_datagrams waiting; datagram dropped");
                 continue;
             }
             Dispatch::Unknown(first) => first,
         };
         if demux.len() >= limits.max_connections {
-            tracing::warn!(listener = %name, %peer, "limits.max_connections devices; datagram from a new device dropped");
+            roost_core::peer_log!(WARN, "codec.max_connections", peer, listener = %name, %peer, "limits.max_connections devices; datagram from a new device dropped");
             continue;
         }
         let device = UdpDevice(Device::new(listener.clone(), peer, Instant::now()));

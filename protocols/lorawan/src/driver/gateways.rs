@@ -45,7 +45,7 @@ impl Driver {
         }
         if self.gateways.len() >= self.ctx.settings.max_gateways {
             bump(&self.ctx.counters.gateways_refused);
-            tracing::warn!(gateway = %eui, "LoRaWAN gateway dropped: lorawan.max_gateways reached");
+            roost_core::peer_log!(WARN, "lorawan.max_gateways", from, gateway = %eui, peer = %from, "LoRaWAN gateway dropped: lorawan.max_gateways reached");
             return false;
         }
         let bridge = self.ctx.settings.mode == Mode::Bridge;
@@ -63,11 +63,11 @@ impl Driver {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 bump(&self.ctx.counters.gateways_refused);
-                tracing::warn!(gateway = %eui, "LoRaWAN gateway refused by the broker: {e}");
+                roost_core::peer_log!(WARN, "lorawan.gateway_refused", from, gateway = %eui, peer = %from, "LoRaWAN gateway refused by the broker: {e}");
                 return false;
             }
         };
-        tracing::info!(gateway = %eui, peer = %from, "LoRaWAN gateway connected");
+        roost_core::peer_log!(INFO, "lorawan.gateway_connected", from, gateway = %eui, peer = %from, "LoRaWAN gateway connected");
         let stop = self.shutdown.child_token();
         if bridge {
             for kind in ["command/down", "command/config"] {

@@ -25,7 +25,7 @@ impl NetworkServer {
         let Some((_, first)) = rx.first() else { return };
         let region = self.settings.region;
         let Some(up_dr) = region.uplink_dr(&first.datr) else {
-            tracing::info!(dev_eui = %jr.dev_eui, datr = ?first.datr, "JoinRequest at a data rate unknown in {}: dropped", region.as_str());
+            roost_core::peer_log!(INFO, "lorawan.join_data_rate", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, datr = ?first.datr, "JoinRequest at a data rate unknown in {}: dropped", region.as_str());
             return;
         };
         let dev_addr = self.allocate_dev_addr();
@@ -100,7 +100,7 @@ impl NetworkServer {
     ) -> Option<AesKey> {
         if !self.devices.contains_key(&jr.dev_eui) {
             bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
+            roost_core::peer_log!(INFO, "lorawan.join_unknown_device", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, "JoinRequest from an unregistered device dropped");
             return None;
         }
         self.trace(
@@ -112,22 +112,22 @@ impl NetworkServer {
         let dev = self.devices.get(&jr.dev_eui)?;
         let Activation::Otaa { join_eui, app_key } = dev.settings.activation else {
             bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
+            roost_core::peer_log!(INFO, "lorawan.join_abp_device", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, "JoinRequest from an ABP device dropped");
             return None;
         };
         if join_eui.is_some_and(|e| e != jr.join_eui) {
             bump(&self.counters.unknown_devices);
-            tracing::info!(dev_eui = %jr.dev_eui, join_eui = %jr.join_eui, "JoinRequest with another JoinEUI dropped");
+            roost_core::peer_log!(INFO, "lorawan.join_other_join_eui", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, join_eui = %jr.join_eui, "JoinRequest with another JoinEUI dropped");
             return None;
         }
         if !phy::join_request_mic_ok(bytes, &app_key) {
             bump(&self.counters.mic_failures);
-            tracing::info!(dev_eui = %jr.dev_eui, "JoinRequest MIC invalid: dropped");
+            roost_core::peer_log!(INFO, "lorawan.join_mic", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, "JoinRequest MIC invalid: dropped");
             return None;
         }
         if dev.state.dev_nonces.contains(&jr.dev_nonce) {
             bump(&self.counters.dev_nonce_replays);
-            tracing::info!(dev_eui = %jr.dev_eui, dev_nonce = jr.dev_nonce, "JoinRequest DevNonce already used: dropped (replay)");
+            roost_core::peer_log!(INFO, "lorawan.join_dev_nonce_replay", roost_core::peerlog::Source::Others, dev_eui = %jr.dev_eui, dev_nonce = jr.dev_nonce, "JoinRequest DevNonce already used: dropped (replay)");
             return None;
         }
         Some(app_key)

@@ -108,13 +108,13 @@ impl NetworkServer {
             Ok(found) => found,
             Err(true) => {
                 bump(&self.counters.replays);
-                tracing::info!(dev_addr = %f.dev_addr, fcnt = f.fcnt16, "uplink replayed (old frame counter): dropped");
+                roost_core::peer_log!(INFO, "lorawan.uplink_replay", roost_core::peerlog::Source::Others, dev_addr = %f.dev_addr, fcnt = f.fcnt16, "uplink replayed (old frame counter): dropped");
                 return None;
             }
             Err(false) => {
                 if self.by_addr.contains_key(&f.dev_addr) {
                     bump(&self.counters.mic_failures);
-                    tracing::info!(dev_addr = %f.dev_addr, "uplink MIC invalid: dropped");
+                    roost_core::peer_log!(INFO, "lorawan.uplink_mic", roost_core::peerlog::Source::Others, dev_addr = %f.dev_addr, "uplink MIC invalid: dropped");
                 } else {
                     bump(&self.counters.unknown_devices);
                     tracing::debug!(dev_addr = %f.dev_addr, "uplink from an unknown DevAddr dropped");
@@ -143,12 +143,12 @@ impl NetworkServer {
         if let Some(last) = session.fcnt_up {
             if fcnt == last {
                 bump(&self.counters.replays);
-                tracing::info!(%dev_eui, fcnt, "uplink replayed (frame counter not increased): dropped");
+                roost_core::peer_log!(INFO, "lorawan.uplink_replay", roost_core::peerlog::Source::Others, %dev_eui, fcnt, "uplink replayed (frame counter not increased): dropped");
                 return None;
             }
             if fcnt - last > max_gap {
                 bump(&self.counters.fcnt_gaps);
-                tracing::info!(%dev_eui, fcnt, last, "uplink frame counter jumped past lorawan.network_server.max_fcnt_gap: dropped");
+                roost_core::peer_log!(INFO, "lorawan.uplink_fcnt_gap", roost_core::peerlog::Source::Others, %dev_eui, fcnt, last, "uplink frame counter jumped past lorawan.network_server.max_fcnt_gap: dropped");
                 return None;
             }
         }

@@ -330,7 +330,7 @@ impl<O: Outbound> Driver<O> {
         if let Some(b) = &self.ctx.settings.bootstrap
             && !b.identity_allows(&ep, user.as_deref())
         {
-            tracing::warn!(%ep, %peer, user = user.as_deref(), "LwM2M registration refused: the endpoint has bootstrap credentials of its own ([[lwm2m.bootstrap.device]]) and must register over DTLS with them");
+            roost_core::peer_log!(WARN, "lwm2m.needs_dtls", peer, %ep, %peer, user = user.as_deref(), "LwM2M registration refused: the endpoint has bootstrap credentials of its own ([[lwm2m.bootstrap.device]]) and must register over DTLS with them");
             self.server.connected(Instant::now(), ticket, Err(Refusal::Forbidden));
             return;
         }
@@ -367,7 +367,7 @@ async fn connect(
         receive_maximum: u16::MAX,
     };
     let conn = broker.connect(req).await.map_err(|e| {
-        tracing::info!(%ep, %peer, "LwM2M registration refused: {e}");
+        roost_core::peer_log!(INFO, "lwm2m.registration_refused", peer, %ep, %peer, "LwM2M registration refused: {e}");
         match e {
             ConnectError::BadCredentials | ConnectError::NotAuthorized => Refusal::Forbidden,
             ConnectError::ServerBusy | ConnectError::ShuttingDown => Refusal::Unavailable,
@@ -382,7 +382,7 @@ async fn connect(
         subscription_id: None,
     };
     if let Err(e) = conn.subscribe(commands, options).await {
-        tracing::info!(%ep, "LwM2M command topic {commands} refused: {e}");
+        roost_core::peer_log!(INFO, "lwm2m.command_topic_refused", roost_core::peerlog::Source::Others, %ep, "LwM2M command topic {commands} refused: {e}");
         conn.disconnect(DisconnectReason::Normal).await;
         return Err(Refusal::Forbidden);
     }

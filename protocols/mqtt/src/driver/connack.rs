@@ -29,7 +29,7 @@ pub(super) async fn admit(
     let accepted = match connect::validate(&connect, settings, ctx.broker.settings().retain_available, Some(peer)) {
         Ok(a) => a,
         Err(refused) => {
-            tracing::info!(%peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
+            roost_core::peer_log!(INFO, "mqtt.connect_refused", peer, %peer, client_id = %connect.client_id, why = %refused.why, "mqtt: CONNECT refused");
             let props = ConnAckProperties { reason_string: Some(refused.why), ..Default::default() };
             refuse(&mut io, refused.code, props).await;
             return None;

@@ -47,11 +47,11 @@ async fn open(
         r = proxied => match r {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
-                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: connection refused");
+                roost_core::peer_log!(INFO, "mqtt.proxy_refused", peer, %peer, transport = kind.as_str(), error = %e, "mqtt: connection refused");
                 return None;
             }
             Err(_) => {
-                tracing::debug!(%peer, "mqtt: PROXY header timed out");
+                roost_core::peer_log!(DEBUG, "mqtt.proxy_timeout", peer, %peer, "mqtt: PROXY header timed out");
                 return None;
             }
         },
@@ -62,11 +62,11 @@ async fn open(
         r = upgrade => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::info!(%peer, transport = kind.as_str(), error = %e, "mqtt: transport handshake failed");
+                roost_core::peer_log!(INFO, "mqtt.handshake_failed", peer, %peer, transport = kind.as_str(), error = %e, "mqtt: transport handshake failed");
                 return None;
             }
             Err(_) => {
-                tracing::debug!(%peer, transport = kind.as_str(), "mqtt: transport handshake timed out");
+                roost_core::peer_log!(DEBUG, "mqtt.handshake_timeout", peer, %peer, transport = kind.as_str(), "mqtt: transport handshake timed out");
                 return None;
             }
         },
@@ -97,12 +97,12 @@ async fn first_connect(
     };
     match first {
         Err(_) => {
-            tracing::debug!(%peer, "mqtt: no CONNECT within connect_timeout; closing");
+            roost_core::peer_log!(DEBUG, "mqtt.connect_timeout", peer, %peer, "mqtt: no CONNECT within connect_timeout; closing");
             None
         }
         Ok(Read::Closed) => None,
         Ok(Read::Error(DecodeError::UnsupportedProtocolVersion(level))) => {
-            tracing::info!(%peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
+            roost_core::peer_log!(INFO, "mqtt.unsupported_version", peer, %peer, level, "mqtt: CONNECT with unsupported protocol level; refused");
             // 3.1.1-format CONNACK, return code 0x01: the only format such a client may know.
             io.queue(&Packet::ConnAck(Box::new(ConnAck {
                 code: reason::UNSUPPORTED_PROTOCOL_VERSION,
@@ -112,12 +112,12 @@ async fn first_connect(
             None
         }
         Ok(Read::Error(e)) => {
-            tracing::info!(%peer, error = %e, "mqtt: bad first packet; closing");
+            roost_core::peer_log!(INFO, "mqtt.bad_first_packet", peer, %peer, error = %e, "mqtt: bad first packet; closing");
             None
         }
         Ok(Read::Packet(Packet::Connect(c))) => Some(c),
         Ok(Read::Packet(p)) => {
-            tracing::info!(%peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
+            roost_core::peer_log!(INFO, "mqtt.not_connect", peer, %peer, packet = ?packet_name(&p), "mqtt: first packet is not CONNECT; closing");
             None
         }
     }

@@ -203,7 +203,7 @@ async fn close_connection(mut io: Io, session: MqttSession, conn: Connection, cl
     }
     match close.send {
         Some(code) if code >= 0x80 && close.reason == roost_core::DisconnectReason::Abnormal => {
-            tracing::info!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed");
+            roost_core::peer_log!(INFO, "mqtt.protocol_error", peer, %peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed");
         }
         _ => tracing::debug!(%peer, client_id = %conn.client_id(), why = %close.why, "mqtt: connection closed"),
     }

@@ -104,12 +104,12 @@ impl Server {
             return resp;
         }
         let Ok(psk) = b.psk_for(&ep) else {
-            tracing::warn!(%ep, %peer, "LwM2M bootstrap refused: no bootstrap information for this endpoint (lwm2m.bootstrap.only_listed)");
+            roost_core::peer_log!(WARN, "lwm2m.bootstrap_refused", peer, %ep, %peer, "LwM2M bootstrap refused: no bootstrap information for this endpoint (lwm2m.bootstrap.only_listed)");
             resp.header.code = MessageClass::Response(ResponseType::BadRequest);
             resp.payload = b"no bootstrap information for this endpoint".to_vec();
             return resp;
         };
-        tracing::info!(%ep, %peer, psk = psk.map(|(id, _)| id), "LwM2M bootstrap request");
+        roost_core::peer_log!(INFO, "lwm2m.bootstrap_request", peer, %ep, %peer, psk = psk.map(|(id, _)| id), "LwM2M bootstrap request");
         let steps = steps(&b, psk);
         self.next_id = self.next_id.wrapping_add(1);
         let layer = MessageLayer::new(self.settings.transmission, self.seed ^ self.next_id, 16);
@@ -128,17 +128,17 @@ impl Server {
             Received::Acked(tag) if bs.current.is_some_and(|(t, _)| t == tag) => {
                 let tolerated = bs.current.is_some_and(|(_, t)| t);
                 if !ok && !tolerated {
-                    tracing::info!(ep = %bs.ep, "LwM2M bootstrap refused by the device: session ended");
+                    roost_core::peer_log!(INFO, "lwm2m.bootstrap_failed", peer, ep = %bs.ep, "LwM2M bootstrap refused by the device: session ended");
                     return true;
                 }
                 if bs.steps.is_empty() {
-                    tracing::info!(ep = %bs.ep, "LwM2M bootstrap finished");
+                    roost_core::peer_log!(INFO, "lwm2m.bootstrap_finished", peer, ep = %bs.ep, "LwM2M bootstrap finished");
                     return true;
                 }
                 bs.next(now);
             }
             Received::Reset(_) => {
-                tracing::info!(ep = %bs.ep, "LwM2M bootstrap reset by the device");
+                roost_core::peer_log!(INFO, "lwm2m.bootstrap_reset", peer, ep = %bs.ep, "LwM2M bootstrap reset by the device");
                 return true;
             }
             _ => {}
@@ -157,7 +157,7 @@ impl Server {
         for peer in due {
             let Some(mut bs) = self.bootstraps.remove(&peer) else { continue };
             if !bs.layer.handle_timeout(now).is_empty() {
-                tracing::info!(ep = %bs.ep, "LwM2M bootstrap timed out");
+                roost_core::peer_log!(INFO, "lwm2m.bootstrap_timeout", peer, ep = %bs.ep, "LwM2M bootstrap timed out");
                 continue;
             }
             self.drain_bootstrap(peer, bs);

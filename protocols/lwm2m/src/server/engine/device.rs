@@ -425,7 +425,7 @@ impl Device {
                     _ => false,
                 };
                 if !advanced {
-                    tracing::warn!(ep = %self.info.ep, path = %e.cmd.path, "LwM2M 2.31 Continue that fits no block sent; the write is abandoned");
+                    roost_core::peer_log!(WARN, "lwm2m.block1_abandoned", self.peer, ep = %self.info.ep, path = %e.cmd.path, "LwM2M 2.31 Continue that fits no block sent; the write is abandoned");
                     return fail(out, e, "bad_block");
                 }
                 let next = up.request(&e.cmd.request);
@@ -450,7 +450,7 @@ impl Device {
                     && b.num > 0
                     && let Err(why) = blockwise::same_representation(first, resp)
                 {
-                    tracing::warn!(ep = %self.info.ep, path = %e.cmd.path, block = b.num, "LwM2M Block2 response changed representation mid-way ({why}): not published");
+                    roost_core::peer_log!(WARN, "lwm2m.block2_changed", self.peer, ep = %self.info.ep, path = %e.cmd.path, block = b.num, "LwM2M Block2 response changed representation mid-way ({why}): not published");
                     return fail(out, e, why);
                 }
                 e.body.extend_from_slice(&resp.payload);

@@ -75,7 +75,7 @@ pub(super) fn reassemble(
             Inbound::Answer(p)
         }
         Block1Outcome::TooLarge => {
-            tracing::warn!(%peer, %key, "LwM2M request body over {MAX_REG_BODY} bytes refused: 4.13");
+            roost_core::peer_log!(WARN, "lwm2m.body_too_large", peer, %peer, %key, "LwM2M request body over {MAX_REG_BODY} bytes refused: 4.13");
             let mut p = answer(ResponseType::RequestEntityTooLarge);
             p.add_option(CoapOption::Size1, codec::encode_uint(MAX_REG_BODY as u32));
             Inbound::Answer(p)

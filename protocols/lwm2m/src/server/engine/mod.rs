@@ -212,7 +212,7 @@ impl Server {
             let Some(dev) = self.devices.get_mut(&id) else { continue };
             if now >= dev.expires_at() {
                 Counters::bump(&self.counters.expired);
-                tracing::info!(ep = %dev.info.ep, "LwM2M registration expired");
+                roost_core::peer_log!(INFO, "lwm2m.registration_expired", dev.peer, ep = %dev.info.ep, "LwM2M registration expired");
                 self.deregister(now, &id, "expired", DisconnectReason::Abnormal);
                 continue;
             }

@@ -50,7 +50,7 @@ impl Server {
         let ep = dev.info.ep.clone();
         if fmt != u32::from(format::SENML_JSON) && fmt != u32::from(format::SENML_CBOR) {
             Counters::bump(&self.counters.bad_sends);
-            tracing::warn!(%ep, format = fmt, "LwM2M Send refused: not SenML JSON (110) or SenML CBOR (112)");
+            roost_core::peer_log!(WARN, "lwm2m.send_bad_format", peer, %ep, format = fmt, "LwM2M Send refused: not SenML JSON (110) or SenML CBOR (112)");
             return answer(ResponseType::UnsupportedContentFormat, "Send takes SenML JSON (110) or SenML CBOR (112)");
         }
         let (payload, last_block) = match codec::Block::of(req, CoapOption::Block1) {
@@ -86,7 +86,7 @@ impl Server {
             }
             Err(e) => {
                 Counters::bump(&self.counters.bad_sends);
-                tracing::warn!(%ep, "LwM2M Send dropped: {e}");
+                roost_core::peer_log!(WARN, "lwm2m.send_malformed", peer, %ep, "LwM2M Send dropped: {e}");
                 answer(ResponseType::BadRequest, &e.to_string())
             }
         };
