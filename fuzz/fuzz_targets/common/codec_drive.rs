@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use roost_codec::{CloseReason, Codec, Downlink, Options, QoS, Registry, Uplink};
+use roost_codec::{CloseReason, Downlink, Options, QoS, Registry, Uplink};
 
 /// The answer the session gives to one uplink frame, if any.
 fn answer(up: &Uplink) -> Option<Downlink> {
