@@ -26,7 +26,10 @@ async fn mqttsn_fleet_is_acknowledged() {
             .map(|s| s.to_string())
             .collect();
     let out = run_sim(&args).await;
-    assert!(out.contains("20 connected (0 failed), 40 published, 40 acknowledged, 0 rejected, 0 timed out"), "{out}");
+    assert!(
+        out.contains("20 connected (0 failed), 0 gave up, 40 published, 40 acknowledged, 0 rejected, 0 timed out"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
